@@ -1,0 +1,90 @@
+//! The admin listener: `/healthz` (alive), `/readyz` (serving and not
+//! draining) and `/metrics` (Prometheus text format), on its own address so
+//! it can be kept off the network clients use.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+
+use crate::metrics::Metrics;
+
+/// Readiness shared between the listeners and the shutdown sequence.
+#[derive(Default)]
+pub struct Health {
+    ready: AtomicBool,
+}
+
+/// Answers admin requests.
+#[derive(Clone)]
+pub struct Admin {
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+}
+
+// === impl Health ===
+
+impl Health {
+    /// Marks the proxy ready (listening) or not (starting, draining).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Whether `/readyz` answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}
+
+// === impl Admin ===
+
+impl Admin {
+    /// An admin service over shared health and metrics.
+    pub fn new(health: Arc<Health>, metrics: Arc<Metrics>) -> Self {
+        Self { health, metrics }
+    }
+
+    /// Serves one admin request.
+    pub async fn serve<B>(&self, req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
+        if !matches!(*req.method(), Method::GET | Method::HEAD) {
+            return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"));
+        }
+        Ok(match req.uri().path() {
+            "/healthz" => text(StatusCode::OK, "ok\n"),
+            "/readyz" if self.health.is_ready() => text(StatusCode::OK, "ready\n"),
+            "/readyz" => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: starting or draining\n",
+            ),
+            "/metrics" => {
+                let mut resp = text(StatusCode::OK, self.metrics.render());
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                resp
+            }
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found; try /healthz, /readyz or /metrics\n",
+            ),
+        })
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    resp
+}

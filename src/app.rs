@@ -1,0 +1,333 @@
+//! Wiring: binds the listeners, builds the shared state, serves
+//! connections (TLS when configured, HTTP/1.1 and HTTP/2), and runs the
+//! graceful shutdown sequence.
+//!
+//! Shutdown: `/readyz` turns not-ready at once; the listener keeps
+//! accepting for `shutdown_delay` (so load balancers stop sending traffic);
+//! then it stops accepting, in-flight requests finish until
+//! `shutdown_grace` (counted from the signal) runs out, and the process
+//! exits.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use url::Url;
+
+use crate::admin::{Admin, Health};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::proxy::{BuildError, Proxy};
+use crate::tls::{self, TlsError};
+
+/// Time a client gets to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener address could not be bound.
+    #[error("{key}: cannot listen on {addr}: {source}")]
+    Bind {
+        /// The config key.
+        key: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// TLS material is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The proxy pipeline could not be built.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Metrics registration failed (a bug).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The public URL derived from the bound address is invalid.
+    #[error("listen.public_url: cannot derive it from {0}; set it explicitly")]
+    PublicUrl(SocketAddr),
+}
+
+/// A started proxy.
+pub struct Running {
+    /// Where the proxy listener is bound.
+    pub proxy_addr: SocketAddr,
+    /// Where the admin listener is bound.
+    pub admin_addr: SocketAddr,
+    /// The URL clients use.
+    pub public_url: Url,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+// === impl Running ===
+
+impl Running {
+    /// Starts the shutdown sequence (what SIGTERM does).
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Waits until the shutdown sequence has finished.
+    pub async fn wait(self) {
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "server task failed");
+        }
+    }
+}
+
+/// Runs until SIGTERM or SIGINT, then drains and returns.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let running = start(config).await?;
+    wait_for_signal().await;
+    tracing::info!("shutdown signal received; draining");
+    running.shutdown();
+    running.wait().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Binds both listeners and starts serving; returns at once.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let listener = bind("listen.address", config.listen.address).await?;
+    let admin_listener = bind("admin.address", config.admin.address).await?;
+    let proxy_addr = local_addr("listen.address", &listener, config.listen.address)?;
+    let admin_addr = local_addr("admin.address", &admin_listener, config.admin.address)?;
+    let public_url = match &config.listen.public_url {
+        Some(url) => url.clone(),
+        None => derive_public_url(proxy_addr, config.listen.tls())?,
+    };
+
+    let metrics = Arc::new(Metrics::new(Registry::new())?);
+    let health = Arc::new(Health::default());
+    let proxy = Proxy::new(&config, &public_url, metrics.clone())?;
+    let tls = match (&config.listen.tls_cert_file, &config.listen.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            Some(TlsAcceptor::from(Arc::new(tls::server_config(cert, key)?)))
+        }
+        _ => None,
+    };
+    let http = Arc::new(http_builder(&config));
+    let admin = Admin::new(health.clone(), metrics);
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (stop_accepting, stop_rx) = watch::channel(false);
+    let (stop_admin, admin_rx) = watch::channel(false);
+    let accept = tokio::spawn(accept_loop(listener, tls, proxy, http, stop_rx));
+    let admin_task = tokio::spawn(admin_loop(admin_listener, admin, admin_rx));
+
+    health.set_ready(true);
+    tracing::info!(
+        proxy = %proxy_addr,
+        admin = %admin_addr,
+        public_url = %public_url,
+        upstream = %config.upstream.url,
+        auth = ?config.auth.mode,
+        "listening"
+    );
+
+    let grace = config.listen.shutdown_grace;
+    let delay = config.listen.shutdown_delay;
+    let task = tokio::spawn(async move {
+        let mut rx = shutdown_rx;
+        // An error means the handle was dropped: shut down as well.
+        let _ = rx.wait_for(|stop| *stop).await;
+        let started = Instant::now();
+        health.set_ready(false);
+        tokio::time::sleep(delay).await;
+        stop_accepting.send_replace(true);
+        if let Ok(graceful) = accept.await {
+            let left = grace.saturating_sub(started.elapsed());
+            let open = graceful.count();
+            if tokio::time::timeout(left, graceful.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    connections = open,
+                    "shutdown_grace ran out; closing remaining connections"
+                );
+            }
+        }
+        stop_admin.send_replace(true);
+        let _ = admin_task.await;
+    });
+
+    Ok(Running {
+        proxy_addr,
+        admin_addr,
+        public_url,
+        shutdown,
+        task,
+    })
+}
+
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { key, addr, source })
+}
+
+fn local_addr(
+    key: &'static str,
+    l: &TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, StartError> {
+    l.local_addr()
+        .map_err(|source| StartError::Bind { key, addr, source })
+}
+
+/// `http(s)://{address}`, with `localhost` for an unspecified address.
+fn derive_public_url(addr: SocketAddr, tls: bool) -> Result<Url, StartError> {
+    let scheme = if tls { "https" } else { "http" };
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() => "localhost".to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    };
+    Url::parse(&format!("{scheme}://{host}:{}", addr.port()))
+        .map_err(|_| StartError::PublicUrl(addr))
+}
+
+fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.listen.header_read_timeout)
+        .max_buf_size(config.listen.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(config.listen.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Duration::from_secs(30));
+    builder
+}
+
+/// Accepts until told to stop; returns the tracker of open connections.
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    proxy: Proxy,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    mut stop: watch::Receiver<bool>,
+) -> GracefulShutdown {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off a little.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let watcher = graceful.watcher();
+        let proxy = proxy.clone();
+        let http = http.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, std::convert::Infallible>(proxy.serve(req, remote).await) }
+            });
+            let result = match tls {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls_stream)) => {
+                            watcher
+                                .watch(http.serve_connection(TokioIo::new(tls_stream), service))
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%remote, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%remote, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    graceful
+}
+
+async fn admin_loop(listener: TcpListener, admin: Admin, mut stop: watch::Receiver<bool>) {
+    let http = hyper::server::conn::http1::Builder::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let admin = admin.clone();
+        let conn = http.serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |req| {
+                let admin = admin.clone();
+                async move { admin.serve(req).await }
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+}

@@ -1,0 +1,74 @@
+//! Environment overrides: `ADO_AUTH_PROXY_<SECTION>__<KEY>=value`.
+//!
+//! `__` separates nesting levels and names are case-insensitive, so
+//! `ADO_AUTH_PROXY_UPSTREAM__HOSTS__VSRM` sets `upstream.hosts.vsrm`. Values
+//! are parsed like TOML values: `30s` is a string, `["a","b"]` a list.
+//! The variables come in as an iterator so tests never touch the process
+//! environment.
+
+use figment::value::{Dict, Map, Value};
+use figment::{Error, Metadata, Profile, Provider};
+
+/// Prefix of every configuration environment variable.
+pub const ENV_PREFIX: &str = "ADO_AUTH_PROXY_";
+
+/// A figment provider built from `(name, value)` pairs.
+pub struct EnvProvider {
+    vars: Vec<(Vec<String>, String)>,
+}
+
+impl EnvProvider {
+    /// Keeps the variables that start with [`ENV_PREFIX`].
+    pub fn new(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        let vars = vars
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix(ENV_PREFIX)?;
+                let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+                (!path.iter().any(String::is_empty)).then_some((path, v))
+            })
+            .collect();
+        Self { vars }
+    }
+}
+
+/// The variable name that sets the dotted `key`.
+pub fn variable_for(keys: &[&str]) -> String {
+    format!("{ENV_PREFIX}{}", keys.join("__").to_ascii_uppercase())
+}
+
+fn insert(dict: &mut Dict, path: &[String], value: Value) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        dict.insert(first.clone(), value);
+        return;
+    }
+    let entry = dict
+        .entry(first.clone())
+        .or_insert_with(|| Value::from(Dict::new()));
+    if entry.as_dict().is_none() {
+        *entry = Value::from(Dict::new());
+    }
+    if let Value::Dict(_, inner) = entry {
+        insert(inner, rest, value);
+    }
+}
+
+impl Provider for EnvProvider {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("environment variable")
+            .interpolater(|_: &Profile, keys: &[&str]| variable_for(keys))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, Error> {
+        let mut dict = Dict::new();
+        for (path, raw) in &self.vars {
+            // Value's parser never fails: what is not TOML-like stays a string.
+            let value: Value = raw.parse().unwrap_or_else(|_| Value::from(raw.clone()));
+            insert(&mut dict, path, value);
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}

@@ -1,0 +1,330 @@
+//! Loading: the TOML file, then environment overrides, then typed
+//! extraction section by section, then [`super::validate`]. Every problem
+//! found on the way is collected, so one run lists them all.
+
+use std::fmt;
+use std::path::Path;
+
+use figment::providers::{Format, Toml};
+use figment::value::{Dict, Value};
+use figment::{Figment, error::Kind};
+use serde::de::DeserializeOwned;
+
+use super::env::{EnvProvider, variable_for};
+use super::{Config, validate};
+
+/// One configuration mistake: which key, what is wrong, how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key, e.g. `listen.address`; empty for whole-file problems.
+    pub key: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+    /// Where the value came from (file or environment variable), if known.
+    pub origin: Option<String>,
+}
+
+/// Every problem found while loading; never empty.
+#[derive(Debug, Clone)]
+pub struct Problems(pub Vec<Problem>);
+
+// === impl Problem ===
+
+impl Problem {
+    /// A problem with `key`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+            origin: None,
+        }
+    }
+
+    fn from(mut self, origin: Option<String>) -> Self {
+        self.origin = origin;
+        self
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)?;
+        } else {
+            write!(f, "{}: {}", self.key, self.message)?;
+        }
+        if let Some(origin) = &self.origin {
+            write!(f, " (from {origin})")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "configuration has {n} problem{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+// === loading ===
+
+/// The figment for a config file (if any) overridden by `env`.
+pub fn figment_for(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Figment {
+    let mut figment = Figment::new();
+    if let Some(path) = path {
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment.merge(EnvProvider::new(env))
+}
+
+/// Loads `path` with `env` overrides; the whole pipeline used by `main`.
+pub fn load_file(
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, Problems> {
+    if let Err(e) = std::fs::metadata(path) {
+        return Err(Problems(vec![Problem::new(
+            "",
+            format!(
+                "cannot read the config file {}: {e}; pass an existing file with --config",
+                path.display()
+            ),
+        )]));
+    }
+    load(&figment_for(Some(path), env))
+}
+
+/// Extracts and validates a [`Config`] from any figment.
+pub fn load(figment: &Figment) -> Result<Config, Problems> {
+    let mut problems = Vec::new();
+    let root: Dict = match figment.extract() {
+        Ok(root) => root,
+        Err(e) => {
+            // Only a syntax error gets here: report it alone.
+            problems.extend(from_figment_error(figment, "", e));
+            return Err(Problems(problems));
+        }
+    };
+    problems.extend(unknown_keys(figment, &root));
+
+    let mut config = Config::default();
+    section(figment, "listen", &mut config.listen, &mut problems);
+    section(figment, "admin", &mut config.admin, &mut problems);
+    section(figment, "upstream", &mut config.upstream, &mut problems);
+    // [upstream.hosts] adds to and overrides the default hosts.
+    for (name, url) in Config::default().upstream.hosts {
+        config.upstream.hosts.entry(name).or_insert(url);
+    }
+    section(figment, "log", &mut config.log, &mut problems);
+    section(figment, "auth", &mut config.auth, &mut problems);
+
+    if config.auth.pat.is_some() && !from_env(figment, "auth.pat") {
+        problems.push(Problem::new(
+            "auth.pat",
+            format!(
+                "a secret may not be written in the config file; put the token in a file named by \
+                 auth.pat_file, or in the environment variable {}",
+                variable_for(&["auth", "pat"])
+            ),
+        ));
+    }
+    problems.extend(validate::validate(&config));
+
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(Problems(problems))
+    }
+}
+
+fn from_env(figment: &Figment, key: &str) -> bool {
+    figment
+        .find_metadata(key)
+        .is_some_and(|m| m.name == "environment variable")
+}
+
+/// Extracts one section, leaving the default in place on error.
+fn section<T: DeserializeOwned>(
+    figment: &Figment,
+    name: &str,
+    slot: &mut T,
+    problems: &mut Vec<Problem>,
+) {
+    if !figment.contains(name) {
+        return;
+    }
+    match figment.extract_inner::<T>(name) {
+        Ok(value) => *slot = value,
+        Err(e) => problems.extend(from_figment_error(figment, name, e)),
+    }
+}
+
+/// Keys the user wrote that no section knows. The set of known keys is the
+/// default config serialized, so it can never drift from the structs.
+fn unknown_keys(figment: &Figment, root: &Dict) -> Vec<Problem> {
+    let schema = serde_json::to_value(Config::default()).unwrap_or_default();
+    let mut out = Vec::new();
+    walk_unknown(figment, root, &schema, &mut Vec::new(), &mut out);
+    out
+}
+
+/// Tables whose keys are the user's own names.
+const FREE_FORM_TABLES: &[&str] = &["upstream.hosts"];
+
+fn walk_unknown(
+    figment: &Figment,
+    dict: &Dict,
+    schema: &serde_json::Value,
+    path: &mut Vec<String>,
+    out: &mut Vec<Problem>,
+) {
+    let Some(known) = schema.as_object() else {
+        return;
+    };
+    if FREE_FORM_TABLES.contains(&path.join(".").as_str()) {
+        return;
+    }
+    for (key, value) in dict {
+        path.push(key.clone());
+        let dotted = path.join(".");
+        match known.get(key) {
+            None => {
+                let mut msg = "unknown key".to_string();
+                if let Some(near) = closest(key, known.keys()) {
+                    msg.push_str(&format!("; did you mean `{near}`?"));
+                }
+                let names: Vec<&str> = known.keys().map(String::as_str).collect();
+                msg.push_str(&format!(" Known keys here: {}", names.join(", ")));
+                out.push(Problem::new(dotted.clone(), msg).from(origin(figment, &dotted)));
+            }
+            Some(sub) => {
+                if let Value::Dict(_, inner) = value {
+                    walk_unknown(figment, inner, sub, path, out);
+                }
+            }
+        }
+        path.pop();
+    }
+}
+
+fn origin(figment: &Figment, key: &str) -> Option<String> {
+    let meta = figment.find_metadata(key)?;
+    if meta.name == "environment variable" {
+        let keys: Vec<&str> = key.split('.').collect();
+        return Some(format!("environment variable {}", variable_for(&keys)));
+    }
+    match &meta.source {
+        Some(figment::Source::File(p)) => Some(p.display().to_string()),
+        _ => Some(meta.name.to_string()),
+    }
+}
+
+fn from_figment_error(figment: &Figment, section: &str, err: figment::Error) -> Vec<Problem> {
+    err.into_iter()
+        .map(|e| {
+            // figment appends the section to the field path; put it first.
+            let mut path: Vec<String> = e.path.iter().filter(|p| *p != section).cloned().collect();
+            if !section.is_empty() {
+                path.insert(0, section.to_string());
+            }
+            let key = path.join(".");
+            let message = describe(&e.kind, &key);
+            let origin = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(figment::Source::File(p)) => p.display().to_string(),
+                    _ if m.name == "environment variable" => {
+                        let keys: Vec<&str> = key.split('.').collect();
+                        format!("environment variable {}", variable_for(&keys))
+                    }
+                    _ => m.name.to_string(),
+                })
+                .or_else(|| origin(figment, &key));
+            Problem::new(key, message).from(origin)
+        })
+        .collect()
+}
+
+/// What serde said, plus what a correct value looks like.
+fn describe(kind: &Kind, key: &str) -> String {
+    let base = match kind {
+        Kind::UnknownVariant(found, expected) => {
+            let list: Vec<String> = expected.iter().map(|v| format!("\"{v}\"")).collect();
+            return format!("unknown value \"{found}\"; use one of {}", list.join(", "));
+        }
+        Kind::UnknownField(found, expected) => {
+            return format!("unknown key `{found}`; known keys: {}", expected.join(", "));
+        }
+        other => other.to_string(),
+    };
+    match hint(key) {
+        Some(h) => format!("{base}; {h}"),
+        None => base,
+    }
+}
+
+fn hint(key: &str) -> Option<&'static str> {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    if key.starts_with("upstream.hosts.") || last.ends_with("url") {
+        return Some("write an absolute URL such as \"https://dev.azure.com\"");
+    }
+    if last.ends_with("timeout") || last.starts_with("shutdown_") {
+        return Some("write a duration such as \"30s\", \"5m\" or \"7d\"");
+    }
+    if last == "address" {
+        return Some("write an IP address and port such as \"127.0.0.1:8080\"");
+    }
+    if last.ends_with("_file") {
+        return Some("write a file path as a string");
+    }
+    if last == "max_header_bytes" {
+        return Some("write a whole number of bytes such as 65536");
+    }
+    None
+}
+
+/// The known key nearest to a typo, if it is close enough to be one.
+fn closest<'a>(typo: &str, known: impl Iterator<Item = &'a String>) -> Option<&'a str> {
+    known
+        .map(|k| (edit_distance(typo, k), k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.as_str())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(row[j]).min(cur)
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,228 @@
+use figment::Figment;
+use figment::providers::{Format, Toml};
+
+use super::*;
+use crate::config::{AuthMode, EnvProvider, LogFormat};
+
+fn figment(toml: &str, env: &[(&str, &str)]) -> Figment {
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    Figment::new()
+        .merge(Toml::string(toml))
+        .merge(EnvProvider::new(env))
+}
+
+/// Loads and returns the problems as `key: message` strings.
+fn problems(toml: &str, env: &[(&str, &str)]) -> Vec<String> {
+    match load(&figment(toml, env)) {
+        Ok(_) => Vec::new(),
+        Err(p) => {
+            p.0.iter()
+                .map(|p| format!("{}: {}", p.key, p.message))
+                .collect()
+        }
+    }
+}
+
+/// Each case: the config, then the key that must be named and a word of
+/// the message.
+#[test]
+fn each_mistake_names_its_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "[listen]\nadress = \"127.0.0.1:1\"",
+            "listen.adress",
+            "did you mean `address`",
+        ),
+        ("[listn]\naddress = \"127.0.0.1:1\"", "listn", "unknown key"),
+        (
+            "[listen]\naddress = \"nope\"",
+            "listen.address",
+            "127.0.0.1:8080",
+        ),
+        (
+            "[listen]\nshutdown_grace = \"30 parsecs\"",
+            "listen.shutdown_grace",
+            "duration",
+        ),
+        (
+            "[listen]\nshutdown_grace = 30",
+            "listen.shutdown_grace",
+            "duration",
+        ),
+        (
+            "[upstream]\nurl = \"dev.azure.com\"",
+            "upstream.url",
+            "absolute URL",
+        ),
+        (
+            "[upstream]\nurl = \"ftp://dev.azure.com\"",
+            "upstream.url",
+            "https://",
+        ),
+        (
+            "[upstream.hosts]\nvsrm = \"not a url\"",
+            "upstream.hosts.vsrm",
+            "URL",
+        ),
+        (
+            "[upstream.hosts]\n\"Bad Name\" = \"https://x.example\"",
+            "upstream.hosts.Bad Name",
+            "a-z",
+        ),
+        (
+            "[upstream]\nallowed_organizations = [\"a/b\"]",
+            "upstream.allowed_organizations[0]",
+            "organization",
+        ),
+        (
+            "[log]\nformat = \"xml\"",
+            "log.format",
+            "\"text\", \"json\"",
+        ),
+        ("[log]\nlevel = \"info,=[\"", "log.level", "filter"),
+        ("[auth]\nmode = \"oauth\"", "auth.mode", "\"none\", \"pat\""),
+        ("[auth]\nmode = \"pat\"", "auth.pat_file", "missing"),
+        (
+            "[auth]\nmode = \"pat\"\npat_file = \"/nonexistent/pat\"",
+            "auth.pat_file",
+            "cannot read",
+        ),
+        (
+            "[auth]\npat = \"abc\"",
+            "auth.pat",
+            "may not be written in the config file",
+        ),
+        (
+            "[listen]\ntls_cert_file = \"/etc/hostname\"",
+            "listen.tls_key_file",
+            "missing",
+        ),
+        (
+            "[listen]\nshutdown_delay = \"30s\"",
+            "listen.shutdown_delay",
+            "shorter",
+        ),
+        (
+            "[listen]\nmax_header_bytes = 10",
+            "listen.max_header_bytes",
+            "between",
+        ),
+        (
+            "[admin]\naddress = \"127.0.0.1:8080\"",
+            "admin.address",
+            "own port",
+        ),
+        (
+            "[upstream]\nconnect_timeout = \"0s\"",
+            "upstream.connect_timeout",
+            "longer than zero",
+        ),
+        ("listen = 5", "listen", "invalid type"),
+    ];
+    for (toml, key, word) in cases {
+        let found = problems(toml, &[]);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with(&format!("{key}: ")) && p.contains(word)),
+            "config {toml:?}: expected a problem naming `{key}` with {word:?}, got {found:?}"
+        );
+    }
+}
+
+#[test]
+fn every_problem_is_listed_at_once() {
+    let toml = "[listen]\nadress = \"x\"\nshutdown_grace = \"soon\"\n[upstream]\nurl = \"nope\"\n[log]\nformat = \"xml\"\n[auth]\nmode = \"pat\"";
+    let found = problems(toml, &[]);
+    for key in [
+        "listen.adress",
+        "listen.shutdown_grace",
+        "upstream.url",
+        "log.format",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(key)),
+            "{key} missing from {found:?}"
+        );
+    }
+}
+
+#[test]
+fn defaults_load_and_env_overrides_the_file() {
+    let config = load(&figment(
+        "[listen]\naddress = \"127.0.0.1:1111\"",
+        &[
+            ("ADO_AUTH_PROXY_LISTEN__ADDRESS", "127.0.0.1:2222"),
+            (
+                "ADO_AUTH_PROXY_UPSTREAM__HOSTS__VSRM",
+                "http://127.0.0.1:3333",
+            ),
+            (
+                "ADO_AUTH_PROXY_UPSTREAM__ALLOWED_ORGANIZATIONS",
+                "[\"contoso\", \"fabrikam\"]",
+            ),
+            ("ADO_AUTH_PROXY_LOG__FORMAT", "json"),
+            ("ADO_AUTH_PROXY_AUTH__MODE", "pat"),
+            ("ADO_AUTH_PROXY_AUTH__PAT", "s3cr3t"),
+            ("UNRELATED", "x"),
+        ],
+    ))
+    .expect("valid");
+    assert_eq!(config.listen.address.port(), 2222);
+    assert_eq!(
+        config.upstream.hosts["vsrm"].as_str(),
+        "http://127.0.0.1:3333/"
+    );
+    assert_eq!(
+        config.upstream.hosts["vssps"].as_str(),
+        "https://vssps.dev.azure.com/"
+    );
+    assert_eq!(
+        config.upstream.allowed_organizations,
+        ["contoso", "fabrikam"]
+    );
+    assert_eq!(config.log.format, LogFormat::Json);
+    assert_eq!(config.auth.mode, AuthMode::Pat);
+    assert_eq!(config.auth.pat.as_ref().map(|p| p.expose()), Some("s3cr3t"));
+    assert_eq!(config.listen.shutdown_grace.as_secs(), 25);
+}
+
+#[test]
+fn env_mistakes_name_the_variable() {
+    let err = load(&figment(
+        "",
+        &[("ADO_AUTH_PROXY_LISTEN__SHUTDOWN_GRACE", "later")],
+    ))
+    .unwrap_err();
+    let p = &err.0[0];
+    assert_eq!(p.key, "listen.shutdown_grace");
+    assert_eq!(
+        p.origin.as_deref(),
+        Some("environment variable ADO_AUTH_PROXY_LISTEN__SHUTDOWN_GRACE")
+    );
+}
+
+#[test]
+fn redacted_output_hides_the_pat() {
+    let config = load(&figment(
+        "[auth]\nmode = \"pat\"",
+        &[("ADO_AUTH_PROXY_AUTH__PAT", "s3cr3t-value")],
+    ))
+    .unwrap();
+    let out = config.to_redacted_toml();
+    assert!(!out.contains("s3cr3t-value"), "{out}");
+    assert!(out.contains("pat = \"[redacted]\""), "{out}");
+}
+
+#[test]
+fn typo_suggestions() {
+    let known: Vec<String> = ["address", "public_url", "shutdown_grace"]
+        .map(String::from)
+        .into();
+    assert_eq!(closest("adress", known.iter()), Some("address"));
+    assert_eq!(
+        closest("shutdown_grase", known.iter()),
+        Some("shutdown_grace")
+    );
+    assert_eq!(closest("zzz", known.iter()), None);
+}

@@ -1,0 +1,261 @@
+//! Typed configuration: the sections of the TOML file, their defaults, and
+//! the loading and validation entry points.
+//!
+//! Values are typed (`SocketAddr`, `Url`, `Duration`, enums) so serde rejects
+//! malformed input; [`load`] adds the checks serde cannot express and reports
+//! every problem at once, naming the key. Unknown keys are found by
+//! comparing the input with the serialized defaults (see `load.rs`), not by
+//! `deny_unknown_fields`, so one typo does not hide the other problems of
+//! its section.
+
+mod env;
+mod load;
+mod secret;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+pub use env::{ENV_PREFIX, EnvProvider};
+pub use load::{Problem, Problems, figment_for, load, load_file};
+pub use secret::Secret;
+
+/// The whole configuration, one field per TOML section.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// `[listen]`: the proxy listener that clients talk to.
+    pub listen: ListenConfig,
+    /// `[admin]`: health, readiness and metrics.
+    pub admin: AdminConfig,
+    /// `[upstream]`: where requests go.
+    pub upstream: UpstreamConfig,
+    /// `[log]`: log format and verbosity.
+    pub log: LogConfig,
+    /// `[auth]`: where the credential sent upstream comes from.
+    pub auth: AuthConfig,
+}
+
+/// `[listen]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ListenConfig {
+    /// Address the proxy listens on. Port 0 picks a free port.
+    pub address: SocketAddr,
+    /// The URL clients use to reach the proxy; upstream URLs in `Location`
+    /// headers and discovery documents are rewritten onto it. Defaults to
+    /// `http(s)://{address}` (`localhost` when the address is unspecified).
+    pub public_url: Option<Url>,
+    /// PEM certificate chain; with `tls_key_file`, the listener speaks TLS
+    /// (ALPN `h2` and `http/1.1`).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// Time from SIGTERM until the process exits at the latest; in-flight
+    /// requests may finish within it.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Time after SIGTERM during which the listener keeps accepting while
+    /// `/readyz` already says not ready, so load balancers stop sending
+    /// traffic first. Counted inside `shutdown_grace`.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_delay: Duration,
+    /// Largest request header block accepted; larger gets 431.
+    pub max_header_bytes: usize,
+    /// A client must send its whole header block within this time.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdminConfig {
+    /// Address of the admin listener (`/healthz`, `/readyz`, `/metrics`).
+    pub address: SocketAddr,
+}
+
+/// `[upstream]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UpstreamConfig {
+    /// Base URL of Azure DevOps; `/{org}/...` is forwarded below it.
+    pub url: Url,
+    /// Time allowed to open a TCP (and TLS) connection upstream.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Time allowed until the upstream's response headers arrive. A body
+    /// that keeps streaming afterwards is never cut.
+    #[serde(with = "humantime_serde")]
+    pub response_timeout: Duration,
+    /// Idle pooled upstream connections are closed after this.
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+    /// When non-empty, only these organizations (first path segment,
+    /// case-insensitive) may be reached; others get 403.
+    pub allowed_organizations: Vec<String>,
+    /// Extra PEM CA certificates trusted for upstream TLS, on top of the
+    /// built-in web PKI roots (corporate TLS inspection, test servers).
+    pub ca_file: Option<PathBuf>,
+    /// Azure DevOps' sibling hosts, reachable as `/.hosts/{name}/...`.
+    pub hosts: BTreeMap<String, Url>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// `text` (human-readable) or `json` (one object per line).
+    pub format: LogFormat,
+    /// A `tracing` filter: `info`, `debug`, or `ado_auth_proxy=debug,info`.
+    pub level: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Where the credential sent upstream comes from.
+    pub mode: AuthMode,
+    /// File holding a personal access token (mode `pat`); re-read when it
+    /// changes, so a rotated secret needs no restart.
+    pub pat_file: Option<PathBuf>,
+    /// The personal access token itself. Only accepted from the
+    /// environment (`ADO_AUTH_PROXY_AUTH__PAT`), never from the file.
+    pub pat: Option<Secret>,
+}
+
+/// How the proxy authenticates upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Pass the client's own `Authorization` header through.
+    None,
+    /// Send a personal access token as `Basic base64(":" + pat)`.
+    Pat,
+}
+
+// === impl defaults ===
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        Self {
+            address: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            shutdown_grace: Duration::from_secs(25),
+            shutdown_delay: Duration::from_secs(5),
+            max_header_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            address: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+/// Default sibling hosts: `name` → `https://{name}.dev.azure.com`, plus
+/// `app_vssps` (profile, accounts, legacy OAuth).
+pub const DEFAULT_SIBLING_HOSTS: &[&str] = &[
+    "vssps",
+    "vsrm",
+    "feeds",
+    "pkgs",
+    "almsearch",
+    "analytics",
+    "vsaex",
+    "extmgmt",
+    "auditservice",
+    "advsec",
+    "vstmr",
+];
+
+/// The sibling host whose paths are deployment-wide, not per organization.
+pub const APP_VSSPS: &str = "app_vssps";
+
+fn parse_static_url(s: &str) -> Url {
+    // Only called with the literals below, which are valid URLs.
+    Url::parse(s).unwrap_or_else(|e| panic!("built-in URL {s}: {e}"))
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        let mut hosts: BTreeMap<String, Url> = DEFAULT_SIBLING_HOSTS
+            .iter()
+            .map(|n| {
+                let url = parse_static_url(&format!("https://{n}.dev.azure.com"));
+                (n.to_string(), url)
+            })
+            .collect();
+        hosts.insert(
+            APP_VSSPS.to_string(),
+            parse_static_url("https://app.vssps.visualstudio.com"),
+        );
+        Self {
+            url: parse_static_url("https://dev.azure.com"),
+            connect_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(120),
+            pool_idle_timeout: Duration::from_secs(90),
+            allowed_organizations: Vec::new(),
+            ca_file: None,
+            hosts,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_string(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::None,
+            pat_file: None,
+            pat: None,
+        }
+    }
+}
+
+// === impl Config ===
+
+impl Config {
+    /// The effective configuration as TOML, secrets redacted
+    /// (what `check-config` prints).
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+impl ListenConfig {
+    /// Whether the listener speaks TLS.
+    pub fn tls(&self) -> bool {
+        self.tls_cert_file.is_some() && self.tls_key_file.is_some()
+    }
+}

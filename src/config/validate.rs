@@ -1,0 +1,198 @@
+//! Checks serde cannot express: combinations of keys, URL shapes, readable
+//! files. Pure apart from reading the named files; returns every problem.
+
+use std::path::Path;
+use std::time::Duration;
+
+use url::Url;
+
+use super::load::Problem;
+use super::{AuthMode, Config};
+
+/// The smallest header limit hyper accepts.
+const MIN_HEADER_BYTES: usize = 8 * 1024;
+const MAX_HEADER_BYTES: usize = 1024 * 1024;
+
+/// Every problem with `config`; empty when it is usable.
+pub fn validate(config: &Config) -> Vec<Problem> {
+    let mut out = Vec::new();
+    listen(config, &mut out);
+    upstream(config, &mut out);
+    auth(config, &mut out);
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
+        out.push(Problem::new(
+            "log.level",
+            format!("not a log filter ({e}); write e.g. \"info\", \"debug\" or \"ado_auth_proxy=debug,info\""),
+        ));
+    }
+    out
+}
+
+fn listen(config: &Config, out: &mut Vec<Problem>) {
+    let l = &config.listen;
+    match (&l.tls_cert_file, &l.tls_key_file) {
+        (Some(_), None) => out.push(Problem::new(
+            "listen.tls_key_file",
+            "missing: listen.tls_cert_file is set, so the private key file is needed too",
+        )),
+        (None, Some(_)) => out.push(Problem::new(
+            "listen.tls_cert_file",
+            "missing: listen.tls_key_file is set, so the certificate chain file is needed too",
+        )),
+        (Some(c), Some(k)) => {
+            readable("listen.tls_cert_file", c, out);
+            readable("listen.tls_key_file", k, out);
+        }
+        (None, None) => {}
+    }
+    if let Some(url) = &l.public_url {
+        http_url("listen.public_url", url, out);
+    }
+    positive("listen.shutdown_grace", l.shutdown_grace, out);
+    positive("listen.header_read_timeout", l.header_read_timeout, out);
+    if l.shutdown_delay >= l.shutdown_grace {
+        out.push(Problem::new(
+            "listen.shutdown_delay",
+            format!(
+                "must be shorter than listen.shutdown_grace ({}), which it is counted in",
+                humantime::format_duration(l.shutdown_grace)
+            ),
+        ));
+    }
+    if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&l.max_header_bytes) {
+        out.push(Problem::new(
+            "listen.max_header_bytes",
+            format!("must be between {MIN_HEADER_BYTES} and {MAX_HEADER_BYTES}"),
+        ));
+    }
+    if l.address == config.admin.address && l.address.port() != 0 {
+        out.push(Problem::new(
+            "admin.address",
+            format!(
+                "is the same as listen.address ({}); give the admin listener its own port",
+                l.address
+            ),
+        ));
+    }
+}
+
+fn upstream(config: &Config, out: &mut Vec<Problem>) {
+    let u = &config.upstream;
+    http_url("upstream.url", &u.url, out);
+    positive("upstream.connect_timeout", u.connect_timeout, out);
+    positive("upstream.response_timeout", u.response_timeout, out);
+    if let Some(ca) = &u.ca_file {
+        readable("upstream.ca_file", ca, out);
+    }
+    for (name, url) in &u.hosts {
+        let key = format!("upstream.hosts.{name}");
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if !valid_name {
+            out.push(Problem::new(
+                key.clone(),
+                "host names may use only a-z, 0-9, '_' and '-' (they appear in /.hosts/{name}/ paths)",
+            ));
+        }
+        http_url(&key, url, out);
+    }
+    for (i, org) in u.allowed_organizations.iter().enumerate() {
+        let bad = org.is_empty()
+            || org
+                .chars()
+                .any(|c| c == '/' || c == '?' || c == '#' || c.is_whitespace());
+        if bad {
+            out.push(Problem::new(
+                format!("upstream.allowed_organizations[{i}]"),
+                format!(
+                    "\"{org}\" is not an organization name (write just the name, e.g. \"contoso\")"
+                ),
+            ));
+        }
+    }
+}
+
+fn auth(config: &Config, out: &mut Vec<Problem>) {
+    let a = &config.auth;
+    match a.mode {
+        AuthMode::Pat => match (&a.pat_file, &a.pat) {
+            (None, None) => out.push(Problem::new(
+                "auth.pat_file",
+                "missing: mode \"pat\" needs a personal access token; set auth.pat_file to a file \
+                 holding it, or set ADO_AUTH_PROXY_AUTH__PAT",
+            )),
+            (Some(_), Some(_)) => out.push(Problem::new(
+                "auth.pat_file",
+                "both auth.pat_file and ADO_AUTH_PROXY_AUTH__PAT are set; keep one",
+            )),
+            (Some(path), None) => match std::fs::read_to_string(path) {
+                Ok(s) if s.trim().is_empty() => out.push(Problem::new(
+                    "auth.pat_file",
+                    format!(
+                        "{} is empty; write the personal access token into it",
+                        path.display()
+                    ),
+                )),
+                Ok(_) => {}
+                Err(e) => out.push(Problem::new(
+                    "auth.pat_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )),
+            },
+            (None, Some(pat)) if pat.expose().trim().is_empty() => out.push(Problem::new(
+                "auth.pat",
+                "ADO_AUTH_PROXY_AUTH__PAT is empty",
+            )),
+            (None, Some(_)) => {}
+        },
+        AuthMode::None => {
+            if a.pat_file.is_some() || a.pat.is_some() {
+                out.push(Problem::new(
+                    "auth.mode",
+                    "a personal access token is configured but mode is \"none\", so it would be \
+                     ignored; set mode = \"pat\" or remove the token",
+                ));
+            }
+        }
+    }
+}
+
+fn positive(key: &str, d: Duration, out: &mut Vec<Problem>) {
+    if d.is_zero() {
+        out.push(Problem::new(key, "must be longer than zero, e.g. \"30s\""));
+    }
+}
+
+fn readable(key: &str, path: &Path, out: &mut Vec<Problem>) {
+    if let Err(e) = std::fs::File::open(path) {
+        out.push(Problem::new(
+            key,
+            format!("cannot read {}: {e}", path.display()),
+        ));
+    }
+}
+
+fn http_url(key: &str, url: &Url, out: &mut Vec<Problem>) {
+    if !matches!(url.scheme(), "http" | "https") {
+        out.push(Problem::new(
+            key,
+            format!("\"{url}\" must start with https:// (or http://)"),
+        ));
+    } else if url.host_str().is_none_or(str::is_empty) {
+        out.push(Problem::new(key, format!("\"{url}\" has no host")));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        out.push(Problem::new(
+            key,
+            format!("\"{url}\" must not have a query or fragment"),
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        out.push(Problem::new(
+            key,
+            "must not carry credentials; use the [auth] section",
+        ));
+    }
+}

@@ -1,0 +1,13 @@
+//! ado-auth-proxy: an authenticating reverse proxy for Azure DevOps.
+//!
+//! See ARCHITECTURE.md for the map of modules and the path of a request.
+
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod identity;
+pub mod logging;
+pub mod metrics;
+pub mod proxy;
+pub mod tls;

@@ -1,0 +1,84 @@
+//! Command line: parse the arguments, load the config, hand over to the
+//! library. Nothing else lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use ado_auth_proxy::{app, config, logging};
+
+/// Authenticating reverse proxy for Azure DevOps Services.
+#[derive(Parser)]
+#[command(name = "ado-auth-proxy", version, about)]
+struct Cli {
+    /// TOML config file; without it, defaults plus ADO_AUTH_PROXY_* variables.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "ADO_AUTH_PROXY_CONFIG",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the default).
+    Run,
+    /// Validate the config and print it with secrets redacted; exit 2 on problems.
+    CheckConfig,
+}
+
+/// Exit code for configuration problems.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = std::env::vars().filter(|(k, _)| k != "ADO_AUTH_PROXY_CONFIG");
+    let loaded = match &cli.config {
+        Some(path) => config::load_file(path, env),
+        None => config::load(&config::figment_for(None, env)),
+    };
+    let config = match loaded {
+        Ok(config) => config,
+        Err(problems) => {
+            eprint!("{problems}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::CheckConfig => {
+            print!("{}", config.to_redacted_toml());
+            eprintln!("configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Command::Run => run(config),
+    }
+}
+
+fn run(config: config::Config) -> ExitCode {
+    logging::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(app::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("cannot start: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The proxy's Prometheus metrics: one struct that owns every family,
+//! registered into a registry passed in from outside (no global statics).
+//! Labels are typed enums or names from the config, never raw paths.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// What kind of request this was, for labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteClass {
+    /// REST calls (`/_apis/`).
+    Api,
+    /// git smart HTTP (`/_git/`).
+    Git,
+    /// Anything else forwarded (web pages, downloads).
+    Other,
+    /// The proxy's own `/.auth/` endpoints.
+    Auth,
+}
+
+/// Why an upstream exchange failed, for labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    /// No TCP/TLS connection could be made.
+    Connect,
+    /// No response headers within `response_timeout`.
+    Timeout,
+    /// The connection broke or the upstream spoke bad HTTP.
+    Protocol,
+}
+
+/// Every metric family of the proxy.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    /// Requests currently being served (until the response body ends).
+    pub in_flight: IntGauge,
+    request_duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    upstream_errors: IntCounterVec,
+    /// Request body bytes received from clients.
+    pub request_bytes: IntCounter,
+    /// Response body bytes sent to clients.
+    pub response_bytes: IntCounter,
+}
+
+/// Latency buckets from 1 ms to 2 minutes (git pushes are slow).
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+// === impl RouteClass ===
+
+impl RouteClass {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Git => "git",
+            Self::Other => "other",
+            Self::Auth => "auth",
+        }
+    }
+
+    /// Classifies a request path.
+    pub fn of_path(path: &str) -> Self {
+        if path.starts_with("/.auth/") || path == "/.auth" {
+            Self::Auth
+        } else if path.contains("/_apis/") || path.ends_with("/_apis") {
+            Self::Api
+        } else if path.contains("/_git/") {
+            Self::Git
+        } else {
+            Self::Other
+        }
+    }
+}
+
+impl UpstreamErrorKind {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Protocol => "protocol",
+        }
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    /// Creates the families and registers them (plus process metrics and
+    /// build info) into `registry`.
+    pub fn new(registry: Registry) -> prometheus::Result<Self> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "ado_proxy_requests_total",
+                "Requests served, by route class and status class.",
+            ),
+            &["route", "status"],
+        )?;
+        let in_flight =
+            IntGauge::new("ado_proxy_requests_in_flight", "Requests being served now.")?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "ado_proxy_request_duration_seconds",
+                "Time from request to the end of the response body, by route class.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "ado_proxy_upstream_duration_seconds",
+                "Time until the upstream's response headers arrived, by upstream host.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["upstream"],
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "ado_proxy_upstream_errors_total",
+                "Failed upstream exchanges, by host and kind.",
+            ),
+            &["upstream", "kind"],
+        )?;
+        let request_bytes = IntCounter::new(
+            "ado_proxy_request_body_bytes_total",
+            "Request body bytes received from clients.",
+        )?;
+        let response_bytes = IntCounter::new(
+            "ado_proxy_response_body_bytes_total",
+            "Response body bytes sent to clients.",
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("ado_proxy_build_info", "Build information; always 1."),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(upstream_duration.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(request_bytes.clone()))?;
+        registry.register(Box::new(response_bytes.clone()))?;
+        registry.register(Box::new(build_info))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+
+        Ok(Self {
+            registry,
+            requests,
+            in_flight,
+            request_duration,
+            upstream_duration,
+            upstream_errors,
+            request_bytes,
+            response_bytes,
+        })
+    }
+
+    /// Records a finished request (called once, when its response ends).
+    pub fn record_request(&self, route: RouteClass, status: u16, seconds: f64) {
+        self.requests
+            .with_label_values(&[route.as_str(), status_class(status)])
+            .inc();
+        self.request_duration
+            .with_label_values(&[route.as_str()])
+            .observe(seconds);
+    }
+
+    /// Records how long the upstream took to answer with headers.
+    pub fn record_upstream(&self, upstream: &str, seconds: f64) {
+        self.upstream_duration
+            .with_label_values(&[upstream])
+            .observe(seconds);
+    }
+
+    /// Counts a failed upstream exchange.
+    pub fn record_upstream_error(&self, upstream: &str, kind: UpstreamErrorKind) {
+        self.upstream_errors
+            .with_label_values(&[upstream, kind.as_str()])
+            .inc();
+    }
+
+    /// The text exposition format of every registered family.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let families = self.registry.gather();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_classes() {
+        let check = |path, want: RouteClass| assert_eq!(RouteClass::of_path(path), want, "{path}");
+        check("/org/_apis/projects", RouteClass::Api);
+        check("/.hosts/vsrm/org/_apis/release/releases", RouteClass::Api);
+        check("/org/proj/_git/repo/info/refs", RouteClass::Git);
+        check("/org/proj", RouteClass::Other);
+        check("/.auth/login", RouteClass::Auth);
+    }
+
+    #[test]
+    fn renders_typed_labels() {
+        let m = Metrics::new(Registry::new()).unwrap();
+        m.record_request(RouteClass::Git, 404, 0.01);
+        m.record_upstream_error("vsrm", UpstreamErrorKind::Timeout);
+        let text = m.render();
+        assert!(
+            text.contains("ado_proxy_requests_total{route=\"git\",status=\"4xx\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ado_proxy_upstream_errors_total{kind=\"timeout\",upstream=\"vsrm\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("ado_proxy_build_info{version=\""), "{text}");
+    }
+}

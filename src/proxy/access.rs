@@ -1,0 +1,96 @@
+//! The end of every request: one access-log line and the request metrics,
+//! written exactly once when the response body ends, fails or is dropped
+//! (a client that disconnects early still gets its line).
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+use super::RequestCtx;
+use crate::metrics::Metrics;
+
+/// Status logged when the client went away before any response was sent
+/// (nginx's convention).
+const CLIENT_CLOSED: u16 = 499;
+
+/// A request's bookkeeping, finished on drop.
+pub struct Finish {
+    metrics: Arc<Metrics>,
+    ctx: RequestCtx,
+    /// Status sent to the client.
+    pub status: u16,
+    bytes: u64,
+    /// Whether the whole response body was sent.
+    pub complete: bool,
+    e2eid: Option<String>,
+    activity_id: Option<String>,
+}
+
+// === impl Finish ===
+
+impl Finish {
+    /// Starts the bookkeeping; counts the request as in flight.
+    pub fn start(metrics: Arc<Metrics>, ctx: RequestCtx) -> Self {
+        metrics.in_flight.inc();
+        Self {
+            metrics,
+            ctx,
+            status: CLIENT_CLOSED,
+            bytes: 0,
+            complete: false,
+            e2eid: None,
+            activity_id: None,
+        }
+    }
+
+    /// The request's context.
+    pub fn ctx(&self) -> &RequestCtx {
+        &self.ctx
+    }
+
+    /// The request's context, mutably.
+    pub fn ctx_mut(&mut self) -> &mut RequestCtx {
+        &mut self.ctx
+    }
+
+    /// Notes Azure DevOps' correlation ids from the upstream response.
+    pub fn upstream_ids(&mut self, headers: &HeaderMap) {
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        self.e2eid = get("x-vss-e2eid");
+        self.activity_id = get("activityid");
+    }
+
+    /// Counts body bytes sent to the client.
+    pub fn count(&mut self, n: u64) {
+        self.bytes += n;
+        self.metrics.response_bytes.inc_by(n);
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        let elapsed = self.ctx.start.elapsed();
+        self.metrics.in_flight.dec();
+        self.metrics
+            .record_request(self.ctx.route, self.status, elapsed.as_secs_f64());
+        tracing::info!(
+            target: "access",
+            method = %self.ctx.method,
+            path = %self.ctx.path,
+            status = self.status,
+            duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+            bytes = self.bytes,
+            complete = self.complete,
+            request_id = %self.ctx.request_id_str(),
+            upstream = self.ctx.upstream.as_deref().unwrap_or("-"),
+            e2eid = self.e2eid.as_deref().unwrap_or("-"),
+            activity_id = self.activity_id.as_deref().unwrap_or("-"),
+            "request"
+        );
+    }
+}

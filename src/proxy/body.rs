@@ -1,0 +1,178 @@
+//! Body types: the response body sent to clients (which ends each request's
+//! bookkeeping when it finishes or is dropped) and the counted request body
+//! sent upstream. Both stream frame by frame; nothing is buffered here.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::access::Finish;
+use crate::metrics::Metrics;
+
+/// The body of every response the proxy sends.
+pub struct ProxyBody {
+    head: Option<Bytes>,
+    rest: Option<Incoming>,
+    /// The request's bookkeeping; dropped (and so written) when the body
+    /// ends or is dropped.
+    finish: Option<Finish>,
+}
+
+/// Request body bytes on their way upstream, counted into the metrics.
+pub struct CountedBody {
+    inner: Incoming,
+    metrics: Arc<Metrics>,
+}
+
+// === impl ProxyBody ===
+
+impl ProxyBody {
+    /// A body held in memory.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        Self::new((!bytes.is_empty()).then_some(bytes), None)
+    }
+
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self::new(None, None)
+    }
+
+    /// The upstream's body, streamed; `head` (bytes already read from it)
+    /// goes first.
+    pub fn upstream(head: Option<Bytes>, rest: Incoming) -> Self {
+        Self::new(head, Some(rest))
+    }
+
+    fn new(head: Option<Bytes>, rest: Option<Incoming>) -> Self {
+        Self {
+            head,
+            rest,
+            finish: None,
+        }
+    }
+
+    /// Attaches the request's bookkeeping, written when the body ends.
+    pub fn with_finish(mut self, finish: Finish) -> Self {
+        self.finish = Some(finish);
+        self
+    }
+
+    fn end(&mut self, complete: bool) {
+        if let Some(mut finish) = self.finish.take() {
+            finish.complete = complete;
+        }
+    }
+
+    fn count(&mut self, n: usize) {
+        if let Some(finish) = &mut self.finish {
+            finish.count(n as u64);
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        if let Some(head) = this.head.take() {
+            this.count(head.len());
+            return Poll::Ready(Some(Ok(Frame::data(head))));
+        }
+        let Some(rest) = this.rest.as_mut() else {
+            this.end(true);
+            return Poll::Ready(None);
+        };
+        match Pin::new(rest).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len();
+                    this.count(n);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                this.end(true);
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.end(false);
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.is_none() && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let head = self.head.as_ref().map_or(0, |h| h.len() as u64);
+        match &self.rest {
+            None => SizeHint::with_exact(head),
+            Some(rest) => {
+                let inner = rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower() + head);
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper + head);
+                }
+                hint
+            }
+        }
+    }
+}
+
+// === impl CountedBody ===
+
+impl CountedBody {
+    /// Wraps a client's request body.
+    pub fn new(inner: Incoming, metrics: Arc<Metrics>) -> Self {
+        Self { inner, metrics }
+    }
+}
+
+impl Body for CountedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.metrics.request_bytes.inc_by(data.len() as u64);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        // An empty body is never polled; it still counts as sent whole.
+        let done = self.is_end_stream();
+        self.end(done);
+    }
+}

@@ -1,0 +1,98 @@
+//! The only code that talks to Azure DevOps: a pooled hyper client over
+//! rustls (HTTP/2 when the upstream offers it by ALPN), with connect and
+//! time-to-first-byte timeouts. Bodies stream both ways.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::body::CountedBody;
+use crate::config::UpstreamConfig;
+use crate::error::Error;
+use crate::metrics::UpstreamErrorKind;
+use crate::tls::{self, TlsError};
+
+/// Sends requests upstream.
+pub struct Forwarder {
+    client: Client<HttpsConnector<HttpConnector>, CountedBody>,
+    response_timeout: Duration,
+}
+
+// === impl Forwarder ===
+
+impl Forwarder {
+    /// Builds the pooled client from `[upstream]`.
+    pub fn new(config: &UpstreamConfig) -> Result<Self, TlsError> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_nodelay(true);
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls::client_config(config.ca_file.as_deref())?)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        Ok(Self {
+            client,
+            response_timeout: config.response_timeout,
+        })
+    }
+
+    /// Sends `req` to `upstream` and waits for the response headers (at
+    /// most `response_timeout`); the body then streams without a deadline.
+    /// Dropping the returned future cancels the upstream request.
+    pub async fn send(
+        &self,
+        req: Request<CountedBody>,
+        upstream: &str,
+    ) -> Result<Response<Incoming>, Error> {
+        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => {
+                let kind = if e.is_connect() {
+                    UpstreamErrorKind::Connect
+                } else {
+                    UpstreamErrorKind::Protocol
+                };
+                Err(Error::Upstream {
+                    upstream: upstream.to_string(),
+                    kind,
+                    reason: innermost(&e),
+                })
+            }
+            Err(_) => Err(Error::Upstream {
+                upstream: upstream.to_string(),
+                kind: UpstreamErrorKind::Timeout,
+                reason: format!(
+                    "no response within {} (upstream.response_timeout)",
+                    humantime::format_duration(self.response_timeout)
+                ),
+            }),
+        }
+    }
+}
+
+/// The most specific message in an error's chain ("Connection refused").
+fn innermost(e: &hyper_util::client::legacy::Error) -> String {
+    let mut messages = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        messages.push(s.to_string());
+        source = s.source();
+    }
+    messages.dedup();
+    messages.join(": ")
+}

@@ -1,0 +1,148 @@
+//! Header surgery on the way up and down: hop-by-hop stripping,
+//! `X-Forwarded-*`, the Azure DevOps redirect suppression, the credential,
+//! and upstream cookies.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::identity::Credential;
+
+/// Azure DevOps answers 401 instead of a sign-in redirect or 203 page when
+/// it sees this header with `Suppress`.
+pub const FED_AUTH_REDIRECT: HeaderName = HeaderName::from_static("x-tfs-fedauthredirect");
+const SUPPRESS: HeaderValue = HeaderValue::from_static("Suppress");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+/// Removes the hop-by-hop headers (RFC 9110 §7.6.1): `Connection` and every
+/// header it names, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`,
+/// `Transfer-Encoding` and `Upgrade`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        KEEP_ALIVE,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+    let proxy: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for name in proxy {
+        headers.remove(name);
+    }
+}
+
+/// Prepares a client's request headers for the upstream.
+pub fn prepare_request(
+    headers: &mut HeaderMap,
+    client: SocketAddr,
+    scheme: &'static str,
+    original_host: Option<HeaderValue>,
+    credential: Credential,
+) {
+    strip_hop_by_hop(headers);
+    // The client library sets Host from the upstream URI.
+    headers.remove(header::HOST);
+
+    let client_ip = client.ip().to_string();
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {client_ip}"),
+        None => client_ip,
+    };
+    if let Ok(v) = HeaderValue::try_from(forwarded_for) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
+    match original_host {
+        Some(host) => {
+            headers.insert(X_FORWARDED_HOST, host);
+        }
+        None => {
+            headers.remove(X_FORWARDED_HOST);
+        }
+    }
+    headers.insert(FED_AUTH_REDIRECT, SUPPRESS);
+    if let Credential::Replace(value) = credential {
+        headers.insert(header::AUTHORIZATION, value);
+    }
+}
+
+/// Prepares the upstream's response headers for the client: hop-by-hop
+/// headers and every upstream `Set-Cookie` (Azure DevOps' own session
+/// cookies such as `VstsSession`, meaningless behind the proxy) go.
+pub fn prepare_response(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+    headers.remove(header::SET_COOKIE);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "keep-alive, X-Custom-Hop"),
+            ("x-custom-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-authorization", "Basic x"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("trailer", "x"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("x-keep", "yes"),
+            ("accept", "application/json"),
+        ] {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["accept", "x-keep"]);
+    }
+
+    #[test]
+    fn request_gets_forwarding_headers_and_credential() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("localhost:8080"));
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer client"),
+        );
+        prepare_request(
+            &mut h,
+            "127.0.0.1:5555".parse().unwrap(),
+            "http",
+            Some(HeaderValue::from_static("localhost:8080")),
+            Credential::Replace(HeaderValue::from_static("Basic abc")),
+        );
+        assert_eq!(h[X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
+        assert_eq!(h[X_FORWARDED_PROTO], "http");
+        assert_eq!(h[X_FORWARDED_HOST], "localhost:8080");
+        assert_eq!(h[FED_AUTH_REDIRECT], "Suppress");
+        assert_eq!(h[header::AUTHORIZATION], "Basic abc");
+        assert!(h.get(header::HOST).is_none());
+    }
+}

@@ -1,0 +1,329 @@
+//! The per-request pipeline: classify the request, route it, attach the
+//! credential, forward it, and fix up the response (headers, `Location`,
+//! discovery documents). Every failure goes to [`crate::error::into_response`].
+
+pub mod access;
+pub mod body;
+pub mod forward;
+pub mod headers;
+pub mod rewrite;
+pub mod route;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderName, HeaderValue};
+use http::response::Parts;
+use http::{Method, Request, Response, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use url::Url;
+
+use self::access::Finish;
+use self::body::{CountedBody, ProxyBody};
+use self::forward::Forwarder;
+use self::rewrite::{MAX_DISCOVERY_BYTES, UrlMap, is_discovery_path};
+use self::route::Router;
+use crate::config::Config;
+use crate::error::{self, Error};
+use crate::identity::{Identity, IdentityError};
+use crate::metrics::{Metrics, RouteClass};
+use crate::tls::TlsError;
+
+/// Request id header, taken from the client when sane and always echoed.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Who is asking, which decides how refusals are worded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    /// A browser navigating (GET with `Accept` naming `text/html`).
+    Browser,
+    /// git over smart HTTP.
+    Git,
+    /// Any other program (SDKs, scripts, curl).
+    Program,
+}
+
+/// Facts about one request, passed to each step and to the access log.
+pub struct RequestCtx {
+    /// Echoed in `X-Request-Id` and logged.
+    pub request_id: HeaderValue,
+    /// When the request arrived.
+    pub start: Instant,
+    /// The request method.
+    pub method: Method,
+    /// The path, without the query string (which may carry secrets).
+    pub path: String,
+    /// For metric labels.
+    pub route: RouteClass,
+    /// For error wording.
+    pub client: ClientKind,
+    /// The upstream's label once routed.
+    pub upstream: Option<String>,
+    /// The upstream's base URL once routed.
+    pub upstream_prefix: Option<String>,
+}
+
+/// The proxy service, cheap to clone into each connection.
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    router: Router,
+    urls: UrlMap,
+    forwarder: Forwarder,
+    identity: Identity,
+    metrics: Arc<Metrics>,
+    /// `http` or `https`: how clients reach the listener.
+    scheme: &'static str,
+}
+
+/// Why the proxy could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A TLS file for the upstream client is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The identity could not be set up.
+    #[error("auth: {0}")]
+    Identity(#[from] IdentityError),
+}
+
+// === impl RequestCtx ===
+
+impl RequestCtx {
+    /// Reads what the pipeline needs to know from the request head.
+    pub fn new<B>(req: &Request<B>) -> Self {
+        let path = req.uri().path().to_string();
+        Self {
+            request_id: request_id(req.headers()),
+            start: Instant::now(),
+            method: req.method().clone(),
+            route: RouteClass::of_path(&path),
+            client: ClientKind::of(req, &path),
+            path,
+            upstream: None,
+            upstream_prefix: None,
+        }
+    }
+
+    /// The request id as text.
+    pub fn request_id_str(&self) -> &str {
+        self.request_id.to_str().unwrap_or("-")
+    }
+}
+
+fn request_id(headers: &http::HeaderMap) -> HeaderValue {
+    let sane = |v: &&HeaderValue| {
+        let b = v.as_bytes();
+        (1..=128).contains(&b.len())
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+    };
+    match headers.get(X_REQUEST_ID).filter(sane) {
+        Some(v) => v.clone(),
+        None => HeaderValue::try_from(uuid::Uuid::new_v4().to_string())
+            .unwrap_or(HeaderValue::from_static("-")),
+    }
+}
+
+// === impl ClientKind ===
+
+impl ClientKind {
+    fn of<B>(req: &Request<B>, path: &str) -> Self {
+        let h = req.headers();
+        let ua = h
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let git_path = path.ends_with("/info/refs")
+            || path.ends_with("/git-upload-pack")
+            || path.ends_with("/git-receive-pack");
+        if ua.to_ascii_lowercase().starts_with("git/") || git_path {
+            return Self::Git;
+        }
+        let accepts_html = h
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+        let navigating = matches!(*req.method(), Method::GET | Method::HEAD)
+            && !h.contains_key("x-requested-with");
+        if accepts_html && navigating {
+            Self::Browser
+        } else {
+            Self::Program
+        }
+    }
+}
+
+// === impl Proxy ===
+
+impl Proxy {
+    /// Builds the pipeline. `public_url` is where clients reach the proxy.
+    pub fn new(
+        config: &Config,
+        public_url: &Url,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, BuildError> {
+        let router = Router::new(&config.upstream);
+        let urls = UrlMap::new(public_url, &router);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                forwarder: Forwarder::new(&config.upstream)?,
+                identity: Identity::from_config(&config.auth)?,
+                router,
+                urls,
+                metrics,
+                scheme: if config.listen.tls() { "https" } else { "http" },
+            }),
+        })
+    }
+
+    /// Serves one request from `remote`. Never fails: errors become
+    /// responses. Dropping the future (client gone) cancels the upstream
+    /// request.
+    pub async fn serve(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<ProxyBody> {
+        let mut finish = Finish::start(self.inner.metrics.clone(), RequestCtx::new(&req));
+        let mut resp = match self.inner.forward(req, remote, &mut finish).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                if let Error::Upstream { upstream, kind, .. } = &e {
+                    self.inner.metrics.record_upstream_error(upstream, *kind);
+                }
+                error::into_response(&e, finish.ctx())
+            }
+        };
+        resp.headers_mut()
+            .insert(X_REQUEST_ID, finish.ctx().request_id.clone());
+        finish.status = resp.status().as_u16();
+        resp.map(|b| b.with_finish(finish))
+    }
+}
+
+impl Inner {
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+        finish: &mut Finish,
+    ) -> Result<Response<ProxyBody>, Error> {
+        let target = self.router.route(req.uri())?;
+        let upstream = target.upstream;
+        let ctx = finish.ctx_mut();
+        ctx.upstream = Some(upstream.name.clone());
+        ctx.upstream_prefix = Some(upstream.prefix().to_string());
+        let credential = self.identity.credential()?;
+
+        let (mut parts, body) = req.into_parts();
+        let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::try_from(a.as_str()).ok())
+        });
+        headers::prepare_request(
+            &mut parts.headers,
+            remote,
+            self.scheme,
+            original_host,
+            credential,
+        );
+        parts
+            .headers
+            .insert(X_REQUEST_ID, finish.ctx().request_id.clone());
+        let discovery = is_discovery_path(&finish.ctx().path);
+        if discovery {
+            // Discovery JSON is rewritten, so it must arrive uncompressed.
+            parts.headers.remove(header::ACCEPT_ENCODING);
+        }
+        parts.version = Version::HTTP_11;
+        parts.uri = target.uri;
+        let request_url = parts.uri.clone();
+        let upstream_req = Request::from_parts(parts, CountedBody::new(body, self.metrics.clone()));
+
+        let sent = Instant::now();
+        let resp = self.forwarder.send(upstream_req, &upstream.name).await?;
+        self.metrics
+            .record_upstream(&upstream.name, sent.elapsed().as_secs_f64());
+
+        let (mut parts, body) = resp.into_parts();
+        // The client's connection has its own version (hyper picks it).
+        parts.version = Version::default();
+        finish.upstream_ids(&parts.headers);
+        headers::prepare_response(&mut parts.headers);
+        self.rewrite_locations(&mut parts, &request_url);
+        let body = if discovery {
+            self.rewrite_discovery(&mut parts, body, &upstream.name)
+                .await?
+        } else {
+            ProxyBody::upstream(None, body)
+        };
+        Ok(Response::from_parts(parts, body))
+    }
+
+    fn rewrite_locations(&self, parts: &mut Parts, request_url: &http::Uri) {
+        for name in [header::LOCATION, header::CONTENT_LOCATION] {
+            let Some(value) = parts.headers.get(&name).and_then(|v| v.to_str().ok()) else {
+                continue;
+            };
+            let Ok(base) = Url::parse(&request_url.to_string()) else {
+                return;
+            };
+            let rewritten = self
+                .urls
+                .rewrite_location(value, &base)
+                .and_then(|s| HeaderValue::try_from(s).ok());
+            if let Some(v) = rewritten {
+                parts.headers.insert(name, v);
+            }
+        }
+    }
+
+    /// Buffers a small JSON discovery document and rewrites the host URLs
+    /// in it; anything else (or anything large) streams through untouched.
+    async fn rewrite_discovery(
+        &self,
+        parts: &mut Parts,
+        mut body: Incoming,
+        upstream: &str,
+    ) -> Result<ProxyBody, Error> {
+        let is_json = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
+        let encoded = parts
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes() != b"identity");
+        if !parts.status.is_success() || !is_json || encoded {
+            return Ok(ProxyBody::upstream(None, body));
+        }
+        let mut buf = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| Error::Upstream {
+                upstream: upstream.to_string(),
+                kind: crate::metrics::UpstreamErrorKind::Protocol,
+                reason: format!("reading the response body: {e}"),
+            })?;
+            if let Ok(data) = frame.into_data() {
+                buf.extend_from_slice(&data);
+                if buf.len() > MAX_DISCOVERY_BYTES {
+                    return Ok(ProxyBody::upstream(Some(buf.freeze()), body));
+                }
+            }
+        }
+        let out = match self.urls.rewrite_json(&buf) {
+            Some(new) => Bytes::from(new),
+            None => buf.freeze(),
+        };
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+        Ok(ProxyBody::full(out))
+    }
+}

@@ -1,0 +1,159 @@
+//! The command line: `check-config`, bad config files, environment
+//! overrides, `--version`, and starting from `config.example.toml`.
+
+use std::process::{Command, Output};
+
+use crate::support::process::{ProxyProcess, binary};
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(binary());
+    cmd.args(args).env_remove("ADO_AUTH_PROXY_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn example() -> String {
+    format!("{}/config.example.toml", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn check_config_accepts_the_example_and_prints_the_effective_config() {
+    let out = run(&["check-config", "--config", &example()], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("[listen]\naddress = \"127.0.0.1:8080\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("vsrm = \"https://vsrm.dev.azure.com/\""),
+        "{stdout}"
+    );
+    // The printed config is itself a valid config.
+    let dir = tempfile::tempdir().unwrap();
+    let again = dir.path().join("again.toml");
+    std::fs::write(&again, &stdout).unwrap();
+    let out = run(&["check-config", "--config", again.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn check_config_lists_every_problem_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[listen]\nadress = \"0.0.0.0:80\"\nshutdown_grace = \"a while\"\n[upstream]\nurl = \"dev.azure.com\"\n\
+         [auth]\nmode = \"pat\"\npat_file = \"/nonexistent/pat\"\n[logging]\nlevel = \"debug\"\n",
+    )
+    .unwrap();
+    let out = run(&["check-config", "--config", bad.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    for needle in [
+        "configuration has 5 problems",
+        "listen.adress: unknown key; did you mean `address`?",
+        "listen.shutdown_grace: ",
+        "upstream.url: ",
+        "auth.pat_file: cannot read /nonexistent/pat",
+        "logging: unknown key",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in\n{stderr}");
+    }
+    assert!(
+        stderr.contains(bad.to_str().unwrap()),
+        "names the file: {stderr}"
+    );
+    assert!(out.stdout.is_empty());
+
+    // `run` refuses the same file with the same list.
+    let out = run(&["--config", bad.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("listen.adress"));
+}
+
+#[test]
+fn toml_syntax_errors_and_missing_files_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "[listen\naddress = 1").unwrap();
+    let out = run(&["check-config", "--config", broken.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("broken.toml"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run(
+        &["check-config", "--config", "/nonexistent/config.toml"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read the config file /nonexistent/config.toml"));
+}
+
+#[test]
+fn environment_overrides_the_file_and_secrets_are_redacted() {
+    let out = run(
+        &["check-config", "--config", &example()],
+        &[
+            ("ADO_AUTH_PROXY_LISTEN__ADDRESS", "0.0.0.0:18080"),
+            (
+                "ADO_AUTH_PROXY_UPSTREAM__HOSTS__VSRM",
+                "https://vsrm.example.test",
+            ),
+            ("ADO_AUTH_PROXY_AUTH__MODE", "pat"),
+            ("ADO_AUTH_PROXY_AUTH__PAT", "pat-value-that-must-not-print"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("address = \"0.0.0.0:18080\""), "{stdout}");
+    assert!(
+        stdout.contains("vsrm = \"https://vsrm.example.test/\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("pat = \"[redacted]\""), "{stdout}");
+    assert!(!stdout.contains("pat-value-that-must-not-print"));
+
+    let out = run(
+        &["check-config", "--config", &example()],
+        &[("ADO_AUTH_PROXY_UPSTREAM__CONECT_TIMEOUT", "5s")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("upstream.conect_timeout: unknown key; did you mean `connect_timeout`?")
+            && stderr.contains("environment variable ADO_AUTH_PROXY_UPSTREAM__CONECT_TIMEOUT"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn version_flag() {
+    let out = run(&["--version"], &[]);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("ado-auth-proxy {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn starts_from_the_example_config_unchanged() {
+    // The example's fixed ports (8080, 9090) belong to this test alone.
+    let example = example();
+    let proxy =
+        ProxyProcess::spawn_args(&["--config", &example], &[], tempfile::tempdir().unwrap());
+    assert_eq!(proxy.proxy.to_string(), "127.0.0.1:8080");
+    assert_eq!(proxy.admin.to_string(), "127.0.0.1:9090");
+    let out = crate::support::blocking_get(proxy.admin, "/readyz");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}

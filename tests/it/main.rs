@@ -1,0 +1,10 @@
+//! The one integration-test binary: each module covers one area, all share
+//! `support` (fake upstream, proxy launchers, clients).
+
+mod support;
+
+mod cli;
+mod forwarding;
+mod lifecycle;
+mod streaming;
+mod tls;

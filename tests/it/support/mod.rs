@@ -1,0 +1,175 @@
+//! Test support: the fake upstream, launchers for the proxy (in process and
+//! as the real binary), a raw HTTP/1.1 client, and small helpers.
+
+pub mod process;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Once;
+use std::time::Duration;
+
+use ado_auth_proxy::app::{self, Running};
+use ado_auth_proxy::config::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use url::Url;
+
+/// A config that listens on free loopback ports and forwards to `upstream`.
+pub fn config(upstream: &str) -> Config {
+    let mut c = Config::default();
+    c.listen.address = "127.0.0.1:0".parse().unwrap();
+    c.admin.address = "127.0.0.1:0".parse().unwrap();
+    c.listen.shutdown_delay = Duration::from_millis(100);
+    c.listen.shutdown_grace = Duration::from_secs(5);
+    c.upstream.url = Url::parse(upstream).unwrap();
+    c
+}
+
+/// Starts the proxy in this process with `config`. Set `TEST_LOG=debug`
+/// to see its logs.
+pub async fn start(config: Config) -> Running {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("TEST_LOG"))
+        .with_test_writer()
+        .try_init();
+    app::start(config).await.expect("proxy starts")
+}
+
+/// A reqwest client that never follows redirects.
+pub fn client() -> reqwest::Client {
+    install_crypto();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// Installs ring as rustls' process default (reqwest is built without one).
+pub fn install_crypto() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// A raw HTTP/1.1 exchange: writes `request` as is and returns the whole
+/// response text (the connection is closed by `Connection: close`).
+pub async fn raw_http(addr: SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // The server may answer (431, 400) and close before it read everything.
+    let _ = s.write_all(request.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The body of `GET /metrics` on the admin listener.
+pub async fn metrics(admin: SocketAddr) -> String {
+    client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// A throwaway CA and a server certificate it signed for `127.0.0.1` and
+/// `localhost`, made with the openssl command line:
+/// (CA certificate, server certificate, server key), all PEM files.
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |name: &str| dir.join(name);
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .expect("openssl is installed (scripts/test.sh installs it)");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &[
+                "req",
+                "-x509",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ][..],
+            &ec,
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &[
+                "req",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ][..],
+            &ec,
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        p("ext.cnf"),
+        "basicConstraints=critical,CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
+    (p("ca.pem"), p("server.pem"), p("server.key"))
+}
+
+/// A blocking `GET path` with `Connection: close`, for tests without a
+/// runtime; returns the raw response.
+pub fn blocking_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
