@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod forwarding;
+mod git;
 mod lifecycle;
 mod streaming;
 mod tls;
