@@ -126,9 +126,30 @@ fn request_id(headers: &http::HeaderMap) -> HeaderValue {
     };
     match headers.get(X_REQUEST_ID).filter(sane) {
         Some(v) => v.clone(),
-        None => HeaderValue::try_from(uuid::Uuid::new_v4().to_string())
-            .unwrap_or(HeaderValue::from_static("-")),
+        None => new_request_id(),
     }
+}
+
+/// A UUIDv4-shaped id without a `getrandom` call per request: one random
+/// seed per process, mixed with a counter (splitmix64), so ids are unique
+/// across requests and, with overwhelming probability, across replicas.
+fn new_request_id() -> HeaderValue {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEED: OnceLock<u128> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| uuid::Uuid::new_v4().as_u128());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mix = |mut z: u64| {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let hi = mix(n ^ (seed >> 64) as u64);
+    let lo = mix(n.wrapping_add(0x9e37_79b9_7f4a_7c15) ^ seed as u64);
+    let bytes = ((u128::from(hi) << 64) | u128::from(lo)).to_be_bytes();
+    let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+    HeaderValue::try_from(id.to_string()).unwrap_or(HeaderValue::from_static("-"))
 }
 
 // === impl ClientKind ===
@@ -325,5 +346,19 @@ impl Inner {
             .headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
         Ok(ProxyBody::full(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_distinct_uuids() {
+        let ids: std::collections::HashSet<String> = (0..10_000)
+            .map(|_| super::new_request_id().to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids.len(), 10_000);
+        let one = ids.iter().next().unwrap();
+        let parsed = uuid::Uuid::parse_str(one).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
     }
 }
