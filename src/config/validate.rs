@@ -1,5 +1,6 @@
 //! Checks serde cannot express: combinations of keys, URL shapes, readable
-//! files. Pure apart from reading the named files; returns every problem.
+//! and parseable files (PAT, TLS certificates and keys). Pure apart from
+//! reading the named files; returns every problem.
 
 use std::path::Path;
 use std::time::Duration;
@@ -40,8 +41,14 @@ fn listen(config: &Config, out: &mut Vec<Problem>) {
             "missing: listen.tls_key_file is set, so the certificate chain file is needed too",
         )),
         (Some(c), Some(k)) => {
+            let before = out.len();
             readable("listen.tls_cert_file", c, out);
             readable("listen.tls_key_file", k, out);
+            if out.len() == before {
+                if let Err(e) = crate::tls::server_config(c, k) {
+                    out.push(Problem::new(e.key, e.message));
+                }
+            }
         }
         (None, None) => {}
     }
@@ -82,7 +89,9 @@ fn upstream(config: &Config, out: &mut Vec<Problem>) {
     positive("upstream.connect_timeout", u.connect_timeout, out);
     positive("upstream.response_timeout", u.response_timeout, out);
     if let Some(ca) = &u.ca_file {
-        readable("upstream.ca_file", ca, out);
+        if let Err(e) = crate::tls::client_config(Some(ca)) {
+            out.push(Problem::new(e.key, e.message));
+        }
     }
     for (name, url) in &u.hosts {
         let key = format!("upstream.hosts.{name}");

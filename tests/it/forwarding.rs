@@ -330,9 +330,12 @@ async fn discovery_documents_are_rewritten_to_proxy_urls() {
         {"id":"79134c72-4a58-4b42-976c-04e7115f32bf","name":"core","locationUrl":"https://dev.azure.com/org/"},
         {"id":"0d55247a-1c47-4462-9b1f-5e2125590ee6","name":"account","locationUrl":"https://app.vssps.visualstudio.com/"}]}"#;
     let connection_data = r#"{"authenticatedUser":{"id":"u"},"locationServiceData":{"accessMappings":[{"moniker":"PublicAccessMapping","accessPoint":"https://org.visualstudio.com/"}],"defaultAccessMappingMoniker":"PublicAccessMapping"}}"#;
+    let location_service = r#"{"serviceType":"LocationService2","identifier":"951917ac-a960-4999-8464-e3f0aa25b381","location":"https://vssps.dev.azure.com/org/"}"#;
     let up = FakeUpstream::recording(move |req| {
         let body = if req.uri.contains("resourceAreas") {
             resource_areas
+        } else if req.uri.contains("LocationService2") {
+            location_service
         } else if req.uri.contains("connectionData") {
             connection_data
         } else {
@@ -390,6 +393,8 @@ async fn discovery_documents_are_rewritten_to_proxy_urls() {
         data["locationServiceData"]["accessMappings"][0]["accessPoint"],
         format!("{public}/org/")
     );
+    let location = get("/org/_apis/ServiceDefinitions/LocationService2/951917AC-A960-4999-8464-E3F0AA25B381?api-version=1.0").await;
+    assert_eq!(location["location"], format!("{public}/.hosts/vssps/org/"));
     // Discovery is fetched uncompressed so it can be rewritten.
     assert!(
         up.requests()
@@ -664,4 +669,55 @@ async fn metrics_count_requests_bytes_and_upstream_time() {
         .parse()
         .unwrap();
     assert!(out > 20, "{out}");
+}
+
+#[tokio::test]
+async fn admin_endpoints_answer_health_readiness_and_metrics() {
+    let up = FakeUpstream::recording(|_| respond(200, &[], "")).await;
+    let proxy = support::start(support::config(&up.url())).await;
+    let admin = format!("http://{}", proxy.admin_addr);
+    for (path, status, word) in [
+        ("/healthz", 200, "ok"),
+        ("/readyz", 200, "ready"),
+        ("/metrics", 200, "ado_proxy_requests_in_flight"),
+        ("/nope", 404, "/healthz"),
+    ] {
+        let resp = client().get(format!("{admin}{path}")).send().await.unwrap();
+        assert_eq!(resp.status(), status, "{path}");
+        assert!(resp.text().await.unwrap().contains(word), "{path}");
+    }
+    // In process, shutdown() starts the same sequence SIGTERM does.
+    proxy.shutdown();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let resp = client()
+        .get(format!("{admin}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(
+        up.requests().is_empty(),
+        "admin requests never reach the upstream"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let up = FakeUpstream::recording(|_| respond(200, &[], "")).await;
+    let mut config = support::config(&up.url());
+    config.listen.header_read_timeout = Duration::from_millis(300);
+    let proxy = support::start(config).await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(proxy.proxy_addr)
+        .await
+        .unwrap();
+    s.write_all(b"GET /org/x HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection stayed open");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(up.requests().is_empty());
 }
