@@ -256,7 +256,9 @@ impl Inner {
         parts
             .headers
             .insert(X_REQUEST_ID, finish.ctx().request_id.clone());
-        let discovery = is_discovery_path(&finish.ctx().path);
+        // A HEAD answer has no body to rewrite, and its Content-Length
+        // describes the GET body, so it passes untouched.
+        let discovery = parts.method != Method::HEAD && is_discovery_path(&finish.ctx().path);
         if discovery {
             // Discovery JSON is rewritten, so it must arrive uncompressed.
             parts.headers.remove(header::ACCEPT_ENCODING);

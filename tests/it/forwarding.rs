@@ -402,6 +402,20 @@ async fn discovery_documents_are_rewritten_to_proxy_urls() {
             .all(|r| !r.headers.contains_key("accept-encoding"))
     );
 
+    // HEAD keeps the upstream's Content-Length of the GET body.
+    let head = client()
+        .head(format!(
+            "http://{}/org/_apis/resourceAreas",
+            proxy.proxy_addr
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.headers()["content-length"],
+        resource_areas.len().to_string().as_str()
+    );
+
     // Other JSON streams through untouched.
     let other = get("/org/_apis/projects").await;
     assert_eq!(other["url"], "https://dev.azure.com/org/_apis/projects/1");
