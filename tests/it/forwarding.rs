@@ -10,7 +10,7 @@ use http::Response;
 use http_body_util::{BodyExt, StreamBody};
 
 use crate::support::upstream::{FakeBody, FakeUpstream, respond};
-use crate::support::{self, client, raw_http};
+use crate::support::{self, client, get, raw_http};
 
 #[tokio::test]
 async fn forwards_method_path_query_body_and_sets_forwarding_headers() {
@@ -133,17 +133,14 @@ async fn sibling_hosts_are_routed_by_name() {
         .insert("vsrm".into(), format!("{}/", vsrm.url()).parse().unwrap());
     let proxy = support::start(config).await;
 
-    let body = client()
-        .get(format!(
-            "http://{}/.hosts/vsrm/org/_apis/release/releases?$top=1",
-            proxy.proxy_addr
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = get(format!(
+        "http://{}/.hosts/vsrm/org/_apis/release/releases?$top=1",
+        proxy.proxy_addr
+    ))
+    .await
+    .text()
+    .await
+    .unwrap();
     assert_eq!(body, "vsrm");
     assert_eq!(vsrm.single().uri, "/org/_apis/release/releases?$top=1");
     assert_eq!(
@@ -151,14 +148,11 @@ async fn sibling_hosts_are_routed_by_name() {
         vsrm.addr.to_string().as_str()
     );
 
-    let resp = client()
-        .get(format!(
-            "http://{}/.hosts/nosuch/org/_apis/x",
-            proxy.proxy_addr
-        ))
-        .send()
-        .await
-        .unwrap();
+    let resp = get(format!(
+        "http://{}/.hosts/nosuch/org/_apis/x",
+        proxy.proxy_addr
+    ))
+    .await;
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
     let problem: serde_json::Value = resp.json().await.unwrap();
@@ -174,11 +168,7 @@ async fn auth_paths_are_reserved_and_never_forwarded() {
     let up = FakeUpstream::recording(|_| respond(200, &[], "")).await;
     let proxy = support::start(support::config(&up.url())).await;
     for path in ["/.auth/login?rd=/x", "/.auth/callback", "/.auth"] {
-        let resp = client()
-            .get(format!("http://{}{path}", proxy.proxy_addr))
-            .send()
-            .await
-            .unwrap();
+        let resp = get(format!("http://{}{path}", proxy.proxy_addr)).await;
         assert_eq!(resp.status(), 404, "{path}");
     }
     assert!(up.requests().is_empty());
@@ -192,18 +182,10 @@ async fn organizations_outside_the_allowlist_get_a_readable_403() {
     let proxy = support::start(config).await;
     let base = format!("http://{}", proxy.proxy_addr);
 
-    let ok = client()
-        .get(format!("{base}/Contoso/_apis/projects"))
-        .send()
-        .await
-        .unwrap();
+    let ok = get(format!("{base}/Contoso/_apis/projects")).await;
     assert_eq!(ok.status(), 200);
 
-    let denied = client()
-        .get(format!("{base}/fabrikam/_apis/projects"))
-        .send()
-        .await
-        .unwrap();
+    let denied = get(format!("{base}/fabrikam/_apis/projects")).await;
     assert_eq!(denied.status(), 403);
     let problem: serde_json::Value = denied.json().await.unwrap();
     assert_eq!(problem["status"], 403);
@@ -231,11 +213,7 @@ async fn organizations_outside_the_allowlist_get_a_readable_403() {
     );
     assert!(git.text().await.unwrap().contains("not allowed"));
 
-    let no_org = client()
-        .get(format!("{base}/_apis/resourceAreas"))
-        .send()
-        .await
-        .unwrap();
+    let no_org = get(format!("{base}/_apis/resourceAreas")).await;
     assert_eq!(no_org.status(), 403);
     assert_eq!(
         up.requests().len(),
@@ -280,11 +258,7 @@ async fn location_headers_pointing_at_azure_devops_hosts_are_rewritten() {
         ),
     ];
     for (path, want) in &cases {
-        let resp = client()
-            .get(format!("http://{}{path}", proxy.proxy_addr))
-            .send()
-            .await
-            .unwrap();
+        let resp = get(format!("http://{}{path}", proxy.proxy_addr)).await;
         assert_eq!(resp.status(), 302, "{path}");
         assert_eq!(resp.headers()["location"].to_str().unwrap(), want, "{path}");
         assert_eq!(
@@ -312,11 +286,7 @@ async fn upstream_url_in_location_maps_to_public_url() {
     let mut config = support::config(&up.url());
     config.listen.public_url = Some("https://ado.internal.example/".parse().unwrap());
     let proxy = support::start(config).await;
-    let resp = client()
-        .get(format!("http://{}/org/_git/old", proxy.proxy_addr))
-        .send()
-        .await
-        .unwrap();
+    let resp = get(format!("http://{}/org/_git/old", proxy.proxy_addr)).await;
     assert_eq!(
         resp.headers()["location"],
         "https://ado.internal.example/org/_git/moved?x=1"
@@ -465,11 +435,7 @@ async fn unreachable_upstream_gets_502_naming_it() {
         .unwrap()
         .port();
     let proxy = support::start(support::config(&format!("http://127.0.0.1:{port}"))).await;
-    let resp = client()
-        .get(format!("http://{}/org/_apis/x", proxy.proxy_addr))
-        .send()
-        .await
-        .unwrap();
+    let resp = get(format!("http://{}/org/_apis/x", proxy.proxy_addr)).await;
     assert_eq!(resp.status(), 502);
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
     let p: serde_json::Value = resp.json().await.unwrap();
@@ -512,11 +478,7 @@ async fn slow_upstream_gets_504_but_a_slow_body_is_never_cut() {
     let proxy = support::start(config).await;
 
     let started = Instant::now();
-    let resp = client()
-        .get(format!("http://{}/org/slow-headers", proxy.proxy_addr))
-        .send()
-        .await
-        .unwrap();
+    let resp = get(format!("http://{}/org/slow-headers", proxy.proxy_addr)).await;
     assert_eq!(resp.status(), 504);
     assert!(started.elapsed() < Duration::from_secs(2));
     let p: serde_json::Value = resp.json().await.unwrap();
@@ -529,11 +491,8 @@ async fn slow_upstream_gets_504_but_a_slow_body_is_never_cut() {
         "{p}"
     );
 
-    let body = client()
-        .get(format!("http://{}/org/slow-body", proxy.proxy_addr))
-        .send()
+    let body = get(format!("http://{}/org/slow-body", proxy.proxy_addr))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -634,7 +593,7 @@ async fn pat_mode_replaces_the_client_credential_and_follows_the_file() {
     std::fs::write(&pat_file, "second-longer-token\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        client().get(&url).send().await.unwrap();
+        get(&url).await;
         let last = up.requests().last().unwrap().headers["authorization"].clone();
         // base64(":second-longer-token")
         if last == "Basic OnNlY29uZC1sb25nZXItdG9rZW4=" {
@@ -696,18 +655,14 @@ async fn admin_endpoints_answer_health_readiness_and_metrics() {
         ("/metrics", 200, "ado_proxy_requests_in_flight"),
         ("/nope", 404, "/healthz"),
     ] {
-        let resp = client().get(format!("{admin}{path}")).send().await.unwrap();
+        let resp = get(format!("{admin}{path}")).await;
         assert_eq!(resp.status(), status, "{path}");
         assert!(resp.text().await.unwrap().contains(word), "{path}");
     }
     // In process, shutdown() starts the same sequence SIGTERM does.
     proxy.shutdown();
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let resp = client()
-        .get(format!("{admin}/readyz"))
-        .send()
-        .await
-        .unwrap();
+    let resp = get(format!("{admin}/readyz")).await;
     assert_eq!(resp.status(), 503);
     assert!(
         up.requests().is_empty(),

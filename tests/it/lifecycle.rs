@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::process::ProxyProcess;
 use crate::support::upstream::{FakeUpstream, respond};
-use crate::support::{blocking_get, client};
+use crate::support::{blocking_get, client, get};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_turns_not_ready_keeps_serving_then_drains_in_flight_requests() {
@@ -26,11 +26,7 @@ async fn sigterm_turns_not_ready_keeps_serving_then_drains_in_flight_requests() 
     assert!(blocking_get(admin, "/readyz").starts_with("HTTP/1.1 200"));
 
     let in_flight = tokio::spawn(async move {
-        let resp = client()
-            .get(format!("http://{addr}/org/slow"))
-            .send()
-            .await
-            .unwrap();
+        let resp = get(format!("http://{addr}/org/slow")).await;
         (resp.status(), resp.text().await.unwrap())
     });
     tokio::time::sleep(Duration::from_millis(300)).await;

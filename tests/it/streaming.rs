@@ -9,9 +9,9 @@ use futures_util::StreamExt;
 use http::Response;
 use http_body_util::{BodyExt, StreamBody};
 
-use crate::support::client;
 use crate::support::process::ProxyProcess;
 use crate::support::upstream::{FakeUpstream, respond};
+use crate::support::{client, get};
 
 const TOTAL: u64 = 2 * 1024 * 1024 * 1024;
 const CHUNK: usize = 256 * 1024;
@@ -58,11 +58,7 @@ async fn two_gib_up_and_down_with_bounded_memory() {
     assert_eq!(resp.text().await.unwrap(), TOTAL.to_string());
     assert_eq!(received.load(Ordering::Relaxed), TOTAL);
 
-    let resp = client()
-        .get(format!("{base}/org/_apis/download"))
-        .send()
-        .await
-        .unwrap();
+    let resp = get(format!("{base}/org/_apis/download")).await;
     assert_eq!(resp.status(), 200);
     let mut stream = resp.bytes_stream();
     let mut got = 0u64;

@@ -48,6 +48,11 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// `GET url` with [`client`]; panics when no response arrives.
+pub async fn get(url: impl reqwest::IntoUrl) -> reqwest::Response {
+    client().get(url).send().await.expect("a response")
+}
+
 /// Installs ring as rustls' process default (reqwest is built without one).
 pub fn install_crypto() {
     static ONCE: Once = Once::new();
