@@ -31,7 +31,7 @@ async fn sigterm_turns_not_ready_keeps_serving_then_drains_in_flight_requests() 
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let signalled = Instant::now();
-    proxy.signal("TERM");
+    proxy.signal(libc::SIGTERM);
     tokio::time::sleep(Duration::from_millis(150)).await;
 
     // Not ready at once, but still accepting during shutdown_delay.
@@ -73,7 +73,7 @@ async fn sigterm_turns_not_ready_keeps_serving_then_drains_in_flight_requests() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_grace_bounds_how_long_a_request_may_hold_the_exit() {
+async fn shutdown_grace_bounds_how_long_a_request_may_hold_the_exit_after_sigint() {
     let up = FakeUpstream::raw(|_| async move {
         tokio::time::sleep(Duration::from_secs(60)).await;
         respond(200, &[], "never")
@@ -93,7 +93,8 @@ async fn shutdown_grace_bounds_how_long_a_request_may_hold_the_exit() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
-    proxy.signal("TERM");
+    // SIGINT (Ctrl-C) runs the same sequence as SIGTERM.
+    proxy.signal(libc::SIGINT);
     let status = tokio::task::spawn_blocking(move || proxy.wait_exit(Duration::from_secs(10)))
         .await
         .unwrap();

@@ -93,15 +93,12 @@ impl ProxyProcess {
         self.logs.lock().unwrap().join("\n")
     }
 
-    /// Sends a signal (`TERM`, `INT`) with the kill command.
-    pub fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{name} failed");
+    /// Sends a signal (`libc::SIGTERM`, `libc::SIGINT`).
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
     }
 
     /// Waits for the process to exit, at most `limit`.
