@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::identity::IdentityError;
 use crate::metrics::UpstreamErrorKind;
 use crate::proxy::body::ProxyBody;
+use crate::proxy::route::Upstream;
 use crate::proxy::{ClientKind, RequestCtx};
 
 /// Everything that can stop a request from being forwarded.
@@ -49,10 +50,12 @@ pub enum Error {
 
     // --- the upstream ---
     /// The upstream could not be reached or did not answer in time.
-    #[error("upstream {upstream} {}: {reason}", kind.as_str())]
+    #[error("upstream {upstream} ({target}) {}: {reason}", kind.as_str())]
     Upstream {
         /// Which upstream (`default` or a sibling host name).
         upstream: String,
+        /// Its base URL.
+        target: String,
         /// Connect, timeout or protocol.
         kind: UpstreamErrorKind,
         /// What went wrong, without secrets.
@@ -76,6 +79,16 @@ struct Answer {
 // === impl Error ===
 
 impl Error {
+    /// An upstream failure of `kind` at `upstream`.
+    pub fn upstream(upstream: &Upstream, kind: UpstreamErrorKind, reason: String) -> Self {
+        Self::Upstream {
+            upstream: upstream.name.to_string(),
+            target: upstream.prefix().to_string(),
+            kind,
+            reason,
+        }
+    }
+
     fn answer(&self, ctx: &RequestCtx) -> Answer {
         match self {
             Self::ReservedPath => Answer {
@@ -84,7 +97,7 @@ impl Error {
                 title: "Not found",
                 detail: format!(
                     "{} belongs to the proxy's own endpoints and is not forwarded to Azure DevOps.",
-                    ctx.path
+                    ctx.path()
                 ),
             },
             Self::UnknownHost { name, known } => Answer {
@@ -123,6 +136,7 @@ impl Error {
             },
             Self::Upstream {
                 upstream,
+                target,
                 kind,
                 reason,
             } => Answer {
@@ -140,10 +154,7 @@ impl Error {
                     UpstreamErrorKind::Timeout => "Azure DevOps did not answer in time",
                     UpstreamErrorKind::Protocol => "The connection to Azure DevOps failed",
                 },
-                detail: format!(
-                    "Upstream {upstream} ({}): {reason}.",
-                    ctx.upstream_prefix.as_deref().unwrap_or("?")
-                ),
+                detail: format!("Upstream {upstream} ({target}): {reason}."),
             },
             Self::Identity(e) => Answer {
                 status: StatusCode::SERVICE_UNAVAILABLE,

@@ -3,12 +3,13 @@
 //! Labels are typed enums or names from the config, never raw paths.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// What kind of request this was, for labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
 pub enum RouteClass {
     /// REST calls (`/_apis/`).
     Api,
@@ -34,10 +35,12 @@ pub enum UpstreamErrorKind {
 /// Every metric family of the proxy.
 pub struct Metrics {
     registry: Registry,
-    requests: IntCounterVec,
+    /// `ado_proxy_requests_total`, resolved per (route, status class):
+    /// the hot path never hashes label values.
+    requests: [[IntCounter; STATUS_CLASSES]; ROUTES],
     /// Requests currently being served (until the response body ends).
     pub in_flight: IntGauge,
-    request_duration: HistogramVec,
+    request_duration: [Histogram; ROUTES],
     upstream_duration: HistogramVec,
     upstream_errors: IntCounterVec,
     /// Request body bytes received from clients.
@@ -45,6 +48,16 @@ pub struct Metrics {
     /// Response body bytes sent to clients.
     pub response_bytes: IntCounter,
 }
+
+const ROUTES: usize = 4;
+const STATUS_CLASSES: usize = 5;
+const ALL_ROUTES: [RouteClass; ROUTES] = [
+    RouteClass::Api,
+    RouteClass::Git,
+    RouteClass::Other,
+    RouteClass::Auth,
+];
+const STATUS_LABELS: [&str; STATUS_CLASSES] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Latency buckets from 1 ms to 2 minutes (git pushes are slow).
 const BUCKETS: &[f64] = &[
@@ -89,13 +102,14 @@ impl UpstreamErrorKind {
     }
 }
 
-fn status_class(status: u16) -> &'static str {
+/// Index into [`STATUS_LABELS`].
+fn status_class(status: u16) -> usize {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     }
 }
 
@@ -166,11 +180,17 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
 
+        // Resolve every (route, status) series now: they also show up as 0
+        // in /metrics from the start, which alerting rules like.
+        let by_route =
+            ALL_ROUTES.map(|r| STATUS_LABELS.map(|s| requests.with_label_values(&[r.as_str(), s])));
+        let duration_by_route =
+            ALL_ROUTES.map(|r| request_duration.with_label_values(&[r.as_str()]));
         Ok(Self {
             registry,
-            requests,
+            requests: by_route,
             in_flight,
-            request_duration,
+            request_duration: duration_by_route,
             upstream_duration,
             upstream_errors,
             request_bytes,
@@ -180,19 +200,14 @@ impl Metrics {
 
     /// Records a finished request (called once, when its response ends).
     pub fn record_request(&self, route: RouteClass, status: u16, seconds: f64) {
-        self.requests
-            .with_label_values(&[route.as_str(), status_class(status)])
-            .inc();
-        self.request_duration
-            .with_label_values(&[route.as_str()])
-            .observe(seconds);
+        self.requests[route as usize][status_class(status)].inc();
+        self.request_duration[route as usize].observe(seconds);
     }
 
-    /// Records how long the upstream took to answer with headers.
-    pub fn record_upstream(&self, upstream: &str, seconds: f64) {
-        self.upstream_duration
-            .with_label_values(&[upstream])
-            .observe(seconds);
+    /// The time-to-headers series of one upstream host, to be resolved
+    /// once when the routing table is built.
+    pub fn upstream_duration(&self, upstream: &str) -> Histogram {
+        self.upstream_duration.with_label_values(&[upstream])
     }
 
     /// Counts a failed upstream exchange.

@@ -81,7 +81,7 @@ impl Drop for Finish {
         tracing::info!(
             target: "access",
             method = %self.ctx.method,
-            path = %self.ctx.path,
+            path = %self.ctx.path(),
             status = self.status,
             duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
             bytes = self.bytes,

@@ -13,6 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::body::CountedBody;
+use super::route::Upstream;
 use crate::config::UpstreamConfig;
 use crate::error::Error;
 use crate::metrics::UpstreamErrorKind;
@@ -57,7 +58,7 @@ impl Forwarder {
     pub async fn send(
         &self,
         req: Request<CountedBody>,
-        upstream: &str,
+        upstream: &Upstream,
     ) -> Result<Response<Incoming>, Error> {
         match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
@@ -67,20 +68,16 @@ impl Forwarder {
                 } else {
                     UpstreamErrorKind::Protocol
                 };
-                Err(Error::Upstream {
-                    upstream: upstream.to_string(),
-                    kind,
-                    reason: innermost(&e),
-                })
+                Err(Error::upstream(upstream, kind, innermost(&e)))
             }
-            Err(_) => Err(Error::Upstream {
-                upstream: upstream.to_string(),
-                kind: UpstreamErrorKind::Timeout,
-                reason: format!(
+            Err(_) => Err(Error::upstream(
+                upstream,
+                UpstreamErrorKind::Timeout,
+                format!(
                     "no response within {} (upstream.response_timeout)",
                     humantime::format_duration(self.response_timeout)
                 ),
-            }),
+            )),
         }
     }
 }

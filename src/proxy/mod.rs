@@ -54,16 +54,15 @@ pub struct RequestCtx {
     pub start: Instant,
     /// The request method.
     pub method: Method,
-    /// The path, without the query string (which may carry secrets).
-    pub path: String,
+    /// The request target; only its path is ever shown (the query string
+    /// may carry secrets).
+    uri: http::Uri,
     /// For metric labels.
     pub route: RouteClass,
     /// For error wording.
     pub client: ClientKind,
     /// The upstream's label once routed.
-    pub upstream: Option<String>,
-    /// The upstream's base URL once routed.
-    pub upstream_prefix: Option<String>,
+    pub upstream: Option<Arc<str>>,
 }
 
 /// The proxy service, cheap to clone into each connection.
@@ -98,17 +97,21 @@ pub enum BuildError {
 impl RequestCtx {
     /// Reads what the pipeline needs to know from the request head.
     pub fn new<B>(req: &Request<B>) -> Self {
-        let path = req.uri().path().to_string();
+        let path = req.uri().path();
         Self {
             request_id: request_id(req.headers()),
             start: Instant::now(),
             method: req.method().clone(),
-            route: RouteClass::of_path(&path),
-            client: ClientKind::of(req, &path),
-            path,
+            route: RouteClass::of_path(path),
+            client: ClientKind::of(req, path),
+            uri: req.uri().clone(),
             upstream: None,
-            upstream_prefix: None,
         }
+    }
+
+    /// The request path, without the query string.
+    pub fn path(&self) -> &str {
+        self.uri.path()
     }
 
     /// The request id as text.
@@ -149,7 +152,9 @@ fn new_request_id() -> HeaderValue {
     let lo = mix(n.wrapping_add(0x9e37_79b9_7f4a_7c15) ^ seed as u64);
     let bytes = ((u128::from(hi) << 64) | u128::from(lo)).to_be_bytes();
     let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
-    HeaderValue::try_from(id.to_string()).unwrap_or(HeaderValue::from_static("-"))
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = id.hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"))
 }
 
 // === impl ClientKind ===
@@ -164,7 +169,8 @@ impl ClientKind {
         let git_path = path.ends_with("/info/refs")
             || path.ends_with("/git-upload-pack")
             || path.ends_with("/git-receive-pack");
-        if ua.to_ascii_lowercase().starts_with("git/") || git_path {
+        let git_agent = ua.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("git/"));
+        if git_agent || git_path {
             return Self::Git;
         }
         let accepts_html = h
@@ -190,7 +196,7 @@ impl Proxy {
         public_url: &Url,
         metrics: Arc<Metrics>,
     ) -> Result<Self, BuildError> {
-        let router = Router::new(&config.upstream);
+        let router = Router::new(&config.upstream, &metrics);
         let urls = UrlMap::new(public_url, &router);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -234,9 +240,7 @@ impl Inner {
     ) -> Result<Response<ProxyBody>, Error> {
         let target = self.router.route(req.uri())?;
         let upstream = target.upstream;
-        let ctx = finish.ctx_mut();
-        ctx.upstream = Some(upstream.name.clone());
-        ctx.upstream_prefix = Some(upstream.prefix().to_string());
+        finish.ctx_mut().upstream = Some(upstream.name.clone());
         let credential = self.identity.credential()?;
 
         let (mut parts, body) = req.into_parts();
@@ -258,7 +262,7 @@ impl Inner {
             .insert(X_REQUEST_ID, finish.ctx().request_id.clone());
         // A HEAD answer has no body to rewrite, and its Content-Length
         // describes the GET body, so it passes untouched.
-        let discovery = parts.method != Method::HEAD && is_discovery_path(&finish.ctx().path);
+        let discovery = parts.method != Method::HEAD && is_discovery_path(finish.ctx().path());
         if discovery {
             // Discovery JSON is rewritten, so it must arrive uncompressed.
             parts.headers.remove(header::ACCEPT_ENCODING);
@@ -269,9 +273,8 @@ impl Inner {
         let upstream_req = Request::from_parts(parts, CountedBody::new(body, self.metrics.clone()));
 
         let sent = Instant::now();
-        let resp = self.forwarder.send(upstream_req, &upstream.name).await?;
-        self.metrics
-            .record_upstream(&upstream.name, sent.elapsed().as_secs_f64());
+        let resp = self.forwarder.send(upstream_req, upstream).await?;
+        upstream.duration.observe(sent.elapsed().as_secs_f64());
 
         let (mut parts, body) = resp.into_parts();
         // The client's connection has its own version (hyper picks it).
@@ -280,8 +283,7 @@ impl Inner {
         headers::prepare_response(&mut parts.headers);
         self.rewrite_locations(&mut parts, &request_url);
         let body = if discovery {
-            self.rewrite_discovery(&mut parts, body, &upstream.name)
-                .await?
+            self.rewrite_discovery(&mut parts, body, upstream).await?
         } else {
             ProxyBody::upstream(None, body)
         };
@@ -312,7 +314,7 @@ impl Inner {
         &self,
         parts: &mut Parts,
         mut body: Incoming,
-        upstream: &str,
+        upstream: &route::Upstream,
     ) -> Result<ProxyBody, Error> {
         let is_json = parts
             .headers
@@ -328,10 +330,12 @@ impl Inner {
         }
         let mut buf = BytesMut::new();
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| Error::Upstream {
-                upstream: upstream.to_string(),
-                kind: crate::metrics::UpstreamErrorKind::Protocol,
-                reason: format!("reading the response body: {e}"),
+            let frame = frame.map_err(|e| {
+                Error::upstream(
+                    upstream,
+                    crate::metrics::UpstreamErrorKind::Protocol,
+                    format!("reading the response body: {e}"),
+                )
             })?;
             if let Ok(data) = frame.into_data() {
                 buf.extend_from_slice(&data);

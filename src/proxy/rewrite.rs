@@ -36,7 +36,7 @@ impl UrlMap {
         let mut bases: Vec<(String, Url)> = router
             .upstreams()
             .map(|u| {
-                let prefix = if u.name == MAIN {
+                let prefix = if &*u.name == MAIN {
                     String::new()
                 } else {
                     format!("/.hosts/{}", u.name)
@@ -50,8 +50,8 @@ impl UrlMap {
             bases,
             names: router
                 .upstreams()
-                .filter(|u| u.name != MAIN)
-                .map(|u| u.name.clone())
+                .filter(|u| &*u.name != MAIN)
+                .map(|u| u.name.to_string())
                 .collect(),
         }
     }
@@ -164,15 +164,24 @@ impl UrlMap {
 /// `_apis/resourceAreas[/{id}]`, `_apis/connectionData`,
 /// `_apis/ServiceDefinitions/LocationService2[/...]`.
 pub fn is_discovery_path(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    let Some(i) = lower.find("/_apis/") else {
+    // Called for every request: no allocation, ASCII case-insensitive.
+    const APIS: &[u8] = b"/_apis/";
+    let bytes = path.as_bytes();
+    let Some(i) = bytes
+        .windows(APIS.len())
+        .position(|w| w.eq_ignore_ascii_case(APIS))
+    else {
         return false;
     };
-    let api = lower[i + "/_apis/".len()..].trim_end_matches('/');
-    api == "resourceareas"
-        || api.starts_with("resourceareas/")
-        || api == "connectiondata"
-        || api.starts_with("servicedefinitions/locationservice2")
+    let api = path[i + APIS.len()..].trim_end_matches('/');
+    let starts = |prefix: &str| {
+        api.get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+    };
+    api.eq_ignore_ascii_case("resourceareas")
+        || starts("resourceareas/")
+        || api.eq_ignore_ascii_case("connectiondata")
+        || starts("servicedefinitions/locationservice2")
 }
 
 #[cfg(test)]
@@ -189,7 +198,8 @@ mod tests {
             "vsrm".into(),
             Url::parse("http://127.0.0.1:7001/rm/").unwrap(),
         );
-        let router = Router::new(&config);
+        let metrics = crate::metrics::Metrics::new(prometheus::Registry::new()).unwrap();
+        let router = Router::new(&config, &metrics);
         UrlMap::new(&Url::parse("http://localhost:8080").unwrap(), &router)
     }
 

@@ -6,12 +6,15 @@
 //! forwarded.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use http::Uri;
+use prometheus::Histogram;
 use url::Url;
 
 use crate::config::{APP_VSSPS, UpstreamConfig};
 use crate::error::Error;
+use crate::metrics::Metrics;
 
 /// Label of the main upstream (`[upstream] url`).
 pub const MAIN: &str = "default";
@@ -20,13 +23,15 @@ pub const MAIN: &str = "default";
 #[derive(Debug)]
 pub struct Upstream {
     /// `default`, or the sibling host's name (used in metrics and errors).
-    pub name: String,
+    pub name: Arc<str>,
     /// Its base URL as configured.
     pub base: Url,
     /// The base URL without a trailing slash; paths are appended to it.
     prefix: String,
     /// Whether the first path segment names an organization.
     org_scoped: bool,
+    /// Time to response headers, this host's series (resolved once).
+    pub duration: Histogram,
 }
 
 /// Maps request paths to upstream URLs.
@@ -49,12 +54,13 @@ pub struct Target<'a> {
 // === impl Upstream ===
 
 impl Upstream {
-    fn new(name: &str, base: &Url, org_scoped: bool) -> Self {
+    fn new(name: &str, base: &Url, org_scoped: bool, metrics: &Metrics) -> Self {
         Self {
-            name: name.to_string(),
+            name: Arc::from(name),
             base: base.clone(),
             prefix: base.as_str().trim_end_matches('/').to_string(),
             org_scoped,
+            duration: metrics.upstream_duration(name),
         }
     }
 
@@ -67,15 +73,19 @@ impl Upstream {
 // === impl Router ===
 
 impl Router {
-    /// Builds the routing table from `[upstream]`.
-    pub fn new(config: &UpstreamConfig) -> Self {
+    /// Builds the routing table from `[upstream]`; each host's metric
+    /// series are resolved here, once.
+    pub fn new(config: &UpstreamConfig, metrics: &Metrics) -> Self {
         let hosts = config
             .hosts
             .iter()
-            .map(|(name, url)| (name.clone(), Upstream::new(name, url, name != APP_VSSPS)))
+            .map(|(name, url)| {
+                let upstream = Upstream::new(name, url, name != APP_VSSPS, metrics);
+                (name.clone(), upstream)
+            })
             .collect();
         Self {
-            main: Upstream::new(MAIN, &config.url, true),
+            main: Upstream::new(MAIN, &config.url, true, metrics),
             hosts,
             allowed: config
                 .allowed_organizations
@@ -175,7 +185,7 @@ mod tests {
             allowed_organizations: allowed.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         };
-        Router::new(&config)
+        Router::new(&config, &Metrics::new(prometheus::Registry::new()).unwrap())
     }
 
     fn check(r: &Router, path: &str, want: Result<&str, &str>) {
