@@ -5,8 +5,11 @@
 #   (b) nginx   - wrk -> nginx proxy_pass (keep-alive upstream pool, static
 #                 Authorization header) -> static upstream
 #   (c) proxy   - wrk -> ado-auth-proxy (pat mode, release build) -> static upstream
+#   (d) floor   - wrk -> examples/hyper_floor (hyper server + pooled client,
+#                 nothing else) -> static upstream: what any hyper-based
+#                 proxy costs on this machine, to tell our own overhead apart
 # Each target is measured ROUNDS times, interleaved; medians are printed
-# with the ratios proxy/nginx and proxy/direct, as a markdown table.
+# with the ratios proxy/nginx, proxy/floor and proxy/direct, as a markdown table.
 #
 # Usage: scripts/bench.sh            (DURATION=10s CONNECTIONS=64 ROUNDS=3)
 # Installs wrk and nginx with apt-get when missing.
@@ -21,6 +24,7 @@ UP_PORT=${UP_PORT:-18081}
 NGINX_PORT=${NGINX_PORT:-18082}
 PROXY_PORT=${PROXY_PORT:-18083}
 ADMIN_PORT=${ADMIN_PORT:-18084}
+FLOOR_PORT=${FLOOR_PORT:-18085}
 PATH_UNDER_TEST=/contoso/_apis/projects
 
 missing=()
@@ -32,7 +36,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release --locked -q
+cargo build --release --locked -q --bin ado-auth-proxy --example hyper_floor
 BIN=target/release/ado-auth-proxy
 
 work=$(mktemp -d)
@@ -76,8 +80,11 @@ ADO_AUTH_PROXY_LOG__LEVEL=warn \
   "$BIN" --config config.example.toml 2>"$work/proxy.log" &
 pids+=($!)
 proxy_pid=$!
+target/release/examples/hyper_floor 127.0.0.1:$FLOOR_PORT http://127.0.0.1:$UP_PORT &
+pids+=($!)
+floor_pid=$!
 
-for port in $UP_PORT $NGINX_PORT $PROXY_PORT; do
+for port in $UP_PORT $NGINX_PORT $PROXY_PORT $FLOOR_PORT; do
   for _ in $(seq 100); do
     curl -sf -o /dev/null "http://127.0.0.1:$port$PATH_UNDER_TEST" && break
     sleep 0.1
@@ -95,11 +102,12 @@ rss_kib() {
 
 results="$work/results.tsv"
 for round in $(seq "$ROUNDS"); do
-  for target in direct nginx proxy; do
+  for target in direct nginx proxy floor; do
     case $target in
       direct) port=$UP_PORT; pid=$(cat "$work/up.pid") ;;
       nginx) port=$NGINX_PORT; pid=$(cat "$work/px.pid") ;;
       proxy) port=$PROXY_PORT; pid=$proxy_pid ;;
+      floor) port=$FLOOR_PORT; pid=$floor_pid ;;
     esac
     out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port$PATH_UNDER_TEST")
     printf '%s\t%s\t%s\n' "$target" "$(rss_kib "$pid")" "$(echo "$out" | tr '\n' '|')" >>"$results"
@@ -126,13 +134,14 @@ print(f"wrk -t{threads} -c{conns} -d{duration}, {rounds} interleaved rounds, med
 print()
 print("| target | req/s | p50 ms | p99 ms | RSS MiB |")
 print("|---|---:|---:|---:|---:|")
-for t in ("direct", "nginx", "proxy"):
+for t in ("direct", "nginx", "proxy", "floor"):
     rps, p50, p99, rss = med[t]
     flag = " (errors!)" if any(x[4] for x in runs[t]) else ""
     print(f"| {t}{flag} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {rss/1024:.1f} |")
 print()
-p, n, d = med["proxy"], med["nginx"], med["direct"]
+p, n, d, f = med["proxy"], med["nginx"], med["direct"], med["floor"]
 print(f"- throughput proxy/nginx: **{p[0]/n[0]:.2f}** (target >= 1.0)")
 print(f"- p99 latency proxy/nginx: **{p[2]/n[2]:.2f}** (target <= 1.2)")
+print(f"- throughput proxy/floor (bare hyper proxy): {p[0]/f[0]:.2f}; floor/nginx: {f[0]/n[0]:.2f}")
 print(f"- throughput proxy/direct: {p[0]/d[0]:.2f}")
 PY
