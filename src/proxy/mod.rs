@@ -241,36 +241,12 @@ impl Inner {
         let target = self.router.route(req.uri())?;
         let upstream = target.upstream;
         finish.ctx_mut().upstream = Some(upstream.name.clone());
-        let credential = self.identity.credential()?;
-
-        let (mut parts, body) = req.into_parts();
-        let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::try_from(a.as_str()).ok())
-        });
-        headers::prepare_request(
-            &mut parts.headers,
-            remote,
-            self.scheme,
-            original_host,
-            credential,
-        );
-        parts
-            .headers
-            .insert(X_REQUEST_ID, finish.ctx().request_id.clone());
         // A HEAD answer has no body to rewrite, and its Content-Length
         // describes the GET body, so it passes untouched.
-        let discovery = parts.method != Method::HEAD && is_discovery_path(finish.ctx().path());
-        if discovery {
-            // Discovery JSON is rewritten, so it must arrive uncompressed.
-            parts.headers.remove(header::ACCEPT_ENCODING);
-        }
-        parts.version = Version::HTTP_11;
-        parts.uri = target.uri;
-        let request_url = parts.uri.clone();
-        let upstream_req = Request::from_parts(parts, CountedBody::new(body, self.metrics.clone()));
+        let discovery = req.method() != Method::HEAD && is_discovery_path(finish.ctx().path());
+        let upstream_req =
+            self.upstream_request(req, target.uri, remote, finish.ctx(), discovery)?;
+        let request_url = upstream_req.uri().clone();
 
         let sent = Instant::now();
         let resp = self.forwarder.send(upstream_req, upstream).await?;
@@ -288,6 +264,44 @@ impl Inner {
             ProxyBody::upstream(None, body)
         };
         Ok(Response::from_parts(parts, body))
+    }
+
+    /// The client's request, re-addressed to `uri` with the credential and
+    /// forwarding headers; the body streams through untouched.
+    fn upstream_request(
+        &self,
+        req: Request<Incoming>,
+        uri: http::Uri,
+        remote: SocketAddr,
+        ctx: &RequestCtx,
+        discovery: bool,
+    ) -> Result<Request<CountedBody>, Error> {
+        let credential = self.identity.credential()?;
+        let (mut parts, body) = req.into_parts();
+        let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::try_from(a.as_str()).ok())
+        });
+        headers::prepare_request(
+            &mut parts.headers,
+            remote,
+            self.scheme,
+            original_host,
+            credential,
+        );
+        parts.headers.insert(X_REQUEST_ID, ctx.request_id.clone());
+        if discovery {
+            // Discovery JSON is rewritten, so it must arrive uncompressed.
+            parts.headers.remove(header::ACCEPT_ENCODING);
+        }
+        parts.version = Version::HTTP_11;
+        parts.uri = uri;
+        Ok(Request::from_parts(
+            parts,
+            CountedBody::new(body, self.metrics.clone()),
+        ))
     }
 
     fn rewrite_locations(&self, parts: &mut Parts, request_url: &http::Uri) {
