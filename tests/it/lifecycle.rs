@@ -11,14 +11,14 @@ use crate::support::{blocking_get, client, get};
 async fn sigterm_turns_not_ready_keeps_serving_then_drains_in_flight_requests() {
     let up = FakeUpstream::raw(|req| async move {
         if req.uri().path().ends_with("/slow") {
-            tokio::time::sleep(Duration::from_millis(2500)).await;
+            tokio::time::sleep(Duration::from_millis(4000)).await;
             return respond(200, &[], "slow done");
         }
         respond(200, &[], "fast")
     })
     .await;
     let toml = format!(
-        "[listen]\nshutdown_delay = \"700ms\"\nshutdown_grace = \"10s\"\n[upstream]\nurl = \"{}\"\n",
+        "[listen]\nshutdown_delay = \"1s\"\nshutdown_grace = \"10s\"\n[upstream]\nurl = \"{}\"\n",
         up.url()
     );
     let mut proxy = ProxyProcess::spawn(&toml, &[]);
@@ -47,13 +47,25 @@ async fn sigterm_turns_not_ready_keeps_serving_then_drains_in_flight_requests() 
         .unwrap();
     assert_eq!(during.text().await.unwrap(), "fast");
 
-    // After the delay, new connections are refused...
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    // After the delay, new connections are refused while the request in
+    // flight (4 s upstream) is still running...
+    let deadline = signalled + Duration::from_secs(3);
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still accepting 3 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
-        std::net::TcpStream::connect(addr).is_err(),
-        "still accepting after shutdown_delay"
+        signalled.elapsed() >= Duration::from_millis(900),
+        "stopped accepting before shutdown_delay"
     );
-    // ...while the request in flight completes.
+    assert!(
+        !in_flight.is_finished(),
+        "the slow request should still be in flight"
+    );
+    // ...and it completes.
     let (status, body) = in_flight.await.unwrap();
     assert_eq!((status.as_u16(), body.as_str()), (200, "slow done"));
 

@@ -68,5 +68,6 @@ async fn two_gib_up_and_down_with_bounded_memory() {
     assert_eq!(got, TOTAL);
 
     let peak = proxy.peak_rss();
+    eprintln!("proxy peak RSS after 2 × 2 GiB: {} KiB", peak / 1024);
     assert!(peak < RSS_LIMIT, "peak RSS {} MiB", peak / (1024 * 1024));
 }
