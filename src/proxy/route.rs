@@ -108,6 +108,14 @@ impl Router {
     /// Chooses the upstream for `uri` and checks the allowlist.
     pub fn route(&self, uri: &Uri) -> Result<Target<'_>, Error> {
         let path = uri.path();
+        // Only origin-form paths are appended to an upstream base URL: the
+        // asterisk form (`OPTIONS *`) and authority form (`CONNECT`) would
+        // otherwise splice text into the upstream's authority.
+        if !path.starts_with('/') {
+            return Err(Error::BadTarget(format!(
+                "only paths starting with / are forwarded, not {path:?}"
+            )));
+        }
         if path == "/.auth" || path.starts_with("/.auth/") {
             return Err(Error::ReservedPath);
         }
@@ -219,6 +227,14 @@ mod tests {
         check(&r, "/.hosts/nope/x", Err("UnknownHost"));
         check(&r, "/.auth/login", Err("ReservedPath"));
         check(&r, "/.auth", Err("ReservedPath"));
+        check(&r, "*", Err("BadTarget"));
+        check(&r, "dev.azure.com:443", Err("BadTarget"));
+        // Text after the base URL is always path, never authority.
+        check(
+            &r,
+            "/@evil.example/x",
+            Ok("http://127.0.0.1:9/base/@evil.example/x"),
+        );
     }
 
     #[test]

@@ -392,7 +392,7 @@ async fn discovery_documents_are_rewritten_to_proxy_urls() {
 }
 
 #[tokio::test]
-async fn oversized_header_blocks_get_431() {
+async fn oversized_malformed_and_non_path_requests_are_refused() {
     let up = FakeUpstream::recording(|_| respond(200, &[], "")).await;
     let proxy = support::start(support::config(&up.url())).await;
     let big = "a".repeat(70 * 1024);
@@ -423,6 +423,15 @@ async fn oversized_header_blocks_get_431() {
     );
     let garbage = raw_http(proxy.proxy_addr, "NOT HTTP AT ALL\r\n\r\n").await;
     assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    for odd in ["OPTIONS * HTTP/1.1", "CONNECT evil.example:443 HTTP/1.1"] {
+        let out = raw_http(
+            proxy.proxy_addr,
+            &format!("{odd}\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{odd}: {out}");
+        assert!(out.contains("bad-target"), "{odd}: {out}");
+    }
     assert_eq!(up.requests().len(), 1);
 }
 
