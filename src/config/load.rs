@@ -40,7 +40,7 @@ impl Problem {
         }
     }
 
-    fn from(mut self, origin: Option<String>) -> Self {
+    fn with_origin(mut self, origin: Option<String>) -> Self {
         self.origin = origin;
         self
     }
@@ -209,7 +209,7 @@ fn walk_unknown(
                 }
                 let names: Vec<&str> = known.keys().map(String::as_str).collect();
                 msg.push_str(&format!(" Known keys here: {}", names.join(", ")));
-                out.push(Problem::new(dotted.clone(), msg).from(origin(figment, &dotted)));
+                out.push(Problem::new(dotted.clone(), msg).with_origin(origin(figment, &dotted)));
             }
             Some(sub) => {
                 if let Value::Dict(_, inner) = value {
@@ -255,7 +255,7 @@ fn from_figment_error(figment: &Figment, section: &str, err: figment::Error) -> 
                     _ => m.name.to_string(),
                 })
                 .or_else(|| origin(figment, &key));
-            Problem::new(key, message).from(origin)
+            Problem::new(key, message).with_origin(origin)
         })
         .collect()
 }

@@ -52,12 +52,4 @@ impl Identity {
             Self::Pat(pat) => Ok(Credential::Replace(pat.header()?)),
         }
     }
-
-    /// A short name of the mode, for logs.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::PassThrough => "none",
-            Self::Pat(_) => "pat",
-        }
-    }
 }

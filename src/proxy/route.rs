@@ -100,11 +100,6 @@ impl Router {
         std::iter::once(&self.main).chain(self.hosts.values())
     }
 
-    /// The sibling host called `name`.
-    pub fn host(&self, name: &str) -> Option<&Upstream> {
-        self.hosts.get(name)
-    }
-
     /// Chooses the upstream for `uri` and checks the allowlist.
     pub fn route(&self, uri: &Uri) -> Result<Target<'_>, Error> {
         let path = uri.path();
