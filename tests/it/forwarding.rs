@@ -644,13 +644,8 @@ async fn metrics_count_requests_bytes_and_upstream_time() {
         assert!(m.contains(line), "missing {line:?} in\n{m}");
     }
     // 2 × 10 bytes from the upstream plus the 404 problem body.
-    let out: u64 = m
-        .lines()
-        .find_map(|l| l.strip_prefix("ado_proxy_response_body_bytes_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(out > 20, "{out}");
+    let out = support::metric_value(&m, "ado_proxy_response_body_bytes_total");
+    assert!(out > 20.0, "{out}");
 }
 
 #[tokio::test]

@@ -128,18 +128,8 @@ async fn push_and_clone_100_mib_through_the_proxy() {
     }
 
     let m = support::metrics(proxy.admin_addr).await;
-    let sent: f64 = m
-        .lines()
-        .find_map(|l| l.strip_prefix("ado_proxy_request_body_bytes_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    let received: f64 = m
-        .lines()
-        .find_map(|l| l.strip_prefix("ado_proxy_response_body_bytes_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let sent = support::metric_value(&m, "ado_proxy_request_body_bytes_total");
+    let received = support::metric_value(&m, "ado_proxy_response_body_bytes_total");
     assert!(sent >= REPO_BYTES as f64, "push carried {sent} bytes");
     assert!(
         received >= REPO_BYTES as f64,

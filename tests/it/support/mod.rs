@@ -84,6 +84,16 @@ pub async fn metrics(admin: SocketAddr) -> String {
         .unwrap()
 }
 
+/// The value of the unlabelled series `name` in metrics text.
+pub fn metric_value(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
 /// A throwaway CA and a server certificate it signed for `127.0.0.1` and
 /// `localhost`, made with the openssl command line:
 /// (CA certificate, server certificate, server key), all PEM files.
