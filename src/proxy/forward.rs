@@ -43,6 +43,8 @@ impl Forwarder {
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(config.pool_idle_timeout)
+            // Flattened writes, as on the server side (see app.rs).
+            .http1_writev(false)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);
