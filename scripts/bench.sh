@@ -100,6 +100,16 @@ rss_kib() {
   echo "$total"
 }
 
+# CPU time in clock ticks (user + system) of a process and its children.
+cpu_ticks() {
+  local total=0 p
+  for p in "$@" $(pgrep -P "$1" 2>/dev/null || true); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+TICKS_PER_SECOND=$(getconf CLK_TCK)
+
 results="$work/results.tsv"
 for round in $(seq "$ROUNDS"); do
   for target in direct nginx proxy floor; do
@@ -109,39 +119,45 @@ for round in $(seq "$ROUNDS"); do
       proxy) port=$PROXY_PORT; pid=$proxy_pid ;;
       floor) port=$FLOOR_PORT; pid=$floor_pid ;;
     esac
+    before=$(cpu_ticks "$pid")
     out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port$PATH_UNDER_TEST")
-    printf '%s\t%s\t%s\n' "$target" "$(rss_kib "$pid")" "$(echo "$out" | tr '\n' '|')" >>"$results"
+    ticks=$(($(cpu_ticks "$pid") - before))
+    printf '%s\t%s\t%s\t%s\n' "$target" "$(rss_kib "$pid")" "$ticks" "$(echo "$out" | tr '\n' '|')" >>"$results"
     echo "round $round $target: $(echo "$out" | grep -E 'Requests/sec|Non-2xx' | tr -s ' ' | tr '\n' ' ')" >&2
   done
 done
 
-python3 - "$results" "$DURATION" "$CONNECTIONS" "$THREADS" "$ROUNDS" <<'PY'
+python3 - "$results" "$DURATION" "$CONNECTIONS" "$THREADS" "$ROUNDS" "$TICKS_PER_SECOND" <<'PY'
 import re, statistics, sys
-path, duration, conns, threads, rounds = sys.argv[1:]
+path, duration, conns, threads, rounds, tck = sys.argv[1:]
 def ms(v):
     n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
     return float(n) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 runs = {}
 for line in open(path):
-    target, rss, out = line.rstrip("\n").split("\t")
+    target, rss, ticks, out = line.rstrip("\n").split("\t")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = ms(re.search(r"50%\s+(\S+)", out).group(1))
     p99 = ms(re.search(r"99%\s+(\S+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    cpu_us = int(ticks) / int(tck) * 1e6 / max(requests, 1)
     errors = "Non-2xx" in out or "Socket errors" in out
-    runs.setdefault(target, []).append((rps, p50, p99, int(rss), errors))
-med = {t: [statistics.median(x[i] for x in r) for i in range(4)] for t, r in runs.items()}
-print(f"wrk -t{threads} -c{conns} -d{duration}, {rounds} interleaved rounds, medians; RSS after the run")
+    runs.setdefault(target, []).append((rps, p50, p99, int(rss), cpu_us, errors))
+med = {t: [statistics.median(x[i] for x in r) for i in range(5)] for t, r in runs.items()}
+print(f"wrk -t{threads} -c{conns} -d{duration}, {rounds} interleaved rounds, medians; RSS after the run;")
+print("CPU = user+system time of the target's own processes per request")
 print()
-print("| target | req/s | p50 ms | p99 ms | RSS MiB |")
-print("|---|---:|---:|---:|---:|")
+print("| target | req/s | p50 ms | p99 ms | RSS MiB | CPU µs/req |")
+print("|---|---:|---:|---:|---:|---:|")
 for t in ("direct", "nginx", "proxy", "floor"):
-    rps, p50, p99, rss = med[t]
-    flag = " (errors!)" if any(x[4] for x in runs[t]) else ""
-    print(f"| {t}{flag} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {rss/1024:.1f} |")
+    rps, p50, p99, rss, cpu = med[t]
+    flag = " (errors!)" if any(x[5] for x in runs[t]) else ""
+    print(f"| {t}{flag} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {rss/1024:.1f} | {cpu:.1f} |")
 print()
 p, n, d, f = med["proxy"], med["nginx"], med["direct"], med["floor"]
 print(f"- throughput proxy/nginx: **{p[0]/n[0]:.2f}** (target >= 1.0)")
 print(f"- p99 latency proxy/nginx: **{p[2]/n[2]:.2f}** (target <= 1.2)")
 print(f"- throughput proxy/floor (bare hyper proxy): {p[0]/f[0]:.2f}; floor/nginx: {f[0]/n[0]:.2f}")
 print(f"- throughput proxy/direct: {p[0]/d[0]:.2f}")
+print(f"- CPU per request proxy/nginx: {p[4]/n[4]:.2f}; proxy/floor: {p[4]/f[4]:.2f}")
 PY

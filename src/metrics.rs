@@ -233,6 +233,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn route_series_are_indexed_by_discriminant() {
+        // record_request indexes the resolved series by `route as usize`.
+        for (i, route) in ALL_ROUTES.iter().enumerate() {
+            assert_eq!(*route as usize, i, "{route:?}");
+        }
+        let m = Metrics::new(Registry::new()).unwrap();
+        m.record_request(RouteClass::Auth, 503, 0.1);
+        assert!(
+            m.render()
+                .contains("ado_proxy_requests_total{route=\"auth\",status=\"5xx\"} 1")
+        );
+    }
+
+    #[test]
     fn route_classes() {
         let check = |path, want: RouteClass| assert_eq!(RouteClass::of_path(path), want, "{path}");
         check("/org/_apis/projects", RouteClass::Api);
