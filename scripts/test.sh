@@ -6,15 +6,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Test peers: git (with git-http-backend) for the clone/push test, openssl
-# to make throwaway TLS certificates, procps for ps.
+# to make throwaway TLS certificates, Node.js for the OpenID provider
+# (npm oidc-provider), Chromium for the browser sign-in test.
 missing=()
 command -v git >/dev/null 2>&1 && [ -x "$(git --exec-path)/git-http-backend" ] || missing+=(git)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing test peers: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# npm peers, pinned by tests/peers/package-lock.json.
+if [ ! -d tests/peers/node_modules/oidc-provider ] || [ ! -d tests/peers/node_modules/playwright-core ] \
+   || [ tests/peers/package-lock.json -nt tests/peers/node_modules ]; then
+  npm ci --prefix tests/peers --no-audit --no-fund --loglevel=error
 fi
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"

@@ -6,14 +6,18 @@
 //! (RFC 9457) for programs and browsers, `text/plain` for git, which prints
 //! it as `remote:` lines.
 
+use http::header::HeaderName;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
 use crate::identity::IdentityError;
+use crate::login::idp::{Failure, Grant};
+use crate::login::provider::GrantError;
 use crate::metrics::UpstreamErrorKind;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::route::Upstream;
 use crate::proxy::{ClientKind, RequestCtx};
+use crate::session::Miss;
 
 /// Everything that can stop a request from being forwarded.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +70,87 @@ pub enum Error {
     /// No credential could be produced for the upstream request.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// Mode `user`: the request has no live session.
+    #[error("sign-in required ({reason:?})")]
+    NeedsLogin {
+        /// Where to sign in (absolute, with `rd`).
+        login_url: String,
+        /// Why there is no session.
+        reason: Miss,
+        /// `Set-Cookie` removing a dead session cookie.
+        clear_cookie: Option<HeaderValue>,
+    },
+    /// A sign-in step failed.
+    #[error(transparent)]
+    Login(Box<LoginError>),
+    /// The identity provider could not refresh a token that has expired.
+    #[error("identity provider: {detail}")]
+    ProviderFailed {
+        /// The proxy's own registration or credential is wrong.
+        operator: bool,
+        /// Seconds until the next refresh attempt.
+        retry_after: Option<u64>,
+        /// What the provider said (no secrets).
+        detail: String,
+    },
+}
+
+/// Why a sign-in step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Wrong method for the endpoint.
+    #[error("method not allowed")]
+    MethodNotAllowed {
+        /// The methods that are.
+        allowed: String,
+    },
+    /// `rd` is not a same-origin path.
+    #[error("return path refused")]
+    BadReturnPath,
+    /// Too many sign-ins are pending.
+    #[error("too many pending sign-ins")]
+    TooManyPending,
+    /// The provider's metadata or authorize request could not be prepared.
+    #[error("provider unavailable: {0}")]
+    Provider(String),
+    /// The callback has no `state`.
+    #[error("callback without state")]
+    MissingState,
+    /// `state` names no pending sign-in (forged, or already used).
+    #[error("unknown or used state")]
+    UnknownState,
+    /// The pending sign-in is older than `login_timeout`.
+    #[error("sign-in expired")]
+    Expired,
+    /// The pre-auth cookie is missing or belongs to another browser.
+    #[error("state not bound to this browser")]
+    NotThisBrowser,
+    /// The provider reported an error instead of a code.
+    #[error("provider answered {error}")]
+    Denied {
+        /// `error`.
+        error: String,
+        /// `error_description` (untrusted text; escaped when shown).
+        description: String,
+    },
+    /// The callback has neither code nor error.
+    #[error("callback without code")]
+    MissingCode,
+    /// Redeeming the code failed.
+    #[error(transparent)]
+    Redeem(GrantError),
+    /// The user is not on the allowlists.
+    #[error("user not allowed: {reason}")]
+    NotAllowed {
+        /// Which rule refused them.
+        reason: String,
+    },
+    /// `/.auth/me` without a session.
+    #[error("not signed in")]
+    NotSignedIn,
+    /// A callback form that cannot be read.
+    #[error("unreadable form")]
+    BadForm,
 }
 
 /// What a client is told.
@@ -74,6 +159,133 @@ struct Answer {
     slug: &'static str,
     title: &'static str,
     detail: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// A link that helps (text, href), shown on HTML pages.
+    action: Option<(&'static str, String)>,
+}
+
+impl Answer {
+    fn new(status: StatusCode, slug: &'static str, title: &'static str, detail: String) -> Self {
+        Self {
+            status,
+            slug,
+            title,
+            detail,
+            headers: Vec::new(),
+            action: None,
+        }
+    }
+
+    fn sign_in_again(mut self) -> Self {
+        self.action = Some(("Sign in again", "/.auth/login".to_string()));
+        self
+    }
+}
+
+impl From<LoginError> for Error {
+    fn from(e: LoginError) -> Self {
+        Self::Login(Box::new(e))
+    }
+}
+
+// === impl LoginError ===
+
+impl LoginError {
+    /// A fixed label for metrics.
+    pub fn slug(&self) -> &'static str {
+        match self {
+            Self::MethodNotAllowed { .. } => "method",
+            Self::BadReturnPath => "bad_return_path",
+            Self::TooManyPending => "too_many_pending",
+            Self::Provider(_) => "provider_unavailable",
+            Self::MissingState => "missing_state",
+            Self::UnknownState => "unknown_state",
+            Self::Expired => "expired",
+            Self::NotThisBrowser => "wrong_browser",
+            Self::Denied { .. } => "provider_error",
+            Self::MissingCode => "missing_code",
+            Self::Redeem(GrantError::IdToken(_)) => "id_token_invalid",
+            Self::Redeem(_) => "code_redemption",
+            Self::NotAllowed { .. } => "not_allowed",
+            Self::NotSignedIn => "not_signed_in",
+            Self::BadForm => "bad_form",
+        }
+    }
+
+    fn answer(&self) -> Answer {
+        use StatusCode as S;
+        let a = |status, title, detail: &str| {
+            Answer::new(status, self.slug(), title, detail.to_string())
+        };
+        match self {
+            Self::MethodNotAllowed { allowed } => {
+                let mut ans = a(S::METHOD_NOT_ALLOWED, "Method not allowed", &format!("This endpoint accepts {allowed}."));
+                if let Ok(v) = HeaderValue::try_from(allowed.as_str()) {
+                    ans.headers.push((header::ALLOW, v));
+                }
+                ans
+            }
+            Self::BadReturnPath => a(S::BAD_REQUEST, "Return address refused",
+                "After signing in, the proxy only returns to a path on itself (such as /contoso/_apis/projects), never to another site."),
+            Self::TooManyPending => a(S::SERVICE_UNAVAILABLE, "Too many sign-ins in progress",
+                "The proxy is tracking too many unfinished sign-ins. Wait a few minutes and try again."),
+            Self::Provider(detail) => a(S::BAD_GATEWAY, "The sign-in provider could not be reached",
+                &format!("{detail}. Try again shortly; if it persists, an administrator should check auth.issuer_url or auth.authority_host.")),
+            Self::MissingState | Self::UnknownState => a(S::BAD_REQUEST, "This sign-in link is not valid",
+                "The sign-in answer does not match a sign-in this proxy started, or it was already used. Start again.").sign_in_again(),
+            Self::Expired => a(S::BAD_REQUEST, "The sign-in took too long",
+                "The sign-in was started too long ago and has expired. Start again.").sign_in_again(),
+            Self::NotThisBrowser => a(S::BAD_REQUEST, "The sign-in was started elsewhere",
+                "The sign-in answer arrived without the cookie of the browser that started it (started in another browser, or cookies are blocked). Start again in this browser and allow cookies for this site.").sign_in_again(),
+            Self::Denied { error, description } => {
+                let status = if error == "access_denied" { S::FORBIDDEN } else { S::BAD_REQUEST };
+                let mut text = format!("The sign-in provider answered \"{error}\"");
+                if !description.is_empty() {
+                    text.push_str(&format!(": {description}"));
+                }
+                text.push('.');
+                if error == "access_denied" {
+                    text.push_str(" If you declined, sign in again and accept; if an administrator must approve the app, ask them.");
+                }
+                a(status, "Sign-in was not completed", &text).sign_in_again()
+            }
+            Self::MissingCode => a(S::BAD_REQUEST, "The sign-in answer is incomplete",
+                "The provider's answer carried no authorization code. Start again.").sign_in_again(),
+            Self::Redeem(e) => redeem_answer(e, self.slug()),
+            Self::NotAllowed { reason } => a(S::FORBIDDEN, "You may not use this proxy",
+                &format!("You signed in successfully, but {reason}. Ask the proxy's administrator for access (auth.allowed_tenants, auth.allowed_users, auth.allowed_email_domains).")),
+            Self::NotSignedIn => a(S::UNAUTHORIZED, "Not signed in",
+                "There is no session for this request. Sign in at /.auth/login.").sign_in_again(),
+            Self::BadForm => a(S::BAD_REQUEST, "Unreadable sign-in answer",
+                "The provider's form could not be read.").sign_in_again(),
+        }
+    }
+}
+
+fn redeem_answer(e: &GrantError, slug: &'static str) -> Answer {
+    use StatusCode as S;
+    match e {
+        GrantError::Token(idp) => match idp.classify(Grant::Code) {
+            Failure::Relogin { .. } => Answer::new(S::BAD_REQUEST, slug, "The sign-in code was refused",
+                format!("The provider refused the sign-in code ({idp}). A code works once and only with the browser session that asked for it. Start again.")).sign_in_again(),
+            Failure::Operator { .. } => Answer::new(S::BAD_GATEWAY, slug, "The proxy's sign-in configuration is broken",
+                format!("The provider refused the proxy's own credentials ({idp}). This is not your fault: an administrator must fix auth.client_id, the tenant, the redirect URI registration or the client secret/certificate.")),
+            Failure::Transient { .. } => {
+                let mut ans = Answer::new(S::SERVICE_UNAVAILABLE, slug, "The sign-in provider is not answering",
+                    format!("Redeeming the sign-in code failed ({idp}). Try again in a moment.")).sign_in_again();
+                ans.headers.push((header::RETRY_AFTER, HeaderValue::from_static("5")));
+                ans
+            }
+        },
+        GrantError::IdToken(crate::login::id_token::IdTokenError::Keys(idp)) => Answer::new(S::SERVICE_UNAVAILABLE, slug,
+            "The sign-in provider is not answering", format!("Its signing keys could not be read ({idp}). Try again in a moment.")).sign_in_again(),
+        GrantError::IdToken(e) => Answer::new(S::BAD_REQUEST, slug, "The sign-in answer could not be verified",
+            format!("{e}. Start again; if it persists, the provider or the proxy's clock is misconfigured.")).sign_in_again(),
+        GrantError::Metadata(idp) => Answer::new(S::BAD_GATEWAY, slug, "The sign-in provider answered badly",
+            format!("Reading the provider's metadata or the user's profile failed ({idp}).")).sign_in_again(),
+        GrantError::Local(detail) => Answer::new(S::INTERNAL_SERVER_ERROR, slug, "The proxy could not complete the sign-in",
+            format!("{detail}.")),
+    }
 }
 
 // === impl Error ===
@@ -91,83 +303,166 @@ impl Error {
 
     fn answer(&self, ctx: &RequestCtx) -> Answer {
         match self {
-            Self::ReservedPath => Answer {
-                status: StatusCode::NOT_FOUND,
-                slug: "reserved-path",
-                title: "Not found",
-                detail: format!(
+            Self::ReservedPath => Answer::new(
+                StatusCode::NOT_FOUND,
+                "reserved-path",
+                "Not found",
+                format!(
                     "{} belongs to the proxy's own endpoints and is not forwarded to Azure DevOps.",
                     ctx.path()
                 ),
-            },
-            Self::UnknownHost { name, known } => Answer {
-                status: StatusCode::NOT_FOUND,
-                slug: "unknown-host",
-                title: "Unknown Azure DevOps host",
-                detail: format!(
+            ),
+            Self::UnknownHost { name, known } => Answer::new(
+                StatusCode::NOT_FOUND,
+                "unknown-host",
+                "Unknown Azure DevOps host",
+                format!(
                     "/.hosts/{name}/ names no configured host. Known hosts: {}. Add it under [upstream.hosts] to reach it.",
                     known.join(", ")
                 ),
-            },
-            Self::OrganizationNotAllowed { org, allowed } => Answer {
-                status: StatusCode::FORBIDDEN,
-                slug: "organization-not-allowed",
-                title: "Organization not allowed",
-                detail: format!(
+            ),
+            Self::OrganizationNotAllowed { org, allowed } => Answer::new(
+                StatusCode::FORBIDDEN,
+                "organization-not-allowed",
+                "Organization not allowed",
+                format!(
                     "This proxy only serves the organizations {}; \"{org}\" is not one of them. An operator can add it to upstream.allowed_organizations.",
                     allowed.join(", ")
                 ),
-            },
-            Self::OrganizationRequired { allowed } => Answer {
-                status: StatusCode::FORBIDDEN,
-                slug: "organization-required",
-                title: "Organization required",
-                detail: format!(
+            ),
+            Self::OrganizationRequired { allowed } => Answer::new(
+                StatusCode::FORBIDDEN,
+                "organization-required",
+                "Organization required",
+                format!(
                     "This proxy only serves the organizations {}; start the path with one of them, e.g. /{}/_apis/projects.",
                     allowed.join(", "),
                     allowed.first().map(String::as_str).unwrap_or("contoso")
                 ),
-            },
-            Self::BadTarget(reason) => Answer {
-                status: StatusCode::BAD_REQUEST,
-                slug: "bad-target",
-                title: "Bad request target",
-                detail: format!("The request path cannot be forwarded: {reason}."),
-            },
+            ),
+            Self::BadTarget(reason) => Answer::new(
+                StatusCode::BAD_REQUEST,
+                "bad-target",
+                "Bad request target",
+                format!("The request path cannot be forwarded: {reason}."),
+            ),
             Self::Upstream {
                 upstream,
                 target,
                 kind,
                 reason,
-            } => Answer {
-                status: match kind {
+            } => Answer::new(
+                match kind {
                     UpstreamErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
                     _ => StatusCode::BAD_GATEWAY,
                 },
-                slug: match kind {
+                match kind {
                     UpstreamErrorKind::Connect => "upstream-unreachable",
                     UpstreamErrorKind::Timeout => "upstream-timeout",
                     UpstreamErrorKind::Protocol => "upstream-failed",
                 },
-                title: match kind {
+                match kind {
                     UpstreamErrorKind::Connect => "Azure DevOps could not be reached",
                     UpstreamErrorKind::Timeout => "Azure DevOps did not answer in time",
                     UpstreamErrorKind::Protocol => "The connection to Azure DevOps failed",
                 },
-                detail: format!("Upstream {upstream} ({target}): {reason}."),
-            },
-            Self::Identity(e) => Answer {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                slug: "no-credential",
-                title: "The proxy has no usable credential",
-                detail: format!("{e}. An operator must fix the [auth] configuration."),
-            },
+                format!("Upstream {upstream} ({target}): {reason}."),
+            ),
+            Self::Identity(e) => Answer::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no-credential",
+                "The proxy has no usable credential",
+                format!("{e}. An operator must fix the [auth] configuration."),
+            ),
+            Self::NeedsLogin {
+                login_url,
+                reason,
+                clear_cookie,
+            } => {
+                let why = match reason {
+                    Miss::NoCookie => "You are not signed in.",
+                    Miss::Unknown => {
+                        "Your session is not known to the proxy (it restarted, or the cookie is not valid)."
+                    }
+                    Miss::Idle => "Your session ended after a period without use.",
+                    Miss::Expired => "Your session has ended.",
+                };
+                let mut ans = Answer::new(
+                    StatusCode::UNAUTHORIZED,
+                    "sign-in-required",
+                    "Sign-in required",
+                    format!("{why} Sign in at {login_url} in a browser, then try again."),
+                );
+                ans.headers.push((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"ado-auth-proxy\""),
+                ));
+                if let Some(c) = clear_cookie {
+                    ans.headers.push((header::SET_COOKIE, c.clone()));
+                }
+                ans.action = Some(("Sign in", login_url.clone()));
+                ans
+            }
+            Self::Login(e) => e.answer(),
+            Self::ProviderFailed {
+                operator: true,
+                detail,
+                ..
+            } => Answer::new(
+                StatusCode::BAD_GATEWAY,
+                "provider-configuration",
+                "The proxy's sign-in configuration is broken",
+                format!(
+                    "Your access token expired and the identity provider refused the proxy's own credentials ({detail}). This is not your fault: an administrator must fix the client secret or certificate, auth.client_id or the tenant. Your session is kept."
+                ),
+            ),
+            Self::ProviderFailed {
+                retry_after,
+                detail,
+                ..
+            } => {
+                let mut ans = Answer::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "provider-unavailable",
+                    "The identity provider is not answering",
+                    format!(
+                        "Your access token expired and refreshing it failed ({detail}). Your session is kept; try again shortly."
+                    ),
+                );
+                if let Some(secs) = retry_after {
+                    ans.headers
+                        .push((header::RETRY_AFTER, HeaderValue::from(*secs)));
+                }
+                ans
+            }
         }
     }
 }
 
 /// Turns `err` into the response the client gets, and logs it once.
 pub fn into_response(err: &Error, ctx: &RequestCtx) -> Response<ProxyBody> {
+    // A browser without a session is sent to sign in, not shown an error.
+    if let (
+        Error::NeedsLogin {
+            login_url,
+            clear_cookie,
+            ..
+        },
+        ClientKind::Browser,
+    ) = (err, ctx.client)
+    {
+        let mut resp = Response::new(ProxyBody::empty());
+        *resp.status_mut() = StatusCode::FOUND;
+        if let Ok(v) = HeaderValue::try_from(login_url.as_str()) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        if let Some(c) = clear_cookie {
+            resp.headers_mut().append(header::SET_COOKIE, c.clone());
+        }
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return resp;
+    }
     let answer = err.answer(ctx);
     if answer.status.is_server_error() {
         tracing::warn!(request_id = %ctx.request_id_str(), error = %err, "request failed");
@@ -184,17 +479,28 @@ pub fn into_response(err: &Error, ctx: &RequestCtx) -> Response<ProxyBody> {
                 ctx.request_id_str()
             ),
         ),
-        ClientKind::Browser | ClientKind::Program => (
-            "application/problem+json",
-            json!({
+        ClientKind::Browser => (
+            "text/html; charset=utf-8",
+            crate::page::render(
+                answer.title,
+                &[&answer.detail],
+                answer.action.as_ref().map(|(t, h)| (*t, h.as_str())),
+                &[("Request id", ctx.request_id_str())],
+            ),
+        ),
+        ClientKind::Program => {
+            let mut problem = json!({
                 "type": format!("urn:ado-auth-proxy:problem:{}", answer.slug),
                 "title": answer.title,
                 "status": answer.status.as_u16(),
                 "detail": answer.detail,
                 "requestId": ctx.request_id_str(),
-            })
-            .to_string(),
-        ),
+            });
+            if let Error::NeedsLogin { login_url, .. } = err {
+                problem["loginUrl"] = json!(login_url);
+            }
+            ("application/problem+json", problem.to_string())
+        }
     };
     let mut resp = Response::new(ProxyBody::full(body));
     *resp.status_mut() = answer.status;
@@ -202,5 +508,8 @@ pub fn into_response(err: &Error, ctx: &RequestCtx) -> Response<ProxyBody> {
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for (name, value) in answer.headers {
+        resp.headers_mut().append(name, value);
+    }
     resp
 }

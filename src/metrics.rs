@@ -47,7 +47,18 @@ pub struct Metrics {
     pub request_bytes: IntCounter,
     /// Response body bytes sent to clients.
     pub response_bytes: IntCounter,
+    logins: IntCounterVec,
+    login_failures: IntCounterVec,
+    refreshes: IntCounterVec,
+    /// Sessions held now.
+    pub sessions_active: IntGauge,
+    provider_duration: HistogramVec,
 }
+
+/// Provider call buckets: 5 ms to 30 s.
+const PROVIDER_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 const ROUTES: usize = 4;
 const STATUS_CLASSES: usize = 5;
@@ -159,6 +170,41 @@ impl Metrics {
             "ado_proxy_response_body_bytes_total",
             "Response body bytes sent to clients.",
         )?;
+        let logins = IntCounterVec::new(
+            Opts::new(
+                "ado_proxy_logins_total",
+                "Sign-ins by outcome: started, completed, failed.",
+            ),
+            &["outcome"],
+        )?;
+        let login_failures = IntCounterVec::new(
+            Opts::new(
+                "ado_proxy_login_failures_total",
+                "Failed sign-ins by reason.",
+            ),
+            &["reason"],
+        )?;
+        let refreshes = IntCounterVec::new(
+            Opts::new(
+                "ado_proxy_token_refreshes_total",
+                "Access-token refreshes by outcome: ok, shared (waited for another \
+                 request's refresh), relogin, operator_error, transient_error.",
+            ),
+            &["outcome"],
+        )?;
+        let sessions_active = IntGauge::new(
+            "ado_proxy_sessions_active",
+            "Signed-in sessions held by this process.",
+        )?;
+        let provider_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "ado_proxy_token_endpoint_duration_seconds",
+                "Time of calls to the identity provider, by grant (authorization_code, \
+                 refresh_token, metadata).",
+            )
+            .buckets(PROVIDER_BUCKETS.to_vec()),
+            &["grant"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("ado_proxy_build_info", "Build information; always 1."),
             &["version"],
@@ -175,6 +221,23 @@ impl Metrics {
         registry.register(Box::new(request_bytes.clone()))?;
         registry.register(Box::new(response_bytes.clone()))?;
         registry.register(Box::new(build_info))?;
+        registry.register(Box::new(logins.clone()))?;
+        registry.register(Box::new(login_failures.clone()))?;
+        registry.register(Box::new(refreshes.clone()))?;
+        registry.register(Box::new(sessions_active.clone()))?;
+        registry.register(Box::new(provider_duration.clone()))?;
+        for outcome in ["started", "completed", "failed"] {
+            logins.with_label_values(&[outcome]);
+        }
+        for outcome in [
+            "ok",
+            "shared",
+            "relogin",
+            "operator_error",
+            "transient_error",
+        ] {
+            refreshes.with_label_values(&[outcome]);
+        }
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -195,7 +258,35 @@ impl Metrics {
             upstream_errors,
             request_bytes,
             response_bytes,
+            logins,
+            login_failures,
+            refreshes,
+            sessions_active,
+            provider_duration,
         })
+    }
+
+    /// Counts a sign-in step (`started`, `completed`).
+    pub fn record_login(&self, outcome: &str) {
+        self.logins.with_label_values(&[outcome]).inc();
+    }
+
+    /// Counts a failed sign-in by a fixed reason slug.
+    pub fn record_login_failure(&self, reason: &str) {
+        self.logins.with_label_values(&["failed"]).inc();
+        self.login_failures.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a refresh outcome.
+    pub fn record_refresh(&self, outcome: &str) {
+        self.refreshes.with_label_values(&[outcome]).inc();
+    }
+
+    /// Times a call to the identity provider.
+    pub fn observe_provider_call(&self, grant: &str, seconds: f64) {
+        self.provider_duration
+            .with_label_values(&[grant])
+            .observe(seconds);
     }
 
     /// Records a finished request (called once, when its response ends).

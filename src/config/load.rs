@@ -131,16 +131,26 @@ pub fn load(figment: &Figment) -> Result<Config, Problems> {
     }
     section(figment, "log", &mut config.log, &mut problems);
     section(figment, "auth", &mut config.auth, &mut problems);
+    section(figment, "session", &mut config.session, &mut problems);
 
-    if config.auth.pat.is_some() && !from_env(figment, "auth.pat") {
-        problems.push(Problem::new(
-            "auth.pat",
-            format!(
-                "a secret may not be written in the config file; put the token in a file named by \
-                 auth.pat_file, or in the environment variable {}",
-                variable_for(&["auth", "pat"])
-            ),
-        ));
+    for (key, file_key, present) in [
+        ("pat", "pat_file", config.auth.pat.is_some()),
+        (
+            "client_secret",
+            "client_secret_file",
+            config.auth.client_secret.is_some(),
+        ),
+    ] {
+        if present && !from_env(figment, &format!("auth.{key}")) {
+            problems.push(Problem::new(
+                format!("auth.{key}"),
+                format!(
+                    "a secret may not be written in the config file; put it in a file named by \
+                     auth.{file_key}, or in the environment variable {}",
+                    variable_for(&["auth", key])
+                ),
+            ));
+        }
     }
     problems.extend(validate::validate(&config));
 
@@ -283,7 +293,10 @@ fn hint(key: &str) -> Option<&'static str> {
     if key.starts_with("upstream.hosts.") || last.ends_with("url") {
         return Some("write an absolute URL such as \"https://dev.azure.com\"");
     }
-    if last.ends_with("timeout") || last.starts_with("shutdown_") {
+    if last.ends_with("timeout")
+        || last.starts_with("shutdown_")
+        || matches!(last, "refresh_before" | "max_lifetime")
+    {
         return Some("write a duration such as \"30s\", \"5m\" or \"7d\"");
     }
     if last == "address" {
@@ -291,6 +304,9 @@ fn hint(key: &str) -> Option<&'static str> {
     }
     if last.ends_with("_file") {
         return Some("write a file path as a string");
+    }
+    if last == "scopes" || last.starts_with("allowed_") {
+        return Some("write a list of strings such as [\"a\", \"b\"]");
     }
     if last == "max_header_bytes" {
         return Some("write a whole number of bytes such as 65536");

@@ -39,6 +39,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[auth]`: where the credential sent upstream comes from.
     pub auth: AuthConfig,
+    /// `[session]`: the signed-in users' sessions (mode `user`).
+    pub session: SessionConfig,
 }
 
 /// `[listen]`
@@ -138,6 +140,53 @@ pub struct AuthConfig {
     /// The personal access token itself. Only accepted from the
     /// environment (`ADO_AUTH_PROXY_AUTH__PAT`), never from the file.
     pub pat: Option<Secret>,
+    /// Mode `user`: who signs users in.
+    pub provider: Option<Provider>,
+    /// `entra`: the directory: a tenant GUID (best), a verified domain,
+    /// `organizations` or `common`.
+    pub tenant: Option<String>,
+    /// The application (client) id registered with the provider.
+    pub client_id: Option<String>,
+    /// File holding the client secret (for `azure-devops`: the app's
+    /// "Client Secret", a JWT).
+    pub client_secret_file: Option<PathBuf>,
+    /// The client secret itself; only from the environment
+    /// (`ADO_AUTH_PROXY_AUTH__CLIENT_SECRET`).
+    pub client_secret: Option<Secret>,
+    /// `entra`: PEM certificate registered on the app; with
+    /// `client_key_file` the proxy authenticates with a signed client
+    /// assertion (`private_key_jwt`) instead of a secret.
+    pub client_certificate_file: Option<PathBuf>,
+    /// `entra`: PEM RSA private key of `client_certificate_file`.
+    pub client_key_file: Option<PathBuf>,
+    /// `entra`: `https://login.microsoftonline.com` (sovereign clouds
+    /// differ); `azure-devops`: `https://app.vssps.visualstudio.com`.
+    pub authority_host: Option<Url>,
+    /// `oidc`: the issuer; `/.well-known/openid-configuration` below it is
+    /// read on first use.
+    pub issuer_url: Option<Url>,
+    /// Scopes to request; the default depends on the provider.
+    pub scopes: Option<Vec<String>>,
+    /// How the provider returns the code: `query` or `form_post`.
+    pub response_mode: ResponseMode,
+    /// Tenants (GUIDs) whose users may sign in. Default: the configured
+    /// tenant when it is a GUID or domain; `["*"]` allows any.
+    pub allowed_tenants: Vec<String>,
+    /// When non-empty, only these users (UPN, email or object id,
+    /// case-insensitive) may sign in.
+    pub allowed_users: Vec<String>,
+    /// When non-empty, only users whose email or UPN ends in `@` one of
+    /// these domains may sign in.
+    pub allowed_email_domains: Vec<String>,
+    /// An access token this close to expiry is refreshed before use.
+    #[serde(with = "humantime_serde")]
+    pub refresh_before: Duration,
+    /// Time a user has to finish signing in at the provider.
+    #[serde(with = "humantime_serde")]
+    pub login_timeout: Duration,
+    /// Time allowed for one call to the provider (token, keys, discovery).
+    #[serde(with = "humantime_serde")]
+    pub provider_timeout: Duration,
 }
 
 /// How the proxy authenticates upstream.
@@ -148,7 +197,49 @@ pub enum AuthMode {
     None,
     /// Send a personal access token as `Basic base64(":" + pat)`.
     Pat,
+    /// Sign users in through a provider; each session's token is sent.
+    User,
 }
+
+/// Who signs users in (mode `user`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provider {
+    /// Microsoft Entra ID (v2 endpoints): the recommended model.
+    Entra,
+    /// Legacy Azure DevOps OAuth (`app.vssps.visualstudio.com`).
+    AzureDevops,
+    /// Any OpenID Connect issuer, by discovery.
+    Oidc,
+}
+
+/// How the authorization response reaches `/.auth/callback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseMode {
+    /// `GET /.auth/callback?code=...`.
+    Query,
+    /// `POST /.auth/callback` with a form body.
+    FormPost,
+}
+
+/// `[session]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SessionConfig {
+    /// Name of the session cookie; prefixed `__Host-` when `public_url` is
+    /// https.
+    pub cookie_name: String,
+    /// A session unused for this long ends.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A session ends this long after sign-in, however active.
+    #[serde(with = "humantime_serde")]
+    pub max_lifetime: Duration,
+}
+
+/// Azure DevOps' resource id in Entra.
+pub const ADO_RESOURCE: &str = "499b84ac-1321-427f-aa17-267ca6975798";
 
 // === impl defaults ===
 
@@ -239,6 +330,33 @@ impl Default for AuthConfig {
             mode: AuthMode::None,
             pat_file: None,
             pat: None,
+            provider: None,
+            tenant: None,
+            client_id: None,
+            client_secret_file: None,
+            client_secret: None,
+            client_certificate_file: None,
+            client_key_file: None,
+            authority_host: None,
+            issuer_url: None,
+            scopes: None,
+            response_mode: ResponseMode::Query,
+            allowed_tenants: Vec::new(),
+            allowed_users: Vec::new(),
+            allowed_email_domains: Vec::new(),
+            refresh_before: Duration::from_secs(5 * 60),
+            login_timeout: Duration::from_secs(10 * 60),
+            provider_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            cookie_name: "ado_proxy_session".to_string(),
+            idle_timeout: Duration::from_secs(8 * 3600),
+            max_lifetime: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -250,6 +368,38 @@ impl Config {
     /// (what `check-config` prints).
     pub fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+impl AuthConfig {
+    /// The scopes to request: configured, or the provider's default.
+    pub fn effective_scopes(&self) -> Vec<String> {
+        if let Some(s) = &self.scopes {
+            return s.clone();
+        }
+        let list: &[&str] = match self.provider {
+            Some(Provider::Entra) | None => &[
+                "499b84ac-1321-427f-aa17-267ca6975798/.default",
+                "offline_access",
+                "openid",
+                "profile",
+                "email",
+            ],
+            Some(Provider::AzureDevops) => &["vso.profile", "vso.code_write", "vso.work_write"],
+            Some(Provider::Oidc) => &["openid", "offline_access", "profile", "email"],
+        };
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// The authority host: configured, or the provider's default.
+    pub fn effective_authority(&self) -> Url {
+        if let Some(u) = &self.authority_host {
+            return u.clone();
+        }
+        match self.provider {
+            Some(Provider::AzureDevops) => parse_static_url("https://app.vssps.visualstudio.com"),
+            _ => parse_static_url("https://login.microsoftonline.com"),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::load::Problem;
-use super::{AuthMode, Config};
+use super::{AuthConfig, AuthMode, Config, Provider};
 
 /// The smallest header limit hyper accepts.
 const MIN_HEADER_BYTES: usize = 8 * 1024;
@@ -136,26 +136,16 @@ fn auth(config: &Config, out: &mut Vec<Problem>) {
                 "auth.pat_file",
                 "both auth.pat_file and ADO_AUTH_PROXY_AUTH__PAT are set; keep one",
             )),
-            (Some(path), None) => match std::fs::read_to_string(path) {
-                Ok(s) if s.trim().is_empty() => out.push(Problem::new(
-                    "auth.pat_file",
-                    format!(
-                        "{} is empty; write the personal access token into it",
-                        path.display()
-                    ),
-                )),
-                Ok(_) => {}
-                Err(e) => out.push(Problem::new(
-                    "auth.pat_file",
-                    format!("cannot read {}: {e}", path.display()),
-                )),
-            },
+            (Some(path), None) => {
+                secret_file("auth.pat_file", path, "the personal access token", out)
+            }
             (None, Some(pat)) if pat.expose().trim().is_empty() => out.push(Problem::new(
                 "auth.pat",
                 "ADO_AUTH_PROXY_AUTH__PAT is empty",
             )),
             (None, Some(_)) => {}
         },
+        AuthMode::User => user(config, out),
         AuthMode::None => {
             if a.pat_file.is_some() || a.pat.is_some() {
                 out.push(Problem::new(
@@ -165,6 +155,181 @@ fn auth(config: &Config, out: &mut Vec<Problem>) {
                 ));
             }
         }
+    }
+}
+
+fn user(config: &Config, out: &mut Vec<Problem>) {
+    let a = &config.auth;
+    let Some(provider) = a.provider else {
+        out.push(Problem::new(
+            "auth.provider",
+            "missing: mode \"user\" needs a provider: \"entra\", \"azure-devops\" or \"oidc\"",
+        ));
+        return;
+    };
+    if a.client_id.as_deref().is_none_or(|c| c.trim().is_empty()) {
+        out.push(Problem::new(
+            "auth.client_id",
+            "missing: set it to the application (client) id registered with the provider",
+        ));
+    }
+    client_credential(a, provider, out);
+    match provider {
+        Provider::Entra => entra(a, out),
+        Provider::Oidc => {
+            if a.issuer_url.is_none() {
+                out.push(Problem::new(
+                    "auth.issuer_url",
+                    "missing: provider \"oidc\" needs the issuer URL, e.g. \"https://idp.example.com\"",
+                ));
+            }
+        }
+        Provider::AzureDevops => {}
+    }
+    for (key, url) in [
+        ("auth.issuer_url", &a.issuer_url),
+        ("auth.authority_host", &a.authority_host),
+    ] {
+        if let Some(url) = url {
+            http_url(key, url, out);
+        }
+    }
+    if a.effective_scopes().is_empty() {
+        out.push(Problem::new("auth.scopes", "must not be empty"));
+    }
+    positive("auth.login_timeout", a.login_timeout, out);
+    positive("auth.provider_timeout", a.provider_timeout, out);
+    let s = &config.session;
+    positive("session.idle_timeout", s.idle_timeout, out);
+    positive("session.max_lifetime", s.max_lifetime, out);
+    let name_ok = !s.cookie_name.is_empty()
+        && s.cookie_name.len() <= 64
+        && s.cookie_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        && !s.cookie_name.starts_with("__");
+    if !name_ok {
+        out.push(Problem::new(
+            "session.cookie_name",
+            "use 1 to 64 letters, digits, '_', '-' or '.', not starting with \"__\" (the proxy adds \
+             the __Host- prefix itself when public_url is https)",
+        ));
+    }
+}
+
+/// The proxy's own credential at the provider: a secret, or for Entra a
+/// certificate; exactly one.
+fn client_credential(a: &AuthConfig, provider: Provider, out: &mut Vec<Problem>) {
+    let secret = a.client_secret_file.is_some() || a.client_secret.is_some();
+    let cert = a.client_certificate_file.is_some() || a.client_key_file.is_some();
+    if a.client_secret_file.is_some() && a.client_secret.is_some() {
+        out.push(Problem::new(
+            "auth.client_secret_file",
+            "both auth.client_secret_file and ADO_AUTH_PROXY_AUTH__CLIENT_SECRET are set; keep one",
+        ));
+    }
+    if let Some(path) = &a.client_secret_file {
+        secret_file("auth.client_secret_file", path, "the client secret", out);
+    }
+    if cert && provider != Provider::Entra {
+        out.push(Problem::new(
+            "auth.client_certificate_file",
+            "certificate credentials are supported for provider \"entra\" only; use \
+             auth.client_secret_file",
+        ));
+        return;
+    }
+    if secret && cert {
+        out.push(Problem::new(
+            "auth.client_certificate_file",
+            "both a client secret and a certificate are configured; keep one (Microsoft recommends \
+             the certificate)",
+        ));
+    }
+    match (&a.client_certificate_file, &a.client_key_file) {
+        (Some(_), None) => out.push(Problem::new(
+            "auth.client_key_file",
+            "missing: auth.client_certificate_file is set, so its private key file is needed too",
+        )),
+        (None, Some(_)) => out.push(Problem::new(
+            "auth.client_certificate_file",
+            "missing: auth.client_key_file is set, so the certificate file is needed too",
+        )),
+        (Some(c), Some(k)) => {
+            if let Err(e) = crate::login::assertion::Signer::load(c, k) {
+                out.push(Problem::new(e.key, e.message));
+            }
+        }
+        (None, None) => {}
+    }
+    if !secret && !cert && provider != Provider::Oidc {
+        out.push(Problem::new(
+            "auth.client_secret_file",
+            match provider {
+                Provider::Entra => {
+                    "missing: the proxy needs its own credential at Entra; set \
+                     auth.client_secret_file (or ADO_AUTH_PROXY_AUTH__CLIENT_SECRET), or \
+                     auth.client_certificate_file with auth.client_key_file"
+                }
+                _ => {
+                    "missing: set it to a file holding the app's \"Client Secret\" from \
+                     app.vsaex.visualstudio.com (or set ADO_AUTH_PROXY_AUTH__CLIENT_SECRET)"
+                }
+            },
+        ));
+    }
+}
+
+fn entra(a: &AuthConfig, out: &mut Vec<Problem>) {
+    let Some(tenant) = a.tenant.as_deref().map(str::trim) else {
+        out.push(Problem::new(
+            "auth.tenant",
+            "missing: provider \"entra\" needs the directory: the tenant GUID (best), a verified \
+             domain such as \"contoso.onmicrosoft.com\", or \"organizations\"",
+        ));
+        return;
+    };
+    let chars_ok = !tenant.is_empty()
+        && tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    if !chars_ok {
+        out.push(Problem::new(
+            "auth.tenant",
+            format!("\"{tenant}\" is not a tenant GUID, domain, \"organizations\" or \"common\""),
+        ));
+    }
+    let lower = tenant.to_ascii_lowercase();
+    if lower == "consumers" {
+        out.push(Problem::new(
+            "auth.tenant",
+            "\"consumers\" (personal Microsoft accounts) cannot get Azure DevOps tokens from an \
+             Entra app; use the organization's tenant, or provider \"azure-devops\" for MSA users",
+        ));
+    }
+    if matches!(lower.as_str(), "common" | "organizations") && a.allowed_tenants.is_empty() {
+        out.push(Problem::new(
+            "auth.allowed_tenants",
+            format!(
+                "tenant \"{tenant}\" lets users of any directory sign in; list the tenant GUIDs \
+                 allowed, e.g. [\"72f988bf-86f1-41af-91ab-2d7cd011db47\"], or [\"*\"] to allow any"
+            ),
+        ));
+    }
+}
+
+/// A file that must hold a secret: readable and not empty.
+fn secret_file(key: &str, path: &Path, what: &str, out: &mut Vec<Problem>) {
+    match std::fs::read_to_string(path) {
+        Ok(s) if s.trim().is_empty() => out.push(Problem::new(
+            key,
+            format!("{} is empty; write {what} into it", path.display()),
+        )),
+        Ok(_) => {}
+        Err(e) => out.push(Problem::new(
+            key,
+            format!("cannot read {}: {e}", path.display()),
+        )),
     }
 }
 

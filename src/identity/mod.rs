@@ -1,12 +1,18 @@
 //! Where the credential sent upstream comes from. Every mode sits behind
-//! [`Identity::credential`]; later modes (user sessions, service
-//! identities) add variants here without touching the forwarding code.
+//! [`Identity::credential`]; the forwarding code does not know which one
+//! is configured.
 
 mod pat;
 
-use http::HeaderValue;
+use std::sync::Arc;
 
-use crate::config::{AuthConfig, AuthMode};
+use http::{HeaderMap, HeaderValue};
+use url::Url;
+
+use crate::config::{AuthMode, Config};
+use crate::error::Error;
+use crate::login::{Login, UserCredential};
+use crate::metrics::Metrics;
 
 pub use pat::PatSource;
 
@@ -16,6 +22,8 @@ pub enum Identity {
     PassThrough,
     /// A personal access token, sent as Basic auth.
     Pat(PatSource),
+    /// Signed-in users, each with their own session and token.
+    User(Arc<Login>),
 }
 
 /// What to do with the `Authorization` header of one request.
@@ -24,6 +32,8 @@ pub enum Credential {
     PassThrough,
     /// Replace it with this value (marked sensitive).
     Replace(HeaderValue),
+    /// A user's bearer token; a 401 from Azure DevOps may refresh it once.
+    User(UserCredential),
 }
 
 /// Why no credential could be produced.
@@ -32,24 +42,64 @@ pub enum IdentityError {
     /// The PAT file could not be read, or holds no usable token.
     #[error("personal access token unavailable: {0}")]
     PatUnavailable(String),
+    /// Mode `user` could not be set up.
+    #[error("{0}")]
+    Login(String),
 }
 
 // === impl Identity ===
 
 impl Identity {
-    /// Builds the identity for `[auth]`; reads a PAT file once to fail fast.
-    pub fn from_config(auth: &AuthConfig) -> Result<Self, IdentityError> {
-        match auth.mode {
+    /// Builds the identity for `[auth]`; reads a PAT file once to fail
+    /// fast. `public_url` is where users' browsers reach the proxy.
+    pub fn from_config(
+        config: &Config,
+        public_url: &Url,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, IdentityError> {
+        match config.auth.mode {
             AuthMode::None => Ok(Self::PassThrough),
-            AuthMode::Pat => Ok(Self::Pat(PatSource::from_config(auth)?)),
+            AuthMode::Pat => Ok(Self::Pat(PatSource::from_config(&config.auth)?)),
+            AuthMode::User => Login::new(config, public_url, metrics)
+                .map(|l| Self::User(Arc::new(l)))
+                .map_err(IdentityError::Login),
         }
     }
 
-    /// The credential for the next upstream request.
-    pub fn credential(&self) -> Result<Credential, IdentityError> {
+    /// Mode `user`'s sign-in state, which serves `/.auth/`.
+    pub fn login(&self) -> Option<&Arc<Login>> {
+        match self {
+            Self::User(login) => Some(login),
+            _ => None,
+        }
+    }
+
+    /// The credential for the next upstream request. `return_to` is the
+    /// request's path and query, where a browser returns after sign-in.
+    pub async fn credential(
+        &self,
+        headers: &HeaderMap,
+        return_to: &str,
+    ) -> Result<Credential, Error> {
         match self {
             Self::PassThrough => Ok(Credential::PassThrough),
             Self::Pat(pat) => Ok(Credential::Replace(pat.header()?)),
+            Self::User(login) => Ok(Credential::User(
+                login.credential(headers, return_to).await?,
+            )),
+        }
+    }
+}
+
+// === impl Credential ===
+
+impl Credential {
+    /// The `Authorization` value to send, if the proxy sets one.
+    pub fn header(&self) -> Option<&HeaderValue> {
+        match self {
+            Self::PassThrough => None,
+            Self::Replace(v) => Some(v),
+            Self::User(u) => Some(&u.header),
         }
     }
 }

@@ -24,7 +24,7 @@ pub struct ProxyBody {
 
 /// Request body bytes on their way upstream, counted into the metrics.
 pub struct CountedBody {
-    inner: Incoming,
+    inner: Option<Incoming>,
     metrics: Arc<Metrics>,
 }
 
@@ -138,7 +138,18 @@ impl Body for ProxyBody {
 impl CountedBody {
     /// Wraps a client's request body.
     pub fn new(inner: Incoming, metrics: Arc<Metrics>) -> Self {
-        Self { inner, metrics }
+        Self {
+            inner: Some(inner),
+            metrics,
+        }
+    }
+
+    /// No body (a retried request that had none).
+    pub fn empty(metrics: Arc<Metrics>) -> Self {
+        Self {
+            inner: None,
+            metrics,
+        }
     }
 }
 
@@ -151,7 +162,10 @@ impl Body for CountedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
                 this.metrics.request_bytes.inc_by(data.len() as u64);
@@ -161,11 +175,13 @@ impl Body for CountedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 

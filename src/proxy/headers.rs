@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::identity::Credential;
-
 /// Azure DevOps answers 401 instead of a sign-in redirect or 203 page when
 /// it sees this header with `Suppress`.
 pub const FED_AUTH_REDIRECT: HeaderName = HeaderName::from_static("x-tfs-fedauthredirect");
@@ -62,7 +60,7 @@ pub fn prepare_request(
     client: SocketAddr,
     scheme: &'static str,
     original_host: Option<HeaderValue>,
-    credential: Credential,
+    credential: Option<&HeaderValue>,
 ) {
     strip_hop_by_hop(headers);
     // The client library sets Host from the upstream URI.
@@ -86,8 +84,8 @@ pub fn prepare_request(
         }
     }
     headers.insert(FED_AUTH_REDIRECT, SUPPRESS);
-    if let Credential::Replace(value) = credential {
-        headers.insert(header::AUTHORIZATION, value);
+    if let Some(value) = credential {
+        headers.insert(header::AUTHORIZATION, value.clone());
     }
 }
 
@@ -141,7 +139,7 @@ mod tests {
             "127.0.0.1:5555".parse().unwrap(),
             "http",
             Some(HeaderValue::from_static("localhost:8080")),
-            Credential::Replace(HeaderValue::from_static("Basic abc")),
+            Some(&HeaderValue::from_static("Basic abc")),
         );
         assert_eq!(h[X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
         assert_eq!(h[X_FORWARDED_PROTO], "http");

@@ -17,6 +17,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
 use http::response::Parts;
 use http::{Method, Request, Response, Version};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use url::Url;
@@ -28,7 +29,7 @@ use self::rewrite::{MAX_DISCOVERY_BYTES, UrlMap, is_discovery_path};
 use self::route::Router;
 use crate::config::Config;
 use crate::error::{self, Error};
-use crate::identity::{Identity, IdentityError};
+use crate::identity::{Credential, Identity, IdentityError};
 use crate::metrics::{Metrics, RouteClass};
 use crate::tls::TlsError;
 
@@ -76,6 +77,8 @@ struct Inner {
     urls: UrlMap,
     forwarder: Forwarder,
     identity: Identity,
+    /// The proxy's own cookies, never forwarded.
+    own_cookies: Vec<String>,
     metrics: Arc<Metrics>,
     /// `http` or `https`: how clients reach the listener.
     scheme: &'static str,
@@ -112,6 +115,12 @@ impl RequestCtx {
     /// The request path, without the query string.
     pub fn path(&self) -> &str {
         self.uri.path()
+    }
+
+    /// The request path and query: where a browser returns after
+    /// sign-in. Never logged.
+    pub fn path_and_query(&self) -> &str {
+        self.uri.path_and_query().map_or("/", |p| p.as_str())
     }
 
     /// The request id as text.
@@ -198,10 +207,19 @@ impl Proxy {
     ) -> Result<Self, BuildError> {
         let router = Router::new(&config.upstream, &metrics);
         let urls = UrlMap::new(public_url, &router);
+        let name = &config.session.cookie_name;
+        let own_cookies = [
+            name.clone(),
+            format!("{name}_login"),
+            format!("__Host-{name}"),
+            format!("__Host-{name}_login"),
+        ]
+        .into();
         Ok(Self {
             inner: Arc::new(Inner {
                 forwarder: Forwarder::new(&config.upstream)?,
-                identity: Identity::from_config(&config.auth)?,
+                identity: Identity::from_config(config, public_url, metrics.clone())?,
+                own_cookies,
                 router,
                 urls,
                 metrics,
@@ -238,18 +256,55 @@ impl Inner {
         remote: SocketAddr,
         finish: &mut Finish,
     ) -> Result<Response<ProxyBody>, Error> {
+        if finish.ctx().route == RouteClass::Auth {
+            return match self.identity.login() {
+                Some(login) => login.handle(req, finish.ctx()).await,
+                None => Err(Error::ReservedPath),
+            };
+        }
         let target = self.router.route(req.uri())?;
         let upstream = target.upstream;
         finish.ctx_mut().upstream = Some(upstream.name.clone());
+        let credential = self
+            .identity
+            .credential(req.headers(), finish.ctx().path_and_query())
+            .await?;
         // A HEAD answer has no body to rewrite, and its Content-Length
         // describes the GET body, so it passes untouched.
         let discovery = req.method() != Method::HEAD && is_discovery_path(finish.ctx().path());
-        let upstream_req =
-            self.upstream_request(req, target.uri, remote, finish.ctx(), discovery)?;
+        let bodyless = req.body().is_end_stream();
+        let upstream_req = self.upstream_request(
+            req,
+            target.uri,
+            remote,
+            finish.ctx(),
+            discovery,
+            &credential,
+        )?;
         let request_url = upstream_req.uri().clone();
+        // A user's token may be refused although it looked valid (revoked,
+        // policy change): such a request can be refreshed and sent again
+        // once, if it has no body to replay.
+        let retry = match (&credential, bodyless) {
+            (Credential::User(_), true) => Some(clone_head(&upstream_req)),
+            _ => None,
+        };
 
         let sent = Instant::now();
-        let resp = self.forwarder.send(upstream_req, upstream).await?;
+        let mut resp = self.forwarder.send(upstream_req, upstream).await?;
+        if let (http::StatusCode::UNAUTHORIZED, Some(mut again), Credential::User(used)) =
+            (resp.status(), retry, &credential)
+        {
+            if let Some(login) = self.identity.login() {
+                drop(resp);
+                let header = login
+                    .after_rejection(used, finish.ctx().path_and_query())
+                    .await?;
+                again.headers_mut().insert(header::AUTHORIZATION, header);
+                let again = again.map(|()| CountedBody::empty(self.metrics.clone()));
+                resp = self.forwarder.send(again, upstream).await?;
+            }
+        }
         upstream.duration.observe(sent.elapsed().as_secs_f64());
 
         let (mut parts, body) = resp.into_parts();
@@ -275,8 +330,8 @@ impl Inner {
         remote: SocketAddr,
         ctx: &RequestCtx,
         discovery: bool,
+        credential: &Credential,
     ) -> Result<Request<CountedBody>, Error> {
-        let credential = self.identity.credential()?;
         let (mut parts, body) = req.into_parts();
         let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
             parts
@@ -289,8 +344,10 @@ impl Inner {
             remote,
             self.scheme,
             original_host,
-            credential,
+            credential.header(),
         );
+        let own: Vec<&str> = self.own_cookies.iter().map(String::as_str).collect();
+        crate::login::cookies::strip(&mut parts.headers, &own);
         parts.headers.insert(X_REQUEST_ID, ctx.request_id.clone());
         if discovery {
             // Discovery JSON is rewritten, so it must arrive uncompressed.
@@ -367,6 +424,16 @@ impl Inner {
             .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
         Ok(ProxyBody::full(out))
     }
+}
+
+/// Method, URI and headers of a prepared upstream request, to send again.
+fn clone_head<B>(req: &Request<B>) -> Request<()> {
+    let mut head = Request::new(());
+    *head.method_mut() = req.method().clone();
+    *head.uri_mut() = req.uri().clone();
+    *head.version_mut() = req.version();
+    *head.headers_mut() = req.headers().clone();
+    head
 }
 
 #[cfg(test)]

@@ -7,5 +7,6 @@ mod cli;
 mod forwarding;
 mod git;
 mod lifecycle;
+mod login;
 mod streaming;
 mod tls;

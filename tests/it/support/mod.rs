@@ -2,6 +2,7 @@
 //! as the real binary), a raw HTTP/1.1 client, and small helpers.
 
 pub mod git_backend;
+pub mod oidc;
 pub mod process;
 pub mod upstream;
 

@@ -1,0 +1,366 @@
+//! The `/.auth/` endpoints. They are answered here and never forwarded.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+use url::Url;
+
+use super::provider::random_token;
+use super::{Login, MAX_PENDING, Pending, cookies, redirect};
+use crate::error::{Error, LoginError};
+use crate::proxy::body::ProxyBody;
+use crate::proxy::{ClientKind, RequestCtx};
+use crate::session::{Session, SessionKey, unix};
+
+/// Largest form body accepted at the callback.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+impl Login {
+    /// Serves one `/.auth/...` request.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        ctx: &RequestCtx,
+    ) -> Result<Response<ProxyBody>, Error> {
+        let method = req.method().clone();
+        let allowed: &[Method] = match ctx.path() {
+            "/.auth/login" | "/.auth/me" => &[Method::GET],
+            "/.auth/callback" | "/.auth/logout" => &[Method::GET, Method::POST],
+            _ => return Err(Error::ReservedPath),
+        };
+        if !allowed.contains(&method) {
+            return Err(Error::from(LoginError::MethodNotAllowed {
+                allowed: allowed
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }));
+        }
+        match ctx.path() {
+            "/.auth/login" => self.start(&req).await,
+            "/.auth/callback" => self.callback(req).await,
+            "/.auth/logout" => Ok(self.logout(&req, ctx).await),
+            _ => self.me(&req),
+        }
+    }
+
+    /// `GET /.auth/login?rd=<path>`: remembers the sign-in and sends the
+    /// browser to the provider.
+    async fn start(&self, req: &Request<Incoming>) -> Result<Response<ProxyBody>, Error> {
+        let query = query_pairs(req.uri().query());
+        let return_to = match query.iter().find(|(k, _)| k == "rd") {
+            Some((_, rd)) => redirect::safe_return_path(rd)
+                .ok_or_else(|| Error::from(LoginError::BadReturnPath))?
+                .to_string(),
+            None => "/".to_string(),
+        };
+        let claims = query
+            .iter()
+            .find(|(k, _)| k == "claims")
+            .map(|(_, v)| v.as_str())
+            .filter(|c| c.len() <= 4096);
+        if self.pending.len() >= MAX_PENDING / 2 {
+            self.purge_pending();
+        }
+        if self.pending.len() >= MAX_PENDING {
+            return Err(Error::from(LoginError::TooManyPending));
+        }
+        // One pre-auth cookie per browser, shared by its parallel sign-ins
+        // (tabs), so starting a second one does not break the first.
+        let binder = cookies::values(req.headers(), &self.jar.login)
+            .find(|v| v.len() == 43)
+            .unwrap_or_else(random_token);
+        // Needs the network only for OIDC discovery, once.
+        let authorize = self
+            .provider
+            .authorize(claims)
+            .await
+            .map_err(|e| Error::from(LoginError::Provider(e.to_string())))?;
+        self.pending.insert(
+            SessionKey::of(&authorize.state),
+            Pending {
+                binder: SessionKey::of(&binder),
+                pkce_verifier: authorize.pkce_verifier,
+                nonce: authorize.nonce,
+                return_to,
+                created: Instant::now(),
+            },
+        );
+        self.metrics.record_login("started");
+        let mut resp = redirect_to(authorize.url.as_str());
+        if let Some(c) = self
+            .jar
+            .set(&self.jar.login, &binder, self.login_timeout.as_secs())
+        {
+            resp.headers_mut().append(header::SET_COOKIE, c);
+        }
+        Ok(resp)
+    }
+
+    /// `GET|POST /.auth/callback`: checks the answer against the pending
+    /// sign-in, redeems the code, checks the user, creates the session.
+    async fn callback(&self, req: Request<Incoming>) -> Result<Response<ProxyBody>, Error> {
+        let has_binder = cookies::values(req.headers(), &self.jar.login)
+            .next()
+            .is_some();
+        let (parts, body) = req.into_parts();
+        let params = if parts.method == Method::POST {
+            let form = read_form(body).await?;
+            if !has_binder {
+                // A cross-site form_post does not carry SameSite=Lax
+                // cookies; a top-level GET to ourselves does.
+                let mut url = Url::parse("http://callback/.auth/callback")
+                    .map_err(|e| Error::BadTarget(e.to_string()))?;
+                url.query_pairs_mut().extend_pairs(form.iter());
+                let location = format!("/.auth/callback?{}", url.query().unwrap_or(""));
+                let mut resp = redirect_to(&location);
+                *resp.status_mut() = StatusCode::SEE_OTHER;
+                return Ok(resp);
+            }
+            form
+        } else {
+            query_pairs(parts.uri.query())
+        };
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let result = self.complete(&parts.headers, get).await;
+        match &result {
+            Ok(_) => self.metrics.record_login("completed"),
+            Err(Error::Login(e)) => self.metrics.record_login_failure(e.slug()),
+            Err(_) => self.metrics.record_login_failure("other"),
+        }
+        result
+    }
+
+    async fn complete<'a>(
+        &self,
+        headers: &http::HeaderMap,
+        get: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<Response<ProxyBody>, Error> {
+        let state = get("state").ok_or(Error::from(LoginError::MissingState))?;
+        // Removing it first makes every state single-use: a replayed
+        // callback finds nothing.
+        let (_, pending) = self
+            .pending
+            .remove(&SessionKey::of(state))
+            .ok_or(Error::from(LoginError::UnknownState))?;
+        if pending.created.elapsed() >= self.login_timeout {
+            return Err(Error::from(LoginError::Expired));
+        }
+        let bound = cookies::values(headers, &self.jar.login)
+            .any(|v| SessionKey::of(&v).ct_eq(&pending.binder));
+        if !bound {
+            return Err(Error::from(LoginError::NotThisBrowser));
+        }
+        if let Some(error) = get("error") {
+            return Err(Error::from(LoginError::Denied {
+                error: error.chars().take(200).collect(),
+                description: get("error_description")
+                    .map(|d| d.chars().take(2000).collect())
+                    .unwrap_or_default(),
+            }));
+        }
+        let code = get("code").ok_or(Error::from(LoginError::MissingCode))?;
+        let (tokens, user) = self
+            .provider
+            .redeem(
+                code,
+                pending.pkce_verifier.as_deref(),
+                pending.nonce.as_deref(),
+            )
+            .await
+            .map_err(|e| Error::from(LoginError::Redeem(e)))?;
+        if let Some(reason) = self.allow.refuse(&user) {
+            tracing::info!(
+                upn = user.upn.as_deref().unwrap_or("-"),
+                tenant = user.tenant.as_deref().unwrap_or("-"),
+                %reason,
+                "sign-in refused by the allowlist"
+            );
+            return Err(Error::from(LoginError::NotAllowed { reason }));
+        }
+        let id = random_token();
+        let key = SessionKey::of(&id);
+        let session = Session::new(
+            key,
+            user,
+            &tokens.access_token,
+            tokens.expires_in,
+            tokens.refresh_token,
+            tokens.id_token,
+        )
+        .ok_or_else(|| {
+            Error::from(LoginError::Provider(
+                "the access token cannot be sent in a header".into(),
+            ))
+        })?;
+        // A browser signing in again replaces its old session.
+        for old in cookies::values(headers, &self.jar.session) {
+            self.store.remove(&SessionKey::of(&old));
+        }
+        tracing::info!(
+            session = ?key,
+            upn = session.user.upn.as_deref().unwrap_or("-"),
+            "signed in"
+        );
+        self.store.put(Arc::new(session));
+        self.metrics.sessions_active.set(self.store.len() as i64);
+        let mut resp = redirect_to(&pending.return_to);
+        if let Some(c) = self
+            .jar
+            .set(&self.jar.session, &id, self.max_lifetime.as_secs())
+        {
+            resp.headers_mut().append(header::SET_COOKIE, c);
+        }
+        Ok(resp)
+    }
+
+    /// `GET|POST /.auth/logout`: ends the session here and, for browsers,
+    /// at the provider too when it has an end-session endpoint.
+    async fn logout(&self, req: &Request<Incoming>, ctx: &RequestCtx) -> Response<ProxyBody> {
+        let mut id_token = None;
+        for value in cookies::values(req.headers(), &self.jar.session) {
+            let key = SessionKey::of(&value);
+            if let Some(s) = self.store.get(&key) {
+                id_token = s.id_token.clone();
+                tracing::info!(session = ?key, "signed out");
+            }
+            self.end_session(&key);
+        }
+        let end_session = self.provider.metadata().await.ok().and_then(|m| {
+            let mut url = m.end_session_endpoint.clone()?;
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("client_id", self.provider.client_id());
+                if let Some(t) = &id_token {
+                    q.append_pair("id_token_hint", t.expose());
+                }
+            }
+            Some(url)
+        });
+        let mut resp = if ctx.client == ClientKind::Browser {
+            match &end_session {
+                Some(url) => redirect_to(url.as_str()),
+                None => html(
+                    StatusCode::OK,
+                    crate::page::render(
+                        "Signed out",
+                        &["You are signed out of this proxy."],
+                        Some(("Sign in again", "/.auth/login")),
+                        &[],
+                    ),
+                ),
+            }
+        } else {
+            json_response(StatusCode::OK, json!({ "signedOut": true }))
+        };
+        if let Some(c) = self.jar.clear(&self.jar.session) {
+            resp.headers_mut().append(header::SET_COOKIE, c);
+        }
+        resp
+    }
+
+    /// `GET /.auth/me`: who is signed in, never a token.
+    fn me(&self, req: &Request<Incoming>) -> Result<Response<ProxyBody>, Error> {
+        let session = self
+            .session(req.headers())
+            .map_err(|_| Error::from(LoginError::NotSignedIn))?;
+        let tokens = session.tokens();
+        let u = &session.user;
+        let expires = session.expires(self.idle_timeout, self.max_lifetime);
+        Ok(json_response(
+            StatusCode::OK,
+            json!({
+                "provider": provider_name(self.provider.kind()),
+                "name": u.name,
+                "upn": u.upn,
+                "email": u.email,
+                "objectId": u.object_id,
+                "tenant": u.tenant,
+                "accessTokenExpiresAt": rfc3339(tokens.expires_at_wall),
+                "sessionCreatedAt": rfc3339(session.created),
+                "sessionExpiresAt": rfc3339(expires),
+                "sessionExpiresAtUnix": unix(expires),
+            }),
+        ))
+    }
+}
+
+fn provider_name(kind: crate::config::Provider) -> &'static str {
+    match kind {
+        crate::config::Provider::Entra => "entra",
+        crate::config::Provider::AzureDevops => "azure-devops",
+        crate::config::Provider::Oidc => "oidc",
+    }
+}
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+async fn read_form(body: Incoming) -> Result<Vec<(String, String)>, Error> {
+    let bytes = Limited::new(body, MAX_FORM_BYTES)
+        .collect()
+        .await
+        .map_err(|_| Error::from(LoginError::BadForm))?
+        .to_bytes();
+    Ok(url::form_urlencoded::parse(&bytes)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect())
+}
+
+fn json_response(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(Bytes::from(value.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn html(status: StatusCode, page: String) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(Bytes::from(page)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn redirect_to(location: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(Bytes::new()));
+    *resp.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::try_from(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}

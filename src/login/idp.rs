@@ -1,0 +1,474 @@
+//! Talking to the identity provider: one HTTP client (rustls on ring, no
+//! redirects followed, bounded time), the token responses and errors of
+//! every provider in one shape, and the classification of failures.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::config::{AuthConfig, Secret, UpstreamConfig};
+use crate::metrics::Metrics;
+
+/// Largest provider response read (token responses are a few KiB).
+const MAX_BODY: usize = 1024 * 1024;
+
+/// The HTTP client for provider calls.
+#[derive(Clone)]
+pub struct IdpHttp {
+    client: reqwest::Client,
+    metrics: Arc<Metrics>,
+}
+
+/// Tokens from a successful grant, in one shape for every provider.
+pub struct TokenSet {
+    /// The access token sent to Azure DevOps.
+    pub access_token: Secret,
+    /// Its lifetime from now.
+    pub expires_in: Duration,
+    /// A new refresh token, if the provider sent one.
+    pub refresh_token: Option<Secret>,
+    /// The ID token (OpenID Connect providers).
+    pub id_token: Option<Secret>,
+}
+
+/// The error body of a token endpoint: RFC 6749 fields, Entra's extras,
+/// and the legacy Azure DevOps PascalCase names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TokenErrorBody {
+    /// `error` (or legacy `Error`).
+    #[serde(alias = "Error")]
+    pub error: String,
+    /// `error_description` (or legacy `ErrorDescription`).
+    #[serde(default, alias = "ErrorDescription")]
+    pub error_description: Option<String>,
+    /// Entra's AADSTS numbers.
+    #[serde(default)]
+    pub error_codes: Vec<u64>,
+    /// Entra's sub-classification (`basic_action`, `consent_required`).
+    #[serde(default)]
+    pub suberror: Option<String>,
+    /// A claims challenge to pass back on the next `/authorize`.
+    #[serde(default)]
+    pub claims: Option<String>,
+    /// Entra's correlation id, for the administrator.
+    #[serde(default)]
+    pub correlation_id: Option<String>,
+    /// Entra's trace id.
+    #[serde(default)]
+    pub trace_id: Option<String>,
+    /// `error_uri`.
+    #[serde(default)]
+    pub error_uri: Option<String>,
+}
+
+/// Why a provider call failed.
+#[derive(Debug)]
+pub enum IdpError {
+    /// The provider answered with an OAuth error.
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// The parsed body.
+        body: Box<TokenErrorBody>,
+    },
+    /// The provider answered, but not with anything usable.
+    Status {
+        /// HTTP status.
+        status: u16,
+    },
+    /// A success answer that cannot be read.
+    Malformed(String),
+    /// No answer (connect failure, timeout, broken connection).
+    Transport(String),
+}
+
+/// What a failed grant means for the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The grant is dead (expired, revoked, MFA or consent needed): the
+    /// user must sign in again, passing `claims` on when given.
+    Relogin {
+        /// Short reason for logs and the answer.
+        reason: String,
+        /// A claims challenge for `/authorize`.
+        claims: Option<String>,
+    },
+    /// The proxy's own registration or credential is wrong.
+    Operator {
+        /// What the provider said.
+        reason: String,
+    },
+    /// Worth retrying later (network, provider 5xx, throttling).
+    Transient {
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// Which grant a call was, for metrics and classification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// Code redemption at the callback.
+    Code,
+    /// Refresh-token redemption.
+    Refresh,
+    /// Discovery, keys or profile.
+    Metadata,
+}
+
+// === impl IdpHttp ===
+
+impl IdpHttp {
+    /// A client trusting the web PKI roots plus `upstream.ca_file`.
+    pub fn new(
+        auth: &AuthConfig,
+        upstream: &UpstreamConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let tls = crate::tls::client_config(upstream.ca_file.as_deref())
+            .map_err(|e| format!("{}: {}", e.key, e.message))?;
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(upstream.connect_timeout.min(auth.provider_timeout))
+            .timeout(auth.provider_timeout)
+            .user_agent(concat!("ado-auth-proxy/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the provider HTTP client: {e}"))?;
+        Ok(Self { client, metrics })
+    }
+
+    /// Sends `req`, reads the (bounded) body, and times the call.
+    pub async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        grant: Grant,
+    ) -> Result<(u16, bytes::Bytes), IdpError> {
+        let started = Instant::now();
+        let result = async {
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| IdpError::Transport(describe(&e)))?;
+            let status = resp.status().as_u16();
+            if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+                return Err(IdpError::Malformed("response too large".into()));
+            }
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| IdpError::Transport(describe(&e)))?;
+            Ok((status, body))
+        }
+        .await;
+        self.metrics
+            .observe_provider_call(grant.as_str(), started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// The underlying client, for building requests.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// GETs a JSON document.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &url::Url,
+        bearer: Option<&str>,
+    ) -> Result<T, IdpError> {
+        let mut req = self
+            .client
+            .get(url.clone())
+            .header("accept", "application/json");
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
+        let (status, body) = self.send(req, Grant::Metadata).await?;
+        if !(200..300).contains(&status) {
+            return Err(IdpError::Status { status });
+        }
+        serde_json::from_slice(&body).map_err(|e| IdpError::Malformed(format!("{url}: {e}")))
+    }
+}
+
+/// Error text without the URL's query (which may hold a code).
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "failed"
+    };
+    match e.url() {
+        Some(u) => format!(
+            "{kind}: {}://{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.path()
+        ),
+        None => kind.to_string(),
+    }
+}
+
+// === token responses ===
+
+/// A token endpoint's success body. `expires_in` may be a number (Entra
+/// v2, RFC 6749) or a string (legacy Azure DevOps OAuth).
+#[derive(Deserialize)]
+struct RawTokens {
+    access_token: String,
+    #[serde(default, deserialize_with = "lenient_seconds")]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    id_token: Option<String>,
+}
+
+fn lenient_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        Num(u64),
+        Float(f64),
+        Text(String),
+    }
+    Ok(match Option::<N>::deserialize(d)? {
+        Some(N::Num(n)) => Some(n),
+        Some(N::Float(f)) if f >= 0.0 => Some(f as u64),
+        Some(N::Text(s)) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+/// Lifetime assumed when a provider gives none.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// Reads a token endpoint answer: tokens on 200, the error body otherwise.
+pub fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenSet, IdpError> {
+    if status == 200 {
+        let raw: RawTokens = serde_json::from_slice(body)
+            .map_err(|e| IdpError::Malformed(format!("token response: {e}")))?;
+        if raw.access_token.is_empty() {
+            return Err(IdpError::Malformed("empty access_token".into()));
+        }
+        return Ok(TokenSet {
+            access_token: Secret::new(raw.access_token),
+            expires_in: raw
+                .expires_in
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_LIFETIME),
+            refresh_token: raw.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
+            id_token: raw.id_token.map(Secret::new),
+        });
+    }
+    match serde_json::from_slice::<TokenErrorBody>(body) {
+        Ok(body) if !body.error.is_empty() => Err(IdpError::Rejected {
+            status,
+            body: Box::new(body),
+        }),
+        _ => Err(IdpError::Status { status }),
+    }
+}
+
+// === impl IdpError ===
+
+impl fmt::Display for IdpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Rejected { status, body } => {
+                write!(f, "HTTP {status} {}", body.error)?;
+                if let Some(code) = body.error_codes.first() {
+                    write!(f, " (AADSTS{code})")?;
+                }
+                if let Some(s) = &body.suberror {
+                    write!(f, " suberror {s}")?;
+                }
+                if let Some(c) = &body.correlation_id {
+                    write!(f, " correlation id {c}")?;
+                }
+                Ok(())
+            }
+            Self::Status { status } => write!(f, "HTTP {status} without an OAuth error body"),
+            Self::Malformed(m) => write!(f, "unreadable answer: {m}"),
+            Self::Transport(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+/// AADSTS codes that mean the proxy's registration or credential is
+/// wrong (reference §1.8), whatever `error` says.
+const OPERATOR_CODES: &[u64] = &[
+    7000215, 7000222, 7000218, 700016, 700011, 50011, 70004, 70011, 28002, 28003, 700022, 90009,
+    9002313, 900144, 700025, 500011, 700005,
+];
+
+impl IdpError {
+    /// What this failure means for the session (reference §1.7: classify
+    /// by `error`, `error_codes` and `suberror`, not `error` alone).
+    pub fn classify(&self, grant: Grant) -> Failure {
+        match self {
+            Self::Rejected { status, body } => classify_rejection(*status, body, grant),
+            Self::Status { status } if *status >= 500 || *status == 429 => Failure::Transient {
+                reason: self.to_string(),
+            },
+            Self::Status { .. } | Self::Malformed(_) => Failure::Transient {
+                reason: self.to_string(),
+            },
+            Self::Transport(_) => Failure::Transient {
+                reason: self.to_string(),
+            },
+        }
+    }
+}
+
+fn classify_rejection(status: u16, body: &TokenErrorBody, grant: Grant) -> Failure {
+    let reason = IdpError::Rejected {
+        status,
+        body: Box::new(body.clone()),
+    }
+    .to_string();
+    let codes = &body.error_codes;
+    // A replayed code (54005) arrives as invalid_grant with 70002 beside it.
+    if codes.contains(&54005) {
+        return Failure::Relogin {
+            reason,
+            claims: None,
+        };
+    }
+    if codes.iter().any(|c| OPERATOR_CODES.contains(c)) {
+        return Failure::Operator { reason };
+    }
+    match body.error.as_str() {
+        "invalid_client" | "unauthorized_client" | "invalid_scope" | "unsupported_grant_type" => {
+            Failure::Operator { reason }
+        }
+        // Legacy Azure DevOps answers a dead refresh token this way.
+        "invalid_request" if grant == Grant::Refresh => Failure::Relogin {
+            reason,
+            claims: None,
+        },
+        "invalid_request" => Failure::Operator { reason },
+        "temporarily_unavailable" | "server_error" | "slow_down" => Failure::Transient { reason },
+        _ if status >= 500 || status == 429 => Failure::Transient { reason },
+        // invalid_grant, interaction_required, consent_required,
+        // login_required and anything unknown: the grant is no good.
+        _ => Failure::Relogin {
+            reason,
+            claims: body.claims.clone().filter(|c| !c.is_empty()),
+        },
+    }
+}
+
+impl Grant {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Code => "authorization_code",
+            Self::Refresh => "refresh_token",
+            Self::Metadata => "metadata",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(json: &str, status: u16) -> IdpError {
+        match parse_token_response(status, json.as_bytes()) {
+            Err(e) => e,
+            Ok(_) => panic!("expected an error"),
+        }
+    }
+
+    fn kind(f: &Failure) -> &'static str {
+        match f {
+            Failure::Relogin { .. } => "relogin",
+            Failure::Operator { .. } => "operator",
+            Failure::Transient { .. } => "transient",
+        }
+    }
+
+    #[test]
+    fn classifies_by_error_codes_and_suberror() {
+        let cases = [
+            (
+                r#"{"error":"invalid_grant","error_codes":[50173]}"#,
+                400,
+                "relogin",
+            ),
+            (
+                r#"{"error":"invalid_grant","error_codes":[700082]}"#,
+                400,
+                "relogin",
+            ),
+            (
+                r#"{"error":"invalid_grant","error_codes":[70002,54005]}"#,
+                400,
+                "relogin",
+            ),
+            (
+                r#"{"error":"invalid_client","error_codes":[7000222]}"#,
+                401,
+                "operator",
+            ),
+            (
+                r#"{"error":"invalid_grant","error_codes":[7000215]}"#,
+                400,
+                "operator",
+            ),
+            (
+                r#"{"error":"unauthorized_client","error_codes":[700016]}"#,
+                400,
+                "operator",
+            ),
+            (r#"{"error":"temporarily_unavailable"}"#, 503, "transient"),
+            (
+                r#"{"Error":"invalid_client","ErrorDescription":"Failed to deserialize the JsonWebToken object."}"#,
+                400,
+                "operator",
+            ),
+            (
+                r#"{"Error":"invalid_request","ErrorDescription":"The access token is not valid"}"#,
+                400,
+                "relogin",
+            ),
+            ("<html>oops</html>", 500, "transient"),
+            ("", 502, "transient"),
+        ];
+        for (body, status, want) in cases {
+            let got = rejected(body, status).classify(Grant::Refresh);
+            assert_eq!(kind(&got), want, "{body}");
+        }
+    }
+
+    #[test]
+    fn mfa_on_refresh_passes_the_claims_challenge_on() {
+        let body = r#"{"error":"invalid_grant","error_codes":[50076],"suberror":"basic_action","claims":"{\"access_token\":{\"capolids\":{\"essential\":true}}}"}"#;
+        match rejected(body, 400).classify(Grant::Refresh) {
+            Failure::Relogin { claims, .. } => {
+                assert_eq!(
+                    claims.as_deref(),
+                    Some(r#"{"access_token":{"capolids":{"essential":true}}}"#)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn expires_in_may_be_a_string() {
+        for body in [
+            r#"{"access_token":"a","token_type":"jwt-bearer","expires_in":"3599","refresh_token":"r"}"#,
+            r#"{"access_token":"a","token_type":"Bearer","expires_in":3599}"#,
+        ] {
+            let t = parse_token_response(200, body.as_bytes()).ok().unwrap();
+            assert_eq!(t.expires_in, Duration::from_secs(3599));
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! User sign-in (mode `user`): the `/.auth/` endpoints, the session a
+//! sign-in creates, and the bearer token each request is sent with.
+//!
+//! `endpoints.rs` serves `/.auth/login`, `/.auth/callback`,
+//! `/.auth/logout` and `/.auth/me`; `refresh.rs` keeps a session's access
+//! token fresh with one token call at a time; `provider.rs` speaks to
+//! Entra, legacy Azure DevOps OAuth or any OIDC issuer.
+
+pub mod assertion;
+pub mod cookies;
+mod endpoints;
+pub mod id_token;
+pub mod idp;
+pub mod provider;
+pub mod redirect;
+mod refresh;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use http::{HeaderMap, HeaderValue};
+use url::Url;
+
+use self::cookies::CookieJar;
+use self::idp::IdpHttp;
+use self::provider::{Provider, UserInfo};
+use crate::config::{Config, Provider as ProviderKind};
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::session::{MemoryStore, Miss, Session, SessionKey, SessionStore};
+
+/// Pending sign-ins kept at most (each lives `login_timeout`); beyond it
+/// new sign-ins are refused rather than memory growing without bound.
+const MAX_PENDING: usize = 10_000;
+
+/// Everything mode `user` needs, shared by all connections.
+pub struct Login {
+    provider: Provider,
+    store: Arc<dyn SessionStore>,
+    pending: DashMap<SessionKey, Pending>,
+    jar: CookieJar,
+    public_url: Url,
+    allow: Allowlist,
+    refresh_before: Duration,
+    login_timeout: Duration,
+    idle_timeout: Duration,
+    max_lifetime: Duration,
+    metrics: Arc<Metrics>,
+}
+
+/// A sign-in between `/.auth/login` and `/.auth/callback`, stored under
+/// the hash of its `state`.
+struct Pending {
+    /// Hash of the pre-auth cookie value of the browser that started it.
+    binder: SessionKey,
+    pkce_verifier: Option<String>,
+    nonce: Option<String>,
+    return_to: String,
+    created: Instant,
+}
+
+/// Who may sign in.
+struct Allowlist {
+    tenants: Vec<String>,
+    any_tenant: bool,
+    users: Vec<String>,
+    domains: Vec<String>,
+}
+
+/// The bearer for one request, with what a retry after a 401 needs.
+pub struct UserCredential {
+    /// `Bearer <token>`, sensitive.
+    pub header: HeaderValue,
+    /// The session it came from.
+    pub session: Arc<Session>,
+    /// The token generation used.
+    pub generation: u64,
+}
+
+// === impl Login ===
+
+impl Login {
+    /// Builds mode `user` from the config; no network is used.
+    pub fn new(config: &Config, public_url: &Url, metrics: Arc<Metrics>) -> Result<Self, String> {
+        let auth = &config.auth;
+        let http = IdpHttp::new(auth, &config.upstream, metrics.clone())?;
+        let base = public_url.as_str().trim_end_matches('/');
+        let callback = Url::parse(&format!("{base}/.auth/callback"))
+            .map_err(|e| format!("listen.public_url: cannot build the callback URL: {e}"))?;
+        if auth.provider == Some(ProviderKind::AzureDevops) && callback.scheme() != "https" {
+            tracing::warn!(
+                callback = %callback,
+                "legacy Azure DevOps OAuth only accepts https callback URLs; put a TLS listener \
+                 or an ingress in front and set listen.public_url"
+            );
+        }
+        let provider = Provider::new(auth, callback, http)?;
+        let secure = public_url.scheme() == "https";
+        Ok(Self {
+            provider,
+            store: Arc::new(MemoryStore::default()),
+            pending: DashMap::new(),
+            jar: CookieJar::new(&config.session.cookie_name, secure),
+            public_url: public_url.clone(),
+            allow: Allowlist::new(config),
+            refresh_before: auth.refresh_before,
+            login_timeout: auth.login_timeout,
+            idle_timeout: config.session.idle_timeout,
+            max_lifetime: config.session.max_lifetime,
+            metrics,
+        })
+    }
+
+    /// The proxy's cookie names, removed from every forwarded request.
+    pub fn cookie_names(&self) -> [&str; 2] {
+        [&self.jar.session, &self.jar.login]
+    }
+
+    /// The session named by the request's cookie, if it is alive.
+    fn session(&self, headers: &HeaderMap) -> Result<Arc<Session>, Miss> {
+        let mut miss = Miss::NoCookie;
+        for value in cookies::values(headers, &self.jar.session) {
+            let key = SessionKey::of(&value);
+            let Some(session) = self.store.get(&key) else {
+                miss = Miss::Unknown;
+                continue;
+            };
+            if let Some(ended) = session.ended(self.idle_timeout, self.max_lifetime) {
+                self.end_session(&key);
+                miss = ended;
+                continue;
+            }
+            session.touch();
+            return Ok(session);
+        }
+        Err(miss)
+    }
+
+    fn end_session(&self, key: &SessionKey) {
+        self.store.remove(key);
+        self.metrics.sessions_active.set(self.store.len() as i64);
+    }
+
+    /// The bearer for a forwarded request, refreshed when due.
+    pub async fn credential(
+        &self,
+        headers: &HeaderMap,
+        return_to: &str,
+    ) -> Result<UserCredential, Error> {
+        let session = match self.session(headers) {
+            Ok(s) => s,
+            Err(miss) => return Err(self.needs_login(miss, return_to, None)),
+        };
+        let tokens = self.fresh(&session, None, return_to).await?;
+        Ok(UserCredential {
+            header: tokens.header,
+            session,
+            generation: tokens.generation,
+        })
+    }
+
+    /// After Azure DevOps refused a token the proxy believed valid: one
+    /// forced refresh (shared with concurrent requests), then the new
+    /// bearer.
+    pub async fn after_rejection(
+        &self,
+        used: &UserCredential,
+        return_to: &str,
+    ) -> Result<HeaderValue, Error> {
+        let tokens = self
+            .fresh(&used.session, Some(used.generation), return_to)
+            .await?;
+        Ok(tokens.header)
+    }
+
+    /// The answer for a request without a usable session.
+    fn needs_login(&self, miss: Miss, return_to: &str, claims: Option<&str>) -> Error {
+        let mut url = self.login_url();
+        {
+            let mut q = url.query_pairs_mut();
+            if redirect::safe_return_path(return_to).is_some() {
+                q.append_pair("rd", return_to);
+            }
+            if let Some(c) = claims {
+                q.append_pair("claims", c);
+            }
+        }
+        let clear = match miss {
+            Miss::NoCookie => None,
+            _ => self.jar.clear(&self.jar.session),
+        };
+        Error::NeedsLogin {
+            login_url: url.to_string(),
+            reason: miss,
+            clear_cookie: clear,
+        }
+    }
+
+    fn login_url(&self) -> Url {
+        let base = self.public_url.as_str().trim_end_matches('/');
+        Url::parse(&format!("{base}/.auth/login")).unwrap_or_else(|_| self.public_url.clone())
+    }
+
+    /// Drops pending sign-ins older than `login_timeout`.
+    fn purge_pending(&self) {
+        let timeout = self.login_timeout;
+        self.pending.retain(|_, p| p.created.elapsed() < timeout);
+    }
+}
+
+// === impl Allowlist ===
+
+impl Allowlist {
+    fn new(config: &Config) -> Self {
+        let a = &config.auth;
+        let lower = |v: &[String]| -> Vec<String> {
+            v.iter().map(|s| s.trim().to_ascii_lowercase()).collect()
+        };
+        let mut tenants = lower(&a.allowed_tenants);
+        if tenants.is_empty() {
+            if let Some(t) = &a.tenant {
+                tenants.push(t.trim().to_ascii_lowercase());
+            }
+        }
+        // A domain tenant cannot be compared with the `tid` GUID offline;
+        // Entra only issues tokens of that tenant at its authority, so the
+        // tenant check is the authority itself.
+        let domain_tenant = a.allowed_tenants.is_empty()
+            && a.tenant
+                .as_deref()
+                .is_some_and(|t| uuid::Uuid::parse_str(t.trim()).is_err());
+        Self {
+            any_tenant: tenants.iter().any(|t| t == "*")
+                || domain_tenant
+                || a.provider != Some(ProviderKind::Entra),
+            tenants,
+            users: lower(&a.allowed_users),
+            domains: lower(&a.allowed_email_domains)
+                .into_iter()
+                .map(|d| d.trim_start_matches('@').to_string())
+                .collect(),
+        }
+    }
+
+    /// Why `user` may not sign in, or `None` when they may.
+    fn refuse(&self, user: &UserInfo) -> Option<String> {
+        if !self.any_tenant {
+            let tid = user.tenant.as_deref().unwrap_or("").to_ascii_lowercase();
+            if !self.tenants.contains(&tid) {
+                return Some(format!(
+                    "your account belongs to directory (tenant) {}, which this proxy does not admit",
+                    if tid.is_empty() { "unknown" } else { &tid }
+                ));
+            }
+        }
+        let names: Vec<String> = [&user.upn, &user.email, &user.object_id]
+            .into_iter()
+            .flatten()
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        if !self.users.is_empty() && !names.iter().any(|n| self.users.contains(n)) {
+            return Some("your account is not on this proxy's list of allowed users".into());
+        }
+        if !self.domains.is_empty() {
+            let ok = [&user.email, &user.upn].into_iter().flatten().any(|addr| {
+                addr.rsplit_once('@')
+                    .is_some_and(|(_, d)| self.domains.contains(&d.to_ascii_lowercase()))
+            });
+            if !ok {
+                return Some(format!(
+                    "only accounts of the domains {} may sign in",
+                    self.domains.join(", ")
+                ));
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,509 @@
+//! The three ways of signing users in, behind one type: where to send the
+//! browser, how to redeem a code, how to refresh, and who the user is.
+//!
+//! Entra and generic OIDC share the standard flow (PKCE S256, nonce, ID
+//! token); Entra's endpoints are built from authority and tenant, so
+//! start-up needs no network, and OIDC reads discovery on first use. The
+//! legacy Azure DevOps OAuth uses its own assertion grant (reference §3).
+//! Authorize URLs and PKCE come from the `oauth2` crate; token calls are
+//! written here because classifying failures needs the raw error bodies
+//! (Entra's `error_codes`/`suberror`/`claims`, legacy PascalCase keys).
+
+use oauth2::basic::BasicClient;
+use oauth2::{AuthUrl, ClientId, CsrfToken, PkceCodeChallenge, RedirectUrl, Scope};
+use serde::Deserialize;
+use tokio::sync::OnceCell;
+use url::Url;
+
+use super::assertion::{ASSERTION_TYPE, Signer};
+use super::id_token::{ExpectedIssuer, IdClaims, IdTokenError, Jwks};
+use super::idp::{Grant, IdpError, IdpHttp, TokenSet, parse_token_response};
+use crate::config::{AuthConfig, Provider as Kind, ResponseMode, Secret};
+
+/// The configured provider.
+pub struct Provider {
+    kind: Kind,
+    client_id: String,
+    credential: ClientCredential,
+    redirect_uri: Url,
+    scopes: Vec<String>,
+    response_mode: ResponseMode,
+    authority: Url,
+    /// Entra: the tenant segment of the endpoints.
+    tenant: Option<String>,
+    issuer_url: Option<Url>,
+    metadata: OnceCell<Metadata>,
+    http: IdpHttp,
+}
+
+/// How the proxy authenticates itself at the token endpoint.
+enum ClientCredential {
+    /// A public client (OIDC with PKCE only).
+    None,
+    /// A client secret (re-read from its file on every call, so a
+    /// rotated secret needs no restart).
+    Secret(SecretSource),
+    /// A certificate: a signed `private_key_jwt` assertion per call.
+    Certificate(Signer),
+}
+
+enum SecretSource {
+    File(std::path::PathBuf),
+    Value(Secret),
+}
+
+/// Endpoints and issuer.
+pub struct Metadata {
+    issuer: ExpectedIssuerSpec,
+    authorization_endpoint: Url,
+    token_endpoint: Url,
+    jwks: Option<Jwks>,
+    /// Where logout sends the browser, when the provider has one.
+    pub end_session_endpoint: Option<Url>,
+}
+
+enum ExpectedIssuerSpec {
+    Exact(String),
+    EntraTemplate(String),
+    None,
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    authorization_endpoint: Url,
+    token_endpoint: Url,
+    jwks_uri: Url,
+    #[serde(default)]
+    end_session_endpoint: Option<Url>,
+}
+
+/// What the browser is sent to, and what must be kept until the callback.
+pub struct Authorize {
+    /// The provider's authorize URL.
+    pub url: Url,
+    /// The `state` value (at least 128 random bits).
+    pub state: String,
+    /// The PKCE verifier, when the provider uses PKCE.
+    pub pkce_verifier: Option<String>,
+    /// The nonce expected in the ID token.
+    pub nonce: Option<String>,
+}
+
+/// Who signed in.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct UserInfo {
+    /// Display name.
+    pub name: Option<String>,
+    /// UPN or user name.
+    pub upn: Option<String>,
+    /// Email.
+    pub email: Option<String>,
+    /// Entra object id, or the subject / profile id.
+    pub object_id: Option<String>,
+    /// Entra tenant id.
+    pub tenant: Option<String>,
+}
+
+/// Why a sign-in could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    /// The token endpoint said no, or was unreachable.
+    #[error("token endpoint: {0}")]
+    Token(IdpError),
+    /// Discovery or profile could not be read.
+    #[error("provider metadata: {0}")]
+    Metadata(IdpError),
+    /// The ID token was not acceptable.
+    #[error(transparent)]
+    IdToken(#[from] IdTokenError),
+    /// The proxy could not build its own request (e.g. sign an assertion).
+    #[error("{0}")]
+    Local(String),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Profile {
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    email_address: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    public_alias: Option<String>,
+}
+
+// === impl Provider ===
+
+impl Provider {
+    /// Builds the provider for `[auth]`; `callback` is the redirect URI.
+    pub fn new(auth: &AuthConfig, callback: Url, http: IdpHttp) -> Result<Self, String> {
+        let kind = auth
+            .provider
+            .ok_or_else(|| "auth.provider: missing".to_string())?;
+        let credential = match (&auth.client_certificate_file, &auth.client_key_file) {
+            (Some(c), Some(k)) => ClientCredential::Certificate(
+                Signer::load(c, k).map_err(|e| format!("{}: {}", e.key, e.message))?,
+            ),
+            _ => match (&auth.client_secret_file, &auth.client_secret) {
+                (Some(f), _) => ClientCredential::Secret(SecretSource::File(f.clone())),
+                (None, Some(s)) => ClientCredential::Secret(SecretSource::Value(s.clone())),
+                (None, None) => ClientCredential::None,
+            },
+        };
+        let authority = auth.effective_authority();
+        let provider = Self {
+            kind,
+            client_id: auth.client_id.clone().unwrap_or_default(),
+            credential,
+            redirect_uri: callback,
+            scopes: auth.effective_scopes(),
+            response_mode: auth.response_mode,
+            tenant: auth.tenant.as_ref().map(|t| t.trim().to_string()),
+            issuer_url: auth.issuer_url.clone(),
+            authority,
+            metadata: OnceCell::new(),
+            http,
+        };
+        if kind != Kind::Oidc {
+            // Built from configuration: no network at start-up.
+            let meta = provider.static_metadata();
+            let _ = provider.metadata.set(meta);
+        }
+        Ok(provider)
+    }
+
+    /// The provider kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The proxy's client id at the provider.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    fn join(&self, path: &str) -> Url {
+        let base = self.authority.as_str().trim_end_matches('/');
+        Url::parse(&format!("{base}/{path}")).unwrap_or_else(|_| self.authority.clone())
+    }
+
+    fn static_metadata(&self) -> Metadata {
+        match self.kind {
+            Kind::AzureDevops => Metadata {
+                issuer: ExpectedIssuerSpec::None,
+                authorization_endpoint: self.join("oauth2/authorize"),
+                token_endpoint: self.join("oauth2/token"),
+                jwks: None,
+                end_session_endpoint: None,
+            },
+            _ => {
+                let tenant = self
+                    .tenant
+                    .clone()
+                    .unwrap_or_else(|| "organizations".into());
+                let prefix = format!("{}/", self.authority.as_str().trim_end_matches('/'));
+                let issuer = if uuid::Uuid::parse_str(&tenant).is_ok() {
+                    ExpectedIssuerSpec::Exact(format!("{prefix}{}/v2.0", tenant.to_lowercase()))
+                } else {
+                    ExpectedIssuerSpec::EntraTemplate(prefix)
+                };
+                Metadata {
+                    issuer,
+                    authorization_endpoint: self.join(&format!("{tenant}/oauth2/v2.0/authorize")),
+                    token_endpoint: self.join(&format!("{tenant}/oauth2/v2.0/token")),
+                    jwks: Some(Jwks::new(
+                        self.join(&format!("{tenant}/discovery/v2.0/keys")),
+                    )),
+                    end_session_endpoint: Some(self.join(&format!("{tenant}/oauth2/v2.0/logout"))),
+                }
+            }
+        }
+    }
+
+    /// Endpoints, reading OIDC discovery on first use.
+    pub async fn metadata(&self) -> Result<&Metadata, GrantError> {
+        self.metadata
+            .get_or_try_init(|| async {
+                let issuer = self
+                    .issuer_url
+                    .clone()
+                    .ok_or_else(|| GrantError::Local("auth.issuer_url is not set".into()))?;
+                let base = issuer.as_str().trim_end_matches('/');
+                let url = Url::parse(&format!("{base}/.well-known/openid-configuration"))
+                    .map_err(|e| GrantError::Local(e.to_string()))?;
+                let d: Discovery = self
+                    .http
+                    .get_json(&url, None)
+                    .await
+                    .map_err(GrantError::Metadata)?;
+                // OIDC Discovery §4.3: the document must name the issuer
+                // it was fetched for.
+                if d.issuer.trim_end_matches('/') != base {
+                    return Err(GrantError::Metadata(IdpError::Malformed(format!(
+                        "discovery names issuer {:?}, expected {base:?}",
+                        d.issuer
+                    ))));
+                }
+                Ok(Metadata {
+                    issuer: ExpectedIssuerSpec::Exact(d.issuer),
+                    authorization_endpoint: d.authorization_endpoint,
+                    token_endpoint: d.token_endpoint,
+                    jwks: Some(Jwks::new(d.jwks_uri)),
+                    end_session_endpoint: d.end_session_endpoint,
+                })
+            })
+            .await
+    }
+
+    /// Starts a sign-in: state, PKCE and nonce, and the URL to send the
+    /// browser to. `claims` is a challenge from a failed refresh.
+    pub async fn authorize(&self, claims: Option<&str>) -> Result<Authorize, GrantError> {
+        let meta = self.metadata().await?;
+        let auth_url = AuthUrl::from_url(meta.authorization_endpoint.clone());
+        let redirect = RedirectUrl::from_url(self.redirect_uri.clone());
+        let client = BasicClient::new(ClientId::new(self.client_id.clone()))
+            .set_auth_uri(auth_url)
+            .set_redirect_uri(redirect);
+        let state = random_token();
+        let state_for_url = state.clone();
+        let mut req = client
+            .authorize_url(move || CsrfToken::new(state_for_url))
+            .add_scopes(self.scopes.iter().map(|s| Scope::new(s.clone())));
+        let mut verifier = None;
+        let mut nonce = None;
+        if self.kind == Kind::AzureDevops {
+            // Legacy OAuth has its own response type and no PKCE or nonce.
+            req = req.use_implicit_flow();
+            let (url, _) = req.url();
+            let mut url = url;
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k == "response_type" {
+                        "Assertion".into()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+            return Ok(Authorize {
+                url,
+                state,
+                pkce_verifier: None,
+                nonce: None,
+            });
+        }
+        let (challenge, pkce) = PkceCodeChallenge::new_random_sha256();
+        verifier = verifier.or(Some(pkce.secret().to_string()));
+        let n = random_token();
+        req = req
+            .set_pkce_challenge(challenge)
+            .add_extra_param("nonce", n.clone());
+        nonce = nonce.or(Some(n));
+        if self.response_mode == ResponseMode::FormPost {
+            req = req.add_extra_param("response_mode", "form_post");
+        }
+        if let Some(claims) = claims {
+            req = req.add_extra_param("claims", claims.to_string());
+        }
+        let (url, _) = req.url();
+        Ok(Authorize {
+            url,
+            state,
+            pkce_verifier: verifier,
+            nonce,
+        })
+    }
+
+    /// Redeems an authorization code and identifies the user.
+    pub async fn redeem(
+        &self,
+        code: &str,
+        pkce_verifier: Option<&str>,
+        nonce: Option<&str>,
+    ) -> Result<(TokenSet, UserInfo), GrantError> {
+        let meta = self.metadata().await?;
+        let mut form: Vec<(&str, String)> = Vec::new();
+        if self.kind == Kind::AzureDevops {
+            form.push((
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:jwt-bearer".into(),
+            ));
+            form.push(("assertion", code.to_string()));
+            form.push(("redirect_uri", self.redirect_uri.to_string()));
+        } else {
+            form.push(("grant_type", "authorization_code".into()));
+            form.push(("code", code.to_string()));
+            form.push(("redirect_uri", self.redirect_uri.to_string()));
+            if let Some(v) = pkce_verifier {
+                form.push(("code_verifier", v.to_string()));
+            }
+            if self.kind == Kind::Entra {
+                form.push(("scope", self.scopes.join(" ")));
+            }
+        }
+        let tokens = self.token_call(meta, form, Grant::Code).await?;
+        let user = match self.kind {
+            Kind::AzureDevops => self.legacy_profile(&tokens).await?,
+            _ => {
+                let id_token = tokens.id_token.as_ref().ok_or_else(|| {
+                    GrantError::IdToken(IdTokenError::Invalid(
+                        "the token response has no id_token; request the openid scope".into(),
+                    ))
+                })?;
+                let claims = self.verify_id_token(meta, id_token.expose(), nonce).await?;
+                user_from_claims(claims)
+            }
+        };
+        Ok((tokens, user))
+    }
+
+    /// Redeems a refresh token.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenSet, IdpError> {
+        let meta = self
+            .metadata()
+            .await
+            .map_err(|e| IdpError::Transport(e.to_string()))?;
+        let mut form: Vec<(&str, String)> = Vec::new();
+        if self.kind == Kind::AzureDevops {
+            // The legacy grant carries the refresh token in `assertion`.
+            form.push(("grant_type", "refresh_token".into()));
+            form.push(("assertion", refresh_token.to_string()));
+            form.push(("redirect_uri", self.redirect_uri.to_string()));
+        } else {
+            form.push(("grant_type", "refresh_token".into()));
+            form.push(("refresh_token", refresh_token.to_string()));
+            if self.kind == Kind::Entra {
+                form.push(("scope", self.scopes.join(" ")));
+            }
+        }
+        match self.token_call(meta, form, Grant::Refresh).await {
+            Ok(t) => Ok(t),
+            Err(GrantError::Token(e)) => Err(e),
+            Err(other) => Err(IdpError::Transport(other.to_string())),
+        }
+    }
+
+    async fn token_call(
+        &self,
+        meta: &Metadata,
+        mut form: Vec<(&str, String)>,
+        grant: Grant,
+    ) -> Result<TokenSet, GrantError> {
+        match &self.credential {
+            ClientCredential::None => form.push(("client_id", self.client_id.clone())),
+            ClientCredential::Secret(source) => {
+                let secret = match source {
+                    SecretSource::Value(s) => s.expose().to_string(),
+                    SecretSource::File(path) => std::fs::read_to_string(path)
+                        .map(|s| s.trim().to_string())
+                        .map_err(|e| {
+                            GrantError::Local(format!(
+                                "auth.client_secret_file: cannot read {}: {e}",
+                                path.display()
+                            ))
+                        })?,
+                };
+                if self.kind == Kind::AzureDevops {
+                    form.push(("client_assertion_type", ASSERTION_TYPE.into()));
+                    form.push(("client_assertion", secret));
+                } else {
+                    form.push(("client_id", self.client_id.clone()));
+                    form.push(("client_secret", secret));
+                }
+            }
+            ClientCredential::Certificate(signer) => {
+                let assertion = signer
+                    .sign(&self.client_id, meta.token_endpoint.as_str())
+                    .map_err(|e| GrantError::Local(format!("signing the client assertion: {e}")))?;
+                form.push(("client_id", self.client_id.clone()));
+                form.push(("client_assertion_type", ASSERTION_TYPE.into()));
+                form.push(("client_assertion", assertion));
+            }
+        }
+        let req = self
+            .http
+            .client()
+            .post(meta.token_endpoint.clone())
+            .header("accept", "application/json")
+            .form(&form);
+        let (status, body) = self
+            .http
+            .send(req, grant)
+            .await
+            .map_err(GrantError::Token)?;
+        parse_token_response(status, &body).map_err(GrantError::Token)
+    }
+
+    async fn verify_id_token(
+        &self,
+        meta: &Metadata,
+        token: &str,
+        nonce: Option<&str>,
+    ) -> Result<IdClaims, GrantError> {
+        let jwks = meta
+            .jwks
+            .as_ref()
+            .ok_or_else(|| GrantError::Local("the provider has no signing keys".into()))?;
+        let expected = match &meta.issuer {
+            ExpectedIssuerSpec::Exact(s) => ExpectedIssuer::Exact(s.clone()),
+            ExpectedIssuerSpec::EntraTemplate(p) => {
+                ExpectedIssuer::EntraTemplate { prefix: p.clone() }
+            }
+            ExpectedIssuerSpec::None => {
+                return Err(GrantError::Local(
+                    "this provider issues no ID tokens".into(),
+                ));
+            }
+        };
+        Ok(jwks
+            .verify(&self.http, token, &self.client_id, &expected, nonce)
+            .await?)
+    }
+
+    /// Legacy OAuth has no ID token: the profile API says who signed in.
+    async fn legacy_profile(&self, tokens: &TokenSet) -> Result<UserInfo, GrantError> {
+        let url = self.join("_apis/profile/profiles/me?api-version=7.1");
+        let p: Profile = self
+            .http
+            .get_json(&url, Some(tokens.access_token.expose()))
+            .await
+            .map_err(GrantError::Metadata)?;
+        Ok(UserInfo {
+            name: p.display_name,
+            upn: p.email_address.clone(),
+            email: p.email_address,
+            object_id: p.id.or(p.public_alias),
+            tenant: None,
+        })
+    }
+}
+
+fn user_from_claims(c: IdClaims) -> UserInfo {
+    UserInfo {
+        name: c.name,
+        upn: c.preferred_username.or(c.upn),
+        email: c.email,
+        object_id: c.oid.or(Some(c.sub)),
+        tenant: c.tid,
+    }
+}
+
+/// 256 random bits, base64url: for `state`, nonces and session ids.
+pub fn random_token() -> String {
+    use base64::Engine;
+    use ring::rand::SecureRandom;
+    let mut buf = [0u8; 32];
+    // The system RNG does not fail on supported platforms; fall back to
+    // UUIDs (also from the OS RNG) rather than panic.
+    if ring::rand::SystemRandom::new().fill(&mut buf).is_err() {
+        buf[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        buf[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}

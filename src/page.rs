@@ -1,0 +1,80 @@
+//! Self-contained HTML pages for browsers: no external assets, readable on
+//! a phone, every value escaped.
+
+/// Escapes text for HTML element content and quoted attributes.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A page with a title, paragraphs, an optional action link (text, href)
+/// and key/value facts (request and correlation ids). All escaped here.
+pub fn render(
+    title: &str,
+    paragraphs: &[&str],
+    action: Option<(&str, &str)>,
+    facts: &[(&str, &str)],
+) -> String {
+    let mut body = String::new();
+    for p in paragraphs {
+        body.push_str(&format!("<p>{}</p>\n", escape(p)));
+    }
+    if let Some((text, href)) = action {
+        body.push_str(&format!(
+            "<p><a class=\"button\" href=\"{}\">{}</a></p>\n",
+            escape(href),
+            escape(text)
+        ));
+    }
+    if !facts.is_empty() {
+        body.push_str("<dl>\n");
+        for (k, v) in facts {
+            body.push_str(&format!(
+                "<dt>{}</dt><dd><code>{}</code></dd>\n",
+                escape(k),
+                escape(v)
+            ));
+        }
+        body.push_str("</dl>\n");
+    }
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<meta name=\"robots\" content=\"noindex\">\
+<title>{title}</title><style>\
+body{{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;line-height:1.5;color:#1b1b1b}}\
+h1{{font-size:1.4rem}}code{{word-break:break-all}}dt{{font-weight:600;margin-top:.5rem}}dd{{margin:0}}\
+a.button{{display:inline-block;padding:.5rem 1rem;background:#0078d4;color:#fff;border-radius:4px;text-decoration:none}}\
+footer{{margin-top:2rem;color:#666;font-size:.85rem}}\
+</style></head><body><h1>{title}</h1>\n{body}<footer>ado-auth-proxy</footer></body></html>\n",
+        title = escape(title),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escapes_every_value() {
+        let html = super::render(
+            "<t>",
+            &["<script>alert(1)</script>"],
+            Some(("go", "/x?a=1&b=\"2\"")),
+            &[("id", "'1'")],
+        );
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("&lt;script&gt;"));
+        assert!(html.contains("/x?a=1&amp;b=&quot;2&quot;"));
+        assert!(html.contains("&#39;1&#39;"));
+        assert!(html.contains("<title>&lt;t&gt;</title>"));
+    }
+}

@@ -1,0 +1,637 @@
+//! User sign-in against a real OpenID provider (npm `oidc-provider`): the
+//! browser flow, 401s for programs and git, transparent single-flight
+//! refresh, logout, and every refused case. The fake Azure DevOps verifies
+//! each bearer token against the provider's signing keys.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ado_auth_proxy::app::Running;
+use ado_auth_proxy::config::{AuthMode, Config, Provider, Secret};
+use url::Url;
+
+use crate::support::oidc::{Browser, OidcPeer, verify_access_token};
+use crate::support::upstream::{FakeUpstream, Recorded, respond};
+use crate::support::{self, client, metrics};
+
+struct Setup {
+    idp: OidcPeer,
+    ado: FakeUpstream,
+    proxy: Running,
+    url: String,
+    /// When set, the fake answers the next valid token with 401 (as if it
+    /// had been revoked) and clears the flag.
+    reject_next: Arc<AtomicBool>,
+}
+
+fn user_config(upstream: &str, issuer: &str) -> Config {
+    let mut c = support::config(upstream);
+    c.auth.mode = AuthMode::User;
+    c.auth.provider = Some(Provider::Oidc);
+    c.auth.issuer_url = Some(Url::parse(issuer).unwrap());
+    c.auth.client_id = Some("proxy".into());
+    c.auth.client_secret = Some(Secret::new("proxy-secret"));
+    c.auth.scopes = Some(
+        ["openid", "offline_access", "profile", "email", "vso.code"]
+            .map(String::from)
+            .to_vec(),
+    );
+    c.auth.refresh_before = Duration::from_secs(2);
+    c
+}
+
+/// The fake Azure DevOps: 200 with the token's subject for a valid token,
+/// 401 the way Azure DevOps answers otherwise.
+async fn fake_ado(idp: &OidcPeer, reject_next: Arc<AtomicBool>) -> FakeUpstream {
+    let keys = idp.jwks().await;
+    let issuer = idp.issuer.clone();
+    FakeUpstream::recording(move |r: &Recorded| {
+        let auth = r
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        match verify_access_token(&keys, &issuer, auth) {
+            Some(_) if reject_next.swap(false, Ordering::SeqCst) => unauthorized(),
+            Some(sub) => respond(
+                200,
+                &[("content-type", "application/json")],
+                format!(r#"{{"sub":"{sub}","path":"{}"}}"#, r.uri),
+            ),
+            None => unauthorized(),
+        }
+    })
+    .await
+}
+
+fn unauthorized() -> http::Response<crate::support::upstream::FakeBody> {
+    respond(
+        401,
+        &[
+            (
+                "www-authenticate",
+                "Bearer authorization_uri=https://login.microsoftonline.com/common",
+            ),
+            (
+                "x-tfs-serviceerror",
+                "TF400813%3a+Resource+not+available+for+anonymous+access.",
+            ),
+            ("activityid", "cbf4682a-915d-42b3-ac36-a714328098e8"),
+        ],
+        "",
+    )
+}
+
+async fn setup_with(access_ttl: u64, tweak: impl FnOnce(&mut Config)) -> Setup {
+    let idp = OidcPeer::start(access_ttl).await;
+    let reject_next = Arc::new(AtomicBool::new(false));
+    let ado = fake_ado(&idp, reject_next.clone()).await;
+    let mut config = user_config(&ado.url(), &idp.issuer);
+    tweak(&mut config);
+    let proxy = support::start(config).await;
+    let url = format!("http://{}", proxy.proxy_addr);
+    Setup {
+        idp,
+        ado,
+        proxy,
+        url,
+        reject_next,
+    }
+}
+
+async fn setup() -> Setup {
+    setup_with(5, |_| {}).await
+}
+
+const PROJECTS: &str = "/contoso/_apis/projects?api-version=7.1";
+
+/// Signs `user` in and returns the browser holding the session.
+/// `GET /.auth/me` in browser `b`.
+async fn me(s: &Setup, b: &Browser) -> reqwest::Response {
+    b.http
+        .get(format!("{}/.auth/me", s.url))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn signed_in(s: &Setup, user: &str) -> Browser {
+    let b = Browser::new();
+    let resp = b.sign_in(&s.url, user, PROJECTS).await;
+    assert_eq!(resp.status(), 302, "callback: {:?}", resp.text().await);
+    b
+}
+
+#[tokio::test]
+async fn browser_signs_in_and_requests_carry_the_users_token() {
+    let s = setup().await;
+    let b = Browser::new();
+
+    // An unknown browser is sent to sign in, keeping where it was going.
+    let resp = b.navigate(&format!("{}{PROJECTS}", s.url)).await;
+    assert_eq!(resp.status(), 302);
+    let login = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    assert_eq!(login.path(), "/.auth/login");
+    assert_eq!(
+        login.query_pairs().find(|(k, _)| k == "rd").unwrap().1,
+        PROJECTS
+    );
+
+    // /.auth/login sends it to the provider with PKCE S256, state, nonce.
+    let resp = b.navigate(login.as_str()).await;
+    assert_eq!(resp.status(), 302);
+    let set_cookie: Vec<String> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        set_cookie
+            .iter()
+            .any(|c| c.starts_with("ado_proxy_session_login=")
+                && c.contains("HttpOnly")
+                && c.contains("SameSite=Lax")
+                && c.contains("Max-Age=600")),
+        "{set_cookie:?}"
+    );
+    let authorize = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(authorize.as_str().starts_with(&s.idp.issuer));
+    let q = |k: &str| {
+        authorize
+            .query_pairs()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+    };
+    assert_eq!(q("code_challenge_method").as_deref(), Some("S256"));
+    assert!(q("state").unwrap().len() >= 43, "state has 256 bits");
+    assert!(q("nonce").is_some());
+    assert_eq!(
+        q("redirect_uri").unwrap(),
+        format!("{}/.auth/callback", s.url)
+    );
+
+    let callback = b.sign_in_at_provider(authorize.as_str(), "alice").await;
+    let resp = b.navigate(&callback).await;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(resp.headers()["location"], PROJECTS);
+    let session_cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("ado_proxy_session="))
+        .expect("a session cookie");
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(session_cookie.contains(attr), "{session_cookie}");
+    }
+    let id = session_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("ado_proxy_session=");
+    assert_eq!(id.len(), 43, "256-bit id, base64url");
+
+    // The request now reaches Azure DevOps with alice's verified token,
+    // and without the proxy's cookies; the client's own cookies stay.
+    // (reqwest sends its jar only when no Cookie header is set.)
+    let resp = b
+        .http
+        .get(format!("{}{PROJECTS}", s.url))
+        .header("cookie", format!("theirs=kept; ado_proxy_session={id}"))
+        .header("authorization", "Basic c29tZW9uZS1lbHNl")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["sub"], "alice");
+    let seen = s.ado.requests();
+    let last = seen.last().unwrap();
+    assert!(
+        last.headers["authorization"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer ey")
+    );
+    let cookies: Vec<&str> = last
+        .headers
+        .get_all("cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(
+        cookies.iter().any(|c| c.contains("theirs=kept")),
+        "{cookies:?}"
+    );
+    assert!(
+        !cookies.iter().any(|c| c.contains("ado_proxy_session")),
+        "the proxy's cookie reached the upstream: {cookies:?}"
+    );
+
+    // /.auth/me tells who is signed in, never a token.
+    let resp = me(&s, &b).await;
+    assert_eq!(resp.status(), 200);
+    let me_text = resp.text().await.unwrap();
+    let who: serde_json::Value = serde_json::from_str(&me_text).unwrap();
+    assert_eq!(who["upn"], "alice@example.com");
+    assert_eq!(who["email"], "alice@example.com");
+    assert_eq!(who["name"], "User alice");
+    assert_eq!(who["objectId"], "alice");
+    assert_eq!(who["provider"], "oidc");
+    assert!(who["accessTokenExpiresAt"].as_str().unwrap().ends_with('Z'));
+    assert!(who["sessionExpiresAt"].as_str().is_some());
+    assert!(!me_text.contains("ey"), "no token in /.auth/me: {me_text}");
+
+    let m = metrics(s.proxy.admin_addr).await;
+    assert!(
+        m.contains("ado_proxy_logins_total{outcome=\"completed\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("ado_proxy_sessions_active 1"), "{m}");
+    assert!(
+        m.contains(
+            "ado_proxy_token_endpoint_duration_seconds_count{grant=\"authorization_code\"} 1"
+        ),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn programs_and_git_get_401_with_the_login_url_never_a_redirect() {
+    let s = setup().await;
+    let http = client();
+    let url = format!("{}{PROJECTS}", s.url);
+    let login = format!("{}/.auth/login", s.url);
+
+    let cases: Vec<(&str, reqwest::RequestBuilder)> = vec![
+        (
+            "json client",
+            http.get(&url).header("accept", "application/json"),
+        ),
+        (
+            "XHR",
+            http.get(&url)
+                .header("accept", "text/html")
+                .header("x-requested-with", "XMLHttpRequest"),
+        ),
+        (
+            "POST form",
+            http.post(&url).header("accept", "text/html").body("x"),
+        ),
+        (
+            "FedAuthRedirect suppress",
+            http.get(&url)
+                .header("accept", "application/json")
+                .header("x-tfs-fedauthredirect", "Suppress"),
+        ),
+    ];
+    for (name, req) in cases {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 401, "{name}");
+        assert_eq!(
+            resp.headers()["www-authenticate"],
+            "Bearer realm=\"ado-auth-proxy\"",
+            "{name}"
+        );
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert!(
+            body["loginUrl"].as_str().unwrap().starts_with(&login),
+            "{name}: {body}"
+        );
+        assert!(body["detail"].as_str().unwrap().contains(&login), "{name}");
+    }
+
+    // git (even asking for HTML) gets text it prints as `remote:` lines.
+    let resp = http
+        .get(format!(
+            "{}/contoso/_git/repo/info/refs?service=git-upload-pack",
+            s.url
+        ))
+        .header("user-agent", "git/2.47.3")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["content-type"], "text/plain; charset=utf-8");
+    let text = resp.text().await.unwrap();
+    assert!(text.contains(&login), "{text}");
+    assert!(s.ado.requests().is_empty(), "nothing was forwarded");
+}
+
+#[tokio::test]
+async fn tokens_refresh_across_expiries_without_a_new_login() {
+    let s = setup().await;
+    let b = signed_in(&s, "alice").await;
+    let url = format!("{}{PROJECTS}", s.url);
+    // Access tokens live 5 s: 14 s of traffic spans several expiries.
+    for _ in 0..28 {
+        let resp = b.http.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let stats = s.idp.stats().await;
+    assert_eq!(stats["authorization_code"], 1, "one sign-in: {stats}");
+    assert!(stats["refresh_token"].as_u64().unwrap() >= 3, "{stats}");
+    assert_eq!(
+        stats["refresh_errors"], 0,
+        "rotation never replayed an old token: {stats}"
+    );
+}
+
+#[tokio::test]
+async fn five_hundred_concurrent_requests_on_an_expired_token_refresh_once() {
+    // Tokens live 10 s: the refreshed one stays fresh (8 s) for longer
+    // than 500 requests take on a slow debug build.
+    let s = setup_with(10, |_| {}).await;
+    let b = signed_in(&s, "alice").await;
+    // Let the token expire outright.
+    tokio::time::sleep(Duration::from_millis(10_300)).await;
+    let before = s.idp.refreshes().await;
+    let url = format!("{}{PROJECTS}", s.url);
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..500)
+        .map(|_| {
+            let http = b.http.clone();
+            let url = url.clone();
+            tokio::spawn(async move { http.get(&url).send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 200);
+    }
+    assert_eq!(
+        s.idp.refreshes().await - before,
+        1,
+        "exactly one refresh call (500 requests took {:?})",
+        started.elapsed()
+    );
+    let m = metrics(s.proxy.admin_addr).await;
+    assert!(
+        m.contains("ado_proxy_token_refreshes_total{outcome=\"ok\"} 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_token_is_refreshed_and_a_bodyless_request_retried_once() {
+    let s = setup_with(60, |_| {}).await;
+    let b = signed_in(&s, "alice").await;
+    let url = format!("{}{PROJECTS}", s.url);
+    let before = s.idp.refreshes().await;
+    s.reject_next.store(true, Ordering::SeqCst);
+    let resp = b.http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "retried with a fresh token");
+    assert_eq!(s.idp.refreshes().await - before, 1);
+    assert_eq!(s.ado.requests().len(), 2, "sent twice");
+
+    // A request with a body cannot be replayed: the 401 passes through.
+    s.reject_next.store(true, Ordering::SeqCst);
+    let resp = b.http.post(&url).body("payload").send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(s.ado.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_here_and_at_the_provider() {
+    let s = setup().await;
+    let b = signed_in(&s, "alice").await;
+    let url = format!("{}{PROJECTS}", s.url);
+    assert_eq!(b.http.get(&url).send().await.unwrap().status(), 200);
+
+    let resp = b.navigate(&format!("{}/.auth/logout", s.url)).await;
+    assert_eq!(resp.status(), 302);
+    let to = resp.headers()["location"].to_str().unwrap();
+    assert!(
+        to.starts_with(&format!("{}/session/end", s.idp.issuer)),
+        "{to}"
+    );
+    assert!(to.contains("id_token_hint="), "{to}");
+    let cleared = resp.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cleared.starts_with("ado_proxy_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+
+    let resp = b.http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = b
+        .http
+        .post(format!("{}/.auth/logout", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "logging out twice is harmless");
+    let resp = me(&s, &b).await;
+    assert_eq!(resp.status(), 401);
+}
+
+/// No session cookie in any of `resp`'s `Set-Cookie` headers.
+fn no_session_set(resp: &reqwest::Response) -> bool {
+    !resp.headers().get_all("set-cookie").iter().any(|v| {
+        v.to_str().unwrap().starts_with("ado_proxy_session=")
+            && !v.to_str().unwrap().contains("Max-Age=0")
+    })
+}
+
+#[tokio::test]
+async fn refused_sign_ins_say_why_and_create_no_session() {
+    let s = setup().await;
+
+    // Forged state: no pending sign-in has it.
+    let b = Browser::new();
+    let _ = b.start_sign_in(&s.url, "alice", "/").await;
+    let resp = b
+        .navigate(&format!("{}/.auth/callback?code=abc&state=forged", s.url))
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert!(no_session_set(&resp));
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("This sign-in link is not valid")
+    );
+
+    // A replayed callback: the state is single-use.
+    let b = Browser::new();
+    let callback = b.start_sign_in(&s.url, "alice", "/").await;
+    assert_eq!(b.navigate(&callback).await.status(), 302);
+    let again = Browser::new();
+    let resp = again.navigate(&callback).await;
+    assert_eq!(resp.status(), 400);
+    assert!(no_session_set(&resp));
+    let resp = b.navigate(&callback).await;
+    assert_eq!(resp.status(), 400, "even in the browser that started it");
+
+    // The code of one sign-in with the state of another: the provider
+    // checks the PKCE verifier, which belongs to the other sign-in.
+    let b = Browser::new();
+    let first = Url::parse(&b.start_sign_in(&s.url, "alice", "/").await).unwrap();
+    let second = Url::parse(&b.start_sign_in(&s.url, "alice", "/").await).unwrap();
+    let param = |u: &Url, k: &str| {
+        u.query_pairs()
+            .find(|(n, _)| n == k)
+            .unwrap()
+            .1
+            .into_owned()
+    };
+    let mut crossed = Url::parse(&format!("{}/.auth/callback", s.url)).unwrap();
+    crossed
+        .query_pairs_mut()
+        .append_pair("code", &param(&first, "code"))
+        .append_pair("state", &param(&second, "state"));
+    let resp = b.navigate(crossed.as_str()).await;
+    assert_eq!(resp.status(), 400);
+    assert!(no_session_set(&resp));
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("The sign-in code was refused"), "{text}");
+
+    // A callback from another browser (no pre-auth cookie).
+    let b = Browser::new();
+    let callback = b.start_sign_in(&s.url, "alice", "/").await;
+    let resp = Browser::new().navigate(&callback).await;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("started elsewhere"));
+
+    // Open redirects.
+    for rd in [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example",
+        "/%2F%2Fevil.example",
+        "/%5cevil.example",
+        "javascript:alert(1)",
+        "/a\r\nSet-Cookie: x=y",
+    ] {
+        let mut login = Url::parse(&format!("{}/.auth/login", s.url)).unwrap();
+        login.query_pairs_mut().append_pair("rd", rd);
+        let resp = Browser::new().navigate(login.as_str()).await;
+        assert_eq!(resp.status(), 400, "{rd:?}");
+        assert!(resp.headers().get("location").is_none());
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("Return address refused"), "{text}");
+        assert!(
+            !text.contains("evil.example"),
+            "the refused value is not echoed"
+        );
+    }
+
+    // A tampered or unknown session cookie is a sign-in, and is cleared.
+    let resp = client()
+        .get(format!("{}{PROJECTS}", s.url))
+        .header(
+            "cookie",
+            "ado_proxy_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(
+        resp.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    assert!(s.ado.requests().is_empty());
+
+    let m = metrics(s.proxy.admin_addr).await;
+    for reason in ["unknown_state", "code_redemption", "wrong_browser"] {
+        assert!(
+            m.contains(&format!(
+                "ado_proxy_login_failures_total{{reason=\"{reason}\"}}"
+            )),
+            "{reason}: {m}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_expired_pre_auth_cookie_is_refused() {
+    let s = setup_with(5, |c| c.auth.login_timeout = Duration::from_secs(1)).await;
+    let b = Browser::new();
+    let callback = b.start_sign_in(&s.url, "alice", "/").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let resp = b.navigate(&callback).await;
+    assert_eq!(resp.status(), 400);
+    assert!(no_session_set(&resp));
+    assert!(resp.text().await.unwrap().contains("took too long"));
+}
+
+#[tokio::test]
+async fn users_outside_the_allowlist_are_refused() {
+    let s = setup_with(5, |c| {
+        c.auth.allowed_users = vec!["bob@example.com".into()];
+    })
+    .await;
+    let resp = Browser::new().sign_in(&s.url, "alice", "/").await;
+    assert_eq!(resp.status(), 403);
+    assert!(no_session_set(&resp));
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("not on this proxy&#39;s list of allowed users"),
+        "{text}"
+    );
+
+    let resp = Browser::new().sign_in(&s.url, "bob", "/").await;
+    assert_eq!(resp.status(), 302, "bob is allowed");
+
+    let s = setup_with(5, |c| {
+        c.auth.allowed_email_domains = vec!["contoso.com".into()];
+    })
+    .await;
+    let resp = Browser::new().sign_in(&s.url, "alice", "/").await;
+    assert_eq!(resp.status(), 403);
+    assert!(no_session_set(&resp));
+}
+
+#[tokio::test]
+async fn parallel_sign_ins_in_two_tabs_both_complete() {
+    let s = setup().await;
+    let b = Browser::new();
+    let first = b.start_sign_in(&s.url, "alice", "/first").await;
+    let second = b.start_sign_in(&s.url, "alice", "/second").await;
+    let resp = b.navigate(&second).await;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(resp.headers()["location"], "/second");
+    let resp = b.navigate(&first).await;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(resp.headers()["location"], "/first");
+}
+
+#[tokio::test]
+async fn a_provider_error_on_the_callback_gets_a_readable_escaped_page() {
+    let s = setup().await;
+    let b = Browser::new();
+    let callback = Url::parse(&b.start_sign_in(&s.url, "alice", "/").await).unwrap();
+    let state = callback
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let mut denied = Url::parse(&format!("{}/.auth/callback", s.url)).unwrap();
+    denied
+        .query_pairs_mut()
+        .append_pair("error", "access_denied")
+        .append_pair(
+            "error_description",
+            "AADSTS65004: User declined to consent <script>alert(1)</script>",
+        )
+        .append_pair("state", &state);
+    let resp = b.navigate(denied.as_str()).await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("AADSTS65004"), "{html}");
+    assert!(!html.contains("<script>alert"), "escaped: {html}");
+    assert!(html.contains("&lt;script&gt;"));
+    assert!(
+        html.contains("href=\"/.auth/login\""),
+        "offers to sign in again"
+    );
+}
