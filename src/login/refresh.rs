@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::session::{Miss, RefreshState, Session, Tokens};
 
 /// A token this close to expiry is not sent any more.
-const MIN_VALIDITY: Duration = Duration::from_secs(5);
+const MIN_VALIDITY: Duration = Duration::from_secs(2);
 /// Backoff after a transient failure: first step and cap.
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
@@ -152,7 +152,9 @@ impl Login {
                     .unwrap_or(BACKOFF_FIRST);
                 Err(Error::ProviderFailed {
                     operator: false,
-                    retry_after: Some(wait.as_secs().max(1)),
+                    // Rounded up: a client that waits this long finds the
+                    // backoff over.
+                    retry_after: Some(wait.as_millis().div_ceil(1000).max(1) as u64),
                     detail: reason,
                 })
             }

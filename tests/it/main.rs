@@ -8,5 +8,6 @@ mod forwarding;
 mod git;
 mod lifecycle;
 mod login;
+mod providers;
 mod streaming;
 mod tls;

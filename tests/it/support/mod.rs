@@ -1,6 +1,7 @@
 //! Test support: the fake upstream, launchers for the proxy (in process and
 //! as the real binary), a raw HTTP/1.1 client, and small helpers.
 
+pub mod fake_idp;
 pub mod git_backend;
 pub mod oidc;
 pub mod process;

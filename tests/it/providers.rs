@@ -1,0 +1,415 @@
+//! Entra ID and legacy Azure DevOps OAuth specifics, against in-process
+//! fakes of both (`support::fake_idp`): certificate client assertions,
+//! refresh-token rotation, and every refresh failure handled by its cause.
+
+use std::time::Duration;
+
+use ado_auth_proxy::app::Running;
+use ado_auth_proxy::config::{AuthMode, Config, Provider, Secret};
+use url::Url;
+
+use crate::support::fake_idp::{
+    self, CLIENT_ID, CLIENT_SECRET, FakeIdp, LEGACY_SECRET, MFA_CLAIMS, Mode, TENANT,
+};
+use crate::support::oidc::Browser;
+use crate::support::upstream::{FakeUpstream, Recorded, respond};
+use crate::support::{self, metrics};
+
+const PROJECTS: &str = "/contoso/_apis/projects?api-version=7.1";
+
+struct Setup {
+    idp: FakeIdp,
+    ado: FakeUpstream,
+    proxy: Running,
+    url: String,
+}
+
+/// A fake Azure DevOps accepting the fake IdP's live access tokens.
+async fn fake_ado(idp: &FakeIdp) -> FakeUpstream {
+    let check = idp.checker();
+    FakeUpstream::recording(move |r: &Recorded| {
+        let auth = r
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        match check(auth) {
+            Some(who) => respond(
+                200,
+                &[("content-type", "application/json")],
+                format!(r#"{{"user":"{who}"}}"#),
+            ),
+            None => respond(
+                401,
+                &[(
+                    "www-authenticate",
+                    "Bearer authorization_uri=https://login.microsoftonline.com/common",
+                )],
+                "",
+            ),
+        }
+    })
+    .await
+}
+
+async fn setup(access_ttl: Duration, tweak: impl FnOnce(&mut Config, &str)) -> Setup {
+    let idp = FakeIdp::start(access_ttl).await;
+    let ado = fake_ado(&idp).await;
+    let mut c = support::config(&ado.url());
+    c.auth.mode = AuthMode::User;
+    c.auth.provider = Some(Provider::Entra);
+    c.auth.tenant = Some(TENANT.into());
+    c.auth.client_id = Some(CLIENT_ID.into());
+    c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
+    c.auth.authority_host = Some(Url::parse(&idp.url()).unwrap());
+    c.auth.refresh_before = Duration::from_secs(1);
+    tweak(&mut c, &idp.url());
+    let proxy = support::start(c).await;
+    let url = format!("http://{}", proxy.proxy_addr);
+    Setup {
+        idp,
+        ado,
+        proxy,
+        url,
+    }
+}
+
+/// Signs in through the fake (which approves at once); returns the
+/// browser and the callback's response.
+async fn sign_in(s: &Setup) -> (Browser, reqwest::Response) {
+    let b = Browser::new();
+    let mut login = Url::parse(&format!("{}/.auth/login", s.url)).unwrap();
+    login.query_pairs_mut().append_pair("rd", PROJECTS);
+    let resp = b.navigate(login.as_str()).await;
+    assert_eq!(resp.status(), 302);
+    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = b.navigate(&authorize).await;
+    assert_eq!(resp.status(), 302, "fake authorize redirects");
+    let callback = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = b.navigate(&callback).await;
+    (b, resp)
+}
+
+async fn signed_in(s: &Setup) -> Browser {
+    let (b, resp) = sign_in(s).await;
+    assert_eq!(resp.status(), 302, "{:?}", resp.text().await);
+    b
+}
+
+async fn api(s: &Setup, b: &Browser) -> reqwest::Response {
+    b.http
+        .get(format!("{}{PROJECTS}", s.url))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn page(s: &Setup, b: &Browser) -> reqwest::Response {
+    b.navigate(&format!("{}{PROJECTS}", s.url)).await
+}
+
+#[tokio::test]
+async fn entra_sign_in_with_a_certificate_and_refresh_token_rotation() {
+    let keys = fake_idp::keys();
+    let s = setup(Duration::from_secs(3), |c, _| {
+        c.auth.client_secret = None;
+        c.auth.client_certificate_file = Some(keys.client_cert.clone());
+        c.auth.client_key_file = Some(keys.client_key.clone());
+    })
+    .await;
+    let b = signed_in(&s).await;
+
+    // Endpoints come from authority and tenant; the scopes are Azure DevOps'.
+    let q = &s.idp.authorize_queries()[0];
+    assert_eq!(
+        q["scope"],
+        "499b84ac-1321-427f-aa17-267ca6975798/.default offline_access openid profile email"
+    );
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["client_id"], CLIENT_ID);
+
+    let who: serde_json::Value = b
+        .http
+        .get(format!("{}/.auth/me", s.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(who["objectId"], "00000000-1111-2222-3333-444444444444");
+    assert_eq!(who["tenant"], TENANT);
+    assert_eq!(who["upn"], "dana@contoso.com");
+    assert_eq!(who["name"], "Dana Scully");
+    assert_eq!(who["provider"], "entra");
+
+    // 3 s tokens over 7 s: several refreshes, each with the newest token.
+    for _ in 0..14 {
+        let resp = api(&s, &b).await;
+        assert_eq!(resp.status(), 200);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (issued, redeemed) = s.idp.refresh_history();
+    assert!(redeemed.len() >= 2, "{redeemed:?}");
+    for (i, rt) in redeemed.iter().enumerate() {
+        assert_eq!(rt, &issued[i], "refresh {i} used the newest refresh token");
+    }
+    // Every token call carried a verified private_key_jwt assertion.
+    assert_eq!(
+        s.idp.assertions_verified(),
+        s.idp.calls("authorization_code") + s.idp.calls("refresh_token")
+    );
+    assert_eq!(s.idp.calls("authorization_code"), 1);
+}
+
+#[tokio::test]
+async fn a_revoked_grant_ends_the_session() {
+    let s = setup(Duration::from_secs(3), |_, _| {}).await;
+    let b = signed_in(&s).await;
+    assert_eq!(api(&s, &b).await.status(), 200);
+    s.idp.set_mode(Mode::Revoked);
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+
+    // Browsers sign in again; programs get 401; the session is gone.
+    let resp = page(&s, &b).await;
+    assert_eq!(resp.status(), 302);
+    assert!(
+        resp.headers()["location"]
+            .to_str()
+            .unwrap()
+            .contains("/.auth/login?rd=")
+    );
+    assert_eq!(api(&s, &b).await.status(), 401);
+    assert_eq!(
+        b.http
+            .get(format!("{}/.auth/me", s.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        s.idp.calls("refresh_token"),
+        1,
+        "a dead grant is not retried"
+    );
+    let m = metrics(s.proxy.admin_addr).await;
+    assert!(
+        m.contains("ado_proxy_token_refreshes_total{outcome=\"relogin\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("ado_proxy_sessions_active 0"), "{m}");
+}
+
+#[tokio::test]
+async fn mfa_required_on_refresh_passes_the_claims_challenge_to_the_next_sign_in() {
+    let s = setup(Duration::from_secs(3), |_, _| {}).await;
+    let b = signed_in(&s).await;
+    s.idp.set_mode(Mode::Mfa);
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let resp = page(&s, &b).await;
+    assert_eq!(resp.status(), 302);
+    let login = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(login.contains("claims="), "{login}");
+    s.idp.set_mode(Mode::Normal);
+    let resp = b.navigate(&login).await;
+    let authorize = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    let claims = authorize
+        .query_pairs()
+        .find(|(k, _)| k == "claims")
+        .map(|(_, v)| v.into_owned());
+    assert_eq!(claims.as_deref(), Some(MFA_CLAIMS));
+}
+
+#[tokio::test]
+async fn a_rejected_client_secret_is_an_operator_error_and_keeps_the_session() {
+    let s = setup(Duration::from_secs(3), |_, _| {}).await;
+    let b = signed_in(&s).await;
+    s.idp.set_mode(Mode::InvalidClient);
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let resp = api(&s, &b).await;
+    assert_eq!(resp.status(), 502);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["type"],
+        "urn:ado-auth-proxy:problem:provider-configuration"
+    );
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("not your fault") && detail.contains("7000222"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("aaaa0000-bb11-2222-33cc-444444dddddd"),
+        "correlation id: {detail}"
+    );
+
+    // Once the operator fixes it, the same session works: no new sign-in.
+    s.idp.set_mode(Mode::Normal);
+    assert_eq!(api(&s, &b).await.status(), 200);
+    assert_eq!(s.idp.calls("authorization_code"), 1);
+}
+
+#[tokio::test]
+async fn a_provider_outage_keeps_serving_valid_tokens_then_answers_503_with_retry_after() {
+    let s = setup(Duration::from_secs(6), |c, _| {
+        c.auth.refresh_before = Duration::from_secs(3)
+    })
+    .await;
+    let b = signed_in(&s).await;
+    s.idp.set_mode(Mode::Down);
+    tokio::time::sleep(Duration::from_millis(3300)).await;
+    // Due for refresh, refresh fails, the token still has ~2.7 s: served.
+    assert_eq!(api(&s, &b).await.status(), 200);
+    assert_eq!(
+        api(&s, &b).await.status(),
+        200,
+        "backoff: no second call yet"
+    );
+    assert_eq!(s.idp.calls("refresh_token"), 1);
+
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let resp = api(&s, &b).await;
+    assert_eq!(resp.status(), 503);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["type"],
+        "urn:ado-auth-proxy:problem:provider-unavailable"
+    );
+
+    s.idp.set_mode(Mode::Normal);
+    tokio::time::sleep(Duration::from_secs(retry)).await;
+    assert_eq!(
+        api(&s, &b).await.status(),
+        200,
+        "recovers without a new sign-in"
+    );
+    assert_eq!(s.idp.calls("authorization_code"), 1);
+}
+
+#[tokio::test]
+async fn a_declined_consent_gets_a_readable_page_and_no_session() {
+    let s = setup(Duration::from_secs(60), |_, _| {}).await;
+    s.idp.set_mode(Mode::Deny);
+    let (_, resp) = sign_in(&s).await;
+    assert_eq!(resp.status(), 403);
+    assert!(resp.headers().get("set-cookie").is_none());
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("AADSTS65004"), "{html}");
+    assert!(html.contains("Sign in again"));
+}
+
+#[tokio::test]
+async fn multi_tenant_sign_in_admits_only_allowed_tenants() {
+    let other = "bbbbbbbb-0000-0000-0000-000000000000";
+    let s = setup(Duration::from_secs(60), |c, _| {
+        c.auth.tenant = Some("organizations".into());
+        c.auth.allowed_tenants = vec![TENANT.into()];
+    })
+    .await;
+    assert_eq!(
+        sign_in(&s).await.1.status(),
+        302,
+        "the allowed tenant signs in"
+    );
+    s.idp.set_user(|u| u.tid = other.into());
+    let (_, resp) = sign_in(&s).await;
+    assert_eq!(resp.status(), 403);
+    assert!(resp.text().await.unwrap().contains(other));
+}
+
+#[tokio::test]
+async fn a_wrong_client_secret_at_sign_in_blames_the_operator() {
+    let s = setup(Duration::from_secs(60), |c, _| {
+        c.auth.client_secret = Some(Secret::new("wrong"))
+    })
+    .await;
+    let (_, resp) = sign_in(&s).await;
+    assert_eq!(resp.status(), 502);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("This is not your fault"), "{html}");
+    assert!(html.contains("AADSTS7000215"), "{html}");
+}
+
+async fn legacy(access_ttl: Duration, secret: &str) -> Setup {
+    let secret = secret.to_string();
+    setup(access_ttl, move |c, idp| {
+        c.auth.provider = Some(Provider::AzureDevops);
+        c.auth.tenant = None;
+        c.auth.client_id = Some("9f6c7bd9-0a8e-4d1e-9a43-6e5f3f2c1b0a".into());
+        c.auth.client_secret = Some(Secret::new(secret));
+        c.auth.authority_host = Some(Url::parse(idp).unwrap());
+    })
+    .await
+}
+
+#[tokio::test]
+async fn legacy_azure_devops_oauth_signs_in_and_refreshes_with_the_assertion_grant() {
+    let s = legacy(Duration::from_secs(3), LEGACY_SECRET).await;
+    let b = signed_in(&s).await;
+    let q = &s.idp.authorize_queries()[0];
+    assert_eq!(q["response_type"], "Assertion");
+    assert_eq!(q["redirect_uri"], format!("{}/.auth/callback", s.url));
+    assert!(
+        !q.contains_key("code_challenge"),
+        "legacy OAuth has no PKCE"
+    );
+
+    let who: serde_json::Value = b
+        .http
+        .get(format!("{}/.auth/me", s.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(who["name"], "Dana Scully");
+    assert_eq!(who["email"], "dana@contoso.com");
+    assert_eq!(who["provider"], "azure-devops");
+
+    // String expires_in ("3") is honoured: refreshes happen, each with
+    // the newest (single-use) refresh token.
+    for _ in 0..10 {
+        assert_eq!(api(&s, &b).await.status(), 200);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (issued, redeemed) = s.idp.refresh_history();
+    assert!(s.idp.calls("legacy_refresh") >= 2);
+    for (i, rt) in redeemed.iter().enumerate() {
+        assert_eq!(rt, &issued[i]);
+    }
+    // The token goes upstream as Bearer, never as "jwt-bearer".
+    let last = s.ado.requests().pop().unwrap();
+    assert!(
+        last.headers["authorization"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer legacy-at.")
+    );
+}
+
+#[tokio::test]
+async fn legacy_errors_in_pascal_case_are_understood() {
+    // The "App Secret" instead of the "Client Secret": invalid_client.
+    let s = legacy(Duration::from_secs(60), "app-secret").await;
+    let (_, resp) = sign_in(&s).await;
+    assert_eq!(resp.status(), 502);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("invalid_client"), "{html}");
+
+    // A dead refresh token ({"Error":"invalid_request",...}) ends the session.
+    let s = legacy(Duration::from_secs(3), LEGACY_SECRET).await;
+    let b = signed_in(&s).await;
+    s.idp.set_mode(Mode::Revoked);
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(api(&s, &b).await.status(), 401);
+}

@@ -1,0 +1,686 @@
+//! An in-process fake of Microsoft Entra ID (v2 endpoints) and of the
+//! legacy Azure DevOps OAuth service, faithful to the shapes in
+//! `shared/reference/azure-devops-auth.md` §1, §3 and §7: codes bound to
+//! client, redirect URI and PKCE challenge; single-use codes (54005);
+//! rotating refresh tokens (Entra keeps old ones valid, legacy does not);
+//! AADSTS error bodies with trace and correlation ids; legacy PascalCase
+//! errors and string `expires_in`. It also answers as Azure DevOps'
+//! profile API, and `token_owner` lets a fake Azure DevOps check tokens.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::json;
+
+use super::upstream::{FakeBody, FakeUpstream, Recorded, respond};
+
+/// What the fake does on the next calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// Authorize answers `error=access_denied` (AADSTS65004).
+    Deny,
+    /// Refresh: `invalid_grant` 50173 (grant revoked).
+    Revoked,
+    /// Refresh: `invalid_grant` 50076 with `suberror` and `claims`.
+    Mfa,
+    /// Token calls: HTTP 401 `invalid_client` 7000222 (secret expired).
+    InvalidClient,
+    /// Token calls: HTTP 503 `temporarily_unavailable`.
+    Down,
+}
+
+pub const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+pub const CLIENT_ID: &str = "4b7c5e8a-2f1d-4c3b-9a6e-0d8f7e6c5b4a";
+pub const CLIENT_SECRET: &str = "entra-secret";
+/// The legacy app's "Client Secret" (a JWT in reality; any string here).
+pub const LEGACY_SECRET: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.legacy.secret";
+pub const MFA_CLAIMS: &str =
+    r#"{"access_token":{"capolids":{"essential":true,"values":["c0ffee"]}}}"#;
+
+/// The user the fake signs in.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub oid: String,
+    pub tid: String,
+    pub upn: String,
+    pub name: String,
+}
+
+struct Code {
+    client_id: String,
+    redirect_uri: String,
+    challenge: Option<String>,
+    nonce: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    codes: HashMap<String, Code>,
+    used_codes: HashSet<String>,
+    /// Refresh token → still redeemable.
+    refresh_tokens: HashMap<String, bool>,
+    /// Access token → (user upn, expiry).
+    access_tokens: HashMap<String, (String, Instant)>,
+    /// Refresh tokens in the order they were issued.
+    issued_refresh: Vec<String>,
+    /// Refresh tokens in the order they were redeemed.
+    redeemed_refresh: Vec<String>,
+    authorize_queries: Vec<HashMap<String, String>>,
+    token_calls: HashMap<String, u64>,
+    assertions_verified: u64,
+    serial: u64,
+}
+
+/// The running fake.
+pub struct FakeIdp {
+    server: FakeUpstream,
+    state: Arc<Mutex<State>>,
+    mode: Arc<Mutex<Mode>>,
+    user: Arc<Mutex<User>>,
+}
+
+/// Test keys: the fake's ID-token signing key, and the proxy's client
+/// certificate for `private_key_jwt`.
+pub struct Keys {
+    pub signing_key: PathBuf,
+    /// JWKS `n` of the signing key.
+    pub signing_n: String,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    pub client_pub: PathBuf,
+    /// Base64url SHA-256 of the client certificate's DER.
+    pub client_x5t_s256: String,
+}
+
+/// Made once per test run with the openssl command line.
+pub fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let run = |args: &[&str]| -> Vec<u8> {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("openssl is installed");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        };
+        run(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            "signing.key",
+        ]);
+        let modulus =
+            String::from_utf8(run(&["rsa", "-in", "signing.key", "-noout", "-modulus"])).unwrap();
+        let hex = modulus.trim().trim_start_matches("Modulus=");
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.pem",
+            "-subj",
+            "/CN=ado-auth-proxy test",
+            "-days",
+            "2",
+        ]);
+        let public = run(&["x509", "-in", "client.pem", "-pubkey", "-noout"]);
+        std::fs::write(dir.join("client.pub"), public).unwrap();
+        let der = run(&["x509", "-in", "client.pem", "-outform", "der"]);
+        let digest = ring::digest::digest(&ring::digest::SHA256, &der);
+        Keys {
+            signing_key: dir.join("signing.key"),
+            signing_n: URL_SAFE_NO_PAD.encode(bytes),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+            client_pub: dir.join("client.pub"),
+            client_x5t_s256: URL_SAFE_NO_PAD.encode(digest.as_ref()),
+        }
+    })
+}
+
+impl FakeIdp {
+    /// Starts the fake; access tokens live `access_ttl`.
+    pub async fn start(access_ttl: Duration) -> Self {
+        let state = Arc::new(Mutex::new(State::default()));
+        let mode = Arc::new(Mutex::new(Mode::Normal));
+        let user = Arc::new(Mutex::new(User {
+            oid: "00000000-1111-2222-3333-444444444444".into(),
+            tid: TENANT.into(),
+            upn: "dana@contoso.com".into(),
+            name: "Dana Scully".into(),
+        }));
+        let base: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
+        let (s, m, u, b) = (state.clone(), mode.clone(), user.clone(), base.clone());
+        let server = FakeUpstream::recording(move |r: &Recorded| {
+            let base = b.get().cloned().unwrap_or_default();
+            let mode = *m.lock().unwrap();
+            let user = u.lock().unwrap().clone();
+            handle(r, &base, mode, &user, access_ttl, &mut s.lock().unwrap())
+        })
+        .await;
+        let _ = base.set(server.url());
+        Self {
+            server,
+            state,
+            mode,
+            user,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    pub fn set_user(&self, f: impl FnOnce(&mut User)) {
+        f(&mut self.user.lock().unwrap());
+    }
+
+    /// Token calls so far for `grant` (`authorization_code`,
+    /// `refresh_token`, `legacy_code`, `legacy_refresh`).
+    pub fn calls(&self, grant: &str) -> u64 {
+        *self
+            .state
+            .lock()
+            .unwrap()
+            .token_calls
+            .get(grant)
+            .unwrap_or(&0)
+    }
+
+    /// Client assertions that verified against the client certificate.
+    pub fn assertions_verified(&self) -> u64 {
+        self.state.lock().unwrap().assertions_verified
+    }
+
+    /// The query of every authorize request.
+    pub fn authorize_queries(&self) -> Vec<HashMap<String, String>> {
+        self.state.lock().unwrap().authorize_queries.clone()
+    }
+
+    /// (issued, redeemed) refresh tokens, in order.
+    pub fn refresh_history(&self) -> (Vec<String>, Vec<String>) {
+        let s = self.state.lock().unwrap();
+        (s.issued_refresh.clone(), s.redeemed_refresh.clone())
+    }
+
+    /// A closure for a fake Azure DevOps: checks tokens against this IdP.
+    pub fn checker(&self) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
+        let state = self.state.clone();
+        move |auth| token_owner(&state.lock().unwrap(), auth)
+    }
+}
+
+fn token_owner(s: &State, authorization: &str) -> Option<String> {
+    let token = authorization.strip_prefix("Bearer ")?;
+    let (who, exp) = s.access_tokens.get(token)?;
+    (*exp > Instant::now()).then(|| who.clone())
+}
+
+fn form(body: &[u8]) -> HashMap<String, String> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+fn query(uri: &str) -> HashMap<String, String> {
+    uri.split_once('?')
+        .map(|(_, q)| form(q.as_bytes()))
+        .unwrap_or_default()
+}
+
+fn json_resp(status: u16, v: serde_json::Value) -> http::Response<FakeBody> {
+    respond(
+        status,
+        &[("content-type", "application/json; charset=utf-8")],
+        v.to_string(),
+    )
+}
+
+/// An Entra error body, with the trace/correlation lines of real ones.
+fn aadsts(
+    status: u16,
+    error: &str,
+    code: u64,
+    text: &str,
+    extra: serde_json::Value,
+) -> http::Response<FakeBody> {
+    let mut body = json!({
+        "error": error,
+        "error_description": format!("AADSTS{code}: {text}\r\nTrace ID: 0000aaaa-11bb-cccc-dd33-eeeeee333333\r\nCorrelation ID: aaaa0000-bb11-2222-33cc-444444dddddd\r\nTimestamp: 2026-11-22 04:00:00Z"),
+        "error_codes": [code],
+        "timestamp": "2026-11-22 04:00:00Z",
+        "trace_id": "0000aaaa-11bb-cccc-dd33-eeeeee333333",
+        "correlation_id": "aaaa0000-bb11-2222-33cc-444444dddddd",
+        "error_uri": format!("https://login.microsoftonline.com/error?code={code}"),
+    });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    json_resp(status, body)
+}
+
+fn redirect(to: String) -> http::Response<FakeBody> {
+    respond(302, &[("location", &to)], "")
+}
+
+fn handle(
+    r: &Recorded,
+    base: &str,
+    mode: Mode,
+    user: &User,
+    ttl: Duration,
+    s: &mut State,
+) -> http::Response<FakeBody> {
+    let path = r.uri.split('?').next().unwrap_or("");
+    let authorize = format!("/{TENANT}/oauth2/v2.0/authorize");
+    let token = format!("/{TENANT}/oauth2/v2.0/token");
+    let keys_path = format!("/{TENANT}/discovery/v2.0/keys");
+    match path {
+        p if p == authorize || p == "/organizations/oauth2/v2.0/authorize" => {
+            entra_authorize(r, mode, s)
+        }
+        p if p == token || p == "/organizations/oauth2/v2.0/token" => {
+            entra_token(r, &format!("{base}{p}"), base, mode, user, ttl, s)
+        }
+        p if p == keys_path || p == "/organizations/discovery/v2.0/keys" => json_resp(
+            200,
+            json!({"keys": [{"kty": "RSA", "use": "sig", "kid": "fake-key", "alg": "RS256", "n": keys().signing_n, "e": "AQAB"}]}),
+        ),
+        "/oauth2/authorize" => legacy_authorize(r, s),
+        "/oauth2/token" => legacy_token(r, mode, user, ttl, s),
+        "/_apis/profile/profiles/me" => {
+            let auth = r
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            match token_owner(s, auth) {
+                Some(_) => json_resp(
+                    200,
+                    json!({
+                        "displayName": user.name, "publicAlias": user.oid, "emailAddress": user.upn,
+                        "id": user.oid, "coreRevision": 1, "timeStamp": "2026-11-22T04:00:00Z", "revision": 1,
+                    }),
+                ),
+                None => respond(401, &[], ""),
+            }
+        }
+        _ => respond(404, &[], "not a fake endpoint"),
+    }
+}
+
+fn new_token(s: &mut State, kind: &str) -> String {
+    s.serial += 1;
+    format!("{kind}.{}.{}", s.serial, uuid::Uuid::new_v4().simple())
+}
+
+fn entra_authorize(r: &Recorded, mode: Mode, s: &mut State) -> http::Response<FakeBody> {
+    let q = query(&r.uri);
+    s.authorize_queries.push(q.clone());
+    let redirect_uri = q.get("redirect_uri").cloned().unwrap_or_default();
+    let state = q.get("state").cloned().unwrap_or_default();
+    let mut to = url::Url::parse(&redirect_uri).unwrap();
+    if mode == Mode::Deny {
+        to.query_pairs_mut()
+            .append_pair("error", "access_denied")
+            .append_pair(
+                "error_description",
+                "AADSTS65004: User declined to consent to access the app.",
+            )
+            .append_pair("state", &state);
+        return redirect(to.to_string());
+    }
+    let code = new_token(s, "code");
+    s.codes.insert(
+        code.clone(),
+        Code {
+            client_id: q.get("client_id").cloned().unwrap_or_default(),
+            redirect_uri,
+            challenge: q.get("code_challenge").cloned(),
+            nonce: q.get("nonce").cloned(),
+        },
+    );
+    to.query_pairs_mut()
+        .append_pair("code", &code)
+        .append_pair("state", &state);
+    redirect(to.to_string())
+}
+
+/// Checks the client's secret or `private_key_jwt` assertion.
+fn client_ok(f: &HashMap<String, String>, token_url: &str, s: &mut State) -> bool {
+    if f.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
+        return false;
+    }
+    if let Some(assertion) = f.get("client_assertion") {
+        if f.get("client_assertion_type").map(String::as_str)
+            != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        {
+            return false;
+        }
+        let Ok(header) = jsonwebtoken::decode_header(assertion) else {
+            return false;
+        };
+        if header.x5t_s256.as_deref() != Some(keys().client_x5t_s256.as_str()) {
+            return false;
+        }
+        let pem = std::fs::read(&keys().client_pub).unwrap();
+        let key = DecodingKey::from_rsa_pem(&pem).unwrap();
+        let mut v = Validation::new(header.alg);
+        v.set_audience(&[token_url]);
+        v.set_issuer(&[CLIENT_ID]);
+        v.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+        let ok = jsonwebtoken::decode::<serde_json::Value>(assertion, &key, &v)
+            .is_ok_and(|d| d.claims["sub"] == CLIENT_ID && d.claims["jti"].is_string());
+        if ok {
+            s.assertions_verified += 1;
+        }
+        return ok;
+    }
+    f.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET)
+}
+
+fn entra_token(
+    r: &Recorded,
+    token_url: &str,
+    base: &str,
+    mode: Mode,
+    user: &User,
+    ttl: Duration,
+    s: &mut State,
+) -> http::Response<FakeBody> {
+    let f = form(&r.body);
+    let grant = f.get("grant_type").cloned().unwrap_or_default();
+    *s.token_calls.entry(grant.clone()).or_default() += 1;
+    if mode == Mode::Down {
+        return aadsts(
+            503,
+            "temporarily_unavailable",
+            90033,
+            "A transient error has occurred. Please try again.",
+            json!({}),
+        );
+    }
+    if mode == Mode::InvalidClient {
+        return aadsts(
+            401,
+            "invalid_client",
+            7000222,
+            "The provided client secret keys for app are expired.",
+            json!({}),
+        );
+    }
+    if !client_ok(&f, token_url, s) {
+        return aadsts(
+            401,
+            "invalid_client",
+            7000215,
+            "Invalid client secret provided.",
+            json!({}),
+        );
+    }
+    match grant.as_str() {
+        "authorization_code" => {
+            let code = f.get("code").cloned().unwrap_or_default();
+            if s.used_codes.contains(&code) {
+                return aadsts(
+                    400,
+                    "invalid_grant",
+                    54005,
+                    "OAuth2 Authorization code was already redeemed.",
+                    json!({"error_codes": [70002, 54005]}),
+                );
+            }
+            let Some(c) = s.codes.remove(&code) else {
+                return aadsts(
+                    400,
+                    "invalid_grant",
+                    70000,
+                    "The provided authorization code is not valid.",
+                    json!({}),
+                );
+            };
+            s.used_codes.insert(code);
+            if f.get("redirect_uri") != Some(&c.redirect_uri)
+                || f.get("client_id") != Some(&c.client_id)
+            {
+                return aadsts(
+                    400,
+                    "invalid_grant",
+                    50011,
+                    "The redirect URI does not match.",
+                    json!({}),
+                );
+            }
+            let verifier = f.get("code_verifier").cloned().unwrap_or_default();
+            let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+            if c.challenge.as_deref() != Some(URL_SAFE_NO_PAD.encode(digest.as_ref()).as_str()) {
+                return aadsts(
+                    400,
+                    "invalid_grant",
+                    501481,
+                    "The Code_Verifier does not match the code_challenge supplied in the authorization request.",
+                    json!({}),
+                );
+            }
+            issue(base, user, ttl, c.nonce, true, s)
+        }
+        "refresh_token" => {
+            let rt = f.get("refresh_token").cloned().unwrap_or_default();
+            s.redeemed_refresh.push(rt.clone());
+            match mode {
+                Mode::Revoked => aadsts(
+                    400,
+                    "invalid_grant",
+                    50173,
+                    "The provided grant has expired due to it being revoked, a fresh auth token is needed.",
+                    json!({}),
+                ),
+                Mode::Mfa => aadsts(
+                    400,
+                    "invalid_grant",
+                    50076,
+                    "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '499b84ac-1321-427f-aa17-267ca6975798'.",
+                    json!({"suberror": "basic_action", "claims": MFA_CLAIMS}),
+                ),
+                _ if s.refresh_tokens.get(&rt) == Some(&true) => {
+                    issue(base, user, ttl, None, true, s)
+                }
+                _ => aadsts(
+                    400,
+                    "invalid_grant",
+                    70000,
+                    "The provided value for the input parameter 'refresh_token' or 'assertion' is not valid.",
+                    json!({}),
+                ),
+            }
+        }
+        _ => aadsts(
+            400,
+            "unsupported_grant_type",
+            70003,
+            "The app requested an unsupported grant type.",
+            json!({}),
+        ),
+    }
+}
+
+/// A v2 token response; Entra keeps earlier refresh tokens redeemable.
+fn issue(
+    base: &str,
+    user: &User,
+    ttl: Duration,
+    nonce: Option<String>,
+    id_token: bool,
+    s: &mut State,
+) -> http::Response<FakeBody> {
+    let access = new_token(s, "at");
+    let refresh = new_token(s, "rt");
+    s.access_tokens
+        .insert(access.clone(), (user.upn.clone(), Instant::now() + ttl));
+    s.refresh_tokens.insert(refresh.clone(), true);
+    s.issued_refresh.push(refresh.clone());
+    let mut body = json!({
+        "token_type": "Bearer",
+        "scope": "499b84ac-1321-427f-aa17-267ca6975798/user_impersonation",
+        "expires_in": ttl.as_secs(),
+        "ext_expires_in": ttl.as_secs(),
+        "access_token": access,
+        "refresh_token": refresh,
+    });
+    if id_token {
+        body["id_token"] = json!(id_token_for(base, user, nonce));
+    }
+    json_resp(200, body)
+}
+
+fn id_token_for(base: &str, user: &User, nonce: Option<String>) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("fake-key".into());
+    let mut claims = json!({
+        "aud": CLIENT_ID,
+        "iss": format!("{base}/{}/v2.0", user.tid),
+        "iat": now, "nbf": now, "exp": now + 3600,
+        "sub": format!("sub-{}", user.oid),
+        "oid": user.oid, "tid": user.tid,
+        "preferred_username": user.upn, "name": user.name,
+        "ver": "2.0",
+    });
+    if let Some(n) = nonce {
+        claims["nonce"] = json!(n);
+    }
+    let key = EncodingKey::from_rsa_pem(&std::fs::read(&keys().signing_key).unwrap()).unwrap();
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+// --- legacy Azure DevOps OAuth (reference §3) ---
+
+fn legacy_authorize(r: &Recorded, s: &mut State) -> http::Response<FakeBody> {
+    let q = query(&r.uri);
+    s.authorize_queries.push(q.clone());
+    if q.get("response_type").map(String::as_str) != Some("Assertion") {
+        return respond(
+            400,
+            &[("content-type", "text/html")],
+            "<html><title>400</title>response_type must be Assertion</html>",
+        );
+    }
+    let redirect_uri = q.get("redirect_uri").cloned().unwrap_or_default();
+    let code = new_token(s, "legacy-code");
+    s.codes.insert(
+        code.clone(),
+        Code {
+            client_id: q.get("client_id").cloned().unwrap_or_default(),
+            redirect_uri: redirect_uri.clone(),
+            challenge: None,
+            nonce: None,
+        },
+    );
+    let mut to = url::Url::parse(&redirect_uri).unwrap();
+    to.query_pairs_mut()
+        .append_pair("code", &code)
+        .append_pair("state", q.get("state").map_or("", String::as_str));
+    redirect(to.to_string())
+}
+
+fn legacy_error(error: &str, description: &str) -> http::Response<FakeBody> {
+    json_resp(
+        400,
+        json!({"Error": error, "ErrorDescription": description}),
+    )
+}
+
+fn legacy_token(
+    r: &Recorded,
+    mode: Mode,
+    user: &User,
+    ttl: Duration,
+    s: &mut State,
+) -> http::Response<FakeBody> {
+    let content_type = r
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
+        return respond(400, &[], "");
+    }
+    let f = form(&r.body);
+    let grant = f.get("grant_type").cloned().unwrap_or_default();
+    if f.get("client_assertion_type").map(String::as_str)
+        != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        || f.get("client_assertion").map(String::as_str) != Some(LEGACY_SECRET)
+        || mode == Mode::InvalidClient
+    {
+        return legacy_error(
+            "invalid_client",
+            "Failed to deserialize the JsonWebToken object.",
+        );
+    }
+    let assertion = f.get("assertion").cloned().unwrap_or_default();
+    match grant.as_str() {
+        "urn:ietf:params:oauth:grant-type:jwt-bearer" => {
+            *s.token_calls.entry("legacy_code".into()).or_default() += 1;
+            if s.codes.remove(&assertion).is_none() {
+                return legacy_error("invalid_grant", "The authorization code is not valid.");
+            }
+        }
+        "refresh_token" => {
+            *s.token_calls.entry("legacy_refresh".into()).or_default() += 1;
+            s.redeemed_refresh.push(assertion.clone());
+            // Treated as single-use (reference §3.2): redeeming retires it.
+            if s.refresh_tokens.insert(assertion.clone(), false) != Some(true)
+                || mode == Mode::Revoked
+            {
+                return legacy_error("invalid_request", "The access token is not valid");
+            }
+        }
+        _ => return legacy_error("unsupported_grant_type", "grant_type is not supported"),
+    }
+    let access = new_token(s, "legacy-at");
+    let refresh = new_token(s, "legacy-rt");
+    s.access_tokens
+        .insert(access.clone(), (user.upn.clone(), Instant::now() + ttl));
+    s.refresh_tokens.insert(refresh.clone(), true);
+    s.issued_refresh.push(refresh.clone());
+    json_resp(
+        200,
+        json!({
+            "access_token": access,
+            "token_type": "jwt-bearer",
+            "expires_in": ttl.as_secs().to_string(),
+            "refresh_token": refresh,
+            "scope": "vso.code vso.profile",
+        }),
+    )
+}
