@@ -393,10 +393,17 @@ impl Error {
                     "Sign-in required",
                     format!("{why} Sign in at {login_url} in a browser, then try again."),
                 );
-                ans.headers.push((
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"ado-auth-proxy\""),
-                ));
+                if ctx.client == ClientKind::Git {
+                    // git answers a 401 by prompting for a user name and
+                    // hides the body; it prints a 403's text as `remote:`
+                    // lines, which is how the user learns where to sign in.
+                    ans.status = StatusCode::FORBIDDEN;
+                } else {
+                    ans.headers.push((
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer realm=\"ado-auth-proxy\""),
+                    ));
+                }
                 if let Some(c) = clear_cookie {
                     ans.headers.push((header::SET_COOKIE, c.clone()));
                 }

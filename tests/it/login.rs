@@ -259,7 +259,7 @@ async fn browser_signs_in_and_requests_carry_the_users_token() {
 }
 
 #[tokio::test]
-async fn programs_and_git_get_401_with_the_login_url_never_a_redirect() {
+async fn programs_get_401_and_git_403_with_the_login_url_never_a_redirect() {
     let s = setup().await;
     let http = client();
     let url = format!("{}{PROJECTS}", s.url);
@@ -304,7 +304,8 @@ async fn programs_and_git_get_401_with_the_login_url_never_a_redirect() {
         assert!(body["detail"].as_str().unwrap().contains(&login), "{name}");
     }
 
-    // git (even asking for HTML) gets text it prints as `remote:` lines.
+    // git (even asking for HTML) gets text it prints as `remote:` lines,
+    // with 403: a 401 makes git prompt for a user name and hide the text.
     let resp = http
         .get(format!(
             "{}/contoso/_git/repo/info/refs?service=git-upload-pack",
@@ -315,10 +316,30 @@ async fn programs_and_git_get_401_with_the_login_url_never_a_redirect() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.status(), 403);
+    assert!(resp.headers().get("www-authenticate").is_none());
     assert_eq!(resp.headers()["content-type"], "text/plain; charset=utf-8");
     let text = resp.text().await.unwrap();
     assert!(text.contains(&login), "{text}");
+
+    // And the real git shows it to its user, without a prompt.
+    let home = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new("git")
+        .args(["ls-remote", &format!("{}/contoso/_git/repo", s.url)])
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", home.path())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("remote: ado-auth-proxy: Sign-in required"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&login), "{stderr}");
+    assert!(!stderr.contains("Username"), "git did not prompt: {stderr}");
     assert!(s.ado.requests().is_empty(), "nothing was forwarded");
 }
 
