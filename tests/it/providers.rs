@@ -413,3 +413,123 @@ async fn legacy_errors_in_pascal_case_are_understood() {
     tokio::time::sleep(Duration::from_millis(2200)).await;
     assert_eq!(api(&s, &b).await.status(), 401);
 }
+
+#[tokio::test]
+async fn no_token_secret_or_cookie_value_reaches_the_logs() {
+    use crate::support::process::ProxyProcess;
+    let idp = FakeIdp::start(Duration::from_secs(3)).await;
+    let ado = fake_ado(&idp).await;
+    let toml = format!(
+        r#"
+[upstream]
+url = "{ado}"
+[auth]
+mode = "user"
+provider = "entra"
+tenant = "{TENANT}"
+client_id = "{CLIENT_ID}"
+authority_host = "{idp}"
+refresh_before = "1s"
+[log]
+level = "trace,hyper=debug,hyper_util=debug,reqwest=debug,h2=info"
+"#,
+        ado = ado.url(),
+        idp = idp.url(),
+    );
+    let proxy = ProxyProcess::spawn(
+        &toml,
+        &[("ADO_AUTH_PROXY_AUTH__CLIENT_SECRET", CLIENT_SECRET)],
+    );
+    let base = format!("http://{}", proxy.proxy);
+
+    // Sign in, keeping every secret value that passes by.
+    let b = Browser::new();
+    let mut secrets: Vec<String> = vec![CLIENT_SECRET.to_string()];
+    let resp = b
+        .navigate(&format!(
+            "{base}/.auth/login?rd=%2Fcontoso%2F_apis%2Fprojects"
+        ))
+        .await;
+    let cookie_value = |resp: &reqwest::Response| -> Vec<String> {
+        resp.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| {
+                v.to_str()
+                    .ok()?
+                    .split(';')
+                    .next()?
+                    .split_once('=')
+                    .map(|(_, v)| v.to_string())
+            })
+            .filter(|v| !v.is_empty())
+            .collect()
+    };
+    secrets.extend(cookie_value(&resp));
+    let authorize = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    for key in ["state", "nonce", "code_challenge"] {
+        secrets.extend(
+            authorize
+                .query_pairs()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.into_owned()),
+        );
+    }
+    let resp = b.navigate(authorize.as_str()).await;
+    let callback = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    secrets.extend(
+        callback
+            .query_pairs()
+            .filter(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned()),
+    );
+    let resp = b.navigate(callback.as_str()).await;
+    assert_eq!(resp.status(), 302);
+    secrets.extend(cookie_value(&resp));
+
+    // Traffic across refreshes, then a refresh that ends the session.
+    for _ in 0..6 {
+        let resp = b
+            .http
+            .get(format!("{base}/contoso/_apis/projects"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    idp.set_mode(Mode::Revoked);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let resp = b
+        .http
+        .get(format!("{base}/contoso/_apis/projects"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+
+    for r in ado.requests() {
+        if let Some(v) = r.headers.get("authorization") {
+            secrets.push(
+                v.to_str()
+                    .unwrap()
+                    .trim_start_matches("Bearer ")
+                    .to_string(),
+            );
+        }
+    }
+    let (issued, _) = idp.refresh_history();
+    secrets.extend(issued);
+    assert!(secrets.len() >= 12, "collected {secrets:?}");
+
+    let logs = proxy.logs();
+    assert!(logs.contains("signed in"), "the logs are captured: {logs}");
+    assert!(logs.contains("refresh refused"), "{logs}");
+    for secret in &secrets {
+        assert!(secret.len() >= 8, "{secret:?}");
+        assert!(
+            !logs.contains(secret.as_str()),
+            "{secret} leaked into the logs"
+        );
+    }
+}
