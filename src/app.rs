@@ -123,6 +123,21 @@ async fn wait_for_signal() {
     }
 }
 
+/// How often ended sessions and abandoned sign-ins are forgotten.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+async fn sweep_sessions(login: Arc<crate::login::Login>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => login.sweep(),
+            // Shutdown, or the server is gone.
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 /// Binds both listeners and starts serving; returns at once.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let listener = bind("listen.address", config.listen.address).await?;
@@ -147,6 +162,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let admin = Admin::new(health.clone(), metrics);
 
     let (shutdown, shutdown_rx) = watch::channel(false);
+    if let Some(login) = proxy.login() {
+        tokio::spawn(sweep_sessions(login, shutdown_rx.clone()));
+    }
     let (stop_accepting, stop_rx) = watch::channel(false);
     let (stop_admin, admin_rx) = watch::channel(false);
     let accept = tokio::spawn(accept_loop(listener, tls, proxy, http, stop_rx));

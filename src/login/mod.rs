@@ -202,6 +202,16 @@ impl Login {
         Url::parse(&format!("{base}/.auth/login")).unwrap_or_else(|_| self.public_url.clone())
     }
 
+    /// Housekeeping, run periodically: forgets ended sessions and
+    /// abandoned sign-ins, which are otherwise only noticed when used.
+    pub fn sweep(&self) {
+        let (idle, max) = (self.idle_timeout, self.max_lifetime);
+        self.store
+            .purge(&|s: &Session| s.ended(idle, max).is_some());
+        self.metrics.sessions_active.set(self.store.len() as i64);
+        self.purge_pending();
+    }
+
     /// Drops pending sign-ins older than `login_timeout`.
     fn purge_pending(&self) {
         let timeout = self.login_timeout;

@@ -228,6 +228,11 @@ impl Proxy {
         })
     }
 
+    /// Mode `user`'s sign-in state, if that mode is configured.
+    pub fn login(&self) -> Option<Arc<crate::login::Login>> {
+        self.inner.identity.login().cloned()
+    }
+
     /// Serves one request from `remote`. Never fails: errors become
     /// responses. Dropping the future (client gone) cancels the upstream
     /// request.

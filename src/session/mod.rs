@@ -257,3 +257,76 @@ pub fn unix(t: SystemTime) -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str) -> Session {
+        Session::new(
+            SessionKey::of(id),
+            UserInfo::default(),
+            &Secret::new("at"),
+            Duration::from_secs(60),
+            Some(Secret::new("rt")),
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn sessions_end_by_idleness_and_by_age() {
+        let s = session("a");
+        let long = Duration::from_secs(3600);
+        assert_eq!(s.ended(long, long), None);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(s.ended(Duration::from_millis(20), long), Some(Miss::Idle));
+        s.touch();
+        assert_eq!(
+            s.ended(Duration::from_millis(20), long),
+            None,
+            "use resets idleness"
+        );
+        assert_eq!(
+            s.ended(long, Duration::from_millis(20)),
+            Some(Miss::Expired)
+        );
+    }
+
+    #[test]
+    fn rotation_keeps_the_refresh_token_when_none_is_sent_and_bumps_the_generation() {
+        let s = session("b");
+        let first = s.tokens();
+        let next = s
+            .set_tokens(&Secret::new("at2"), Duration::from_secs(60), None)
+            .unwrap();
+        assert_eq!(next.generation, first.generation + 1);
+        assert_eq!(next.refresh_token.unwrap().expose(), "rt");
+        assert_eq!(next.header, "Bearer at2");
+        assert!(next.header.is_sensitive());
+        let rotated = s
+            .set_tokens(
+                &Secret::new("at3"),
+                Duration::from_secs(60),
+                Some(Secret::new("rt3")),
+            )
+            .unwrap();
+        assert_eq!(rotated.refresh_token.unwrap().expose(), "rt3");
+    }
+
+    #[test]
+    fn the_store_is_keyed_by_a_hash_and_purges_ended_sessions() {
+        let store = MemoryStore::default();
+        store.put(Arc::new(session("one")));
+        store.put(Arc::new(session("two")));
+        assert!(store.get(&SessionKey::of("one")).is_some());
+        assert!(store.get(&SessionKey::of("three")).is_none());
+        assert_ne!(
+            SessionKey::of("one").0,
+            *b"one\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"
+        );
+        store.purge(&|s| s.key == SessionKey::of("one"));
+        assert_eq!(store.len(), 1);
+        assert!(store.get(&SessionKey::of("one")).is_none());
+    }
+}

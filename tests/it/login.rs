@@ -697,3 +697,22 @@ async fn headless_chromium_signs_in_and_lands_on_the_page_it_asked_for() {
     assert_eq!(cookie["secure"], false, "plain http public URL");
     assert_eq!(cookie["value"].as_str().unwrap().len(), 43);
 }
+
+#[tokio::test]
+async fn an_idle_session_ends_and_the_browser_signs_in_again() {
+    let s = setup_with(60, |c| c.session.idle_timeout = Duration::from_secs(1)).await;
+    let b = signed_in(&s, "alice").await;
+    let url = format!("{}{PROJECTS}", s.url);
+    assert_eq!(b.http.get(&url).send().await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let resp = b.navigate(&url).await;
+    assert_eq!(resp.status(), 302);
+    assert!(
+        resp.headers()["location"]
+            .to_str()
+            .unwrap()
+            .contains("/.auth/login")
+    );
+    let cleared = resp.headers()["set-cookie"].to_str().unwrap();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+}
