@@ -321,10 +321,8 @@ mod tests {
         store.put(Arc::new(session("two")));
         assert!(store.get(&SessionKey::of("one")).is_some());
         assert!(store.get(&SessionKey::of("three")).is_none());
-        assert_ne!(
-            SessionKey::of("one").0,
-            *b"one\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"
-        );
+        // Logs show only a short prefix of the hash, never the id.
+        assert_eq!(format!("{:?}", SessionKey::of("one")).len(), 8);
         store.purge(&|s| s.key == SessionKey::of("one"));
         assert_eq!(store.len(), 1);
         assert!(store.get(&SessionKey::of("one")).is_none());
