@@ -533,3 +533,68 @@ level = "trace,hyper=debug,hyper_util=debug,reqwest=debug,h2=info"
         );
     }
 }
+
+#[tokio::test]
+async fn response_mode_form_post_is_accepted_with_and_without_the_lax_cookie() {
+    let s = setup(Duration::from_secs(60), |c, _| {
+        c.auth.response_mode = ado_auth_proxy::config::ResponseMode::FormPost;
+    })
+    .await;
+    let form_of = |html: &str| -> Vec<(String, String)> {
+        ["code", "state"]
+            .iter()
+            .map(|name| {
+                let marker = format!("name=\"{name}\" value=\"");
+                let start = html.find(&marker).unwrap() + marker.len();
+                let end = html[start..].find('"').unwrap() + start;
+                (name.to_string(), html[start..end].to_string())
+            })
+            .collect()
+    };
+    let start = |b: &Browser| {
+        let b = b.http.clone();
+        let url = s.url.clone();
+        async move {
+            let resp = b.get(format!("{url}/.auth/login")).send().await.unwrap();
+            let authorize = resp.headers()["location"].to_str().unwrap().to_string();
+            assert!(authorize.contains("response_mode=form_post"), "{authorize}");
+            b.get(authorize).send().await.unwrap().text().await.unwrap()
+        }
+    };
+    let callback = format!("{}/.auth/callback", s.url);
+
+    // A same-site post carries the pre-auth cookie: signed in at once.
+    let b = Browser::new();
+    let html = start(&b).await;
+    let resp = b
+        .http
+        .post(&callback)
+        .form(&form_of(&html))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302, "{:?}", resp.text().await);
+    assert_eq!(resp.headers()["location"], "/");
+
+    // A cross-site post arrives without SameSite=Lax cookies: the proxy
+    // bounces it to a top-level GET, which carries them.
+    let b = Browser::new();
+    let html = start(&b).await;
+    let resp = support::client()
+        .post(&callback)
+        .form(&form_of(&html))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let again = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(again.starts_with("/.auth/callback?code="), "{again}");
+    let resp = b.navigate(&format!("{}{again}", s.url)).await;
+    assert_eq!(resp.status(), 302);
+    assert!(
+        resp.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("ado_proxy_session=")
+    );
+}

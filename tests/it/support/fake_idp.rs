@@ -367,6 +367,16 @@ fn entra_authorize(r: &Recorded, mode: Mode, s: &mut State) -> http::Response<Fa
             nonce: q.get("nonce").cloned(),
         },
     );
+    if q.get("response_mode").map(String::as_str) == Some("form_post") {
+        // Entra's form_post page: the browser posts code and state back.
+        let html = format!(
+            "<html><body onload=\"document.forms[0].submit()\"><form method=\"post\" action=\"{}\">\
+             <input type=\"hidden\" name=\"code\" value=\"{code}\"/>\
+             <input type=\"hidden\" name=\"state\" value=\"{state}\"/></form></body></html>",
+            s.codes[&code].redirect_uri,
+        );
+        return respond(200, &[("content-type", "text/html; charset=utf-8")], html);
+    }
     to.query_pairs_mut()
         .append_pair("code", &code)
         .append_pair("state", &state);
