@@ -290,7 +290,7 @@ fn describe(kind: &Kind, key: &str) -> String {
 
 fn hint(key: &str) -> Option<&'static str> {
     let last = key.rsplit('.').next().unwrap_or(key);
-    if key.starts_with("upstream.hosts.") || last.ends_with("url") {
+    if key.starts_with("upstream.hosts.") || last.ends_with("url") || last == "authority_host" {
         return Some("write an absolute URL such as \"https://dev.azure.com\"");
     }
     if last.ends_with("timeout")

@@ -226,3 +226,97 @@ fn typo_suggestions() {
     );
     assert_eq!(closest("zzz", known.iter()), None);
 }
+
+const ENTRA: &str = "[auth]\nmode = \"user\"\nprovider = \"entra\"\nclient_id = \"4b7c5e8a-2f1d-4c3b-9a6e-0d8f7e6c5b4a\"\n";
+const SECRET_ENV: (&str, &str) = ("ADO_AUTH_PROXY_AUTH__CLIENT_SECRET", "s3cr3t");
+
+#[test]
+fn user_mode_mistakes_name_their_keys() {
+    let tenant = "tenant = \"72f988bf-86f1-41af-91ab-2d7cd011db47\"\n";
+    let cases: Vec<(String, &[(&str, &str)], &str, &str)> = vec![
+        ("[auth]\nmode = \"user\"".into(), &[], "auth.provider", "\"entra\", \"azure-devops\" or \"oidc\""),
+        (ENTRA.replace("entra", "google"), &[], "auth.provider", "unknown value"),
+        (ENTRA.into(), &[SECRET_ENV], "auth.tenant", "tenant GUID"),
+        (format!("{ENTRA}{tenant}"), &[], "auth.client_secret_file", "missing"),
+        (format!("{ENTRA}tenant = \"common\""), &[SECRET_ENV], "auth.allowed_tenants", "any directory"),
+        (format!("{ENTRA}tenant = \"consumers\""), &[SECRET_ENV], "auth.tenant", "personal Microsoft accounts"),
+        (format!("{ENTRA}tenant = \"a b\""), &[SECRET_ENV], "auth.tenant", "not a tenant"),
+        (format!("{ENTRA}{tenant}client_secret = \"x\""), &[], "auth.client_secret", "may not be written"),
+        (format!("{ENTRA}{tenant}client_secret_file = \"/nonexistent/secret\""), &[], "auth.client_secret_file", "cannot read"),
+        (format!("{ENTRA}{tenant}client_certificate_file = \"/etc/hostname\""), &[], "auth.client_key_file", "missing"),
+        (
+            format!("{ENTRA}{tenant}client_certificate_file = \"/etc/hostname\"\nclient_key_file = \"/etc/hostname\""),
+            &[],
+            "auth.client_certificate_file",
+            "PEM certificate",
+        ),
+        (
+            format!("{ENTRA}{tenant}client_certificate_file = \"/etc/hostname\"\nclient_key_file = \"/etc/hostname\""),
+            &[SECRET_ENV],
+            "auth.client_certificate_file",
+            "keep one",
+        ),
+        (format!("{ENTRA}{tenant}refresh_before = \"soon\""), &[SECRET_ENV], "auth.refresh_before", "duration"),
+        (format!("{ENTRA}{tenant}scopes = \"openid\""), &[SECRET_ENV], "auth.scopes", "list of strings"),
+        (format!("{ENTRA}{tenant}authority_host = \"login.example\""), &[SECRET_ENV], "auth.authority_host", "absolute URL"),
+        ("[auth]\nmode = \"user\"\nprovider = \"oidc\"\nclient_id = \"x\"".into(), &[], "auth.issuer_url", "missing"),
+        ("[auth]\nmode = \"user\"\nprovider = \"azure-devops\"\nclient_id = \"x\"".into(), &[], "auth.client_secret_file", "Client Secret"),
+        (
+            "[auth]\nmode = \"user\"\nprovider = \"azure-devops\"\nclient_id = \"x\"\nclient_certificate_file = \"/a\"\nclient_key_file = \"/b\"".into(),
+            &[SECRET_ENV],
+            "auth.client_certificate_file",
+            "\"entra\" only",
+        ),
+        (format!("{ENTRA}{tenant}[session]\ncookie_name = \"__Host-x\""), &[SECRET_ENV], "session.cookie_name", "__Host-"),
+        (format!("{ENTRA}{tenant}[session]\ncookie_name = \"a;b\""), &[SECRET_ENV], "session.cookie_name", "letters"),
+        (format!("{ENTRA}{tenant}[session]\nidle_timeout = \"0s\""), &[SECRET_ENV], "session.idle_timeout", "longer than zero"),
+        (format!("{ENTRA}{tenant}[session]\nmax_lifetime = \"forever\""), &[SECRET_ENV], "session.max_lifetime", "duration"),
+    ];
+    for (toml, env, key, word) in &cases {
+        let found = problems(toml, env);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with(&format!("{key}: ")) && p.contains(word)),
+            "config {toml:?}: expected a problem naming `{key}` with {word:?}, got {found:?}"
+        );
+    }
+}
+
+#[test]
+fn user_mode_configs_that_load() {
+    let tenant = "tenant = \"72f988bf-86f1-41af-91ab-2d7cd011db47\"\n";
+    let ok: Vec<String> = vec![
+        format!("{ENTRA}{tenant}"),
+        format!("{ENTRA}tenant = \"contoso.onmicrosoft.com\""),
+        format!("{ENTRA}tenant = \"organizations\"\nallowed_tenants = [\"*\"]"),
+        "[auth]\nmode = \"user\"\nprovider = \"azure-devops\"\nclient_id = \"x\"".into(),
+        // A public OIDC client (PKCE only) needs no secret.
+        "[auth]\nmode = \"user\"\nprovider = \"oidc\"\nclient_id = \"x\"\nissuer_url = \"https://idp.example\"".into(),
+    ];
+    for toml in &ok {
+        let config = load(&figment(toml, &[SECRET_ENV])).unwrap_or_else(|e| panic!("{toml}: {e}"));
+        assert_eq!(config.auth.mode, AuthMode::User);
+        let out = config.to_redacted_toml();
+        assert!(!out.contains("s3cr3t"), "{out}");
+    }
+    let config = load(&figment(&format!("{ENTRA}{tenant}"), &[SECRET_ENV])).unwrap();
+    assert_eq!(
+        config.auth.effective_scopes(),
+        [
+            "499b84ac-1321-427f-aa17-267ca6975798/.default",
+            "offline_access",
+            "openid",
+            "profile",
+            "email"
+        ]
+    );
+    assert_eq!(
+        config.auth.effective_authority().as_str(),
+        "https://login.microsoftonline.com/"
+    );
+    assert_eq!(config.session.cookie_name, "ado_proxy_session");
+    assert_eq!(config.session.idle_timeout.as_secs(), 8 * 3600);
+    assert_eq!(config.session.max_lifetime.as_secs(), 7 * 24 * 3600);
+    assert_eq!(config.auth.refresh_before.as_secs(), 300);
+}
