@@ -230,10 +230,18 @@ fn typo_suggestions() {
 const ENTRA: &str = "[auth]\nmode = \"user\"\nprovider = \"entra\"\nclient_id = \"4b7c5e8a-2f1d-4c3b-9a6e-0d8f7e6c5b4a\"\n";
 const SECRET_ENV: (&str, &str) = ("ADO_AUTH_PROXY_AUTH__CLIENT_SECRET", "s3cr3t");
 
+/// (config, environment, key that must be named, a word of the message)
+type Case = (
+    String,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+    &'static str,
+);
+
 #[test]
 fn user_mode_mistakes_name_their_keys() {
     let tenant = "tenant = \"72f988bf-86f1-41af-91ab-2d7cd011db47\"\n";
-    let cases: Vec<(String, &[(&str, &str)], &str, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("[auth]\nmode = \"user\"".into(), &[], "auth.provider", "\"entra\", \"azure-devops\" or \"oidc\""),
         (ENTRA.replace("entra", "google"), &[], "auth.provider", "unknown value"),
         (ENTRA.into(), &[SECRET_ENV], "auth.tenant", "tenant GUID"),
