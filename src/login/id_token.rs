@@ -14,8 +14,9 @@ use url::Url;
 use super::idp::{IdpError, IdpHttp};
 
 /// A key set is not re-fetched more often than this for unknown `kid`s,
-/// so forged tokens cannot make the proxy hammer the provider.
-const REFETCH_MIN: Duration = Duration::from_secs(30);
+/// so forged tokens cannot make the proxy hammer the provider, while a
+/// real key rotation is picked up within seconds.
+pub const REFETCH_MIN: Duration = Duration::from_secs(5);
 /// Keys are re-read at least this often.
 const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.

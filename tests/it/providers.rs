@@ -598,3 +598,49 @@ async fn response_mode_form_post_is_accepted_with_and_without_the_lax_cookie() {
             .starts_with("ado_proxy_session=")
     );
 }
+
+#[tokio::test]
+async fn id_tokens_that_fail_validation_are_refused() {
+    use crate::support::fake_idp::IdTokenFlaw;
+    let s = setup(Duration::from_secs(60), |_, _| {}).await;
+    for flaw in [
+        IdTokenFlaw::WrongAudience,
+        IdTokenFlaw::WrongIssuer,
+        IdTokenFlaw::Expired,
+        IdTokenFlaw::WrongNonce,
+        IdTokenFlaw::ForeignKey,
+    ] {
+        s.idp.set_id_token_flaw(flaw);
+        let (_, resp) = sign_in(&s).await;
+        assert_eq!(resp.status(), 400, "{flaw:?}");
+        assert!(resp.headers().get("set-cookie").is_none(), "{flaw:?}");
+        let html = resp.text().await.unwrap();
+        assert!(html.contains("could not be verified"), "{flaw:?}: {html}");
+    }
+    s.idp.set_id_token_flaw(IdTokenFlaw::None);
+    assert_eq!(sign_in(&s).await.1.status(), 302);
+    let m = metrics(s.proxy.admin_addr).await;
+    assert!(
+        m.contains("ado_proxy_login_failures_total{reason=\"id_token_invalid\"} 5"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_signing_key_is_fetched_but_not_on_every_unknown_kid() {
+    let s = setup(Duration::from_secs(60), |_, _| {}).await;
+    assert_eq!(sign_in(&s).await.1.status(), 302);
+    assert_eq!(s.idp.jwks_fetches(), 1, "fetched on first use");
+    assert_eq!(sign_in(&s).await.1.status(), 302);
+    assert_eq!(s.idp.jwks_fetches(), 1, "then cached");
+
+    s.idp.set_kid("rotated-key");
+    // Right after a fetch, an unknown kid does not trigger another one
+    // (forged tokens cannot make the proxy hammer the provider)...
+    assert_eq!(sign_in(&s).await.1.status(), 400);
+    assert_eq!(s.idp.jwks_fetches(), 1);
+    // ...a little later it does, and the rotated key is accepted.
+    tokio::time::sleep(ado_auth_proxy::login::id_token::REFETCH_MIN).await;
+    assert_eq!(sign_in(&s).await.1.status(), 302);
+    assert_eq!(s.idp.jwks_fetches(), 2);
+}

@@ -36,6 +36,26 @@ pub enum Mode {
     Down,
 }
 
+/// What is wrong with the next ID tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdTokenFlaw {
+    None,
+    WrongAudience,
+    WrongIssuer,
+    Expired,
+    WrongNonce,
+    /// Signed with a key that is not in the key set (under a known kid).
+    ForeignKey,
+}
+
+/// Everything a test can turn.
+struct Knobs {
+    mode: Mode,
+    flaw: IdTokenFlaw,
+    kid: String,
+    user: User,
+}
+
 pub const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 pub const CLIENT_ID: &str = "4b7c5e8a-2f1d-4c3b-9a6e-0d8f7e6c5b4a";
 pub const CLIENT_SECRET: &str = "entra-secret";
@@ -75,6 +95,7 @@ struct State {
     authorize_queries: Vec<HashMap<String, String>>,
     token_calls: HashMap<String, u64>,
     assertions_verified: u64,
+    jwks_fetches: u64,
     serial: u64,
 }
 
@@ -82,14 +103,15 @@ struct State {
 pub struct FakeIdp {
     server: FakeUpstream,
     state: Arc<Mutex<State>>,
-    mode: Arc<Mutex<Mode>>,
-    user: Arc<Mutex<User>>,
+    knobs: Arc<Mutex<Knobs>>,
 }
 
 /// Test keys: the fake's ID-token signing key, and the proxy's client
 /// certificate for `private_key_jwt`.
 pub struct Keys {
     pub signing_key: PathBuf,
+    /// A key the fake never publishes.
+    pub foreign_key: PathBuf,
     /// JWKS `n` of the signing key.
     pub signing_n: String,
     pub client_cert: PathBuf,
@@ -117,15 +139,17 @@ pub fn keys() -> &'static Keys {
             );
             out.stdout
         };
-        run(&[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            "signing.key",
-        ]);
+        for name in ["signing.key", "foreign.key"] {
+            run(&[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                name,
+            ]);
+        }
         let modulus =
             String::from_utf8(run(&["rsa", "-in", "signing.key", "-noout", "-modulus"])).unwrap();
         let hex = modulus.trim().trim_start_matches("Modulus=");
@@ -154,6 +178,7 @@ pub fn keys() -> &'static Keys {
         let digest = ring::digest::digest(&ring::digest::SHA256, &der);
         Keys {
             signing_key: dir.join("signing.key"),
+            foreign_key: dir.join("foreign.key"),
             signing_n: URL_SAFE_NO_PAD.encode(bytes),
             client_cert: dir.join("client.pem"),
             client_key: dir.join("client.key"),
@@ -167,28 +192,30 @@ impl FakeIdp {
     /// Starts the fake; access tokens live `access_ttl`.
     pub async fn start(access_ttl: Duration) -> Self {
         let state = Arc::new(Mutex::new(State::default()));
-        let mode = Arc::new(Mutex::new(Mode::Normal));
-        let user = Arc::new(Mutex::new(User {
-            oid: "00000000-1111-2222-3333-444444444444".into(),
-            tid: TENANT.into(),
-            upn: "dana@contoso.com".into(),
-            name: "Dana Scully".into(),
+        let knobs = Arc::new(Mutex::new(Knobs {
+            mode: Mode::Normal,
+            flaw: IdTokenFlaw::None,
+            kid: "fake-key".into(),
+            user: User {
+                oid: "00000000-1111-2222-3333-444444444444".into(),
+                tid: TENANT.into(),
+                upn: "dana@contoso.com".into(),
+                name: "Dana Scully".into(),
+            },
         }));
         let base: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
-        let (s, m, u, b) = (state.clone(), mode.clone(), user.clone(), base.clone());
+        let (s, k, b) = (state.clone(), knobs.clone(), base.clone());
         let server = FakeUpstream::recording(move |r: &Recorded| {
             let base = b.get().cloned().unwrap_or_default();
-            let mode = *m.lock().unwrap();
-            let user = u.lock().unwrap().clone();
-            handle(r, &base, mode, &user, access_ttl, &mut s.lock().unwrap())
+            let knobs = k.lock().unwrap();
+            handle(r, &base, &knobs, access_ttl, &mut s.lock().unwrap())
         })
         .await;
         let _ = base.set(server.url());
         Self {
             server,
             state,
-            mode,
-            user,
+            knobs,
         }
     }
 
@@ -197,11 +224,25 @@ impl FakeIdp {
     }
 
     pub fn set_mode(&self, mode: Mode) {
-        *self.mode.lock().unwrap() = mode;
+        self.knobs.lock().unwrap().mode = mode;
     }
 
     pub fn set_user(&self, f: impl FnOnce(&mut User)) {
-        f(&mut self.user.lock().unwrap());
+        f(&mut self.knobs.lock().unwrap().user);
+    }
+
+    pub fn set_id_token_flaw(&self, flaw: IdTokenFlaw) {
+        self.knobs.lock().unwrap().flaw = flaw;
+    }
+
+    /// Rotates the signing key id: the key set and new tokens name `kid`.
+    pub fn set_kid(&self, kid: &str) {
+        self.knobs.lock().unwrap().kid = kid.into();
+    }
+
+    /// How often the key set was fetched.
+    pub fn jwks_fetches(&self) -> u64 {
+        self.state.lock().unwrap().jwks_fetches
     }
 
     /// Token calls so far for `grant` (`authorization_code`,
@@ -293,11 +334,11 @@ fn redirect(to: String) -> http::Response<FakeBody> {
 fn handle(
     r: &Recorded,
     base: &str,
-    mode: Mode,
-    user: &User,
+    k: &Knobs,
     ttl: Duration,
     s: &mut State,
 ) -> http::Response<FakeBody> {
+    let (mode, user) = (k.mode, &k.user);
     let path = r.uri.split('?').next().unwrap_or("");
     let authorize = format!("/{TENANT}/oauth2/v2.0/authorize");
     let token = format!("/{TENANT}/oauth2/v2.0/token");
@@ -307,12 +348,15 @@ fn handle(
             entra_authorize(r, mode, s)
         }
         p if p == token || p == "/organizations/oauth2/v2.0/token" => {
-            entra_token(r, &format!("{base}{p}"), base, mode, user, ttl, s)
+            entra_token(r, &format!("{base}{p}"), base, k, ttl, s)
         }
-        p if p == keys_path || p == "/organizations/discovery/v2.0/keys" => json_resp(
-            200,
-            json!({"keys": [{"kty": "RSA", "use": "sig", "kid": "fake-key", "alg": "RS256", "n": keys().signing_n, "e": "AQAB"}]}),
-        ),
+        p if p == keys_path || p == "/organizations/discovery/v2.0/keys" => {
+            s.jwks_fetches += 1;
+            json_resp(
+                200,
+                json!({"keys": [{"kty": "RSA", "use": "sig", "kid": k.kid, "alg": "RS256", "n": keys().signing_n, "e": "AQAB"}]}),
+            )
+        }
         "/oauth2/authorize" => legacy_authorize(r, s),
         "/oauth2/token" => legacy_token(r, mode, user, ttl, s),
         "/_apis/profile/profiles/me" => {
@@ -420,11 +464,11 @@ fn entra_token(
     r: &Recorded,
     token_url: &str,
     base: &str,
-    mode: Mode,
-    user: &User,
+    k: &Knobs,
     ttl: Duration,
     s: &mut State,
 ) -> http::Response<FakeBody> {
+    let mode = k.mode;
     let f = form(&r.body);
     let grant = f.get("grant_type").cloned().unwrap_or_default();
     *s.token_calls.entry(grant.clone()).or_default() += 1;
@@ -499,7 +543,7 @@ fn entra_token(
                     json!({}),
                 );
             }
-            issue(base, user, ttl, c.nonce, true, s)
+            issue(base, k, ttl, c.nonce, s)
         }
         "refresh_token" => {
             let rt = f.get("refresh_token").cloned().unwrap_or_default();
@@ -519,9 +563,7 @@ fn entra_token(
                     "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '499b84ac-1321-427f-aa17-267ca6975798'.",
                     json!({"suberror": "basic_action", "claims": MFA_CLAIMS}),
                 ),
-                _ if s.refresh_tokens.get(&rt) == Some(&true) => {
-                    issue(base, user, ttl, None, true, s)
-                }
+                _ if s.refresh_tokens.get(&rt) == Some(&true) => issue(base, k, ttl, None, s),
                 _ => aadsts(
                     400,
                     "invalid_grant",
@@ -544,12 +586,12 @@ fn entra_token(
 /// A v2 token response; Entra keeps earlier refresh tokens redeemable.
 fn issue(
     base: &str,
-    user: &User,
+    k: &Knobs,
     ttl: Duration,
     nonce: Option<String>,
-    id_token: bool,
     s: &mut State,
 ) -> http::Response<FakeBody> {
+    let user = &k.user;
     let access = new_token(s, "at");
     let refresh = new_token(s, "rt");
     s.access_tokens
@@ -564,19 +606,18 @@ fn issue(
         "access_token": access,
         "refresh_token": refresh,
     });
-    if id_token {
-        body["id_token"] = json!(id_token_for(base, user, nonce));
-    }
+    body["id_token"] = json!(id_token_for(base, k, nonce));
     json_resp(200, body)
 }
 
-fn id_token_for(base: &str, user: &User, nonce: Option<String>) -> String {
+fn id_token_for(base: &str, k: &Knobs, nonce: Option<String>) -> String {
+    let user = &k.user;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("fake-key".into());
+    header.kid = Some(k.kid.clone());
     let mut claims = json!({
         "aud": CLIENT_ID,
         "iss": format!("{base}/{}/v2.0", user.tid),
@@ -589,7 +630,20 @@ fn id_token_for(base: &str, user: &User, nonce: Option<String>) -> String {
     if let Some(n) = nonce {
         claims["nonce"] = json!(n);
     }
-    let key = EncodingKey::from_rsa_pem(&std::fs::read(&keys().signing_key).unwrap()).unwrap();
+    let mut key_file = &keys().signing_key;
+    match k.flaw {
+        IdTokenFlaw::None => {}
+        IdTokenFlaw::WrongAudience => claims["aud"] = json!("another-app"),
+        IdTokenFlaw::WrongIssuer => claims["iss"] = json!("https://evil.example/v2.0"),
+        IdTokenFlaw::Expired => {
+            claims["iat"] = json!(now - 7200);
+            claims["nbf"] = json!(now - 7200);
+            claims["exp"] = json!(now - 3600);
+        }
+        IdTokenFlaw::WrongNonce => claims["nonce"] = json!("replayed-nonce"),
+        IdTokenFlaw::ForeignKey => key_file = &keys().foreign_key,
+    }
+    let key = EncodingKey::from_rsa_pem(&std::fs::read(key_file).unwrap()).unwrap();
     jsonwebtoken::encode(&header, &claims, &key).unwrap()
 }
 
