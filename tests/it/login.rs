@@ -716,3 +716,35 @@ async fn an_idle_session_ends_and_the_browser_signs_in_again() {
     let cleared = resp.headers()["set-cookie"].to_str().unwrap();
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
 }
+
+#[tokio::test]
+async fn an_https_public_url_gives_host_prefixed_secure_cookies() {
+    let s = setup_with(5, |c| {
+        c.listen.public_url = Some(Url::parse("https://ado-proxy.example.com").unwrap());
+    })
+    .await;
+    let resp = Browser::new()
+        .navigate(&format!("{}/.auth/login?rd=%2F", s.url))
+        .await;
+    assert_eq!(resp.status(), 302);
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.starts_with("__Host-ado_proxy_session_login="),
+        "{cookie}"
+    );
+    for attr in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attr), "{cookie} lacks {attr}");
+    }
+    assert!(
+        !cookie.contains("Domain"),
+        "__Host- cookies carry no Domain"
+    );
+    let authorize = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    let redirect = authorize
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .unwrap()
+        .1
+        .into_owned();
+    assert_eq!(redirect, "https://ado-proxy.example.com/.auth/callback");
+}
