@@ -9,7 +9,6 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
-use url::Url;
 
 use super::provider::random_token;
 use super::{Login, MAX_PENDING, Pending, cookies, redirect};
@@ -116,10 +115,10 @@ impl Login {
             if !has_binder {
                 // A cross-site form_post does not carry SameSite=Lax
                 // cookies; a top-level GET to ourselves does.
-                let mut url = Url::parse("http://callback/.auth/callback")
-                    .map_err(|e| Error::BadTarget(e.to_string()))?;
-                url.query_pairs_mut().extend_pairs(form.iter());
-                let location = format!("/.auth/callback?{}", url.query().unwrap_or(""));
+                let query = url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form.iter())
+                    .finish();
+                let location = format!("/.auth/callback?{query}");
                 let mut resp = redirect_to(&location);
                 *resp.status_mut() = StatusCode::SEE_OTHER;
                 return Ok(resp);

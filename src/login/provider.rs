@@ -10,7 +10,7 @@
 //! (Entra's `error_codes`/`suberror`/`claims`, legacy PascalCase keys).
 
 use oauth2::basic::BasicClient;
-use oauth2::{AuthUrl, ClientId, CsrfToken, PkceCodeChallenge, RedirectUrl, Scope};
+use oauth2::{AuthUrl, ClientId, CsrfToken, PkceCodeChallenge, RedirectUrl, ResponseType, Scope};
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 use url::Url;
@@ -272,25 +272,11 @@ impl Provider {
         let mut req = client
             .authorize_url(move || CsrfToken::new(state_for_url))
             .add_scopes(self.scopes.iter().map(|s| Scope::new(s.clone())));
-        let mut verifier = None;
-        let mut nonce = None;
         if self.kind == Kind::AzureDevops {
             // Legacy OAuth has its own response type and no PKCE or nonce.
-            req = req.use_implicit_flow();
-            let (url, _) = req.url();
-            let mut url = url;
-            let pairs: Vec<(String, String)> = url
-                .query_pairs()
-                .map(|(k, v)| {
-                    let v = if k == "response_type" {
-                        "Assertion".into()
-                    } else {
-                        v.into_owned()
-                    };
-                    (k.into_owned(), v)
-                })
-                .collect();
-            url.query_pairs_mut().clear().extend_pairs(pairs);
+            let (url, _) = req
+                .set_response_type(&ResponseType::new("Assertion".into()))
+                .url();
             return Ok(Authorize {
                 url,
                 state,
@@ -298,13 +284,11 @@ impl Provider {
                 nonce: None,
             });
         }
-        let (challenge, pkce) = PkceCodeChallenge::new_random_sha256();
-        verifier = verifier.or(Some(pkce.secret().to_string()));
-        let n = random_token();
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let nonce = random_token();
         req = req
             .set_pkce_challenge(challenge)
-            .add_extra_param("nonce", n.clone());
-        nonce = nonce.or(Some(n));
+            .add_extra_param("nonce", nonce.clone());
         if self.response_mode == ResponseMode::FormPost {
             req = req.add_extra_param("response_mode", "form_post");
         }
@@ -315,8 +299,8 @@ impl Provider {
         Ok(Authorize {
             url,
             state,
-            pkce_verifier: verifier,
-            nonce,
+            pkce_verifier: Some(verifier.secret().to_string()),
+            nonce: Some(nonce),
         })
     }
 
