@@ -414,15 +414,22 @@ impl Error {
             Self::ProviderFailed {
                 operator: true,
                 detail,
-                ..
-            } => Answer::new(
-                StatusCode::BAD_GATEWAY,
-                "provider-configuration",
-                "The proxy's sign-in configuration is broken",
-                format!(
-                    "Your access token expired and the identity provider refused the proxy's own credentials ({detail}). This is not your fault: an administrator must fix the client secret or certificate, auth.client_id or the tenant. Your session is kept."
-                ),
-            ),
+                retry_after,
+            } => {
+                let mut ans = Answer::new(
+                    StatusCode::BAD_GATEWAY,
+                    "provider-configuration",
+                    "The proxy's sign-in configuration is broken",
+                    format!(
+                        "Your access token expired and the identity provider refused the proxy's own credentials ({detail}). This is not your fault: an administrator must fix the client secret or certificate, auth.client_id or the tenant. Your session is kept."
+                    ),
+                );
+                if let Some(secs) = retry_after {
+                    ans.headers
+                        .push((header::RETRY_AFTER, HeaderValue::from(*secs)));
+                }
+                ans
+            }
             Self::ProviderFailed {
                 retry_after,
                 detail,

@@ -51,8 +51,13 @@ impl Login {
             }
         }
         let Some(refresh_token) = tokens.refresh_token.clone() else {
+            // Nothing to refresh with: use the token while it lasts.
+            if tokens.expires_at > Instant::now() + MIN_VALIDITY {
+                return Ok(tokens);
+            }
             let failure = Some(Failure::Relogin {
-                reason: "the provider issued no refresh token (is offline_access requested?)"
+                reason: "the access token expired and the provider issued no refresh token \
+                         (request the offline_access scope)"
                     .into(),
                 claims: None,
             });
@@ -81,11 +86,30 @@ impl Login {
         }
     }
 
+    /// Seconds until the next refresh attempt, rounded up so a client that
+    /// waits this long finds the backoff over.
+    fn retry_after(state: &RefreshState) -> u64 {
+        let wait = state
+            .retry_at
+            .map(|at| at.saturating_duration_since(Instant::now()))
+            .unwrap_or(BACKOFF_FIRST);
+        wait.as_millis().div_ceil(1000).max(1) as u64
+    }
+
+    /// The next backoff step: 1 s, doubling, at most 60 s.
+    fn back_off(state: &mut RefreshState) {
+        state.backoff = (state.backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX);
+        state.retry_at = Some(Instant::now() + state.backoff);
+    }
+
     fn due(&self, tokens: &Tokens, forced: Option<u64>) -> bool {
         match forced {
             Some(generation) => generation == tokens.generation,
+            // Short-lived tokens (under twice `refresh_before`) are
+            // refreshed at half-life, not on every request.
             None => {
-                tokens.expires_at.saturating_duration_since(Instant::now()) <= self.refresh_before
+                let margin = self.refresh_before.min(tokens.lifetime / 2);
+                tokens.expires_at.saturating_duration_since(Instant::now()) <= margin
             }
         }
     }
@@ -114,9 +138,13 @@ impl Login {
             }
             Some(Failure::Operator { reason }) => {
                 if fresh {
+                    // Back off as well: asking again at once will not fix
+                    // the configuration.
+                    Self::back_off(state);
                     tracing::error!(
                         session = %key,
                         %reason,
+                        retry_in = ?state.backoff,
                         "the provider refused the proxy's own credentials: fix auth.client_id, \
                          the client secret or certificate; sessions are kept"
                     );
@@ -127,14 +155,13 @@ impl Login {
                 }
                 Err(Error::ProviderFailed {
                     operator: true,
-                    retry_after: None,
+                    retry_after: Some(Self::retry_after(state)),
                     detail: reason,
                 })
             }
             Some(Failure::Transient { reason }) => {
                 if fresh {
-                    state.backoff = (state.backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX);
-                    state.retry_at = Some(Instant::now() + state.backoff);
+                    Self::back_off(state);
                     tracing::warn!(
                         session = %key,
                         %reason,
@@ -146,15 +173,9 @@ impl Login {
                 if still_valid {
                     return Ok(tokens);
                 }
-                let wait = state
-                    .retry_at
-                    .map(|at| at.saturating_duration_since(Instant::now()))
-                    .unwrap_or(BACKOFF_FIRST);
                 Err(Error::ProviderFailed {
                     operator: false,
-                    // Rounded up: a client that waits this long finds the
-                    // backoff over.
-                    retry_after: Some(wait.as_millis().div_ceil(1000).max(1) as u64),
+                    retry_after: Some(Self::retry_after(state)),
                     detail: reason,
                 })
             }

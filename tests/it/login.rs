@@ -748,3 +748,27 @@ async fn an_https_public_url_gives_host_prefixed_secure_cookies() {
         .into_owned();
     assert_eq!(redirect, "https://ado-proxy.example.com/.auth/callback");
 }
+
+#[tokio::test]
+async fn tokens_shorter_than_twice_refresh_before_refresh_at_half_life() {
+    // 5 s tokens against the default refresh_before of 5 minutes: without
+    // the half-life rule every request would refresh.
+    let s = setup_with(5, |c| {
+        c.auth.refresh_before = ado_auth_proxy::config::Config::default()
+            .auth
+            .refresh_before;
+    })
+    .await;
+    let b = signed_in(&s, "alice").await;
+    let url = format!("{}{PROJECTS}", s.url);
+    for _ in 0..24 {
+        assert_eq!(b.http.get(&url).send().await.unwrap().status(), 200);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // About 6 s of traffic at one refresh per 2.5 s.
+    let refreshes = s.idp.refreshes().await;
+    assert!(
+        (1..=4).contains(&refreshes),
+        "{refreshes} refreshes for 24 requests"
+    );
+}

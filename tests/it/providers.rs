@@ -231,6 +231,7 @@ async fn a_rejected_client_secret_is_an_operator_error_and_keeps_the_session() {
     tokio::time::sleep(Duration::from_millis(3200)).await;
     let resp = api(&s, &b).await;
     assert_eq!(resp.status(), 502);
+    assert_eq!(resp.headers()["retry-after"], "1");
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(
         body["type"],
@@ -246,8 +247,10 @@ async fn a_rejected_client_secret_is_an_operator_error_and_keeps_the_session() {
         "correlation id: {detail}"
     );
 
-    // Once the operator fixes it, the same session works: no new sign-in.
+    // Once the operator fixes it, the same session works after the
+    // backoff: no new sign-in.
     s.idp.set_mode(Mode::Normal);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(api(&s, &b).await.status(), 200);
     assert_eq!(s.idp.calls("authorization_code"), 1);
 }
