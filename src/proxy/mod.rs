@@ -185,7 +185,7 @@ impl ClientKind {
         let accepts_html = h
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/html"));
+            .is_some_and(prefers_html);
         let navigating = matches!(*req.method(), Method::GET | Method::HEAD)
             && !h.contains_key("x-requested-with");
         if accepts_html && navigating {
@@ -194,6 +194,28 @@ impl ClientKind {
             Self::Program
         }
     }
+}
+
+/// Whether an `Accept` value prefers HTML: `text/html` is listed with a
+/// weight at least that of any JSON type. A JSON client that also lists
+/// `text/html;q=0.1` is not a browser.
+fn prefers_html(accept: &str) -> bool {
+    let mut html = 0.0_f32;
+    let mut json = 0.0_f32;
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|v| v.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if media == "text/html" || media == "application/xhtml+xml" {
+            html = html.max(q);
+        } else if media.ends_with("/json") || media.ends_with("+json") {
+            json = json.max(q);
+        }
+    }
+    html > 0.0 && html >= json
 }
 
 // === impl Proxy ===
@@ -443,6 +465,25 @@ fn clone_head<B>(req: &Request<B>) -> Request<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn html_preference() {
+        for (accept, browser) in [
+            (
+                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+                true,
+            ),
+            ("text/html", true),
+            ("application/json", false),
+            ("*/*", false),
+            ("application/json, text/html;q=0.1", false),
+            ("application/json;api-version=7.1", false),
+            ("text/html;q=0.9, application/json;q=0.5", true),
+            ("text/html;q=0", false),
+        ] {
+            assert_eq!(super::prefers_html(accept), browser, "{accept}");
+        }
+    }
+
     #[test]
     fn request_ids_are_distinct_uuids() {
         let ids: std::collections::HashSet<String> = (0..10_000)
