@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod diagnose;
 pub mod error;
 pub mod identity;
 pub mod logging;

@@ -53,6 +53,9 @@ pub struct Metrics {
     /// Sessions held now.
     pub sessions_active: IntGauge,
     provider_duration: HistogramVec,
+    denials: IntCounterVec,
+    throttled: IntCounterVec,
+    throttle_delay: Histogram,
 }
 
 /// Provider call buckets: 5 ms to 30 s.
@@ -205,6 +208,29 @@ impl Metrics {
             .buckets(PROVIDER_BUCKETS.to_vec()),
             &["grant"],
         )?;
+        let denials = IntCounterVec::new(
+            Opts::new(
+                "ado_proxy_upstream_denials_total",
+                "Azure DevOps answers recognised as auth, policy, permission or throttling \
+                 failures, by catalog id.",
+            ),
+            &["id"],
+        )?;
+        let throttled = IntCounterVec::new(
+            Opts::new(
+                "ado_proxy_upstream_throttled_total",
+                "Azure DevOps rate limiting: delayed (a response with X-RateLimit-Delay or \
+                 Retry-After) and blocked (429).",
+            ),
+            &["kind"],
+        )?;
+        let throttle_delay = Histogram::with_opts(
+            HistogramOpts::new(
+                "ado_proxy_upstream_throttle_delay_seconds",
+                "Delays Azure DevOps reported in X-RateLimit-Delay.",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("ado_proxy_build_info", "Build information; always 1."),
             &["version"],
@@ -226,6 +252,12 @@ impl Metrics {
         registry.register(Box::new(refreshes.clone()))?;
         registry.register(Box::new(sessions_active.clone()))?;
         registry.register(Box::new(provider_duration.clone()))?;
+        registry.register(Box::new(denials.clone()))?;
+        registry.register(Box::new(throttled.clone()))?;
+        registry.register(Box::new(throttle_delay.clone()))?;
+        for kind in ["delayed", "blocked"] {
+            throttled.with_label_values(&[kind]);
+        }
         for outcome in ["started", "completed", "failed"] {
             logins.with_label_values(&[outcome]);
         }
@@ -263,7 +295,33 @@ impl Metrics {
             refreshes,
             sessions_active,
             provider_duration,
+            denials,
+            throttled,
+            throttle_delay,
         })
+    }
+
+    /// Counts an upstream answer recognised as catalog case `id`.
+    pub fn record_denial(&self, id: &str) {
+        self.denials.with_label_values(&[id]).inc();
+    }
+
+    /// Counts rate limiting seen in an upstream answer's head.
+    pub fn record_throttling(&self, status: u16, headers: &http::HeaderMap) {
+        let delay = headers
+            .get("x-ratelimit-delay")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        if let Some(d) = delay {
+            self.throttle_delay.observe(d);
+        }
+        if status == 429 {
+            self.throttled.with_label_values(&["blocked"]).inc();
+        } else if delay.is_some()
+            || ((200..300).contains(&status) && headers.contains_key("retry-after"))
+        {
+            self.throttled.with_label_values(&["delayed"]).inc();
+        }
     }
 
     /// Counts a sign-in step (`started`, `completed`).

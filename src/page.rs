@@ -25,16 +25,43 @@ pub fn render(
     action: Option<(&str, &str)>,
     facts: &[(&str, &str)],
 ) -> String {
+    let sections: Vec<(&str, &str)> = paragraphs.iter().map(|p| ("", *p)).collect();
+    let actions: Vec<(&str, &str)> = action.into_iter().collect();
+    render_sections(title, &sections, &actions, facts)
+}
+
+/// A page with headed sections (an empty heading is a plain paragraph),
+/// action links (text, href), and facts. All escaped here; links keep
+/// only `http(s)` and same-origin targets.
+pub fn render_sections(
+    title: &str,
+    sections: &[(&str, &str)],
+    actions: &[(&str, &str)],
+    facts: &[(&str, &str)],
+) -> String {
     let mut body = String::new();
-    for p in paragraphs {
-        body.push_str(&format!("<p>{}</p>\n", escape(p)));
+    for (heading, text) in sections {
+        if !heading.is_empty() {
+            body.push_str(&format!("<h2>{}</h2>\n", escape(heading)));
+        }
+        body.push_str(&format!("<p>{}</p>\n", escape(text)));
     }
-    if let Some((text, href)) = action {
-        body.push_str(&format!(
-            "<p><a class=\"button\" href=\"{}\">{}</a></p>\n",
-            escape(href),
-            escape(text)
-        ));
+    let safe = |href: &str| {
+        href.starts_with("https://") || href.starts_with("http://") || href.starts_with('/')
+    };
+    let links: Vec<String> = actions
+        .iter()
+        .filter(|(_, href)| safe(href))
+        .map(|(text, href)| {
+            format!(
+                "<a class=\"button\" href=\"{}\">{}</a>",
+                escape(href),
+                escape(text)
+            )
+        })
+        .collect();
+    if !links.is_empty() {
+        body.push_str(&format!("<p class=\"actions\">{}</p>\n", links.join(" ")));
     }
     if !facts.is_empty() {
         body.push_str("<dl>\n");
@@ -53,8 +80,9 @@ pub fn render(
 <meta name=\"robots\" content=\"noindex\">\
 <title>{title}</title><style>\
 body{{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;line-height:1.5;color:#1b1b1b}}\
-h1{{font-size:1.4rem}}code{{word-break:break-all}}dt{{font-weight:600;margin-top:.5rem}}dd{{margin:0}}\
-a.button{{display:inline-block;padding:.5rem 1rem;background:#0078d4;color:#fff;border-radius:4px;text-decoration:none}}\
+h1{{font-size:1.4rem}}h2{{font-size:1.05rem;margin-bottom:.2rem}}code{{word-break:break-all}}\
+dt{{font-weight:600;margin-top:.5rem}}dd{{margin:0}}\
+a.button{{display:inline-block;padding:.5rem 1rem;margin:.2rem .4rem .2rem 0;background:#0078d4;color:#fff;border-radius:4px;text-decoration:none}}\
 footer{{margin-top:2rem;color:#666;font-size:.85rem}}\
 </style></head><body><h1>{title}</h1>\n{body}<footer>ado-auth-proxy</footer></body></html>\n",
         title = escape(title),

@@ -28,6 +28,7 @@ use self::forward::Forwarder;
 use self::rewrite::{MAX_DISCOVERY_BYTES, UrlMap, is_discovery_path};
 use self::route::Router;
 use crate::config::Config;
+use crate::diagnose;
 use crate::error::{self, Error};
 use crate::identity::{Credential, Identity, IdentityError};
 use crate::metrics::{Metrics, RouteClass};
@@ -62,6 +63,8 @@ pub struct RequestCtx {
     pub route: RouteClass,
     /// For error wording.
     pub client: ClientKind,
+    /// The client accepts `application/problem+json`.
+    pub wants_problem: bool,
     /// The upstream's label once routed.
     pub upstream: Option<Arc<str>>,
 }
@@ -107,6 +110,11 @@ impl RequestCtx {
             method: req.method().clone(),
             route: RouteClass::of_path(path),
             client: ClientKind::of(req, path),
+            wants_problem: req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("application/problem+json")),
             uri: req.uri().clone(),
             upstream: None,
         }
@@ -340,6 +348,14 @@ impl Inner {
         finish.upstream_ids(&parts.headers);
         headers::prepare_response(&mut parts.headers);
         self.rewrite_locations(&mut parts, &request_url);
+        self.metrics
+            .record_throttling(parts.status.as_u16(), &parts.headers);
+        if diagnose::worth_inspecting(parts.status, &parts.headers, finish.ctx().path()) {
+            let supplied = !matches!(credential, Credential::PassThrough);
+            return self
+                .diagnose(parts, body, finish.ctx(), upstream, supplied)
+                .await;
+        }
         let body = if discovery {
             self.rewrite_discovery(&mut parts, body, upstream).await?
         } else {
@@ -404,6 +420,72 @@ impl Inner {
                 parts.headers.insert(name, v);
             }
         }
+    }
+
+    /// Reads a small upstream error and, when it is a recognised failure,
+    /// answers with the explanation in the client's language, keeping the
+    /// upstream's status and headers (Retry-After, X-RateLimit-*,
+    /// WWW-Authenticate, correlation ids). Anything else passes through.
+    async fn diagnose(
+        &self,
+        parts: Parts,
+        mut body: Incoming,
+        ctx: &RequestCtx,
+        upstream: &route::Upstream,
+        credential_supplied: bool,
+    ) -> Result<Response<ProxyBody>, Error> {
+        let encoded = parts
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes() != b"identity");
+        let mut buf = BytesMut::new();
+        if !encoded {
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| {
+                    Error::upstream(
+                        upstream,
+                        crate::metrics::UpstreamErrorKind::Protocol,
+                        format!("reading the response body: {e}"),
+                    )
+                })?;
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                    if buf.len() > diagnose::MAX_ERROR_BODY {
+                        let head = Some(buf.freeze());
+                        return Ok(Response::from_parts(parts, ProxyBody::upstream(head, body)));
+                    }
+                }
+            }
+        }
+        let Some(finding) = diagnose::recognise(parts.status, &parts.headers, &buf, ctx.path())
+        else {
+            let body = if encoded {
+                ProxyBody::upstream(None, body)
+            } else {
+                ProxyBody::full(buf.freeze())
+            };
+            return Ok(Response::from_parts(parts, body));
+        };
+        self.metrics.record_denial(finding.entry.id);
+        tracing::info!(
+            request_id = %ctx.request_id_str(),
+            status = parts.status.as_u16(),
+            diagnosis = finding.entry.id,
+            "upstream refused the request"
+        );
+        // git prompts for a user name on a 401 and hides the text; when the
+        // proxy supplied the credential, a prompt cannot help, so git gets
+        // a 403 it prints. A client sending its own credential keeps the
+        // 401 challenge.
+        let status = if ctx.client == ClientKind::Git
+            && parts.status == http::StatusCode::UNAUTHORIZED
+            && credential_supplied
+        {
+            http::StatusCode::FORBIDDEN
+        } else {
+            parts.status
+        };
+        Ok(diagnose::render::response(&finding, ctx, status, parts.headers))
     }
 
     /// Buffers a small JSON discovery document and rewrites the host URLs

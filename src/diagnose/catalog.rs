@@ -1,0 +1,274 @@
+//! The catalog of recognised failures, as data: one entry per case with a
+//! stable id, a title, the cause, what the user can do, what an
+//! administrator can do, and a documentation link. `{org}` in a text is
+//! replaced by the organization of the request, `{redirect_uri}` and
+//! `{admin_consent_url}` by the proxy's values.
+
+/// Who can fix the problem; decides the wording and the status for git.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fixer {
+    /// The user (sign in again, use another account, wait).
+    User,
+    /// An administrator of the organization or tenant.
+    Admin,
+    /// The operator of this proxy (its registration or secret).
+    Operator,
+}
+
+/// One recognised case.
+#[derive(Debug)]
+pub struct Entry {
+    /// Stable id: metric label, `adoAuthProxy.id`, problem type.
+    pub id: &'static str,
+    /// One line.
+    pub title: &'static str,
+    /// What happened.
+    pub cause: &'static str,
+    /// What the user can do.
+    pub user_fix: &'static str,
+    /// What an administrator can do.
+    pub admin_fix: &'static str,
+    /// Where to read more.
+    pub docs: &'static str,
+    /// Whether signing in again may help (a link is offered).
+    pub sign_in_again: bool,
+    /// Who must act.
+    pub fixer: Fixer,
+}
+
+const AUTH_DOCS: &str = "https://learn.microsoft.com/azure/devops/organizations/accounts/faq-user-and-permissions-management";
+const POLICY_DOCS: &str = "https://learn.microsoft.com/azure/devops/organizations/accounts/change-application-access-policies";
+const CA_DOCS: &str = "https://learn.microsoft.com/azure/devops/organizations/accounts/change-application-access-policies#cap-support-on-azure-devops";
+const PERMISSION_DOCS: &str =
+    "https://learn.microsoft.com/azure/devops/organizations/security/troubleshoot-permissions";
+const RATE_DOCS: &str = "https://learn.microsoft.com/azure/devops/integrate/concepts/rate-limits";
+const ENTRA_ERRORS: &str =
+    "https://learn.microsoft.com/entra/identity-platform/reference-error-codes";
+const CONSENT_DOCS: &str =
+    "https://learn.microsoft.com/entra/identity/enterprise-apps/grant-admin-consent";
+
+/// Every case, upstream (Azure DevOps) first, then sign-in (Entra).
+pub static CATALOG: &[Entry] = &[
+    // --- Azure DevOps answers ---
+    Entry {
+        id: "token-not-accepted",
+        title: "Azure DevOps did not accept the credential",
+        cause: "Azure DevOps answered as if no one were signed in (TF400813, a sign-in page, or a bare 401): the token was expired, revoked, issued for another directory, or sent in a form it ignores.",
+        user_fix: "Sign in again. If it keeps happening, make sure you sign in with the account that belongs to the organization.",
+        admin_fix: "Check that the proxy's app registration requests the Azure DevOps scope (499b84ac-1321-427f-aa17-267ca6975798) and that the tenant is the organization's.",
+        docs: AUTH_DOCS,
+        sign_in_again: true,
+        fixer: Fixer::User,
+    },
+    Entry {
+        id: "oauth-disabled",
+        title: "The organization refuses access through OAuth apps, or you have no access",
+        cause: "Azure DevOps accepted who you are but refused the request (TF400813: the user is not authorized). The same answer comes when the organization has turned off \"Third-party application access via OAuth\" (tokens are issued, every call fails) and when your account has no access to the organization or project.",
+        user_fix: "Ask an organization administrator whether OAuth application access is allowed, and whether your account has access to this organization.",
+        admin_fix: "In Organization settings > Policies, turn on \"Third-party application access via OAuth\" (https://dev.azure.com/{org}/_settings/organizationPolicy), or grant the user access.",
+        docs: POLICY_DOCS,
+        sign_in_again: false,
+        fixer: Fixer::Admin,
+    },
+    Entry {
+        id: "not-a-member",
+        title: "Your account is not a member of this organization",
+        cause: "Azure DevOps does not know this identity in the organization (VS30063): the account is not a member, has no license, or belongs to another directory.",
+        user_fix: "Sign in with the account that belongs to the organization, or ask to be added to it.",
+        admin_fix: "Add the user (Organization settings > Users) with an access level, or connect the organization to the user's directory.",
+        docs: AUTH_DOCS,
+        sign_in_again: true,
+        fixer: Fixer::Admin,
+    },
+    Entry {
+        id: "conditional-access",
+        title: "Blocked by your organization's Conditional Access policy",
+        cause: "Microsoft Entra Conditional Access refused this request (VS403463), usually because of the network or device it comes from.",
+        user_fix: "Connect from an allowed network or a compliant device, then try again.",
+        admin_fix: "Review the Conditional Access policies for Azure DevOps and the organization's IP policy (\"Enable IP Conditional Access policy validation on non-interactive flows\").",
+        docs: CA_DOCS,
+        sign_in_again: false,
+        fixer: Fixer::Admin,
+    },
+    Entry {
+        id: "first-sign-in-required",
+        title: "This identity has never signed in to the organization",
+        cause: "Azure DevOps has not yet materialised this identity in the organization (TF401444). A user must sign in once on the web; a service principal or managed identity must be added by an administrator.",
+        user_fix: "Open https://dev.azure.com/{org} in a browser and sign in once, then try again.",
+        admin_fix: "For a service principal or managed identity, add it in Organization settings > Users.",
+        docs: AUTH_DOCS,
+        sign_in_again: false,
+        fixer: Fixer::User,
+    },
+    Entry {
+        id: "pat-expired",
+        title: "The personal access token has expired",
+        cause: "Azure DevOps refused the personal access token because it expired.",
+        user_fix: "Ask the operator of this proxy to renew the token.",
+        admin_fix: "Create a new personal access token and write it to auth.pat_file (the proxy re-reads it; no restart needed).",
+        docs: "https://learn.microsoft.com/azure/devops/organizations/accounts/use-personal-access-tokens-to-authenticate",
+        sign_in_again: false,
+        fixer: Fixer::Operator,
+    },
+    Entry {
+        id: "not-found-or-no-permission",
+        title: "Not found, or you have no permission to see it",
+        cause: "Azure DevOps hides what you may not read: the repository or project does not exist, or you lack the permission to see it (TF401019, VS800075, TF200016).",
+        user_fix: "Check the name in the URL; if it is right, ask a project administrator for Read permission.",
+        admin_fix: "Grant the user Read on the repository or \"View project-level information\" on the project.",
+        docs: PERMISSION_DOCS,
+        sign_in_again: false,
+        fixer: Fixer::Admin,
+    },
+    Entry {
+        id: "permission-denied",
+        title: "You lack a permission for this action",
+        cause: "Azure DevOps knows you but a permission is missing (for example TF401027 or \"Access Denied: ... needs the following permission(s)\").",
+        user_fix: "Ask a project administrator for the permission named in the message.",
+        admin_fix: "Grant the permission named in the message to the user or one of their groups.",
+        docs: PERMISSION_DOCS,
+        sign_in_again: false,
+        fixer: Fixer::Admin,
+    },
+    Entry {
+        id: "throttled",
+        title: "Azure DevOps is rate-limiting you",
+        cause: "Your usage went over Azure DevOps' global limit (200 TSTUs in a sliding 5-minute window), so requests are blocked for now (TF400733, HTTP 429).",
+        user_fix: "Wait the number of seconds in Retry-After, then retry; spread heavy jobs out.",
+        admin_fix: "Find the heavy caller on https://dev.azure.com/{org}/_usersSettings/usage; a Basic + Test Plans access level raises the limits.",
+        docs: RATE_DOCS,
+        sign_in_again: false,
+        fixer: Fixer::User,
+    },
+    // --- sign-in answers (Microsoft Entra ID) ---
+    Entry {
+        id: "consent-declined",
+        title: "You declined the permissions",
+        cause: "The sign-in stopped because the permissions the proxy asks for were declined (access_denied, AADSTS65004).",
+        user_fix: "Sign in again and accept the permissions.",
+        admin_fix: "If users may not consent, grant admin consent for the app ({admin_consent_url}).",
+        docs: CONSENT_DOCS,
+        sign_in_again: true,
+        fixer: Fixer::User,
+    },
+    Entry {
+        id: "consent-required",
+        title: "An administrator must approve this app",
+        cause: "Your directory requires an administrator to consent to the app's Azure DevOps permission before users can sign in (AADSTS65001, 90094 or 90095).",
+        user_fix: "Ask a directory administrator to grant consent; send them this page.",
+        admin_fix: "Grant tenant-wide admin consent: {admin_consent_url}",
+        docs: CONSENT_DOCS,
+        sign_in_again: true,
+        fixer: Fixer::Admin,
+    },
+    Entry {
+        id: "mfa-required",
+        title: "Multi-factor authentication is required",
+        cause: "Your directory requires multi-factor authentication (or security-info registration) for this sign-in (AADSTS50076, 50079, 50074 or 50158).",
+        user_fix: "Sign in again and complete the multi-factor prompt; register security info if asked.",
+        admin_fix: "No action needed unless the MFA policy is wrong.",
+        docs: ENTRA_ERRORS,
+        sign_in_again: true,
+        fixer: Fixer::User,
+    },
+    Entry {
+        id: "conditional-access-sign-in",
+        title: "Sign-in blocked by Conditional Access",
+        cause: "A Conditional Access policy blocked this sign-in (AADSTS53000-53003, 530032): the device is not compliant or managed, the app is not approved, or the location is blocked.",
+        user_fix: "Sign in from a compliant device or an allowed network.",
+        admin_fix: "Review the Conditional Access sign-in logs with the correlation id below.",
+        docs: ENTRA_ERRORS,
+        sign_in_again: false,
+        fixer: Fixer::Admin,
+    },
+    Entry {
+        id: "app-not-in-tenant",
+        title: "The proxy's app is not registered in this directory",
+        cause: "Microsoft Entra does not know the proxy's client id in this directory (AADSTS700016): wrong auth.client_id or auth.tenant.",
+        user_fix: "Nothing you can fix: tell the proxy's operator.",
+        admin_fix: "Check auth.client_id and auth.tenant against the app registration, or consent to the app in this tenant.",
+        docs: ENTRA_ERRORS,
+        sign_in_again: false,
+        fixer: Fixer::Operator,
+    },
+    Entry {
+        id: "client-credential-invalid",
+        title: "The proxy's client secret or certificate is wrong or expired",
+        cause: "Microsoft Entra refused the proxy's own credential (AADSTS7000215, 7000222 or 7000218). This is an operator error, not yours.",
+        user_fix: "Nothing you can fix: tell the proxy's operator.",
+        admin_fix: "Create a new client secret (or certificate) on the app registration and update auth.client_secret_file (re-read without restart) or the certificate files.",
+        docs: ENTRA_ERRORS,
+        sign_in_again: false,
+        fixer: Fixer::Operator,
+    },
+    Entry {
+        id: "redirect-uri-mismatch",
+        title: "The proxy's callback URL is not registered",
+        cause: "The redirect URI the proxy sent ({redirect_uri}) is not registered on the app (AADSTS50011).",
+        user_fix: "Nothing you can fix: tell the proxy's operator.",
+        admin_fix: "Add {redirect_uri} as a Web redirect URI on the app registration, or set listen.public_url to the registered URL.",
+        docs: ENTRA_ERRORS,
+        sign_in_again: false,
+        fixer: Fixer::Operator,
+    },
+    Entry {
+        id: "wrong-tenant-user",
+        title: "Your account is not in this directory",
+        cause: "The account you signed in with is not a member or guest of the directory this proxy uses (AADSTS50020 or 90072).",
+        user_fix: "Sign in with your work account of the organization's directory.",
+        admin_fix: "Invite the user as a guest, or configure the right auth.tenant.",
+        docs: ENTRA_ERRORS,
+        sign_in_again: true,
+        fixer: Fixer::User,
+    },
+    Entry {
+        id: "user-not-assigned",
+        title: "You are not assigned to this app",
+        cause: "The app requires assignment and your account is not assigned to it (AADSTS50105).",
+        user_fix: "Ask a directory administrator to assign you to the app.",
+        admin_fix: "Assign the user (or a group) in Enterprise applications > the proxy's app > Users and groups.",
+        docs: ENTRA_ERRORS,
+        sign_in_again: false,
+        fixer: Fixer::Admin,
+    },
+    Entry {
+        id: "code-replayed",
+        title: "This sign-in was already used",
+        cause: "The sign-in code was redeemed before (AADSTS54005): a double submit, the browser's back button, or a retried request.",
+        user_fix: "Sign in again.",
+        admin_fix: "No action needed.",
+        docs: ENTRA_ERRORS,
+        sign_in_again: true,
+        fixer: Fixer::User,
+    },
+];
+
+/// The entry with `id`. Ids are compile-time constants of this file; an
+/// unknown one is a bug, answered with the first entry rather than a panic.
+pub fn entry(id: &str) -> &'static Entry {
+    CATALOG.iter().find(|e| e.id == id).unwrap_or(&CATALOG[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_every_entry_is_complete() {
+        let mut ids: Vec<&str> = CATALOG.iter().map(|e| e.id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), CATALOG.len());
+        for e in CATALOG {
+            assert!(
+                e.id.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{}",
+                e.id
+            );
+            for text in [e.title, e.cause, e.user_fix, e.admin_fix] {
+                assert!(!text.is_empty(), "{}", e.id);
+            }
+            assert!(e.docs.starts_with("https://"), "{}", e.id);
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Recognising Azure DevOps and Entra failures: which catalog case an
+//! upstream answer (status, `X-TFS-ServiceError`, the JSON `message` and
+//! `typeKey`, an HTML `<title>`) or a sign-in error (`error`,
+//! `error_codes`, AADSTS codes in the description) is, with the facts an
+//! answer should keep: the original status and message and the
+//! correlation ids. `render.rs` writes the answer in the client's language.
+
+pub mod catalog;
+pub mod render;
+
+use http::{HeaderMap, StatusCode, header};
+
+pub use catalog::{CATALOG, Entry, Fixer};
+
+/// Largest upstream error body read to recognise it; larger ones pass
+/// through untouched.
+pub const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Correlation headers Azure DevOps and Entra send, kept on every answer.
+const CORRELATION_HEADERS: &[&str] = &[
+    "x-vss-e2eid",
+    "activityid",
+    "x-tfs-session",
+    "x-ms-request-id",
+];
+
+/// A recognised failure and what the answer must keep of it.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// The catalog case.
+    pub entry: &'static Entry,
+    /// The status the upstream (or sign-in step) answered.
+    pub status: StatusCode,
+    /// Azure DevOps' (or the provider's) own message, if any.
+    pub message: Option<String>,
+    /// Azure DevOps' `typeKey`, if any.
+    pub type_key: Option<String>,
+    /// The upstream's JSON error object, kept for the ADO-shaped answer.
+    pub original: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Correlation ids: (name, value).
+    pub ids: Vec<(String, String)>,
+    /// Values for the catalog's placeholders.
+    pub vars: Vars,
+}
+
+/// Values substituted into catalog texts.
+#[derive(Debug, Clone, Default)]
+pub struct Vars {
+    /// `{org}`: the organization of the request.
+    pub org: Option<String>,
+    /// `{redirect_uri}`: the callback URL the proxy sent.
+    pub redirect_uri: Option<String>,
+    /// `{admin_consent_url}`: where an administrator grants consent.
+    pub admin_consent_url: Option<String>,
+}
+
+/// The error codes Azure DevOps puts in messages: `TF400813`, `VS30063`.
+pub fn ado_codes(text: &str) -> Vec<&str> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 2 < b.len() {
+        let prefix = &b[i..i + 2];
+        let boundary = i == 0 || !b[i - 1].is_ascii_alphanumeric();
+        if boundary && (prefix == b"TF" || prefix == b"VS") {
+            let digits = b[i + 2..].iter().take_while(|c| c.is_ascii_digit()).count();
+            let end = i + 2 + digits;
+            let after_ok = b.get(end).is_none_or(|c| !c.is_ascii_alphanumeric());
+            if (5..=6).contains(&digits) && after_ok {
+                out.push(&text[i..end]);
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// AADSTS numbers in a text (`AADSTS50076: ...`).
+pub fn aadsts_codes(text: &str) -> Vec<u64> {
+    text.match_indices("AADSTS")
+        .filter_map(|(i, _)| {
+            let digits: String = text[i + 6..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        })
+        .collect()
+}
+
+/// Whether an upstream answer may be a recognised failure, from its head
+/// alone: the body is then read (bounded) and [`recognise`]d.
+pub fn worth_inspecting(status: StatusCode, headers: &HeaderMap, path: &str) -> bool {
+    match status.as_u16() {
+        203 | 401 | 403 | 404 | 429 => true,
+        200..=299 => is_api_path(path) && is_html(headers),
+        _ => false,
+    }
+}
+
+fn is_api_path(path: &str) -> bool {
+    path.contains("/_apis/") || path.ends_with("/_apis")
+}
+
+fn is_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("text/html"))
+}
+
+/// The catalog case of an upstream answer, if it is one. `body` is empty
+/// when it could not be read (compressed or too large).
+pub fn recognise(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    path: &str,
+) -> Option<Finding> {
+    let text = String::from_utf8_lossy(body);
+    let json: Option<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.as_object().cloned());
+    let json_message = json
+        .as_ref()
+        .and_then(|o| o.get("message"))
+        .and_then(|m| m.as_str())
+        .map(str::to_string);
+    let title = if is_html(headers) {
+        html_title(&text)
+    } else {
+        None
+    };
+    let service_error = headers
+        .get("x-tfs-serviceerror")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            url::form_urlencoded::parse(format!("m={v}").as_bytes())
+                .next()
+                .map(|(_, m)| m.into_owned())
+                .unwrap_or_default()
+        });
+    let plain = (!is_html(headers) && json.is_none() && !text.trim().is_empty())
+        .then(|| text.trim().chars().take(1000).collect::<String>());
+    // Where the message comes from, in the reference's order (§4.3).
+    let message = json_message
+        .or(title)
+        .or(service_error)
+        .or(plain)
+        .filter(|m| !m.is_empty());
+    let m = message.as_deref().unwrap_or("");
+    let codes = ado_codes(m);
+    let has = |code: &str| codes.contains(&code);
+    let s = status.as_u16();
+
+    let id = if s == 203 || ((200..300).contains(&s) && is_api_path(path) && is_html(headers)) {
+        "token-not-accepted"
+    } else if s == 429 || has("TF400733") {
+        "throttled"
+    } else if has("VS403463") {
+        "conditional-access"
+    } else if has("TF401444") {
+        "first-sign-in-required"
+    } else if has("VS30063") {
+        "not-a-member"
+    } else if m.contains("Personal Access Token used has expired") {
+        "pat-expired"
+    } else if has("TF400813") && m.contains("is not authorized to access") {
+        "oauth-disabled"
+    } else if s == 401 {
+        "token-not-accepted"
+    } else if has("TF401019") || has("VS800075") || has("TF200016") {
+        "not-found-or-no-permission"
+    } else if s == 403 {
+        "permission-denied"
+    } else {
+        return None;
+    };
+    let type_key = json
+        .as_ref()
+        .and_then(|o| o.get("typeKey"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    Some(Finding {
+        entry: catalog::entry(id),
+        status,
+        message,
+        type_key,
+        original: json.filter(|o| o.contains_key("message")),
+        ids: correlation_ids(headers),
+        vars: Vars {
+            org: organization(path),
+            ..Vars::default()
+        },
+    })
+}
+
+/// The correlation ids among `headers`.
+pub fn correlation_ids(headers: &HeaderMap) -> Vec<(String, String)> {
+    CORRELATION_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let v = headers.get(*name)?.to_str().ok()?;
+            Some((header_display_name(name).to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+fn header_display_name(name: &str) -> &'static str {
+    match name {
+        "x-vss-e2eid" => "X-VSS-E2EID",
+        "activityid" => "ActivityId",
+        "x-tfs-session" => "X-TFS-Session",
+        _ => "x-ms-request-id",
+    }
+}
+
+/// The first path segment, when it looks like an organization.
+fn organization(path: &str) -> Option<String> {
+    let first = path.trim_start_matches('/').split('/').next()?;
+    let ok = !first.is_empty() && !first.starts_with('_') && !first.starts_with('.');
+    ok.then(|| first.to_string())
+}
+
+fn html_title(html: &str) -> Option<String> {
+    let lower = html.to_ascii_lowercase();
+    let start = lower.find("<title")?;
+    let open_end = lower[start..].find('>')? + start + 1;
+    let end = lower[open_end..].find("</title>")? + open_end;
+    let title = html[open_end..end].trim();
+    (!title.is_empty()).then(|| title.to_string())
+}
+
+/// The catalog case of a sign-in failure: the provider's `error`, its
+/// AADSTS codes (from `error_codes` or the description).
+pub fn recognise_sign_in(error: &str, codes: &[u64], description: &str) -> Option<&'static Entry> {
+    let mut all: Vec<u64> = codes.to_vec();
+    all.extend(aadsts_codes(description));
+    let any = |set: &[u64]| all.iter().any(|c| set.contains(c));
+    let id = if any(&[54005]) {
+        "code-replayed"
+    } else if any(&[65004]) {
+        "consent-declined"
+    } else if any(&[65001, 90094, 90095]) {
+        "consent-required"
+    } else if any(&[50076, 50079, 50074, 50158]) {
+        "mfa-required"
+    } else if any(&[53000, 53001, 53002, 53003, 530032]) {
+        "conditional-access-sign-in"
+    } else if any(&[700016]) {
+        "app-not-in-tenant"
+    } else if any(&[7000215, 7000222, 7000218]) {
+        "client-credential-invalid"
+    } else if any(&[50011]) {
+        "redirect-uri-mismatch"
+    } else if any(&[50020, 90072]) {
+        "wrong-tenant-user"
+    } else if any(&[50105]) {
+        "user-not-assigned"
+    } else if error == "access_denied" {
+        "consent-declined"
+    } else {
+        return None;
+    };
+    Some(catalog::entry(id))
+}
+
+/// Entra's trace and correlation ids from an `error_description`
+/// (`...\r\nTrace ID: x\r\nCorrelation ID: y\r\n...`).
+pub fn ids_in_description(description: &str) -> Vec<(String, String)> {
+    ["Trace ID", "Correlation ID", "Timestamp"]
+        .iter()
+        .filter_map(|label| {
+            let i = description.find(&format!("{label}: "))? + label.len() + 2;
+            let v: String = description[i..]
+                .chars()
+                .take_while(|c| *c != '\r' && *c != '\n')
+                .collect();
+            (!v.trim().is_empty()).then(|| (label.to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

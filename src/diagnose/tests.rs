@@ -1,0 +1,313 @@
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use super::*;
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    h
+}
+
+fn check(status: u16, head: &[(&str, &str)], body: &str, path: &str, want: Option<&str>) {
+    let got = recognise(
+        StatusCode::from_u16(status).unwrap(),
+        &headers(head),
+        body.as_bytes(),
+        path,
+    );
+    assert_eq!(got.as_ref().map(|f| f.entry.id), want, "{status} {body:?}");
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json; charset=utf-8");
+const HTML: (&str, &str) = ("content-type", "text/html; charset=utf-8");
+const API: &str = "/contoso/_apis/projects";
+
+#[test]
+fn recognises_azure_devops_answers() {
+    let wrapped = |msg: &str, key: &str| {
+        format!(
+            r#"{{"$id":"1","innerException":null,"message":"{msg}","typeName":"X, Y","typeKey":"{key}","errorCode":0,"eventId":3000}}"#
+        )
+    };
+    check(
+        203,
+        &[HTML],
+        "<html><title>Sign In</title></html>",
+        API,
+        Some("token-not-accepted"),
+    );
+    check(
+        200,
+        &[HTML],
+        "<html><title>Azure DevOps Services | Sign In</title></html>",
+        API,
+        Some("token-not-accepted"),
+    );
+    check(
+        200,
+        &[HTML],
+        "<html>a wiki page</html>",
+        "/contoso/proj/_wiki",
+        None,
+    );
+    check(401, &[], "", API, Some("token-not-accepted"));
+    check(
+        401,
+        &[(
+            "x-tfs-serviceerror",
+            "TF400813%3a+Resource+not+available+for+anonymous+access.+Client+authentication+required.",
+        )],
+        "",
+        API,
+        Some("token-not-accepted"),
+    );
+    check(
+        401,
+        &[JSON],
+        &wrapped(
+            "TF400813: The user 'c6d0b4e8-0000-0000-0000-000000000000' is not authorized to access this resource.",
+            "UnauthorizedRequestException",
+        ),
+        API,
+        Some("oauth-disabled"),
+    );
+    check(
+        401,
+        &[("content-type", "text/plain")],
+        "TF400813: The user '00000000-0000-0000-0000-000000000000' is not authorized to access this resource.",
+        API,
+        Some("oauth-disabled"),
+    );
+    check(
+        401,
+        &[JSON],
+        &wrapped(
+            "VS30063: You are not authorized to access https://dev.azure.com.",
+            "UnauthorizedRequestException",
+        ),
+        API,
+        Some("not-a-member"),
+    );
+    check(
+        401,
+        &[JSON],
+        &wrapped(
+            "VS403463: The conditional access policy defined by your Microsoft Entra administrator has failed.",
+            "VssServiceException",
+        ),
+        API,
+        Some("conditional-access"),
+    );
+    check(
+        403,
+        &[HTML],
+        "<html><head><title>VS403463: The conditional access policy defined by your Azure Active Directory administrator has failed.</title></head></html>",
+        API,
+        Some("conditional-access"),
+    );
+    check(
+        401,
+        &[JSON],
+        &wrapped(
+            "TF401444: Please sign-in at least once as contoso\\\\dana in a web browser to enable access to the service.",
+            "UnexpectedTokenValidationException",
+        ),
+        API,
+        Some("first-sign-in-required"),
+    );
+    check(
+        401,
+        &[JSON],
+        &wrapped(
+            "Access Denied: The Personal Access Token used has expired.",
+            "AccessCheckException",
+        ),
+        API,
+        Some("pat-expired"),
+    );
+    check(
+        404,
+        &[JSON],
+        &wrapped(
+            "TF401019: The Git repository with name or identifier r does not exist or you do not have permissions for the operation you are attempting.",
+            "GitRepositoryNotFoundException",
+        ),
+        API,
+        Some("not-found-or-no-permission"),
+    );
+    check(
+        404,
+        &[JSON],
+        &wrapped(
+            "VS800075: The project with id 'x' does not exist, or you do not have permission to access it.",
+            "ProjectDoesNotExistException",
+        ),
+        API,
+        Some("not-found-or-no-permission"),
+    );
+    check(404, &[JSON], &wrapped("Not here", "Whatever"), API, None);
+    check(
+        403,
+        &[JSON],
+        &wrapped(
+            "TF401027: You need the Git 'GenericContribute' permission to perform this action.",
+            "GitNeedsPermissionException",
+        ),
+        API,
+        Some("permission-denied"),
+    );
+    check(
+        429,
+        &[("retry-after", "30")],
+        &wrapped(
+            "TF400733: The request has been canceled: Request was blocked due to exceeding usage of resource 'Core' in namespace 'User'.",
+            "RequestBlockedException",
+        ),
+        API,
+        Some("throttled"),
+    );
+    check(
+        500,
+        &[JSON],
+        &wrapped(
+            "TF400898: An Internal Error Occurred.",
+            "HttpResponseException",
+        ),
+        API,
+        None,
+    );
+}
+
+#[test]
+fn keeps_message_type_key_ids_and_organization() {
+    let f = recognise(
+        StatusCode::UNAUTHORIZED,
+        &headers(&[JSON, ("activityid", "a-1"), ("x-vss-e2eid", "e-2"), ("x-tfs-session", "s-3")]),
+        br#"{"$id":"1","innerException":null,"message":"VS30063: You are not authorized to access https://dev.azure.com.","typeName":"X","typeKey":"UnauthorizedRequestException","errorCode":0,"eventId":3000}"#,
+        "/fabrikam/_apis/git/repositories",
+    )
+    .unwrap();
+    assert_eq!(
+        f.message.as_deref(),
+        Some("VS30063: You are not authorized to access https://dev.azure.com.")
+    );
+    assert_eq!(f.type_key.as_deref(), Some("UnauthorizedRequestException"));
+    assert_eq!(f.vars.org.as_deref(), Some("fabrikam"));
+    let names: Vec<&str> = f.ids.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["X-VSS-E2EID", "ActivityId", "X-TFS-Session"]);
+    assert!(f.original.is_some());
+}
+
+#[test]
+fn finds_codes_only_on_word_boundaries() {
+    assert_eq!(
+        ado_codes("TF400813: x; see VS30063."),
+        ["TF400813", "VS30063"]
+    );
+    assert!(ado_codes("STF400813 VS12 TF1234567").is_empty());
+    assert_eq!(
+        aadsts_codes("AADSTS70002: x. AADSTS54005: y"),
+        [70002, 54005]
+    );
+}
+
+#[test]
+fn recognises_sign_in_failures() {
+    let cases: &[(&str, &[u64], &str, Option<&str>)] = &[
+        (
+            "access_denied",
+            &[],
+            "AADSTS65004: User declined to consent",
+            Some("consent-declined"),
+        ),
+        (
+            "access_denied",
+            &[],
+            "the user canceled",
+            Some("consent-declined"),
+        ),
+        ("invalid_grant", &[65001], "", Some("consent-required")),
+        (
+            "access_denied",
+            &[],
+            "AADSTS90094: admin consent",
+            Some("consent-required"),
+        ),
+        ("invalid_grant", &[50076], "", Some("mfa-required")),
+        ("interaction_required", &[50079], "", Some("mfa-required")),
+        (
+            "interaction_required",
+            &[],
+            "AADSTS50158: External security challenge",
+            Some("mfa-required"),
+        ),
+        (
+            "access_denied",
+            &[53003],
+            "",
+            Some("conditional-access-sign-in"),
+        ),
+        (
+            "invalid_grant",
+            &[530032],
+            "",
+            Some("conditional-access-sign-in"),
+        ),
+        (
+            "unauthorized_client",
+            &[700016],
+            "",
+            Some("app-not-in-tenant"),
+        ),
+        (
+            "invalid_client",
+            &[7000215],
+            "",
+            Some("client-credential-invalid"),
+        ),
+        (
+            "invalid_client",
+            &[7000222],
+            "",
+            Some("client-credential-invalid"),
+        ),
+        (
+            "invalid_client",
+            &[7000218],
+            "",
+            Some("client-credential-invalid"),
+        ),
+        (
+            "invalid_request",
+            &[],
+            "AADSTS50011: The redirect URI ...",
+            Some("redirect-uri-mismatch"),
+        ),
+        ("invalid_request", &[50020], "", Some("wrong-tenant-user")),
+        ("invalid_request", &[90072], "", Some("wrong-tenant-user")),
+        ("access_denied", &[50105], "", Some("user-not-assigned")),
+        ("invalid_grant", &[70002, 54005], "", Some("code-replayed")),
+        ("invalid_grant", &[50173], "", None),
+    ];
+    for (error, codes, desc, want) in cases {
+        assert_eq!(
+            recognise_sign_in(error, codes, desc).map(|e| e.id),
+            *want,
+            "{error} {codes:?} {desc}"
+        );
+    }
+}
+
+#[test]
+fn reads_entra_ids_from_a_description() {
+    let ids = ids_in_description(
+        "AADSTS65004: declined.\r\nTrace ID: t-1\r\nCorrelation ID: c-2\r\nTimestamp: 2026-11-22 04:00:00Z",
+    );
+    assert_eq!(ids[0], ("Trace ID".to_string(), "t-1".to_string()));
+    assert_eq!(ids[1], ("Correlation ID".to_string(), "c-2".to_string()));
+}
