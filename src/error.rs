@@ -10,8 +10,9 @@ use http::header::HeaderName;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
+use crate::diagnose::{self, Finding, Vars};
 use crate::identity::IdentityError;
-use crate::login::idp::{Failure, Grant};
+use crate::login::idp::{Failure, Grant, IdpError};
 use crate::login::provider::GrantError;
 use crate::metrics::UpstreamErrorKind;
 use crate::proxy::body::ProxyBody;
@@ -132,13 +133,15 @@ pub enum LoginError {
         error: String,
         /// `error_description` (untrusted text; escaped when shown).
         description: String,
+        /// The proxy's redirect URI and admin-consent URL, for the answer.
+        vars: Vars,
     },
     /// The callback has neither code nor error.
     #[error("callback without code")]
     MissingCode,
     /// Redeeming the code failed.
-    #[error(transparent)]
-    Redeem(GrantError),
+    #[error("{0}")]
+    Redeem(GrantError, Vars),
     /// The user is not on the allowlists.
     #[error("user not allowed: {reason}")]
     NotAllowed {
@@ -191,6 +194,59 @@ impl From<LoginError> for Error {
 // === impl LoginError ===
 
 impl LoginError {
+    /// The catalog case of a provider's refusal at sign-in, if known.
+    fn finding(&self, status: StatusCode) -> Option<Finding> {
+        let (error, codes, description, mut ids, vars) = match self {
+            Self::Denied {
+                error,
+                description,
+                vars,
+            } => (
+                error.as_str(),
+                Vec::new(),
+                description.as_str(),
+                Vec::new(),
+                vars,
+            ),
+            Self::Redeem(GrantError::Token(IdpError::Rejected { body, .. }), vars) => {
+                let ids: Vec<(String, String)> = [
+                    ("Correlation ID", &body.correlation_id),
+                    ("Trace ID", &body.trace_id),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.to_string(), v.clone()?)))
+                .collect();
+                (
+                    body.error.as_str(),
+                    body.error_codes.clone(),
+                    body.error_description.as_deref().unwrap_or(""),
+                    ids,
+                    vars,
+                )
+            }
+            _ => return None,
+        };
+        let entry = diagnose::recognise_sign_in(error, &codes, description)?;
+        if ids.is_empty() {
+            ids = diagnose::ids_in_description(description);
+        }
+        // The provider's own words, without the trailing id lines.
+        let message = description
+            .split(['\r', '\n'])
+            .next()
+            .filter(|m| !m.is_empty())
+            .unwrap_or(error);
+        Some(Finding {
+            entry,
+            status,
+            message: Some(message.chars().take(500).collect()),
+            type_key: None,
+            original: None,
+            ids,
+            vars: vars.clone(),
+        })
+    }
+
     /// A fixed label for metrics.
     pub fn slug(&self) -> &'static str {
         match self {
@@ -204,8 +260,8 @@ impl LoginError {
             Self::NotThisBrowser => "wrong_browser",
             Self::Denied { .. } => "provider_error",
             Self::MissingCode => "missing_code",
-            Self::Redeem(GrantError::IdToken(_)) => "id_token_invalid",
-            Self::Redeem(_) => "code_redemption",
+            Self::Redeem(GrantError::IdToken(_), _) => "id_token_invalid",
+            Self::Redeem(..) => "code_redemption",
             Self::NotAllowed { .. } => "not_allowed",
             Self::NotSignedIn => "not_signed_in",
             Self::BadForm => "bad_form",
@@ -237,7 +293,9 @@ impl LoginError {
                 "The sign-in was started too long ago and has expired. Start again.").sign_in_again(),
             Self::NotThisBrowser => a(S::BAD_REQUEST, "The sign-in was started elsewhere",
                 "The sign-in answer arrived without the cookie of the browser that started it (started in another browser, or cookies are blocked). Start again in this browser and allow cookies for this site.").sign_in_again(),
-            Self::Denied { error, description } => {
+            Self::Denied {
+                error, description, ..
+            } => {
                 let status = if error == "access_denied" { S::FORBIDDEN } else { S::BAD_REQUEST };
                 let mut text = format!("The sign-in provider answered \"{error}\"");
                 if !description.is_empty() {
@@ -251,7 +309,7 @@ impl LoginError {
             }
             Self::MissingCode => a(S::BAD_REQUEST, "The sign-in answer is incomplete",
                 "The provider's answer carried no authorization code. Start again.").sign_in_again(),
-            Self::Redeem(e) => redeem_answer(e, self.slug()),
+            Self::Redeem(e, _) => redeem_answer(e, self.slug()),
             Self::NotAllowed { reason } => a(S::FORBIDDEN, "You may not use this proxy",
                 &format!("You signed in successfully, but {reason}. Ask the proxy's administrator for access (auth.allowed_tenants, auth.allowed_users, auth.allowed_email_domains).")),
             Self::NotSignedIn => a(S::UNAUTHORIZED, "Not signed in",
@@ -478,6 +536,22 @@ pub fn into_response(err: &Error, ctx: &RequestCtx) -> Response<ProxyBody> {
         return resp;
     }
     let answer = err.answer(ctx);
+    if let Error::Login(login) = err {
+        if let Some(finding) = login.finding(answer.status) {
+            tracing::info!(
+                request_id = %ctx.request_id_str(),
+                diagnosis = finding.entry.id,
+                error = %err,
+                "sign-in refused by the provider"
+            );
+            return diagnose::render::response(
+                &finding,
+                ctx,
+                answer.status,
+                http::HeaderMap::new(),
+            );
+        }
+    }
     if answer.status.is_server_error() {
         tracing::warn!(request_id = %ctx.request_id_str(), error = %err, "request failed");
     } else {

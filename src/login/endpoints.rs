@@ -168,6 +168,7 @@ impl Login {
                 description: get("error_description")
                     .map(|d| d.chars().take(2000).collect())
                     .unwrap_or_default(),
+                vars: self.vars(),
             }));
         }
         let code = get("code").ok_or(Error::from(LoginError::MissingCode))?;
@@ -179,7 +180,7 @@ impl Login {
                 pending.nonce.as_deref(),
             )
             .await
-            .map_err(|e| Error::from(LoginError::Redeem(e)))?;
+            .map_err(|e| Error::from(LoginError::Redeem(e, self.vars())))?;
         if let Some(reason) = self.allow.refuse(&user) {
             tracing::info!(
                 upn = user.upn.as_deref().unwrap_or("-"),

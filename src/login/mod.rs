@@ -212,6 +212,15 @@ impl Login {
         self.purge_pending();
     }
 
+    /// What sign-in answers fill into the catalog texts.
+    fn vars(&self) -> crate::diagnose::Vars {
+        crate::diagnose::Vars {
+            org: None,
+            redirect_uri: Some(self.provider.redirect_uri().to_string()),
+            admin_consent_url: self.provider.admin_consent_url(),
+        }
+    }
+
     /// Drops pending sign-ins older than `login_timeout`.
     fn purge_pending(&self) {
         let timeout = self.login_timeout;

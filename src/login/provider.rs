@@ -180,6 +180,26 @@ impl Provider {
         self.kind
     }
 
+    /// The redirect URI the proxy sends.
+    pub fn redirect_uri(&self) -> &Url {
+        &self.redirect_uri
+    }
+
+    /// Entra: where a directory administrator grants tenant-wide consent
+    /// to the app's Azure DevOps permission.
+    pub fn admin_consent_url(&self) -> Option<String> {
+        if self.kind != Kind::Entra {
+            return None;
+        }
+        let tenant = self.tenant.as_deref().unwrap_or("organizations");
+        let mut url = self.join(&format!("{tenant}/v2.0/adminconsent"));
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.client_id)
+            .append_pair("scope", "499b84ac-1321-427f-aa17-267ca6975798/.default")
+            .append_pair("redirect_uri", self.redirect_uri.as_str());
+        Some(url.to_string())
+    }
+
     /// The proxy's client id at the provider.
     pub fn client_id(&self) -> &str {
         &self.client_id

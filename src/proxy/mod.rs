@@ -485,7 +485,12 @@ impl Inner {
         } else {
             parts.status
         };
-        Ok(diagnose::render::response(&finding, ctx, status, parts.headers))
+        Ok(diagnose::render::response(
+            &finding,
+            ctx,
+            status,
+            parts.headers,
+        ))
     }
 
     /// Buffers a small JSON discovery document and rewrites the host URLs

@@ -338,8 +338,12 @@ async fn a_wrong_client_secret_at_sign_in_blames_the_operator() {
     let (_, resp) = sign_in(&s).await;
     assert_eq!(resp.status(), 502);
     let html = resp.text().await.unwrap();
-    assert!(html.contains("This is not your fault"), "{html}");
+    assert!(html.contains("an operator error, not yours"), "{html}");
     assert!(html.contains("AADSTS7000215"), "{html}");
+    assert!(
+        html.contains("aaaa0000-bb11-2222-33cc-444444dddddd"),
+        "Entra's correlation id: {html}"
+    );
 }
 
 async fn legacy(access_ttl: Duration, secret: &str) -> Setup {
@@ -646,4 +650,99 @@ async fn a_rotated_signing_key_is_fetched_but_not_on_every_unknown_kid() {
     tokio::time::sleep(ado_auth_proxy::login::id_token::REFETCH_MIN).await;
     assert_eq!(sign_in(&s).await.1.status(), 302);
     assert_eq!(s.idp.jwks_fetches(), 2);
+}
+
+#[tokio::test]
+async fn sign_in_refusals_name_the_cause_and_the_fix() {
+    use crate::support::fake_idp::Mode::{AuthorizeError, RedeemError};
+    let s = setup(Duration::from_secs(60), |_, _| {}).await;
+    let callback = format!("{}/.auth/callback", s.url);
+    let cases = [
+        (
+            AuthorizeError("access_denied", 65004),
+            403,
+            "You declined the permissions",
+            "accept the permissions",
+        ),
+        (
+            AuthorizeError("consent_required", 65001),
+            400,
+            "An administrator must approve this app",
+            "/v2.0/adminconsent?client_id=4b7c5e8a",
+        ),
+        (
+            AuthorizeError("access_denied", 90094),
+            403,
+            "An administrator must approve this app",
+            "adminconsent",
+        ),
+        (
+            AuthorizeError("interaction_required", 50076),
+            400,
+            "Multi-factor authentication is required",
+            "multi-factor prompt",
+        ),
+        (
+            AuthorizeError("access_denied", 53003),
+            403,
+            "Sign-in blocked by Conditional Access",
+            "compliant device",
+        ),
+        (
+            AuthorizeError("unauthorized_client", 700016),
+            400,
+            "not registered in this directory",
+            "auth.client_id",
+        ),
+        (
+            AuthorizeError("invalid_request", 50011),
+            400,
+            "callback URL is not registered",
+            callback.as_str(),
+        ),
+        (
+            AuthorizeError("access_denied", 50020),
+            403,
+            "Your account is not in this directory",
+            "work account",
+        ),
+        (
+            AuthorizeError("access_denied", 50105),
+            403,
+            "You are not assigned to this app",
+            "assign you",
+        ),
+        (
+            RedeemError(401, "invalid_client", 7000222),
+            502,
+            "client secret or certificate is wrong or expired",
+            "auth.client_secret_file",
+        ),
+        (
+            RedeemError(400, "invalid_grant", 54005),
+            400,
+            "This sign-in was already used",
+            "Sign in again",
+        ),
+        (
+            RedeemError(400, "invalid_request", 50011),
+            502,
+            "callback URL is not registered",
+            callback.as_str(),
+        ),
+    ];
+    for (mode, status, title, fix) in cases {
+        s.idp.set_mode(mode);
+        let (_, resp) = sign_in(&s).await;
+        assert_eq!(resp.status(), status, "{mode:?}");
+        assert!(resp.headers().get("set-cookie").is_none(), "{mode:?}");
+        let html = resp.text().await.unwrap();
+        let text = html.replace("&#39;", "'").replace("&amp;", "&");
+        assert!(text.contains(title), "{mode:?}: {html}");
+        assert!(text.contains(fix), "{mode:?} lacks {fix:?}: {html}");
+        assert!(
+            text.contains("aaaa0000-bb11-2222-33cc-444444dddddd"),
+            "{mode:?}: correlation id"
+        );
+    }
 }

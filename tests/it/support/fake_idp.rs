@@ -34,6 +34,10 @@ pub enum Mode {
     InvalidClient,
     /// Token calls: HTTP 503 `temporarily_unavailable`.
     Down,
+    /// Authorize redirects back with this `error` and AADSTS code.
+    AuthorizeError(&'static str, u64),
+    /// Code redemption answers this status, `error` and AADSTS code.
+    RedeemError(u16, &'static str, u64),
 }
 
 /// What is wrong with the next ID tokens.
@@ -401,6 +405,16 @@ fn entra_authorize(r: &Recorded, mode: Mode, s: &mut State) -> http::Response<Fa
             .append_pair("state", &state);
         return redirect(to.to_string());
     }
+    if let Mode::AuthorizeError(error, code) = mode {
+        to.query_pairs_mut()
+            .append_pair("error", error)
+            .append_pair(
+                "error_description",
+                &format!("AADSTS{code}: The sign-in was refused.\r\nTrace ID: 0000aaaa-11bb-cccc-dd33-eeeeee333333\r\nCorrelation ID: aaaa0000-bb11-2222-33cc-444444dddddd\r\nTimestamp: 2026-11-22 04:00:00Z"),
+            )
+            .append_pair("state", &state);
+        return redirect(to.to_string());
+    }
     let code = new_token(s, "code");
     s.codes.insert(
         code.clone(),
@@ -472,6 +486,9 @@ fn entra_token(
     let f = form(&r.body);
     let grant = f.get("grant_type").cloned().unwrap_or_default();
     *s.token_calls.entry(grant.clone()).or_default() += 1;
+    if let (Mode::RedeemError(status, error, code), "authorization_code") = (mode, grant.as_str()) {
+        return aadsts(status, error, code, "The request was refused.", json!({}));
+    }
     if mode == Mode::Down {
         return aadsts(
             503,
