@@ -61,6 +61,16 @@ pub static CATALOG: &[Entry] = &[
         fixer: Fixer::User,
     },
     Entry {
+        id: "pat-not-accepted",
+        title: "Azure DevOps did not accept the proxy's personal access token",
+        cause: "Azure DevOps answered as if no one were signed in: the personal access token this proxy sends is revoked, mistyped, or for another organization.",
+        user_fix: "Nothing you can fix: tell the proxy's operator.",
+        admin_fix: "Create a new personal access token with the scopes the tools need and write it to auth.pat_file (the proxy re-reads it; no restart needed).",
+        docs: "https://learn.microsoft.com/azure/devops/organizations/accounts/use-personal-access-tokens-to-authenticate",
+        sign_in_again: false,
+        fixer: Fixer::Operator,
+    },
+    Entry {
         id: "oauth-disabled",
         title: "The organization refuses access through OAuth apps, or you have no access",
         cause: "Azure DevOps accepted who you are but refused the request (TF400813: the user is not authorized). The same answer comes when the organization has turned off \"Third-party application access via OAuth\" (tokens are issued, every call fails) and when your account has no access to the organization or project.",

@@ -52,6 +52,8 @@ pub struct Vars {
     pub redirect_uri: Option<String>,
     /// `{admin_consent_url}`: where an administrator grants consent.
     pub admin_consent_url: Option<String>,
+    /// Where to sign in again, when the proxy signs users in.
+    pub sign_in_url: Option<String>,
 }
 
 /// The error codes Azure DevOps puts in messages: `TF400813`, `VS30063`.

@@ -116,8 +116,8 @@ fn html(f: &Finding, request_id: &str) -> String {
         ("What an administrator can do", admin.as_str()),
     ];
     let mut actions: Vec<(&str, &str)> = Vec::new();
-    if e.sign_in_again {
-        actions.push(("Sign in again", "/.auth/login"));
+    if let (true, Some(url)) = (e.sign_in_again, &f.vars.sign_in_url) {
+        actions.push(("Sign in again", url));
     }
     actions.push(("Documentation", e.docs));
     let facts = facts(f, request_id);
@@ -218,8 +218,8 @@ fn git(f: &Finding, request_id: &str) -> String {
     out.push_str(&format!("Cause: {}\n", fill(f.entry.cause, &f.vars)));
     out.push_str(&format!("Fix: {}\n", fill(f.entry.user_fix, &f.vars)));
     out.push_str(&format!("Admin: {}\n", fill(f.entry.admin_fix, &f.vars)));
-    if f.entry.sign_in_again {
-        out.push_str("Sign in again at /.auth/login on this proxy in a browser.\n");
+    if let (true, Some(url)) = (f.entry.sign_in_again, &f.vars.sign_in_url) {
+        out.push_str(&format!("Sign in again in a browser: {url}\n"));
     }
     out.push_str(&format!("Docs: {}\n", f.entry.docs));
     let ids: Vec<String> = f

@@ -197,7 +197,8 @@ impl Login {
         }
     }
 
-    fn login_url(&self) -> Url {
+    /// `/.auth/login` on the public URL.
+    pub fn login_url(&self) -> Url {
         let base = self.public_url.as_str().trim_end_matches('/');
         Url::parse(&format!("{base}/.auth/login")).unwrap_or_else(|_| self.public_url.clone())
     }
@@ -213,11 +214,12 @@ impl Login {
     }
 
     /// What sign-in answers fill into the catalog texts.
-    fn vars(&self) -> crate::diagnose::Vars {
+    pub fn vars(&self) -> crate::diagnose::Vars {
         crate::diagnose::Vars {
             org: None,
             redirect_uri: Some(self.provider.redirect_uri().to_string()),
             admin_consent_url: self.provider.admin_consent_url(),
+            sign_in_url: Some(self.login_url().to_string()),
         }
     }
 

@@ -457,7 +457,7 @@ impl Inner {
                 }
             }
         }
-        let Some(finding) = diagnose::recognise(parts.status, &parts.headers, &buf, ctx.path())
+        let Some(mut finding) = diagnose::recognise(parts.status, &parts.headers, &buf, ctx.path())
         else {
             let body = if encoded {
                 ProxyBody::upstream(None, body)
@@ -466,6 +466,22 @@ impl Inner {
             };
             return Ok(Response::from_parts(parts, body));
         };
+        match &self.identity {
+            // The proxy's own PAT was refused: the operator must act.
+            Identity::Pat(_) if finding.entry.id == "token-not-accepted" => {
+                finding.entry = diagnose::catalog::entry("pat-not-accepted");
+            }
+            Identity::User(login) => {
+                let mut url = login.login_url();
+                // A browser returns to the page; git URLs are no page.
+                if ctx.client != ClientKind::Git {
+                    url.query_pairs_mut()
+                        .append_pair("rd", ctx.path_and_query());
+                }
+                finding.vars.sign_in_url = Some(url.to_string());
+            }
+            _ => {}
+        }
         self.metrics.record_denial(finding.entry.id);
         tracing::info!(
             request_id = %ctx.request_id_str(),

@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod diagnose;
 mod forwarding;
 mod git;
 mod lifecycle;

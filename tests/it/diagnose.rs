@@ -1,0 +1,407 @@
+//! Readable answers to Azure DevOps failures: a corpus of realistic
+//! upstream answers (`tests/fixtures/upstream/*.http`) replayed through
+//! the proxy, each answered in all four client languages and compared
+//! with golden files (`tests/golden/diagnose/`; regenerate with
+//! `UPDATE_GOLDEN=1 cargo test --test it diagnose::`). Real clients (the
+//! Python SDK, git, Chromium) read the answers in `diagnose_clients.rs`.
+
+use std::path::{Path, PathBuf};
+
+use std::time::Duration;
+
+use ado_auth_proxy::app::Running;
+use ado_auth_proxy::config::{AuthMode, Provider, Secret};
+use url::Url;
+
+use crate::support::fake_idp::{CLIENT_ID, CLIENT_SECRET, FakeIdp, TENANT};
+use crate::support::oidc::Browser;
+use crate::support::upstream::{FakeUpstream, respond};
+use crate::support::{self, client, metrics};
+
+/// A recorded upstream answer.
+pub struct Fixture {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests")
+}
+
+/// Reads `tests/fixtures/upstream/{name}.http`: status line, headers, a
+/// blank line, the body.
+pub fn fixture(name: &str) -> Fixture {
+    let path = root().join(format!("fixtures/upstream/{name}.http"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (head, body) = text.split_once("\n\n").unwrap();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .map(|l| {
+            let (k, v) = l.split_once(": ").unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    Fixture {
+        status,
+        headers,
+        body: body.strip_suffix('\n').unwrap_or(body).to_string(),
+    }
+}
+
+/// A fake Azure DevOps that answers every request with `fx`.
+pub async fn replay(fx: Fixture) -> FakeUpstream {
+    FakeUpstream::recording(move |_| {
+        let headers: Vec<(&str, &str)> = fx
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        respond(fx.status, &headers, fx.body.clone())
+    })
+    .await
+}
+
+/// A proxy in PAT mode (so the proxy supplies the credential) in front of
+/// `upstream`.
+pub async fn pat_proxy(upstream: &FakeUpstream) -> ado_auth_proxy::app::Running {
+    let mut c = support::config(&upstream.url());
+    c.auth.mode = AuthMode::Pat;
+    c.auth.pat = Some(Secret::new("a-personal-access-token"));
+    support::start(c).await
+}
+
+/// A proxy in mode `user` (Entra, against the fake) in front of
+/// `upstream`, with one signed-in session: (IdP, proxy, Cookie header).
+pub async fn user_proxy(upstream: &FakeUpstream) -> (FakeIdp, Running, String) {
+    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
+    let mut c = support::config(&upstream.url());
+    c.auth.mode = AuthMode::User;
+    c.auth.provider = Some(Provider::Entra);
+    c.auth.tenant = Some(TENANT.into());
+    c.auth.client_id = Some(CLIENT_ID.into());
+    c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
+    c.auth.authority_host = Some(Url::parse(&idp.url()).unwrap());
+    let proxy = support::start(c).await;
+    let b = Browser::new();
+    let resp = b
+        .navigate(&format!("http://{}/.auth/login", proxy.proxy_addr))
+        .await;
+    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = b.navigate(&authorize).await;
+    let callback = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = b.navigate(&callback).await;
+    assert_eq!(resp.status(), 302, "signed in");
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    (idp, proxy, cookie)
+}
+
+const CASES: &[&str] = &[
+    "token-not-accepted",
+    "token-not-accepted-203",
+    "oauth-disabled",
+    "not-a-member",
+    "conditional-access",
+    "first-sign-in-required",
+    "pat-expired",
+    "not-found-or-no-permission",
+    "permission-denied",
+    "throttled",
+];
+
+/// (file suffix, path, request headers) of one client language.
+type Client = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+const CLIENTS: &[Client] = &[
+    (
+        "html",
+        "/contoso/_apis/git/repositories/r",
+        &[("accept", "text/html,application/xhtml+xml,*/*;q=0.8")],
+    ),
+    (
+        "json",
+        "/contoso/_apis/git/repositories/r",
+        &[("accept", "application/json;api-version=7.1")],
+    ),
+    (
+        "problem.json",
+        "/contoso/_apis/git/repositories/r",
+        &[("accept", "application/problem+json")],
+    ),
+    (
+        "git.txt",
+        "/contoso/proj/_git/r/info/refs?service=git-upload-pack",
+        &[("user-agent", "git/2.47.3")],
+    ),
+];
+
+fn golden(path: &Path, actual: &str) {
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual,
+        expected,
+        "{} differs (UPDATE_GOLDEN=1 rewrites it)",
+        path.display()
+    );
+}
+
+#[tokio::test]
+async fn every_case_is_answered_in_every_client_language() {
+    for case in CASES {
+        let fx = fixture(case);
+        let original_status = fx.status;
+        let retry_after = fx
+            .headers
+            .iter()
+            .find(|(k, _)| k == "Retry-After")
+            .map(|(_, v)| v.clone());
+        let upstream = replay(fx).await;
+        let (_idp, proxy, cookie) = user_proxy(&upstream).await;
+        for (suffix, path, headers) in CLIENTS {
+            let mut req = client()
+                .get(format!("http://{}{path}", proxy.proxy_addr))
+                .header("cookie", &cookie)
+                .header("x-request-id", "golden-request");
+            for (k, v) in *headers {
+                req = req.header(*k, *v);
+            }
+            let resp = req.send().await.unwrap();
+            let git_401 = *suffix == "git.txt" && original_status == 401;
+            let want = if git_401 { 403 } else { original_status };
+            assert_eq!(resp.status(), want, "{case} {suffix}");
+            if let Some(r) = &retry_after {
+                assert_eq!(resp.headers()["retry-after"], r.as_str(), "{case} {suffix}");
+                assert_eq!(resp.headers()["x-ratelimit-remaining"], "0");
+            }
+            if original_status == 401 && !git_401 {
+                assert!(
+                    resp.headers().contains_key("www-authenticate")
+                        || *case != "token-not-accepted"
+                );
+            }
+            let content_type = resp.headers()["content-type"].to_str().unwrap().to_string();
+            let expected_type = match *suffix {
+                "html" => "text/html; charset=utf-8",
+                "json" => "application/json; charset=utf-8",
+                "problem.json" => "application/problem+json",
+                _ => "text/plain; charset=utf-8",
+            };
+            assert_eq!(content_type, expected_type, "{case} {suffix}");
+            // The sign-in link names the proxy's random port.
+            let body = resp
+                .text()
+                .await
+                .unwrap()
+                .replace(&proxy.proxy_addr.to_string(), "127.0.0.1:PORT");
+            let text = if suffix.ends_with("json") {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                serde_json::to_string_pretty(&v).unwrap() + "\n"
+            } else {
+                body
+            };
+            golden(
+                &root().join(format!("golden/diagnose/{case}.{suffix}")),
+                &text,
+            );
+        }
+        let id = case.trim_end_matches("-203");
+        let m = metrics(proxy.admin_addr).await;
+        assert!(
+            m.contains(&format!(
+                "ado_proxy_upstream_denials_total{{id=\"{id}\"}} 4"
+            )),
+            "{case}: {m}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refused_personal_access_token_is_the_operators_to_fix() {
+    let upstream = replay(fixture("token-not-accepted")).await;
+    let proxy = pat_proxy(&upstream).await;
+    let v: serde_json::Value = client()
+        .get(format!(
+            "http://{}/contoso/_apis/projects",
+            proxy.proxy_addr
+        ))
+        .header("accept", "application/problem+json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["type"], "urn:ado-auth-proxy:problem:pat-not-accepted");
+    assert!(v["adminRemedy"].as_str().unwrap().contains("auth.pat_file"));
+    let resp = client()
+        .get(format!(
+            "http://{}/contoso/_apis/projects",
+            proxy.proxy_addr
+        ))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    let html = resp.text().await.unwrap();
+    assert!(
+        !html.contains("Sign in again"),
+        "no sign-in in PAT mode: {html}"
+    );
+}
+
+#[tokio::test]
+async fn the_sdk_shape_keeps_azure_devops_fields_and_extends_the_message() {
+    let upstream = replay(fixture("oauth-disabled")).await;
+    let proxy = pat_proxy(&upstream).await;
+    let v: serde_json::Value = client()
+        .get(format!(
+            "http://{}/contoso/_apis/projects",
+            proxy.proxy_addr
+        ))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["$id"], "1");
+    assert_eq!(v["typeKey"], "UnauthorizedRequestException");
+    assert_eq!(v["eventId"], 3000);
+    assert!(v["innerException"].is_null());
+    let message = v["message"].as_str().unwrap();
+    assert!(message.starts_with("TF400813: The user"), "{message}");
+    assert!(message.contains("[ado-auth-proxy]"), "{message}");
+    assert_eq!(v["adoAuthProxy"]["id"], "oauth-disabled");
+    assert!(
+        v["adoAuthProxy"]["adminRemedy"]
+            .as_str()
+            .unwrap()
+            .contains("https://dev.azure.com/contoso/_settings/organizationPolicy")
+    );
+    assert_eq!(
+        v["adoAuthProxy"]["correlation"]["ActivityId"],
+        "cbf4682a-915d-42b3-ac36-a714328098e8"
+    );
+}
+
+#[tokio::test]
+async fn throttling_is_passed_on_and_counted_including_delayed_successes() {
+    let upstream = FakeUpstream::recording(|r| {
+        if r.uri.contains("delayed") {
+            respond(
+                200,
+                &[
+                    ("content-type", "application/json"),
+                    ("x-ratelimit-delay", "1.250"),
+                    ("retry-after", "5"),
+                    ("x-ratelimit-remaining", "0"),
+                ],
+                "{\"count\":0}",
+            )
+        } else {
+            respond(
+                200,
+                &[("content-type", "application/json")],
+                "{\"count\":0}",
+            )
+        }
+    })
+    .await;
+    let proxy = pat_proxy(&upstream).await;
+    let resp = client()
+        .get(format!("http://{}/contoso/_apis/delayed", proxy.proxy_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["retry-after"], "5");
+    assert_eq!(resp.headers()["x-ratelimit-delay"], "1.250");
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "{\"count\":0}",
+        "a delayed success is untouched"
+    );
+    let _ = client()
+        .get(format!("http://{}/contoso/_apis/fine", proxy.proxy_addr))
+        .send()
+        .await
+        .unwrap();
+    let m = metrics(proxy.admin_addr).await;
+    assert!(
+        m.contains("ado_proxy_upstream_throttled_total{kind=\"delayed\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("ado_proxy_upstream_throttle_delay_seconds_sum 1.25"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn unrecognised_errors_and_large_bodies_pass_through_untouched() {
+    let big = format!("{{\"message\":\"TF401019: {}\"}}", "x".repeat(100_000));
+    let big_body = big.clone();
+    let upstream = FakeUpstream::recording(move |r| {
+        if r.uri.contains("big") {
+            respond(
+                404,
+                &[("content-type", "application/json")],
+                big_body.clone(),
+            )
+        } else {
+            respond(
+                500,
+                &[("content-type", "application/json"), ("activityid", "a")],
+                "{\"message\":\"TF400898: An Internal Error Occurred.\"}",
+            )
+        }
+    })
+    .await;
+    let proxy = pat_proxy(&upstream).await;
+    let resp = client()
+        .get(format!("http://{}/contoso/_apis/x", proxy.proxy_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 500);
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "{\"message\":\"TF400898: An Internal Error Occurred.\"}"
+    );
+    let resp = client()
+        .get(format!("http://{}/contoso/_apis/big", proxy.proxy_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.text().await.unwrap(), big);
+}
