@@ -7,13 +7,15 @@ cd "$(dirname "$0")/.."
 
 # Test peers: git (with git-http-backend) for the clone/push test, openssl
 # to make throwaway TLS certificates, Node.js for the OpenID provider
-# (npm oidc-provider), Chromium for the browser sign-in test.
+# (npm oidc-provider), Chromium for the browser tests, Python's venv for
+# the azure-devops SDK.
 missing=()
 command -v git >/dev/null 2>&1 && [ -x "$(git --exec-path)/git-http-backend" ] || missing+=(git)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing test peers: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -24,6 +26,11 @@ fi
 if [ ! -d tests/peers/node_modules/oidc-provider ] || [ ! -d tests/peers/node_modules/playwright-core ] \
    || [ tests/peers/package-lock.json -nt tests/peers/node_modules ]; then
   npm ci --prefix tests/peers --no-audit --no-fund --loglevel=error
+fi
+# Azure DevOps' own Python SDK, a real client for the error-answer tests.
+if ! tests/peers/.venv/bin/python -c 'import azure.devops' >/dev/null 2>&1; then
+  python3 -m venv tests/peers/.venv
+  tests/peers/.venv/bin/pip install -q --disable-pip-version-check azure-devops==7.1.0b4
 fi
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"

@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod diagnose;
+mod diagnose_clients;
 mod forwarding;
 mod git;
 mod lifecycle;

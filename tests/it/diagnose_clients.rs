@@ -1,0 +1,149 @@
+//! The answers read by real clients: Azure DevOps' Python SDK raises an
+//! error carrying the explanation, git prints it as `remote:` lines, and
+//! headless Chromium renders the page.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::diagnose::{fixture, pat_proxy, replay};
+use crate::support::upstream::{FakeUpstream, respond};
+
+fn peers() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers")
+}
+
+/// Resource locations the SDK discovers before calling `get_projects`.
+const LOCATIONS: &str = r#"{"count":2,"value":[{"id":"e81700f7-3be2-46de-8624-2eb35882fcaa","area":"Location","resourceName":"ResourceAreas","routeTemplate":"_apis/{resource}/{areaId}","resourceVersion":1,"minVersion":"3.2","maxVersion":"7.1","releasedVersion":"7.1"},{"id":"603fe2ac-9723-48b9-88ad-09305aa6c6e1","area":"core","resourceName":"projects","routeTemplate":"_apis/{resource}/{*projectId}","resourceVersion":4,"minVersion":"1.0","maxVersion":"7.1","releasedVersion":"7.0"}]}"#;
+
+#[tokio::test]
+async fn the_python_sdk_raises_an_error_carrying_the_explanation() {
+    let python = peers().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "tests/peers/.venv is missing: run scripts/test.sh (it installs the azure-devops SDK there)"
+    );
+    let fx = fixture("permission-denied");
+    let upstream = FakeUpstream::recording(move |r| {
+        if r.method == http::Method::OPTIONS {
+            respond(200, &[("content-type", "application/json")], LOCATIONS)
+        } else if r.uri.contains("ResourceAreas") {
+            respond(
+                200,
+                &[("content-type", "application/json")],
+                r#"{"count":0,"value":[]}"#,
+            )
+        } else {
+            let headers: Vec<(&str, &str)> = fx
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            respond(fx.status, &headers, fx.body.clone())
+        }
+    })
+    .await;
+    let proxy = pat_proxy(&upstream).await;
+    let cache = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(python)
+        .arg(peers().join("ado_sdk_call.py"))
+        .arg(format!("http://{}/contoso", proxy.proxy_addr))
+        .env("AZURE_DEVOPS_CACHE_DIR", cache.path())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["type"], "AzureDevOpsServiceError", "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(message.contains("TF401027"), "{message}");
+    assert!(
+        message.contains("[ado-auth-proxy] You lack a permission for this action"),
+        "{message}"
+    );
+    assert!(message.contains("Ask a project administrator"), "{message}");
+}
+
+#[tokio::test]
+async fn git_prints_the_explanation_as_remote_lines() {
+    let upstream = replay(fixture("oauth-disabled")).await;
+    let proxy = pat_proxy(&upstream).await;
+    let home = tempfile::tempdir().unwrap();
+    let dest = home.path().join("clone");
+    let out = tokio::process::Command::new("git")
+        .args([
+            "clone",
+            &format!("http://{}/contoso/proj/_git/r", proxy.proxy_addr),
+        ])
+        .arg(&dest)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", home.path())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for line in [
+        "remote: ado-auth-proxy: The organization refuses access through OAuth apps, or you have no access",
+        "remote: Azure DevOps said: TF400813: The user",
+        "remote: Admin: In Organization settings > Policies, turn on \"Third-party application access via OAuth\" (https://dev.azure.com/contoso/_settings/organizationPolicy)",
+    ] {
+        assert!(stderr.contains(line), "missing {line:?} in:\n{stderr}");
+    }
+    assert!(
+        !stderr.contains("Username"),
+        "git did not prompt:\n{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn chromium_renders_the_page_a_person_can_read() {
+    let upstream = replay(fixture("conditional-access")).await;
+    let proxy = pat_proxy(&upstream).await;
+    let url = format!("http://{}/contoso/_apis/projects", proxy.proxy_addr);
+    let out = tokio::process::Command::new("node")
+        .arg(peers().join("render_page.mjs"))
+        .env("PAGE_URL", &url)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["status"], 403);
+    assert_eq!(
+        v["title"],
+        "Blocked by your organization's Conditional Access policy"
+    );
+    let text = v["text"].as_str().unwrap();
+    for visible in [
+        "What happened",
+        "Microsoft Entra Conditional Access refused this request (VS403463)",
+        "What you can do",
+        "Connect from an allowed network or a compliant device",
+        "What an administrator can do",
+        "cbf4682a-915d-42b3-ac36-a714328098e8",
+    ] {
+        assert!(
+            text.contains(visible),
+            "{visible:?} not visible in:\n{text}"
+        );
+    }
+    // Self-contained: the page loaded nothing else.
+    assert_eq!(v["requests"], 1, "{v}");
+}
