@@ -242,6 +242,7 @@ impl LoginError {
             message: Some(message.chars().take(500).collect()),
             type_key: None,
             original: None,
+            said_by: "The sign-in provider",
             ids,
             vars: vars.clone(),
         })

@@ -37,6 +37,8 @@ pub struct Finding {
     pub type_key: Option<String>,
     /// The upstream's JSON error object, kept for the ADO-shaped answer.
     pub original: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Whose `message` it is: "Azure DevOps" or "The sign-in provider".
+    pub said_by: &'static str,
     /// Correlation ids: (name, value).
     pub ids: Vec<(String, String)>,
     /// Values for the catalog's placeholders.
@@ -192,6 +194,7 @@ pub fn recognise(
         message,
         type_key,
         original: json.filter(|o| o.contains_key("message")),
+        said_by: "Azure DevOps",
         ids: correlation_ids(headers),
         vars: Vars {
             org: organization(path),

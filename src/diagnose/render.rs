@@ -213,7 +213,7 @@ fn problem(f: &Finding, request_id: &str) -> Value {
 fn git(f: &Finding, request_id: &str) -> String {
     let mut out = format!("ado-auth-proxy: {}\n", f.entry.title);
     if let Some(m) = &f.message {
-        out.push_str(&format!("Azure DevOps said: {m}\n"));
+        out.push_str(&format!("{} said: {m}\n", f.said_by));
     }
     out.push_str(&format!("Cause: {}\n", fill(f.entry.cause, &f.vars)));
     out.push_str(&format!("Fix: {}\n", fill(f.entry.user_fix, &f.vars)));

@@ -243,6 +243,78 @@ async fn every_case_is_answered_in_every_client_language() {
     }
 }
 
+#[test]
+fn every_sign_in_case_renders_in_every_client_language() {
+    use ado_auth_proxy::diagnose::render::{Form, body};
+    use ado_auth_proxy::diagnose::{CATALOG, Finding, Vars, ids_in_description, recognise_sign_in};
+    // One representative AADSTS code per sign-in case.
+    let cases: &[(&str, u64)] = &[
+        ("access_denied", 65004),
+        ("invalid_grant", 65001),
+        ("invalid_grant", 50076),
+        ("access_denied", 53003),
+        ("unauthorized_client", 700016),
+        ("invalid_client", 7000222),
+        ("invalid_request", 50011),
+        ("access_denied", 50020),
+        ("access_denied", 50105),
+        ("invalid_grant", 54005),
+    ];
+    let mut seen = Vec::new();
+    for (error, code) in cases {
+        let description = format!(
+            "AADSTS{code}: <refused>.\r\nTrace ID: 0000aaaa-11bb-cccc-dd33-eeeeee333333\r\nCorrelation ID: aaaa0000-bb11-2222-33cc-444444dddddd\r\nTimestamp: 2026-11-22 04:00:00Z"
+        );
+        let entry = recognise_sign_in(error, &[], &description).unwrap();
+        seen.push(entry.id);
+        let finding = Finding {
+            entry,
+            status: http::StatusCode::BAD_REQUEST,
+            message: Some(format!("AADSTS{code}: <refused>.")),
+            type_key: None,
+            original: None,
+            said_by: "The sign-in provider",
+            ids: ids_in_description(&description),
+            vars: Vars {
+                org: None,
+                redirect_uri: Some("https://ado-proxy.example.com/.auth/callback".into()),
+                admin_consent_url: Some(format!(
+                    "https://login.microsoftonline.com/{TENANT}/v2.0/adminconsent?client_id={CLIENT_ID}"
+                )),
+                sign_in_url: Some("https://ado-proxy.example.com/.auth/login".into()),
+            },
+        };
+        for (form, suffix) in [
+            (Form::Html, "html"),
+            (Form::AdoJson, "json"),
+            (Form::Problem, "problem.json"),
+            (Form::GitText, "git.txt"),
+        ] {
+            let (_, text) = body(&finding, form, "golden-request");
+            let text = if suffix.ends_with("json") {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                serde_json::to_string_pretty(&v).unwrap() + "\n"
+            } else {
+                text
+            };
+            if form == Form::Html {
+                assert!(!text.contains("<refused>"), "escaped: {text}");
+            }
+            golden(
+                &root().join(format!("golden/diagnose/sign-in/{}.{suffix}", entry.id)),
+                &text,
+            );
+        }
+    }
+    // Every sign-in case of the catalog is covered.
+    let sign_in: Vec<&str> = CATALOG
+        .iter()
+        .skip_while(|e| e.id != "consent-declined")
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(seen, sign_in);
+}
+
 #[tokio::test]
 async fn a_refused_personal_access_token_is_the_operators_to_fix() {
     let upstream = replay(fixture("token-not-accepted")).await;
@@ -267,6 +339,7 @@ async fn a_refused_personal_access_token_is_the_operators_to_fix() {
             proxy.proxy_addr
         ))
         .header("accept", "text/html")
+        .header("x-request-id", "golden-request")
         .send()
         .await
         .unwrap();
@@ -275,6 +348,7 @@ async fn a_refused_personal_access_token_is_the_operators_to_fix() {
         !html.contains("Sign in again"),
         "no sign-in in PAT mode: {html}"
     );
+    golden(&root().join("golden/diagnose/pat-not-accepted.html"), &html);
 }
 
 #[tokio::test]
