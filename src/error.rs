@@ -243,6 +243,7 @@ impl LoginError {
             type_key: None,
             original: None,
             said_by: "The sign-in provider",
+            retry_after: None,
             ids,
             vars: vars.clone(),
         })

@@ -41,6 +41,8 @@ pub struct Finding {
     pub said_by: &'static str,
     /// Correlation ids: (name, value).
     pub ids: Vec<(String, String)>,
+    /// Seconds to wait, from the upstream's `Retry-After`.
+    pub retry_after: Option<String>,
     /// Values for the catalog's placeholders.
     pub vars: Vars,
 }
@@ -196,6 +198,10 @@ pub fn recognise(
         original: json.filter(|o| o.contains_key("message")),
         said_by: "Azure DevOps",
         ids: correlation_ids(headers),
+        retry_after: headers
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
         vars: Vars {
             org: organization(path),
             ..Vars::default()

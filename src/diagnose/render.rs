@@ -100,6 +100,9 @@ fn facts<'a>(f: &'a Finding, request_id: &'a str) -> Vec<(String, String)> {
     if let Some(t) = &f.type_key {
         out.push(("typeKey".into(), t.clone()));
     }
+    if let Some(r) = &f.retry_after {
+        out.push(("Retry-After (seconds)".into(), r.clone()));
+    }
     out.extend(f.ids.iter().cloned());
     out.push(("Request id".into(), request_id.to_string()));
     out
@@ -150,6 +153,7 @@ fn proxy_object(f: &Finding, request_id: &str) -> Value {
         "adminRemedy": fill(f.entry.admin_fix, &f.vars),
         "docs": f.entry.docs,
         "status": f.status.as_u16(),
+        "retryAfter": f.retry_after,
         "correlation": ids,
         "requestId": request_id,
     })
@@ -201,6 +205,9 @@ fn problem(f: &Finding, request_id: &str) -> Value {
     if let Some(t) = &f.type_key {
         p["typeKey"] = json!(t);
     }
+    if let Some(r) = &f.retry_after {
+        p["retryAfter"] = json!(r);
+    }
     if !f.ids.is_empty() {
         let ids: serde_json::Map<String, Value> =
             f.ids.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
@@ -217,6 +224,9 @@ fn git(f: &Finding, request_id: &str) -> String {
     }
     out.push_str(&format!("Cause: {}\n", fill(f.entry.cause, &f.vars)));
     out.push_str(&format!("Fix: {}\n", fill(f.entry.user_fix, &f.vars)));
+    if let Some(r) = &f.retry_after {
+        out.push_str(&format!("Retry after: {r} seconds\n"));
+    }
     out.push_str(&format!("Admin: {}\n", fill(f.entry.admin_fix, &f.vars)));
     if let (true, Some(url)) = (f.entry.sign_in_again, &f.vars.sign_in_url) {
         out.push_str(&format!("Sign in again in a browser: {url}\n"));

@@ -274,6 +274,7 @@ fn every_sign_in_case_renders_in_every_client_language() {
             type_key: None,
             original: None,
             said_by: "The sign-in provider",
+            retry_after: None,
             ids: ids_in_description(&description),
             vars: Vars {
                 org: None,
