@@ -253,6 +253,17 @@ pub static CATALOG: &[Entry] = &[
     },
 ];
 
+impl Fixer {
+    /// The label used in JSON answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Admin => "administrator",
+            Self::Operator => "operator",
+        }
+    }
+}
+
 /// The entry with `id`. Ids are compile-time constants of this file; an
 /// unknown one is a bug, answered with the first entry rather than a panic.
 pub fn entry(id: &str) -> &'static Entry {

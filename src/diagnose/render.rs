@@ -151,6 +151,7 @@ fn proxy_object(f: &Finding, request_id: &str) -> Value {
         "cause": fill(f.entry.cause, &f.vars),
         "remedy": fill(f.entry.user_fix, &f.vars),
         "adminRemedy": fill(f.entry.admin_fix, &f.vars),
+        "fixer": f.entry.fixer.as_str(),
         "docs": f.entry.docs,
         "status": f.status.as_u16(),
         "retryAfter": f.retry_after,
@@ -196,6 +197,7 @@ fn problem(f: &Finding, request_id: &str) -> Value {
         "detail": fill(f.entry.cause, &f.vars),
         "remedy": fill(f.entry.user_fix, &f.vars),
         "adminRemedy": fill(f.entry.admin_fix, &f.vars),
+        "fixer": f.entry.fixer.as_str(),
         "docs": f.entry.docs,
         "requestId": request_id,
     });
