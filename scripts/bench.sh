@@ -11,6 +11,9 @@
 # Each target is measured ROUNDS times, interleaved; medians are printed
 # with the ratios proxy/nginx, proxy/floor and proxy/direct, as a markdown table.
 #
+#   (e) baseline - only with BASELINE_BIN=path/to/another/ado-auth-proxy:
+#                 the same proxy config on an older build, for A/B runs
+#
 # Usage: scripts/bench.sh            (DURATION=10s CONNECTIONS=64 ROUNDS=3)
 # Installs wrk and nginx with apt-get when missing.
 set -euo pipefail
@@ -25,6 +28,8 @@ NGINX_PORT=${NGINX_PORT:-18082}
 PROXY_PORT=${PROXY_PORT:-18083}
 ADMIN_PORT=${ADMIN_PORT:-18084}
 FLOOR_PORT=${FLOOR_PORT:-18085}
+BASELINE_PORT=${BASELINE_PORT:-18086}
+BASELINE_BIN=${BASELINE_BIN:-}
 PATH_UNDER_TEST=/contoso/_apis/projects
 
 missing=()
@@ -72,19 +77,35 @@ EOF
 "$NGINX" -c "$work/px.conf" -e "$work/error.log"
 
 echo "bench-pat" >"$work/pat"
-ADO_AUTH_PROXY_LISTEN__ADDRESS=127.0.0.1:$PROXY_PORT \
-ADO_AUTH_PROXY_ADMIN__ADDRESS=127.0.0.1:$ADMIN_PORT \
-ADO_AUTH_PROXY_UPSTREAM__URL=http://127.0.0.1:$UP_PORT \
-ADO_AUTH_PROXY_AUTH__MODE=pat ADO_AUTH_PROXY_AUTH__PAT_FILE=$work/pat \
-ADO_AUTH_PROXY_LOG__LEVEL=warn \
-  "$BIN" --config config.example.toml 2>"$work/proxy.log" &
+# start_proxy BINARY PORT ADMIN_PORT LOG
+start_proxy() {
+  ADO_AUTH_PROXY_LISTEN__ADDRESS=127.0.0.1:$2 \
+  ADO_AUTH_PROXY_ADMIN__ADDRESS=127.0.0.1:$3 \
+  ADO_AUTH_PROXY_UPSTREAM__URL=http://127.0.0.1:$UP_PORT \
+  ADO_AUTH_PROXY_AUTH__MODE=pat ADO_AUTH_PROXY_AUTH__PAT_FILE=$work/pat \
+  ADO_AUTH_PROXY_LOG__LEVEL=warn \
+    "$1" --config "$work/bench.toml" 2>"$4" &
+}
+# Everything comes from the environment, so an older build (BASELINE_BIN)
+# that does not know today's keys reads the same configuration.
+: >"$work/bench.toml"
+start_proxy "$BIN" "$PROXY_PORT" "$ADMIN_PORT" "$work/proxy.log"
 pids+=($!)
 proxy_pid=$!
+targets="direct nginx proxy floor"
+ports="$UP_PORT $NGINX_PORT $PROXY_PORT $FLOOR_PORT"
+if [ -n "$BASELINE_BIN" ]; then
+  start_proxy "$BASELINE_BIN" "$BASELINE_PORT" "$((BASELINE_PORT + 1))" "$work/baseline.log"
+  pids+=($!)
+  baseline_pid=$!
+  targets="$targets baseline"
+  ports="$ports $BASELINE_PORT"
+fi
 target/release/examples/hyper_floor 127.0.0.1:$FLOOR_PORT http://127.0.0.1:$UP_PORT &
 pids+=($!)
 floor_pid=$!
 
-for port in $UP_PORT $NGINX_PORT $PROXY_PORT $FLOOR_PORT; do
+for port in $ports; do
   for _ in $(seq 100); do
     curl -sf -o /dev/null "http://127.0.0.1:$port$PATH_UNDER_TEST" && break
     sleep 0.1
@@ -112,12 +133,13 @@ TICKS_PER_SECOND=$(getconf CLK_TCK)
 
 results="$work/results.tsv"
 for round in $(seq "$ROUNDS"); do
-  for target in direct nginx proxy floor; do
+  for target in $targets; do
     case $target in
       direct) port=$UP_PORT; pid=$(cat "$work/up.pid") ;;
       nginx) port=$NGINX_PORT; pid=$(cat "$work/px.pid") ;;
       proxy) port=$PROXY_PORT; pid=$proxy_pid ;;
       floor) port=$FLOOR_PORT; pid=$floor_pid ;;
+      baseline) port=$BASELINE_PORT; pid=$baseline_pid ;;
     esac
     before=$(cpu_ticks "$pid")
     out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port$PATH_UNDER_TEST")
@@ -149,7 +171,7 @@ print("CPU = user+system time of the target's own processes per request")
 print()
 print("| target | req/s | p50 ms | p99 ms | RSS MiB | CPU µs/req |")
 print("|---|---:|---:|---:|---:|---:|")
-for t in ("direct", "nginx", "proxy", "floor"):
+for t in [t for t in ("direct", "nginx", "proxy", "floor", "baseline") if t in med]:
     rps, p50, p99, rss, cpu = med[t]
     flag = " (errors!)" if any(x[5] for x in runs[t]) else ""
     print(f"| {t}{flag} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {rss/1024:.1f} | {cpu:.1f} |")
@@ -160,4 +182,7 @@ print(f"- p99 latency proxy/nginx: **{p[2]/n[2]:.2f}** (target <= 1.2)")
 print(f"- throughput proxy/floor (bare hyper proxy): {p[0]/f[0]:.2f}; floor/nginx: {f[0]/n[0]:.2f}")
 print(f"- throughput proxy/direct: {p[0]/d[0]:.2f}")
 print(f"- CPU per request proxy/nginx: {p[4]/n[4]:.2f}; proxy/floor: {p[4]/f[4]:.2f}")
+if "baseline" in med:
+    b = med["baseline"]
+    print(f"- proxy/baseline: throughput {p[0]/b[0]:.2f}, p99 {p[2]/b[2]:.2f}, CPU per request {p[4]/b[4]:.2f}")
 PY

@@ -111,10 +111,11 @@ fn is_api_path(path: &str) -> bool {
 }
 
 fn is_html(headers: &HeaderMap) -> bool {
+    // Runs for every successful API answer: no allocation.
     headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("text/html"))
+        .and_then(|v| v.as_bytes().get(..9))
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"text/html"))
 }
 
 /// The catalog case of an upstream answer, if it is one. `body` is empty

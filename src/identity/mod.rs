@@ -84,8 +84,10 @@ impl Identity {
         match self {
             Self::PassThrough => Ok(Credential::PassThrough),
             Self::Pat(pat) => Ok(Credential::Replace(pat.header()?)),
+            // Boxed: the sign-in future (refresh, provider call) is large
+            // and would otherwise inflate every request's future, PAT or not.
             Self::User(login) => Ok(Credential::User(
-                login.credential(headers, return_to).await?,
+                Box::pin(login.credential(headers, return_to)).await?,
             )),
         }
     }

@@ -68,7 +68,7 @@ pub fn values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item =
 
 /// Removes the proxy's cookies from the `Cookie` header(s), keeping every
 /// other cookie; drops the header when nothing is left.
-pub fn strip(headers: &mut HeaderMap, names: &[&str]) {
+pub fn strip<S: AsRef<str>>(headers: &mut HeaderMap, names: &[S]) {
     if !headers.contains_key(header::COOKIE) {
         return;
     }
@@ -86,7 +86,7 @@ pub fn strip(headers: &mut HeaderMap, names: &[&str]) {
                 continue;
             }
             let name = pair.split_once('=').map_or(pair, |(k, _)| k).trim();
-            if names.contains(&name) {
+            if names.iter().any(|n| n.as_ref() == name) {
                 changed = true;
             } else {
                 kept.push(pair.to_string());

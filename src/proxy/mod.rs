@@ -194,7 +194,9 @@ impl ClientKind {
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(prefers_html);
-        let navigating = matches!(*req.method(), Method::GET | Method::HEAD)
+        // A form_post sign-in answer is a browser posting a form.
+        let navigating = (matches!(*req.method(), Method::GET | Method::HEAD)
+            || (req.method() == Method::POST && path == "/.auth/callback"))
             && !h.contains_key("x-requested-with");
         if accepts_html && navigating {
             Self::Browser
@@ -293,7 +295,7 @@ impl Inner {
     ) -> Result<Response<ProxyBody>, Error> {
         if finish.ctx().route == RouteClass::Auth {
             return match self.identity.login() {
-                Some(login) => login.handle(req, finish.ctx()).await,
+                Some(login) => Box::pin(login.handle(req, finish.ctx())).await,
                 None => Err(Error::ReservedPath),
             };
         }
@@ -332,9 +334,8 @@ impl Inner {
         {
             if let Some(login) = self.identity.login() {
                 drop(resp);
-                let header = login
-                    .after_rejection(used, finish.ctx().path_and_query())
-                    .await?;
+                let header =
+                    Box::pin(login.after_rejection(used, finish.ctx().path_and_query())).await?;
                 again.headers_mut().insert(header::AUTHORIZATION, header);
                 let again = again.map(|()| CountedBody::empty(self.metrics.clone()));
                 resp = self.forwarder.send(again, upstream).await?;
@@ -352,9 +353,7 @@ impl Inner {
             .record_throttling(parts.status.as_u16(), &parts.headers);
         if diagnose::worth_inspecting(parts.status, &parts.headers, finish.ctx().path()) {
             let supplied = !matches!(credential, Credential::PassThrough);
-            return self
-                .diagnose(parts, body, finish.ctx(), upstream, supplied)
-                .await;
+            return Box::pin(self.diagnose(parts, body, finish.ctx(), upstream, supplied)).await;
         }
         let body = if discovery {
             self.rewrite_discovery(&mut parts, body, upstream).await?
@@ -389,8 +388,7 @@ impl Inner {
             original_host,
             credential.header(),
         );
-        let own: Vec<&str> = self.own_cookies.iter().map(String::as_str).collect();
-        crate::login::cookies::strip(&mut parts.headers, &own);
+        crate::login::cookies::strip(&mut parts.headers, &self.own_cookies);
         parts.headers.insert(X_REQUEST_ID, ctx.request_id.clone());
         if discovery {
             // Discovery JSON is rewritten, so it must arrive uncompressed.
@@ -568,6 +566,23 @@ fn clone_head<B>(req: &Request<B>) -> Request<()> {
 
 #[cfg(test)]
 mod tests {
+    /// The per-request future is moved around by the runtime; the
+    /// sign-in and diagnosis paths are boxed so it stays small.
+    #[test]
+    fn the_request_future_stays_small() {
+        fn future_size<F, Fut>(_: F) -> usize
+        where
+            F: FnOnce(super::Proxy, http::Request<hyper::body::Incoming>) -> Fut,
+        {
+            std::mem::size_of::<Fut>()
+        }
+        let size = future_size(|p, r| async move {
+            p.serve(r, std::net::SocketAddr::from(([127, 0, 0, 1], 1)))
+                .await
+        });
+        assert!(size <= 4096, "serve() future is {size} bytes");
+    }
+
     #[test]
     fn html_preference() {
         for (accept, browser) in [

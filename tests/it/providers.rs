@@ -604,6 +604,18 @@ async fn response_mode_form_post_is_accepted_with_and_without_the_lax_cookie() {
             .unwrap()
             .starts_with("ado_proxy_session=")
     );
+
+    // A refused form_post answer is a page for the browser, not JSON.
+    let resp = b
+        .http
+        .post(&callback)
+        .header("accept", "text/html,application/xhtml+xml")
+        .form(&[("code", "c"), ("state", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
 }
 
 #[tokio::test]
