@@ -136,6 +136,9 @@ pub enum LoginError {
         /// The proxy's redirect URI and admin-consent URL, for the answer.
         vars: Vars,
     },
+    /// The callback's `iss` names another issuer (RFC 9207).
+    #[error("authorization response from another issuer")]
+    WrongIssuer,
     /// The callback has neither code nor error.
     #[error("callback without code")]
     MissingCode,
@@ -262,6 +265,7 @@ impl LoginError {
             Self::NotThisBrowser => "wrong_browser",
             Self::Denied { .. } => "provider_error",
             Self::MissingCode => "missing_code",
+            Self::WrongIssuer => "wrong_issuer",
             Self::Redeem(GrantError::IdToken(_), _) => "id_token_invalid",
             Self::Redeem(..) => "code_redemption",
             Self::NotAllowed { .. } => "not_allowed",
@@ -309,6 +313,8 @@ impl LoginError {
                 }
                 a(status, "Sign-in was not completed", &text).sign_in_again()
             }
+            Self::WrongIssuer => a(S::BAD_REQUEST, "The sign-in answer came from another provider",
+                "The answer names an issuer other than the one this sign-in was started with, which is how a mix-up attack looks. Start again.").sign_in_again(),
             Self::MissingCode => a(S::BAD_REQUEST, "The sign-in answer is incomplete",
                 "The provider's answer carried no authorization code. Start again.").sign_in_again(),
             Self::Redeem(e, _) => redeem_answer(e, self.slug()),

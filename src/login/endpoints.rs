@@ -162,6 +162,18 @@ impl Login {
         if !bound {
             return Err(Error::from(LoginError::NotThisBrowser));
         }
+        // RFC 9207: an answer naming another issuer is a mix-up attack.
+        if let Some(iss) = get("iss") {
+            let ok = self
+                .provider
+                .metadata()
+                .await
+                .map(|m| m.accepts_iss(iss))
+                .unwrap_or(false);
+            if !ok {
+                return Err(Error::from(LoginError::WrongIssuer));
+            }
+        }
         if let Some(error) = get("error") {
             return Err(Error::from(LoginError::Denied {
                 error: error.chars().take(200).collect(),

@@ -78,6 +78,24 @@ struct Discovery {
     end_session_endpoint: Option<Url>,
 }
 
+// === impl Metadata ===
+
+impl Metadata {
+    /// Whether `iss` from an authorization response (RFC 9207) names this
+    /// provider. Multi-tenant Entra names the user's tenant, which only
+    /// the ID token check can judge, so any issuer of that authority
+    /// passes here.
+    pub fn accepts_iss(&self, iss: &str) -> bool {
+        match &self.issuer {
+            ExpectedIssuerSpec::Exact(expected) => {
+                iss.trim_end_matches('/') == expected.trim_end_matches('/')
+            }
+            ExpectedIssuerSpec::EntraTemplate(prefix) => iss.starts_with(prefix.as_str()),
+            ExpectedIssuerSpec::None => true,
+        }
+    }
+}
+
 /// What the browser is sent to, and what must be kept until the callback.
 pub struct Authorize {
     /// The provider's authorize URL.

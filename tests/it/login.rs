@@ -772,3 +772,38 @@ async fn tokens_shorter_than_twice_refresh_before_refresh_at_half_life() {
         "{refreshes} refreshes for 24 requests"
     );
 }
+
+#[tokio::test]
+async fn an_answer_naming_another_issuer_is_refused() {
+    let s = setup().await;
+    let b = Browser::new();
+    let callback = Url::parse(&b.start_sign_in(&s.url, "alice", "/").await).unwrap();
+    // oidc-provider names itself in `iss` (RFC 9207).
+    let iss = callback
+        .query_pairs()
+        .find(|(k, _)| k == "iss")
+        .map(|(_, v)| v.into_owned());
+    assert_eq!(iss.as_deref(), Some(s.idp.issuer.as_str()));
+    let mut mixed = callback.clone();
+    let pairs: Vec<(String, String)> = callback
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "iss" {
+                "https://evil.example".into()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    mixed.query_pairs_mut().clear().extend_pairs(pairs);
+    let resp = b.navigate(mixed.as_str()).await;
+    assert_eq!(resp.status(), 400);
+    assert!(no_session_set(&resp));
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("came from another provider")
+    );
+}
