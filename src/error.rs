@@ -544,6 +544,35 @@ pub fn into_response(err: &Error, ctx: &RequestCtx) -> Response<ProxyBody> {
         return resp;
     }
     let answer = err.answer(ctx);
+    // A refresh refused for the proxy's own credential: the catalog case,
+    // with the upstream-style Retry-After kept.
+    if let Error::ProviderFailed {
+        operator: true,
+        detail,
+        retry_after,
+    } = err
+    {
+        let codes = diagnose::aadsts_codes(detail);
+        if let Some(entry) = diagnose::recognise_sign_in("invalid_client", &codes, "") {
+            tracing::warn!(request_id = %ctx.request_id_str(), error = %err, "request failed");
+            let finding = Finding {
+                entry,
+                status: answer.status,
+                message: Some(detail.clone()),
+                type_key: None,
+                original: None,
+                said_by: "The sign-in provider",
+                retry_after: retry_after.map(|r| r.to_string()),
+                ids: Vec::new(),
+                vars: Vars::default(),
+            };
+            let mut headers = http::HeaderMap::new();
+            for (name, value) in answer.headers {
+                headers.append(name, value);
+            }
+            return diagnose::render::response(&finding, ctx, answer.status, headers);
+        }
+    }
     if let Error::Login(login) = err {
         if let Some(finding) = login.finding(answer.status) {
             tracing::info!(

@@ -232,19 +232,18 @@ async fn a_rejected_client_secret_is_an_operator_error_and_keeps_the_session() {
     let resp = api(&s, &b).await;
     assert_eq!(resp.status(), 502);
     assert_eq!(resp.headers()["retry-after"], "1");
+    // Azure DevOps' JSON shape, for the SDKs, with the catalog's case.
     let body: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(
-        body["type"],
-        "urn:ado-auth-proxy:problem:provider-configuration"
-    );
-    let detail = body["detail"].as_str().unwrap();
+    assert_eq!(body["adoAuthProxy"]["id"], "client-credential-invalid");
+    assert_eq!(body["adoAuthProxy"]["fixer"], "operator");
+    let message = body["message"].as_str().unwrap();
     assert!(
-        detail.contains("not your fault") && detail.contains("7000222"),
-        "{detail}"
+        message.contains("operator error, not yours") && message.contains("7000222"),
+        "{message}"
     );
     assert!(
-        detail.contains("aaaa0000-bb11-2222-33cc-444444dddddd"),
-        "correlation id: {detail}"
+        message.contains("aaaa0000-bb11-2222-33cc-444444dddddd"),
+        "correlation id: {message}"
     );
 
     // Once the operator fixes it, the same session works after the
