@@ -61,6 +61,16 @@ pub static CATALOG: &[Entry] = &[
         fixer: Fixer::User,
     },
     Entry {
+        id: "wrong-directory",
+        title: "This organization belongs to another directory",
+        cause: "Azure DevOps did not accept the token because the organization is connected to directory {resource_tenant}, and you signed in with an account of directory {user_tenant}.",
+        user_fix: "Sign in again with an account of the organization's directory (a guest account in it works too).",
+        admin_fix: "To serve this organization, sign users in against tenant {resource_tenant} (auth.tenant), or use \"organizations\" and list both tenants in auth.allowed_tenants.",
+        docs: "https://learn.microsoft.com/azure/devops/organizations/accounts/connect-organization-to-azure-ad",
+        sign_in_again: true,
+        fixer: Fixer::User,
+    },
+    Entry {
         id: "pat-not-accepted",
         title: "Azure DevOps did not accept the proxy's personal access token",
         cause: "Azure DevOps answered as if no one were signed in: the personal access token this proxy sends is revoked, mistyped, or for another organization.",

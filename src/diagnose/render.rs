@@ -69,6 +69,16 @@ pub fn fill(text: &str, vars: &Vars) -> String {
                 .unwrap_or("<the proxy's callback URL>"),
         )
         .replace(
+            "{resource_tenant}",
+            vars.resource_tenant
+                .as_deref()
+                .unwrap_or("<the organization's tenant>"),
+        )
+        .replace(
+            "{user_tenant}",
+            vars.user_tenant.as_deref().unwrap_or("<your tenant>"),
+        )
+        .replace(
             "{admin_consent_url}",
             vars.admin_consent_url
                 .as_deref()

@@ -311,3 +311,40 @@ fn reads_entra_ids_from_a_description() {
     assert_eq!(ids[0], ("Trace ID".to_string(), "t-1".to_string()));
     assert_eq!(ids[1], ("Correlation ID".to_string(), "c-2".to_string()));
 }
+
+#[test]
+fn finds_the_organizations_directory() {
+    let t = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    let empty = "00000000-0000-0000-0000-000000000000";
+    assert_eq!(
+        resource_tenant(&headers(&[("x-vss-resourcetenant", t)])).as_deref(),
+        Some(t)
+    );
+    assert_eq!(
+        resource_tenant(&headers(&[
+            ("x-vss-resourcetenant", empty),
+            ("x-vss-resourcetenant", t)
+        ]))
+        .as_deref(),
+        Some(t)
+    );
+    let challenge = format!("Bearer authorization_uri=https://login.microsoftonline.com/{t}");
+    assert_eq!(
+        resource_tenant(&headers(&[("www-authenticate", &challenge)])).as_deref(),
+        Some(t)
+    );
+    let quoted = format!(
+        "Bearer authorization_uri=\"https://login.microsoftonline.com/{t}\", Basic realm=\"x\""
+    );
+    assert_eq!(
+        resource_tenant(&headers(&[("www-authenticate", &quoted)])).as_deref(),
+        Some(t)
+    );
+    assert_eq!(
+        resource_tenant(&headers(&[
+            ("x-vss-resourcetenant", empty),
+            ("www-authenticate", "Bearer")
+        ])),
+        None
+    );
+}

@@ -220,6 +220,7 @@ impl Login {
             redirect_uri: Some(self.provider.redirect_uri().to_string()),
             admin_consent_url: self.provider.admin_consent_url(),
             sign_in_url: Some(self.login_url().to_string()),
+            ..crate::diagnose::Vars::default()
         }
     }
 

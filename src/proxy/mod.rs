@@ -352,8 +352,7 @@ impl Inner {
         self.metrics
             .record_throttling(parts.status.as_u16(), &parts.headers);
         if diagnose::worth_inspecting(parts.status, &parts.headers, finish.ctx().path()) {
-            let supplied = !matches!(credential, Credential::PassThrough);
-            return Box::pin(self.diagnose(parts, body, finish.ctx(), upstream, supplied)).await;
+            return Box::pin(self.diagnose(parts, body, finish.ctx(), upstream, &credential)).await;
         }
         let body = if discovery {
             self.rewrite_discovery(&mut parts, body, upstream).await?
@@ -430,8 +429,9 @@ impl Inner {
         mut body: Incoming,
         ctx: &RequestCtx,
         upstream: &route::Upstream,
-        credential_supplied: bool,
+        credential: &Credential,
     ) -> Result<Response<ProxyBody>, Error> {
+        let credential_supplied = !matches!(credential, Credential::PassThrough);
         let encoded = parts
             .headers
             .get(header::CONTENT_ENCODING)
@@ -470,6 +470,26 @@ impl Inner {
                 finding.entry = diagnose::catalog::entry("pat-not-accepted");
             }
             Identity::User(login) => {
+                // A token for the user's directory, refused by an
+                // organization of another one (reference §4.6).
+                if let Credential::User(user) = credential {
+                    let resource = diagnose::resource_tenant(&parts.headers);
+                    let mine = user
+                        .session
+                        .user
+                        .tenant
+                        .as_ref()
+                        .map(|t| t.to_ascii_lowercase());
+                    if let (true, Some(r), Some(m)) =
+                        (finding.entry.id == "token-not-accepted", resource, mine)
+                    {
+                        if r != m {
+                            finding.entry = diagnose::catalog::entry("wrong-directory");
+                            finding.vars.resource_tenant = Some(r);
+                            finding.vars.user_tenant = Some(m);
+                        }
+                    }
+                }
                 let mut url = login.login_url();
                 // A browser returns to the page; git URLs are no page.
                 if ctx.client != ClientKind::Git {

@@ -283,6 +283,7 @@ fn every_sign_in_case_renders_in_every_client_language() {
                     "https://login.microsoftonline.com/{TENANT}/v2.0/adminconsent?client_id={CLIENT_ID}"
                 )),
                 sign_in_url: Some("https://ado-proxy.example.com/.auth/login".into()),
+                ..Vars::default()
             },
         };
         for (form, suffix) in [

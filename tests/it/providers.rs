@@ -757,3 +757,53 @@ async fn sign_in_refusals_name_the_cause_and_the_fix() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_token_from_another_directory_is_explained_with_both_tenants() {
+    let org_tenant = "bbbbbbbb-1111-2222-3333-cccccccccccc";
+    let idp = FakeIdp::start(Duration::from_secs(60)).await;
+    // An organization of another directory refuses every token.
+    let ado = FakeUpstream::recording(move |_| {
+        respond(
+            401,
+            &[
+                (
+                    "www-authenticate",
+                    &format!(
+                        "Bearer authorization_uri=https://login.microsoftonline.com/{org_tenant}"
+                    ),
+                ),
+                ("x-vss-resourcetenant", org_tenant),
+            ],
+            "",
+        )
+    })
+    .await;
+    let mut c = support::config(&ado.url());
+    c.auth.mode = AuthMode::User;
+    c.auth.provider = Some(Provider::Entra);
+    c.auth.tenant = Some(TENANT.into());
+    c.auth.client_id = Some(CLIENT_ID.into());
+    c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
+    c.auth.authority_host = Some(Url::parse(&idp.url()).unwrap());
+    let proxy = support::start(c).await;
+    let s = Setup {
+        url: format!("http://{}", proxy.proxy_addr),
+        idp,
+        ado,
+        proxy,
+    };
+    let b = signed_in(&s).await;
+    let resp = api(&s, &b).await;
+    assert_eq!(resp.status(), 401);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["adoAuthProxy"]["id"], "wrong-directory");
+    let cause = body["adoAuthProxy"]["cause"].as_str().unwrap();
+    assert!(
+        cause.contains(org_tenant) && cause.contains(TENANT),
+        "{cause}"
+    );
+    // The proxy refreshed once and retried before explaining.
+    assert_eq!(s.idp.calls("refresh_token"), 1);
+    assert_eq!(s.ado.requests().len(), 2);
+}
