@@ -10,10 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ado_auth_proxy::app::Running;
-use ado_auth_proxy::config::{AuthMode, Provider, Secret};
-use url::Url;
+use ado_auth_proxy::config::{AuthMode, Secret};
 
-use crate::support::fake_idp::{CLIENT_ID, CLIENT_SECRET, FakeIdp, TENANT};
+use crate::support::fake_idp::{CLIENT_ID, FakeIdp, TENANT};
 use crate::support::oidc::Browser;
 use crate::support::upstream::{FakeUpstream, respond};
 use crate::support::{self, client, metrics};
@@ -83,13 +82,7 @@ pub async fn pat_proxy(upstream: &FakeUpstream) -> ado_auth_proxy::app::Running 
 /// `upstream`, with one signed-in session: (IdP, proxy, Cookie header).
 pub async fn user_proxy(upstream: &FakeUpstream) -> (FakeIdp, Running, String) {
     let idp = FakeIdp::start(Duration::from_secs(3600)).await;
-    let mut c = support::config(&upstream.url());
-    c.auth.mode = AuthMode::User;
-    c.auth.provider = Some(Provider::Entra);
-    c.auth.tenant = Some(TENANT.into());
-    c.auth.client_id = Some(CLIENT_ID.into());
-    c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
-    c.auth.authority_host = Some(Url::parse(&idp.url()).unwrap());
+    let c = crate::support::fake_idp::entra_config(&upstream.url(), &idp);
     let proxy = support::start(c).await;
     let b = Browser::new();
     let resp = b

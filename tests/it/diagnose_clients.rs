@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::diagnose::{fixture, pat_proxy, replay};
+use crate::support;
 use crate::support::upstream::{FakeUpstream, respond};
 
 fn peers() -> PathBuf {
@@ -44,23 +45,11 @@ async fn the_python_sdk_raises_an_error_carrying_the_explanation() {
     .await;
     let proxy = pat_proxy(&upstream).await;
     let cache = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(python)
-        .arg(peers().join("ado_sdk_call.py"))
+    let mut cmd = tokio::process::Command::new(python);
+    cmd.arg(peers().join("ado_sdk_call.py"))
         .arg(format!("http://{}/contoso", proxy.proxy_addr))
-        .env("AZURE_DEVOPS_CACHE_DIR", cache.path())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), out)
-        .await
-        .unwrap()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        .env("AZURE_DEVOPS_CACHE_DIR", cache.path());
+    let v = support::run_peer(cmd, Duration::from_secs(60)).await;
     assert_eq!(v["type"], "AzureDevOpsServiceError", "{v}");
     let message = v["message"].as_str().unwrap();
     assert!(message.contains("TF401027"), "{message}");
@@ -109,22 +98,10 @@ async fn chromium_renders_the_page_a_person_can_read() {
     let upstream = replay(fixture("conditional-access")).await;
     let proxy = pat_proxy(&upstream).await;
     let url = format!("http://{}/contoso/_apis/projects", proxy.proxy_addr);
-    let out = tokio::process::Command::new("node")
-        .arg(peers().join("render_page.mjs"))
-        .env("PAGE_URL", &url)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), out)
-        .await
-        .unwrap()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(peers().join("render_page.mjs"))
+        .env("PAGE_URL", &url);
+    let v = support::run_peer(cmd, Duration::from_secs(120)).await;
     assert_eq!(v["status"], 403);
     assert_eq!(
         v["title"],

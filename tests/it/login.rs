@@ -661,23 +661,11 @@ async fn a_provider_error_on_the_callback_gets_a_readable_escaped_page() {
 async fn headless_chromium_signs_in_and_lands_on_the_page_it_asked_for() {
     let s = setup_with(60, |_| {}).await;
     let start = format!("{}/contoso/_apis/projects?from=browser", s.url);
-    let out = tokio::process::Command::new("node")
-        .arg(crate::support::oidc::peers_dir().join("browser_login.mjs"))
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(crate::support::oidc::peers_dir().join("browser_login.mjs"))
         .env("START_URL", &start)
-        .env("LOGIN_USER", "carol")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), out)
-        .await
-        .expect("the browser finishes within 2 minutes")
-        .expect("node runs (scripts/test.sh installs it and Chromium)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "browser run failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        .env("LOGIN_USER", "carol");
+    let result = support::run_peer(cmd, Duration::from_secs(120)).await;
     assert_eq!(result["url"], start, "landed where it started");
     assert_eq!(result["status"], 200);
     let text = result["text"].as_str().unwrap();

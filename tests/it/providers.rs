@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ado_auth_proxy::app::Running;
-use ado_auth_proxy::config::{AuthMode, Config, Provider, Secret};
+use ado_auth_proxy::config::{Config, Provider, Secret};
 use url::Url;
 
 use crate::support::fake_idp::{
@@ -55,13 +55,7 @@ async fn fake_ado(idp: &FakeIdp) -> FakeUpstream {
 async fn setup(access_ttl: Duration, tweak: impl FnOnce(&mut Config, &str)) -> Setup {
     let idp = FakeIdp::start(access_ttl).await;
     let ado = fake_ado(&idp).await;
-    let mut c = support::config(&ado.url());
-    c.auth.mode = AuthMode::User;
-    c.auth.provider = Some(Provider::Entra);
-    c.auth.tenant = Some(TENANT.into());
-    c.auth.client_id = Some(CLIENT_ID.into());
-    c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
-    c.auth.authority_host = Some(Url::parse(&idp.url()).unwrap());
+    let mut c = fake_idp::entra_config(&ado.url(), &idp);
     c.auth.refresh_before = Duration::from_secs(1);
     tweak(&mut c, &idp.url());
     let proxy = support::start(c).await;
@@ -94,6 +88,18 @@ async fn signed_in(s: &Setup) -> Browser {
     let (b, resp) = sign_in(s).await;
     assert_eq!(resp.status(), 302, "{:?}", resp.text().await);
     b
+}
+
+/// `GET /.auth/me` as JSON.
+async fn me(s: &Setup, b: &Browser) -> serde_json::Value {
+    b.http
+        .get(format!("{}/.auth/me", s.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 async fn api(s: &Setup, b: &Browser) -> reqwest::Response {
@@ -129,15 +135,7 @@ async fn entra_sign_in_with_a_certificate_and_refresh_token_rotation() {
     assert_eq!(q["code_challenge_method"], "S256");
     assert_eq!(q["client_id"], CLIENT_ID);
 
-    let who: serde_json::Value = b
-        .http
-        .get(format!("{}/.auth/me", s.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let who = me(&s, &b).await;
     assert_eq!(who["objectId"], "00000000-1111-2222-3333-444444444444");
     assert_eq!(who["tenant"], TENANT);
     assert_eq!(who["upn"], "dana@contoso.com");
@@ -369,15 +367,7 @@ async fn legacy_azure_devops_oauth_signs_in_and_refreshes_with_the_assertion_gra
         "legacy OAuth has no PKCE"
     );
 
-    let who: serde_json::Value = b
-        .http
-        .get(format!("{}/.auth/me", s.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let who = me(&s, &b).await;
     assert_eq!(who["name"], "Dana Scully");
     assert_eq!(who["email"], "dana@contoso.com");
     assert_eq!(who["provider"], "azure-devops");
@@ -779,13 +769,7 @@ async fn a_token_from_another_directory_is_explained_with_both_tenants() {
         )
     })
     .await;
-    let mut c = support::config(&ado.url());
-    c.auth.mode = AuthMode::User;
-    c.auth.provider = Some(Provider::Entra);
-    c.auth.tenant = Some(TENANT.into());
-    c.auth.client_id = Some(CLIENT_ID.into());
-    c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
-    c.auth.authority_host = Some(Url::parse(&idp.url()).unwrap());
+    let c = fake_idp::entra_config(&ado.url(), &idp);
     let proxy = support::start(c).await;
     let s = Setup {
         url: format!("http://{}", proxy.proxy_addr),

@@ -103,6 +103,20 @@ struct State {
     serial: u64,
 }
 
+/// A proxy config in mode `user` signing in through this fake Entra,
+/// forwarding to `upstream`.
+pub fn entra_config(upstream: &str, idp: &FakeIdp) -> ado_auth_proxy::config::Config {
+    use ado_auth_proxy::config::{AuthMode, Provider, Secret};
+    let mut c = super::config(upstream);
+    c.auth.mode = AuthMode::User;
+    c.auth.provider = Some(Provider::Entra);
+    c.auth.tenant = Some(TENANT.into());
+    c.auth.client_id = Some(CLIENT_ID.into());
+    c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
+    c.auth.authority_host = Some(url::Url::parse(&idp.url()).unwrap());
+    c
+}
+
 /// The running fake.
 pub struct FakeIdp {
     server: FakeUpstream,

@@ -63,6 +63,23 @@ pub fn install_crypto() {
     });
 }
 
+/// Runs a test peer (node or python script) that prints one JSON line,
+/// failing with its output if it fails or takes longer than `limit`.
+pub async fn run_peer(mut cmd: tokio::process::Command, limit: Duration) -> serde_json::Value {
+    let out = cmd.kill_on_drop(true).output();
+    let out = tokio::time::timeout(limit, out)
+        .await
+        .unwrap_or_else(|_| panic!("{cmd:?} did not finish within {limit:?}"))
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (scripts/test.sh installs the peers)"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
 /// A raw HTTP/1.1 exchange: writes `request` as is and returns the whole
 /// response text (the connection is closed by `Connection: close`).
 pub async fn raw_http(addr: SocketAddr, request: &str) -> String {
