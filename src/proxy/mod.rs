@@ -333,12 +333,16 @@ impl Inner {
             (resp.status(), retry, &credential)
         {
             if let Some(login) = self.identity.login() {
-                drop(resp);
                 let header =
                     Box::pin(login.after_rejection(used, finish.ctx().path_and_query())).await?;
-                again.headers_mut().insert(header::AUTHORIZATION, header);
-                let again = again.map(|()| CountedBody::empty(self.metrics.clone()));
-                resp = self.forwarder.send(again, upstream).await?;
+                // No new token (the provider is backing off): sending the
+                // refused one again would only be refused again.
+                if header != used.header {
+                    drop(resp);
+                    again.headers_mut().insert(header::AUTHORIZATION, header);
+                    let again = again.map(|()| CountedBody::empty(self.metrics.clone()));
+                    resp = self.forwarder.send(again, upstream).await?;
+                }
             }
         }
         upstream.duration.observe(sent.elapsed().as_secs_f64());

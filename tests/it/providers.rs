@@ -791,3 +791,30 @@ async fn a_token_from_another_directory_is_explained_with_both_tenants() {
     assert_eq!(s.idp.calls("refresh_token"), 1);
     assert_eq!(s.ado.requests().len(), 2);
 }
+
+#[tokio::test]
+async fn a_refused_token_is_not_resent_unchanged_when_refresh_fails() {
+    let idp = FakeIdp::start(Duration::from_secs(60)).await;
+    let ado = FakeUpstream::recording(|_| respond(401, &[], "")).await;
+    let proxy = support::start(fake_idp::entra_config(&ado.url(), &idp)).await;
+    let s = Setup {
+        url: format!("http://{}", proxy.proxy_addr),
+        idp,
+        ado,
+        proxy,
+    };
+    let b = signed_in(&s).await;
+    s.idp.set_mode(Mode::Down);
+    let resp = api(&s, &b).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        s.idp.calls("refresh_token"),
+        1,
+        "one forced refresh was tried"
+    );
+    assert_eq!(
+        s.ado.requests().len(),
+        1,
+        "the same token was not sent twice"
+    );
+}
