@@ -55,8 +55,9 @@ pub struct Tokens {
     pub lifetime: Duration,
     /// Wall-clock expiry, for `/.auth/me`.
     pub expires_at_wall: SystemTime,
-    /// The refresh token, if any.
-    pub refresh_token: Option<Secret>,
+    /// The refresh token, if any; shared so that the snapshot every
+    /// request takes does not copy it.
+    pub refresh_token: Option<Arc<Secret>>,
     /// Bumped on every change; tells a waiter someone else refreshed.
     pub generation: u64,
 }
@@ -146,7 +147,7 @@ impl Session {
         refresh_token: Option<Secret>,
         id_token: Option<Secret>,
     ) -> Option<Self> {
-        let tokens = Tokens::new(access_token, expires_in, refresh_token, 1)?;
+        let tokens = Tokens::new(access_token, expires_in, refresh_token.map(Arc::new), 1)?;
         Some(Self {
             key,
             user,
@@ -180,7 +181,9 @@ impl Session {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let refresh = refresh_token.or_else(|| guard.refresh_token.clone());
+        let refresh = refresh_token
+            .map(Arc::new)
+            .or_else(|| guard.refresh_token.clone());
         let next = Tokens::new(access_token, expires_in, refresh, guard.generation + 1)?;
         *guard = next.clone();
         Some(next)
@@ -230,7 +233,7 @@ impl Tokens {
     fn new(
         access_token: &Secret,
         expires_in: Duration,
-        refresh_token: Option<Secret>,
+        refresh_token: Option<Arc<Secret>>,
         generation: u64,
     ) -> Option<Self> {
         let mut header = HeaderValue::try_from(format!("Bearer {}", access_token.expose())).ok()?;
