@@ -32,6 +32,8 @@ enum Command {
     Run,
     /// Validate the config and print it with secrets redacted; exit 2 on problems.
     CheckConfig,
+    /// Print a new random session encryption key (base64) for a key file.
+    Keygen,
 }
 
 /// Exit code for configuration problems.
@@ -39,6 +41,19 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Keygen) = cli.command {
+        // Needs no configuration.
+        return match ado_auth_proxy::session::seal::generate_key() {
+            Ok(key) => {
+                println!("{key}");
+                ExitCode::SUCCESS
+            }
+            Err(_) => {
+                eprintln!("the system random number generator failed");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let env = std::env::vars().filter(|(k, _)| k != "ADO_AUTH_PROXY_CONFIG");
     let loaded = match &cli.config {
         Some(path) => config::load_file(path, env),
@@ -58,6 +73,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run => run(config),
+        Command::Keygen => ExitCode::SUCCESS,
     }
 }
 

@@ -6,6 +6,7 @@
 //! durable backend behind [`SessionStore`]; nothing above it changes.
 
 mod cache;
+pub mod seal;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};

@@ -157,3 +157,23 @@ fn starts_from_the_example_config_unchanged() {
     let out = crate::support::blocking_get(proxy.admin, "/readyz");
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
+
+#[test]
+fn keygen_prints_a_fresh_32_byte_key_without_a_config() {
+    use base64::Engine;
+    let keys: Vec<String> = (0..2)
+        .map(|_| {
+            let out = run(
+                &["keygen"],
+                &[("ADO_AUTH_PROXY_LISTEN__ADDRESS", "not an address")],
+            );
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            text(&out.stdout).trim().to_string()
+        })
+        .collect();
+    for k in &keys {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(k).unwrap();
+        assert_eq!(bytes.len(), 32, "{k}");
+    }
+    assert_ne!(keys[0], keys[1]);
+}
