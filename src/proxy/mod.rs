@@ -436,26 +436,16 @@ impl Inner {
         credential: &Credential,
     ) -> Result<Response<ProxyBody>, Error> {
         let credential_supplied = !matches!(credential, Credential::PassThrough);
-        let encoded = parts
-            .headers
-            .get(header::CONTENT_ENCODING)
-            .is_some_and(|v| v.as_bytes() != b"identity");
-        let mut buf = BytesMut::new();
+        let encoded = is_encoded(&parts.headers);
+        let mut buf = Bytes::new();
         if !encoded {
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| {
-                    Error::upstream(
-                        upstream,
-                        crate::metrics::UpstreamErrorKind::Protocol,
-                        format!("reading the response body: {e}"),
-                    )
-                })?;
-                if let Ok(data) = frame.into_data() {
-                    buf.extend_from_slice(&data);
-                    if buf.len() > diagnose::MAX_ERROR_BODY {
-                        let head = Some(buf.freeze());
-                        return Ok(Response::from_parts(parts, ProxyBody::upstream(head, body)));
-                    }
+            match read_bounded(&mut body, diagnose::MAX_ERROR_BODY, upstream).await? {
+                Bounded::Whole(b) => buf = b,
+                Bounded::TooLarge(head) => {
+                    return Ok(Response::from_parts(
+                        parts,
+                        ProxyBody::upstream(Some(head), body),
+                    ));
                 }
             }
         }
@@ -464,7 +454,7 @@ impl Inner {
             let body = if encoded {
                 ProxyBody::upstream(None, body)
             } else {
-                ProxyBody::full(buf.freeze())
+                ProxyBody::full(buf)
             };
             return Ok(Response::from_parts(parts, body));
         };
@@ -544,38 +534,62 @@ impl Inner {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
-        let encoded = parts
-            .headers
-            .get(header::CONTENT_ENCODING)
-            .is_some_and(|v| v.as_bytes() != b"identity");
-        if !parts.status.is_success() || !is_json || encoded {
+        if !parts.status.is_success() || !is_json || is_encoded(&parts.headers) {
             return Ok(ProxyBody::upstream(None, body));
         }
-        let mut buf = BytesMut::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| {
-                Error::upstream(
-                    upstream,
-                    crate::metrics::UpstreamErrorKind::Protocol,
-                    format!("reading the response body: {e}"),
-                )
-            })?;
-            if let Ok(data) = frame.into_data() {
-                buf.extend_from_slice(&data);
-                if buf.len() > MAX_DISCOVERY_BYTES {
-                    return Ok(ProxyBody::upstream(Some(buf.freeze()), body));
-                }
-            }
-        }
+        let buf = match read_bounded(&mut body, MAX_DISCOVERY_BYTES, upstream).await? {
+            Bounded::Whole(b) => b,
+            Bounded::TooLarge(head) => return Ok(ProxyBody::upstream(Some(head), body)),
+        };
         let out = match self.urls.rewrite_json(&buf) {
             Some(new) => Bytes::from(new),
-            None => buf.freeze(),
+            None => buf,
         };
         parts
             .headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
         Ok(ProxyBody::full(out))
     }
+}
+
+/// A body read up to a limit.
+enum Bounded {
+    /// All of it.
+    Whole(Bytes),
+    /// More than the limit: what was read; the rest is still in the body.
+    TooLarge(Bytes),
+}
+
+/// Reads an upstream body until its end or past `limit` bytes.
+async fn read_bounded(
+    body: &mut Incoming,
+    limit: usize,
+    upstream: &route::Upstream,
+) -> Result<Bounded, Error> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            Error::upstream(
+                upstream,
+                crate::metrics::UpstreamErrorKind::Protocol,
+                format!("reading the response body: {e}"),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() > limit {
+                return Ok(Bounded::TooLarge(buf.freeze()));
+            }
+        }
+    }
+    Ok(Bounded::Whole(buf.freeze()))
+}
+
+/// Whether a body is compressed (so its bytes cannot be read as text).
+fn is_encoded(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes() != b"identity")
 }
 
 /// Method, URI and headers of a prepared upstream request, to send again.

@@ -310,16 +310,21 @@ fn every_sign_in_case_renders_in_every_client_language() {
     assert_eq!(seen, sign_in);
 }
 
-#[tokio::test]
-async fn a_refused_personal_access_token_is_the_operators_to_fix() {
-    let upstream = replay(fixture("token-not-accepted")).await;
-    let proxy = pat_proxy(&upstream).await;
-    let v: serde_json::Value = client()
+/// A request for `/contoso/_apis/projects` with `accept`, not yet sent.
+fn projects(proxy: &Running, accept: &str) -> reqwest::RequestBuilder {
+    client()
         .get(format!(
             "http://{}/contoso/_apis/projects",
             proxy.proxy_addr
         ))
-        .header("accept", "application/problem+json")
+        .header("accept", accept)
+}
+
+#[tokio::test]
+async fn a_refused_personal_access_token_is_the_operators_to_fix() {
+    let upstream = replay(fixture("token-not-accepted")).await;
+    let proxy = pat_proxy(&upstream).await;
+    let v: serde_json::Value = projects(&proxy, "application/problem+json")
         .send()
         .await
         .unwrap()
@@ -328,12 +333,7 @@ async fn a_refused_personal_access_token_is_the_operators_to_fix() {
         .unwrap();
     assert_eq!(v["type"], "urn:ado-auth-proxy:problem:pat-not-accepted");
     assert!(v["adminRemedy"].as_str().unwrap().contains("auth.pat_file"));
-    let resp = client()
-        .get(format!(
-            "http://{}/contoso/_apis/projects",
-            proxy.proxy_addr
-        ))
-        .header("accept", "text/html")
+    let resp = projects(&proxy, "text/html")
         .header("x-request-id", "golden-request")
         .send()
         .await
@@ -350,12 +350,7 @@ async fn a_refused_personal_access_token_is_the_operators_to_fix() {
 async fn the_sdk_shape_keeps_azure_devops_fields_and_extends_the_message() {
     let upstream = replay(fixture("oauth-disabled")).await;
     let proxy = pat_proxy(&upstream).await;
-    let v: serde_json::Value = client()
-        .get(format!(
-            "http://{}/contoso/_apis/projects",
-            proxy.proxy_addr
-        ))
-        .header("accept", "application/json")
+    let v: serde_json::Value = projects(&proxy, "application/json")
         .send()
         .await
         .unwrap()

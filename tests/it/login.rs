@@ -13,7 +13,7 @@ use url::Url;
 
 use crate::support::oidc::{Browser, OidcPeer, verify_access_token};
 use crate::support::upstream::{FakeUpstream, Recorded, respond};
-use crate::support::{self, client, metrics};
+use crate::support::{self, client, metrics, query_param};
 
 struct Setup {
     idp: OidcPeer,
@@ -133,10 +133,7 @@ async fn browser_signs_in_and_requests_carry_the_users_token() {
     assert_eq!(resp.status(), 302);
     let login = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
     assert_eq!(login.path(), "/.auth/login");
-    assert_eq!(
-        login.query_pairs().find(|(k, _)| k == "rd").unwrap().1,
-        PROJECTS
-    );
+    assert_eq!(query_param(&login, "rd").as_deref(), Some(PROJECTS));
 
     // /.auth/login sends it to the provider with PKCE S256, state, nonce.
     let resp = b.navigate(login.as_str()).await;
@@ -158,12 +155,7 @@ async fn browser_signs_in_and_requests_carry_the_users_token() {
     );
     let authorize = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
     assert!(authorize.as_str().starts_with(&s.idp.issuer));
-    let q = |k: &str| {
-        authorize
-            .query_pairs()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.into_owned())
-    };
+    let q = |k: &str| query_param(&authorize, k);
     assert_eq!(q("code_challenge_method").as_deref(), Some("S256"));
     assert!(q("state").unwrap().len() >= 43, "state has 256 bits");
     assert!(q("nonce").is_some());
@@ -493,13 +485,7 @@ async fn refused_sign_ins_say_why_and_create_no_session() {
     let b = Browser::new();
     let first = Url::parse(&b.start_sign_in(&s.url, "alice", "/").await).unwrap();
     let second = Url::parse(&b.start_sign_in(&s.url, "alice", "/").await).unwrap();
-    let param = |u: &Url, k: &str| {
-        u.query_pairs()
-            .find(|(n, _)| n == k)
-            .unwrap()
-            .1
-            .into_owned()
-    };
+    let param = |u: &Url, k: &str| query_param(u, k).unwrap();
     let mut crossed = Url::parse(&format!("{}/.auth/callback", s.url)).unwrap();
     crossed
         .query_pairs_mut()
@@ -629,12 +615,7 @@ async fn a_provider_error_on_the_callback_gets_a_readable_escaped_page() {
     let s = setup().await;
     let b = Browser::new();
     let callback = Url::parse(&b.start_sign_in(&s.url, "alice", "/").await).unwrap();
-    let state = callback
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .unwrap()
-        .1
-        .into_owned();
+    let state = query_param(&callback, "state").unwrap();
     let mut denied = Url::parse(&format!("{}/.auth/callback", s.url)).unwrap();
     denied
         .query_pairs_mut()
@@ -728,12 +709,7 @@ async fn an_https_public_url_gives_host_prefixed_secure_cookies() {
         "__Host- cookies carry no Domain"
     );
     let authorize = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
-    let redirect = authorize
-        .query_pairs()
-        .find(|(k, _)| k == "redirect_uri")
-        .unwrap()
-        .1
-        .into_owned();
+    let redirect = query_param(&authorize, "redirect_uri").unwrap();
     assert_eq!(redirect, "https://ado-proxy.example.com/.auth/callback");
 }
 
@@ -767,10 +743,7 @@ async fn an_answer_naming_another_issuer_is_refused() {
     let b = Browser::new();
     let callback = Url::parse(&b.start_sign_in(&s.url, "alice", "/").await).unwrap();
     // oidc-provider names itself in `iss` (RFC 9207).
-    let iss = callback
-        .query_pairs()
-        .find(|(k, _)| k == "iss")
-        .map(|(_, v)| v.into_owned());
+    let iss = query_param(&callback, "iss");
     assert_eq!(iss.as_deref(), Some(s.idp.issuer.as_str()));
     let mut mixed = callback.clone();
     let pairs: Vec<(String, String)> = callback

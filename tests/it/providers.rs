@@ -214,10 +214,7 @@ async fn mfa_required_on_refresh_passes_the_claims_challenge_to_the_next_sign_in
     s.idp.set_mode(Mode::Normal);
     let resp = b.navigate(&login).await;
     let authorize = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
-    let claims = authorize
-        .query_pairs()
-        .find(|(k, _)| k == "claims")
-        .map(|(_, v)| v.into_owned());
+    let claims = support::query_param(&authorize, "claims");
     assert_eq!(claims.as_deref(), Some(MFA_CLAIMS));
 }
 
@@ -464,21 +461,11 @@ level = "trace,hyper=debug,hyper_util=debug,reqwest=debug,h2=info"
     secrets.extend(cookie_value(&resp));
     let authorize = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
     for key in ["state", "nonce", "code_challenge"] {
-        secrets.extend(
-            authorize
-                .query_pairs()
-                .filter(|(k, _)| k == key)
-                .map(|(_, v)| v.into_owned()),
-        );
+        secrets.extend(support::query_param(&authorize, key));
     }
     let resp = b.navigate(authorize.as_str()).await;
     let callback = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
-    secrets.extend(
-        callback
-            .query_pairs()
-            .filter(|(k, _)| k == "code")
-            .map(|(_, v)| v.into_owned()),
-    );
+    secrets.extend(support::query_param(&callback, "code"));
     let resp = b.navigate(callback.as_str()).await;
     assert_eq!(resp.status(), 302);
     secrets.extend(cookie_value(&resp));

@@ -23,6 +23,18 @@ fn problems(toml: &str, env: &[(&str, &str)]) -> Vec<String> {
     }
 }
 
+/// Asserts that loading `toml` with `env` reports a problem naming `key`
+/// whose message contains `word`.
+fn check_names(toml: &str, env: &[(&str, &str)], key: &str, word: &str) {
+    let found = problems(toml, env);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with(&format!("{key}: ")) && p.contains(word)),
+        "config {toml:?}: expected a problem naming `{key}` with {word:?}, got {found:?}"
+    );
+}
+
 /// Each case: the config, then the key that must be named and a word of
 /// the message.
 #[test]
@@ -120,13 +132,7 @@ fn each_mistake_names_its_key() {
         ("listen = 5", "listen", "invalid type"),
     ];
     for (toml, key, word) in cases {
-        let found = problems(toml, &[]);
-        assert!(
-            found
-                .iter()
-                .any(|p| p.starts_with(&format!("{key}: ")) && p.contains(word)),
-            "config {toml:?}: expected a problem naming `{key}` with {word:?}, got {found:?}"
-        );
+        check_names(toml, &[], key, word);
     }
 }
 
@@ -281,13 +287,7 @@ fn user_mode_mistakes_name_their_keys() {
         (format!("{ENTRA}{tenant}[session]\nmax_lifetime = \"forever\""), &[SECRET_ENV], "session.max_lifetime", "duration"),
     ];
     for (toml, env, key, word) in &cases {
-        let found = problems(toml, env);
-        assert!(
-            found
-                .iter()
-                .any(|p| p.starts_with(&format!("{key}: ")) && p.contains(word)),
-            "config {toml:?}: expected a problem naming `{key}` with {word:?}, got {found:?}"
-        );
+        check_names(toml, env, key, word);
     }
 }
 

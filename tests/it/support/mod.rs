@@ -63,6 +63,13 @@ pub fn install_crypto() {
     });
 }
 
+/// The first value of query parameter `name` in `url`.
+pub fn query_param(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
 /// Runs a test peer (node or python script) that prints one JSON line,
 /// failing with its output if it fails or takes longer than `limit`.
 pub async fn run_peer(mut cmd: tokio::process::Command, limit: Duration) -> serde_json::Value {
