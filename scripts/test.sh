@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Test peers: git (with git-http-backend) for the clone/push test, openssl
 # to make throwaway TLS certificates, Node.js for the OpenID provider
 # (npm oidc-provider), Chromium for the browser tests, Python's venv for
-# the azure-devops SDK.
+# the azure-devops SDK, redis-server for the shared session store.
 missing=()
 command -v git >/dev/null 2>&1 && [ -x "$(git --exec-path)/git-http-backend" ] || missing+=(git)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
@@ -16,6 +16,7 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing test peers: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -16,6 +16,8 @@ use crate::metrics::Metrics;
 #[derive(Default)]
 pub struct Health {
     ready: AtomicBool,
+    /// Whether the session store answers (true without one).
+    store_down: AtomicBool,
 }
 
 /// Answers admin requests.
@@ -33,9 +35,14 @@ impl Health {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
+    /// Records whether the session store answers.
+    pub fn set_store_up(&self, up: bool) {
+        self.store_down.store(!up, Ordering::SeqCst);
+    }
+
     /// Whether `/readyz` answers 200.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst) && !self.store_down.load(Ordering::SeqCst)
     }
 }
 
@@ -55,6 +62,11 @@ impl Admin {
         Ok(match req.uri().path() {
             "/healthz" => text(StatusCode::OK, "ok\n"),
             "/readyz" if self.health.is_ready() => text(StatusCode::OK, "ready\n"),
+            "/readyz" if self.health.store_down.load(Ordering::SeqCst) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: the session store is unreachable (cached sessions keep working; new \
+                 sign-ins get 503)\n",
+            ),
             "/readyz" => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not ready: starting or draining\n",

@@ -125,15 +125,36 @@ async fn wait_for_signal() {
 
 /// How often ended sessions and abandoned sign-ins are forgotten.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the session store is asked whether it answers.
+const STORE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
-async fn sweep_sessions(login: Arc<crate::login::Login>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Session housekeeping until shutdown: sweeps ended sessions and expired
+/// store entries, and keeps `/readyz` in line with the store's health
+/// (writing back what the store missed when it answers again).
+async fn sessions_task(
+    login: Arc<crate::login::Login>,
+    health: Arc<Health>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut sweep =
+        tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_INTERVAL, SWEEP_INTERVAL);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut check = tokio::time::interval(STORE_CHECK_INTERVAL);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = tick.tick() => login.sweep(),
+        let sweep_now = tokio::select! {
+            _ = sweep.tick() => true,
+            _ = check.tick() => false,
             // Shutdown, or the server is gone.
-            _ = stop.wait_for(|s| *s) => return,
+            r = stop.wait_for(|s| *s) => {
+                drop(r);
+                return;
+            }
+        };
+        if sweep_now {
+            login.sweep().await;
+        } else {
+            health.set_store_up(login.sessions().check().await);
         }
     }
 }
@@ -163,7 +184,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     if let Some(login) = proxy.login() {
-        tokio::spawn(sweep_sessions(login, shutdown_rx.clone()));
+        // A shared store is reachable once it has answered.
+        health.set_store_up(!login.sessions().shared());
+        tokio::spawn(sessions_task(login, health.clone(), shutdown_rx.clone()));
     }
     let (stop_accepting, stop_rx) = watch::channel(false);
     let (stop_admin, admin_rx) = watch::channel(false);

@@ -94,6 +94,10 @@ pub enum Error {
         /// What the provider said (no secrets).
         detail: String,
     },
+    /// The session store could not be reached for a session this process
+    /// does not hold, or for a new sign-in.
+    #[error("session store: {0}")]
+    StoreUnavailable(#[from] crate::session::backend::StoreError),
 }
 
 /// Why a sign-in step failed.
@@ -515,6 +519,19 @@ impl Error {
                 }
                 ans
             }
+            Self::StoreUnavailable(e) => {
+                let mut ans = Answer::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "session-store-unavailable",
+                    "The proxy cannot reach its session store",
+                    format!(
+                        "Signing in, or resuming a session this proxy instance has not seen yet, needs the session store, and it is not answering ({e}). Sessions already in use here keep working. Try again in a few seconds; if it persists, an administrator must check the store (session.store, session.redis_url, or the disk holding session.path). The admin /readyz endpoint reports not ready meanwhile."
+                    ),
+                );
+                ans.headers
+                    .push((header::RETRY_AFTER, HeaderValue::from_static("5")));
+                ans
+            }
         }
     }
 }
@@ -573,21 +590,16 @@ pub fn into_response(err: &Error, ctx: &RequestCtx) -> Response<ProxyBody> {
             return diagnose::render::response(&finding, ctx, answer.status, headers);
         }
     }
-    if let Error::Login(login) = err {
-        if let Some(finding) = login.finding(answer.status) {
-            tracing::info!(
-                request_id = %ctx.request_id_str(),
-                diagnosis = finding.entry.id,
-                error = %err,
-                "sign-in refused by the provider"
-            );
-            return diagnose::render::response(
-                &finding,
-                ctx,
-                answer.status,
-                http::HeaderMap::new(),
-            );
-        }
+    if let Error::Login(login) = err
+        && let Some(finding) = login.finding(answer.status)
+    {
+        tracing::info!(
+            request_id = %ctx.request_id_str(),
+            diagnosis = finding.entry.id,
+            error = %err,
+            "sign-in refused by the provider"
+        );
+        return diagnose::render::response(&finding, ctx, answer.status, http::HeaderMap::new());
     }
     if answer.status.is_server_error() {
         tracing::warn!(request_id = %ctx.request_id_str(), error = %err, "request failed");

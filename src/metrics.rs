@@ -56,6 +56,11 @@ pub struct Metrics {
     denials: IntCounterVec,
     throttled: IntCounterVec,
     throttle_delay: Histogram,
+    /// 1 while the session store answers, 0 while it does not.
+    pub session_store_up: IntGauge,
+    store_errors: IntCounterVec,
+    unreadable: IntCounterVec,
+    session_loads: IntCounterVec,
 }
 
 /// Provider call buckets: 5 ms to 30 s.
@@ -248,6 +253,45 @@ impl Metrics {
         registry.register(Box::new(response_bytes.clone()))?;
         registry.register(Box::new(build_info))?;
         registry.register(Box::new(logins.clone()))?;
+        let session_store_up = IntGauge::new(
+            "ado_proxy_session_store_up",
+            "1 while the session store answers, 0 while it is unreachable.",
+        )?;
+        let store_errors = IntCounterVec::new(
+            Opts::new(
+                "ado_proxy_session_store_errors_total",
+                "Failed session store operations, by operation.",
+            ),
+            &["op"],
+        )?;
+        let unreadable = IntCounterVec::new(
+            Opts::new(
+                "ado_proxy_session_records_unreadable_total",
+                "Stored records treated as absent, by reason (format, unknown_key, tampered, \
+                 corrupt, future_version).",
+            ),
+            &["reason"],
+        )?;
+        let session_loads = IntCounterVec::new(
+            Opts::new(
+                "ado_proxy_session_loads_total",
+                "Sessions looked up in the store because this process did not hold them, by \
+                 outcome (loaded, migrated to the current key, absent).",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(session_store_up.clone()))?;
+        registry.register(Box::new(store_errors.clone()))?;
+        registry.register(Box::new(unreadable.clone()))?;
+        registry.register(Box::new(session_loads.clone()))?;
+        for op in [
+            "get", "put", "update", "remove", "take", "lease", "purge", "ping",
+        ] {
+            store_errors.with_label_values(&[op]);
+        }
+        for outcome in ["loaded", "migrated", "absent"] {
+            session_loads.with_label_values(&[outcome]);
+        }
         registry.register(Box::new(login_failures.clone()))?;
         registry.register(Box::new(refreshes.clone()))?;
         registry.register(Box::new(sessions_active.clone()))?;
@@ -298,6 +342,10 @@ impl Metrics {
             denials,
             throttled,
             throttle_delay,
+            session_store_up,
+            store_errors,
+            unreadable,
+            session_loads,
         })
     }
 
@@ -333,6 +381,21 @@ impl Metrics {
     pub fn record_login_failure(&self, reason: &str) {
         self.logins.with_label_values(&["failed"]).inc();
         self.login_failures.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a failed session store operation.
+    pub fn record_store_error(&self, op: &str) {
+        self.store_errors.with_label_values(&[op]).inc();
+    }
+
+    /// Counts a stored record that could not be used.
+    pub fn record_unreadable(&self, reason: &str) {
+        self.unreadable.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a lookup in the store.
+    pub fn record_session_load(&self, outcome: &str) {
+        self.session_loads.with_label_values(&[outcome]).inc();
     }
 
     /// Counts a refresh outcome.

@@ -236,6 +236,45 @@ pub struct SessionConfig {
     /// A session ends this long after sign-in, however active.
     #[serde(with = "humantime_serde")]
     pub max_lifetime: Duration,
+    /// Where sessions are kept: `embedded` (a file database, the
+    /// default), `redis` (shared by replicas) or `memory` (lost on
+    /// restart).
+    pub store: StoreKind,
+    /// The embedded database file.
+    pub path: PathBuf,
+    /// Keys that seal stored sessions, one base64 key per line; the first
+    /// seals, all open. Created beside the embedded database when unset;
+    /// required for `redis`.
+    pub encryption_keys_file: Option<PathBuf>,
+    /// `redis://[user:password@]host:port/db` or `rediss://...` (TLS).
+    pub redis_url: Option<Secret>,
+    /// A file holding the Redis password, instead of writing it into
+    /// `redis_url`.
+    pub redis_password_file: Option<PathBuf>,
+    /// Prefix of every Redis key the proxy writes.
+    pub key_prefix: String,
+    /// Time to connect to Redis.
+    #[serde(with = "humantime_serde")]
+    pub redis_connect_timeout: Duration,
+    /// Time for one Redis command.
+    #[serde(with = "humantime_serde")]
+    pub redis_command_timeout: Duration,
+    /// With Redis, how often a replica re-reads a cached session, so a
+    /// sign-out on another replica takes effect here within this time.
+    #[serde(with = "humantime_serde")]
+    pub revalidate_interval: Duration,
+}
+
+/// `session.store`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    /// A database file inside the process (redb).
+    Embedded,
+    /// A Redis server shared by replicas.
+    Redis,
+    /// Process memory only.
+    Memory,
 }
 
 /// Azure DevOps' resource id in Entra.
@@ -357,6 +396,15 @@ impl Default for SessionConfig {
             cookie_name: "ado_proxy_session".to_string(),
             idle_timeout: Duration::from_secs(8 * 3600),
             max_lifetime: Duration::from_secs(7 * 24 * 3600),
+            store: StoreKind::Embedded,
+            path: PathBuf::from("./data/sessions.db"),
+            encryption_keys_file: None,
+            redis_url: None,
+            redis_password_file: None,
+            key_prefix: "ado-auth-proxy:".to_string(),
+            redis_connect_timeout: Duration::from_secs(5),
+            redis_command_timeout: Duration::from_secs(2),
+            revalidate_interval: Duration::from_secs(30),
         }
     }
 }

@@ -97,10 +97,10 @@ pub fn strip<S: AsRef<str>>(headers: &mut HeaderMap, names: &[S]) {
         return;
     }
     headers.remove(header::COOKIE);
-    if !kept.is_empty() {
-        if let Ok(v) = HeaderValue::try_from(kept.join("; ")) {
-            headers.insert(header::COOKIE, v);
-        }
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::try_from(kept.join("; "))
+    {
+        headers.insert(header::COOKIE, v);
     }
 }
 

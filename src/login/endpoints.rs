@@ -1,7 +1,7 @@
 //! The `/.auth/` endpoints. They are answered here and never forwarded.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -11,10 +11,11 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::provider::random_token;
-use super::{Login, MAX_PENDING, Pending, cookies, redirect};
+use super::{Login, Pending, cookies, redirect};
 use crate::error::{Error, LoginError};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::{ClientKind, RequestCtx};
+use crate::session::backend::now_ms;
 use crate::session::{Session, SessionKey, unix};
 
 /// Largest form body accepted at the callback.
@@ -46,7 +47,7 @@ impl Login {
             "/.auth/login" => self.start(&req).await,
             "/.auth/callback" => self.callback(req).await,
             "/.auth/logout" => Ok(self.logout(&req, ctx).await),
-            _ => self.me(&req),
+            _ => self.me(&req).await,
         }
     }
 
@@ -65,10 +66,7 @@ impl Login {
             .find(|(k, _)| k == "claims")
             .map(|(_, v)| v.as_str())
             .filter(|c| c.len() <= 4096);
-        if self.pending.len() >= MAX_PENDING / 2 {
-            self.purge_pending();
-        }
-        if self.pending.len() >= MAX_PENDING {
+        if !self.pending_allowed() {
             return Err(Error::from(LoginError::TooManyPending));
         }
         // One pre-auth cookie per browser, shared by its parallel sign-ins
@@ -82,16 +80,22 @@ impl Login {
             .authorize(claims)
             .await
             .map_err(|e| Error::from(LoginError::Provider(e.to_string())))?;
-        self.pending.insert(
-            SessionKey::of(&authorize.state),
-            Pending {
-                binder: SessionKey::of(&binder),
-                pkce_verifier: authorize.pkce_verifier,
-                nonce: authorize.nonce,
-                return_to,
-                created: Instant::now(),
-            },
-        );
+        let pending = Pending {
+            binder: SessionKey::of(&binder),
+            pkce_verifier: authorize.pkce_verifier,
+            nonce: authorize.nonce,
+            return_to,
+            created_ms: now_ms(),
+        };
+        // Kept a minute longer than it is valid, so a late callback is
+        // told it took too long rather than that it is unknown.
+        self.store
+            .put_pending(
+                &authorize.state,
+                &pending,
+                self.login_timeout + Duration::from_secs(60),
+            )
+            .await?;
         self.metrics.record_login("started");
         let mut resp = redirect_to(authorize.url.as_str());
         if let Some(c) = self
@@ -150,11 +154,13 @@ impl Login {
         let state = get("state").ok_or(Error::from(LoginError::MissingState))?;
         // Removing it first makes every state single-use: a replayed
         // callback finds nothing.
-        let (_, pending) = self
-            .pending
-            .remove(&SessionKey::of(state))
+        let pending: Pending = self
+            .store
+            .take_pending(state)
+            .await?
             .ok_or(Error::from(LoginError::UnknownState))?;
-        if pending.created.elapsed() >= self.login_timeout {
+        let age = Duration::from_millis(now_ms().saturating_sub(pending.created_ms));
+        if age >= self.login_timeout {
             return Err(Error::from(LoginError::Expired));
         }
         let bound = cookies::values(headers, &self.jar.login)
@@ -206,6 +212,7 @@ impl Login {
         let key = SessionKey::of(&id);
         let session = Session::new(
             key,
+            self.store.store_key(&id),
             user,
             &tokens.access_token,
             tokens.expires_in,
@@ -217,17 +224,19 @@ impl Login {
                 "the access token cannot be sent in a header".into(),
             ))
         })?;
+        let session = Arc::new(session);
+        self.store.create(session.clone()).await?;
         // A browser signing in again replaces its old session.
         for old in cookies::values(headers, &self.jar.session) {
-            self.store.remove(&SessionKey::of(&old));
+            if let Ok(Some(s)) = self.store.lookup(&old).await {
+                self.store.remove(&s).await;
+            }
         }
         tracing::info!(
             session = ?key,
             upn = session.user.upn.as_deref().unwrap_or("-"),
             "signed in"
         );
-        self.store.put(Arc::new(session));
-        self.metrics.sessions_active.set(self.store.len() as i64);
         let mut resp = redirect_to(&pending.return_to);
         if let Some(c) = self
             .jar
@@ -243,12 +252,13 @@ impl Login {
     async fn logout(&self, req: &Request<Incoming>, ctx: &RequestCtx) -> Response<ProxyBody> {
         let mut id_token = None;
         for value in cookies::values(req.headers(), &self.jar.session) {
-            let key = SessionKey::of(&value);
-            if let Some(s) = self.store.get(&key) {
+            // With the store down the session ends here now and in the
+            // store when it answers again (when this process knows it).
+            if let Ok(Some(s)) = self.store.lookup(&value).await {
                 id_token = s.id_token.clone();
-                tracing::info!(session = ?key, "signed out");
+                tracing::info!(session = ?s.key, "signed out");
+                self.store.remove(&s).await;
             }
-            self.end_session(&key);
         }
         let end_session = self.provider.metadata().await.ok().and_then(|m| {
             let mut url = m.end_session_endpoint.clone()?;
@@ -284,9 +294,10 @@ impl Login {
     }
 
     /// `GET /.auth/me`: who is signed in, never a token.
-    fn me(&self, req: &Request<Incoming>) -> Result<Response<ProxyBody>, Error> {
+    async fn me(&self, req: &Request<Incoming>) -> Result<Response<ProxyBody>, Error> {
         let session = self
             .session(req.headers())
+            .await?
             .map_err(|_| Error::from(LoginError::NotSignedIn))?;
         let tokens = session.tokens();
         let u = &session.user;

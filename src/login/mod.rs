@@ -15,10 +15,9 @@ pub mod provider;
 pub mod redirect;
 mod refresh;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
 use http::{HeaderMap, HeaderValue};
 use url::Url;
 
@@ -28,36 +27,41 @@ use self::provider::{Provider, UserInfo};
 use crate::config::{Config, Provider as ProviderKind};
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::session::{MemoryStore, Miss, Session, SessionKey, SessionStore};
+use crate::session::{Miss, Session, SessionKey, Sessions};
 
-/// Pending sign-ins kept at most (each lives `login_timeout`); beyond it
-/// new sign-ins are refused rather than memory growing without bound.
+/// Sign-ins one process starts per `login_timeout` at most (each is
+/// stored that long); beyond it new ones are refused rather than the
+/// store growing without bound.
 const MAX_PENDING: usize = 10_000;
 
 /// Everything mode `user` needs, shared by all connections.
 pub struct Login {
     provider: Provider,
-    store: Arc<dyn SessionStore>,
-    pending: DashMap<SessionKey, Pending>,
+    store: Arc<Sessions>,
+    /// Sign-ins started in the current `login_timeout` window.
+    pending_budget: Mutex<(Instant, usize)>,
     jar: CookieJar,
     public_url: Url,
     allow: Allowlist,
     refresh_before: Duration,
     login_timeout: Duration,
+    provider_timeout: Duration,
     idle_timeout: Duration,
     max_lifetime: Duration,
     metrics: Arc<Metrics>,
 }
 
-/// A sign-in between `/.auth/login` and `/.auth/callback`, stored under
-/// the hash of its `state`.
+/// A sign-in between `/.auth/login` and `/.auth/callback`, stored (sealed)
+/// under the HMAC of its `state`, so any replica can finish it.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Pending {
     /// Hash of the pre-auth cookie value of the browser that started it.
     binder: SessionKey,
     pkce_verifier: Option<String>,
     nonce: Option<String>,
     return_to: String,
-    created: Instant,
+    /// Start, ms since the epoch.
+    created_ms: u64,
 }
 
 /// Who may sign in.
@@ -97,15 +101,17 @@ impl Login {
         }
         let provider = Provider::new(auth, callback, http)?;
         let secure = public_url.scheme() == "https";
+        let store = Arc::new(Sessions::open(&config.session, metrics.clone())?);
         Ok(Self {
             provider,
-            store: Arc::new(MemoryStore::default()),
-            pending: DashMap::new(),
+            store,
+            pending_budget: Mutex::new((Instant::now(), 0)),
             jar: CookieJar::new(&config.session.cookie_name, secure),
             public_url: public_url.clone(),
             allow: Allowlist::new(config),
             refresh_before: auth.refresh_before,
             login_timeout: auth.login_timeout,
+            provider_timeout: auth.provider_timeout,
             idle_timeout: config.session.idle_timeout,
             max_lifetime: config.session.max_lifetime,
             metrics,
@@ -117,29 +123,44 @@ impl Login {
         [&self.jar.session, &self.jar.login]
     }
 
-    /// The session named by the request's cookie, if it is alive.
-    fn session(&self, headers: &HeaderMap) -> Result<Arc<Session>, Miss> {
+    /// The session store.
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.store
+    }
+
+    /// The session named by the request's cookie, if it is alive. The
+    /// outer error is the store failing for a session not cached here.
+    async fn session(&self, headers: &HeaderMap) -> Result<Result<Arc<Session>, Miss>, Error> {
         let mut miss = Miss::NoCookie;
         for value in cookies::values(headers, &self.jar.session) {
-            let key = SessionKey::of(&value);
-            let Some(session) = self.store.get(&key) else {
+            let Some(session) = self.store.lookup(&value).await? else {
                 miss = Miss::Unknown;
                 continue;
             };
             if let Some(ended) = session.ended(self.idle_timeout, self.max_lifetime) {
-                self.end_session(&key);
+                self.end_session(&session);
                 miss = ended;
                 continue;
             }
             session.touch();
-            return Ok(session);
+            // Record the use now and then, so idleness survives restarts
+            // and is seen by other replicas.
+            if session.seen_save_due(self.idle_timeout / 4) {
+                let (store, s) = (self.store.clone(), session.clone());
+                tokio::spawn(async move {
+                    let _ = store.save(&s).await;
+                });
+            }
+            return Ok(Ok(session));
         }
-        Err(miss)
+        Ok(Err(miss))
     }
 
-    fn end_session(&self, key: &SessionKey) {
-        self.store.remove(key);
-        self.metrics.sessions_active.set(self.store.len() as i64);
+    /// Ends a session: here at once, in the store in the background.
+    fn end_session(&self, session: &Arc<Session>) {
+        self.store.forget(&session.key);
+        let (store, s) = (self.store.clone(), session.clone());
+        tokio::spawn(async move { store.remove(&s).await });
     }
 
     /// The bearer for a forwarded request, refreshed when due.
@@ -148,7 +169,7 @@ impl Login {
         headers: &HeaderMap,
         return_to: &str,
     ) -> Result<UserCredential, Error> {
-        let session = match self.session(headers) {
+        let session = match self.session(headers).await? {
             Ok(s) => s,
             Err(miss) => return Err(self.needs_login(miss, return_to, None)),
         };
@@ -203,14 +224,14 @@ impl Login {
         Url::parse(&format!("{base}/.auth/login")).unwrap_or_else(|_| self.public_url.clone())
     }
 
-    /// Housekeeping, run periodically: forgets ended sessions and
-    /// abandoned sign-ins, which are otherwise only noticed when used.
-    pub fn sweep(&self) {
+    /// Housekeeping, run periodically: forgets ended sessions here and
+    /// expired records and abandoned sign-ins in the store, which are
+    /// otherwise only noticed when used.
+    pub async fn sweep(&self) {
         let (idle, max) = (self.idle_timeout, self.max_lifetime);
         self.store
-            .purge(&|s: &Session| s.ended(idle, max).is_some());
-        self.metrics.sessions_active.set(self.store.len() as i64);
-        self.purge_pending();
+            .sweep(&|s: &Session| s.ended(idle, max).is_some())
+            .await;
     }
 
     /// What sign-in answers fill into the catalog texts.
@@ -224,10 +245,16 @@ impl Login {
         }
     }
 
-    /// Drops pending sign-ins older than `login_timeout`.
-    fn purge_pending(&self) {
-        let timeout = self.login_timeout;
-        self.pending.retain(|_, p| p.created.elapsed() < timeout);
+    /// Counts a new sign-in against the budget; false when spent.
+    fn pending_allowed(&self) -> bool {
+        let Ok(mut budget) = self.pending_budget.lock() else {
+            return true;
+        };
+        if budget.0.elapsed() >= self.login_timeout {
+            *budget = (Instant::now(), 0);
+        }
+        budget.1 += 1;
+        budget.1 <= MAX_PENDING
     }
 }
 
@@ -240,10 +267,10 @@ impl Allowlist {
             v.iter().map(|s| s.trim().to_ascii_lowercase()).collect()
         };
         let mut tenants = lower(&a.allowed_tenants);
-        if tenants.is_empty() {
-            if let Some(t) = &a.tenant {
-                tenants.push(t.trim().to_ascii_lowercase());
-            }
+        if tenants.is_empty()
+            && let Some(t) = &a.tenant
+        {
+            tenants.push(t.trim().to_ascii_lowercase());
         }
         // A domain tenant cannot be compared with the `tid` GUID offline;
         // Entra only issues tokens of that tenant at its authority, so the

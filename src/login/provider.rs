@@ -109,7 +109,7 @@ pub struct Authorize {
 }
 
 /// Who signed in.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct UserInfo {
     /// Display name.
     pub name: Option<String>,

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use super::Login;
 use super::idp::{Failure, Grant};
 use crate::error::Error;
-use crate::session::{Miss, RefreshState, Session, Tokens};
+use crate::session::backend::{StoreError, Update};
+use crate::session::{LEASE_TTL, Miss, RefreshState, Reloaded, Session, Tokens};
 
 /// A token this close to expiry is not sent any more.
 const MIN_VALIDITY: Duration = Duration::from_secs(2);
@@ -44,12 +45,154 @@ impl Login {
             let failure = state.last_failure.clone();
             return self.after_failure(session, &mut state, tokens, failure, false, return_to);
         }
-        if let Some(at) = state.retry_at {
-            if Instant::now() < at {
-                let failure = state.last_failure.clone();
-                return self.after_failure(session, &mut state, tokens, failure, false, return_to);
+        if let Some(at) = state.retry_at
+            && Instant::now() < at
+        {
+            let failure = state.last_failure.clone();
+            return self.after_failure(session, &mut state, tokens, failure, false, return_to);
+        }
+        if !self.store.shared() {
+            let result = self.redeem(session, &mut state, tokens, return_to).await;
+            if result.is_ok() {
+                // A failed write is retried when the store answers again;
+                // the new tokens are in memory meanwhile.
+                let _ = self.store.save(session).await;
+            }
+            return result;
+        }
+        Box::pin(self.fresh_shared(session, &mut state, forced, return_to)).await
+    }
+
+    /// Refresh with replicas: re-read the store (another replica may have
+    /// refreshed), take the session's lease, re-read once more, and only
+    /// then redeem the refresh token, renewing the lease while the call
+    /// is in flight. A replica that finds the lease taken waits for the
+    /// holder's tokens instead of redeeming the same refresh token.
+    async fn fresh_shared(
+        &self,
+        session: &Arc<Session>,
+        state: &mut RefreshState,
+        forced: Option<u64>,
+        return_to: &str,
+    ) -> Result<Tokens, Error> {
+        let holder = super::provider::random_token();
+        let deadline = Instant::now() + self.provider_timeout + LEASE_TTL + Duration::from_secs(1);
+        let mut pause = Duration::from_millis(5);
+        loop {
+            if let Some(done) = self.look_again(session, forced, return_to).await {
+                return done;
+            }
+            match self.store.lease(session, &holder).await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => return self.store_down(session, e),
+            }
+            if Instant::now() >= deadline {
+                let tokens = session.tokens();
+                if tokens.expires_at > Instant::now() + MIN_VALIDITY {
+                    return Ok(tokens);
+                }
+                return Err(Error::ProviderFailed {
+                    operator: false,
+                    retry_after: Some(1),
+                    detail: "another replica is refreshing this session and has not finished"
+                        .into(),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+        // The holder before us may have finished between our look and
+        // the lease.
+        if let Some(done) = self.look_again(session, forced, return_to).await {
+            self.store.release(session, &holder).await;
+            return done;
+        }
+        let tokens = session.tokens();
+        let result = {
+            let call = self.redeem(session, state, tokens, return_to);
+            tokio::pin!(call);
+            let mut renew = tokio::time::interval_at(
+                tokio::time::Instant::now() + LEASE_TTL / 3,
+                LEASE_TTL / 3,
+            );
+            loop {
+                tokio::select! {
+                    r = &mut call => break r,
+                    _ = renew.tick() => {
+                        if !matches!(self.store.renew(session, &holder).await, Ok(true)) {
+                            tracing::warn!(
+                                session = ?session.key,
+                                "lost the refresh lease during a slow token call"
+                            );
+                        }
+                    }
+                }
+            }
+        };
+        if result.is_ok() {
+            match self.store.save(session).await {
+                Ok(Update::Gone) => {
+                    self.store.release(session, &holder).await;
+                    return Err(self.needs_login(Miss::Unknown, return_to, None));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    session = ?session.key,
+                    error = %e,
+                    "refreshed tokens not written to the store; written when it answers again"
+                ),
             }
         }
+        self.store.release(session, &holder).await;
+        result
+    }
+
+    /// Re-reads the session from the shared store: `Some` when that
+    /// settles the request (fresh tokens from another replica, a
+    /// sign-out, or the store failing).
+    async fn look_again(
+        &self,
+        session: &Arc<Session>,
+        forced: Option<u64>,
+        return_to: &str,
+    ) -> Option<Result<Tokens, Error>> {
+        match self.store.reload(session).await {
+            Ok(Reloaded::Gone) => {
+                self.store.forget(&session.key);
+                Some(Err(self.needs_login(Miss::Unknown, return_to, None)))
+            }
+            Ok(_) => {
+                let tokens = session.tokens();
+                if self.due(&tokens, forced) {
+                    return None;
+                }
+                self.metrics.record_refresh("replica");
+                Some(Ok(tokens))
+            }
+            Err(e) => Some(self.store_down(session, e)),
+        }
+    }
+
+    /// The store cannot coordinate a refresh: without it two replicas
+    /// could redeem the same refresh token, so none does. The current
+    /// token serves while valid.
+    fn store_down(&self, session: &Session, e: StoreError) -> Result<Tokens, Error> {
+        let tokens = session.tokens();
+        if tokens.expires_at > Instant::now() + MIN_VALIDITY {
+            return Ok(tokens);
+        }
+        Err(Error::StoreUnavailable(e))
+    }
+
+    /// One token call with the session's refresh token.
+    async fn redeem(
+        &self,
+        session: &Arc<Session>,
+        state: &mut RefreshState,
+        tokens: Tokens,
+        return_to: &str,
+    ) -> Result<Tokens, Error> {
         let Some(refresh_token) = tokens.refresh_token.clone() else {
             // Nothing to refresh with: use the token while it lasts.
             if tokens.expires_at > Instant::now() + MIN_VALIDITY {
@@ -61,9 +204,9 @@ impl Login {
                     .into(),
                 claims: None,
             });
-            return self.after_failure(session, &mut state, tokens, failure, true, return_to);
+            return self.after_failure(session, state, tokens, failure, true, return_to);
         };
-        session.note_attempt(&mut state);
+        session.note_attempt(state);
         match self.provider.refresh(refresh_token.expose()).await {
             Ok(set) => {
                 state.last_failure = None;
@@ -81,7 +224,7 @@ impl Login {
             Err(e) => {
                 let failure = e.classify(Grant::Refresh);
                 state.last_failure = Some(failure.clone());
-                self.after_failure(session, &mut state, tokens, Some(failure), true, return_to)
+                self.after_failure(session, state, tokens, Some(failure), true, return_to)
             }
         }
     }
@@ -102,16 +245,15 @@ impl Login {
         state.retry_at = Some(Instant::now() + state.backoff);
     }
 
+    /// Whether to refresh: the refused generation is still current, or
+    /// the token is near expiry. Short-lived tokens (under twice
+    /// `refresh_before`) are refreshed at half-life, not on every request.
     fn due(&self, tokens: &Tokens, forced: Option<u64>) -> bool {
-        match forced {
-            Some(generation) => generation == tokens.generation,
-            // Short-lived tokens (under twice `refresh_before`) are
-            // refreshed at half-life, not on every request.
-            None => {
-                let margin = self.refresh_before.min(tokens.lifetime / 2);
-                tokens.expires_at.saturating_duration_since(Instant::now()) <= margin
-            }
+        if forced == Some(tokens.generation) {
+            return true;
         }
+        let margin = self.refresh_before.min(tokens.lifetime / 2);
+        tokens.expires_at.saturating_duration_since(Instant::now()) <= margin
     }
 
     /// What a failed (or skipped) refresh means for this request. `fresh`
@@ -132,7 +274,7 @@ impl Login {
                 if fresh {
                     tracing::info!(session = %key, %reason, "refresh refused; the session ends");
                     self.metrics.record_refresh("relogin");
-                    self.end_session(&session.key);
+                    self.end_session(session);
                 }
                 Err(self.needs_login(Miss::Expired, return_to, claims.as_deref()))
             }

@@ -166,10 +166,10 @@ impl Body for CountedBody {
             return Poll::Ready(None);
         };
         let polled = Pin::new(inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                this.metrics.request_bytes.inc_by(data.len() as u64);
-            }
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            this.metrics.request_bytes.inc_by(data.len() as u64);
         }
         polled
     }

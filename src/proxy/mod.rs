@@ -331,18 +331,17 @@ impl Inner {
         let mut resp = self.forwarder.send(upstream_req, upstream).await?;
         if let (http::StatusCode::UNAUTHORIZED, Some(mut again), Credential::User(used)) =
             (resp.status(), retry, &credential)
+            && let Some(login) = self.identity.login()
         {
-            if let Some(login) = self.identity.login() {
-                let header =
-                    Box::pin(login.after_rejection(used, finish.ctx().path_and_query())).await?;
-                // No new token (the provider is backing off): sending the
-                // refused one again would only be refused again.
-                if header != used.header {
-                    drop(resp);
-                    again.headers_mut().insert(header::AUTHORIZATION, header);
-                    let again = again.map(|()| CountedBody::empty(self.metrics.clone()));
-                    resp = self.forwarder.send(again, upstream).await?;
-                }
+            let header =
+                Box::pin(login.after_rejection(used, finish.ctx().path_and_query())).await?;
+            // No new token (the provider is backing off): sending the
+            // refused one again would only be refused again.
+            if header != used.header {
+                drop(resp);
+                again.headers_mut().insert(header::AUTHORIZATION, header);
+                let again = again.map(|()| CountedBody::empty(self.metrics.clone()));
+                resp = self.forwarder.send(again, upstream).await?;
             }
         }
         upstream.duration.observe(sent.elapsed().as_secs_f64());
@@ -476,12 +475,11 @@ impl Inner {
                         .map(|t| t.to_ascii_lowercase());
                     if let (true, Some(r), Some(m)) =
                         (finding.entry.id == "token-not-accepted", resource, mine)
+                        && r != m
                     {
-                        if r != m {
-                            finding.entry = diagnose::catalog::entry("wrong-directory");
-                            finding.vars.resource_tenant = Some(r);
-                            finding.vars.user_tenant = Some(m);
-                        }
+                        finding.entry = diagnose::catalog::entry("wrong-directory");
+                        finding.vars.resource_tenant = Some(r);
+                        finding.vars.user_tenant = Some(m);
                     }
                 }
                 let mut url = login.login_url();

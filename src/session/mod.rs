@@ -1,12 +1,16 @@
 //! Signed-in users' sessions: the opaque id in the cookie, the record it
 //! maps to (identity and tokens), and the store that holds them.
 //!
-//! The store is an in-memory `dashmap` keyed by a SHA-256 of the session
-//! id, so the map never holds a cookie value. The persistence issue puts a
-//! durable backend behind [`SessionStore`]; nothing above it changes.
+//! [`Sessions`] (`store.rs`) caches live sessions in a `dashmap` keyed by
+//! a SHA-256 of the session id, so the map never holds a cookie value,
+//! and writes them through to a backend (`backend/`: embedded redb file,
+//! Redis or memory) as records (`record.rs`) sealed with AES-256-GCM
+//! (`seal.rs`) under an HMAC of the id.
 
-mod cache;
+pub mod backend;
+pub mod record;
 pub mod seal;
+mod store;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -18,16 +22,20 @@ use subtle::ConstantTimeEq;
 use crate::config::Secret;
 use crate::login::provider::UserInfo;
 
-pub use cache::MemoryStore;
+pub use store::{LEASE_TTL, Reloaded, Sessions};
 
-/// The key a session is stored under: SHA-256 of its id.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+use self::record::{RECORD_VERSION, StoredAccess, StoredSession};
+
+/// The key a session is cached under: SHA-256 of its id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct SessionKey([u8; 32]);
 
 /// A signed-in user's session.
 pub struct Session {
-    /// Its store key.
+    /// Its cache key.
     pub key: SessionKey,
+    /// HMAC of the id under the current seal key: where it is stored.
+    pub store_key: [u8; 32],
     /// Who signed in.
     pub user: UserInfo,
     /// When the user signed in.
@@ -43,6 +51,10 @@ pub struct Session {
     attempts: AtomicU64,
     /// The ID token, kept only as a logout hint for the provider.
     pub id_token: Option<Secret>,
+    /// Milliseconds since `created_at` of the last look at the store.
+    checked_ms: AtomicU64,
+    /// `last_seen_ms` as last written to the store.
+    saved_seen_ms: AtomicU64,
 }
 
 /// The session's current tokens.
@@ -89,24 +101,6 @@ pub enum Miss {
     Expired,
 }
 
-/// Storage of sessions by key.
-pub trait SessionStore: Send + Sync {
-    /// The session under `key`, if any.
-    fn get(&self, key: &SessionKey) -> Option<Arc<Session>>;
-    /// Stores `session`.
-    fn put(&self, session: Arc<Session>);
-    /// Forgets `key`.
-    fn remove(&self, key: &SessionKey);
-    /// How many sessions are stored.
-    fn len(&self) -> usize;
-    /// Whether none are.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Drops sessions for which `expired` says so.
-    fn purge(&self, expired: &dyn Fn(&Session) -> bool);
-}
-
 // === impl SessionKey ===
 
 impl SessionKey {
@@ -142,6 +136,7 @@ impl Session {
     /// A new session for `user` with fresh tokens.
     pub fn new(
         key: SessionKey,
+        store_key: [u8; 32],
         user: UserInfo,
         access_token: &Secret,
         expires_in: Duration,
@@ -149,17 +144,167 @@ impl Session {
         id_token: Option<Secret>,
     ) -> Option<Self> {
         let tokens = Tokens::new(access_token, expires_in, refresh_token.map(Arc::new), 1)?;
-        Some(Self {
+        Some(Self::with_tokens(
             key,
+            store_key,
             user,
-            created: SystemTime::now(),
-            created_at: Instant::now(),
+            SystemTime::now(),
+            Instant::now(),
+            tokens,
+            id_token,
+        ))
+    }
+
+    fn with_tokens(
+        key: SessionKey,
+        store_key: [u8; 32],
+        user: UserInfo,
+        created: SystemTime,
+        created_at: Instant,
+        tokens: Tokens,
+        id_token: Option<Secret>,
+    ) -> Self {
+        Self {
+            key,
+            store_key,
+            user,
+            created,
+            created_at,
             last_seen_ms: AtomicU64::new(0),
             tokens: RwLock::new(tokens),
             refresh: tokio::sync::Mutex::new(RefreshState::default()),
             attempts: AtomicU64::new(0),
             id_token,
+            checked_ms: AtomicU64::new(0),
+            saved_seen_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// A session read back from the store. Its access token comes from
+    /// the shared copy when that belongs to the record's generation;
+    /// otherwise it has none and refreshes on first use.
+    pub fn restore(
+        key: SessionKey,
+        store_key: [u8; 32],
+        rec: StoredSession,
+        access: Option<StoredAccess>,
+    ) -> Self {
+        let now_wall = SystemTime::now();
+        let created = UNIX_EPOCH + Duration::from_millis(rec.created_ms);
+        let age = now_wall.duration_since(created).unwrap_or_default();
+        let created_at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        let refresh = rec.refresh_token.map(|t| Arc::new(Secret::new(t)));
+        let tokens = access
+            .filter(|a| a.generation == rec.generation)
+            .and_then(|a| Tokens::from_stored(&a, refresh.clone()))
+            .unwrap_or_else(|| Tokens::expired(refresh, rec.generation));
+        let s = Self::with_tokens(
+            key,
+            store_key,
+            rec.user,
+            created,
+            created_at,
+            tokens,
+            rec.id_token.map(Secret::new),
+        );
+        let seen = rec.seen_ms.saturating_sub(rec.created_ms);
+        s.last_seen_ms.store(seen, Ordering::Relaxed);
+        s.saved_seen_ms.store(seen, Ordering::Relaxed);
+        s.checked_ms
+            .store(s.created_at.elapsed().as_millis() as u64, Ordering::Relaxed);
+        s
+    }
+
+    /// What the store keeps of this session.
+    pub fn record(&self) -> StoredSession {
+        let t = self.tokens();
+        let created_ms = unix_ms(self.created);
+        StoredSession {
+            v: RECORD_VERSION,
+            user: self.user.clone(),
+            created_ms,
+            seen_ms: created_ms + self.last_seen_ms.load(Ordering::Relaxed),
+            generation: t.generation,
+            refresh_token: t.refresh_token.as_ref().map(|r| r.expose().to_string()),
+            id_token: self.id_token.as_ref().map(|t| t.expose().to_string()),
+        }
+    }
+
+    /// The current access token for other replicas, unless expired.
+    pub fn access_record(&self) -> Option<StoredAccess> {
+        let t = self.tokens();
+        let left = t.expires_at.checked_duration_since(Instant::now())?;
+        let token = t.header.to_str().ok()?.strip_prefix("Bearer ")?.to_string();
+        if token.is_empty() {
+            return None;
+        }
+        Some(StoredAccess {
+            v: RECORD_VERSION,
+            generation: t.generation,
+            token,
+            expires_ms: unix_ms(SystemTime::now() + left),
+            lifetime_ms: t.lifetime.as_millis() as u64,
         })
+    }
+
+    /// Takes tokens another replica stored, when newer than ours.
+    pub fn adopt(&self, rec: &StoredSession, access: Option<&StoredAccess>) -> bool {
+        let mut guard = match self.tokens.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if rec.generation <= guard.generation {
+            return false;
+        }
+        let refresh = rec
+            .refresh_token
+            .as_ref()
+            .map(|t| Arc::new(Secret::new(t.clone())));
+        *guard = access
+            .filter(|a| a.generation == rec.generation)
+            .and_then(|a| Tokens::from_stored(a, refresh.clone()))
+            .unwrap_or_else(|| Tokens::expired(refresh, rec.generation));
+        true
+    }
+
+    /// Takes a later last use recorded by another replica, so a session
+    /// used elsewhere is not ended here as idle.
+    pub fn note_seen(&self, rec: &StoredSession) {
+        let seen = rec.seen_ms.saturating_sub(unix_ms(self.created));
+        self.last_seen_ms.fetch_max(seen, Ordering::Relaxed);
+        self.saved_seen_ms.fetch_max(seen, Ordering::Relaxed);
+    }
+
+    /// Whether the store should be consulted again (once per `every`).
+    pub fn check_due(&self, every: Duration) -> bool {
+        let now = self.created_at.elapsed().as_millis() as u64;
+        let last = self.checked_ms.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= every.as_millis() as u64
+            && self
+                .checked_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Whether the last use should be written to the store: once it is
+    /// `every` newer than what was written. Claims the write.
+    pub fn seen_save_due(&self, every: Duration) -> bool {
+        let seen = self.last_seen_ms.load(Ordering::Relaxed);
+        let saved = self.saved_seen_ms.load(Ordering::Relaxed);
+        seen.saturating_sub(saved) >= every.as_millis() as u64
+            && self
+                .saved_seen_ms
+                .compare_exchange(saved, seen, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// How long the store should keep the record: until the session
+    /// would end by age or idleness.
+    pub fn remaining(&self, idle: Duration, max: Duration) -> Duration {
+        self.expires(idle, max)
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::from_secs(1))
+            .max(Duration::from_secs(1))
     }
 
     /// A snapshot of the current tokens.
@@ -231,6 +376,34 @@ impl Session {
 // === impl Tokens ===
 
 impl Tokens {
+    /// Tokens without a usable access token: the next use refreshes.
+    fn expired(refresh_token: Option<Arc<Secret>>, generation: u64) -> Self {
+        let mut header = HeaderValue::from_static("Bearer");
+        header.set_sensitive(true);
+        let now = Instant::now();
+        Self {
+            header,
+            expires_at: now,
+            lifetime: Duration::ZERO,
+            expires_at_wall: SystemTime::now(),
+            refresh_token,
+            generation,
+        }
+    }
+
+    fn from_stored(a: &StoredAccess, refresh_token: Option<Arc<Secret>>) -> Option<Self> {
+        let expires_wall = UNIX_EPOCH + Duration::from_millis(a.expires_ms);
+        let left = expires_wall.duration_since(SystemTime::now()).ok()?;
+        let mut t = Self::new(
+            &Secret::new(a.token.clone()),
+            left,
+            refresh_token,
+            a.generation,
+        )?;
+        t.lifetime = Duration::from_millis(a.lifetime_ms).max(left);
+        Some(t)
+    }
+
     fn new(
         access_token: &Secret,
         expires_in: Duration,
@@ -255,6 +428,13 @@ impl Tokens {
     }
 }
 
+/// Milliseconds since the epoch.
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Seconds since the epoch.
 pub fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -269,6 +449,7 @@ mod tests {
     fn session(id: &str) -> Session {
         Session::new(
             SessionKey::of(id),
+            [0; 32],
             UserInfo::default(),
             &Secret::new("at"),
             Duration::from_secs(60),
@@ -319,16 +500,37 @@ mod tests {
     }
 
     #[test]
-    fn the_store_is_keyed_by_a_hash_and_purges_ended_sessions() {
-        let store = MemoryStore::default();
-        store.put(Arc::new(session("one")));
-        store.put(Arc::new(session("two")));
-        assert!(store.get(&SessionKey::of("one")).is_some());
-        assert!(store.get(&SessionKey::of("three")).is_none());
-        // Logs show only a short prefix of the hash, never the id.
-        assert_eq!(format!("{:?}", SessionKey::of("one")).len(), 8);
-        store.purge(&|s| s.key == SessionKey::of("one"));
-        assert_eq!(store.len(), 1);
-        assert!(store.get(&SessionKey::of("one")).is_none());
+    fn a_session_survives_its_record_and_adopts_newer_tokens() {
+        let s = session("c");
+        std::thread::sleep(Duration::from_millis(5));
+        s.touch();
+        let rec = s.record();
+        assert_eq!(rec.generation, 1);
+        assert_eq!(rec.refresh_token.as_deref(), Some("rt"));
+        let access = s.access_record().expect("a valid access token is shared");
+        assert_eq!(access.token, "at");
+        let back = Session::restore(
+            SessionKey::of("c"),
+            [0; 32],
+            serde_json::from_slice(&serde_json::to_vec(&rec).unwrap()).unwrap(),
+            None,
+        );
+        // Without the shared access token the restored session refreshes
+        // on first use; its sign-in time and last use are kept.
+        assert!(back.tokens().expires_at <= Instant::now());
+        assert_eq!(unix_ms(back.created), unix_ms(s.created));
+        assert_eq!(back.record().seen_ms, rec.seen_ms);
+        assert!(back.access_record().is_none());
+        // With it (same generation) the token is used as is.
+        let with = Session::restore(SessionKey::of("c"), [0; 32], back.record(), Some(access));
+        assert_eq!(with.tokens().header, "Bearer at");
+        // Another replica's newer generation is adopted, an older one not.
+        let mut newer = s.record();
+        newer.generation = 5;
+        newer.refresh_token = Some("rt5".into());
+        assert!(with.adopt(&newer, None));
+        assert_eq!(with.tokens().generation, 5);
+        assert_eq!(with.tokens().refresh_token.unwrap().expose(), "rt5");
+        assert!(!with.adopt(&rec, None), "an older generation is ignored");
     }
 }

@@ -11,5 +11,7 @@ mod git;
 mod lifecycle;
 mod login;
 mod providers;
+mod sessions;
+mod store;
 mod streaming;
 mod tls;

@@ -12,7 +12,7 @@ use crate::support::fake_idp::{
     self, CLIENT_ID, CLIENT_SECRET, FakeIdp, LEGACY_SECRET, MFA_CLAIMS, Mode, TENANT,
 };
 use crate::support::oidc::Browser;
-use crate::support::upstream::{FakeUpstream, Recorded, respond};
+use crate::support::upstream::{FakeUpstream, respond};
 use crate::support::{self, metrics};
 
 const PROJECTS: &str = "/contoso/_apis/projects?api-version=7.1";
@@ -24,37 +24,9 @@ struct Setup {
     url: String,
 }
 
-/// A fake Azure DevOps accepting the fake IdP's live access tokens.
-async fn fake_ado(idp: &FakeIdp) -> FakeUpstream {
-    let check = idp.checker();
-    FakeUpstream::recording(move |r: &Recorded| {
-        let auth = r
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        match check(auth) {
-            Some(who) => respond(
-                200,
-                &[("content-type", "application/json")],
-                format!(r#"{{"user":"{who}"}}"#),
-            ),
-            None => respond(
-                401,
-                &[(
-                    "www-authenticate",
-                    "Bearer authorization_uri=https://login.microsoftonline.com/common",
-                )],
-                "",
-            ),
-        }
-    })
-    .await
-}
-
 async fn setup(access_ttl: Duration, tweak: impl FnOnce(&mut Config, &str)) -> Setup {
     let idp = FakeIdp::start(access_ttl).await;
-    let ado = fake_ado(&idp).await;
+    let ado = fake_idp::fake_ado(&idp).await;
     let mut c = fake_idp::entra_config(&ado.url(), &idp);
     c.auth.refresh_before = Duration::from_secs(1);
     tweak(&mut c, &idp.url());
@@ -411,7 +383,9 @@ async fn legacy_errors_in_pascal_case_are_understood() {
 async fn no_token_secret_or_cookie_value_reaches_the_logs() {
     use crate::support::process::ProxyProcess;
     let idp = FakeIdp::start(Duration::from_secs(3)).await;
-    let ado = fake_ado(&idp).await;
+    let ado = fake_idp::fake_ado(&idp).await;
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("sessions.db");
     let toml = format!(
         r#"
 [upstream]
@@ -423,11 +397,14 @@ tenant = "{TENANT}"
 client_id = "{CLIENT_ID}"
 authority_host = "{idp}"
 refresh_before = "1s"
+[session]
+path = "{db}"
 [log]
 level = "trace,hyper=debug,hyper_util=debug,reqwest=debug,h2=info"
 "#,
         ado = ado.url(),
         idp = idp.url(),
+        db = db.display(),
     );
     let proxy = ProxyProcess::spawn(
         &toml,
@@ -508,11 +485,18 @@ level = "trace,hyper=debug,hyper_util=debug,reqwest=debug,h2=info"
     let logs = proxy.logs();
     assert!(logs.contains("signed in"), "the logs are captured: {logs}");
     assert!(logs.contains("refresh refused"), "{logs}");
+    // The embedded session database holds sealed records only.
+    let stored = std::fs::read(&db).unwrap();
+    assert!(stored.len() > 1000, "the database was written");
     for secret in &secrets {
         assert!(secret.len() >= 8, "{secret:?}");
         assert!(
             !logs.contains(secret.as_str()),
             "{secret} leaked into the logs"
+        );
+        assert!(
+            !stored.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{secret} is in the session database in the clear"
         );
     }
 }

@@ -285,6 +285,15 @@ fn user_mode_mistakes_name_their_keys() {
         (format!("{ENTRA}{tenant}[session]\ncookie_name = \"a;b\""), &[SECRET_ENV], "session.cookie_name", "letters"),
         (format!("{ENTRA}{tenant}[session]\nidle_timeout = \"0s\""), &[SECRET_ENV], "session.idle_timeout", "longer than zero"),
         (format!("{ENTRA}{tenant}[session]\nmax_lifetime = \"forever\""), &[SECRET_ENV], "session.max_lifetime", "duration"),
+        (format!("{ENTRA}{tenant}[session]\nstore = \"postgres\""), &[SECRET_ENV], "session.store", "unknown value"),
+        (format!("{ENTRA}{tenant}[session]\nstore = \"redis\""), &[SECRET_ENV], "session.redis_url", "redis://"),
+        (format!("{ENTRA}{tenant}[session]\nstore = \"redis\"\nredis_url = \"redis://r:6379\""), &[SECRET_ENV], "session.encryption_keys_file", "keygen"),
+        (format!("{ENTRA}{tenant}[session]\nstore = \"redis\"\nredis_url = \"http://r:6379\""), &[SECRET_ENV], "session.redis_url", "rediss://"),
+        (format!("{ENTRA}{tenant}[session]\nstore = \"redis\"\nredis_url = \"redis://r:6379/cache\""), &[SECRET_ENV], "session.redis_url", "database number"),
+        (format!("{ENTRA}{tenant}[session]\nstore = \"redis\"\nredis_url = \"redis://:pw@r:6379/0\"\nredis_command_timeout = \"0s\""), &[SECRET_ENV], "session.redis_command_timeout", "longer than zero"),
+        (format!("{ENTRA}{tenant}[session]\nencryption_keys_file = \"/nonexistent/keys\""), &[SECRET_ENV], "session.encryption_keys_file", "ado-auth-proxy keygen"),
+        (format!("{ENTRA}{tenant}[session]\nencryption_keys_file = \"/etc/hostname\""), &[SECRET_ENV], "session.encryption_keys_file", "base64"),
+        (format!("{ENTRA}{tenant}[session]\npath = \"/tmp\""), &[SECRET_ENV], "session.path", "directory"),
     ];
     for (toml, env, key, word) in &cases {
         check_names(toml, env, key, word);
@@ -327,4 +336,20 @@ fn user_mode_configs_that_load() {
     assert_eq!(config.session.idle_timeout.as_secs(), 8 * 3600);
     assert_eq!(config.session.max_lifetime.as_secs(), 7 * 24 * 3600);
     assert_eq!(config.auth.refresh_before.as_secs(), 300);
+    assert_eq!(config.session.store, crate::config::StoreKind::Embedded);
+    assert_eq!(
+        config.session.path,
+        std::path::PathBuf::from("./data/sessions.db")
+    );
+    // A Redis password never shows in the effective config.
+    let redis = format!(
+        "{ENTRA}{tenant}[session]\nstore = \"redis\"\nredis_url = \"rediss://u:hunter22@r:6380/2\"\nencryption_keys_file = \"/dev/null\""
+    );
+    let found = problems(&redis, &[SECRET_ENV]);
+    assert!(
+        found
+            .iter()
+            .all(|p| !p.contains("hunter22") && !p.starts_with("session.redis_url")),
+        "{found:?}"
+    );
 }

@@ -101,6 +101,11 @@ struct State {
     assertions_verified: u64,
     jwks_fetches: u64,
     serial: u64,
+    /// Refresh tokens are single-use (as legacy Azure DevOps OAuth and
+    /// most OIDC providers with rotation): a second redemption fails.
+    strict_rotation: bool,
+    /// Redemptions of an already redeemed refresh token.
+    reuses: u64,
 }
 
 /// A proxy config in mode `user` signing in through this fake Entra,
@@ -115,6 +120,34 @@ pub fn entra_config(upstream: &str, idp: &FakeIdp) -> ado_auth_proxy::config::Co
     c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
     c.auth.authority_host = Some(url::Url::parse(&idp.url()).unwrap());
     c
+}
+
+/// A fake Azure DevOps accepting the fake IdP's live access tokens.
+pub async fn fake_ado(idp: &FakeIdp) -> FakeUpstream {
+    let check = idp.checker();
+    FakeUpstream::recording(move |r: &Recorded| {
+        let auth = r
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        match check(auth) {
+            Some(who) => respond(
+                200,
+                &[("content-type", "application/json")],
+                format!(r#"{{"user":"{who}"}}"#),
+            ),
+            None => respond(
+                401,
+                &[(
+                    "www-authenticate",
+                    "Bearer authorization_uri=https://login.microsoftonline.com/common",
+                )],
+                "",
+            ),
+        }
+    })
+    .await
 }
 
 /// The running fake.
@@ -289,6 +322,22 @@ impl FakeIdp {
     pub fn refresh_history(&self) -> (Vec<String>, Vec<String>) {
         let s = self.state.lock().unwrap();
         (s.issued_refresh.clone(), s.redeemed_refresh.clone())
+    }
+
+    /// Makes refresh tokens single-use; a reuse is refused and counted.
+    pub fn set_strict_rotation(&self, on: bool) {
+        self.state.lock().unwrap().strict_rotation = on;
+    }
+
+    /// Redemptions of refresh tokens that had been redeemed already.
+    pub fn refresh_reuses(&self) -> u64 {
+        self.state.lock().unwrap().reuses
+    }
+
+    /// Revokes every access token issued so far (Azure DevOps answers 401
+    /// to them from now on).
+    pub fn revoke_access_tokens(&self) {
+        self.state.lock().unwrap().access_tokens.clear();
     }
 
     /// A closure for a fake Azure DevOps: checks tokens against this IdP.
@@ -594,7 +643,22 @@ fn entra_token(
                     "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '499b84ac-1321-427f-aa17-267ca6975798'.",
                     json!({"suberror": "basic_action", "claims": MFA_CLAIMS}),
                 ),
-                _ if s.refresh_tokens.get(&rt) == Some(&true) => issue(base, k, ttl, None, s),
+                _ if s.refresh_tokens.get(&rt) == Some(&true) => {
+                    if s.strict_rotation {
+                        s.refresh_tokens.insert(rt, false);
+                    }
+                    issue(base, k, ttl, None, s)
+                }
+                _ if s.refresh_tokens.get(&rt) == Some(&false) => {
+                    s.reuses += 1;
+                    aadsts(
+                        400,
+                        "invalid_grant",
+                        70000,
+                        "The provided value for the input parameter 'refresh_token' or 'assertion' is not valid.",
+                        json!({}),
+                    )
+                }
                 _ => aadsts(
                     400,
                     "invalid_grant",

@@ -79,10 +79,10 @@ pub async fn serve(root: PathBuf, expected: String, req: Request<Incoming>) -> R
     let mut body = req.into_body();
     tokio::spawn(async move {
         while let Some(Ok(frame)) = body.frame().await {
-            if let Ok(data) = frame.into_data() {
-                if stdin.write_all(&data).await.is_err() {
-                    break;
-                }
+            if let Ok(data) = frame.into_data()
+                && stdin.write_all(&data).await.is_err()
+            {
+                break;
             }
         }
         // Dropping stdin tells the CGI the body ended.

@@ -5,6 +5,7 @@ pub mod fake_idp;
 pub mod git_backend;
 pub mod oidc;
 pub mod process;
+pub mod redis;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -27,6 +28,8 @@ pub fn config(upstream: &str) -> Config {
     c.listen.shutdown_delay = Duration::from_millis(100);
     c.listen.shutdown_grace = Duration::from_secs(5);
     c.upstream.url = Url::parse(upstream).unwrap();
+    // Tests that exercise persistence choose their store and path.
+    c.session.store = ado_auth_proxy::config::StoreKind::Memory;
     c
 }
 

@@ -57,10 +57,10 @@ impl ProxyProcess {
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("\"listening\"") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(line.clone());
-                    }
+                if line.contains("\"listening\"")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(line.clone());
                 }
                 sink.lock().unwrap().push(line);
             }

@@ -1,0 +1,268 @@
+//! The Redis backend, shared by replicas. Each check-and-write is one Lua
+//! script, so it is atomic on the server; the connection manager
+//! reconnects by itself after Redis restarts.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{IntoConnectionInfo, Script, Value};
+
+use super::{GENERATION_LEN, Key, Namespace, StoreError, Update, generation_of};
+
+/// Writes a record unless tombstoned (2) or a newer generation is stored (1).
+const UPDATE: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
+local cur = redis.call('GET', KEYS[1])
+if cur and (tonumber(string.sub(cur, 1, ARGV[4])) or 0) > tonumber(ARGV[3]) then return 1 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 0
+";
+const REMOVE: &str = r"
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SET', KEYS[3], '', 'PX', ARGV[1])
+return 1
+";
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+";
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// A Redis server.
+pub struct Redis {
+    conn: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    update: Script,
+    remove: Script,
+    renew: Script,
+    release: Script,
+}
+
+/// What the Redis backend needs from the config.
+pub struct RedisSettings<'a> {
+    /// `redis://` or `rediss://` URL.
+    pub url: &'a str,
+    /// Overrides the URL's password.
+    pub password: Option<String>,
+    /// Prefix of every key.
+    pub prefix: &'a str,
+    /// Time to connect.
+    pub connect_timeout: Duration,
+    /// Time for one command.
+    pub command_timeout: Duration,
+}
+
+impl Redis {
+    /// A client that connects lazily: the proxy starts (not ready) while
+    /// Redis is down and becomes ready when it answers.
+    pub fn open(s: &RedisSettings<'_>) -> Result<Self, String> {
+        let mut info = s
+            .url
+            .trim()
+            .into_connection_info()
+            .map_err(|e| format!("session.redis_url: not usable ({})", e.category()))?;
+        if let Some(p) = &s.password {
+            let settings = info.redis_settings().clone().set_password(p.trim());
+            info = info.set_redis_settings(settings);
+        }
+        let client = redis::Client::open(info)
+            .map_err(|e| format!("session.redis_url: not usable ({})", e.category()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(s.connect_timeout))
+            .set_response_timeout(Some(s.command_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = client
+            .get_connection_manager_lazy(config)
+            .map_err(|e| format!("session.redis_url: {}", e.category()))?;
+        Ok(Self {
+            conn,
+            prefix: s.prefix.to_string(),
+            timeout: s.command_timeout + s.connect_timeout,
+            update: Script::new(UPDATE),
+            remove: Script::new(REMOVE),
+            renew: Script::new(RENEW),
+            release: Script::new(RELEASE),
+        })
+    }
+
+    fn key(&self, key: Key) -> String {
+        key.to_redis(&self.prefix)
+    }
+
+    /// Runs one command or script with the command timeout.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        f: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, f(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            // The error's kind and category only: a Redis error can echo
+            // arguments, which are sealed values.
+            Ok(Err(e)) => Err(unavailable(format!("{} ({:?})", e.category(), e.kind()))),
+            Err(_) => Err(unavailable(format!(
+                "no answer within {}",
+                humantime::format_duration(self.timeout)
+            ))),
+        }
+    }
+
+    pub(super) async fn get(&self, key: Key) -> Result<Option<Vec<u8>>, StoreError> {
+        let k = self.key(key);
+        self.run(async |c| redis::cmd("GET").arg(&k).query_async(c).await)
+            .await
+    }
+
+    pub(super) async fn put(
+        &self,
+        key: Key,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let k = self.key(key);
+        let ms = ms(ttl);
+        self.run(async |c| {
+            redis::cmd("SET")
+                .arg(&k)
+                .arg(&value)
+                .arg("PX")
+                .arg(ms)
+                .query_async::<Value>(c)
+                .await
+        })
+        .await
+        .map(drop)
+    }
+
+    pub(super) async fn update(
+        &self,
+        key: Key,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Update, StoreError> {
+        let (k, tomb) = (self.key(key), self.key(key.with(Namespace::Tombstone)));
+        let generation = generation_of(&value);
+        let ms = ms(ttl);
+        let code: i64 = self
+            .run(async |c| {
+                self.update
+                    .key(&k)
+                    .key(&tomb)
+                    .arg(&value)
+                    .arg(ms)
+                    .arg(generation)
+                    .arg(GENERATION_LEN)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        Ok(match code {
+            0 => Update::Written,
+            1 => Update::Stale,
+            _ => Update::Gone,
+        })
+    }
+
+    pub(super) async fn remove(&self, key: Key, ttl: Duration) -> Result<(), StoreError> {
+        let keys = [
+            self.key(key),
+            self.key(key.with(Namespace::Access)),
+            self.key(key.with(Namespace::Tombstone)),
+        ];
+        let ms = ms(ttl);
+        self.run(async |c| {
+            self.remove
+                .key(&keys[0])
+                .key(&keys[1])
+                .key(&keys[2])
+                .arg(ms)
+                .invoke_async::<Value>(c)
+                .await
+        })
+        .await
+        .map(drop)
+    }
+
+    pub(super) async fn take(&self, key: Key) -> Result<Option<Vec<u8>>, StoreError> {
+        let k = self.key(key);
+        self.run(async |c| redis::cmd("GETDEL").arg(&k).query_async(c).await)
+            .await
+    }
+
+    pub(super) async fn lease(
+        &self,
+        key: Key,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let k = self.key(key);
+        let ms = ms(ttl);
+        let v: Option<String> = self
+            .run(async |c| {
+                redis::cmd("SET")
+                    .arg(&k)
+                    .arg(holder)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms)
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        Ok(v.is_some())
+    }
+
+    pub(super) async fn renew(
+        &self,
+        key: Key,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let k = self.key(key);
+        let ms = ms(ttl);
+        let n: i64 = self
+            .run(async |c| self.renew.key(&k).arg(holder).arg(ms).invoke_async(c).await)
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub(super) async fn release(&self, key: Key, holder: &str) -> Result<(), StoreError> {
+        let k = self.key(key);
+        self.run(async |c| {
+            self.release
+                .key(&k)
+                .arg(holder)
+                .invoke_async::<Value>(c)
+                .await
+        })
+        .await
+        .map(drop)
+    }
+
+    pub(super) async fn purge(&self) -> Result<u64, StoreError> {
+        // Every key carries a TTL; Redis expires them.
+        Ok(0)
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        self.run(async |c| redis::cmd("PING").query_async::<Value>(c).await)
+            .await
+            .map(drop)
+    }
+}
+
+fn ms(ttl: Duration) -> u64 {
+    (ttl.as_millis() as u64).max(1)
+}
+
+fn unavailable(detail: String) -> StoreError {
+    StoreError::Unavailable {
+        backend: "redis",
+        detail,
+    }
+}

@@ -1,0 +1,626 @@
+//! [`Sessions`]: live sessions cached in memory, written through to the
+//! configured backend as sealed records.
+//!
+//! - A cookie the cache does not know is looked up in the store (lazily:
+//!   nothing is loaded at start-up), under the HMAC of every configured
+//!   key, newest first; a record found under an older key is moved to the
+//!   current one.
+//! - Records carry their token generation; writes are generation-checked
+//!   (`Update`), so an older copy never overwrites a newer one, and a
+//!   signed-out session leaves a tombstone so no replica writes it back.
+//! - With Redis, cached sessions are re-read every `revalidate_interval`
+//!   and the current access token is shared (sealed, with a TTL no longer
+//!   than its expiry) so replicas do not refresh the same session twice.
+//! - When the store fails, cached sessions keep working; when it answers
+//!   again, every cached session and every sign-out made meanwhile is
+//!   written back, so nothing is lost even if it restarted empty.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use dashmap::DashMap;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::backend::{
+    Backend, Embedded, GENERATION_LEN, Key, Memory, Namespace, Redis, RedisSettings, StoreError,
+    Update, generation_prefix, now_ms,
+};
+use super::record::{self, StoredAccess, StoredSession, Unreadable};
+use super::seal::{self, Sealer};
+use super::{Session, SessionKey};
+use crate::config::{SessionConfig, StoreKind};
+use crate::metrics::Metrics;
+
+/// How long a refresh lease lasts unless renewed.
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
+/// Unreadable records remembered so each is logged once.
+const MAX_LOGGED: usize = 10_000;
+
+/// What re-reading a cached session found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reloaded {
+    /// Nothing newer.
+    Same,
+    /// Another replica refreshed: its tokens were taken.
+    Newer,
+    /// Signed out elsewhere.
+    Gone,
+}
+
+/// Live sessions and their store.
+pub struct Sessions {
+    cache: DashMap<SessionKey, Arc<Session>>,
+    backend: Backend,
+    sealer: Sealer,
+    idle: Duration,
+    max: Duration,
+    revalidate: Duration,
+    metrics: Arc<Metrics>,
+    up: AtomicBool,
+    /// Sign-outs the store missed, replayed when it answers again.
+    removals: Mutex<Vec<(Key, SystemTime)>>,
+    logged: Mutex<HashSet<[u8; 32]>>,
+}
+
+// === impl Sessions ===
+
+impl Sessions {
+    /// Opens the configured store. The embedded database and, without a
+    /// configured key file, a key file beside it are created (mode 0600).
+    pub fn open(config: &SessionConfig, metrics: Arc<Metrics>) -> Result<Self, String> {
+        let backend = match config.store {
+            StoreKind::Memory => {
+                tracing::warn!(
+                    "session.store = \"memory\": a restart signs everyone out and replicas do \
+                     not share sessions; use \"embedded\" or \"redis\" outside tests"
+                );
+                Backend::Memory(Memory::default())
+            }
+            StoreKind::Embedded => {
+                Backend::Embedded(Embedded::open(&config.path).map_err(|e| e.to_string())?)
+            }
+            StoreKind::Redis => {
+                let url = config
+                    .redis_url
+                    .as_ref()
+                    .ok_or("session.redis_url: missing: store \"redis\" needs the server's URL")?;
+                let password = match &config.redis_password_file {
+                    Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
+                        format!(
+                            "session.redis_password_file: cannot read {}: {e}",
+                            p.display()
+                        )
+                    })?),
+                    None => None,
+                };
+                Backend::Redis(Redis::open(&RedisSettings {
+                    url: url.expose(),
+                    password,
+                    prefix: &config.key_prefix,
+                    connect_timeout: config.redis_connect_timeout,
+                    command_timeout: config.redis_command_timeout,
+                })?)
+            }
+        };
+        let sealer = match (&config.encryption_keys_file, &backend) {
+            (Some(path), _) => {
+                warn_if_shared(path);
+                Sealer::from_file(path).map_err(|e| format!("session.encryption_keys_file: {e}"))?
+            }
+            (None, Backend::Embedded(db)) => {
+                let path = default_key_file(db.path());
+                load_or_create_keys(&path)?
+            }
+            (None, Backend::Memory(_)) => {
+                let key = seal::generate_key().map_err(|_| "no random numbers".to_string())?;
+                Sealer::new(&seal::parse_keys(&key).map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?
+            }
+            (None, Backend::Redis(_)) => {
+                return Err(
+                    "session.encryption_keys_file: missing: store \"redis\" needs a \
+                            key file shared by every replica (ado-auth-proxy keygen > keys)"
+                        .into(),
+                );
+            }
+        };
+        tracing::info!(store = backend.name(), "session store opened");
+        metrics.session_store_up.set(1);
+        Ok(Self {
+            cache: DashMap::new(),
+            backend,
+            sealer,
+            idle: config.idle_timeout,
+            max: config.max_lifetime,
+            revalidate: config.revalidate_interval,
+            metrics,
+            up: AtomicBool::new(true),
+            removals: Mutex::new(Vec::new()),
+            logged: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Whether replicas share the store.
+    pub fn shared(&self) -> bool {
+        self.backend.shared()
+    }
+
+    /// Whether the store answered last time it was asked.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// The backend's name.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Sessions cached in this process.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Whether none are.
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
+    /// HMAC of a session id under the current key.
+    pub fn store_key(&self, id: &str) -> [u8; 32] {
+        self.sealer.store_keys(id)[0]
+    }
+
+    /// The session for a cookie value: cached, or loaded from the store.
+    pub async fn lookup(&self, id: &str) -> Result<Option<Arc<Session>>, StoreError> {
+        let ck = SessionKey::of(id);
+        if let Some(s) = self.cache.get(&ck).map(|e| e.value().clone()) {
+            if self.shared() && s.check_due(self.revalidate) {
+                // A failed look keeps the cached session working.
+                if let Ok(Reloaded::Gone) = self.reload(&s).await {
+                    return Ok(None);
+                }
+            }
+            return Ok(Some(s));
+        }
+        let hashes = self.sealer.store_keys(id);
+        if self.signed_out_meanwhile(&hashes[0]) {
+            return Ok(None);
+        }
+        for (i, hash) in hashes.iter().enumerate() {
+            let key = Key::new(Namespace::Session, *hash);
+            let Some(raw) = self.op("get", self.backend.get(key)).await? else {
+                continue;
+            };
+            let Some(rec) = self.open_record(key, &raw) else {
+                continue;
+            };
+            let access = self.read_access(key).await;
+            let session = Arc::new(Session::restore(ck, hashes[0], rec, access));
+            if i > 0 {
+                // Written before a key rotation: move it to the current key.
+                self.save(&session).await?;
+                let ttl = self.tombstone_ttl(&session);
+                self.op("remove", self.backend.remove(key, ttl)).await?;
+                self.metrics.record_session_load("migrated");
+            } else {
+                self.metrics.record_session_load("loaded");
+            }
+            let s = self.cache.entry(ck).or_insert(session).value().clone();
+            self.gauge();
+            return Ok(Some(s));
+        }
+        self.metrics.record_session_load("absent");
+        Ok(None)
+    }
+
+    /// Stores a new session and caches it.
+    pub async fn create(&self, session: Arc<Session>) -> Result<(), StoreError> {
+        let key = Key::new(Namespace::Session, session.store_key);
+        self.share_access(&session).await;
+        let value = self.seal_record(key, &session.record());
+        let ttl = session.remaining(self.idle, self.max);
+        self.op("put", self.backend.put(key, value, ttl)).await?;
+        self.cache.insert(session.key, session);
+        self.gauge();
+        Ok(())
+    }
+
+    /// Caches a session without writing it (benchmarks).
+    #[doc(hidden)]
+    pub fn cache_insert(&self, session: Arc<Session>) {
+        self.cache.insert(session.key, session);
+    }
+
+    /// Stores many new sessions at once, uncached (benchmarks: a large
+    /// store in one commit).
+    #[doc(hidden)]
+    pub async fn create_batch(&self, sessions: &[Arc<Session>]) -> Result<(), StoreError> {
+        let items = sessions
+            .iter()
+            .map(|s| {
+                let key = Key::new(Namespace::Session, s.store_key);
+                let ttl = s.remaining(self.idle, self.max);
+                (key, self.seal_record(key, &s.record()), ttl)
+            })
+            .collect();
+        self.op("put", self.backend.put_many(items)).await
+    }
+
+    /// Writes a session's current state (after a refresh, or to record
+    /// its use). `Gone` means it was signed out elsewhere: it is dropped
+    /// here too.
+    pub async fn save(&self, session: &Session) -> Result<Update, StoreError> {
+        let key = Key::new(Namespace::Session, session.store_key);
+        self.share_access(session).await;
+        let value = self.seal_record(key, &session.record());
+        let ttl = session.remaining(self.idle, self.max);
+        let outcome = self
+            .op("update", self.backend.update(key, value, ttl))
+            .await?;
+        if outcome == Update::Gone {
+            self.forget(&session.key);
+        }
+        Ok(outcome)
+    }
+
+    /// Ends a session everywhere. When the store is unreachable it ends
+    /// here at once and in the store when the store answers again.
+    pub async fn remove(&self, session: &Session) {
+        self.forget(&session.key);
+        let key = Key::new(Namespace::Session, session.store_key);
+        let until = session.created + self.max;
+        let ttl = self.tombstone_ttl(session);
+        if self
+            .op("remove", self.backend.remove(key, ttl))
+            .await
+            .is_err()
+            && let Ok(mut q) = self.removals.lock()
+        {
+            q.push((key, until));
+        }
+    }
+
+    /// Whether this process signed the session out while the store was
+    /// unreachable (the store still has it until written back).
+    fn signed_out_meanwhile(&self, hash: &[u8; 32]) -> bool {
+        self.removals
+            .lock()
+            .map(|q| q.iter().any(|(k, _)| &k.hash == hash))
+            .unwrap_or(false)
+    }
+
+    /// Drops a session from this process's cache only.
+    pub fn forget(&self, key: &SessionKey) {
+        self.cache.remove(key);
+        self.gauge();
+    }
+
+    /// Re-reads a cached session: takes newer tokens, notices a sign-out,
+    /// and re-creates the record if the store lost it.
+    pub async fn reload(&self, session: &Session) -> Result<Reloaded, StoreError> {
+        let key = Key::new(Namespace::Session, session.store_key);
+        match self.op("get", self.backend.get(key)).await? {
+            Some(raw) => {
+                let Some(rec) = self.open_record(key, &raw) else {
+                    return Ok(Reloaded::Same);
+                };
+                session.note_seen(&rec);
+                let access = self.read_access(key).await;
+                Ok(if session.adopt(&rec, access.as_ref()) {
+                    Reloaded::Newer
+                } else {
+                    Reloaded::Same
+                })
+            }
+            None => Ok(match self.save(session).await? {
+                Update::Gone => Reloaded::Gone,
+                _ => Reloaded::Same,
+            }),
+        }
+    }
+
+    /// Takes the refresh lease of `session` for `holder`.
+    pub async fn lease(&self, session: &Session, holder: &str) -> Result<bool, StoreError> {
+        let key = Key::new(Namespace::Lease, session.store_key);
+        self.op("lease", self.backend.lease(key, holder, LEASE_TTL))
+            .await
+    }
+
+    /// Keeps the lease while a slow token call is in flight.
+    pub async fn renew(&self, session: &Session, holder: &str) -> Result<bool, StoreError> {
+        let key = Key::new(Namespace::Lease, session.store_key);
+        self.op("lease", self.backend.renew(key, holder, LEASE_TTL))
+            .await
+    }
+
+    /// Gives the lease up.
+    pub async fn release(&self, session: &Session, holder: &str) {
+        let key = Key::new(Namespace::Lease, session.store_key);
+        // An error leaves it to expire.
+        let _ = self.op("lease", self.backend.release(key, holder)).await;
+    }
+
+    /// Stores a pending sign-in under its `state` for `ttl`.
+    pub async fn put_pending<T: Serialize>(
+        &self,
+        state: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let key = Key::new(Namespace::Pending, self.store_key(state));
+        let json = serde_json::to_vec(value).unwrap_or_default();
+        let sealed = self.sealer.seal(&key.to_bytes(), &json);
+        self.op("put", self.backend.put(key, sealed, ttl)).await
+    }
+
+    /// Takes (single use) the pending sign-in stored under `state`.
+    pub async fn take_pending<T: DeserializeOwned>(
+        &self,
+        state: &str,
+    ) -> Result<Option<T>, StoreError> {
+        for hash in self.sealer.store_keys(state) {
+            let key = Key::new(Namespace::Pending, hash);
+            if let Some(raw) = self.op("take", self.backend.take(key)).await? {
+                let value = self
+                    .sealer
+                    .open(&key.to_bytes(), &raw)
+                    .ok()
+                    .and_then(|json| serde_json::from_slice(&json).ok());
+                return Ok(value);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Housekeeping: forgets ended sessions here, expired entries in the
+    /// embedded or memory store.
+    pub async fn sweep(&self, ended: &(dyn Fn(&Session) -> bool + Sync)) {
+        self.cache.retain(|_, s| !ended(s));
+        self.gauge();
+        match self.op("purge", self.backend.purge()).await {
+            Ok(n) if n > 0 => tracing::debug!(purged = n, "expired store entries deleted"),
+            _ => {}
+        }
+    }
+
+    /// Asks the store whether it answers; when it answers again after a
+    /// failure, writes back what it may have missed. Returns whether it
+    /// is up.
+    pub async fn check(&self) -> bool {
+        if let Err(e) = self.op("ping", self.backend.ping()).await {
+            tracing::debug!(error = %e, "session store check failed");
+            return false;
+        }
+        if self.is_up() {
+            return true;
+        }
+        match self.flush().await {
+            Ok(n) => {
+                tracing::info!(
+                    store = self.backend.name(),
+                    sessions = n,
+                    "session store answers again; cached sessions written back"
+                );
+                self.up.store(true, Ordering::Release);
+                self.metrics.session_store_up.set(1);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Writes back missed sign-outs, then every cached session.
+    async fn flush(&self) -> Result<usize, StoreError> {
+        let removals = self
+            .removals
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default();
+        let mut failed = Vec::new();
+        for (i, (key, until)) in removals.iter().enumerate() {
+            let ttl = until
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::from_secs(1));
+            if self.backend.remove(*key, ttl).await.is_err() {
+                failed.extend_from_slice(&removals[i..]);
+                break;
+            }
+        }
+        if !failed.is_empty() {
+            if let Ok(mut q) = self.removals.lock() {
+                q.extend(failed);
+            }
+            self.metrics.record_store_error("remove");
+            return Err(StoreError::Unavailable {
+                backend: self.backend.name(),
+                detail: "write-back of sign-outs failed".into(),
+            });
+        }
+        let sessions: Vec<Arc<Session>> = self.cache.iter().map(|e| e.value().clone()).collect();
+        for s in &sessions {
+            let key = Key::new(Namespace::Session, s.store_key);
+            let value = self.seal_record(key, &s.record());
+            let ttl = s.remaining(self.idle, self.max);
+            match self.backend.update(key, value, ttl).await {
+                Ok(Update::Gone) => self.forget(&s.key),
+                Ok(_) => {}
+                Err(e) => {
+                    self.metrics.record_store_error("update");
+                    return Err(e);
+                }
+            }
+        }
+        Ok(sessions.len())
+    }
+
+    /// Runs a store operation: counts failures and marks the store down.
+    async fn op<T>(
+        &self,
+        name: &str,
+        f: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let r = f.await;
+        if let Err(e) = &r {
+            self.metrics.record_store_error(name);
+            if self.up.swap(false, Ordering::AcqRel) {
+                tracing::warn!(
+                    error = %e,
+                    "session store failed; cached sessions keep working, new sign-ins wait"
+                );
+                self.metrics.session_store_up.set(0);
+            }
+        }
+        r
+    }
+
+    fn seal_record(&self, key: Key, rec: &StoredSession) -> Vec<u8> {
+        let json = serde_json::to_vec(rec).unwrap_or_default();
+        let mut out = generation_prefix(rec.generation).to_vec();
+        out.extend_from_slice(&self.sealer.seal(&key.to_bytes(), &json));
+        out
+    }
+
+    /// A record's contents, or `None` (logged once, counted) when it
+    /// cannot be used.
+    fn open_record(&self, key: Key, raw: &[u8]) -> Option<StoredSession> {
+        let sealed = raw.get(GENERATION_LEN..).ok_or(Unreadable::Format);
+        let result = sealed.and_then(|s| {
+            let json = self.sealer.open(&key.to_bytes(), s)?;
+            record::decode::<StoredSession>(&json)
+        });
+        match result {
+            Ok(rec) => Some(rec),
+            Err(why) => {
+                self.metrics.record_unreadable(why.label());
+                let first = self
+                    .logged
+                    .lock()
+                    .map(|mut set| set.len() < MAX_LOGGED && set.insert(key.hash))
+                    .unwrap_or(true);
+                if first {
+                    tracing::warn!(
+                        reason = why.label(),
+                        record = format!(
+                            "{:02x}{:02x}{:02x}{:02x}",
+                            key.hash[0], key.hash[1], key.hash[2], key.hash[3]
+                        ),
+                        "a stored session cannot be used and is treated as absent{}",
+                        match why {
+                            Unreadable::UnknownKey =>
+                                " (sealed with a key no longer in session.encryption_keys_file)",
+                            Unreadable::FutureVersion => " (written by a newer ado-auth-proxy)",
+                            _ => "",
+                        }
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// Another replica's access token for this session, if shared.
+    async fn read_access(&self, key: Key) -> Option<StoredAccess> {
+        if !self.shared() {
+            return None;
+        }
+        let key = key.with(Namespace::Access);
+        let raw = self.op("get", self.backend.get(key)).await.ok()??;
+        let json = self.sealer.open(&key.to_bytes(), &raw).ok()?;
+        let a: StoredAccess = record::decode(&json).ok()?;
+        (a.expires_ms > now_ms()).then_some(a)
+    }
+
+    /// Shares the current access token with other replicas (Redis only),
+    /// for no longer than it is valid.
+    async fn share_access(&self, session: &Session) {
+        if !self.shared() {
+            return;
+        }
+        let Some(a) = session.access_record() else {
+            return;
+        };
+        let key = Key::new(Namespace::Access, session.store_key);
+        let ttl = Duration::from_millis(a.expires_ms.saturating_sub(now_ms()));
+        let json = serde_json::to_vec(&a).unwrap_or_default();
+        let sealed = self.sealer.seal(&key.to_bytes(), &json);
+        // Not fatal: the other replicas refresh for themselves.
+        let _ = self.op("put", self.backend.put(key, sealed, ttl)).await;
+    }
+
+    fn tombstone_ttl(&self, session: &Session) -> Duration {
+        (session.created + self.max)
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::from_secs(1))
+            .max(Duration::from_secs(1))
+    }
+
+    fn gauge(&self) {
+        self.metrics.sessions_active.set(self.cache.len() as i64);
+    }
+}
+
+/// The key file used when none is configured: beside the database.
+pub fn default_key_file(db: &Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".keys");
+    db.with_file_name(name)
+}
+
+/// Reads the key file, or creates it (mode 0600) with a new key.
+fn load_or_create_keys(path: &Path) -> Result<Sealer, String> {
+    if path.exists() {
+        warn_if_shared(path);
+        return Sealer::from_file(path).map_err(|e| format!("session key file: {e}"));
+    }
+    let key = seal::generate_key().map_err(|_| "no random numbers".to_string())?;
+    let text = format!(
+        "# ado-auth-proxy session keys: base64, one per line; the first seals, all open.\n\
+         # Rotate by adding a new key (ado-auth-proxy keygen) as the first line.\n{key}\n"
+    );
+    write_private(path, text.as_bytes())
+        .map_err(|e| format!("session key file: cannot create {}: {e}", path.display()))?;
+    tracing::info!(
+        path = %path.display(),
+        "created a session key file (mode 0600); keep it with the database: without it \
+         stored sessions cannot be opened"
+    );
+    Sealer::from_file(path).map_err(|e| format!("session key file: {e}"))
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+/// Warns when a key file is readable by group or others.
+fn warn_if_shared(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{mode:o}"),
+                    "the session key file is readable by other users; chmod 600 it"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}

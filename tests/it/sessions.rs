@@ -1,0 +1,581 @@
+//! Sessions that outlive the process and are shared by replicas: the
+//! embedded store across restarts and key rotations, unreadable records,
+//! two replicas on a real redis-server (including a thousand rounds of
+//! concurrent refreshes and Redis dying mid-test). Sign-ins go through the
+//! fake Entra, which counts every grant.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ado_auth_proxy::app::Running;
+use ado_auth_proxy::config::{Config, Secret, StoreKind};
+use ado_auth_proxy::session::backend::{Backend, Embedded, Key, Namespace, generation_prefix};
+use ado_auth_proxy::session::seal::{Sealer, generate_key, parse_keys};
+use url::Url;
+
+use crate::support::fake_idp::{self, FakeIdp};
+use crate::support::oidc::Browser;
+use crate::support::redis::RedisServer;
+use crate::support::upstream::FakeUpstream;
+use crate::support::{self, metric_value, metrics};
+
+const PROJECTS: &str = "/contoso/_apis/projects?api-version=7.1";
+const COOKIE: &str = "ado_proxy_session";
+
+/// A fake Entra and a fake Azure DevOps that accepts its live tokens.
+struct World {
+    idp: FakeIdp,
+    ado: FakeUpstream,
+}
+
+impl World {
+    async fn new(access_ttl: Duration) -> Self {
+        let idp = FakeIdp::start(access_ttl).await;
+        let ado = fake_idp::fake_ado(&idp).await;
+        Self { idp, ado }
+    }
+
+    fn config(&self, tweak: impl FnOnce(&mut Config)) -> Config {
+        let mut c = fake_idp::entra_config(&self.ado.url(), &self.idp);
+        tweak(&mut c);
+        c
+    }
+}
+
+fn embedded(c: &mut Config, dir: &Path) {
+    c.session.store = StoreKind::Embedded;
+    c.session.path = dir.join("sessions.db");
+}
+
+fn redis(c: &mut Config, server: &RedisServer, keys: &Path) {
+    c.session.store = StoreKind::Redis;
+    c.session.redis_url = Some(Secret::new(server.url()));
+    c.session.encryption_keys_file = Some(keys.to_path_buf());
+    c.session.revalidate_interval = Duration::from_secs(1);
+    c.session.key_prefix = "t:".into();
+    // Replicas behind one address, as behind a load balancer; tests
+    // deliver the provider's redirect to the replica they choose.
+    c.listen.public_url = Some(Url::parse("http://127.0.0.1:9").unwrap());
+}
+
+fn write_keys(path: &Path, keys: &[&str]) {
+    std::fs::write(path, keys.join("\n") + "\n").unwrap();
+}
+
+fn new_key() -> String {
+    generate_key().unwrap()
+}
+
+fn url(p: &Running) -> String {
+    format!("http://{}", p.proxy_addr)
+}
+
+/// Signs in at `proxy` and returns the session cookie's value.
+async fn sign_in(proxy: &Running) -> String {
+    let b = Browser::new();
+    let mut login = Url::parse(&format!("{}/.auth/login", url(proxy))).unwrap();
+    login.query_pairs_mut().append_pair("rd", PROJECTS);
+    let resp = b.navigate(login.as_str()).await;
+    assert_eq!(resp.status(), 302, "{:?}", resp.text().await);
+    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = b.navigate(&authorize).await;
+    let callback = to_replica(resp.headers()["location"].to_str().unwrap(), proxy);
+    let resp = b.navigate(&callback).await;
+    assert_eq!(resp.status(), 302, "{:?}", resp.text().await);
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.split(';')
+                .next()?
+                .strip_prefix(&format!("{COOKIE}="))
+                .map(str::to_string)
+        })
+        .expect("a session cookie")
+}
+
+/// The provider's redirect, delivered to `proxy`.
+fn to_replica(callback: &str, proxy: &Running) -> String {
+    let mut u = Url::parse(callback).unwrap();
+    u.set_port(Some(proxy.proxy_addr.port())).unwrap();
+    u.to_string()
+}
+
+/// One client for the whole module: building one loads the system's CA
+/// roots, which costs more than a round of the replica test. Without a
+/// connection pool, so nothing outlives the test (runtime) that opened it.
+fn http() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        support::install_crypto();
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
+            .no_proxy()
+            .build()
+            .unwrap()
+    })
+}
+
+/// An API call with the session cookie; the status.
+async fn call(proxy: &Running, cookie: &str) -> u16 {
+    http()
+        .get(format!("{}{PROJECTS}", url(proxy)))
+        .header("cookie", format!("{COOKIE}={cookie}"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn me(proxy: &Running, cookie: &str) -> serde_json::Value {
+    http()
+        .get(format!("{}/.auth/me", url(proxy)))
+        .header("cookie", format!("{COOKIE}={cookie}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn stop(p: Running) {
+    p.shutdown();
+    p.wait().await;
+}
+
+async fn readyz(p: &Running) -> u16 {
+    support::get(format!("http://{}/readyz", p.admin_addr))
+        .await
+        .status()
+        .as_u16()
+}
+
+/// Polls `f` until it is true or `limit` passes.
+async fn eventually<F: AsyncFnMut() -> bool>(limit: Duration, mut f: F) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[cfg(unix)]
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn a_restart_keeps_every_session_with_zero_new_sign_ins() {
+    let w = World::new(Duration::from_secs(600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = w.config(|c| embedded(c, &data));
+
+    let proxy = support::start(config.clone()).await;
+    let cookie = sign_in(&proxy).await;
+    assert_eq!(call(&proxy, &cookie).await, 200);
+    let before = me(&proxy, &cookie).await;
+    stop(proxy).await;
+
+    // The database and the key file made for it are the owner's alone.
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join("sessions.db")), 0o600);
+        assert_eq!(mode(&data.join("sessions.db.keys")), 0o600);
+    }
+    let keys = std::fs::read_to_string(data.join("sessions.db.keys")).unwrap();
+    assert_eq!(parse_keys(&keys).unwrap().len(), 1);
+
+    let proxy = support::start(config).await;
+    assert_eq!(
+        call(&proxy, &cookie).await,
+        200,
+        "the same cookie works after a restart"
+    );
+    assert_eq!(
+        w.idp.calls("authorization_code"),
+        1,
+        "no new sign-in at the identity provider"
+    );
+    assert_eq!(
+        w.idp.calls("refresh_token"),
+        1,
+        "one refresh: access tokens are not stored on disk"
+    );
+    let after = me(&proxy, &cookie).await;
+    assert_eq!(after["upn"], before["upn"]);
+    assert_eq!(after["sessionCreatedAt"], before["sessionCreatedAt"]);
+    let m = metrics(proxy.admin_addr).await;
+    assert_eq!(
+        metric_value(&m, "ado_proxy_session_loads_total{outcome=\"loaded\"}"),
+        1.0
+    );
+    // The refreshed tokens were written through: a second restart needs
+    // no refresh... until the access token is needed again.
+    stop(proxy).await;
+    let proxy = support::start(w.config(|c| embedded(c, &data))).await;
+    assert_eq!(call(&proxy, &cookie).await, 200);
+    assert_eq!(w.idp.calls("authorization_code"), 1);
+
+    // A signed-out session stays signed out across a restart.
+    let resp = http()
+        .post(format!("{}/.auth/logout", url(&proxy)))
+        .header("cookie", format!("{COOKIE}={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    stop(proxy).await;
+    let proxy = support::start(w.config(|c| embedded(c, &data))).await;
+    assert_eq!(call(&proxy, &cookie).await, 401);
+    stop(proxy).await;
+}
+
+#[tokio::test]
+async fn rotating_the_key_file_signs_no_one_out() {
+    let w = World::new(Duration::from_secs(600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let (k1, k2) = (new_key(), new_key());
+    write_keys(&keys, &[&k1]);
+    let config = |w: &World| {
+        w.config(|c| {
+            embedded(c, dir.path());
+            c.session.encryption_keys_file = Some(keys.clone());
+        })
+    };
+    let proxy = support::start(config(&w)).await;
+    let cookie = sign_in(&proxy).await;
+    stop(proxy).await;
+
+    // A new key first: records sealed with the old one still open, and
+    // are moved to the new one on first use.
+    write_keys(&keys, &[&k2, &k1]);
+    let proxy = support::start(config(&w)).await;
+    assert_eq!(call(&proxy, &cookie).await, 200);
+    let m = metrics(proxy.admin_addr).await;
+    assert_eq!(
+        metric_value(&m, "ado_proxy_session_loads_total{outcome=\"migrated\"}"),
+        1.0
+    );
+    stop(proxy).await;
+
+    // Then the old key goes: the session lives on under the new one.
+    write_keys(&keys, &[&k2]);
+    let proxy = support::start(config(&w)).await;
+    assert_eq!(call(&proxy, &cookie).await, 200);
+    assert_eq!(
+        w.idp.calls("authorization_code"),
+        1,
+        "nobody signed in again"
+    );
+    stop(proxy).await;
+
+    // Without any key that sealed it, the session is simply unknown.
+    write_keys(&keys, &[&new_key()]);
+    let proxy = support::start(config(&w)).await;
+    assert_eq!(call(&proxy, &cookie).await, 401);
+    stop(proxy).await;
+}
+
+#[tokio::test]
+async fn unreadable_records_are_treated_as_absent_and_counted() {
+    let w = World::new(Duration::from_secs(600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    write_keys(&keys, &[&new_key()]);
+    let config = w.config(|c| {
+        embedded(c, dir.path());
+        c.session.encryption_keys_file = Some(keys.clone());
+    });
+    let proxy = support::start(config.clone()).await;
+    let tampered = sign_in(&proxy).await;
+    let future = sign_in(&proxy).await;
+    let foreign = sign_in(&proxy).await;
+    let intact = sign_in(&proxy).await;
+    stop(proxy).await;
+
+    // Damage three records with the proxy stopped (it holds the file).
+    {
+        let sealer = Sealer::from_file(&keys).unwrap();
+        let db = Backend::Embedded(Embedded::open(&dir.path().join("sessions.db")).unwrap());
+        let ttl = Duration::from_secs(3600);
+        let key = |cookie: &str| Key::new(Namespace::Session, sealer.store_keys(cookie)[0]);
+
+        let k = key(&tampered);
+        let mut raw = db.get(k).await.unwrap().expect("stored");
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        db.put(k, raw, ttl).await.unwrap();
+
+        let k = key(&future);
+        let json = br#"{"v":99,"user":{},"generation":2}"#;
+        let mut raw = generation_prefix(2).to_vec();
+        raw.extend(sealer.seal(&k.to_bytes(), json));
+        db.put(k, raw, ttl).await.unwrap();
+
+        let k = key(&foreign);
+        let other = Sealer::new(&parse_keys(&new_key()).unwrap()).unwrap();
+        let mut raw = generation_prefix(1).to_vec();
+        raw.extend(other.seal(&k.to_bytes(), b"{\"v\":1}"));
+        db.put(k, raw, ttl).await.unwrap();
+    }
+
+    let proxy = support::start(config).await;
+    for cookie in [&tampered, &future, &foreign] {
+        assert_eq!(call(&proxy, cookie).await, 401, "treated as absent");
+        assert_eq!(call(&proxy, cookie).await, 401, "and again, no crash");
+    }
+    assert_eq!(call(&proxy, &intact).await, 200, "the others are unharmed");
+    let m = metrics(proxy.admin_addr).await;
+    for reason in ["tampered", "future_version", "unknown_key"] {
+        assert_eq!(
+            metric_value(
+                &m,
+                &format!("ado_proxy_session_records_unreadable_total{{reason=\"{reason}\"}}")
+            ),
+            2.0,
+            "{reason}: {m}"
+        );
+    }
+    stop(proxy).await;
+}
+
+/// Two replicas on one Redis with a shared key file.
+struct Replicas {
+    w: World,
+    redis: RedisServer,
+    _dir: tempfile::TempDir,
+    keys: PathBuf,
+}
+
+impl Replicas {
+    async fn new(access_ttl: Duration) -> Self {
+        let w = World::new(access_ttl).await;
+        let redis = RedisServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        write_keys(&keys, &[&new_key()]);
+        Self {
+            w,
+            redis,
+            _dir: dir,
+            keys,
+        }
+    }
+
+    async fn start(&self) -> Running {
+        support::start(self.w.config(|c| redis(c, &self.redis, &self.keys))).await
+    }
+}
+
+#[tokio::test]
+async fn replicas_share_sessions_refresh_once_and_see_sign_outs() {
+    let r = Replicas::new(Duration::from_secs(600)).await;
+    // Refresh tokens are single-use here: a second redemption by another
+    // replica would be refused and end the session.
+    r.w.idp.set_strict_rotation(true);
+    let a = r.start().await;
+    let b = r.start().await;
+    let cookie = sign_in(&a).await;
+
+    // Created on A, works on B, with A's access token: no refresh.
+    assert_eq!(call(&b, &cookie).await, 200);
+    assert_eq!(r.w.idp.calls("refresh_token"), 0);
+
+    // Rounds: Azure DevOps stops accepting the current token; requests
+    // on both replicas at once find out, and exactly one refresh happens.
+    const ROUNDS: u64 = 1000;
+    let started = Instant::now();
+    for round in 0..ROUNDS {
+        r.w.idp.revoke_access_tokens();
+        let (s1, s2, s3, s4) = tokio::join!(
+            call(&a, &cookie),
+            call(&b, &cookie),
+            call(&a, &cookie),
+            call(&b, &cookie)
+        );
+        assert_eq!(
+            [s1, s2, s3, s4],
+            [200; 4],
+            "round {round}: every request is served"
+        );
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(
+        r.w.idp.refresh_reuses(),
+        0,
+        "no refresh token was redeemed twice"
+    );
+    assert_eq!(
+        r.w.idp.calls("refresh_token"),
+        ROUNDS,
+        "one refresh per round across both replicas ({elapsed:?})"
+    );
+    assert_eq!(
+        r.w.idp.calls("authorization_code"),
+        1,
+        "no session was lost"
+    );
+    assert_eq!(me(&a, &cookie).await["upn"], me(&b, &cookie).await["upn"]);
+
+    // A sign-out on A ends the session on B within revalidate_interval.
+    let resp = http()
+        .post(format!("{}/.auth/logout", url(&a)))
+        .header("cookie", format!("{COOKIE}={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(call(&a, &cookie).await, 401);
+    let signed_out = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(3), async || call(&b, &cookie).await
+            == 401)
+        .await,
+        "B still serves a signed-out session"
+    );
+    assert!(signed_out.elapsed() < Duration::from_millis(2500));
+
+    // A sign-in started on A can finish on B (pending sign-ins are shared).
+    let browser = Browser::new();
+    let resp = browser.navigate(&format!("{}/.auth/login", url(&a))).await;
+    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = browser.navigate(&authorize).await;
+    let callback = to_replica(resp.headers()["location"].to_str().unwrap(), &b);
+    let resp = browser.navigate(&callback).await;
+    assert_eq!(resp.status(), 302, "{:?}", resp.text().await);
+    stop(a).await;
+    stop(b).await;
+}
+
+#[tokio::test]
+async fn a_session_busy_on_one_replica_is_not_ended_as_idle_on_another() {
+    let r = Replicas::new(Duration::from_secs(600)).await;
+    let tweak = |c: &mut Config| {
+        redis(c, &r.redis, &r.keys);
+        c.session.idle_timeout = Duration::from_secs(3);
+    };
+    let a = support::start(r.w.config(tweak)).await;
+    let b = support::start(r.w.config(tweak)).await;
+    let cookie = sign_in(&a).await;
+    assert_eq!(call(&a, &cookie).await, 200, "A has it cached");
+    // Used on B only for longer than the idle timeout.
+    for _ in 0..18 {
+        assert_eq!(call(&b, &cookie).await, 200);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        call(&a, &cookie).await,
+        200,
+        "A learns of the use on B from the store"
+    );
+    // Idle everywhere: it ends.
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    assert_eq!(call(&b, &cookie).await, 401);
+    stop(a).await;
+    stop(b).await;
+}
+
+#[tokio::test]
+async fn redis_dying_mid_test_keeps_cached_sessions_and_loses_nothing() {
+    let mut r = Replicas::new(Duration::from_secs(600)).await;
+    let a = r.start().await;
+    let b = r.start().await;
+    let alice = sign_in(&a).await;
+    let bob = sign_in(&a).await;
+    assert_eq!(call(&b, &alice).await, 200);
+    assert_eq!(call(&b, &bob).await, 200);
+    assert_eq!(readyz(&a).await, 200);
+
+    r.redis.kill();
+    // Sessions already cached keep working.
+    for p in [&a, &b] {
+        assert_eq!(call(p, &alice).await, 200);
+    }
+    // New sign-ins get a readable 503.
+    let resp = Browser::new()
+        .navigate(&format!("{}/.auth/login", url(&a)))
+        .await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("session store"), "{page}");
+    // Not ready, and the failures are counted.
+    assert!(eventually(Duration::from_secs(10), async || readyz(&a).await == 503).await);
+    let body = support::get(format!("http://{}/readyz", a.admin_addr))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("session store"), "{body}");
+    let m = metrics(a.admin_addr).await;
+    assert_eq!(metric_value(&m, "ado_proxy_session_store_up"), 0.0);
+    let errors: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("ado_proxy_session_store_errors_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(errors >= 1.0, "{m}");
+    // Bob signs out on B while the store is down.
+    let resp = http()
+        .post(format!("{}/.auth/logout", url(&b)))
+        .header("cookie", format!("{COOKIE}={bob}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(call(&b, &bob).await, 401);
+
+    // Redis comes back empty (no persistence): the replicas write back
+    // what they hold, and replay the sign-out.
+    r.redis.restart();
+    for p in [&a, &b] {
+        assert!(
+            eventually(Duration::from_secs(15), async || readyz(p).await == 200).await,
+            "ready again"
+        );
+    }
+    let c = r.start().await;
+    assert_eq!(
+        call(&c, &alice).await,
+        200,
+        "a replica that never saw Alice finds her session in Redis"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), async || call(&a, &bob).await == 401).await,
+        "Bob's sign-out reached the other replica"
+    );
+    assert_eq!(call(&c, &bob).await, 401);
+    assert_eq!(
+        r.w.idp.calls("authorization_code"),
+        2,
+        "no one signed in again"
+    );
+    for p in [a, b, c] {
+        stop(p).await;
+    }
+}
+
+#[tokio::test]
+async fn a_replica_started_while_redis_is_down_becomes_ready_when_it_answers() {
+    let mut r = Replicas::new(Duration::from_secs(600)).await;
+    r.redis.kill();
+    let a = r.start().await;
+    assert_eq!(readyz(&a).await, 503, "not ready before the store answers");
+    r.redis.restart();
+    assert!(eventually(Duration::from_secs(15), async || readyz(&a).await == 200).await);
+    let cookie = sign_in(&a).await;
+    assert_eq!(call(&a, &cookie).await, 200);
+    stop(a).await;
+}
