@@ -251,6 +251,9 @@ pub struct SessionConfig {
     /// A file holding the Redis password, instead of writing it into
     /// `redis_url`.
     pub redis_password_file: Option<PathBuf>,
+    /// PEM CA certificates that sign the Redis server's certificate
+    /// (`rediss://` with a private CA), instead of the system's roots.
+    pub redis_ca_file: Option<PathBuf>,
     /// Prefix of every Redis key the proxy writes.
     pub key_prefix: String,
     /// Time to connect to Redis.
@@ -401,6 +404,7 @@ impl Default for SessionConfig {
             encryption_keys_file: None,
             redis_url: None,
             redis_password_file: None,
+            redis_ca_file: None,
             key_prefix: "ado-auth-proxy:".to_string(),
             redis_connect_timeout: Duration::from_secs(5),
             redis_command_timeout: Duration::from_secs(2),

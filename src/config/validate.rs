@@ -286,6 +286,19 @@ fn store(s: &SessionConfig, out: &mut Vec<Problem>) {
                     out,
                 );
             }
+            if let Some(path) = &s.redis_ca_file {
+                readable("session.redis_ca_file", path, out);
+                let tls = s
+                    .redis_url
+                    .as_ref()
+                    .is_some_and(|u| u.expose().trim_start().starts_with("rediss://"));
+                if !tls {
+                    out.push(Problem::new(
+                        "session.redis_ca_file",
+                        "only used with TLS: write session.redis_url as rediss://...",
+                    ));
+                }
+            }
             positive(
                 "session.redis_connect_timeout",
                 s.redis_connect_timeout,

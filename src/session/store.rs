@@ -97,9 +97,16 @@ impl Sessions {
                     })?),
                     None => None,
                 };
+                let ca_pem = match &config.redis_ca_file {
+                    Some(p) => Some(std::fs::read(p).map_err(|e| {
+                        format!("session.redis_ca_file: cannot read {}: {e}", p.display())
+                    })?),
+                    None => None,
+                };
                 Backend::Redis(Redis::open(&RedisSettings {
                     url: url.expose(),
                     password,
+                    ca_pem,
                     prefix: &config.key_prefix,
                     connect_timeout: config.redis_connect_timeout,
                     command_timeout: config.redis_command_timeout,

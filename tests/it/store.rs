@@ -31,6 +31,7 @@ fn redis_at(url: &str, password: Option<&str>, prefix: &str) -> Backend {
         Redis::open(&RedisSettings {
             url,
             password: password.map(str::to_string),
+            ca_pem: None,
             prefix,
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
@@ -315,4 +316,29 @@ async fn redis_acl_users_passwords_and_database_numbers_are_honoured() {
     assert!(!err.contains("wrong-pw"), "{err}");
     let anonymous = redis_at(&format!("redis://127.0.0.1:{port}/3"), None, "p:");
     assert!(anonymous.get(k).await.is_err(), "the default user is off");
+}
+
+#[tokio::test]
+async fn rediss_speaks_tls_to_a_server_signed_by_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key_file) = crate::support::self_signed(dir.path());
+    let server = RedisServer::start_tls(&cert, &key_file);
+    let url = format!("rediss://127.0.0.1:{}/0", server.port);
+    let open = |ca_pem: Option<Vec<u8>>| {
+        Redis::open(&RedisSettings {
+            url: &url,
+            password: None,
+            ca_pem,
+            prefix: "tls:",
+            connect_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(2),
+        })
+        .map(Backend::Redis)
+        .unwrap()
+    };
+    let b = open(Some(std::fs::read(&ca).unwrap()));
+    conformance(b).await;
+    // Without the CA the server's certificate is not trusted.
+    let untrusted = open(None);
+    assert!(untrusted.ping().await.is_err());
 }

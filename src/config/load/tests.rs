@@ -294,6 +294,7 @@ fn user_mode_mistakes_name_their_keys() {
         (format!("{ENTRA}{tenant}[session]\nencryption_keys_file = \"/nonexistent/keys\""), &[SECRET_ENV], "session.encryption_keys_file", "ado-auth-proxy keygen"),
         (format!("{ENTRA}{tenant}[session]\nencryption_keys_file = \"/etc/hostname\""), &[SECRET_ENV], "session.encryption_keys_file", "base64"),
         (format!("{ENTRA}{tenant}[session]\npath = \"/tmp\""), &[SECRET_ENV], "session.path", "directory"),
+        (format!("{ENTRA}{tenant}[session]\nstore = \"redis\"\nredis_url = \"redis://r:6379\"\nredis_ca_file = \"/etc/hostname\""), &[SECRET_ENV], "session.redis_ca_file", "rediss://"),
     ];
     for (toml, env, key, word) in &cases {
         check_names(toml, env, key, word);

@@ -48,6 +48,8 @@ pub struct RedisSettings<'a> {
     pub url: &'a str,
     /// Overrides the URL's password.
     pub password: Option<String>,
+    /// PEM CA certificates for `rediss://`, instead of the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
     /// Prefix of every key.
     pub prefix: &'a str,
     /// Time to connect.
@@ -69,8 +71,18 @@ impl Redis {
             let settings = info.redis_settings().clone().set_password(p.trim());
             info = info.set_redis_settings(settings);
         }
-        let client = redis::Client::open(info)
-            .map_err(|e| format!("session.redis_url: not usable ({})", e.category()))?;
+        let client = match &s.ca_pem {
+            Some(pem) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            )
+            .map_err(|e| format!("session.redis_ca_file: not usable ({})", e.category()))?,
+            None => redis::Client::open(info)
+                .map_err(|e| format!("session.redis_url: not usable ({})", e.category()))?,
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(s.connect_timeout))
             .set_response_timeout(Some(s.command_timeout))

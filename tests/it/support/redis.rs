@@ -12,6 +12,7 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     extra: Vec<String>,
+    tls: bool,
 }
 
 impl RedisServer {
@@ -22,6 +23,24 @@ impl RedisServer {
 
     /// Starts one with extra command-line settings (users, passwords).
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::launch(extra, false)
+    }
+
+    /// Starts one that speaks TLS only, with this certificate and key.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Self {
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let args = [
+            "--tls-cert-file",
+            cert,
+            "--tls-key-file",
+            key,
+            "--tls-auth-clients",
+            "no",
+        ];
+        Self::launch(&args, true)
+    }
+
+    fn launch(extra: &[&str], tls: bool) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -31,6 +50,7 @@ impl RedisServer {
             child: None,
             port,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            tls,
         };
         r.restart();
         r
@@ -52,10 +72,18 @@ impl RedisServer {
     /// Starts it again on the same port, empty.
     pub fn restart(&mut self) {
         self.kill();
+        let port = self.port.to_string();
+        let (plain, tls) = if self.tls {
+            ("0", port.as_str())
+        } else {
+            (port.as_str(), "0")
+        };
         let child = Command::new("redis-server")
             .args([
                 "--port",
-                &self.port.to_string(),
+                plain,
+                "--tls-port",
+                tls,
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -70,8 +98,12 @@ impl RedisServer {
             .expect("redis-server is installed (scripts/test.sh installs it)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        // Any answer will do (PING may need authentication).
-        while self.command(&["PING"]).is_none_or(|l| l.is_empty()) {
+        // Any answer will do (PING may need authentication); a TLS port
+        // only needs to accept.
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        while (self.tls && TcpStream::connect(addr).is_err())
+            || (!self.tls && self.command(&["PING"]).is_none_or(|l| l.is_empty()))
+        {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
