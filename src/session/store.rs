@@ -581,21 +581,32 @@ pub fn default_key_file(db: &Path) -> PathBuf {
 fn load_or_create_keys(path: &Path) -> Result<Sealer, String> {
     if path.exists() {
         warn_if_shared(path);
-        return Sealer::from_file(path).map_err(|e| format!("session key file: {e}"));
+        return Sealer::from_file(path).map_err(|e| format!(
+            "session.encryption_keys_file (unset, so the key file beside the database is used): {e}"
+        ));
     }
     let key = seal::generate_key().map_err(|_| "no random numbers".to_string())?;
     let text = format!(
         "# ado-auth-proxy session keys: base64, one per line; the first seals, all open.\n\
          # Rotate by adding a new key (ado-auth-proxy keygen) as the first line.\n{key}\n"
     );
-    write_private(path, text.as_bytes())
-        .map_err(|e| format!("session key file: cannot create {}: {e}", path.display()))?;
+    write_private(path, text.as_bytes()).map_err(|e| {
+        format!(
+            "session.encryption_keys_file (unset, so one is made beside the database): cannot \
+             create {}: {e}",
+            path.display()
+        )
+    })?;
     tracing::info!(
         path = %path.display(),
         "created a session key file (mode 0600); keep it with the database: without it \
          stored sessions cannot be opened"
     );
-    Sealer::from_file(path).map_err(|e| format!("session key file: {e}"))
+    Sealer::from_file(path).map_err(|e| {
+        format!(
+            "session.encryption_keys_file (unset, so the key file beside the database is used): {e}"
+        )
+    })
 }
 
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
