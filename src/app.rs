@@ -183,6 +183,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let admin = Admin::new(health.clone(), metrics);
 
     let (shutdown, shutdown_rx) = watch::channel(false);
+    if let Some(service) = proxy.service() {
+        tokio::spawn(service.run(shutdown_rx.clone()));
+    }
     if let Some(login) = proxy.login() {
         // A shared store is reachable once it has answered.
         health.set_store_up(!login.sessions().shared());

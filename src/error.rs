@@ -98,6 +98,20 @@ pub enum Error {
     /// does not hold, or for a new sign-in.
     #[error("session store: {0}")]
     StoreUnavailable(#[from] crate::session::backend::StoreError),
+    /// Mode `service` has no valid token (the provider has not answered).
+    #[error("no service token from {source_name}")]
+    ServiceTokenUnavailable {
+        /// The configured source.
+        source_name: &'static str,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// The caller is not admitted (address or shared secret).
+    #[error("caller refused: {reason}")]
+    CallerRefused {
+        /// Why, in words for the caller.
+        reason: &'static str,
+    },
 }
 
 /// Why a sign-in step failed.
@@ -519,6 +533,30 @@ impl Error {
                 }
                 ans
             }
+            Self::ServiceTokenUnavailable {
+                source_name,
+                retry_after,
+            } => {
+                let mut ans = Answer::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service-token-unavailable",
+                    "The proxy has no token for its service identity",
+                    format!(
+                        "The proxy acts as a fixed identity (auth.source = \"{source_name}\") and could not get a token for it from the identity provider. Try again shortly. An administrator can see why in the proxy's log (\"service token\") and in ado_proxy_service_token_refresh_failures_total; /.auth/me shows the identity in use."
+                    ),
+                );
+                ans.headers
+                    .push((header::RETRY_AFTER, HeaderValue::from(*retry_after)));
+                ans
+            }
+            Self::CallerRefused { reason } => Answer::new(
+                StatusCode::FORBIDDEN,
+                "caller-not-allowed",
+                "This proxy does not accept requests from you",
+                format!(
+                    "The proxy acts as a fixed identity, so it only serves callers it was told to trust: {reason}. If you should be allowed, ask the administrator to add your address to auth.allowed_client_cidrs or to give you the caller secret."
+                ),
+            ),
             Self::StoreUnavailable(e) => {
                 let mut ans = Answer::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -61,6 +61,11 @@ pub struct Metrics {
     store_errors: IntCounterVec,
     unreadable: IntCounterVec,
     session_loads: IntCounterVec,
+    service_acquisitions: IntCounterVec,
+    service_refresh_failures: IntCounterVec,
+    service_expiry: IntGauge,
+    /// Unix time the service token expires (0: none or never).
+    service_expires_at: std::sync::atomic::AtomicI64,
 }
 
 /// Provider call buckets: 5 ms to 30 s.
@@ -280,6 +285,27 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
+        let service_acquisitions = IntCounterVec::new(
+            Opts::new(
+                "ado_proxy_service_token_acquisitions_total",
+                "Service identity token acquisitions, by source and outcome (ok, error).",
+            ),
+            &["source", "outcome"],
+        )?;
+        let service_refresh_failures = IntCounterVec::new(
+            Opts::new(
+                "ado_proxy_service_token_refresh_failures_total",
+                "Background refreshes of the service token that failed, by source.",
+            ),
+            &["source"],
+        )?;
+        let service_expiry = IntGauge::new(
+            "ado_proxy_service_token_expiry_seconds",
+            "Seconds until the service identity's current token expires (negative: expired; \
+             absent without mode service or for a PAT).",
+        )?;
+        registry.register(Box::new(service_acquisitions.clone()))?;
+        registry.register(Box::new(service_refresh_failures.clone()))?;
         registry.register(Box::new(session_store_up.clone()))?;
         registry.register(Box::new(store_errors.clone()))?;
         registry.register(Box::new(unreadable.clone()))?;
@@ -346,6 +372,10 @@ impl Metrics {
             store_errors,
             unreadable,
             session_loads,
+            service_acquisitions,
+            service_refresh_failures,
+            service_expiry,
+            service_expires_at: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -398,6 +428,34 @@ impl Metrics {
         self.session_loads.with_label_values(&[outcome]).inc();
     }
 
+    /// Counts a service token acquisition.
+    pub fn record_service_acquisition(&self, source: &str, outcome: &str) {
+        self.service_acquisitions
+            .with_label_values(&[source, outcome])
+            .inc();
+    }
+
+    /// Counts a failed background refresh of the service token.
+    pub fn record_service_refresh_failure(&self, source: &str) {
+        self.service_refresh_failures
+            .with_label_values(&[source])
+            .inc();
+    }
+
+    /// Records when the service token expires (unix seconds; `None` for
+    /// tokens that do not expire). The first call registers the gauge.
+    pub fn set_service_token_expiry(&self, at: Option<i64>) {
+        use std::sync::atomic::Ordering;
+        let before = self
+            .service_expires_at
+            .swap(at.unwrap_or(-1), Ordering::Relaxed);
+        if before == 0 && at.is_some() {
+            let _ = self
+                .registry
+                .register(Box::new(self.service_expiry.clone()));
+        }
+    }
+
     /// Counts a refresh outcome.
     pub fn record_refresh(&self, outcome: &str) {
         self.refreshes.with_label_values(&[outcome]).inc();
@@ -431,6 +489,16 @@ impl Metrics {
 
     /// The text exposition format of every registered family.
     pub fn render(&self) -> String {
+        let at = self
+            .service_expires_at
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if at > 0 {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            self.service_expiry.set(at - now);
+        }
         let mut buf = Vec::new();
         let families = self.registry.gather();
         if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {

@@ -72,3 +72,74 @@ impl Provider for EnvProvider {
         Ok(Profile::Default.collect(dict))
     }
 }
+
+/// Azure's own variables, read as defaults of `[auth]` keys in mode
+/// `service`: the Workload Identity webhook's `AZURE_*` and App Service's
+/// `IDENTITY_*`. The config file and `ADO_AUTH_PROXY_*` override them.
+pub struct AzureEnv {
+    vars: Vec<(&'static str, &'static str, String)>,
+}
+
+/// (variable, `[auth]` key, source it applies to)
+const AZURE_VARS: &[(&str, &str, &str)] = &[
+    ("AZURE_CLIENT_ID", "client_id", "workload-identity"),
+    ("AZURE_TENANT_ID", "tenant", "workload-identity"),
+    (
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "federated_token_file",
+        "workload-identity",
+    ),
+    (
+        "AZURE_AUTHORITY_HOST",
+        "authority_host",
+        "workload-identity",
+    ),
+    (
+        "IDENTITY_ENDPOINT",
+        "managed_identity_endpoint",
+        "managed-identity",
+    ),
+    (
+        "IDENTITY_HEADER",
+        "managed_identity_header",
+        "managed-identity",
+    ),
+];
+
+impl AzureEnv {
+    /// The variables that apply to `source`.
+    pub fn new(vars: &[(String, String)], source: &str) -> Self {
+        let vars = AZURE_VARS
+            .iter()
+            .filter(|(_, _, s)| *s == source)
+            .filter_map(|(name, key, _)| {
+                let (_, v) = vars.iter().find(|(k, _)| k == name)?;
+                (!v.trim().is_empty()).then(|| (*name, *key, v.trim().to_string()))
+            })
+            .collect();
+        Self { vars }
+    }
+}
+
+impl Provider for AzureEnv {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("environment variable").interpolater(|_: &Profile, keys: &[&str]| {
+            let key = keys.last().copied().unwrap_or_default();
+            AZURE_VARS
+                .iter()
+                .find(|(_, k, _)| *k == key)
+                .map(|(name, _, _)| name.to_string())
+                .unwrap_or_else(|| variable_for(keys))
+        })
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, Error> {
+        let mut auth = Dict::new();
+        for (_, key, value) in &self.vars {
+            auth.insert(key.to_string(), Value::from(value.clone()));
+        }
+        let mut dict = Dict::new();
+        dict.insert("auth".into(), Value::from(auth));
+        Ok(Profile::Default.collect(dict))
+    }
+}

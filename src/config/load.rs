@@ -10,7 +10,7 @@ use figment::value::{Dict, Value};
 use figment::{Figment, error::Kind};
 use serde::de::DeserializeOwned;
 
-use super::env::{EnvProvider, variable_for};
+use super::env::{AzureEnv, EnvProvider, variable_for};
 use super::{Config, validate};
 
 /// One configuration mistake: which key, what is wrong, how to fix it.
@@ -84,11 +84,22 @@ pub fn figment_for(
     path: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Figment {
-    let mut figment = Figment::new();
-    if let Some(path) = path {
-        figment = figment.merge(Toml::file_exact(path));
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let file_and_env = |base: Figment| {
+        let mut figment = base;
+        if let Some(path) = path {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment.merge(EnvProvider::new(env.iter().cloned()))
+    };
+    let figment = file_and_env(Figment::new());
+    // Azure's own variables are defaults under the file, for the service
+    // sources they belong to.
+    let service = figment.extract_inner::<String>("auth.mode").ok().as_deref() == Some("service");
+    match figment.extract_inner::<String>("auth.source") {
+        Ok(source) if service => file_and_env(Figment::new().merge(AzureEnv::new(&env, &source))),
+        _ => figment,
     }
-    figment.merge(EnvProvider::new(env))
 }
 
 /// Loads `path` with `env` overrides; the whole pipeline used by `main`.
@@ -151,6 +162,15 @@ pub fn load(figment: &Figment) -> Result<Config, Problems> {
                 ),
             ));
         }
+    }
+    if config.auth.managed_identity_header.is_some()
+        && !from_env(figment, "auth.managed_identity_header")
+    {
+        problems.push(Problem::new(
+            "auth.managed_identity_header",
+            "a secret may not be written in the config file; App Service provides it as \
+             IDENTITY_HEADER, which the proxy reads by itself",
+        ));
     }
     problems.extend(validate::validate(&config));
 

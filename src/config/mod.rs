@@ -187,6 +187,28 @@ pub struct AuthConfig {
     /// Time allowed for one call to the provider (token, keys, discovery).
     #[serde(with = "humantime_serde")]
     pub provider_timeout: Duration,
+    /// Mode `service`: where the token comes from.
+    pub source: Option<ServiceSource>,
+    /// Workload identity: the projected service-account token, re-read
+    /// for every exchange. Defaults to `AZURE_FEDERATED_TOKEN_FILE`.
+    pub federated_token_file: Option<PathBuf>,
+    /// Managed identity: the token endpoint. Defaults to
+    /// `IDENTITY_ENDPOINT` (App Service), else Azure IMDS.
+    pub managed_identity_endpoint: Option<Url>,
+    /// Managed identity: App Service's `IDENTITY_HEADER` (environment
+    /// only).
+    pub managed_identity_header: Option<Secret>,
+    /// Managed identity: the client id of a user-assigned identity.
+    pub managed_identity_client_id: Option<String>,
+    /// Mode `service` (and `pat`) on a non-loopback address: set to true
+    /// to accept callers from the network at all.
+    pub allow_remote_callers: bool,
+    /// Callers allowed (CIDRs or addresses, e.g. `["10.0.0.0/8"]`); when
+    /// set, every other caller (loopback included) is refused.
+    pub allowed_client_cidrs: Vec<String>,
+    /// A file holding a shared secret every caller must send in the
+    /// `X-Ado-Proxy-Caller-Secret` header.
+    pub caller_secret_file: Option<PathBuf>,
 }
 
 /// How the proxy authenticates upstream.
@@ -199,6 +221,26 @@ pub enum AuthMode {
     Pat,
     /// Sign users in through a provider; each session's token is sent.
     User,
+    /// Act as one fixed identity (a service principal, a managed
+    /// identity, a device-code sign-in or a PAT) for every caller.
+    Service,
+}
+
+/// Where mode `service` gets its token (`auth.source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceSource {
+    /// An Entra app with a client secret or certificate.
+    ClientCredentials,
+    /// Azure Workload Identity: the projected Kubernetes token is the
+    /// client assertion.
+    WorkloadIdentity,
+    /// Azure IMDS or App Service's identity endpoint.
+    ManagedIdentity,
+    /// A user signed in once with `ado-auth-proxy login` (device code).
+    DeviceCode,
+    /// A personal access token (`pat_file` or `ADO_AUTH_PROXY_AUTH__PAT`).
+    Pat,
 }
 
 /// Who signs users in (mode `user`).
@@ -389,6 +431,14 @@ impl Default for AuthConfig {
             refresh_before: Duration::from_secs(5 * 60),
             login_timeout: Duration::from_secs(10 * 60),
             provider_timeout: Duration::from_secs(15),
+            source: None,
+            federated_token_file: None,
+            managed_identity_endpoint: None,
+            managed_identity_header: None,
+            managed_identity_client_id: None,
+            allow_remote_callers: false,
+            allowed_client_cidrs: Vec::new(),
+            caller_secret_file: None,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::load::Problem;
-use super::{AuthConfig, AuthMode, Config, Provider, SessionConfig, StoreKind};
+use super::{AuthConfig, AuthMode, Config, Provider, ServiceSource, SessionConfig, StoreKind};
 
 /// The smallest header limit hyper accepts.
 const MIN_HEADER_BYTES: usize = 8 * 1024;
@@ -125,26 +125,12 @@ fn upstream(config: &Config, out: &mut Vec<Problem>) {
 
 fn auth(config: &Config, out: &mut Vec<Problem>) {
     let a = &config.auth;
+    if matches!(a.mode, AuthMode::Pat | AuthMode::Service) {
+        callers(config, out);
+    }
     match a.mode {
-        AuthMode::Pat => match (&a.pat_file, &a.pat) {
-            (None, None) => out.push(Problem::new(
-                "auth.pat_file",
-                "missing: mode \"pat\" needs a personal access token; set auth.pat_file to a file \
-                 holding it, or set ADO_AUTH_PROXY_AUTH__PAT",
-            )),
-            (Some(_), Some(_)) => out.push(Problem::new(
-                "auth.pat_file",
-                "both auth.pat_file and ADO_AUTH_PROXY_AUTH__PAT are set; keep one",
-            )),
-            (Some(path), None) => {
-                secret_file("auth.pat_file", path, "the personal access token", out)
-            }
-            (None, Some(pat)) if pat.expose().trim().is_empty() => out.push(Problem::new(
-                "auth.pat",
-                "ADO_AUTH_PROXY_AUTH__PAT is empty",
-            )),
-            (None, Some(_)) => {}
-        },
+        AuthMode::Service => service(config, out),
+        AuthMode::Pat => pat(a, out),
         AuthMode::User => user(config, out),
         AuthMode::None => {
             if a.pat_file.is_some() || a.pat.is_some() {
@@ -155,6 +141,159 @@ fn auth(config: &Config, out: &mut Vec<Problem>) {
                 ));
             }
         }
+    }
+}
+
+/// A fixed identity on a network address: anyone who reaches it acts as
+/// that identity, so it must be asked for, with a way to tell callers
+/// apart.
+fn callers(config: &Config, out: &mut Vec<Problem>) {
+    let a = &config.auth;
+    for c in &a.allowed_client_cidrs {
+        if let Err(e) = crate::proxy::callers::Cidr::parse(c) {
+            out.push(Problem::new("auth.allowed_client_cidrs", e));
+        }
+    }
+    if let Some(path) = &a.caller_secret_file {
+        match std::fs::read_to_string(path) {
+            Ok(s) if s.trim().len() < 16 => out.push(Problem::new(
+                "auth.caller_secret_file",
+                format!(
+                    "{} holds fewer than 16 characters; use a long random value (e.g. \
+                     `ado-auth-proxy keygen`)",
+                    path.display()
+                ),
+            )),
+            Ok(_) => {}
+            Err(e) => out.push(Problem::new(
+                "auth.caller_secret_file",
+                format!("cannot read {}: {e}", path.display()),
+            )),
+        }
+    }
+    let ip = config.listen.address.ip();
+    if ip.is_loopback() {
+        return;
+    }
+    let addr = config.listen.address;
+    if !a.allow_remote_callers {
+        out.push(Problem::new(
+            "auth.allow_remote_callers",
+            format!(
+                "listen.address {addr} is reachable from the network, and anyone who reaches a \
+                 mode \"{}\" proxy acts as its identity; bind 127.0.0.1 (a sidecar's callers \
+                 share its network namespace), or set allow_remote_callers = true together with \
+                 allowed_client_cidrs or caller_secret_file",
+                if a.mode == AuthMode::Pat {
+                    "pat"
+                } else {
+                    "service"
+                }
+            ),
+        ));
+    } else if a.allowed_client_cidrs.is_empty() && a.caller_secret_file.is_none() {
+        out.push(Problem::new(
+            "auth.allowed_client_cidrs",
+            format!(
+                "allow_remote_callers = true on {addr} needs a way to tell callers apart: set \
+                 allowed_client_cidrs (e.g. [\"10.0.0.0/8\"]) or caller_secret_file, or both"
+            ),
+        ));
+    }
+}
+
+/// Mode `service`: the source and what it needs.
+fn service(config: &Config, out: &mut Vec<Problem>) {
+    let a = &config.auth;
+    let Some(source) = a.source else {
+        out.push(Problem::new(
+            "auth.source",
+            "missing: mode \"service\" needs a source: \"client-credentials\", \
+             \"workload-identity\", \"managed-identity\", \"device-code\" or \"pat\"",
+        ));
+        return;
+    };
+    let needs_app = |id_env: &str, tenant_env: &str, out: &mut Vec<Problem>| {
+        if a.client_id.as_deref().is_none_or(|c| c.trim().is_empty()) {
+            out.push(Problem::new(
+                "auth.client_id",
+                format!("missing: set the Entra application (client) id{id_env}"),
+            ));
+        }
+        match a.tenant.as_deref().map(str::trim) {
+            None | Some("") => out.push(Problem::new(
+                "auth.tenant",
+                format!("missing: set the directory (tenant) id{tenant_env}"),
+            )),
+            Some(t) if matches!(t, "common" | "organizations" | "consumers") => {
+                out.push(Problem::new(
+                    "auth.tenant",
+                    format!("\"{t}\" cannot issue app-only tokens; set the tenant GUID or domain"),
+                ))
+            }
+            _ => {}
+        }
+    };
+    match source {
+        ServiceSource::Pat => pat(a, out),
+        ServiceSource::ClientCredentials => {
+            needs_app("", "", out);
+            let secret = a.client_secret_file.is_some() || a.client_secret.is_some();
+            let cert = a.client_certificate_file.is_some() || a.client_key_file.is_some();
+            if !secret && !cert {
+                out.push(Problem::new(
+                    "auth.client_secret_file",
+                    "missing: source \"client-credentials\" needs auth.client_secret_file (or \
+                     ADO_AUTH_PROXY_AUTH__CLIENT_SECRET), or auth.client_certificate_file with \
+                     auth.client_key_file",
+                ));
+            } else {
+                client_credential(a, Provider::Entra, out);
+            }
+        }
+        ServiceSource::WorkloadIdentity => {
+            needs_app(" (or AZURE_CLIENT_ID)", " (or AZURE_TENANT_ID)", out);
+            match &a.federated_token_file {
+                None => out.push(Problem::new(
+                    "auth.federated_token_file",
+                    "missing: set it, or AZURE_FEDERATED_TOKEN_FILE (the Azure Workload Identity \
+                     webhook sets it when the pod's service account is annotated with \
+                     azure.workload.identity/client-id and the pod labelled \
+                     azure.workload.identity/use: \"true\")",
+                )),
+                Some(path) => readable("auth.federated_token_file", path, out),
+            }
+        }
+        ServiceSource::ManagedIdentity => {
+            if let Some(url) = &a.managed_identity_endpoint {
+                http_url("auth.managed_identity_endpoint", url, out);
+            }
+        }
+        ServiceSource::DeviceCode => out.push(Problem::new(
+            "auth.source",
+            "\"device-code\" is not available in this build yet; use \"client-credentials\", \
+             \"workload-identity\", \"managed-identity\" or \"pat\"",
+        )),
+    }
+}
+
+fn pat(a: &AuthConfig, out: &mut Vec<Problem>) {
+    match (&a.pat_file, &a.pat) {
+        (None, None) => out.push(Problem::new(
+            "auth.pat_file",
+            "missing: mode \"pat\" needs a personal access token; set auth.pat_file to a file \
+                 holding it, or set ADO_AUTH_PROXY_AUTH__PAT",
+        )),
+        (Some(_), Some(_)) => out.push(Problem::new(
+            "auth.pat_file",
+            "both auth.pat_file and ADO_AUTH_PROXY_AUTH__PAT are set; keep one",
+        )),
+        (Some(path), None) => secret_file("auth.pat_file", path, "the personal access token", out),
+        (None, Some(pat)) if pat.expose().trim().is_empty() => out.push(Problem::new(
+            "auth.pat",
+            "ADO_AUTH_PROXY_AUTH__PAT is empty",
+        )),
+        (None, Some(_)) => {}
     }
 }
 

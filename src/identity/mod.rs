@@ -3,6 +3,7 @@
 //! is configured.
 
 mod pat;
+pub mod service;
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::login::{Login, UserCredential};
 use crate::metrics::Metrics;
 
 pub use pat::PatSource;
+pub use service::ServiceIdentity;
 
 /// The configured identity.
 pub enum Identity {
@@ -24,6 +26,8 @@ pub enum Identity {
     Pat(PatSource),
     /// Signed-in users, each with their own session and token.
     User(Arc<Login>),
+    /// One fixed identity, refreshed in the background.
+    Service(Arc<ServiceIdentity>),
 }
 
 /// What to do with the `Authorization` header of one request.
@@ -63,6 +67,9 @@ impl Identity {
             AuthMode::User => Login::new(config, public_url, metrics)
                 .map(|l| Self::User(Arc::new(l)))
                 .map_err(IdentityError::Login),
+            AuthMode::Service => ServiceIdentity::new(config, metrics)
+                .map(|s| Self::Service(Arc::new(s)))
+                .map_err(IdentityError::Login),
         }
     }
 
@@ -70,6 +77,14 @@ impl Identity {
     pub fn login(&self) -> Option<&Arc<Login>> {
         match self {
             Self::User(login) => Some(login),
+            _ => None,
+        }
+    }
+
+    /// Mode `service`'s identity, refreshed by a background task.
+    pub fn service(&self) -> Option<&Arc<ServiceIdentity>> {
+        match self {
+            Self::Service(s) => Some(s),
             _ => None,
         }
     }
@@ -89,6 +104,7 @@ impl Identity {
             Self::User(login) => Ok(Credential::User(
                 Box::pin(login.credential(headers, return_to)).await?,
             )),
+            Self::Service(s) => Ok(Credential::Replace(Box::pin(s.header()).await?)),
         }
     }
 }

@@ -343,7 +343,8 @@ async fn read_form(body: Incoming) -> Result<Vec<(String, String)>, Error> {
         .collect())
 }
 
-fn json_response(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {
+/// A JSON answer that is never cached.
+pub(crate) fn json_response(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::full(Bytes::from(value.to_string())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(

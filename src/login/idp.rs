@@ -116,6 +116,10 @@ pub enum Grant {
     Refresh,
     /// Discovery, keys or profile.
     Metadata,
+    /// A service principal's token (secret, certificate or federated).
+    ClientCredentials,
+    /// A managed identity's token (IMDS or App Service).
+    ManagedIdentity,
 }
 
 // === impl IdpHttp ===
@@ -229,7 +233,8 @@ struct RawTokens {
     id_token: Option<String>,
 }
 
-fn lenient_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+/// A number of seconds sent as a number, a float or a string.
+pub fn lenient_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum N {
@@ -371,6 +376,8 @@ impl Grant {
             Self::Code => "authorization_code",
             Self::Refresh => "refresh_token",
             Self::Metadata => "metadata",
+            Self::ClientCredentials => "client_credentials",
+            Self::ManagedIdentity => "managed_identity",
         }
     }
 }

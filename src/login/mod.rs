@@ -15,6 +15,8 @@ pub mod provider;
 pub mod redirect;
 mod refresh;
 
+pub(crate) use endpoints::json_response;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

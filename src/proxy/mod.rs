@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod body;
+pub mod callers;
 pub mod forward;
 pub mod headers;
 pub mod rewrite;
@@ -80,6 +81,8 @@ struct Inner {
     urls: UrlMap,
     forwarder: Forwarder,
     identity: Identity,
+    /// Who may call a fixed-identity proxy, when restricted.
+    callers: Option<callers::Callers>,
     /// The proxy's own cookies, never forwarded.
     own_cookies: Vec<String>,
     metrics: Arc<Metrics>,
@@ -96,6 +99,9 @@ pub enum BuildError {
     /// The identity could not be set up.
     #[error("auth: {0}")]
     Identity(#[from] IdentityError),
+    /// The caller rules are unusable.
+    #[error("{0}")]
+    Callers(String),
 }
 
 // === impl RequestCtx ===
@@ -251,6 +257,12 @@ impl Proxy {
             inner: Arc::new(Inner {
                 forwarder: Forwarder::new(&config.upstream)?,
                 identity: Identity::from_config(config, public_url, metrics.clone())?,
+                callers: match config.auth.mode {
+                    crate::config::AuthMode::Pat | crate::config::AuthMode::Service => {
+                        callers::Callers::from_config(&config.auth).map_err(BuildError::Callers)?
+                    }
+                    _ => None,
+                },
                 own_cookies,
                 router,
                 urls,
@@ -258,6 +270,11 @@ impl Proxy {
                 scheme: if config.listen.tls() { "https" } else { "http" },
             }),
         })
+    }
+
+    /// Mode `service`'s identity, whose refresher `app` runs.
+    pub fn service(&self) -> Option<Arc<crate::identity::ServiceIdentity>> {
+        self.inner.identity.service().cloned()
     }
 
     /// Mode `user`'s sign-in state, if that mode is configured.
@@ -289,11 +306,22 @@ impl Proxy {
 impl Inner {
     async fn forward(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         remote: SocketAddr,
         finish: &mut Finish,
     ) -> Result<Response<ProxyBody>, Error> {
+        if let Some(callers) = &self.callers {
+            callers.admit(remote.ip(), req.headers_mut())?;
+        }
         if finish.ctx().route == RouteClass::Auth {
+            if let Some(service) = self.identity.service()
+                && finish.ctx().path() == "/.auth/me"
+            {
+                return Ok(crate::login::json_response(
+                    http::StatusCode::OK,
+                    service.describe(),
+                ));
+            }
             return match self.identity.login() {
                 Some(login) => Box::pin(login.handle(req, finish.ctx())).await,
                 None => Err(Error::ReservedPath),
@@ -345,6 +373,12 @@ impl Inner {
             }
         }
         upstream.duration.observe(sent.elapsed().as_secs_f64());
+        if resp.status() == http::StatusCode::UNAUTHORIZED
+            && let Some(service) = self.identity.service()
+        {
+            // Revoked or rotated: fetch a new token now, in the background.
+            service.refused();
+        }
 
         let (mut parts, body) = resp.into_parts();
         // The client's connection has its own version (hyper picks it).

@@ -111,6 +111,12 @@ fn environment_overrides_the_file_and_secrets_are_redacted() {
             ),
             ("ADO_AUTH_PROXY_AUTH__MODE", "pat"),
             ("ADO_AUTH_PROXY_AUTH__PAT", "pat-value-that-must-not-print"),
+            // A PAT on a network address must say who may call.
+            ("ADO_AUTH_PROXY_AUTH__ALLOW_REMOTE_CALLERS", "true"),
+            (
+                "ADO_AUTH_PROXY_AUTH__ALLOWED_CLIENT_CIDRS",
+                "[\"10.0.0.0/8\"]",
+            ),
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -121,6 +127,10 @@ fn environment_overrides_the_file_and_secrets_are_redacted() {
         "{stdout}"
     );
     assert!(stdout.contains("pat = \"[redacted]\""), "{stdout}");
+    assert!(
+        stdout.contains("allowed_client_cidrs = [\"10.0.0.0/8\"]"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("pat-value-that-must-not-print"));
 
     let out = run(

@@ -11,6 +11,7 @@ mod git;
 mod lifecycle;
 mod login;
 mod providers;
+mod service;
 mod sessions;
 mod store;
 mod streaming;

@@ -354,3 +354,143 @@ fn user_mode_configs_that_load() {
         "{found:?}"
     );
 }
+
+const SERVICE: &str = "[auth]\nmode = \"service\"\n";
+
+#[test]
+fn service_mode_mistakes_name_their_keys() {
+    let tenant = "tenant = \"72f988bf-86f1-41af-91ab-2d7cd011db47\"\nclient_id = \"x\"\n";
+    let cases: Vec<Case> = vec![
+        (SERVICE.into(), &[], "auth.source", "\"workload-identity\""),
+        (
+            format!("{SERVICE}source = \"magic\""),
+            &[],
+            "auth.source",
+            "unknown value",
+        ),
+        (
+            format!("{SERVICE}source = \"client-credentials\""),
+            &[],
+            "auth.client_id",
+            "missing",
+        ),
+        (
+            format!("{SERVICE}source = \"client-credentials\""),
+            &[],
+            "auth.tenant",
+            "missing",
+        ),
+        (
+            format!("{SERVICE}source = \"client-credentials\"\n{tenant}"),
+            &[],
+            "auth.client_secret_file",
+            "client_certificate_file",
+        ),
+        (
+            format!(
+                "{SERVICE}source = \"client-credentials\"\nclient_id = \"x\"\ntenant = \"common\""
+            ),
+            &[SECRET_ENV],
+            "auth.tenant",
+            "app-only",
+        ),
+        (
+            format!("{SERVICE}source = \"workload-identity\""),
+            &[],
+            "auth.federated_token_file",
+            "AZURE_FEDERATED_TOKEN_FILE",
+        ),
+        (
+            format!("{SERVICE}source = \"workload-identity\""),
+            &[],
+            "auth.client_id",
+            "AZURE_CLIENT_ID",
+        ),
+        (
+            format!(
+                "{SERVICE}source = \"workload-identity\"\n{tenant}federated_token_file = \"/nonexistent/token\""
+            ),
+            &[],
+            "auth.federated_token_file",
+            "cannot read",
+        ),
+        (
+            format!("{SERVICE}source = \"managed-identity\"\nmanaged_identity_header = \"x\""),
+            &[],
+            "auth.managed_identity_header",
+            "IDENTITY_HEADER",
+        ),
+        (
+            format!("{SERVICE}source = \"pat\""),
+            &[],
+            "auth.pat_file",
+            "missing",
+        ),
+        (
+            format!("{SERVICE}source = \"device-code\"\n{tenant}"),
+            &[],
+            "auth.source",
+            "not available",
+        ),
+        // A fixed identity on the network needs to be asked for...
+        (
+            format!("[listen]\naddress = \"0.0.0.0:8080\"\n{SERVICE}source = \"managed-identity\""),
+            &[],
+            "auth.allow_remote_callers",
+            "127.0.0.1",
+        ),
+        (
+            "[listen]\naddress = \"0.0.0.0:8080\"\n[auth]\nmode = \"pat\"\npat_file = \"/etc/hostname\""
+                .to_string(),
+            &[],
+            "auth.allow_remote_callers",
+            "anyone",
+        ),
+        // ...with a way to tell callers apart.
+        (
+            format!(
+                "[listen]\naddress = \"0.0.0.0:8080\"\n{SERVICE}source = \"managed-identity\"\nallow_remote_callers = true"
+            ),
+            &[],
+            "auth.allowed_client_cidrs",
+            "caller_secret_file",
+        ),
+        (
+            format!(
+                "{SERVICE}source = \"managed-identity\"\nallowed_client_cidrs = [\"10.0.0.0/40\"]"
+            ),
+            &[],
+            "auth.allowed_client_cidrs",
+            "prefix",
+        ),
+        (
+            format!(
+                "{SERVICE}source = \"managed-identity\"\ncaller_secret_file = \"/etc/hostname\""
+            ),
+            &[],
+            "auth.caller_secret_file",
+            "16 characters",
+        ),
+    ];
+    for (toml, env, key, word) in &cases {
+        check_names(toml, env, key, word);
+    }
+}
+
+#[test]
+fn service_mode_configs_that_load() {
+    let ok = [
+        format!("{SERVICE}source = \"managed-identity\""),
+        format!(
+            "[listen]\naddress = \"0.0.0.0:8080\"\n{SERVICE}source = \"managed-identity\"\n\
+             allow_remote_callers = true\nallowed_client_cidrs = [\"10.0.0.0/8\", \"fd00::/8\"]"
+        ),
+        format!(
+            "{SERVICE}source = \"client-credentials\"\nclient_id = \"x\"\ntenant = \"contoso.onmicrosoft.com\""
+        ),
+    ];
+    for toml in &ok {
+        let config = load(&figment(toml, &[SECRET_ENV])).unwrap_or_else(|e| panic!("{toml}: {e}"));
+        assert_eq!(config.auth.mode, AuthMode::Service);
+    }
+}

@@ -106,6 +106,11 @@ struct State {
     strict_rotation: bool,
     /// Redemptions of an already redeemed refresh token.
     reuses: u64,
+    /// Workload identity: the federated token the fake accepts as a
+    /// client assertion (what the test wrote into the token file).
+    federated: Option<String>,
+    /// Federated assertions received, in order.
+    federated_seen: Vec<String>,
 }
 
 /// A proxy config in mode `user` signing in through this fake Entra,
@@ -324,6 +329,17 @@ impl FakeIdp {
         (s.issued_refresh.clone(), s.redeemed_refresh.clone())
     }
 
+    /// Workload identity: accept `token` (the federated token file's
+    /// current content) as the client assertion.
+    pub fn set_federated_token(&self, token: &str) {
+        self.state.lock().unwrap().federated = Some(token.to_string());
+    }
+
+    /// The federated assertions received so far.
+    pub fn federated_seen(&self) -> Vec<String> {
+        self.state.lock().unwrap().federated_seen.clone()
+    }
+
     /// Makes refresh tokens single-use; a reuse is refused and counted.
     pub fn set_strict_rotation(&self, on: bool) {
         self.state.lock().unwrap().strict_rotation = on;
@@ -510,6 +526,14 @@ fn client_ok(f: &HashMap<String, String>, token_url: &str, s: &mut State) -> boo
         return false;
     }
     if let Some(assertion) = f.get("client_assertion") {
+        // A certificate assertion names its certificate (x5t#S256); a
+        // federated token (workload identity) does not.
+        let names_certificate =
+            jsonwebtoken::decode_header(assertion).is_ok_and(|h| h.x5t_s256.is_some());
+        if s.federated.is_some() && !names_certificate {
+            s.federated_seen.push(assertion.clone());
+            return s.federated.as_deref() == Some(assertion.as_str());
+        }
         if f.get("client_assertion_type").map(String::as_str)
             != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
         {
@@ -580,6 +604,44 @@ fn entra_token(
         );
     }
     match grant.as_str() {
+        "client_credentials" => {
+            let scope = f.get("scope").map(String::as_str).unwrap_or_default();
+            if scope != "499b84ac-1321-427f-aa17-267ca6975798/.default" {
+                return aadsts(
+                    400,
+                    "invalid_scope",
+                    1002012,
+                    "The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).",
+                    json!({}),
+                );
+            }
+            s.serial += 1;
+            let claims = json!({
+                "aud": "499b84ac-1321-427f-aa17-267ca6975798",
+                "appid": CLIENT_ID,
+                "oid": "99999999-8888-7777-6666-555555555555",
+                "tid": TENANT,
+                "idtyp": "app",
+                "n": s.serial,
+            });
+            let access = format!(
+                "eyJhbGciOiJub25lIn0.{}.sig",
+                URL_SAFE_NO_PAD.encode(claims.to_string())
+            );
+            s.access_tokens.insert(
+                access.clone(),
+                (format!("app:{CLIENT_ID}"), Instant::now() + ttl),
+            );
+            json_resp(
+                200,
+                json!({
+                    "token_type": "Bearer",
+                    "expires_in": ttl.as_secs(),
+                    "ext_expires_in": ttl.as_secs(),
+                    "access_token": access,
+                }),
+            )
+        }
         "authorization_code" => {
             let code = f.get("code").cloned().unwrap_or_default();
             if s.used_codes.contains(&code) {

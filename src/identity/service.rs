@@ -1,0 +1,615 @@
+//! Mode `service`: one fixed identity for every caller. The token is
+//! acquired in the background and refreshed `refresh_before` its expiry
+//! (with jitter, one call at a time, retries backing off 1s..60s), so
+//! requests never wait for the identity provider in steady state. Only
+//! the very first requests after start wait (bounded by
+//! `provider_timeout`) for the first token.
+//!
+//! Sources: Entra client credentials (secret or certificate), Azure
+//! Workload Identity (the projected token file is the client assertion,
+//! re-read for every exchange), managed identity (IMDS or App Service's
+//! `IDENTITY_ENDPOINT`), and a PAT (nothing to refresh).
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderValue;
+use serde::Deserialize;
+use tokio::sync::{Notify, watch};
+use url::Url;
+
+use super::PatSource;
+use crate::config::{ADO_RESOURCE, Config, Secret, ServiceSource};
+use crate::error::Error;
+use crate::login::assertion::{ASSERTION_TYPE, Signer};
+use crate::login::idp::{Grant, IdpError, IdpHttp, parse_token_response};
+use crate::metrics::Metrics;
+
+/// Azure IMDS' token endpoint.
+pub const IMDS_ENDPOINT: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
+/// Backoff after a failed acquisition: first step and cap.
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A token this close to expiry is not sent any more.
+const MIN_VALIDITY: Duration = Duration::from_secs(2);
+
+/// The service identity shared by all connections.
+pub struct ServiceIdentity {
+    source: Source,
+    label: &'static str,
+    current: RwLock<Option<Token>>,
+    /// Bumped on every acquisition attempt's end; requests waiting for
+    /// the first token watch it.
+    changed: watch::Sender<u64>,
+    /// Wakes the refresher early (Azure DevOps refused the token).
+    wake: Notify,
+    refresh_before: Duration,
+    first_wait: Duration,
+    metrics: Arc<Metrics>,
+}
+
+/// A token in use.
+#[derive(Clone)]
+struct Token {
+    header: HeaderValue,
+    expires_at: Option<Instant>,
+    expires_wall: Option<SystemTime>,
+    /// Non-secret claims of a JWT access token, for `/.auth/me`.
+    claims: Option<Claims>,
+}
+
+/// What `/.auth/me` shows of the identity in use.
+#[derive(Clone, Default, Deserialize, serde::Serialize)]
+pub struct Claims {
+    /// Application (client) id.
+    #[serde(default)]
+    pub appid: Option<String>,
+    /// Object id of the service principal or managed identity.
+    #[serde(default)]
+    pub oid: Option<String>,
+    /// Tenant.
+    #[serde(default)]
+    pub tid: Option<String>,
+    /// `app` or `user`.
+    #[serde(default)]
+    pub idtyp: Option<String>,
+    /// A user's name (device-code sign-ins).
+    #[serde(default)]
+    pub upn: Option<String>,
+}
+
+enum Source {
+    Pat(PatSource),
+    Entra {
+        http: IdpHttp,
+        token_endpoint: Url,
+        client_id: String,
+        auth: ClientAuth,
+    },
+    Managed {
+        http: IdpHttp,
+        endpoint: Url,
+        /// App Service's `IDENTITY_HEADER`; IMDS when absent.
+        header: Option<Secret>,
+        client_id: Option<String>,
+    },
+}
+
+enum ClientAuth {
+    SecretFile(PathBuf),
+    Secret(Secret),
+    Certificate(Signer),
+    /// Workload identity: the file's content is the assertion.
+    Federated(PathBuf),
+}
+
+/// A freshly acquired token.
+struct Acquired {
+    token: Secret,
+    lifetime: Option<Duration>,
+}
+
+/// Why an acquisition failed: the message names the cause (never a
+/// secret).
+struct AcquireError {
+    detail: String,
+}
+
+// === impl ServiceIdentity ===
+
+impl ServiceIdentity {
+    /// Builds the identity from `[auth]`; no network is used.
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, String> {
+        let auth = &config.auth;
+        let source_kind = auth
+            .source
+            .ok_or("auth.source: missing: mode \"service\" needs a source")?;
+        let http = || IdpHttp::new(auth, &config.upstream, metrics.clone());
+        let entra = |auth_kind: ClientAuth| -> Result<Source, String> {
+            let tenant = auth.tenant.as_deref().unwrap_or_default().trim();
+            let base = auth.effective_authority();
+            let token_endpoint = base
+                .join(&format!("{tenant}/oauth2/v2.0/token"))
+                .map_err(|e| format!("auth.authority_host: {e}"))?;
+            Ok(Source::Entra {
+                http: http()?,
+                token_endpoint,
+                client_id: auth.client_id.clone().unwrap_or_default(),
+                auth: auth_kind,
+            })
+        };
+        let source = match source_kind {
+            ServiceSource::Pat => {
+                Source::Pat(PatSource::from_config(auth).map_err(|e| e.to_string())?)
+            }
+            ServiceSource::ClientCredentials => {
+                let kind = match (
+                    &auth.client_certificate_file,
+                    &auth.client_key_file,
+                    &auth.client_secret_file,
+                    &auth.client_secret,
+                ) {
+                    (Some(c), Some(k), _, _) => ClientAuth::Certificate(
+                        Signer::load(c, k).map_err(|e| format!("{}: {}", e.key, e.message))?,
+                    ),
+                    (_, _, Some(f), _) => ClientAuth::SecretFile(f.clone()),
+                    (_, _, None, Some(s)) => ClientAuth::Secret(s.clone()),
+                    _ => return Err("auth.client_secret_file: missing".into()),
+                };
+                entra(kind)?
+            }
+            ServiceSource::WorkloadIdentity => {
+                let file = auth
+                    .federated_token_file
+                    .clone()
+                    .ok_or("auth.federated_token_file: missing")?;
+                entra(ClientAuth::Federated(file))?
+            }
+            ServiceSource::ManagedIdentity => Source::Managed {
+                http: http()?,
+                endpoint: auth
+                    .managed_identity_endpoint
+                    .clone()
+                    .unwrap_or_else(|| Url::parse(IMDS_ENDPOINT).expect("a valid URL")),
+                header: auth.managed_identity_header.clone(),
+                client_id: auth.managed_identity_client_id.clone(),
+            },
+            ServiceSource::DeviceCode => {
+                return Err(
+                    "auth.source: \"device-code\" is not available in this build yet; \
+                            use client-credentials, workload-identity, managed-identity or pat"
+                        .into(),
+                );
+            }
+        };
+        Ok(Self {
+            source,
+            label: source_label(source_kind),
+            current: RwLock::new(None),
+            changed: watch::channel(0).0,
+            wake: Notify::new(),
+            refresh_before: auth.refresh_before,
+            first_wait: auth.provider_timeout,
+            metrics,
+        })
+    }
+
+    /// The source's name (`client-credentials`, ...).
+    pub fn source(&self) -> &'static str {
+        self.label
+    }
+
+    /// The `Authorization` value for a request: the current token while
+    /// valid. Right after start, waits for the first acquisition.
+    pub async fn header(&self) -> Result<HeaderValue, Error> {
+        if let Some(h) = self.valid() {
+            return Ok(h);
+        }
+        if self.snapshot().is_none() {
+            let mut rx = self.changed.subscribe();
+            let _ = tokio::time::timeout(self.first_wait, async {
+                while self.snapshot().is_none() {
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
+            })
+            .await;
+            if let Some(h) = self.valid() {
+                return Ok(h);
+            }
+        }
+        self.wake.notify_one();
+        Err(Error::ServiceTokenUnavailable {
+            source_name: self.label,
+            retry_after: 5,
+        })
+    }
+
+    /// Azure DevOps refused the token: get a new one now.
+    pub fn refused(&self) {
+        self.wake.notify_one();
+    }
+
+    /// What `/.auth/me` shows: the source and the token's identity claims
+    /// and expiry, never the token.
+    pub fn describe(&self) -> serde_json::Value {
+        let t = self.snapshot();
+        let claims = t
+            .as_ref()
+            .and_then(|t| t.claims.clone())
+            .unwrap_or_default();
+        serde_json::json!({
+            "mode": "service",
+            "source": self.label,
+            "appId": claims.appid,
+            "objectId": claims.oid,
+            "tenant": claims.tid,
+            "identityType": claims.idtyp,
+            "upn": claims.upn,
+            "hasToken": t.is_some(),
+            "accessTokenExpiresAt": t
+                .and_then(|t| t.expires_wall)
+                .map(|w| humantime::format_rfc3339_seconds(w).to_string()),
+        })
+    }
+
+    fn snapshot(&self) -> Option<Token> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn valid(&self) -> Option<HeaderValue> {
+        let t = self.snapshot()?;
+        match t.expires_at {
+            Some(at) if at <= Instant::now() + MIN_VALIDITY => None,
+            _ => Some(t.header),
+        }
+    }
+
+    /// The background refresher: acquires now, then again `refresh_before`
+    /// the expiry (jittered), backing off on failure. Ends with `stop`.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut backoff = Duration::ZERO;
+        loop {
+            let wait = match self.acquire_once().await {
+                Ok(next) => {
+                    backoff = Duration::ZERO;
+                    next
+                }
+                Err(e) => {
+                    backoff = (backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX);
+                    let wait = jitter(backoff);
+                    let still_valid = self.valid().is_some();
+                    if still_valid {
+                        tracing::warn!(source = self.label, error = %e.detail, retry_in = ?wait,
+                            "service token refresh failed; the current token is used while valid");
+                    } else {
+                        tracing::error!(source = self.label, error = %e.detail, retry_in = ?wait,
+                            "no service token: requests get 503 until the identity provider answers");
+                    }
+                    self.metrics.record_service_refresh_failure(self.label);
+                    wait
+                }
+            };
+            self.changed.send_modify(|n| *n += 1);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => {}
+                r = stop.wait_for(|s| *s) => {
+                    drop(r);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One acquisition; the time until the next one.
+    async fn acquire_once(&self) -> Result<Duration, AcquireError> {
+        let result = match &self.source {
+            Source::Pat(pat) => {
+                let header = pat.header().map_err(|e| AcquireError {
+                    detail: e.to_string(),
+                })?;
+                self.store(Token {
+                    header,
+                    expires_at: None,
+                    expires_wall: None,
+                    claims: None,
+                });
+                self.metrics.record_service_acquisition(self.label, "ok");
+                // Re-read now and then so a rotated PAT file is picked up.
+                return Ok(Duration::from_secs(60));
+            }
+            Source::Entra {
+                http,
+                token_endpoint,
+                client_id,
+                auth,
+            } => {
+                self.client_credentials(http, token_endpoint, client_id, auth)
+                    .await
+            }
+            Source::Managed {
+                http,
+                endpoint,
+                header,
+                client_id,
+            } => managed(http, endpoint, header.as_ref(), client_id.as_deref()).await,
+        };
+        let acquired = match result {
+            Ok(a) => a,
+            Err(e) => {
+                self.metrics.record_service_acquisition(self.label, "error");
+                return Err(e);
+            }
+        };
+        let mut header = HeaderValue::try_from(format!("Bearer {}", acquired.token.expose()))
+            .map_err(|_| AcquireError {
+                detail: "the token cannot be sent in a header".into(),
+            })?;
+        header.set_sensitive(true);
+        let lifetime = acquired.lifetime.unwrap_or(Duration::from_secs(3600));
+        self.store(Token {
+            header,
+            expires_at: Some(Instant::now() + lifetime),
+            expires_wall: Some(SystemTime::now() + lifetime),
+            claims: claims_of(acquired.token.expose()),
+        });
+        self.metrics.record_service_acquisition(self.label, "ok");
+        tracing::info!(source = self.label, expires_in = ?lifetime, "service token acquired");
+        // Refresh `refresh_before` the expiry, at half-life for short
+        // tokens, a little early at random so replicas spread out.
+        let margin = self.refresh_before.min(lifetime / 2);
+        Ok(jitter_down(lifetime.saturating_sub(margin)))
+    }
+
+    fn store(&self, token: Token) {
+        self.metrics
+            .set_service_token_expiry(token.expires_wall.map(|w| unix(w) as i64));
+        match self.current.write() {
+            Ok(mut g) => *g = Some(token),
+            Err(p) => *p.into_inner() = Some(token),
+        }
+    }
+
+    async fn client_credentials(
+        &self,
+        http: &IdpHttp,
+        token_endpoint: &Url,
+        client_id: &str,
+        auth: &ClientAuth,
+    ) -> Result<Acquired, AcquireError> {
+        let mut form: Vec<(&str, String)> = vec![
+            ("grant_type", "client_credentials".into()),
+            ("client_id", client_id.into()),
+            ("scope", format!("{ADO_RESOURCE}/.default")),
+        ];
+        let local = |detail: String| AcquireError { detail };
+        match auth {
+            ClientAuth::Secret(s) => form.push(("client_secret", s.expose().into())),
+            ClientAuth::SecretFile(path) => {
+                let secret = std::fs::read_to_string(path).map_err(|e| {
+                    local(format!(
+                        "auth.client_secret_file: cannot read {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                form.push(("client_secret", secret.trim().into()));
+            }
+            ClientAuth::Certificate(signer) => {
+                let assertion = signer
+                    .sign(client_id, token_endpoint.as_str())
+                    .map_err(|e| local(format!("signing the client assertion: {e}")))?;
+                form.push(("client_assertion_type", ASSERTION_TYPE.into()));
+                form.push(("client_assertion", assertion));
+            }
+            ClientAuth::Federated(path) => {
+                // Re-read every time: the kubelet rotates it.
+                let assertion = std::fs::read_to_string(path).map_err(|e| {
+                    local(format!(
+                        "auth.federated_token_file: cannot read {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                form.push(("client_assertion_type", ASSERTION_TYPE.into()));
+                form.push(("client_assertion", assertion.trim().into()));
+            }
+        }
+        let req = http
+            .client()
+            .post(token_endpoint.clone())
+            .header("accept", "application/json")
+            .form(&form);
+        let (status, body) = http
+            .send(req, Grant::ClientCredentials)
+            .await
+            .map_err(|e| local(e.to_string()))?;
+        let set = parse_token_response(status, &body).map_err(|e| local(explain(&e)))?;
+        Ok(Acquired {
+            token: set.access_token,
+            lifetime: Some(set.expires_in),
+        })
+    }
+}
+
+/// A managed identity token: IMDS (`Metadata: true`, api-version
+/// 2018-02-01) or App Service (`X-IDENTITY-HEADER`, 2019-08-01).
+async fn managed(
+    http: &IdpHttp,
+    endpoint: &Url,
+    header: Option<&Secret>,
+    client_id: Option<&str>,
+) -> Result<Acquired, AcquireError> {
+    let mut url = endpoint.clone();
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair(
+            "api-version",
+            if header.is_some() {
+                "2019-08-01"
+            } else {
+                "2018-02-01"
+            },
+        );
+        q.append_pair("resource", ADO_RESOURCE);
+        if let Some(id) = client_id {
+            q.append_pair("client_id", id);
+        }
+    }
+    let mut req = http.client().get(url).header("accept", "application/json");
+    req = match header {
+        Some(h) => req.header("X-IDENTITY-HEADER", h.expose()),
+        None => req.header("Metadata", "true"),
+    };
+    let (status, body) =
+        http.send(req, Grant::ManagedIdentity)
+            .await
+            .map_err(|e| AcquireError {
+                detail: format!("managed identity endpoint: {e}"),
+            })?;
+    parse_managed(status, &body).map_err(|detail| AcquireError { detail })
+}
+
+/// Reads a managed identity answer; `expires_in` and `expires_on` may be
+/// numbers or strings.
+fn parse_managed(status: u16, body: &[u8]) -> Result<Acquired, String> {
+    #[derive(Deserialize)]
+    struct Raw {
+        #[serde(default)]
+        access_token: String,
+        #[serde(default, deserialize_with = "crate::login::idp::lenient_seconds")]
+        expires_in: Option<u64>,
+        #[serde(default, deserialize_with = "crate::login::idp::lenient_seconds")]
+        expires_on: Option<u64>,
+        #[serde(default)]
+        error: Option<String>,
+        #[serde(default)]
+        error_description: Option<String>,
+    }
+    let raw: Raw = serde_json::from_slice(body)
+        .map_err(|_| format!("managed identity endpoint: HTTP {status} with an unreadable body"))?;
+    if status != 200 || raw.access_token.is_empty() {
+        let what = raw.error.unwrap_or_else(|| "no access_token".into());
+        let why = raw
+            .error_description
+            .map(|d| d.chars().take(300).collect::<String>())
+            .unwrap_or_default();
+        return Err(format!(
+            "managed identity endpoint: HTTP {status} {what} {why} (is an identity assigned, and \
+             is managed_identity_client_id right for a user-assigned one?)"
+        ));
+    }
+    let now = unix(SystemTime::now());
+    let lifetime = raw
+        .expires_in
+        .or_else(|| raw.expires_on.map(|on| on.saturating_sub(now)))
+        .map(Duration::from_secs);
+    Ok(Acquired {
+        token: Secret::new(raw.access_token),
+        lifetime,
+    })
+}
+
+/// The provider's refusal in words, with the AADSTS code.
+fn explain(e: &IdpError) -> String {
+    format!("token endpoint: {e}")
+}
+
+/// The identity claims of a JWT access token (not verified: Azure DevOps
+/// does that; these are only shown).
+fn claims_of(token: &str) -> Option<Claims> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn source_label(s: ServiceSource) -> &'static str {
+    match s {
+        ServiceSource::ClientCredentials => "client-credentials",
+        ServiceSource::WorkloadIdentity => "workload-identity",
+        ServiceSource::ManagedIdentity => "managed-identity",
+        ServiceSource::DeviceCode => "device-code",
+        ServiceSource::Pat => "pat",
+    }
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `d` ± 20%.
+fn jitter(d: Duration) -> Duration {
+    let r = rand_unit();
+    d.mul_f64(0.8 + 0.4 * r)
+}
+
+/// `d` minus up to 10%: refresh a little early, never late.
+fn jitter_down(d: Duration) -> Duration {
+    d.mul_f64(1.0 - 0.1 * rand_unit())
+}
+
+fn rand_unit() -> f64 {
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn managed_identity_answers_with_string_or_number_expiry() {
+        let now = unix(SystemTime::now());
+        // IMDS: strings.
+        let imds = format!(
+            r#"{{"access_token":"eyJ0.x.y","expires_in":"3599","expires_on":"{}","resource":"{ADO_RESOURCE}","token_type":"Bearer"}}"#,
+            now + 3599
+        );
+        let a = parse_managed(200, imds.as_bytes()).unwrap();
+        assert_eq!(a.lifetime, Some(Duration::from_secs(3599)));
+        // App Service: expires_on only, a number.
+        let app = format!(
+            r#"{{"access_token":"t","expires_on":{},"token_type":"Bearer"}}"#,
+            now + 600
+        );
+        let a = parse_managed(200, app.as_bytes()).unwrap();
+        let secs = a.lifetime.unwrap().as_secs();
+        assert!((598..=600).contains(&secs), "{secs}");
+        let err = parse_managed(
+            400,
+            br#"{"error":"invalid_request","error_description":"Identity not found"}"#,
+        )
+        .err()
+        .unwrap();
+        assert!(err.contains("Identity not found"), "{err}");
+        assert!(parse_managed(500, b"<html>").is_err());
+    }
+
+    #[test]
+    fn claims_are_read_from_a_jwt_without_trusting_it() {
+        let payload =
+            URL_SAFE_NO_PAD.encode(br#"{"appid":"app","oid":"o","tid":"t","idtyp":"app"}"#);
+        let c = claims_of(&format!("h.{payload}.s")).unwrap();
+        assert_eq!(c.appid.as_deref(), Some("app"));
+        assert!(claims_of("opaque-token").is_none());
+    }
+
+    #[test]
+    fn jitter_stays_in_its_band() {
+        for _ in 0..100 {
+            let j = jitter(Duration::from_secs(10));
+            assert!(j >= Duration::from_secs(8) && j <= Duration::from_secs(12));
+            let d = jitter_down(Duration::from_secs(100));
+            assert!(d >= Duration::from_secs(90) && d <= Duration::from_secs(100));
+        }
+    }
+}

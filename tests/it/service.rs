@@ -1,0 +1,443 @@
+//! Mode `service`: one fixed identity for every caller. Client
+//! credentials (secret and certificate, checked by the fake Entra), Azure
+//! Workload Identity with the token file rotated mid-test, managed
+//! identity through fake IMDS and App Service endpoints, background
+//! refresh that no request waits for, and the refusal of callers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ado_auth_proxy::app::Running;
+use ado_auth_proxy::config::{AuthMode, Config, Secret, ServiceSource};
+use url::Url;
+
+use crate::support::fake_idp::{self, CLIENT_ID, CLIENT_SECRET, FakeIdp, Mode, TENANT};
+use crate::support::upstream::{FakeUpstream, Recorded, respond};
+use crate::support::{self, metric_value, metrics};
+
+const PROJECTS: &str = "/contoso/_apis/projects?api-version=7.1";
+
+fn service(c: &mut Config, idp: &FakeIdp, source: ServiceSource) {
+    c.auth.mode = AuthMode::Service;
+    c.auth.source = Some(source);
+    c.auth.provider = None;
+    c.auth.tenant = Some(TENANT.into());
+    c.auth.client_id = Some(CLIENT_ID.into());
+    c.auth.client_secret = None;
+    c.auth.authority_host = Some(Url::parse(&idp.url()).unwrap());
+}
+
+async fn get(p: &Running, path: &str) -> reqwest::Response {
+    support::client()
+        .get(format!("http://{}{path}", p.proxy_addr))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn me(p: &Running) -> serde_json::Value {
+    get(p, "/.auth/me").await.json().await.unwrap()
+}
+
+fn bearer(r: &Recorded) -> String {
+    r.headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn client_credentials_with_a_secret_serve_every_caller_as_the_app() {
+    let idp = FakeIdp::start(Duration::from_secs(600)).await;
+    let ado = fake_idp::fake_ado(&idp).await;
+    let mut c = fake_idp::entra_config(&ado.url(), &idp);
+    service(&mut c, &idp, ServiceSource::ClientCredentials);
+    c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
+    let p = support::start(c).await;
+
+    for _ in 0..3 {
+        assert_eq!(get(&p, PROJECTS).await.status(), 200);
+    }
+    assert_eq!(idp.calls("client_credentials"), 1, "one token for all");
+    let seen = ado.requests();
+    assert!(bearer(&seen[0]).starts_with("Bearer eyJ"));
+    assert!(seen.iter().all(|r| bearer(r) == bearer(&seen[0])));
+    let who = me(&p).await;
+    assert_eq!(who["mode"], "service");
+    assert_eq!(who["source"], "client-credentials");
+    assert_eq!(who["appId"], CLIENT_ID);
+    assert_eq!(who["identityType"], "app");
+    assert!(who["accessTokenExpiresAt"].is_string());
+    assert!(!who.to_string().contains("eyJ"), "never the token");
+    let m = metrics(p.admin_addr).await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "ado_proxy_service_token_acquisitions_total{outcome=\"ok\",source=\"client-credentials\"}"
+        ),
+        1.0
+    );
+    let left = metric_value(&m, "ado_proxy_service_token_expiry_seconds");
+    assert!((590.0..=600.0).contains(&left), "{left}");
+}
+
+#[tokio::test]
+async fn client_credentials_with_a_certificate_send_a_verified_assertion() {
+    let idp = FakeIdp::start(Duration::from_secs(600)).await;
+    let ado = fake_idp::fake_ado(&idp).await;
+    let mut c = fake_idp::entra_config(&ado.url(), &idp);
+    service(&mut c, &idp, ServiceSource::ClientCredentials);
+    let keys = fake_idp::keys();
+    c.auth.client_certificate_file = Some(keys.client_cert.clone());
+    c.auth.client_key_file = Some(keys.client_key.clone());
+    let p = support::start(c).await;
+    assert_eq!(get(&p, PROJECTS).await.status(), 200);
+    // The fake checked the signature with the certificate's key, that
+    // `aud` is its token endpoint, and `exp`.
+    assert_eq!(idp.assertions_verified(), 1);
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_a_readable_503_and_counted() {
+    let idp = FakeIdp::start(Duration::from_secs(600)).await;
+    let ado = fake_idp::fake_ado(&idp).await;
+    let mut c = fake_idp::entra_config(&ado.url(), &idp);
+    service(&mut c, &idp, ServiceSource::ClientCredentials);
+    c.auth.client_secret = Some(Secret::new("not-the-secret"));
+    c.auth.provider_timeout = Duration::from_secs(2);
+    let p = support::start(c).await;
+    let resp = get(&p, PROJECTS).await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("service identity"), "{body}");
+    assert!(!body.contains("not-the-secret"));
+    assert!(ado.requests().is_empty(), "nothing reaches Azure DevOps");
+    let m = metrics(p.admin_addr).await;
+    assert!(
+        metric_value(
+            &m,
+            "ado_proxy_service_token_refresh_failures_total{source=\"client-credentials\"}"
+        ) >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn workload_identity_rereads_the_rotated_token_file_for_every_exchange() {
+    let idp = FakeIdp::start(Duration::from_secs(600)).await;
+    let ado = fake_idp::fake_ado(&idp).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("azure-identity-token");
+    std::fs::write(&file, "federated-token-one\n").unwrap();
+    idp.set_federated_token("federated-token-one");
+    let mut c = fake_idp::entra_config(&ado.url(), &idp);
+    service(&mut c, &idp, ServiceSource::WorkloadIdentity);
+    c.auth.federated_token_file = Some(file.clone());
+    let p = support::start(c).await;
+    assert_eq!(get(&p, PROJECTS).await.status(), 200);
+
+    // The kubelet rotates the file; Azure DevOps stops accepting the
+    // token; the next exchange sends the new content.
+    std::fs::write(&file, "federated-token-two\n").unwrap();
+    idp.set_federated_token("federated-token-two");
+    idp.revoke_access_tokens();
+    assert_eq!(get(&p, PROJECTS).await.status(), 401, "the refused token");
+    let mut ok = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if get(&p, PROJECTS).await.status() == 200 {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "a new token after the refusal");
+    assert_eq!(
+        idp.federated_seen(),
+        ["federated-token-one", "federated-token-two"]
+    );
+}
+
+#[tokio::test]
+async fn workload_identity_settings_come_from_the_webhook_environment() {
+    // What the Azure Workload Identity webhook injects; the config file
+    // names only the mode and source.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "x").unwrap();
+    let toml = dir.path().join("c.toml");
+    std::fs::write(
+        &toml,
+        "[auth]\nmode = \"service\"\nsource = \"workload-identity\"\n",
+    )
+    .unwrap();
+    let env = |extra: &[(&str, &str)]| {
+        let mut v: Vec<(String, String)> = vec![
+            ("AZURE_CLIENT_ID".into(), CLIENT_ID.into()),
+            ("AZURE_TENANT_ID".into(), TENANT.into()),
+            (
+                "AZURE_FEDERATED_TOKEN_FILE".into(),
+                file.display().to_string(),
+            ),
+            (
+                "AZURE_AUTHORITY_HOST".into(),
+                "https://login.microsoftonline.com/".into(),
+            ),
+        ];
+        v.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        v
+    };
+    let c = ado_auth_proxy::config::load_file(&toml, env(&[])).unwrap();
+    assert_eq!(c.auth.client_id.as_deref(), Some(CLIENT_ID));
+    assert_eq!(c.auth.tenant.as_deref(), Some(TENANT));
+    assert_eq!(c.auth.federated_token_file.as_deref(), Some(file.as_path()));
+    // The proxy's own settings win over the webhook's.
+    let c = ado_auth_proxy::config::load_file(
+        &toml,
+        env(&[("ADO_AUTH_PROXY_AUTH__CLIENT_ID", "override")]),
+    )
+    .unwrap();
+    assert_eq!(c.auth.client_id.as_deref(), Some("override"));
+    // Without them, the problem names the key and the variable.
+    let err = ado_auth_proxy::config::load_file(&toml, Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("auth.federated_token_file"), "{err}");
+    assert!(err.contains("AZURE_FEDERATED_TOKEN_FILE"), "{err}");
+}
+
+/// A fake managed identity endpoint: IMDS (`Metadata: true`, expiry as
+/// strings) or App Service (`X-IDENTITY-HEADER`, `expires_on` a number).
+async fn fake_identity_endpoint(
+    app_service: bool,
+    idp_tokens: Arc<Mutex<Vec<String>>>,
+) -> FakeUpstream {
+    FakeUpstream::recording(move |r: &Recorded| {
+        let q: HashMap<String, String> = r
+            .uri
+            .split_once('?')
+            .map(|(_, q)| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let header_ok = if app_service {
+            r.headers.get("x-identity-header").is_some_and(|v| v == "app-service-secret")
+                && q.get("api-version").map(String::as_str) == Some("2019-08-01")
+        } else {
+            r.headers.get("metadata").is_some_and(|v| v == "true")
+                && q.get("api-version").map(String::as_str) == Some("2018-02-01")
+        };
+        if !header_ok || q.get("resource").map(String::as_str) != Some("499b84ac-1321-427f-aa17-267ca6975798") {
+            return respond(400, &[("content-type", "application/json")], r#"{"error":"invalid_request","error_description":"Required metadata header not specified or resource missing"}"#);
+        }
+        if q.get("client_id").map(String::as_str) != Some("user-assigned-id") {
+            return respond(400, &[("content-type", "application/json")], r#"{"error":"invalid_request","error_description":"Identity not found"}"#);
+        }
+        let token = format!("mi-token-{}", idp_tokens.lock().unwrap().len());
+        idp_tokens.lock().unwrap().push(token.clone());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let body = if app_service {
+            format!(r#"{{"access_token":"{token}","expires_on":{},"resource":"499b84ac-1321-427f-aa17-267ca6975798","token_type":"Bearer"}}"#, now + 3600)
+        } else {
+            format!(r#"{{"access_token":"{token}","expires_in":"3599","expires_on":"{}","resource":"499b84ac-1321-427f-aa17-267ca6975798","token_type":"Bearer"}}"#, now + 3599)
+        };
+        respond(200, &[("content-type", "application/json")], body)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn managed_identity_through_imds_and_app_service() {
+    for app_service in [false, true] {
+        let tokens = Arc::new(Mutex::new(Vec::new()));
+        let endpoint = fake_identity_endpoint(app_service, tokens.clone()).await;
+        let ado = FakeUpstream::recording(|_r: &Recorded| respond(200, &[], "ok")).await;
+        let mut c = support::config(&ado.url());
+        c.auth.mode = AuthMode::Service;
+        c.auth.source = Some(ServiceSource::ManagedIdentity);
+        c.auth.managed_identity_endpoint =
+            Some(Url::parse(&format!("{}/msi/token", endpoint.url())).unwrap());
+        c.auth.managed_identity_client_id = Some("user-assigned-id".into());
+        if app_service {
+            c.auth.managed_identity_header = Some(Secret::new("app-service-secret"));
+        }
+        let p = support::start(c).await;
+        assert_eq!(
+            get(&p, PROJECTS).await.status(),
+            200,
+            "app service: {app_service}"
+        );
+        assert_eq!(bearer(&ado.single()), "Bearer mi-token-0");
+        let m = metrics(p.admin_addr).await;
+        let left = metric_value(&m, "ado_proxy_service_token_expiry_seconds");
+        assert!((3500.0..=3600.0).contains(&left), "{left}");
+        assert_eq!(me(&p).await["source"], "managed-identity");
+        p.shutdown();
+        p.wait().await;
+    }
+}
+
+/// A token endpoint that answers slowly (async, so nothing else waits),
+/// issuing short-lived tokens, and an Azure DevOps accepting them.
+#[tokio::test]
+async fn no_request_waits_for_a_background_refresh() {
+    let issued = Arc::new(Mutex::new(Vec::<String>::new()));
+    let slow = {
+        let issued = issued.clone();
+        FakeUpstream::raw(move |_req| {
+            let issued = issued.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+                let mut list = issued.lock().unwrap();
+                let token = format!("short-{}", list.len());
+                list.push(token.clone());
+                respond(
+                    200,
+                    &[("content-type", "application/json")],
+                    format!(r#"{{"token_type":"Bearer","expires_in":8,"access_token":"{token}"}}"#),
+                )
+            }
+        })
+        .await
+    };
+    let ado = FakeUpstream::recording(|_r: &Recorded| respond(200, &[], "ok")).await;
+    let mut c = support::config(&ado.url());
+    c.auth.mode = AuthMode::Service;
+    c.auth.source = Some(ServiceSource::ClientCredentials);
+    c.auth.tenant = Some(TENANT.into());
+    c.auth.client_id = Some(CLIENT_ID.into());
+    c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
+    c.auth.authority_host = Some(Url::parse(&slow.url()).unwrap());
+    c.auth.refresh_before = Duration::from_secs(4);
+    let p = support::start(c).await;
+    // The first request waits for the first token (the proxy just started).
+    assert_eq!(get(&p, PROJECTS).await.status(), 200);
+    // Then requests for 11 s: across two refreshes (4 s before the 8 s
+    // expiry), each taking 1 s at the provider.
+    let client = support::client();
+    let url = format!("http://{}{PROJECTS}", p.proxy_addr);
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut n = 0;
+    while started.elapsed() < Duration::from_secs(11) {
+        let t = Instant::now();
+        let status = client.get(&url).send().await.unwrap().status();
+        slowest = slowest.max(t.elapsed());
+        assert_eq!(status, 200);
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let tokens = issued.lock().unwrap().clone();
+    assert!(tokens.len() >= 3, "refreshed in the background: {tokens:?}");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "the slowest of {n} requests took {slowest:?}; a refresh takes 1 s"
+    );
+    let used: std::collections::BTreeSet<String> = ado.requests().iter().map(bearer).collect();
+    assert!(
+        used.len() >= 2,
+        "requests moved to the new tokens: {used:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_outage_keeps_the_valid_token_then_answers_503() {
+    // 10 s tokens, refreshed from 5 s before expiry; a token is not sent
+    // in its last 2 s.
+    let idp = FakeIdp::start(Duration::from_secs(10)).await;
+    let ado = fake_idp::fake_ado(&idp).await;
+    let mut c = fake_idp::entra_config(&ado.url(), &idp);
+    service(&mut c, &idp, ServiceSource::ClientCredentials);
+    c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
+    c.auth.refresh_before = Duration::from_secs(5);
+    let p = support::start(c).await;
+    assert_eq!(get(&p, PROJECTS).await.status(), 200);
+    idp.set_mode(Mode::Down);
+    tokio::time::sleep(Duration::from_millis(6500)).await;
+    assert_eq!(get(&p, PROJECTS).await.status(), 200, "still valid");
+    let m = metrics(p.admin_addr).await;
+    assert!(
+        metric_value(
+            &m,
+            "ado_proxy_service_token_refresh_failures_total{source=\"client-credentials\"}"
+        ) >= 1.0,
+        "the failed refresh is counted while requests flow"
+    );
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let resp = get(&p, PROJECTS).await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    idp.set_mode(Mode::Normal);
+    let mut ok = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if get(&p, PROJECTS).await.status() == 200 {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "recovers when the provider answers again");
+}
+
+#[tokio::test]
+async fn callers_outside_the_allowlist_or_without_the_secret_are_refused() {
+    let ado = FakeUpstream::recording(|_r: &Recorded| respond(200, &[], "ok")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pat = dir.path().join("pat");
+    std::fs::write(&pat, "pat-value-123").unwrap();
+    let secret = dir.path().join("caller");
+    std::fs::write(&secret, "a-long-caller-secret-value\n").unwrap();
+    let base = |c: &mut Config| {
+        c.auth.mode = AuthMode::Service;
+        c.auth.source = Some(ServiceSource::Pat);
+        c.auth.pat_file = Some(pat.clone());
+    };
+
+    // Loopback is not in the list: refused, readably, nothing forwarded.
+    let mut c = support::config(&ado.url());
+    base(&mut c);
+    c.auth.allowed_client_cidrs = vec!["10.0.0.0/8".into()];
+    let p = support::start(c).await;
+    let resp = get(&p, PROJECTS).await;
+    assert_eq!(resp.status(), 403);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("allowed callers"), "{body}");
+    assert!(ado.requests().is_empty());
+    p.shutdown();
+
+    // The shared secret: missing or wrong is refused; right is served
+    // and not forwarded.
+    let mut c = support::config(&ado.url());
+    base(&mut c);
+    c.auth.allowed_client_cidrs = vec!["127.0.0.0/8".into()];
+    c.auth.caller_secret_file = Some(secret.clone());
+    let p = support::start(c).await;
+    assert_eq!(get(&p, PROJECTS).await.status(), 403);
+    let with = |v: &'static str| {
+        support::client()
+            .get(format!("http://{}{PROJECTS}", p.proxy_addr))
+            .header("x-ado-proxy-caller-secret", v)
+            .send()
+    };
+    assert_eq!(with("wrong").await.unwrap().status(), 403);
+    assert_eq!(
+        with("a-long-caller-secret-value").await.unwrap().status(),
+        200
+    );
+    let forwarded = ado.single();
+    assert!(!forwarded.headers.contains_key("x-ado-proxy-caller-secret"));
+    assert!(bearer(&forwarded).starts_with("Basic "), "the PAT is sent");
+    // /.auth/me is behind the same door.
+    let me = support::client()
+        .get(format!("http://{}/.auth/me", p.proxy_addr))
+        .header("x-ado-proxy-caller-secret", "a-long-caller-secret-value")
+        .send()
+        .await
+        .unwrap();
+    let me: serde_json::Value = me.json().await.unwrap();
+    assert_eq!(me["source"], "pat");
+    assert_eq!(get(&p, "/.auth/me").await.status(), 403);
+}
