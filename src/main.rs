@@ -34,6 +34,9 @@ enum Command {
     CheckConfig,
     /// Print a new random session encryption key (base64) for a key file.
     Keygen,
+    /// Sign the service identity in with a device code (mode "service",
+    /// source "device-code"); works while the proxy runs.
+    Login,
 }
 
 /// Exit code for configuration problems.
@@ -73,21 +76,45 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run => run(config),
+        Command::Login => login(config),
         Command::Keygen => ExitCode::SUCCESS,
+    }
+}
+
+fn login(config: config::Config) -> ExitCode {
+    use ado_auth_proxy::config::{AuthMode, ServiceSource};
+    if config.auth.mode != AuthMode::Service
+        || config.auth.source != Some(ServiceSource::DeviceCode)
+    {
+        eprintln!(
+            "auth.mode: `login` signs in the service identity of mode = \"service\" with \
+             source = \"device-code\"; this config has another mode or source"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::FAILURE;
+    };
+    let mut out = std::io::stdout();
+    match runtime.block_on(ado_auth_proxy::identity::device::login(&config, &mut out)) {
+        Ok(who) => {
+            println!(
+                "Signed in as {who}. A running proxy picks the identity up within seconds; a \
+                 stopped one at its next start."
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("login failed: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
 fn run(config: config::Config) -> ExitCode {
     logging::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(app::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -95,6 +122,17 @@ fn run(config: config::Config) -> ExitCode {
             tracing::error!(error = %e, "cannot start");
             eprintln!("cannot start: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The async runtime, or `None` after saying why it cannot start.
+fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    match builder.enable_all().build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            None
         }
     }
 }

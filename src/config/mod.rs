@@ -200,6 +200,10 @@ pub struct AuthConfig {
     pub managed_identity_header: Option<Secret>,
     /// Managed identity: the client id of a user-assigned identity.
     pub managed_identity_client_id: Option<String>,
+    /// Source `device-code`: an operator may also sign the service
+    /// identity in through the browser at `/.auth/login` (only accounts in
+    /// `allowed_users`).
+    pub allow_browser_login: bool,
     /// Mode `service` (and `pat`) on a non-loopback address: set to true
     /// to accept callers from the network at all.
     pub allow_remote_callers: bool,
@@ -436,6 +440,7 @@ impl Default for AuthConfig {
             managed_identity_endpoint: None,
             managed_identity_header: None,
             managed_identity_client_id: None,
+            allow_browser_login: false,
             allow_remote_callers: false,
             allowed_client_cidrs: Vec::new(),
             caller_secret_file: None,

@@ -205,6 +205,12 @@ fn callers(config: &Config, out: &mut Vec<Problem>) {
 /// Mode `service`: the source and what it needs.
 fn service(config: &Config, out: &mut Vec<Problem>) {
     let a = &config.auth;
+    if a.allow_browser_login && a.source != Some(ServiceSource::DeviceCode) {
+        out.push(Problem::new(
+            "auth.allow_browser_login",
+            "only used with source = \"device-code\"",
+        ));
+    }
     let Some(source) = a.source else {
         out.push(Problem::new(
             "auth.source",
@@ -269,11 +275,17 @@ fn service(config: &Config, out: &mut Vec<Problem>) {
                 http_url("auth.managed_identity_endpoint", url, out);
             }
         }
-        ServiceSource::DeviceCode => out.push(Problem::new(
-            "auth.source",
-            "\"device-code\" is not available in this build yet; use \"client-credentials\", \
-             \"workload-identity\", \"managed-identity\" or \"pat\"",
-        )),
+        ServiceSource::DeviceCode => {
+            needs_app(" (a public client: \"Allow public client flows\")", "", out);
+            store(&config.session, out);
+            if a.allow_browser_login && a.allowed_users.is_empty() {
+                out.push(Problem::new(
+                    "auth.allowed_users",
+                    "allow_browser_login = true lets whoever signs in at /.auth/login become the \
+                     proxy's identity; list the accounts allowed to (UPN, email or object id)",
+                ));
+            }
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! [`Identity::credential`]; the forwarding code does not know which one
 //! is configured.
 
+pub mod device;
 mod pat;
 pub mod service;
 
@@ -26,8 +27,9 @@ pub enum Identity {
     Pat(PatSource),
     /// Signed-in users, each with their own session and token.
     User(Arc<Login>),
-    /// One fixed identity, refreshed in the background.
-    Service(Arc<ServiceIdentity>),
+    /// One fixed identity, refreshed in the background; with
+    /// `allow_browser_login`, the sign-in endpoints that replace it.
+    Service(Arc<ServiceIdentity>, Option<Arc<Login>>),
 }
 
 /// What to do with the `Authorization` header of one request.
@@ -67,16 +69,26 @@ impl Identity {
             AuthMode::User => Login::new(config, public_url, metrics)
                 .map(|l| Self::User(Arc::new(l)))
                 .map_err(IdentityError::Login),
-            AuthMode::Service => ServiceIdentity::new(config, metrics)
-                .map(|s| Self::Service(Arc::new(s)))
-                .map_err(IdentityError::Login),
+            AuthMode::Service => {
+                let service = Arc::new(
+                    ServiceIdentity::new(config, metrics.clone()).map_err(IdentityError::Login)?,
+                );
+                let login = match (config.auth.allow_browser_login, service.device_store()) {
+                    (true, Some((store, wake))) => Some(Arc::new(
+                        Login::for_service(config, public_url, metrics, store, wake)
+                            .map_err(IdentityError::Login)?,
+                    )),
+                    _ => None,
+                };
+                Ok(Self::Service(service, login))
+            }
         }
     }
 
     /// Mode `user`'s sign-in state, which serves `/.auth/`.
     pub fn login(&self) -> Option<&Arc<Login>> {
         match self {
-            Self::User(login) => Some(login),
+            Self::User(login) | Self::Service(_, Some(login)) => Some(login),
             _ => None,
         }
     }
@@ -84,7 +96,7 @@ impl Identity {
     /// Mode `service`'s identity, refreshed by a background task.
     pub fn service(&self) -> Option<&Arc<ServiceIdentity>> {
         match self {
-            Self::Service(s) => Some(s),
+            Self::Service(s, _) => Some(s),
             _ => None,
         }
     }
@@ -104,7 +116,7 @@ impl Identity {
             Self::User(login) => Ok(Credential::User(
                 Box::pin(login.credential(headers, return_to)).await?,
             )),
-            Self::Service(s) => Ok(Credential::Replace(Box::pin(s.header()).await?)),
+            Self::Service(s, _) => Ok(Credential::Replace(Box::pin(s.header()).await?)),
         }
     }
 }

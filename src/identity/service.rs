@@ -27,6 +27,7 @@ use crate::error::Error;
 use crate::login::assertion::{ASSERTION_TYPE, Signer};
 use crate::login::idp::{Grant, IdpError, IdpHttp, parse_token_response};
 use crate::metrics::Metrics;
+use crate::session::Sessions;
 
 /// Azure IMDS' token endpoint.
 pub const IMDS_ENDPOINT: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
@@ -45,7 +46,7 @@ pub struct ServiceIdentity {
     /// the first token watch it.
     changed: watch::Sender<u64>,
     /// Wakes the refresher early (Azure DevOps refused the token).
-    wake: Notify,
+    wake: Arc<Notify>,
     refresh_before: Duration,
     first_wait: Duration,
     metrics: Arc<Metrics>,
@@ -89,6 +90,15 @@ enum Source {
         client_id: String,
         auth: ClientAuth,
     },
+    /// `ado-auth-proxy login` stored a refresh token in the session store.
+    Device {
+        http: IdpHttp,
+        token_endpoint: Url,
+        client_id: String,
+        /// A confidential app's credential; none for a public client.
+        auth: Option<ClientAuth>,
+        store: Arc<Sessions>,
+    },
     Managed {
         http: IdpHttp,
         endpoint: Url,
@@ -116,6 +126,18 @@ struct Acquired {
 /// secret).
 struct AcquireError {
     detail: String,
+    /// Worth asking again in a moment (waiting for `login`), not after
+    /// the backoff.
+    soon: bool,
+}
+
+impl AcquireError {
+    fn new(detail: String) -> Self {
+        Self {
+            detail,
+            soon: false,
+        }
+    }
 }
 
 // === impl ServiceIdentity ===
@@ -146,20 +168,7 @@ impl ServiceIdentity {
                 Source::Pat(PatSource::from_config(auth).map_err(|e| e.to_string())?)
             }
             ServiceSource::ClientCredentials => {
-                let kind = match (
-                    &auth.client_certificate_file,
-                    &auth.client_key_file,
-                    &auth.client_secret_file,
-                    &auth.client_secret,
-                ) {
-                    (Some(c), Some(k), _, _) => ClientAuth::Certificate(
-                        Signer::load(c, k).map_err(|e| format!("{}: {}", e.key, e.message))?,
-                    ),
-                    (_, _, Some(f), _) => ClientAuth::SecretFile(f.clone()),
-                    (_, _, None, Some(s)) => ClientAuth::Secret(s.clone()),
-                    _ => return Err("auth.client_secret_file: missing".into()),
-                };
-                entra(kind)?
+                entra(client_auth(auth)?.ok_or("auth.client_secret_file: missing")?)?
             }
             ServiceSource::WorkloadIdentity => {
                 let file = auth
@@ -177,20 +186,20 @@ impl ServiceIdentity {
                 header: auth.managed_identity_header.clone(),
                 client_id: auth.managed_identity_client_id.clone(),
             },
-            ServiceSource::DeviceCode => {
-                return Err(
-                    "auth.source: \"device-code\" is not available in this build yet; \
-                            use client-credentials, workload-identity, managed-identity or pat"
-                        .into(),
-                );
-            }
+            ServiceSource::DeviceCode => Source::Device {
+                http: http()?,
+                token_endpoint: super::device::endpoint(config, "token")?,
+                client_id: auth.client_id.clone().unwrap_or_default(),
+                auth: client_auth(auth)?,
+                store: Arc::new(Sessions::open(&config.session, metrics.clone())?),
+            },
         };
         Ok(Self {
             source,
             label: source_label(source_kind),
             current: RwLock::new(None),
             changed: watch::channel(0).0,
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
             refresh_before: auth.refresh_before,
             first_wait: auth.provider_timeout,
             metrics,
@@ -227,6 +236,15 @@ impl ServiceIdentity {
             source_name: self.label,
             retry_after: 5,
         })
+    }
+
+    /// Source `device-code`: the store holding the identity, and what
+    /// wakes the refresher when a browser sign-in replaced it.
+    pub fn device_store(&self) -> Option<(Arc<Sessions>, Arc<Notify>)> {
+        match &self.source {
+            Source::Device { store, .. } => Some((store.clone(), self.wake.clone())),
+            _ => None,
+        }
     }
 
     /// Azure DevOps refused the token: get a new one now.
@@ -282,6 +300,14 @@ impl ServiceIdentity {
                     backoff = Duration::ZERO;
                     next
                 }
+                Err(e) if e.soon => {
+                    tracing::info!(
+                        source = self.label,
+                        reason = %e.detail,
+                        "waiting for the service identity"
+                    );
+                    Duration::from_secs(2)
+                }
                 Err(e) => {
                     backoff = (backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX);
                     let wait = jitter(backoff);
@@ -313,9 +339,7 @@ impl ServiceIdentity {
     async fn acquire_once(&self) -> Result<Duration, AcquireError> {
         let result = match &self.source {
             Source::Pat(pat) => {
-                let header = pat.header().map_err(|e| AcquireError {
-                    detail: e.to_string(),
-                })?;
+                let header = pat.header().map_err(|e| AcquireError::new(e.to_string()))?;
                 self.store(Token {
                     header,
                     expires_at: None,
@@ -341,6 +365,13 @@ impl ServiceIdentity {
                 header,
                 client_id,
             } => managed(http, endpoint, header.as_ref(), client_id.as_deref()).await,
+            Source::Device {
+                http,
+                token_endpoint,
+                client_id,
+                auth,
+                store,
+            } => device_refresh(http, token_endpoint, client_id, auth.as_ref(), store).await,
         };
         let acquired = match result {
             Ok(a) => a,
@@ -350,9 +381,7 @@ impl ServiceIdentity {
             }
         };
         let mut header = HeaderValue::try_from(format!("Bearer {}", acquired.token.expose()))
-            .map_err(|_| AcquireError {
-                detail: "the token cannot be sent in a header".into(),
-            })?;
+            .map_err(|_| AcquireError::new("the token cannot be sent in a header".into()))?;
         header.set_sensitive(true);
         let lifetime = acquired.lifetime.unwrap_or(Duration::from_secs(3600));
         self.store(Token {
@@ -390,52 +419,132 @@ impl ServiceIdentity {
             ("client_id", client_id.into()),
             ("scope", format!("{ADO_RESOURCE}/.default")),
         ];
-        let local = |detail: String| AcquireError { detail };
-        match auth {
-            ClientAuth::Secret(s) => form.push(("client_secret", s.expose().into())),
-            ClientAuth::SecretFile(path) => {
-                let secret = std::fs::read_to_string(path).map_err(|e| {
-                    local(format!(
-                        "auth.client_secret_file: cannot read {}: {e}",
-                        path.display()
-                    ))
-                })?;
-                form.push(("client_secret", secret.trim().into()));
-            }
-            ClientAuth::Certificate(signer) => {
-                let assertion = signer
-                    .sign(client_id, token_endpoint.as_str())
-                    .map_err(|e| local(format!("signing the client assertion: {e}")))?;
-                form.push(("client_assertion_type", ASSERTION_TYPE.into()));
-                form.push(("client_assertion", assertion));
-            }
-            ClientAuth::Federated(path) => {
-                // Re-read every time: the kubelet rotates it.
-                let assertion = std::fs::read_to_string(path).map_err(|e| {
-                    local(format!(
-                        "auth.federated_token_file: cannot read {}: {e}",
-                        path.display()
-                    ))
-                })?;
-                form.push(("client_assertion_type", ASSERTION_TYPE.into()));
-                form.push(("client_assertion", assertion.trim().into()));
-            }
-        }
-        let req = http
-            .client()
-            .post(token_endpoint.clone())
-            .header("accept", "application/json")
-            .form(&form);
-        let (status, body) = http
-            .send(req, Grant::ClientCredentials)
-            .await
-            .map_err(|e| local(e.to_string()))?;
-        let set = parse_token_response(status, &body).map_err(|e| local(explain(&e)))?;
+        add_client_auth(&mut form, auth, client_id, token_endpoint)?;
+        let (status, body) =
+            post_token(http, token_endpoint, &form, Grant::ClientCredentials).await?;
+        let set =
+            parse_token_response(status, &body).map_err(|e| AcquireError::new(explain(&e)))?;
         Ok(Acquired {
             token: set.access_token,
             lifetime: Some(set.expires_in),
         })
     }
+}
+
+/// One token endpoint call: the status and the (bounded) body.
+async fn post_token(
+    http: &IdpHttp,
+    token_endpoint: &Url,
+    form: &[(&str, String)],
+    grant: Grant,
+) -> Result<(u16, bytes::Bytes), AcquireError> {
+    let req = http
+        .client()
+        .post(token_endpoint.clone())
+        .header("accept", "application/json")
+        .form(form);
+    http.send(req, grant)
+        .await
+        .map_err(|e| AcquireError::new(e.to_string()))
+}
+
+/// Authenticates the proxy's app at the token endpoint: a secret (file
+/// re-read each time), a certificate assertion, or a federated token.
+fn add_client_auth(
+    form: &mut Vec<(&str, String)>,
+    auth: &ClientAuth,
+    client_id: &str,
+    token_endpoint: &Url,
+) -> Result<(), AcquireError> {
+    let local = AcquireError::new;
+    match auth {
+        ClientAuth::Secret(s) => form.push(("client_secret", s.expose().into())),
+        ClientAuth::SecretFile(path) => {
+            let secret = std::fs::read_to_string(path).map_err(|e| {
+                local(format!(
+                    "auth.client_secret_file: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            form.push(("client_secret", secret.trim().into()));
+        }
+        ClientAuth::Certificate(signer) => {
+            let assertion = signer
+                .sign(client_id, token_endpoint.as_str())
+                .map_err(|e| local(format!("signing the client assertion: {e}")))?;
+            form.push(("client_assertion_type", ASSERTION_TYPE.into()));
+            form.push(("client_assertion", assertion));
+        }
+        ClientAuth::Federated(path) => {
+            // Re-read every time: the kubelet rotates it.
+            let assertion = std::fs::read_to_string(path).map_err(|e| {
+                local(format!(
+                    "auth.federated_token_file: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            form.push(("client_assertion_type", ASSERTION_TYPE.into()));
+            form.push(("client_assertion", assertion.trim().into()));
+        }
+    }
+    Ok(())
+}
+
+/// A token for the identity `ado-auth-proxy login` stored: its refresh
+/// token is redeemed and the rotated one written back.
+async fn device_refresh(
+    http: &IdpHttp,
+    token_endpoint: &Url,
+    client_id: &str,
+    auth: Option<&ClientAuth>,
+    store: &Sessions,
+) -> Result<Acquired, AcquireError> {
+    let soon = |detail: String| AcquireError { detail, soon: true };
+    let rec = store
+        .get_service()
+        .await
+        .map_err(|e| soon(format!("session store: {e}")))?
+        .ok_or_else(|| {
+            soon("not signed in yet: run `ado-auth-proxy login --config <file>`".into())
+        })?;
+    let mut form: Vec<(&str, String)> = vec![
+        ("grant_type", "refresh_token".into()),
+        ("client_id", client_id.into()),
+        ("refresh_token", rec.refresh_token.clone()),
+        ("scope", super::device::DEVICE_SCOPE.into()),
+    ];
+    if let Some(auth) = auth {
+        add_client_auth(&mut form, auth, client_id, token_endpoint)?;
+    }
+    let (status, body) = post_token(http, token_endpoint, &form, Grant::Refresh).await?;
+    let set = parse_token_response(status, &body).map_err(|e| {
+        let relogin = matches!(
+            e.classify(Grant::Refresh),
+            crate::login::idp::Failure::Relogin { .. }
+        );
+        AcquireError::new(if relogin {
+            format!(
+                "{}: the device-code sign-in expired or was revoked; run `ado-auth-proxy login` again",
+                explain(&e)
+            )
+        } else {
+            explain(&e)
+        })
+    })?;
+    if let Some(rotated) = &set.refresh_token {
+        let next = crate::session::record::StoredService {
+            refresh_token: rotated.expose().to_string(),
+            generation: rec.generation + 1,
+            ..rec
+        };
+        if let Err(e) = store.put_service(&next).await {
+            tracing::warn!(error = %e, "the rotated refresh token could not be stored");
+        }
+    }
+    Ok(Acquired {
+        token: set.access_token,
+        lifetime: Some(set.expires_in),
+    })
 }
 
 /// A managed identity token: IMDS (`Metadata: true`, api-version
@@ -467,13 +576,11 @@ async fn managed(
         Some(h) => req.header("X-IDENTITY-HEADER", h.expose()),
         None => req.header("Metadata", "true"),
     };
-    let (status, body) =
-        http.send(req, Grant::ManagedIdentity)
-            .await
-            .map_err(|e| AcquireError {
-                detail: format!("managed identity endpoint: {e}"),
-            })?;
-    parse_managed(status, &body).map_err(|detail| AcquireError { detail })
+    let (status, body) = http
+        .send(req, Grant::ManagedIdentity)
+        .await
+        .map_err(|e| AcquireError::new(format!("managed identity endpoint: {e}")))?;
+    parse_managed(status, &body).map_err(AcquireError::new)
 }
 
 /// Reads a managed identity answer; `expires_in` and `expires_on` may be
@@ -527,6 +634,25 @@ fn claims_of(token: &str) -> Option<Claims> {
     let payload = token.split('.').nth(1)?;
     let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+/// The app's configured credential, if any.
+fn client_auth(auth: &crate::config::AuthConfig) -> Result<Option<ClientAuth>, String> {
+    Ok(
+        match (
+            &auth.client_certificate_file,
+            &auth.client_key_file,
+            &auth.client_secret_file,
+            &auth.client_secret,
+        ) {
+            (Some(c), Some(k), _, _) => Some(ClientAuth::Certificate(
+                Signer::load(c, k).map_err(|e| format!("{}: {}", e.key, e.message))?,
+            )),
+            (_, _, Some(f), _) => Some(ClientAuth::SecretFile(f.clone())),
+            (_, _, None, Some(s)) => Some(ClientAuth::Secret(s.clone())),
+            _ => None,
+        },
+    )
 }
 
 fn source_label(s: ServiceSource) -> &'static str {

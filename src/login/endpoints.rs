@@ -208,6 +208,9 @@ impl Login {
             );
             return Err(Error::from(LoginError::NotAllowed { reason }));
         }
+        if let Some(signed_in) = &self.service_sink {
+            return self.become_service(tokens, user, signed_in).await;
+        }
         let id = random_token();
         let key = SessionKey::of(&id);
         let session = Session::new(
@@ -245,6 +248,53 @@ impl Login {
             resp.headers_mut().append(header::SET_COOKIE, c);
         }
         Ok(resp)
+    }
+
+    /// Mode `service`: the operator's sign-in becomes the proxy's identity.
+    async fn become_service(
+        &self,
+        tokens: super::idp::TokenSet,
+        user: super::provider::UserInfo,
+        signed_in: &tokio::sync::Notify,
+    ) -> Result<Response<ProxyBody>, Error> {
+        let refresh_token = tokens.refresh_token.ok_or_else(|| {
+            Error::from(LoginError::Provider(
+                "the provider issued no refresh token (request offline_access)".into(),
+            ))
+        })?;
+        let generation = self
+            .store
+            .get_service()
+            .await?
+            .map(|r| r.generation + 1)
+            .unwrap_or(1);
+        let who = user
+            .upn
+            .clone()
+            .or(user.email.clone())
+            .unwrap_or_else(|| "the signed-in account".into());
+        self.store
+            .put_service(&crate::session::record::StoredService {
+                v: crate::session::record::RECORD_VERSION,
+                refresh_token: refresh_token.expose().to_string(),
+                upn: Some(who.clone()),
+                signed_in_ms: now_ms(),
+                generation,
+            })
+            .await?;
+        signed_in.notify_one();
+        tracing::info!(upn = %who, "the service identity was signed in through the browser");
+        Ok(html(
+            StatusCode::OK,
+            crate::page::render(
+                "Service identity signed in",
+                &[&format!(
+                    "This proxy now acts as {who} for every caller. Signing in again replaces it."
+                )],
+                None,
+                &[],
+            ),
+        ))
     }
 
     /// `GET|POST /.auth/logout`: ends the session here and, for browsers,

@@ -120,6 +120,8 @@ pub enum Grant {
     ClientCredentials,
     /// A managed identity's token (IMDS or App Service).
     ManagedIdentity,
+    /// The device-code flow (`ado-auth-proxy login`).
+    DeviceCode,
 }
 
 // === impl IdpHttp ===
@@ -378,6 +380,7 @@ impl Grant {
             Self::Metadata => "metadata",
             Self::ClientCredentials => "client_credentials",
             Self::ManagedIdentity => "managed_identity",
+            Self::DeviceCode => "device_code",
         }
     }
 }

@@ -40,6 +40,8 @@ const MAX_PENDING: usize = 10_000;
 pub struct Login {
     provider: Provider,
     store: Arc<Sessions>,
+    /// Mode `service`: sign-ins become the service identity; notified.
+    service_sink: Option<Arc<tokio::sync::Notify>>,
     /// Sign-ins started in the current `login_timeout` window.
     pending_budget: Mutex<(Instant, usize)>,
     jar: CookieJar,
@@ -89,6 +91,32 @@ pub struct UserCredential {
 impl Login {
     /// Builds mode `user` from the config; no network is used.
     pub fn new(config: &Config, public_url: &Url, metrics: Arc<Metrics>) -> Result<Self, String> {
+        let store = Arc::new(Sessions::open(&config.session, metrics.clone())?);
+        Self::with_store(config, public_url, metrics, store, None)
+    }
+
+    /// Mode `service` with `allow_browser_login`: a sign-in at
+    /// `/.auth/login` becomes the service identity (stored in `store`,
+    /// then `signed_in` is notified) instead of a session.
+    pub fn for_service(
+        config: &Config,
+        public_url: &Url,
+        metrics: Arc<Metrics>,
+        store: Arc<Sessions>,
+        signed_in: Arc<tokio::sync::Notify>,
+    ) -> Result<Self, String> {
+        let mut config = config.clone();
+        config.auth.provider = Some(ProviderKind::Entra);
+        Self::with_store(&config, public_url, metrics, store, Some(signed_in))
+    }
+
+    fn with_store(
+        config: &Config,
+        public_url: &Url,
+        metrics: Arc<Metrics>,
+        store: Arc<Sessions>,
+        service_sink: Option<Arc<tokio::sync::Notify>>,
+    ) -> Result<Self, String> {
         let auth = &config.auth;
         let http = IdpHttp::new(auth, &config.upstream, metrics.clone())?;
         let base = public_url.as_str().trim_end_matches('/');
@@ -103,10 +131,10 @@ impl Login {
         }
         let provider = Provider::new(auth, callback, http)?;
         let secure = public_url.scheme() == "https";
-        let store = Arc::new(Sessions::open(&config.session, metrics.clone())?);
         Ok(Self {
             provider,
             store,
+            service_sink,
             pending_budget: Mutex::new((Instant::now(), 0)),
             jar: CookieJar::new(&config.session.cookie_name, secure),
             public_url: public_url.clone(),

@@ -44,6 +44,21 @@ pub struct StoredAccess {
     pub lifetime_ms: u64,
 }
 
+/// Mode `service`, source `device-code`: the signed-in identity.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StoredService {
+    /// Format version.
+    pub v: u32,
+    /// The refresh token (rotated on every refresh).
+    pub refresh_token: String,
+    /// Who signed in (from the ID token), for logs and `/.auth/me`.
+    pub upn: Option<String>,
+    /// Sign-in time, ms since the epoch.
+    pub signed_in_ms: u64,
+    /// Bumped on every rotation.
+    pub generation: u64,
+}
+
 /// Why a stored record was not used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unreadable {

@@ -29,11 +29,17 @@ use super::backend::{
     Backend, Embedded, GENERATION_LEN, Key, Memory, Namespace, Redis, RedisSettings, StoreError,
     Update, generation_prefix, now_ms,
 };
-use super::record::{self, StoredAccess, StoredSession, Unreadable};
+use super::record::{self, StoredAccess, StoredService, StoredSession, Unreadable};
 use super::seal::{self, Sealer};
 use super::{Session, SessionKey};
 use crate::config::{SessionConfig, StoreKind};
 use crate::metrics::Metrics;
+
+/// The fixed id the device-code service identity is stored under.
+const SERVICE_ID: &str = "ado-auth-proxy service identity";
+/// How long the service identity is kept unused: Entra's refresh tokens
+/// expire after 90 days of inactivity.
+const SERVICE_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// How long a refresh lease lasts unless renewed.
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
@@ -72,6 +78,15 @@ impl Sessions {
     /// Opens the configured store. The embedded database and, without a
     /// configured key file, a key file beside it are created (mode 0600).
     pub fn open(config: &SessionConfig, metrics: Arc<Metrics>) -> Result<Self, String> {
+        Self::open_as(config, metrics, true)
+    }
+
+    /// Opens the store beside a running proxy (`ado-auth-proxy login`).
+    pub fn open_for_tool(config: &SessionConfig, metrics: Arc<Metrics>) -> Result<Self, String> {
+        Self::open_as(config, metrics, false)
+    }
+
+    fn open_as(config: &SessionConfig, metrics: Arc<Metrics>, owner: bool) -> Result<Self, String> {
         let backend = match config.store {
             StoreKind::Memory => {
                 tracing::warn!(
@@ -80,8 +95,11 @@ impl Sessions {
                 );
                 Backend::Memory(Memory::default())
             }
-            StoreKind::Embedded => {
+            StoreKind::Embedded if owner => {
                 Backend::Embedded(Embedded::open(&config.path).map_err(|e| e.to_string())?)
+            }
+            StoreKind::Embedded => {
+                Backend::Embedded(Embedded::open_shared(&config.path).map_err(|e| e.to_string())?)
             }
             StoreKind::Redis => {
                 let url = config
@@ -378,6 +396,41 @@ impl Sessions {
                     .ok()
                     .and_then(|json| serde_json::from_slice(&json).ok());
                 return Ok(value);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Stores the device-code service identity.
+    pub async fn put_service(&self, rec: &StoredService) -> Result<(), StoreError> {
+        let key = Key::new(Namespace::Service, self.store_key(SERVICE_ID));
+        let json = serde_json::to_vec(rec).unwrap_or_default();
+        let sealed = self.sealer.seal(&key.to_bytes(), &json);
+        self.op("put", self.backend.put(key, sealed, SERVICE_TTL))
+            .await
+    }
+
+    /// The device-code service identity, if someone signed it in.
+    pub async fn get_service(&self) -> Result<Option<StoredService>, StoreError> {
+        for hash in self.sealer.store_keys(SERVICE_ID) {
+            let key = Key::new(Namespace::Service, hash);
+            let Some(raw) = self.op("get", self.backend.get(key)).await? else {
+                continue;
+            };
+            match self
+                .sealer
+                .open(&key.to_bytes(), &raw)
+                .map_err(Unreadable::from)
+                .and_then(|json| record::decode::<StoredService>(&json))
+            {
+                Ok(rec) => return Ok(Some(rec)),
+                Err(why) => {
+                    self.metrics.record_unreadable(why.label());
+                    tracing::warn!(
+                        reason = why.label(),
+                        "the stored service identity cannot be used; run `ado-auth-proxy login` again"
+                    );
+                }
             }
         }
         Ok(None)

@@ -441,3 +441,182 @@ async fn callers_outside_the_allowlist_or_without_the_secret_are_refused() {
     assert_eq!(me["source"], "pat");
     assert_eq!(get(&p, "/.auth/me").await.status(), 403);
 }
+
+/// Whether `PROJECTS` is served (200) within `limit`.
+async fn served_within(p: &Running, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if get(p, PROJECTS).await.status() == 200 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// A device-code config file for the `login` command and the proxy.
+fn device_toml(dir: &std::path::Path, idp: &FakeIdp, ado: &str) -> std::path::PathBuf {
+    let path = dir.join("device.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[upstream]\nurl = \"{ado}\"\n[auth]\nmode = \"service\"\nsource = \"device-code\"\n\
+             tenant = \"{TENANT}\"\nclient_id = \"{CLIENT_ID}\"\nauthority_host = \"{}\"\n\
+             provider_timeout = \"2s\"\n[session]\npath = \"{}\"\n",
+            idp.url(),
+            dir.join("sessions.db").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs `ado-auth-proxy login`; (success, stdout, stderr).
+async fn login_command(config: &std::path::Path) -> (bool, String, String) {
+    let out = tokio::process::Command::new(crate::support::process::binary())
+        .args(["login", "--config", config.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test]
+async fn device_code_login_while_the_proxy_runs_and_after_a_restart() {
+    let idp = FakeIdp::start(Duration::from_secs(600)).await;
+    let ado = fake_idp::fake_ado(&idp).await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = device_toml(dir.path(), &idp, &ado.url());
+    let config = || {
+        let mut c = ado_auth_proxy::config::load_file(&toml, Vec::new()).unwrap();
+        c.listen.address = "127.0.0.1:0".parse().unwrap();
+        c.admin.address = "127.0.0.1:0".parse().unwrap();
+        c.listen.shutdown_delay = Duration::from_millis(100);
+        c
+    };
+    let p = support::start(config()).await;
+    // Nobody signed in yet: a readable 503.
+    let resp = get(&p, PROJECTS).await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.text().await.unwrap().contains("service identity"));
+
+    // The operator signs in while the proxy runs (it holds the database).
+    idp.set_device_script(&["authorization_pending", "slow_down"]);
+    let (ok, stdout, stderr) = login_command(&toml).await;
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("https://microsoft.com/devicelogin"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("F7XK2M9QP"), "{stdout}");
+    assert!(stdout.contains("Signed in as dana@contoso.com"), "{stdout}");
+    // It polled at the interval (1 s), and 5 s slower after slow_down.
+    let polls = idp.device_polls();
+    assert_eq!(polls.len(), 3, "pending, slow_down, approved");
+    assert!(polls[1] - polls[0] >= Duration::from_millis(950));
+    assert!(polls[2] - polls[1] >= Duration::from_millis(5950));
+
+    // The running proxy picks the identity up without a restart.
+    let ok = served_within(&p, Duration::from_secs(5)).await;
+    assert!(ok, "picked up within 5 s");
+    assert_eq!(me(&p).await["source"], "device-code");
+    p.shutdown();
+    p.wait().await;
+
+    // A restart finds it again: no new device sign-in, one refresh.
+    let device_grants = idp.calls("urn:ietf:params:oauth:grant-type:device_code");
+    let refreshes = idp.calls("refresh_token");
+    let p = support::start(config()).await;
+    assert_eq!(get(&p, PROJECTS).await.status(), 200);
+    assert_eq!(
+        idp.calls("urn:ietf:params:oauth:grant-type:device_code"),
+        device_grants
+    );
+    assert_eq!(idp.calls("refresh_token"), refreshes + 1);
+    // The database holds no token in the clear.
+    let stored = std::fs::read(dir.path().join("sessions.db")).unwrap();
+    let (issued, _) = idp.refresh_history();
+    for t in issued {
+        assert!(
+            !stored.windows(t.len()).any(|w| w == t.as_bytes()),
+            "{t} stored in the clear"
+        );
+    }
+    p.shutdown();
+    p.wait().await;
+}
+
+#[tokio::test]
+async fn device_code_login_stops_on_every_final_polling_error() {
+    let idp = FakeIdp::start(Duration::from_secs(600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = device_toml(dir.path(), &idp, "http://127.0.0.1:9");
+    for (error, words) in [
+        ("authorization_declined", "declined"),
+        ("expired_token", "expired"),
+        ("bad_verification_code", "does not know this device code"),
+    ] {
+        idp.set_device_script(&["authorization_pending", error]);
+        let (ok, stdout, stderr) = login_command(&toml).await;
+        assert!(!ok, "{error}: {stdout}");
+        assert!(stderr.contains(words), "{error}: {stderr}");
+    }
+    // A config of another mode is refused with the key named.
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, "[auth]\nmode = \"none\"\n").unwrap();
+    let (ok, _, stderr) = login_command(&other).await;
+    assert!(!ok);
+    assert!(stderr.contains("auth.mode"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_allowed_operator_can_sign_the_service_identity_in_through_the_browser() {
+    let idp = FakeIdp::start(Duration::from_secs(600)).await;
+    let ado = fake_idp::fake_ado(&idp).await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = device_toml(dir.path(), &idp, &ado.url());
+    let start = |users: &[&str]| {
+        let mut c = ado_auth_proxy::config::load_file(&toml, Vec::new()).unwrap();
+        c.listen.address = "127.0.0.1:0".parse().unwrap();
+        c.admin.address = "127.0.0.1:0".parse().unwrap();
+        c.listen.shutdown_delay = Duration::from_millis(100);
+        c.auth.allow_browser_login = true;
+        c.auth.allowed_users = users.iter().map(|u| u.to_string()).collect();
+        c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
+        support::start(c)
+    };
+    let sign_in = async |p: &Running| {
+        let b = crate::support::oidc::Browser::new();
+        let resp = b
+            .navigate(&format!("http://{}/.auth/login", p.proxy_addr))
+            .await;
+        let authorize = resp.headers()["location"].to_str().unwrap().to_string();
+        let resp = b.navigate(&authorize).await;
+        let callback = resp.headers()["location"].to_str().unwrap().to_string();
+        b.navigate(&callback).await
+    };
+
+    // Someone not on the list cannot become the proxy's identity.
+    let p = start(&["someone.else@contoso.com"]).await;
+    let resp = sign_in(&p).await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(get(&p, PROJECTS).await.status(), 503);
+    p.shutdown();
+    p.wait().await;
+
+    // The operator on the list can.
+    let p = start(&["dana@contoso.com"]).await;
+    let resp = sign_in(&p).await;
+    assert_eq!(resp.status(), 200);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("acts as dana@contoso.com"), "{page}");
+    let ok = served_within(&p, Duration::from_secs(5)).await;
+    assert!(ok, "the proxy acts as the operator's sign-in");
+    assert_eq!(me(&p).await["source"], "device-code");
+    p.shutdown();
+    p.wait().await;
+}

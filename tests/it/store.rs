@@ -207,7 +207,31 @@ async fn the_embedded_store_conforms_and_keeps_its_file_private() {
         .to_string();
     assert!(err.starts_with("session.path:"), "{err}");
     assert!(err.contains("another process"), "{err}");
-    drop(first);
+    // A tool (`ado-auth-proxy login`) may write beside the running proxy,
+    // and each sees the other's commits.
+    let owner = Backend::Embedded(first);
+    let tool = Backend::Embedded(Embedded::open_shared(&dir.path().join("one.db")).unwrap());
+    let long = Duration::from_secs(60);
+    tool.put(key(7, Namespace::Session), record(1, "from the tool"), long)
+        .await
+        .unwrap();
+    assert_eq!(
+        owner.get(key(7, Namespace::Session)).await.unwrap(),
+        Some(record(1, "from the tool"))
+    );
+    owner
+        .put(
+            key(8, Namespace::Session),
+            record(1, "from the proxy"),
+            long,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        tool.get(key(8, Namespace::Session)).await.unwrap(),
+        Some(record(1, "from the proxy"))
+    );
+    drop((owner, tool));
     // Data survives reopening.
     {
         let db = Backend::Embedded(Embedded::open(&dir.path().join("two.db")).unwrap());

@@ -427,10 +427,16 @@ fn service_mode_mistakes_name_their_keys() {
             "missing",
         ),
         (
-            format!("{SERVICE}source = \"device-code\"\n{tenant}"),
+            format!("{SERVICE}source = \"device-code\""),
             &[],
-            "auth.source",
-            "not available",
+            "auth.client_id",
+            "public client",
+        ),
+        (
+            format!("{SERVICE}source = \"device-code\"\n{tenant}[session]\nstore = \"redis\""),
+            &[],
+            "session.redis_url",
+            "missing",
         ),
         // A fixed identity on the network needs to be asked for...
         (

@@ -24,6 +24,8 @@ pub struct Embedded {
     db: Arc<Database>,
     path: PathBuf,
     pub(super) leases: Leases,
+    /// The proxy's claim on the file (`<path>.lock`), held while open.
+    _owner: Option<std::fs::File>,
 }
 
 /// Why the database could not be opened (names the path and the fix).
@@ -32,8 +34,20 @@ pub struct Embedded {
 pub struct OpenFailed(pub String);
 
 impl Embedded {
-    /// Opens (or creates, mode 0600, in a 0700 directory) the database.
+    /// Opens (or creates, mode 0600, in a 0700 directory) the database
+    /// for a proxy: one proxy per file (`<path>.lock`), while short-lived
+    /// tools such as `ado-auth-proxy login` may write to it meanwhile
+    /// (redb's multi-writer mode).
     pub fn open(path: &Path) -> Result<Self, OpenFailed> {
+        Self::open_as(path, true)
+    }
+
+    /// Opens the database beside a running proxy (`ado-auth-proxy login`).
+    pub fn open_shared(path: &Path) -> Result<Self, OpenFailed> {
+        Self::open_as(path, false)
+    }
+
+    fn open_as(path: &Path, owner: bool) -> Result<Self, OpenFailed> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.exists()
         {
@@ -46,17 +60,41 @@ impl Embedded {
         }
         create_private_file(path)
             .map_err(|e| OpenFailed(format!("cannot create {}: {e}", path.display())))?;
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => OpenFailed(format!(
-                "{} is open in another process (another ado-auth-proxy?); give each proxy \
+        let owner = if owner {
+            let mut lock_path = path.as_os_str().to_os_string();
+            lock_path.push(".lock");
+            let lock_path = PathBuf::from(lock_path);
+            create_private_file(&lock_path)
+                .map_err(|e| OpenFailed(format!("cannot create {}: {e}", lock_path.display())))?;
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&lock_path)
+                .map_err(|e| OpenFailed(format!("cannot open {}: {e}", lock_path.display())))?;
+            if file.try_lock().is_err() {
+                return Err(OpenFailed(format!(
+                    "{} is open in another process (another ado-auth-proxy?); give each proxy \
+                     its own session.path, or use store = \"redis\" to share sessions",
+                    path.display()
+                )));
+            }
+            Some(file)
+        } else {
+            None
+        };
+        let db = Database::builder()
+            .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => OpenFailed(format!(
+                    "{} is open in another process (another ado-auth-proxy?); give each proxy \
                  its own session.path, or use store = \"redis\" to share sessions",
-                path.display()
-            )),
-            other => OpenFailed(format!(
-                "{} is not a usable session database ({other}); move it away to start empty",
-                path.display()
-            )),
-        })?;
+                    path.display()
+                )),
+                other => OpenFailed(format!(
+                    "{} is not a usable session database ({other}); move it away to start empty",
+                    path.display()
+                )),
+            })?;
         let w = begin_write(&db).map_err(|e| OpenFailed(format!("{}: {e}", path.display())))?;
         w.open_table(TABLE)
             .map_err(|e| OpenFailed(format!("{}: {e}", path.display())))?;
@@ -66,6 +104,7 @@ impl Embedded {
             db: Arc::new(db),
             path: path.to_path_buf(),
             leases: Leases::default(),
+            _owner: owner,
         })
     }
 

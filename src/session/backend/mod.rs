@@ -35,6 +35,8 @@ pub enum Namespace {
     Pending,
     /// The lease of a session's refresh.
     Lease,
+    /// Mode `service`'s device-code sign-in.
+    Service,
 }
 
 /// A store key: namespace plus the HMAC of the id.
@@ -125,6 +127,7 @@ impl Namespace {
             Self::Tombstone => b't',
             Self::Pending => b'p',
             Self::Lease => b'l',
+            Self::Service => b'i',
         }
     }
 }

@@ -62,6 +62,9 @@ impl Redis {
     /// A client that connects lazily: the proxy starts (not ready) while
     /// Redis is down and becomes ready when it answers.
     pub fn open(s: &RedisSettings<'_>) -> Result<Self, String> {
+        // The redis crate builds its rustls config with the process-wide
+        // provider: make it ring (an error means one is installed).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut info = s
             .url
             .trim()

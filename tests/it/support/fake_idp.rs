@@ -111,6 +111,14 @@ struct State {
     federated: Option<String>,
     /// Federated assertions received, in order.
     federated_seen: Vec<String>,
+    /// Device code: the answers to the next polls (`authorization_pending`,
+    /// `slow_down`, `authorization_declined`, `expired_token`,
+    /// `bad_verification_code`); an empty script approves.
+    device_script: std::collections::VecDeque<&'static str>,
+    /// When each device-code poll arrived.
+    device_polls: Vec<Instant>,
+    /// Public clients (no secret, no assertion) are accepted.
+    public_client: bool,
 }
 
 /// A proxy config in mode `user` signing in through this fake Entra,
@@ -329,6 +337,19 @@ impl FakeIdp {
         (s.issued_refresh.clone(), s.redeemed_refresh.clone())
     }
 
+    /// Device code: the answers to the next polls, then approval; public
+    /// clients are accepted from now on.
+    pub fn set_device_script(&self, script: &[&'static str]) {
+        let mut s = self.state.lock().unwrap();
+        s.device_script = script.iter().copied().collect();
+        s.public_client = true;
+    }
+
+    /// When each device-code poll arrived.
+    pub fn device_polls(&self) -> Vec<Instant> {
+        self.state.lock().unwrap().device_polls.clone()
+    }
+
     /// Workload identity: accept `token` (the federated token file's
     /// current content) as the client assertion.
     pub fn set_federated_token(&self, token: &str) {
@@ -433,6 +454,29 @@ fn handle(
         p if p == token || p == "/organizations/oauth2/v2.0/token" => {
             entra_token(r, &format!("{base}{p}"), base, k, ttl, s)
         }
+        p if p == format!("/{TENANT}/oauth2/v2.0/devicecode") => {
+            let f = form(&r.body);
+            if f.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
+                return aadsts(
+                    400,
+                    "unauthorized_client",
+                    700016,
+                    "Application was not found in the directory.",
+                    json!({}),
+                );
+            }
+            json_resp(
+                200,
+                json!({
+                    "device_code": "DAQABAAEAAAD-device-code",
+                    "user_code": "F7XK2M9QP",
+                    "verification_uri": "https://microsoft.com/devicelogin",
+                    "expires_in": "900",
+                    "interval": "1",
+                    "message": "To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the code F7XK2M9QP to authenticate.",
+                }),
+            )
+        }
         p if p == keys_path || p == "/organizations/discovery/v2.0/keys" => {
             s.jwks_fetches += 1;
             json_resp(
@@ -525,6 +569,9 @@ fn client_ok(f: &HashMap<String, String>, token_url: &str, s: &mut State) -> boo
     if f.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
         return false;
     }
+    if s.public_client && !f.contains_key("client_secret") && !f.contains_key("client_assertion") {
+        return true;
+    }
     if let Some(assertion) = f.get("client_assertion") {
         // A certificate assertion names its certificate (x5t#S256); a
         // federated token (workload identity) does not.
@@ -604,6 +651,50 @@ fn entra_token(
         );
     }
     match grant.as_str() {
+        "urn:ietf:params:oauth:grant-type:device_code" => {
+            s.device_polls.push(Instant::now());
+            if f.get("device_code").map(String::as_str) != Some("DAQABAAEAAAD-device-code") {
+                return aadsts(
+                    400,
+                    "bad_verification_code",
+                    70019,
+                    "Verification code mismatch.",
+                    json!({}),
+                );
+            }
+            match s.device_script.pop_front() {
+                Some("authorization_pending") => aadsts(
+                    400,
+                    "authorization_pending",
+                    70016,
+                    "OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
+                    json!({}),
+                ),
+                Some("slow_down") => aadsts(400, "slow_down", 70016, "Slow down.", json!({})),
+                Some("authorization_declined") => aadsts(
+                    400,
+                    "authorization_declined",
+                    70016,
+                    "The end user denied the authorization request.",
+                    json!({}),
+                ),
+                Some("expired_token") => aadsts(
+                    400,
+                    "expired_token",
+                    70019,
+                    "Verification code expired.",
+                    json!({}),
+                ),
+                Some("bad_verification_code") => aadsts(
+                    400,
+                    "bad_verification_code",
+                    70019,
+                    "Verification code mismatch.",
+                    json!({}),
+                ),
+                _ => issue(base, k, ttl, None, s),
+            }
+        }
         "client_credentials" => {
             let scope = f.get("scope").map(String::as_str).unwrap_or_default();
             if scope != "499b84ac-1321-427f-aa17-267ca6975798/.default" {

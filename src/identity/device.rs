@@ -1,0 +1,201 @@
+//! `ado-auth-proxy login`: the Entra device-code flow in a terminal, for
+//! mode `service` with `source = "device-code"`. The refresh token lands,
+//! sealed, in the configured session store, where the running proxy picks
+//! it up within seconds (the embedded database is opened beside it in
+//! redb's multi-writer mode) and a restarted one finds it again.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::config::Config;
+use crate::login::idp::{
+    Grant, IdpError, IdpHttp, TokenSet, lenient_seconds, parse_token_response,
+};
+use crate::metrics::Metrics;
+use crate::session::Sessions;
+use crate::session::backend::now_ms;
+use crate::session::record::{RECORD_VERSION, StoredService};
+
+/// What the device-code identity asks for: Azure DevOps, and a refresh
+/// token so the proxy can keep it fresh.
+pub const DEVICE_SCOPE: &str =
+    "499b84ac-1321-427f-aa17-267ca6975798/.default offline_access openid profile";
+
+#[derive(Deserialize)]
+struct DeviceCode {
+    device_code: String,
+    user_code: String,
+    verification_uri: String,
+    #[serde(default, deserialize_with = "lenient_seconds")]
+    expires_in: Option<u64>,
+    #[serde(default, deserialize_with = "lenient_seconds")]
+    interval: Option<u64>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// Entra's endpoints for the configured tenant.
+pub fn endpoint(config: &Config, name: &str) -> Result<Url, String> {
+    let tenant = config.auth.tenant.as_deref().unwrap_or_default().trim();
+    config
+        .auth
+        .effective_authority()
+        .join(&format!("{tenant}/oauth2/v2.0/{name}"))
+        .map_err(|e| format!("auth.authority_host: {e}"))
+}
+
+/// Runs the device-code flow, printing the instructions to `out`, and
+/// stores the result. Returns who signed in.
+pub async fn login(config: &Config, out: &mut (dyn Write + Send)) -> Result<String, String> {
+    let metrics =
+        Arc::new(Metrics::new(prometheus::Registry::new()).map_err(|e| format!("metrics: {e}"))?);
+    let store = Sessions::open_for_tool(&config.session, metrics.clone())?;
+    let http = IdpHttp::new(&config.auth, &config.upstream, metrics)?;
+    let client_id = config.auth.client_id.clone().unwrap_or_default();
+    let set = sign_in(&http, config, &client_id, out).await?;
+    let refresh_token = set.refresh_token.ok_or(
+        "the provider issued no refresh token; the app registration must allow public client \
+         flows and the offline_access scope",
+    )?;
+    let upn = set
+        .id_token
+        .as_ref()
+        .and_then(|t| claim(t.expose(), &["preferred_username", "upn", "email"]));
+    let generation = store
+        .get_service()
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|r| r.generation + 1)
+        .unwrap_or(1);
+    store
+        .put_service(&StoredService {
+            v: RECORD_VERSION,
+            refresh_token: refresh_token.expose().to_string(),
+            upn: upn.clone(),
+            signed_in_ms: now_ms(),
+            generation,
+        })
+        .await
+        .map_err(|e| format!("cannot store the sign-in: {e}"))?;
+    Ok(upn.unwrap_or_else(|| "the signed-in account".into()))
+}
+
+/// The device-code flow itself: code, instructions, polling.
+async fn sign_in(
+    http: &IdpHttp,
+    config: &Config,
+    client_id: &str,
+    out: &mut (dyn Write + Send),
+) -> Result<TokenSet, String> {
+    let req = http
+        .client()
+        .post(endpoint(config, "devicecode")?)
+        .header("accept", "application/json")
+        .form(&[("client_id", client_id), ("scope", DEVICE_SCOPE)]);
+    let (status, body) = http
+        .send(req, Grant::DeviceCode)
+        .await
+        .map_err(|e| format!("device code request: {e}"))?;
+    if status != 200 {
+        let why = parse_token_response(status, &body)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        return Err(format!(
+            "the provider refused the device code request: {why} (is auth.client_id a public \
+             client with \"Allow public client flows\" enabled, and auth.tenant right?)"
+        ));
+    }
+    let code: DeviceCode =
+        serde_json::from_slice(&body).map_err(|e| format!("unreadable device code answer: {e}"))?;
+    let text = code.message.clone().unwrap_or_else(|| {
+        format!(
+            "To sign in, open {} and enter the code {}",
+            code.verification_uri, code.user_code
+        )
+    });
+    let _ = writeln!(out, "{text}");
+    let _ = writeln!(out, "Waiting for the sign-in to complete...");
+    let _ = out.flush();
+
+    let mut interval = Duration::from_secs(code.interval.unwrap_or(5).max(1));
+    let deadline = Instant::now() + Duration::from_secs(code.expires_in.unwrap_or(900));
+    let token_url = endpoint(config, "token")?;
+    loop {
+        tokio::time::sleep(interval).await;
+        if Instant::now() >= deadline {
+            return Err("the code expired before the sign-in completed; run login again".into());
+        }
+        let req = http
+            .client()
+            .post(token_url.clone())
+            .header("accept", "application/json")
+            .form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("client_id", client_id),
+                ("device_code", code.device_code.as_str()),
+            ]);
+        let (status, body) = match http.send(req, Grant::DeviceCode).await {
+            Ok(answer) => answer,
+            // A network hiccup: keep polling until the code expires.
+            Err(e) => {
+                let _ = writeln!(out, "(provider unreachable: {e}; still waiting)");
+                continue;
+            }
+        };
+        match parse_token_response(status, &body) {
+            Ok(set) => return Ok(set),
+            Err(IdpError::Rejected { body, .. }) => match body.error.as_str() {
+                "authorization_pending" => {}
+                // RFC 8628: wait 5 seconds longer from now on.
+                "slow_down" => interval += Duration::from_secs(5),
+                "authorization_declined" => {
+                    return Err("the sign-in was declined at the provider".into());
+                }
+                "expired_token" => {
+                    return Err(
+                        "the code expired before the sign-in completed; run login again".into(),
+                    );
+                }
+                "bad_verification_code" => {
+                    return Err(
+                        "the provider does not know this device code; run login again".into(),
+                    );
+                }
+                other => {
+                    let codes = body
+                        .error_codes
+                        .first()
+                        .map(|c| format!(" (AADSTS{c})"))
+                        .unwrap_or_default();
+                    return Err(format!(
+                        "the provider refused the sign-in: {other}{codes}: {}",
+                        body.error_description
+                            .unwrap_or_default()
+                            .lines()
+                            .next()
+                            .unwrap_or("")
+                    ));
+                }
+            },
+            Err(e) => return Err(format!("polling failed: {e}")),
+        }
+    }
+}
+
+/// A string claim of a JWT (not verified; only shown).
+pub fn claim(jwt: &str, names: &[&str]) -> Option<String> {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    names
+        .iter()
+        .find_map(|n| v.get(*n).and_then(|c| c.as_str()).map(str::to_string))
+}
