@@ -598,8 +598,16 @@ fn client_ok(f: &HashMap<String, String>, token_url: &str, s: &mut State) -> boo
         v.set_audience(&[token_url]);
         v.set_issuer(&[CLIENT_ID]);
         v.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
-        let ok = jsonwebtoken::decode::<serde_json::Value>(assertion, &key, &v)
-            .is_ok_and(|d| d.claims["sub"] == CLIENT_ID && d.claims["jti"].is_string());
+        // Entra refuses assertions valid for more than 10 minutes.
+        let now = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let ok = jsonwebtoken::decode::<serde_json::Value>(assertion, &key, &v).is_ok_and(|d| {
+            d.claims["sub"] == CLIENT_ID
+                && d.claims["jti"].is_string()
+                && d.claims["exp"].as_u64().is_some_and(|exp| exp <= now + 600)
+        });
         if ok {
             s.assertions_verified += 1;
         }
