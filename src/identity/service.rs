@@ -217,19 +217,14 @@ impl ServiceIdentity {
         if let Some(h) = self.valid() {
             return Ok(h);
         }
-        if self.snapshot().is_none() {
-            let mut rx = self.changed.subscribe();
-            let _ = tokio::time::timeout(self.first_wait, async {
-                while self.snapshot().is_none() {
-                    if rx.changed().await.is_err() {
-                        return;
-                    }
-                }
-            })
-            .await;
-            if let Some(h) = self.valid() {
-                return Ok(h);
-            }
+        let mut rx = self.changed.subscribe();
+        if *rx.borrow_and_update() == 0 {
+            // Just started: wait for the first attempt only, so a proxy
+            // that cannot get a token answers at once afterwards.
+            let _ = tokio::time::timeout(self.first_wait, rx.changed()).await;
+        }
+        if let Some(h) = self.valid() {
+            return Ok(h);
         }
         self.wake.notify_one();
         Err(Error::ServiceTokenUnavailable {
@@ -294,18 +289,23 @@ impl ServiceIdentity {
     /// the expiry (jittered), backing off on failure. Ends with `stop`.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut backoff = Duration::ZERO;
+        let mut said_waiting = false;
         loop {
             let wait = match self.acquire_once().await {
                 Ok(next) => {
                     backoff = Duration::ZERO;
+                    said_waiting = false;
                     next
                 }
                 Err(e) if e.soon => {
-                    tracing::info!(
-                        source = self.label,
-                        reason = %e.detail,
-                        "waiting for the service identity"
-                    );
+                    // Said once, not every 2 s while nobody signs in.
+                    if !std::mem::replace(&mut said_waiting, true) {
+                        tracing::warn!(
+                            source = self.label,
+                            reason = %e.detail,
+                            "waiting for the service identity"
+                        );
+                    }
                     Duration::from_secs(2)
                 }
                 Err(e) => {

@@ -462,7 +462,7 @@ fn device_toml(dir: &std::path::Path, idp: &FakeIdp, ado: &str) -> std::path::Pa
         format!(
             "[upstream]\nurl = \"{ado}\"\n[auth]\nmode = \"service\"\nsource = \"device-code\"\n\
              tenant = \"{TENANT}\"\nclient_id = \"{CLIENT_ID}\"\nauthority_host = \"{}\"\n\
-             provider_timeout = \"2s\"\n[session]\npath = \"{}\"\n",
+             provider_timeout = \"10s\"\n[session]\npath = \"{}\"\n",
             idp.url(),
             dir.join("sessions.db").display()
         ),
