@@ -334,11 +334,56 @@ impl Metrics {
         for outcome in [
             "ok",
             "shared",
+            "replica",
             "relogin",
             "operator_error",
             "transient_error",
         ] {
             refreshes.with_label_values(&[outcome]);
+        }
+        // Every known label value from the start, so dashboards and alerts
+        // see 0 instead of an absent series.
+        for reason in [
+            "method",
+            "bad_return_path",
+            "too_many_pending",
+            "provider_unavailable",
+            "missing_state",
+            "unknown_state",
+            "expired",
+            "wrong_browser",
+            "provider_error",
+            "missing_code",
+            "wrong_issuer",
+            "id_token_invalid",
+            "code_redemption",
+            "not_allowed",
+            "not_signed_in",
+            "bad_form",
+        ] {
+            login_failures.with_label_values(&[reason]);
+        }
+        for entry in crate::diagnose::catalog::CATALOG {
+            denials.with_label_values(&[entry.id]);
+        }
+        for reason in [
+            "format",
+            "unknown_key",
+            "tampered",
+            "corrupt",
+            "future_version",
+        ] {
+            unreadable.with_label_values(&[reason]);
+        }
+        for grant in [
+            "authorization_code",
+            "refresh_token",
+            "metadata",
+            "client_credentials",
+            "managed_identity",
+            "device_code",
+        ] {
+            provider_duration.with_label_values(&[grant]);
         }
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -428,6 +473,16 @@ impl Metrics {
         self.session_loads.with_label_values(&[outcome]).inc();
     }
 
+    /// Creates the service token series of `source` at 0, so alerts see
+    /// them before the first failure.
+    pub fn init_service_source(&self, source: &str) {
+        for outcome in ["ok", "error"] {
+            self.service_acquisitions
+                .with_label_values(&[source, outcome]);
+        }
+        self.service_refresh_failures.with_label_values(&[source]);
+    }
+
     /// Counts a service token acquisition.
     pub fn record_service_acquisition(&self, source: &str, outcome: &str) {
         self.service_acquisitions
@@ -477,6 +532,10 @@ impl Metrics {
     /// The time-to-headers series of one upstream host, to be resolved
     /// once when the routing table is built.
     pub fn upstream_duration(&self, upstream: &str) -> Histogram {
+        // Its error series too, so they read 0 rather than absent.
+        for kind in ["connect", "timeout", "protocol"] {
+            self.upstream_errors.with_label_values(&[upstream, kind]);
+        }
         self.upstream_duration.with_label_values(&[upstream])
     }
 

@@ -194,6 +194,7 @@ impl ServiceIdentity {
                 store: Arc::new(Sessions::open(&config.session, metrics.clone())?),
             },
         };
+        metrics.init_service_source(source_label(source_kind));
         Ok(Self {
             source,
             label: source_label(source_kind),
