@@ -116,3 +116,107 @@ async fn every_metric_in_the_dashboard_and_alerts_exists() {
         assert!(used_by_alerts.contains(needed), "the alerts lack {needed}");
     }
 }
+
+/// The `config.toml` blocks of a manifest's ConfigMaps.
+fn embedded_configs(manifest: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut lines = manifest.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.trim_end() != "  config.toml: |" {
+            continue;
+        }
+        let mut block = String::new();
+        while let Some(next) = lines.peek() {
+            if let Some(body) = next.strip_prefix("    ") {
+                block.push_str(body);
+                block.push('\n');
+                lines.next();
+            } else if next.trim().is_empty() {
+                lines.next();
+            } else {
+                break;
+            }
+        }
+        out.push(block);
+    }
+    out
+}
+
+#[test]
+fn the_kubernetes_manifests_validate_and_their_configs_load() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("deploy/kubernetes");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+
+    // Against the Kubernetes 1.30 schemas (native sidecars need 1.29+).
+    let validator = root.join("tests/peers/.venv/bin/kubernetes-validate");
+    let out = std::process::Command::new(&validator)
+        .args(["-k", "1.30.0", "--strict", "--quiet"])
+        .args(&files)
+        .output()
+        .expect("kubernetes-validate is installed (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Each ConfigMap's config passes check-config once the placeholders
+    // and mounted files are filled in, as a deployment would.
+    let tmp = tempfile::tempdir().unwrap();
+    let file = |name: &str, content: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p.display().to_string()
+    };
+    let key = ado_auth_proxy::session::seal::generate_key().unwrap();
+    let env = [
+        ("ADO_AUTH_PROXY_AUTH__TENANT", TENANT.to_string()),
+        ("ADO_AUTH_PROXY_AUTH__CLIENT_ID", CLIENT_ID.to_string()),
+        (
+            "ADO_AUTH_PROXY_AUTH__CLIENT_SECRET_FILE",
+            file("secret", "s3cret"),
+        ),
+        (
+            "ADO_AUTH_PROXY_SESSION__ENCRYPTION_KEYS_FILE",
+            file("keys", &key),
+        ),
+        (
+            "ADO_AUTH_PROXY_SESSION__REDIS_PASSWORD_FILE",
+            file("redis", "pw"),
+        ),
+        ("AZURE_CLIENT_ID", CLIENT_ID.to_string()),
+        ("AZURE_TENANT_ID", TENANT.to_string()),
+        ("AZURE_FEDERATED_TOKEN_FILE", file("token", "eyJ.federated")),
+    ];
+    let mut checked = 0;
+    for path in &files {
+        for (i, config) in embedded_configs(&std::fs::read_to_string(path).unwrap())
+            .iter()
+            .enumerate()
+        {
+            let toml = tmp.path().join(format!("c{checked}-{i}.toml"));
+            std::fs::write(&toml, config).unwrap();
+            let out = std::process::Command::new(crate::support::process::binary())
+                .args(["check-config", "--config", toml.to_str().unwrap()])
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "configs found: {checked}");
+}
