@@ -29,13 +29,17 @@ if [ ! -d tests/peers/node_modules/oidc-provider ] || [ ! -d tests/peers/node_mo
   npm ci --prefix tests/peers --no-audit --no-fund --loglevel=error
 fi
 # Azure DevOps' own Python SDK, a real client for the error-answer tests;
-# kubernetes-validate checks deploy/kubernetes against the API schemas.
+# kubernetes-validate checks manifests against the Kubernetes schemas.
 if ! tests/peers/.venv/bin/python -c 'import azure.devops' >/dev/null 2>&1; then
   python3 -m venv tests/peers/.venv
   tests/peers/.venv/bin/pip install -q --disable-pip-version-check azure-devops==7.1.0b4
 fi
 if [ ! -x tests/peers/.venv/bin/kubernetes-validate ]; then
   tests/peers/.venv/bin/pip install -q --disable-pip-version-check kubernetes-validate==1.37.0
+fi
+# Helm's own Go SDK (helm-python-sdk) renders and lints the chart offline.
+if ! tests/peers/.venv/bin/python -c 'import helm_python' >/dev/null 2>&1; then
+  tests/peers/.venv/bin/pip install -q --disable-pip-version-check helm-python-sdk==0.2.2
 fi
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"

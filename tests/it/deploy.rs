@@ -170,6 +170,19 @@ fn the_kubernetes_manifests_validate_and_their_configs_load() {
 
     // Each ConfigMap's config passes check-config once the placeholders
     // and mounted files are filled in, as a deployment would.
+    let mut checked = 0;
+    for path in &files {
+        for config in embedded_configs(&std::fs::read_to_string(path).unwrap()) {
+            check_config(&config, &path.display().to_string());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "configs found: {checked}");
+}
+
+/// Runs `check-config` on `config` with the placeholders and mounted
+/// files a deployment provides filled in through the environment.
+fn check_config(config: &str, origin: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let file = |name: &str, content: &str| {
         let p = tmp.path().join(name);
@@ -196,27 +209,82 @@ fn the_kubernetes_manifests_validate_and_their_configs_load() {
         ("AZURE_TENANT_ID", TENANT.to_string()),
         ("AZURE_FEDERATED_TOKEN_FILE", file("token", "eyJ.federated")),
     ];
-    let mut checked = 0;
-    for path in &files {
-        for (i, config) in embedded_configs(&std::fs::read_to_string(path).unwrap())
-            .iter()
-            .enumerate()
-        {
-            let toml = tmp.path().join(format!("c{checked}-{i}.toml"));
-            std::fs::write(&toml, config).unwrap();
-            let out = std::process::Command::new(crate::support::process::binary())
-                .args(["check-config", "--config", toml.to_str().unwrap()])
-                .envs(env.iter().map(|(k, v)| (k, v)))
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}: {}",
-                path.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            checked += 1;
+    let toml = file("config.toml", config);
+    let out = std::process::Command::new(crate::support::process::binary())
+        .args(["check-config", "--config", &toml])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{origin}: {}\n{config}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_helm_chart_renders_lints_validates_and_its_config_loads() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out_dir = tempfile::tempdir().unwrap();
+    let venv = root.join("tests/peers/.venv/bin");
+    // Rendered and linted by Helm's own SDK (no helm binary here).
+    let out = std::process::Command::new(venv.join("python"))
+        .arg(root.join("tests/peers/check_chart.py"))
+        .arg(root.join("helm/ado-auth-proxy"))
+        .arg(out_dir.path())
+        .output()
+        .expect("the test venv exists (scripts/test.sh makes it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["schema_refuses_typo"], true, "values.schema.json");
+    let cases = report["cases"].as_object().unwrap();
+    assert!(
+        cases.len() >= 3,
+        "default values and the examples: {cases:?}"
+    );
+    let mut manifests = Vec::new();
+    for (name, case) in cases {
+        assert_eq!(
+            case["lint_problems"].as_array().unwrap().len(),
+            0,
+            "{name}: {}",
+            case["lint_problems"]
+        );
+        let config = std::fs::read_to_string(case["config"].as_str().unwrap()).unwrap();
+        check_config(&config, &format!("chart, values {name}"));
+        for m in case["manifests"].as_array().unwrap() {
+            manifests.push(m.as_str().unwrap().to_string());
         }
     }
-    assert!(checked >= 3, "configs found: {checked}");
+    // The examples exercise the optional objects.
+    let kinds = cases["shared-redis"]["kinds"].to_string();
+    for kind in [
+        "Ingress",
+        "PodDisruptionBudget",
+        "ServiceMonitor",
+        "PrometheusRule",
+    ] {
+        assert!(kinds.contains(kind), "{kind} in {kinds}");
+    }
+    let out = std::process::Command::new(venv.join("kubernetes-validate"))
+        .args(["-k", "1.30.0", "--strict", "--quiet"])
+        .args(&manifests)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The chart's alert rules are the shipped ones.
+    assert_eq!(
+        std::fs::read_to_string(root.join("helm/ado-auth-proxy/files/alerts.yaml")).unwrap(),
+        std::fs::read_to_string(root.join("deploy/prometheus/alerts.yaml")).unwrap(),
+        "copy deploy/prometheus/alerts.yaml to helm/ado-auth-proxy/files/"
+    );
 }
