@@ -288,3 +288,73 @@ fn the_helm_chart_renders_lints_validates_and_its_config_loads() {
         "copy deploy/prometheus/alerts.yaml to helm/ado-auth-proxy/files/"
     );
 }
+
+/// No container runtime here, so the image is not built in CI; what the
+/// Dockerfile promises is checked against the proxy instead: its
+/// environment variables are real config keys that load, it runs as a
+/// non-root user, and it exposes the ports the manifests probe.
+#[test]
+fn the_dockerfile_agrees_with_the_proxy_and_the_manifests() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("deploy/Dockerfile")).unwrap();
+    assert!(dockerfile.contains("cargo build --release --locked --bin ado-auth-proxy"));
+    let user = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER line");
+    assert!(
+        !user.starts_with("0") && !user.starts_with("root"),
+        "{user}"
+    );
+    assert!(dockerfile.contains("EXPOSE 8080 9090"));
+    for manifest in ["sidecar.yaml", "shared.yaml"] {
+        let text = std::fs::read_to_string(root.join("deploy/kubernetes").join(manifest)).unwrap();
+        assert!(text.contains("containerPort: 9090"), "{manifest}");
+        assert!(text.contains("runAsUser: 65532"), "{manifest}");
+    }
+    // The image's ADO_AUTH_PROXY_* defaults are keys the proxy accepts.
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut in_env = false;
+    for line in dockerfile.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("ENV ") {
+            in_env = true;
+            env.extend(parse_env(rest));
+        } else if in_env {
+            env.extend(parse_env(line));
+        }
+        in_env = in_env && line.ends_with('\\');
+    }
+    let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(names.contains(&"ADO_AUTH_PROXY_SESSION__PATH"), "{names:?}");
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.toml");
+    std::fs::write(&config, "").unwrap();
+    let out = std::process::Command::new(crate::support::process::binary())
+        .args(["check-config", "--config", config.to_str().unwrap()])
+        .envs(
+            env.iter()
+                .filter(|(k, _)| k != "ADO_AUTH_PROXY_CONFIG")
+                .map(|(k, v)| (k, v)),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("path = \"/data/sessions.db\""),
+        "the image's session path is used"
+    );
+}
+
+/// `KEY=value` pairs of one Dockerfile ENV line.
+fn parse_env(line: &str) -> Vec<(String, String)> {
+    line.trim_end_matches('\\')
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
