@@ -189,12 +189,7 @@ async fn sign_in(
 
 /// A string claim of a JWT (not verified; only shown).
 pub fn claim(jwt: &str, names: &[&str]) -> Option<String> {
-    use base64::Engine;
-    let payload = jwt.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let v: serde_json::Value = super::service::jwt_payload(jwt)?;
     names
         .iter()
         .find_map(|n| v.get(*n).and_then(|c| c.as_str()).map(str::to_string))

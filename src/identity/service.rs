@@ -632,6 +632,11 @@ fn explain(e: &IdpError) -> String {
 /// The identity claims of a JWT access token (not verified: Azure DevOps
 /// does that; these are only shown).
 fn claims_of(token: &str) -> Option<Claims> {
+    jwt_payload(token)
+}
+
+/// The payload of a JWT, unverified (for showing who a token names).
+pub(crate) fn jwt_payload<T: serde::de::DeserializeOwned>(token: &str) -> Option<T> {
     let payload = token.split('.').nth(1)?;
     let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     serde_json::from_slice(&bytes).ok()
