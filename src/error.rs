@@ -52,6 +52,9 @@ pub enum Error {
     /// The upstream URI could not be built from the request.
     #[error("bad request target: {0}")]
     BadTarget(String),
+    /// The path could mean another path to Azure DevOps' front end.
+    #[error("path refused: {0:?}")]
+    BadPath(crate::proxy::path::PathRefusal),
 
     // --- the upstream ---
     /// The upstream could not be reached or did not answer in time.
@@ -375,6 +378,19 @@ fn redeem_answer(e: &GrantError, slug: &'static str) -> Answer {
 // === impl Error ===
 
 impl Error {
+    /// The `ado_proxy_requests_refused_total` reason, for a request
+    /// refused before anything was forwarded.
+    pub fn refusal_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::BadPath(_) | Self::BadTarget(_) => Some("bad_path"),
+            Self::OrganizationNotAllowed { .. } | Self::OrganizationRequired { .. } => {
+                Some("organization")
+            }
+            Self::CallerRefused { .. } => Some("caller"),
+            _ => None,
+        }
+    }
+
     /// An upstream failure of `kind` at `upstream`.
     pub fn upstream(upstream: &Upstream, kind: UpstreamErrorKind, reason: String) -> Self {
         Self::Upstream {
@@ -422,6 +438,15 @@ impl Error {
                     "This proxy only serves the organizations {}; start the path with one of them, e.g. /{}/_apis/projects.",
                     allowed.join(", "),
                     allowed.first().map(String::as_str).unwrap_or("contoso")
+                ),
+            ),
+            Self::BadPath(why) => Answer::new(
+                StatusCode::BAD_REQUEST,
+                "bad-path",
+                "Path refused",
+                format!(
+                    "The proxy does not forward this path: {}. A path is only forwarded when Azure DevOps reads it exactly as the proxy does, so that it cannot leave the organization it names.",
+                    why.explain()
                 ),
             ),
             Self::BadTarget(reason) => Answer::new(

@@ -54,6 +54,7 @@ pub struct Metrics {
     pub sessions_active: IntGauge,
     provider_duration: HistogramVec,
     denials: IntCounterVec,
+    refusals: IntCounterVec,
     throttled: IntCounterVec,
     throttle_delay: Histogram,
     /// 1 while the session store answers, 0 while it does not.
@@ -67,6 +68,9 @@ pub struct Metrics {
     /// Unix time the service token expires (0: none or never).
     service_expires_at: std::sync::atomic::AtomicI64,
 }
+
+/// Label values of `ado_proxy_requests_refused_total`.
+pub const REFUSAL_REASONS: [&str; 5] = ["bad_path", "host", "cross_site", "organization", "caller"];
 
 /// Provider call buckets: 5 ms to 30 s.
 const PROVIDER_BUCKETS: &[f64] = &[
@@ -226,6 +230,21 @@ impl Metrics {
             ),
             &["id"],
         )?;
+        let refusals = IntCounterVec::new(
+            Opts::new(
+                "ado_proxy_requests_refused_total",
+                "Requests the proxy refused before attaching a credential, by reason: bad_path \
+                 (dot segments, backslashes, odd escapes), host (Host not the proxy's: DNS \
+                 rebinding), cross_site (a browser request from another site), organization \
+                 (outside upstream.allowed_organizations), caller (auth.allowed_client_cidrs or \
+                 the caller secret).",
+            ),
+            &["reason"],
+        )?;
+        for reason in REFUSAL_REASONS {
+            refusals.with_label_values(&[reason]);
+        }
+        registry.register(Box::new(refusals.clone()))?;
         let throttled = IntCounterVec::new(
             Opts::new(
                 "ado_proxy_upstream_throttled_total",
@@ -411,6 +430,7 @@ impl Metrics {
             sessions_active,
             provider_duration,
             denials,
+            refusals,
             throttled,
             throttle_delay,
             session_store_up,
@@ -422,6 +442,12 @@ impl Metrics {
             service_expiry,
             service_expires_at: std::sync::atomic::AtomicI64::new(0),
         })
+    }
+
+    /// Counts a request refused before forwarding; `reason` is one of
+    /// [`REFUSAL_REASONS`].
+    pub fn record_refusal(&self, reason: &'static str) {
+        self.refusals.with_label_values(&[reason]).inc();
     }
 
     /// Counts an upstream answer recognised as catalog case `id`.

@@ -7,6 +7,7 @@ pub mod body;
 pub mod callers;
 pub mod forward;
 pub mod headers;
+pub mod path;
 pub mod rewrite;
 pub mod route;
 
@@ -292,6 +293,9 @@ impl Proxy {
             Err(e) => {
                 if let Error::Upstream { upstream, kind, .. } = &e {
                     self.inner.metrics.record_upstream_error(upstream, *kind);
+                }
+                if let Some(reason) = e.refusal_reason() {
+                    self.inner.metrics.record_refusal(reason);
                 }
                 error::into_response(&e, finish.ctx())
             }

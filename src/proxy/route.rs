@@ -12,6 +12,7 @@ use http::Uri;
 use prometheus::Histogram;
 use url::Url;
 
+use super::path;
 use crate::config::{APP_VSSPS, UpstreamConfig};
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -100,7 +101,9 @@ impl Router {
         std::iter::once(&self.main).chain(self.hosts.values())
     }
 
-    /// Chooses the upstream for `uri` and checks the allowlist.
+    /// Chooses the upstream for `uri` and checks the allowlist. The
+    /// decision is made on the path as Azure DevOps will read it (see
+    /// [`super::path`]); a path that could be read two ways is refused.
     pub fn route(&self, uri: &Uri) -> Result<Target<'_>, Error> {
         let path = uri.path();
         // Only origin-form paths are appended to an upstream base URL: the
@@ -114,22 +117,32 @@ impl Router {
         if path == "/.auth" || path.starts_with("/.auth/") {
             return Err(Error::ReservedPath);
         }
-        let (upstream, rest) = match path.strip_prefix("/.hosts/") {
+        let seen = path::check(path).map_err(Error::BadPath)?;
+        let (upstream, rest, seen_rest) = match path.strip_prefix("/.hosts/") {
             Some(after) => {
                 let (name, rest) = match after.find('/') {
                     Some(i) => (&after[..i], &after[i..]),
                     None => (after, "/"),
                 };
+                path::check_route_segment(name).map_err(Error::BadPath)?;
                 let upstream = self.hosts.get(name).ok_or_else(|| Error::UnknownHost {
                     name: name.to_string(),
                     known: self.known_hosts(),
                 })?;
-                (upstream, rest)
+                // Decoding cannot add or remove the `/` after the name:
+                // the name holds no escaped separator.
+                let seen_rest = seen
+                    .strip_prefix("/.hosts/")
+                    .and_then(|s| s.find('/').map(|i| &s[i..]))
+                    .unwrap_or("/");
+                (upstream, rest, seen_rest)
             }
-            None => (&self.main, path),
+            None => (&self.main, path, &*seen),
         };
         if upstream.org_scoped {
-            self.check_organization(rest)?;
+            let first_raw = rest.trim_start_matches('/').split('/').next().unwrap_or("");
+            path::check_route_segment(first_raw).map_err(Error::BadPath)?;
+            self.check_organization(seen_rest)?;
         }
         let mut target = String::with_capacity(upstream.prefix.len() + rest.len() + 64);
         target.push_str(&upstream.prefix);
@@ -142,22 +155,23 @@ impl Router {
         Ok(Target { upstream, uri })
     }
 
-    fn check_organization(&self, rest: &str) -> Result<(), Error> {
+    /// `seen` is the decoded path below the upstream's base.
+    fn check_organization(&self, seen: &str) -> Result<(), Error> {
         if self.allowed.is_empty() {
             return Ok(());
         }
-        let first = rest.trim_start_matches('/').split('/').next().unwrap_or("");
+        let first = seen.trim_start_matches('/').split('/').next().unwrap_or("");
         if first.is_empty() || first.starts_with('_') {
             return Err(Error::OrganizationRequired {
                 allowed: self.allowed.clone(),
             });
         }
-        let decoded = percent_decode(first).to_ascii_lowercase();
-        if self.allowed.contains(&decoded) {
+        let org = first.to_ascii_lowercase();
+        if self.allowed.contains(&org) {
             Ok(())
         } else {
             Err(Error::OrganizationNotAllowed {
-                org: decoded,
+                org,
                 allowed: self.allowed.clone(),
             })
         }
@@ -170,19 +184,11 @@ impl Router {
     }
 }
 
-/// Decodes `%XX` escapes (so `%43ontoso` cannot dodge the allowlist).
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_string())
-}
-
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
 
-    fn router(allowed: &[&str]) -> Router {
+    pub(super) fn router(allowed: &[&str]) -> Router {
         let config = UpstreamConfig {
             url: Url::parse("http://127.0.0.1:9/base/").unwrap(),
             allowed_organizations: allowed.iter().map(|s| s.to_string()).collect(),
@@ -190,6 +196,12 @@ mod tests {
         };
         Router::new(&config, &Metrics::new(prometheus::Registry::new()).unwrap())
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::router;
+    use super::*;
 
     fn check(r: &Router, path: &str, want: Result<&str, &str>) {
         let uri: Uri = path.parse().unwrap();
@@ -233,6 +245,39 @@ mod tests {
     }
 
     #[test]
+    fn paths_that_leave_the_organization_are_refused() {
+        let r = router(&["contoso"]);
+        for path in [
+            "/contoso/../fabrikam/_apis/projects",
+            "/contoso/%2e%2e/fabrikam/_apis/projects",
+            "/contoso/.%2E/fabrikam/_apis/projects",
+            "/contoso/..%2ffabrikam/_apis/projects",
+            "/contoso/..%5cfabrikam/_apis/projects",
+            "/contoso\\..\\fabrikam/_apis/projects",
+            "/contoso/_apis/../../fabrikam/_apis/projects",
+            "/.hosts/vsrm/contoso/../../x",
+            "/.hosts/vsrm/contoso/%2e%2e/fabrikam/x",
+            "/contoso%2f..%2ffabrikam/_apis",
+            "/contoso%2ffabrikam/_apis",
+            "/.hosts/vsrm%2f../x",
+        ] {
+            let Ok(uri) = path.parse::<Uri>() else {
+                continue; // http refuses it before the proxy sees it
+            };
+            match r.route(&uri) {
+                Err(Error::BadPath(_)) => {}
+                other => panic!("{path}: {:?}", other.map(|t| t.uri)),
+            }
+        }
+        // An encoded slash inside a package name is data, not a route.
+        check(
+            &r,
+            "/contoso/_packaging/f/npm/registry/@scope%2Fname",
+            Ok("http://127.0.0.1:9/base/contoso/_packaging/f/npm/registry/@scope%2Fname"),
+        );
+    }
+
+    #[test]
     fn allowlist() {
         let r = router(&["Contoso"]);
         check(
@@ -261,6 +306,17 @@ mod tests {
             Err("OrganizationNotAllowed"),
         );
         check(&r, "/_apis/resourceAreas", Err("OrganizationRequired"));
+        // The organization is read from the decoded path.
+        check(
+            &r,
+            "/%66abrikam/_apis/projects",
+            Err("OrganizationNotAllowed"),
+        );
+        check(
+            &r,
+            "/%2566abrikam/_apis/projects",
+            Err("OrganizationNotAllowed"),
+        );
         check(&r, "/", Err("OrganizationRequired"));
         // Deployment-wide host: no organization in the path.
         check(
@@ -268,5 +324,137 @@ mod tests {
             "/.hosts/app_vssps/_apis/profile/profiles/me",
             Ok("https://app.vssps.visualstudio.com/_apis/profile/profiles/me"),
         );
+    }
+}
+
+/// Property: whatever the path, a forwarded request stays inside the
+/// allowed organization as a front end that decodes, turns `\` into `/`
+/// and collapses dot segments would read it.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::tests_support::router;
+    use super::*;
+
+    /// An independent model of the front end (IIS): percent-decode up to
+    /// three times, `\` is `/`, trailing spaces go, RFC 3986 §5.2.4
+    /// dot-segment removal.
+    fn front_end_view(path: &str) -> Vec<String> {
+        let mut bytes = path.as_bytes().to_vec();
+        for _ in 0..3 {
+            bytes = percent_encoding_lenient(&bytes);
+        }
+        let text = String::from_utf8_lossy(&bytes).replace('\\', "/");
+        let mut out: Vec<String> = Vec::new();
+        for seg in text.split('/').skip(1) {
+            match seg.trim_end_matches(' ') {
+                "." => {}
+                ".." => {
+                    out.pop();
+                }
+                s => out.push(s.to_string()),
+            }
+        }
+        out
+    }
+
+    fn percent_encoding_lenient(input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < input.len() {
+            let hex = |j: usize| {
+                input
+                    .get(j)
+                    .and_then(|b| (*b as char).to_digit(16))
+                    .map(|d| d as u8)
+            };
+            if input[i] == b'%'
+                && let (Some(h), Some(l)) = (hex(i + 1), hex(i + 2))
+            {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+            out.push(input[i]);
+            i += 1;
+        }
+        out
+    }
+
+    const PIECES: &[&str] = &[
+        "contoso",
+        "CONTOSO",
+        "fabrikam",
+        "_apis",
+        "projects",
+        "..",
+        ".",
+        "%2e",
+        "%2E",
+        "%2e%2e",
+        ".%2e",
+        "%252e",
+        "%2f",
+        "%2F",
+        "%5c",
+        "%5C",
+        "\\",
+        "%25",
+        "x",
+        "%43ontoso",
+        "%66abrikam",
+        "%20",
+        "%u002e",
+        "%c0%ae",
+        "..%2f",
+        "%00",
+    ];
+
+    fn segment() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(PIECES), 1..4).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn no_forwarded_path_leaves_the_allowed_organization(
+            hosts in any::<bool>(),
+            segments in prop::collection::vec(segment(), 0..7),
+        ) {
+            static ROUTER: std::sync::LazyLock<Router> =
+                std::sync::LazyLock::new(|| router(&["contoso"]));
+            let r = &*ROUTER;
+            let prefix = if hosts { "/.hosts/vsrm" } else { "" };
+            let path = format!("{prefix}/{}", segments.join("/"));
+            let Ok(uri) = path.parse::<Uri>() else {
+                return Ok(()); // refused by the HTTP parser already
+            };
+            let Ok(target) = r.route(&uri) else {
+                return Ok(());
+            };
+            let base = if hosts { "https://vsrm.dev.azure.com" } else { "http://127.0.0.1:9/base" };
+            let forwarded = target.uri.path();
+            let below = forwarded
+                .strip_prefix(base.split_once("://").map(|(_, rest)| rest.find('/').map_or("", |i| &rest[i..])).unwrap_or(""))
+                .unwrap_or(forwarded);
+            let view = front_end_view(below);
+            prop_assert_eq!(
+                view.first().map(|s| s.to_ascii_lowercase()),
+                Some("contoso".to_string()),
+                "{} forwarded as {}", path, forwarded
+            );
+            // No dot segment survives in what is forwarded.
+            let raw_view: Vec<String> = {
+                let mut b = forwarded.as_bytes().to_vec();
+                for _ in 0..3 { b = percent_encoding_lenient(&b); }
+                String::from_utf8_lossy(&b).replace('\\', "/").split('/').map(str::to_string).collect()
+            };
+            prop_assert!(
+                !raw_view.iter().any(|s| s.trim_end_matches(' ') == ".." || s.trim_end_matches(' ') == "."),
+                "{} forwarded with a dot segment: {}", path, forwarded
+            );
+        }
     }
 }

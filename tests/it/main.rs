@@ -9,6 +9,7 @@ mod diagnose;
 mod diagnose_clients;
 mod forwarding;
 mod git;
+mod hardening;
 mod lifecycle;
 mod login;
 mod providers;

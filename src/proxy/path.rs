@@ -1,0 +1,249 @@
+//! Which request paths may be forwarded, and what they name.
+//!
+//! Azure DevOps' front end (IIS) percent-decodes a path, treats `\` like
+//! `/` and collapses dot segments before it routes the request, so
+//! `/contoso/../fabrikam/_apis` lands in `fabrikam`. The proxy decides the
+//! organization from the path **as the front end will see it** (decoded
+//! until stable, both separators) and refuses, before any credential is
+//! attached, every path whose meaning could differ between the two views:
+//! dot segments in any encoding, backslashes (raw or `%5C`), malformed or
+//! IIS-only escapes (`%u002e`), overlong UTF-8 and control characters.
+//! What passes is forwarded byte for byte: it contains no dot segment,
+//! so no front end can move it out of the organization it names.
+//!
+//! An encoded `/` (`%2F`) is kept where it carries data (npm asks for
+//! scoped packages as `@scope%2Fname`) but refused in the segment that
+//! decides the route (the organization, or the `/.hosts/` name).
+
+use std::borrow::Cow;
+
+/// How many rounds of percent-decoding a path may need before it is
+/// stable; more means a deliberately layered escape.
+const MAX_DECODE_ROUNDS: usize = 3;
+
+/// Why a path is not forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathRefusal {
+    /// A `.` or `..` segment (or one made only of dots and spaces), in any
+    /// encoding: it would be collapsed upstream and leave its prefix.
+    DotSegment,
+    /// A backslash, raw or encoded: IIS treats it as a separator.
+    Backslash,
+    /// `%` not followed by two hex digits (this includes IIS's `%uXXXX`).
+    BadEscape,
+    /// Escapes of escapes, more than [`MAX_DECODE_ROUNDS`] deep.
+    TooManyEncodings,
+    /// The decoded path is not UTF-8 (overlong forms of `.` and `/`
+    /// included) or holds control characters.
+    BadCharacters,
+    /// An encoded `/` in the organization or `/.hosts/` name segment.
+    EncodedSeparator,
+}
+
+// === impl PathRefusal ===
+
+impl PathRefusal {
+    /// The reason in words, for the client.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Self::DotSegment => {
+                "it contains a \".\" or \"..\" segment (possibly percent-encoded), which Azure \
+                 DevOps would collapse into another path; send the path already resolved"
+            }
+            Self::Backslash => {
+                "it contains a backslash (raw or %5C), which Azure DevOps treats as a path \
+                 separator; use / instead"
+            }
+            Self::BadEscape => "it contains a % that is not followed by two hex digits",
+            Self::TooManyEncodings => "it is percent-encoded more than three times over",
+            Self::BadCharacters => {
+                "once percent-decoded it is not UTF-8 text or contains control characters"
+            }
+            Self::EncodedSeparator => {
+                "its first segment (the organization, or the /.hosts/ name) contains an encoded \
+                 / (%2F)"
+            }
+        }
+    }
+}
+
+/// Checks that `path` (origin form, no query) means the same thing to the
+/// proxy and to Azure DevOps' front end; returns the path as the front
+/// end sees it (decoded, `/` separators), which routing reads. Borrowed
+/// when nothing is escaped, as in almost every request.
+pub fn check(path: &str) -> Result<Cow<'_, str>, PathRefusal> {
+    if path.contains('\\') {
+        return Err(PathRefusal::Backslash);
+    }
+    let text: Cow<'_, str> = if path.contains('%') {
+        let decoded = decode_fully(path.as_bytes())?;
+        Cow::Owned(String::from_utf8(decoded).map_err(|_| PathRefusal::BadCharacters)?)
+    } else {
+        Cow::Borrowed(path)
+    };
+    if text.chars().any(char::is_control) {
+        return Err(PathRefusal::BadCharacters);
+    }
+    if text.contains('\\') {
+        return Err(PathRefusal::Backslash);
+    }
+    if text.split('/').any(is_dot_segment) {
+        return Err(PathRefusal::DotSegment);
+    }
+    Ok(text)
+}
+
+/// The first segment of `path` must not hide a separator: `raw` is the
+/// segment as sent.
+pub fn check_route_segment(raw: &str) -> Result<(), PathRefusal> {
+    let decoded = decode_fully(raw.as_bytes())?;
+    if decoded.contains(&b'/') {
+        return Err(PathRefusal::EncodedSeparator);
+    }
+    Ok(())
+}
+
+/// `.`, `..`, and anything made only of dots and spaces (Windows trims
+/// trailing dots and spaces from a segment, so `.. ` is `..` there).
+fn is_dot_segment(segment: &str) -> bool {
+    !segment.is_empty() && segment.contains('.') && segment.chars().all(|c| c == '.' || c == ' ')
+}
+
+/// Percent-decodes until nothing changes. A malformed escape in the
+/// request itself is refused; after the first round a `%` that starts no
+/// escape is a literal (`100%25.txt`) and stays, while every escape
+/// around it is still decoded, as a lenient front end would. Still
+/// changing after [`MAX_DECODE_ROUNDS`] rounds is refused.
+fn decode_fully(input: &[u8]) -> Result<Vec<u8>, PathRefusal> {
+    let mut current = decode_once(input, true)?;
+    for round in 1..=MAX_DECODE_ROUNDS {
+        let next = decode_once(&current, false)?;
+        if next == current {
+            return Ok(current);
+        }
+        if round == MAX_DECODE_ROUNDS {
+            break;
+        }
+        current = next;
+    }
+    Err(PathRefusal::TooManyEncodings)
+}
+
+/// One round of `%XX` decoding; `strict` refuses a `%` that starts no
+/// escape, otherwise it is kept as it is.
+fn decode_once(input: &[u8], strict: bool) -> Result<Vec<u8>, PathRefusal> {
+    let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%' {
+            match (hex(input.get(i + 1)), hex(input.get(i + 2))) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ if strict => return Err(PathRefusal::BadEscape),
+                _ => {}
+            }
+        }
+        out.push(input[i]);
+        i += 1;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(path: &str) -> Option<PathRefusal> {
+        check(path).err()
+    }
+
+    #[test]
+    fn ordinary_paths_pass_and_decode() {
+        for (path, seen) in [
+            ("/contoso/_apis/projects", "/contoso/_apis/projects"),
+            ("/%43ontoso/x", "/Contoso/x"),
+            (
+                "/contoso/p/_git/r.git/info/refs",
+                "/contoso/p/_git/r.git/info/refs",
+            ),
+            (
+                "/o/_packaging/f/npm/registry/@scope%2Fname",
+                "/o/_packaging/f/npm/registry/@scope/name",
+            ),
+            ("/o/x/.well-known/y", "/o/x/.well-known/y"),
+            ("/o/file.tar.gz", "/o/file.tar.gz"),
+            ("/", "/"),
+            ("/o//x", "/o//x"),
+            ("/o/a%20b", "/o/a b"),
+            ("/o/%C3%A9t%C3%A9", "/o/été"),
+            ("/o/100%25.txt", "/o/100%.txt"),
+            ("/o/100%2525.txt", "/o/100%.txt"),
+        ] {
+            assert_eq!(check(path).as_deref(), Ok(seen), "{path}");
+            assert!(matches!(check(path), Ok(Cow::Borrowed(_))) == !path.contains('%'));
+        }
+    }
+
+    #[test]
+    fn every_spelling_of_a_dot_segment_is_refused() {
+        for path in [
+            "/contoso/../fabrikam/_apis/projects",
+            "/contoso/%2e%2e/fabrikam",
+            "/contoso/.%2E/fabrikam",
+            "/contoso/%2E./fabrikam",
+            "/contoso/..%2ffabrikam",
+            "/contoso/..%2Ffabrikam",
+            "/contoso/_apis/../../fabrikam/_apis",
+            "/contoso/./x",
+            "/contoso/..",
+            "/contoso/.",
+            "/..",
+            "/contoso/%252e%252e/fabrikam",
+            "/contoso/... /x",
+            "/contoso/.. /x",
+            "/.hosts/vsrm/contoso/../../x",
+        ] {
+            assert_eq!(refused(path), Some(PathRefusal::DotSegment), "{path}");
+        }
+    }
+
+    #[test]
+    fn backslashes_bad_escapes_and_odd_bytes_are_refused() {
+        use PathRefusal::*;
+        for (path, why) in [
+            ("/contoso\\..\\fabrikam", Backslash),
+            ("/contoso/..%5cfabrikam", Backslash),
+            ("/contoso/%5C", Backslash),
+            ("/contoso/%u002e%u002e/x", BadEscape),
+            ("/contoso/%252e/%25", DotSegment),
+            ("/contoso/%25%32%65%25%32%65/x", DotSegment),
+            ("/contoso/%", BadEscape),
+            ("/contoso/%zz", BadEscape),
+            ("/contoso/%25252525252e", TooManyEncodings),
+            ("/contoso/%c0%ae%c0%ae/x", BadCharacters),
+            ("/contoso/%c0%af", BadCharacters),
+            ("/contoso/%00/x", BadCharacters),
+            ("/contoso/%0d%0aX:1", BadCharacters),
+            ("/contoso/%ff", BadCharacters),
+        ] {
+            assert_eq!(refused(path), Some(why), "{path}");
+        }
+    }
+
+    #[test]
+    fn a_route_segment_may_not_hide_a_separator() {
+        assert_eq!(check_route_segment("contoso"), Ok(()));
+        assert_eq!(check_route_segment("%43ontoso"), Ok(()));
+        for s in ["contoso%2ffabrikam", "contoso%2F", "%252f"] {
+            assert_eq!(
+                check_route_segment(s),
+                Err(PathRefusal::EncodedSeparator),
+                "{s}"
+            );
+        }
+    }
+}
