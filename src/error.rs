@@ -52,6 +52,18 @@ pub enum Error {
     /// The upstream URI could not be built from the request.
     #[error("bad request target: {0}")]
     BadTarget(String),
+    /// The `Host` is not a name the proxy answers to (DNS rebinding).
+    #[error("host {host:?} not allowed")]
+    HostNotAllowed {
+        /// What the client sent (at most 100 characters).
+        host: String,
+    },
+    /// A browser request from another site.
+    #[error("cross-site request refused: {why}")]
+    CrossSite {
+        /// Which signal said so.
+        why: &'static str,
+    },
     /// The path could mean another path to Azure DevOps' front end.
     #[error("path refused: {0:?}")]
     BadPath(crate::proxy::path::PathRefusal),
@@ -383,6 +395,8 @@ impl Error {
     pub fn refusal_reason(&self) -> Option<&'static str> {
         match self {
             Self::BadPath(_) | Self::BadTarget(_) => Some("bad_path"),
+            Self::HostNotAllowed { .. } => Some("host"),
+            Self::CrossSite { .. } => Some("cross_site"),
             Self::OrganizationNotAllowed { .. } | Self::OrganizationRequired { .. } => {
                 Some("organization")
             }
@@ -438,6 +452,22 @@ impl Error {
                     "This proxy only serves the organizations {}; start the path with one of them, e.g. /{}/_apis/projects.",
                     allowed.join(", "),
                     allowed.first().map(String::as_str).unwrap_or("contoso")
+                ),
+            ),
+            Self::HostNotAllowed { host } => Answer::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                "host-not-allowed",
+                "This proxy does not answer to that name",
+                format!(
+                    "The request was addressed to \"{host}\", which is not a name of this proxy. It answers to the host of listen.public_url, localhost and IP addresses, and to the names in listen.allowed_hosts; an operator can add a name there (a Kubernetes Service name, a DNS alias). Any other name is refused because a web page can point its own name at the proxy (DNS rebinding) and would otherwise act with the proxy's credential."
+                ),
+            ),
+            Self::CrossSite { why } => Answer::new(
+                StatusCode::FORBIDDEN,
+                "cross-site-request",
+                "Requests from other sites are refused",
+                format!(
+                    "This request came from a web page of another site ({why}). The proxy attaches its own credential to what it forwards, so it only serves pages of its own origin and programs that are not browsers. Open the page from the proxy itself, or call it from a program."
                 ),
             ),
             Self::BadPath(why) => Answer::new(

@@ -7,6 +7,7 @@ pub mod app;
 pub mod config;
 pub mod diagnose;
 pub mod error;
+pub mod host;
 pub mod identity;
 pub mod logging;
 pub mod login;

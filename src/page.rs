@@ -63,6 +63,25 @@ pub fn render_sections(
     if !links.is_empty() {
         body.push_str(&format!("<p class=\"actions\">{}</p>\n", links.join(" ")));
     }
+    facts_list(&mut body, facts);
+    wrap(title, &body)
+}
+
+/// A page asking the user to confirm an action that changes state: the
+/// button posts an empty form to `action` (a path on the proxy), so a
+/// link from another site cannot trigger it.
+pub fn confirm(title: &str, text: &str, button: &str, action: &str) -> String {
+    let body = format!(
+        "<p>{}</p>\n<form method=\"post\" action=\"{}\"><button class=\"button\" \
+         type=\"submit\">{}</button></form>\n",
+        escape(text),
+        escape(if action.starts_with('/') { action } else { "/" }),
+        escape(button)
+    );
+    wrap(title, &body)
+}
+
+fn facts_list(body: &mut String, facts: &[(&str, &str)]) {
     if !facts.is_empty() {
         body.push_str("<dl>\n");
         for (k, v) in facts {
@@ -74,6 +93,10 @@ pub fn render_sections(
         }
         body.push_str("</dl>\n");
     }
+}
+
+/// The page around `body` (already escaped HTML).
+fn wrap(title: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -82,7 +105,7 @@ pub fn render_sections(
 body{{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;line-height:1.5;color:#1b1b1b}}\
 h1{{font-size:1.4rem}}h2{{font-size:1.05rem;margin-bottom:.2rem}}code{{word-break:break-all}}\
 dt{{font-weight:600;margin-top:.5rem}}dd{{margin:0}}\
-a.button{{display:inline-block;padding:.5rem 1rem;margin:.2rem .4rem .2rem 0;background:#0078d4;color:#fff;border-radius:4px;text-decoration:none}}\
+a.button,button.button{{display:inline-block;border:0;font:inherit;cursor:pointer;padding:.5rem 1rem;margin:.2rem .4rem .2rem 0;background:#0078d4;color:#fff;border-radius:4px;text-decoration:none}}\
 footer{{margin-top:2rem;color:#666;font-size:.85rem}}\
 </style></head><body><h1>{title}</h1>\n{body}<footer>ado-auth-proxy</footer></body></html>\n",
         title = escape(title),

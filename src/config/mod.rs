@@ -69,9 +69,23 @@ pub struct ListenConfig {
     pub shutdown_delay: Duration,
     /// Largest request header block accepted; larger gets 431.
     pub max_header_bytes: usize,
-    /// A client must send its whole header block within this time.
+    /// A client must send its whole header block within this time (also
+    /// on the admin listener).
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed
+    /// (HTTP/1.1 keep-alive, HTTP/2 with GOAWAY; also on the admin
+    /// listener).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Connections served at once; a connection beyond it is answered
+    /// `503` and closed (counted in `ado_proxy_connections_refused_total`).
+    pub max_connections: usize,
+    /// Host names (optionally `name:port`) clients may use besides the
+    /// `public_url` host, `localhost` and IP addresses, e.g. a Kubernetes
+    /// Service name. Any other `Host` is refused with 421 before a
+    /// credential is attached (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// `[admin]`
@@ -106,6 +120,10 @@ pub struct UpstreamConfig {
     pub ca_file: Option<PathBuf>,
     /// Azure DevOps' sibling hosts, reachable as `/.hosts/{name}/...`.
     pub hosts: BTreeMap<String, Url>,
+    /// Cookies of the client that are forwarded upstream (by name). None
+    /// by default: the proxy drops upstream `Set-Cookie`, so every cookie
+    /// a client holds belongs to another application on the same host.
+    pub forward_cookies: Vec<String>,
 }
 
 /// `[log]`
@@ -342,6 +360,9 @@ impl Default for ListenConfig {
             shutdown_delay: Duration::from_secs(5),
             max_header_bytes: 64 * 1024,
             header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+            max_connections: 10_000,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -399,6 +420,7 @@ impl Default for UpstreamConfig {
             allowed_organizations: Vec::new(),
             ca_file: None,
             hosts,
+            forward_cookies: Vec::new(),
         }
     }
 }

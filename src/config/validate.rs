@@ -57,6 +57,24 @@ fn listen(config: &Config, out: &mut Vec<Problem>) {
     }
     positive("listen.shutdown_grace", l.shutdown_grace, out);
     positive("listen.header_read_timeout", l.header_read_timeout, out);
+    positive("listen.idle_timeout", l.idle_timeout, out);
+    if l.max_connections == 0 {
+        out.push(Problem::new(
+            "listen.max_connections",
+            "must be at least 1 (10000 is the default)",
+        ));
+    }
+    for (i, host) in l.allowed_hosts.iter().enumerate() {
+        if crate::host::HostName::parse(host).is_none() {
+            out.push(Problem::new(
+                format!("listen.allowed_hosts[{i}]"),
+                format!(
+                    "\"{host}\" is not a host name: write a name such as \"ado-proxy.tools.svc\" \
+                     or \"name:8080\", without scheme or path"
+                ),
+            ));
+        }
+    }
     if l.shutdown_delay >= l.shutdown_grace {
         out.push(Problem::new(
             "listen.shutdown_delay",
@@ -84,6 +102,7 @@ fn listen(config: &Config, out: &mut Vec<Problem>) {
 }
 
 fn upstream(config: &Config, out: &mut Vec<Problem>) {
+    forward_cookies(config, out);
     let u = &config.upstream;
     http_url("upstream.url", &u.url, out);
     positive("upstream.connect_timeout", u.connect_timeout, out);
@@ -117,6 +136,32 @@ fn upstream(config: &Config, out: &mut Vec<Problem>) {
                 format!("upstream.allowed_organizations[{i}]"),
                 format!(
                     "\"{org}\" is not an organization name (write just the name, e.g. \"contoso\")"
+                ),
+            ));
+        }
+    }
+}
+
+/// `upstream.forward_cookies`: cookie names, never the proxy's own.
+fn forward_cookies(config: &Config, out: &mut Vec<Problem>) {
+    let own = &config.session.cookie_name;
+    for (i, name) in config.upstream.forward_cookies.iter().enumerate() {
+        let key = format!("upstream.forward_cookies[{i}]");
+        let token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+        if !token {
+            out.push(Problem::new(
+                key,
+                format!("\"{name}\" is not a cookie name (letters, digits and !#$%&'*+-.^_`|~)"),
+            ));
+        } else if name.trim_start_matches("__Host-").starts_with(own.as_str()) {
+            out.push(Problem::new(
+                key,
+                format!(
+                    "\"{name}\" is the proxy's own cookie (session.cookie_name = \"{own}\"); it \
+                     never leaves the proxy"
                 ),
             ));
         }

@@ -52,53 +52,71 @@ impl CookieJar {
     }
 }
 
-/// Every value of cookie `name` in the request (a browser may send two
-/// with the same name, e.g. from different paths).
-pub fn values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = String> + 'a {
+/// How many values of one of the proxy's cookies a request may make it
+/// look up: a browser sends two at most (paths, prefixes); a request with
+/// thousands must not cost thousands of store lookups.
+pub const MAX_VALUES: usize = 4;
+
+/// The `name=value` pairs of every `Cookie` header, as bytes. Lenient per
+/// pair: another application's cookie with non-ASCII bytes
+/// (`lang=français`) or without `=` does not hide the others.
+fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(move |pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k.trim() == name).then(|| v.trim().trim_matches('"').to_string())
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .filter_map(|pair| {
+            let eq = pair.iter().position(|b| *b == b'=')?;
+            Some((pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()))
         })
 }
 
-/// Removes the proxy's cookies from the `Cookie` header(s), keeping every
-/// other cookie; drops the header when nothing is left.
-pub fn strip<S: AsRef<str>>(headers: &mut HeaderMap, names: &[S]) {
+/// The values of cookie `name` in the request (a browser may send two
+/// with the same name, e.g. from different paths), at most
+/// [`MAX_VALUES`]; values that are not plain ASCII cookie text are
+/// skipped, as no cookie the proxy sets looks like that.
+pub fn values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = String> + 'a {
+    pairs(headers)
+        .filter(move |(k, _)| *k == name.as_bytes())
+        .filter_map(|(_, v)| {
+            let v = v
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(v);
+            let text = std::str::from_utf8(v).ok()?;
+            text.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b',' && b != b'\\')
+                .then(|| text.to_string())
+        })
+        .take(MAX_VALUES)
+}
+
+/// Keeps only the cookies named in `keep` (`upstream.forward_cookies`) in
+/// the request's `Cookie` header(s), as one header; removes the header
+/// when none is named or none is left. Pairs are matched as bytes, so a
+/// non-ASCII cookie neither breaks the filter nor slips through it.
+pub fn keep_only<S: AsRef<str>>(headers: &mut HeaderMap, keep: &[S]) {
     if !headers.contains_key(header::COOKIE) {
         return;
     }
-    let mut kept: Vec<String> = Vec::new();
-    let mut changed = false;
-    for v in headers.get_all(header::COOKIE) {
-        let Ok(s) = v.to_str() else {
-            // Not text: cannot be ours; keep it as it was.
-            kept.push(String::from_utf8_lossy(v.as_bytes()).into_owned());
-            continue;
-        };
-        for pair in s.split(';') {
-            let pair = pair.trim();
-            if pair.is_empty() {
-                continue;
-            }
-            let name = pair.split_once('=').map_or(pair, |(k, _)| k).trim();
-            if names.iter().any(|n| n.as_ref() == name) {
-                changed = true;
-            } else {
-                kept.push(pair.to_string());
-            }
-        }
-    }
-    if !changed {
+    if keep.is_empty() {
+        headers.remove(header::COOKIE);
         return;
     }
+    let mut kept: Vec<u8> = Vec::new();
+    for (k, v) in pairs(headers) {
+        if keep.iter().any(|n| n.as_ref().as_bytes() == k) {
+            if !kept.is_empty() {
+                kept.extend_from_slice(b"; ");
+            }
+            kept.extend_from_slice(k);
+            kept.push(b'=');
+            kept.extend_from_slice(v);
+        }
+    }
     headers.remove(header::COOKIE);
-    if !kept.is_empty()
-        && let Ok(v) = HeaderValue::try_from(kept.join("; "))
+    if let Ok(v) = HeaderValue::from_bytes(&kept)
+        && !kept.is_empty()
     {
         headers.insert(header::COOKIE, v);
     }
@@ -109,7 +127,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strips_only_the_proxy_cookies() {
+    fn forwards_only_the_named_cookies() {
         let mut h = HeaderMap::new();
         h.append(
             header::COOKIE,
@@ -117,19 +135,34 @@ mod tests {
         );
         h.append(
             header::COOKIE,
-            HeaderValue::from_static("ado_proxy_session_login=x"),
+            HeaderValue::from_bytes("lang=français; ado_proxy_session_login=x; b=3".as_bytes())
+                .unwrap(),
         );
-        strip(&mut h, &["ado_proxy_session", "ado_proxy_session_login"]);
-        assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
-        assert_eq!(h[header::COOKIE], "a=1; b=2");
+        let mut keep = h.clone();
+        keep_only(&mut keep, &["b"]);
+        assert_eq!(keep.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(keep[header::COOKIE], "b=2; b=3");
 
-        let mut only = HeaderMap::new();
-        only.insert(
+        keep_only(&mut h, &[] as &[&str]);
+        assert!(h.get(header::COOKIE).is_none());
+
+        let mut none_left = HeaderMap::new();
+        none_left.insert(header::COOKIE, HeaderValue::from_static("a=1"));
+        keep_only(&mut none_left, &["b"]);
+        assert!(none_left.get(header::COOKIE).is_none());
+    }
+
+    #[test]
+    fn reading_is_lenient_per_pair_and_bounded() {
+        let mut h = HeaderMap::new();
+        h.insert(
             header::COOKIE,
-            HeaderValue::from_static("ado_proxy_session=s"),
+            HeaderValue::from_bytes(b"lang=fran\xe7ais; junk; s=\"abc\"; s=caf\xc3\xa9").unwrap(),
         );
-        strip(&mut only, &["ado_proxy_session"]);
-        assert!(only.get(header::COOKIE).is_none());
+        assert_eq!(values(&h, "s").collect::<Vec<_>>(), ["abc"]);
+        let many = format!("x=1; {}", "s=v; ".repeat(2500));
+        h.insert(header::COOKIE, HeaderValue::try_from(many).unwrap());
+        assert_eq!(values(&h, "s").count(), MAX_VALUES);
     }
 
     #[test]

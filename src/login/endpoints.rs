@@ -31,7 +31,11 @@ impl Login {
         let method = req.method().clone();
         let allowed: &[Method] = match ctx.path() {
             "/.auth/login" | "/.auth/me" => &[Method::GET],
-            "/.auth/callback" | "/.auth/logout" => &[Method::GET, Method::POST],
+            "/.auth/callback" => &[Method::GET, Method::POST],
+            // GET only asks for confirmation: a link or an image from
+            // another site must not sign anyone out.
+            "/.auth/logout" if ctx.client == ClientKind::Browser => &[Method::GET, Method::POST],
+            "/.auth/logout" => &[Method::POST],
             _ => return Err(Error::ReservedPath),
         };
         if !allowed.contains(&method) {
@@ -46,6 +50,15 @@ impl Login {
         match ctx.path() {
             "/.auth/login" => self.start(&req).await,
             "/.auth/callback" => self.callback(req).await,
+            "/.auth/logout" if method == Method::GET => Ok(html(
+                StatusCode::OK,
+                crate::page::confirm(
+                    "Sign out?",
+                    "Sign out of this proxy (and of the identity provider, where it supports it)?",
+                    "Sign out",
+                    "/.auth/logout",
+                ),
+            )),
             "/.auth/logout" => Ok(self.logout(&req, ctx).await),
             _ => self.me(&req).await,
         }
@@ -297,7 +310,8 @@ impl Login {
         ))
     }
 
-    /// `GET|POST /.auth/logout`: ends the session here and, for browsers,
+    /// `POST /.auth/logout` (same-origin, checked by `proxy::origin`):
+    /// ends the session here and, for browsers,
     /// at the provider too when it has an end-session endpoint.
     async fn logout(&self, req: &Request<Incoming>, ctx: &RequestCtx) -> Response<ProxyBody> {
         let mut id_token = None;

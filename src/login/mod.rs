@@ -148,11 +148,6 @@ impl Login {
         })
     }
 
-    /// The proxy's cookie names, removed from every forwarded request.
-    pub fn cookie_names(&self) -> [&str; 2] {
-        [&self.jar.session, &self.jar.login]
-    }
-
     /// The session store.
     pub fn sessions(&self) -> &Arc<Sessions> {
         &self.store

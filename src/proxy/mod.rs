@@ -7,6 +7,7 @@ pub mod body;
 pub mod callers;
 pub mod forward;
 pub mod headers;
+pub mod origin;
 pub mod path;
 pub mod rewrite;
 pub mod route;
@@ -78,14 +79,16 @@ pub struct Proxy {
 }
 
 struct Inner {
+    /// Host and cross-site checks, before anything else.
+    origins: origin::Origins,
     router: Router,
     urls: UrlMap,
     forwarder: Forwarder,
     identity: Identity,
     /// Who may call a fixed-identity proxy, when restricted.
     callers: Option<callers::Callers>,
-    /// The proxy's own cookies, never forwarded.
-    own_cookies: Vec<String>,
+    /// `upstream.forward_cookies`: the only cookies forwarded.
+    forward_cookies: Vec<String>,
     metrics: Arc<Metrics>,
     /// `http` or `https`: how clients reach the listener.
     scheme: &'static str,
@@ -201,9 +204,11 @@ impl ClientKind {
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(prefers_html);
-        // A form_post sign-in answer is a browser posting a form.
+        // A form_post sign-in answer and the sign-out button are a
+        // browser posting a form.
         let navigating = (matches!(*req.method(), Method::GET | Method::HEAD)
-            || (req.method() == Method::POST && path == "/.auth/callback"))
+            || (req.method() == Method::POST
+                && (path == "/.auth/callback" || path == "/.auth/logout")))
             && !h.contains_key("x-requested-with");
         if accepts_html && navigating {
             Self::Browser
@@ -245,15 +250,14 @@ impl Proxy {
         metrics: Arc<Metrics>,
     ) -> Result<Self, BuildError> {
         let router = Router::new(&config.upstream, &metrics);
+        let scheme = if config.listen.tls() { "https" } else { "http" };
+        let origins = origin::Origins::new(
+            public_url,
+            &config.listen.allowed_hosts,
+            scheme,
+            config.auth.mode == crate::config::AuthMode::User,
+        );
         let urls = UrlMap::new(public_url, &router);
-        let name = &config.session.cookie_name;
-        let own_cookies = [
-            name.clone(),
-            format!("{name}_login"),
-            format!("__Host-{name}"),
-            format!("__Host-{name}_login"),
-        ]
-        .into();
         Ok(Self {
             inner: Arc::new(Inner {
                 forwarder: Forwarder::new(&config.upstream)?,
@@ -264,11 +268,12 @@ impl Proxy {
                     }
                     _ => None,
                 },
-                own_cookies,
+                forward_cookies: config.upstream.forward_cookies.clone(),
+                origins,
                 router,
                 urls,
                 metrics,
-                scheme: if config.listen.tls() { "https" } else { "http" },
+                scheme,
             }),
         })
     }
@@ -314,6 +319,7 @@ impl Inner {
         remote: SocketAddr,
         finish: &mut Finish,
     ) -> Result<Response<ProxyBody>, Error> {
+        self.origins.admit(&req)?;
         if let Some(callers) = &self.callers {
             callers.admit(remote.ip(), req.headers_mut())?;
         }
@@ -428,7 +434,9 @@ impl Inner {
             original_host,
             credential.header(),
         );
-        crate::login::cookies::strip(&mut parts.headers, &self.own_cookies);
+        // No cookie of the client's jar is Azure DevOps' (upstream
+        // Set-Cookie is dropped), so only the configured ones go.
+        crate::login::cookies::keep_only(&mut parts.headers, &self.forward_cookies);
         parts.headers.insert(X_REQUEST_ID, ctx.request_id.clone());
         if discovery {
             // Discovery JSON is rewritten, so it must arrive uncompressed.

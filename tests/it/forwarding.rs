@@ -423,7 +423,7 @@ async fn oversized_malformed_and_non_path_requests_are_refused() {
     );
     let garbage = raw_http(proxy.proxy_addr, "NOT HTTP AT ALL\r\n\r\n").await;
     assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
-    for odd in ["OPTIONS * HTTP/1.1", "CONNECT evil.example:443 HTTP/1.1"] {
+    for odd in ["OPTIONS * HTTP/1.1", "CONNECT 127.0.0.1:443 HTTP/1.1"] {
         let out = raw_http(
             proxy.proxy_addr,
             &format!("{odd}\r\nHost: localhost\r\nConnection: close\r\n\r\n"),

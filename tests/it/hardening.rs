@@ -2,6 +2,8 @@
 //! library would clean the request up first) against the in-process
 //! proxy: what must be refused before any credential is attached.
 
+use std::time::Duration;
+
 use crate::support::upstream::{FakeUpstream, respond};
 use crate::support::{self, raw_http};
 
@@ -94,4 +96,267 @@ async fn dot_segments_and_encoded_separators_never_leave_the_organization() {
         m.contains("ado_proxy_requests_refused_total{reason=\"bad_path\"} 13"),
         "{m}"
     );
+}
+
+#[tokio::test]
+async fn rebound_names_and_cross_site_pages_do_not_get_the_credential() {
+    let up = FakeUpstream::recording(|_| respond(200, &[], "{}")).await;
+    let (proxy, _dir) = pat_proxy(&up, |c| {
+        c.listen.allowed_hosts = vec!["ado-proxy.tools.svc:8080".into()];
+    })
+    .await;
+    let port = proxy.proxy_addr.port();
+    let ask = |headers: String| {
+        let addr = proxy.proxy_addr;
+        async move {
+            raw_http(
+                addr,
+                &format!(
+                    "POST /contoso/_apis/wit/workitems HTTP/1.1\r\n{headers}Content-Length: 2\r\n\
+                     Connection: close\r\n\r\n{{}}"
+                ),
+            )
+            .await
+        }
+    };
+    // DNS rebinding: the attacker's name, pointed at 127.0.0.1.
+    for host in [
+        format!("evil.example:{port}"),
+        "evil.example".to_string(),
+        format!("localhost.evil.example:{port}"),
+        "ado-proxy.tools.svc:9999".to_string(),
+    ] {
+        let resp = ask(format!("Host: {host}\r\n")).await;
+        assert_eq!(status_of(&resp), 421, "{host}: {resp}");
+        assert!(resp.contains("listen.allowed_hosts"), "{resp}");
+    }
+    // An absolute-form target naming another host.
+    let resp = raw_http(
+        proxy.proxy_addr,
+        "GET http://evil.example/contoso/_apis/projects HTTP/1.1\r\nHost: localhost\r\n\
+         Connection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&resp), 421, "{resp}");
+    // A page of another site posting, or a fetch the browser marks.
+    for headers in [
+        format!("Host: localhost:{port}\r\nOrigin: https://evil.example\r\n"),
+        format!("Host: localhost:{port}\r\nOrigin: null\r\n"),
+        format!(
+            "Host: 127.0.0.1:{port}\r\nSec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: no-cors\r\n"
+        ),
+        format!("Host: 127.0.0.1:{port}\r\nSec-Fetch-Site: same-site\r\n"),
+        // Pat mode: not even a top-level navigation from elsewhere.
+        format!(
+            "Host: localhost:{port}\r\nSec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: navigate\r\n\
+             Sec-Fetch-Dest: document\r\n"
+        ),
+    ] {
+        let resp = ask(headers.clone()).await;
+        assert_eq!(status_of(&resp), 403, "{headers}: {resp}");
+        assert!(resp.contains("cross-site-request"), "{resp}");
+    }
+    assert!(up.requests().is_empty(), "{:?}", up.requests());
+
+    // Programs, same-origin pages and the configured Service name work.
+    for headers in [
+        format!("Host: 127.0.0.1:{port}\r\n"),
+        format!(
+            "Host: localhost:{port}\r\nOrigin: http://localhost:{port}\r\nSec-Fetch-Site: same-origin\r\n"
+        ),
+        "Host: ado-proxy.tools.svc:8080\r\n".to_string(),
+        "Host: ADO-PROXY.tools.svc.:8080\r\n".to_string(),
+    ] {
+        let resp = ask(headers.clone()).await;
+        assert_eq!(status_of(&resp), 200, "{headers}: {resp}");
+    }
+    assert_eq!(up.requests().len(), 4);
+    let m = support::metrics(proxy.admin_addr).await;
+    assert!(
+        m.contains("ado_proxy_requests_refused_total{reason=\"host\"} 5"),
+        "{m}"
+    );
+    assert!(
+        m.contains("ado_proxy_requests_refused_total{reason=\"cross_site\"} 5"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn only_configured_cookies_reach_azure_devops() {
+    let up = FakeUpstream::recording(|_| respond(200, &[], "{}")).await;
+    let cookie_header = "Cookie: other_app=s3cret; ado_proxy_session=abc; lang=fran\u{e7}ais\r\n\
+                         Cookie: keep_me=1\r\n";
+    let (proxy, _dir) = pat_proxy(&up, |_| {}).await;
+    let resp = raw_http(
+        proxy.proxy_addr,
+        &format!(
+            "GET /contoso/_apis/projects HTTP/1.1\r\nHost: localhost\r\n{cookie_header}\
+             Connection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert!(up.single().headers.get("cookie").is_none());
+
+    let up = FakeUpstream::recording(|_| respond(200, &[], "{}")).await;
+    let (proxy, _dir) = pat_proxy(&up, |c| {
+        c.upstream.forward_cookies = vec!["keep_me".into(), "lang".into()];
+    })
+    .await;
+    let resp = raw_http(
+        proxy.proxy_addr,
+        &format!(
+            "GET /contoso/_apis/projects HTTP/1.1\r\nHost: localhost\r\n{cookie_header}\
+             Connection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    let got = up.single();
+    let sent: Vec<&[u8]> = got
+        .headers
+        .get_all("cookie")
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    assert_eq!(sent, [b"lang=fran\xc3\xa7ais; keep_me=1".as_slice()]);
+}
+
+/// A user-mode proxy in front of the fake Entra, and a signed-in
+/// browser's session cookie value.
+async fn signed_in_user(
+    edit: impl FnOnce(&mut ado_auth_proxy::config::Config),
+) -> (
+    crate::support::fake_idp::FakeIdp,
+    FakeUpstream,
+    ado_auth_proxy::app::Running,
+    crate::support::oidc::Browser,
+    String,
+) {
+    use crate::support::fake_idp::{self, FakeIdp};
+    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
+    let ado = fake_idp::fake_ado(&idp).await;
+    let mut c = fake_idp::entra_config(&ado.url(), &idp);
+    edit(&mut c);
+    let proxy = support::start(c).await;
+    let b = crate::support::oidc::Browser::new();
+    let url = format!("http://{}", proxy.proxy_addr);
+    let resp = b.navigate(&format!("{url}/.auth/login")).await;
+    assert_eq!(resp.status(), 302);
+    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = b.navigate(&authorize).await;
+    let callback = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = b.navigate(&callback).await;
+    assert_eq!(resp.status(), 302, "signed in");
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.strip_prefix("ado_proxy_session="))
+        .map(|v| v.split(';').next().unwrap().to_string())
+        .find(|v| !v.is_empty())
+        .expect("a session cookie");
+    (idp, ado, proxy, b, cookie)
+}
+
+#[tokio::test]
+async fn cookie_headers_are_read_leniently_and_boundedly() {
+    let (_idp, ado, proxy, _b, session) =
+        signed_in_user(|c| c.listen.max_header_bytes = 512 * 1024).await;
+    let get = |cookie: String| {
+        let addr = proxy.proxy_addr;
+        async move {
+            raw_http(
+                addr,
+                &format!(
+                    "GET /contoso/_apis/projects HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\
+                     Cookie: {cookie}\r\nConnection: close\r\n\r\n"
+                ),
+            )
+            .await
+        }
+    };
+    // Another application's non-ASCII cookie in the same header.
+    let resp = get(format!(
+        "lang=fran\u{e7}ais; ado_proxy_session={session}; x=\u{1F600}"
+    ))
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert_eq!(ado.requests().len(), 1);
+
+    // Thousands of unknown session values cost a few lookups, not
+    // thousands.
+    let before = support::metrics(proxy.admin_addr).await;
+    let absent = |m: &str| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("ado_proxy_session_loads_total{outcome=\"absent\"} "))
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let many: Vec<String> = (0..2500)
+        .map(|i| format!("ado_proxy_session=unknown{i:0>39}"))
+        .collect();
+    let resp = get(many.join("; ")).await;
+    assert_eq!(status_of(&resp), 401, "{}", &resp[..resp.len().min(300)]);
+    let after = support::metrics(proxy.admin_addr).await;
+    assert!(
+        absent(&after) - absent(&before) <= 4,
+        "{} lookups",
+        absent(&after) - absent(&before)
+    );
+}
+
+#[tokio::test]
+async fn signing_out_takes_a_same_origin_post() {
+    let (_idp, _ado, proxy, b, _session) = signed_in_user(|_| {}).await;
+    let url = format!("http://{}", proxy.proxy_addr);
+    let me = || b.http.get(format!("{url}/.auth/me")).send();
+    // A link or image from another site: GET only shows a page.
+    let resp = b
+        .http
+        .get(format!("{url}/.auth/logout"))
+        .header("accept", "text/html")
+        .header("sec-fetch-site", "cross-site")
+        .header("sec-fetch-mode", "navigate")
+        .header("sec-fetch-dest", "document")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(me().await.unwrap().status(), 200, "still signed in");
+    // Programs must POST.
+    let resp = b
+        .http
+        .get(format!("{url}/.auth/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
+    // A form of another site posting.
+    for (k, v) in [
+        ("origin", "https://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let resp = b
+            .http
+            .post(format!("{url}/.auth/logout"))
+            .header(k, v)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{k}: {v}");
+        assert_eq!(me().await.unwrap().status(), 200, "still signed in");
+    }
+    let resp = b
+        .http
+        .post(format!("{url}/.auth/logout"))
+        .header("origin", &url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(me().await.unwrap().status(), 401, "signed out");
 }

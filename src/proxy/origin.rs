@@ -1,0 +1,291 @@
+//! Who may address the proxy, checked before anything else (and so before
+//! a credential is attached): the `Host` a client used (DNS rebinding
+//! makes an attacker's name point at the proxy) and whether a browser
+//! request comes from another site (`Sec-Fetch-Site`, `Origin`).
+//!
+//! Programs (no `Origin`, no `Sec-Fetch-*`) are unaffected. In mode
+//! `user`, a top-level GET navigation from another site is allowed, as
+//! the `SameSite=Lax` session cookie is: a link in an e-mail opens the
+//! page. `/.auth/callback` is exempt: the identity provider posts to it
+//! from its own site, and state, PKCE and the pre-auth cookie protect it.
+
+use http::{HeaderMap, Method, Request, header};
+use url::Url;
+
+use crate::error::Error;
+use crate::host::HostName;
+
+/// The `Sec-Fetch-*` request headers (Fetch Metadata).
+const SEC_FETCH_SITE: &str = "sec-fetch-site";
+const SEC_FETCH_MODE: &str = "sec-fetch-mode";
+const SEC_FETCH_DEST: &str = "sec-fetch-dest";
+
+/// The admission rules of one proxy.
+#[derive(Debug)]
+pub struct Origins {
+    /// The `public_url` host.
+    public: Option<HostName>,
+    /// `scheme://host[:port]` of `public_url`.
+    public_origin: String,
+    /// `listen.allowed_hosts`.
+    allowed: Vec<HostName>,
+    /// How clients reach the listener, for same-origin `Origin` values.
+    scheme: &'static str,
+    /// Mode `user`: cross-site top-level GET navigations are allowed.
+    navigations: bool,
+}
+
+// === impl Origins ===
+
+impl Origins {
+    /// The rules for a proxy reached at `public_url` (scheme `scheme` on
+    /// the listener itself) and also under `allowed_hosts` (validated at
+    /// load).
+    pub fn new(
+        public_url: &Url,
+        allowed_hosts: &[String],
+        scheme: &'static str,
+        navigations: bool,
+    ) -> Self {
+        Self {
+            public: public_url.host_str().and_then(HostName::parse),
+            public_origin: public_url.origin().ascii_serialization(),
+            allowed: allowed_hosts
+                .iter()
+                .filter_map(|h| HostName::parse(h))
+                .collect(),
+            scheme,
+            navigations,
+        }
+    }
+
+    /// Admits the request or says why not.
+    pub fn admit<B>(&self, req: &Request<B>) -> Result<(), Error> {
+        let host = self.check_host(req)?;
+        if req.uri().path() == "/.auth/callback" {
+            return Ok(());
+        }
+        self.check_site(req.method(), req.headers(), host)
+    }
+
+    /// The `Host` (or HTTP/2 `:authority`, or an absolute-form target)
+    /// must be a name this proxy answers to. Returns it as sent.
+    fn check_host<'r, B>(&self, req: &'r Request<B>) -> Result<Option<&'r str>, Error> {
+        let sent = match req.uri().authority() {
+            Some(a) => Some(a.as_str()),
+            None => match req.headers().get(header::HOST) {
+                Some(v) => Some(v.to_str().map_err(|_| Error::HostNotAllowed {
+                    host: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                })?),
+                // HTTP/1.0 without Host: no browser, no rebinding.
+                None => None,
+            },
+        };
+        let Some(sent) = sent else {
+            return Ok(None);
+        };
+        let ok = HostName::parse(sent).is_some_and(|h| {
+            // A rebinding attack needs a name the attacker controls; an
+            // address literal or a loopback name cannot be one.
+            h.is_ip
+                || h.is_localhost()
+                || self.public.as_ref().is_some_and(|p| p.name == h.name)
+                || self.allowed.iter().any(|a| h.matches(a))
+        });
+        if ok {
+            Ok(Some(sent))
+        } else {
+            Err(Error::HostNotAllowed {
+                host: sent.chars().take(100).collect(),
+            })
+        }
+    }
+
+    /// A browser's request must come from the proxy's own origin.
+    fn check_site(&self, method: &Method, h: &HeaderMap, host: Option<&str>) -> Result<(), Error> {
+        let get = |name: &str| h.get(name).map(|v| v.as_bytes());
+        let navigation = self.navigations
+            && matches!(*method, Method::GET | Method::HEAD)
+            && get(SEC_FETCH_MODE) == Some(b"navigate")
+            && get(SEC_FETCH_DEST).is_none_or(|d| d == b"document");
+        if let Some(site) = get(SEC_FETCH_SITE)
+            && !matches!(site, b"same-origin" | b"none")
+            && !navigation
+        {
+            return Err(Error::CrossSite {
+                why: "the browser says it comes from another site (Sec-Fetch-Site)",
+            });
+        }
+        if let Some(origin) = get(header::ORIGIN.as_str()) {
+            let same = origin == self.public_origin.as_bytes()
+                || host.is_some_and(|host| {
+                    origin
+                        .strip_prefix(self.scheme.as_bytes())
+                        .and_then(|o| o.strip_prefix(b"://"))
+                        == Some(host.as_bytes())
+                });
+            if !same && !navigation {
+                return Err(Error::CrossSite {
+                    why: "its Origin is not the proxy's own",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origins(navigations: bool) -> Origins {
+        Origins::new(
+            &Url::parse("https://proxy.example.com").unwrap(),
+            &["svc.tools:8080".into()],
+            "http",
+            navigations,
+        )
+    }
+
+    fn req(method: &str, target: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().method(method).uri(target);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    fn check(o: &Origins, r: Request<()>) -> Result<(), &'static str> {
+        o.admit(&r).map_err(|e| match e {
+            Error::HostNotAllowed { .. } => "host",
+            Error::CrossSite { .. } => "site",
+            _ => "other",
+        })
+    }
+
+    #[test]
+    fn hosts() {
+        let o = origins(false);
+        for (host, want) in [
+            ("proxy.example.com", Ok(())),
+            ("PROXY.example.com:443", Ok(())),
+            ("localhost:8080", Ok(())),
+            ("localhost", Ok(())),
+            ("127.0.0.1:8080", Ok(())),
+            ("[::1]:8080", Ok(())),
+            ("10.1.2.3:8080", Ok(())),
+            ("svc.tools:8080", Ok(())),
+            ("svc.tools:9999", Err("host")),
+            ("evil.example", Err("host")),
+            ("evil.example:8080", Err("host")),
+            ("localhost.evil.example", Err("host")),
+            ("proxy.example.com.evil.example", Err("host")),
+            ("a b", Err("host")),
+        ] {
+            assert_eq!(
+                check(&o, req("GET", "/o/x", &[("host", host)])),
+                want,
+                "{host}"
+            );
+        }
+        assert_eq!(check(&o, req("GET", "/o/x", &[])), Ok(()), "no Host at all");
+        assert_eq!(
+            check(
+                &o,
+                req("GET", "http://evil.example/o/x", &[("host", "localhost")])
+            ),
+            Err("host"),
+            "the absolute-form target wins over Host"
+        );
+    }
+
+    #[test]
+    fn browsers_from_other_sites() {
+        let h = ("host", "localhost:8080");
+        for navigations in [false, true] {
+            let o = origins(navigations);
+            // Programs and same-origin requests.
+            assert_eq!(check(&o, req("POST", "/o/x", &[h])), Ok(()));
+            assert_eq!(
+                check(
+                    &o,
+                    req("POST", "/o/x", &[h, ("origin", "http://localhost:8080")])
+                ),
+                Ok(())
+            );
+            assert_eq!(
+                check(
+                    &o,
+                    req(
+                        "POST",
+                        "/o/x",
+                        &[h, ("origin", "https://proxy.example.com")]
+                    )
+                ),
+                Ok(())
+            );
+            assert_eq!(
+                check(
+                    &o,
+                    req("GET", "/o/x", &[h, ("sec-fetch-site", "same-origin")])
+                ),
+                Ok(())
+            );
+            assert_eq!(
+                check(&o, req("GET", "/o/x", &[h, ("sec-fetch-site", "none")])),
+                Ok(())
+            );
+            // Cross-site and same-site requests that are not navigations.
+            for bad in [
+                vec![("origin", "https://evil.example")],
+                vec![("origin", "null")],
+                vec![("origin", "http://localhost:9999")],
+                vec![("sec-fetch-site", "cross-site")],
+                vec![("sec-fetch-site", "same-site")],
+                vec![
+                    ("sec-fetch-site", "cross-site"),
+                    ("sec-fetch-mode", "no-cors"),
+                ],
+            ] {
+                let mut headers = vec![h];
+                headers.extend(bad.iter().copied());
+                assert_eq!(
+                    check(&o, req("POST", "/o/x", &headers)),
+                    Err("site"),
+                    "{bad:?}"
+                );
+                assert_eq!(
+                    check(&o, req("GET", "/o/x", &headers)),
+                    Err("site"),
+                    "{bad:?}"
+                );
+            }
+            // A cross-site form post as a navigation is still refused.
+            let post_nav = [
+                h,
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "navigate"),
+                ("origin", "https://evil.example"),
+            ];
+            assert_eq!(check(&o, req("POST", "/o/x", &post_nav)), Err("site"));
+            // The provider's form_post answer.
+            assert_eq!(check(&o, req("POST", "/.auth/callback", &post_nav)), Ok(()));
+            // A link followed from another site: mode user only.
+            let link = [
+                h,
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "navigate"),
+                ("sec-fetch-dest", "document"),
+            ];
+            let want = if navigations { Ok(()) } else { Err("site") };
+            assert_eq!(check(&o, req("GET", "/o/x", &link)), want);
+            let framed = [
+                h,
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "navigate"),
+                ("sec-fetch-dest", "iframe"),
+            ];
+            assert_eq!(check(&o, req("GET", "/o/x", &framed)), Err("site"));
+        }
+    }
+}
