@@ -141,9 +141,6 @@ pub enum LoginError {
     /// `rd` is not a same-origin path.
     #[error("return path refused")]
     BadReturnPath,
-    /// Too many sign-ins are pending.
-    #[error("too many pending sign-ins")]
-    TooManyPending,
     /// The provider's metadata or authorize request could not be prepared.
     #[error("provider unavailable: {0}")]
     Provider(String),
@@ -290,7 +287,6 @@ impl LoginError {
         match self {
             Self::MethodNotAllowed { .. } => "method",
             Self::BadReturnPath => "bad_return_path",
-            Self::TooManyPending => "too_many_pending",
             Self::Provider(_) => "provider_unavailable",
             Self::MissingState => "missing_state",
             Self::UnknownState => "unknown_state",
@@ -322,8 +318,6 @@ impl LoginError {
             }
             Self::BadReturnPath => a(S::BAD_REQUEST, "Return address refused",
                 "After signing in, the proxy only returns to a path on itself (such as /contoso/_apis/projects), never to another site."),
-            Self::TooManyPending => a(S::SERVICE_UNAVAILABLE, "Too many sign-ins in progress",
-                "The proxy is tracking too many unfinished sign-ins. Wait a few minutes and try again."),
             Self::Provider(detail) => a(S::BAD_GATEWAY, "The sign-in provider could not be reached",
                 &format!("{detail}. Try again shortly; if it persists, an administrator should check auth.issuer_url or auth.authority_host.")),
             Self::MissingState | Self::UnknownState => a(S::BAD_REQUEST, "This sign-in link is not valid",

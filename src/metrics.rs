@@ -329,9 +329,7 @@ impl Metrics {
         registry.register(Box::new(store_errors.clone()))?;
         registry.register(Box::new(unreadable.clone()))?;
         registry.register(Box::new(session_loads.clone()))?;
-        for op in [
-            "get", "put", "update", "remove", "take", "lease", "purge", "ping",
-        ] {
+        for op in ["get", "put", "update", "remove", "lease", "purge", "ping"] {
             store_errors.with_label_values(&[op]);
         }
         for outcome in ["loaded", "migrated", "absent"] {
@@ -365,7 +363,6 @@ impl Metrics {
         for reason in [
             "method",
             "bad_return_path",
-            "too_many_pending",
             "provider_unavailable",
             "missing_state",
             "unknown_state",

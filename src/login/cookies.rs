@@ -46,6 +46,31 @@ impl CookieJar {
         Some(v)
     }
 
+    /// The pre-auth cookie of the sign-in with `state`: one per sign-in,
+    /// so parallel sign-ins (tabs) do not disturb each other.
+    pub fn pending(&self, state: &str) -> String {
+        use base64::Engine;
+        let digest = ring::digest::digest(&ring::digest::SHA256, state.as_bytes());
+        let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest.as_ref()[..9]);
+        format!("{}_{tag}", self.login)
+    }
+
+    /// The names and values of the request's pre-auth cookies (at most
+    /// [`MAX_PENDING_COOKIES`] times two, so a stuffed header costs little).
+    pub fn pending_in(&self, headers: &HeaderMap) -> Vec<(String, String)> {
+        let prefix = format!("{}_", self.login);
+        pairs(headers)
+            .filter(|(k, _)| k.starts_with(prefix.as_bytes()))
+            .filter_map(|(k, v)| {
+                Some((
+                    std::str::from_utf8(k).ok()?.to_string(),
+                    std::str::from_utf8(v).ok()?.to_string(),
+                ))
+            })
+            .take(2 * MAX_PENDING_COOKIES)
+            .collect()
+    }
+
     /// `Set-Cookie` deleting `name`.
     pub fn clear(&self, name: &str) -> Option<HeaderValue> {
         self.set(name, "", 0)
@@ -56,6 +81,10 @@ impl CookieJar {
 /// look up: a browser sends two at most (paths, prefixes); a request with
 /// thousands must not cost thousands of store lookups.
 pub const MAX_VALUES: usize = 4;
+
+/// Sign-ins a browser may have in progress at once (one pre-auth cookie
+/// each); starting another drops the oldest.
+pub const MAX_PENDING_COOKIES: usize = 3;
 
 /// The `name=value` pairs of every `Cookie` header, as bytes. Lenient per
 /// pair: another application's cookie with non-ASCII bytes

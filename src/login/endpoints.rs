@@ -79,14 +79,6 @@ impl Login {
             .find(|(k, _)| k == "claims")
             .map(|(_, v)| v.as_str())
             .filter(|c| c.len() <= 4096);
-        if !self.pending_allowed() {
-            return Err(Error::from(LoginError::TooManyPending));
-        }
-        // One pre-auth cookie per browser, shared by its parallel sign-ins
-        // (tabs), so starting a second one does not break the first.
-        let binder = cookies::values(req.headers(), &self.jar.login)
-            .find(|v| v.len() == 43)
-            .unwrap_or_else(random_token);
         // Needs the network only for OIDC discovery, once.
         let authorize = self
             .provider
@@ -94,27 +86,32 @@ impl Login {
             .await
             .map_err(|e| Error::from(LoginError::Provider(e.to_string())))?;
         let pending = Pending {
-            binder: SessionKey::of(&binder),
             pkce_verifier: authorize.pkce_verifier,
             nonce: authorize.nonce,
-            return_to,
+            return_to: fit_in_cookie(return_to),
             created_ms: now_ms(),
         };
-        // Kept a minute longer than it is valid, so a late callback is
-        // told it took too long rather than that it is unknown.
-        self.store
-            .put_pending(
-                &authorize.state,
-                &pending,
-                self.login_timeout + Duration::from_secs(60),
-            )
-            .await?;
+        // The pending sign-in travels sealed in the browser's own cookie:
+        // nothing is stored, so starting a sign-in costs the server
+        // nothing and no flood of starts can crowd out a real user.
+        let sealed = self.store.seal_pending(&authorize.state, &pending);
         self.metrics.record_login("started");
         let mut resp = redirect_to(authorize.url.as_str());
-        if let Some(c) = self
-            .jar
-            .set(&self.jar.login, &binder, self.login_timeout.as_secs())
-        {
+        // A browser keeps a few sign-ins in progress (tabs); the oldest
+        // beyond that go. Browsers list older cookies first.
+        let others = self.jar.pending_in(req.headers());
+        let excess = (others.len() + 1).saturating_sub(cookies::MAX_PENDING_COOKIES);
+        for (name, _) in others.iter().take(excess) {
+            if let Some(c) = self.jar.clear(name) {
+                resp.headers_mut().append(header::SET_COOKIE, c);
+            }
+        }
+        let name = self.jar.pending(&authorize.state);
+        // Kept a minute longer than the sign-in is valid, so a late
+        // callback is told it took too long rather than that it is
+        // unknown.
+        let keep = self.login_timeout.as_secs() + 60;
+        if let Some(c) = self.jar.set(&name, &sealed, keep) {
             resp.headers_mut().append(header::SET_COOKIE, c);
         }
         Ok(resp)
@@ -123,13 +120,18 @@ impl Login {
     /// `GET|POST /.auth/callback`: checks the answer against the pending
     /// sign-in, redeems the code, checks the user, creates the session.
     async fn callback(&self, req: Request<Incoming>) -> Result<Response<ProxyBody>, Error> {
-        let has_binder = cookies::values(req.headers(), &self.jar.login)
-            .next()
-            .is_some();
         let (parts, body) = req.into_parts();
         let params = if parts.method == Method::POST {
             let form = read_form(body).await?;
-            if !has_binder {
+            let has_cookie = form
+                .iter()
+                .find(|(k, _)| k == "state")
+                .is_some_and(|(_, state)| {
+                    cookies::values(&parts.headers, &self.jar.pending(state))
+                        .next()
+                        .is_some()
+                });
+            if !has_cookie {
                 // A cross-site form_post does not carry SameSite=Lax
                 // cookies; a top-level GET to ourselves does.
                 let query = url::form_urlencoded::Serializer::new(String::new())
@@ -165,21 +167,25 @@ impl Login {
         get: impl Fn(&str) -> Option<&'a str>,
     ) -> Result<Response<ProxyBody>, Error> {
         let state = get("state").ok_or(Error::from(LoginError::MissingState))?;
-        // Removing it first makes every state single-use: a replayed
-        // callback finds nothing.
+        // Only the browser that started the sign-in holds its cookie; it
+        // opens only for this state, and is cleared once used.
+        let cookie = self.jar.pending(state);
+        let sealed = cookies::values(headers, &cookie).next().ok_or_else(|| {
+            // Other sign-ins of this browser, but none with this state: a
+            // forged or mistyped answer. None at all: another browser.
+            Error::from(if self.jar.pending_in(headers).is_empty() {
+                LoginError::NotThisBrowser
+            } else {
+                LoginError::UnknownState
+            })
+        })?;
         let pending: Pending = self
             .store
-            .take_pending(state)
-            .await?
+            .open_pending(state, &sealed)
             .ok_or(Error::from(LoginError::UnknownState))?;
         let age = Duration::from_millis(now_ms().saturating_sub(pending.created_ms));
         if age >= self.login_timeout {
             return Err(Error::from(LoginError::Expired));
-        }
-        let bound = cookies::values(headers, &self.jar.login)
-            .any(|v| SessionKey::of(&v).ct_eq(&pending.binder));
-        if !bound {
-            return Err(Error::from(LoginError::NotThisBrowser));
         }
         // RFC 9207: an answer naming another issuer is a mix-up attack.
         if let Some(iss) = get("iss") {
@@ -221,8 +227,12 @@ impl Login {
             );
             return Err(Error::from(LoginError::NotAllowed { reason }));
         }
+        let used = self.jar.clear(&cookie);
         if let Some(signed_in) = &self.service_sink {
-            return self.become_service(tokens, user, signed_in).await;
+            let mut resp = self.become_service(tokens, user, signed_in).await?;
+            resp.headers_mut()
+                .extend(used.map(|c| (header::SET_COOKIE, c)));
+            return Ok(resp);
         }
         let id = random_token();
         let key = SessionKey::of(&id);
@@ -258,6 +268,9 @@ impl Login {
             .jar
             .set(&self.jar.session, &id, self.max_lifetime.as_secs())
         {
+            resp.headers_mut().append(header::SET_COOKIE, c);
+        }
+        if let Some(c) = used {
             resp.headers_mut().append(header::SET_COOKIE, c);
         }
         Ok(resp)
@@ -381,6 +394,21 @@ impl Login {
                 "sessionExpiresAtUnix": unix(expires),
             }),
         ))
+    }
+}
+
+/// The longest return path kept in the pre-auth cookie (which holds about
+/// 4 KiB); a longer deep link returns to its path without the query, or
+/// to `/`.
+const MAX_RETURN_IN_COOKIE: usize = 1536;
+
+fn fit_in_cookie(return_to: String) -> String {
+    if return_to.len() <= MAX_RETURN_IN_COOKIE {
+        return return_to;
+    }
+    match return_to.split_once('?') {
+        Some((path, _)) if path.len() <= MAX_RETURN_IN_COOKIE => path.to_string(),
+        _ => "/".to_string(),
     }
 }
 

@@ -17,8 +17,8 @@ mod refresh;
 
 pub(crate) use endpoints::json_response;
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
 use url::Url;
@@ -29,12 +29,7 @@ use self::provider::{Provider, UserInfo};
 use crate::config::{Config, Provider as ProviderKind};
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::session::{Miss, Session, SessionKey, Sessions};
-
-/// Sign-ins one process starts per `login_timeout` at most (each is
-/// stored that long); beyond it new ones are refused rather than the
-/// store growing without bound.
-const MAX_PENDING: usize = 10_000;
+use crate::session::{Miss, Session, Sessions};
 
 /// Everything mode `user` needs, shared by all connections.
 pub struct Login {
@@ -42,8 +37,6 @@ pub struct Login {
     store: Arc<Sessions>,
     /// Mode `service`: sign-ins become the service identity; notified.
     service_sink: Option<Arc<tokio::sync::Notify>>,
-    /// Sign-ins started in the current `login_timeout` window.
-    pending_budget: Mutex<(Instant, usize)>,
     jar: CookieJar,
     public_url: Url,
     allow: Allowlist,
@@ -55,12 +48,11 @@ pub struct Login {
     metrics: Arc<Metrics>,
 }
 
-/// A sign-in between `/.auth/login` and `/.auth/callback`, stored (sealed)
-/// under the HMAC of its `state`, so any replica can finish it.
+/// A sign-in between `/.auth/login` and `/.auth/callback`, sealed into
+/// the starting browser's pre-auth cookie (bound to its `state`), so any
+/// replica can finish it and the server stores nothing.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Pending {
-    /// Hash of the pre-auth cookie value of the browser that started it.
-    binder: SessionKey,
     pkce_verifier: Option<String>,
     nonce: Option<String>,
     return_to: String,
@@ -135,7 +127,6 @@ impl Login {
             provider,
             store,
             service_sink,
-            pending_budget: Mutex::new((Instant::now(), 0)),
             jar: CookieJar::new(&config.session.cookie_name, secure),
             public_url: public_url.clone(),
             allow: Allowlist::new(config),
@@ -268,18 +259,6 @@ impl Login {
             sign_in_url: Some(self.login_url().to_string()),
             ..crate::diagnose::Vars::default()
         }
-    }
-
-    /// Counts a new sign-in against the budget; false when spent.
-    fn pending_allowed(&self) -> bool {
-        let Ok(mut budget) = self.pending_budget.lock() else {
-            return true;
-        };
-        if budget.0.elapsed() >= self.login_timeout {
-            *budget = (Instant::now(), 0);
-        }
-        budget.1 += 1;
-        budget.1 <= MAX_PENDING
     }
 }
 

@@ -369,36 +369,28 @@ impl Sessions {
         let _ = self.op("lease", self.backend.release(key, holder)).await;
     }
 
-    /// Stores a pending sign-in under its `state` for `ttl`.
-    pub async fn put_pending<T: Serialize>(
-        &self,
-        state: &str,
-        value: &T,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        let key = Key::new(Namespace::Pending, self.store_key(state));
+    /// Seals a pending sign-in for the browser's pre-auth cookie. Nothing
+    /// is stored: starting a sign-in costs no store write, so a flood of
+    /// anonymous starts fills nothing and locks nobody out, and every
+    /// replica holding the key file can finish it. `state` is bound in as
+    /// associated data, so the cookie opens only for its own callback.
+    pub fn seal_pending<T: Serialize>(&self, state: &str, value: &T) -> String {
+        use base64::Engine;
         let json = serde_json::to_vec(value).unwrap_or_default();
-        let sealed = self.sealer.seal(&key.to_bytes(), &json);
-        self.op("put", self.backend.put(key, sealed, ttl)).await
+        let sealed = self.sealer.seal(&pending_binding(state), &json);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
     }
 
-    /// Takes (single use) the pending sign-in stored under `state`.
-    pub async fn take_pending<T: DeserializeOwned>(
-        &self,
-        state: &str,
-    ) -> Result<Option<T>, StoreError> {
-        for hash in self.sealer.store_keys(state) {
-            let key = Key::new(Namespace::Pending, hash);
-            if let Some(raw) = self.op("take", self.backend.take(key)).await? {
-                let value = self
-                    .sealer
-                    .open(&key.to_bytes(), &raw)
-                    .ok()
-                    .and_then(|json| serde_json::from_slice(&json).ok());
-                return Ok(value);
-            }
-        }
-        Ok(None)
+    /// Opens what [`seal_pending`](Self::seal_pending) sealed for `state`;
+    /// `None` when it was sealed for another state, under an unknown key,
+    /// or tampered with.
+    pub fn open_pending<T: DeserializeOwned>(&self, state: &str, sealed: &str) -> Option<T> {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(sealed)
+            .ok()?;
+        let json = self.sealer.open(&pending_binding(state), &raw).ok()?;
+        serde_json::from_slice(&json).ok()
     }
 
     /// Stores the device-code service identity.
@@ -694,4 +686,13 @@ fn warn_if_shared(path: &Path) {
     }
     #[cfg(not(unix))]
     let _ = path;
+}
+
+/// The associated data of a sealed pending sign-in: a hash of its
+/// `state` (not an HMAC under the current key, so a key rotation during a
+/// sign-in does not break it; the sealing key itself authenticates).
+fn pending_binding(state: &str) -> Vec<u8> {
+    let mut out = b"pending:".to_vec();
+    out.extend_from_slice(ring::digest::digest(&ring::digest::SHA256, state.as_bytes()).as_ref());
+    out
 }

@@ -360,3 +360,136 @@ async fn signing_out_takes_a_same_origin_post() {
     assert_eq!(resp.status(), 200);
     assert_eq!(me().await.unwrap().status(), 401, "signed out");
 }
+
+#[tokio::test]
+async fn a_flood_of_anonymous_sign_ins_locks_nobody_out() {
+    use crate::support::fake_idp::{self, FakeIdp};
+    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
+    let ado = fake_idp::fake_ado(&idp).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = fake_idp::entra_config(&ado.url(), &idp);
+    // The durable store, where each start used to be a write.
+    c.session.store = ado_auth_proxy::config::StoreKind::Embedded;
+    c.session.path = dir.path().join("sessions.db");
+    let proxy = support::start(c).await;
+    let url = format!("http://{}/.auth/login", proxy.proxy_addr);
+    let started = std::time::Instant::now();
+    let http = support::client();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (http, url) = (http.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..750 {
+                let resp = http.get(&url).send().await.unwrap();
+                assert_eq!(resp.status(), 302);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    let size = std::fs::metadata(dir.path().join("sessions.db"))
+        .unwrap()
+        .len();
+    // A real user signs in right after.
+    let b = crate::support::oidc::Browser::new();
+    let resp = b.navigate(&url).await;
+    assert_eq!(resp.status(), 302);
+    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = b.navigate(&authorize).await;
+    let callback = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = b.navigate(&callback).await;
+    assert_eq!(resp.status(), 302, "{:?}", resp.text().await);
+    let me = b
+        .http
+        .get(format!("http://{}/.auth/me", proxy.proxy_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    let m = support::metrics(proxy.admin_addr).await;
+    assert!(
+        m.contains("ado_proxy_logins_total{outcome=\"started\"} 12001"),
+        "{m}"
+    );
+    // Nothing was written for the 12,000 starts: the database did not
+    // grow by a record per start (one record is about 1 KiB).
+    assert!(size < 2 * 1024 * 1024, "the store grew to {size} bytes");
+}
+
+#[tokio::test]
+async fn a_pre_auth_cookie_opens_only_for_its_own_sign_in() {
+    use crate::support::fake_idp::{self, FakeIdp};
+    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
+    let ado = fake_idp::fake_ado(&idp).await;
+    let proxy = support::start(fake_idp::entra_config(&ado.url(), &idp)).await;
+    let base = format!("http://{}", proxy.proxy_addr);
+    let http = support::client();
+    // Two sign-ins started; each answer sets its own sealed cookie.
+    let mut started = Vec::new();
+    for _ in 0..2 {
+        let resp = http
+            .get(format!("{base}/.auth/login"))
+            .send()
+            .await
+            .unwrap();
+        let cookie = resp.headers()["set-cookie"].to_str().unwrap();
+        let (name, value) = cookie.split(';').next().unwrap().split_once('=').unwrap();
+        let (name, value) = (name.to_string(), value.to_string());
+        let authorize = resp.headers()["location"].to_str().unwrap().to_string();
+        let resp = http.get(&authorize).send().await.unwrap();
+        let callback = resp.headers()["location"].to_str().unwrap().to_string();
+        started.push((name, value, callback));
+    }
+    let (name1, value1, _) = &started[0];
+    let (name2, value2, callback2) = &started[1];
+    assert_ne!(name1, name2);
+    let tamper = |v: &str| {
+        let mut b = v.as_bytes().to_vec();
+        let i = b.len() / 2;
+        b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(b).unwrap()
+    };
+    for cookie in [
+        // Sign-in 1's sealed state under sign-in 2's name.
+        format!("{name2}={value1}"),
+        // Sign-in 2's, altered.
+        format!("{name2}={}", tamper(value2)),
+    ] {
+        let resp = http
+            .get(callback2)
+            .header("cookie", &cookie)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{cookie}");
+        assert!(resp.text().await.unwrap().contains("not valid"));
+    }
+    // The genuine one works, once: its cookie is cleared on success.
+    let resp = http
+        .get(callback2)
+        .header("cookie", format!("{name2}={value2}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+    let cleared: Vec<&str> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.starts_with(&format!("{name2}=;")) && c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+    assert_eq!(idp.calls("authorization_code"), 1);
+}

@@ -147,10 +147,10 @@ async fn browser_signs_in_and_requests_carry_the_users_token() {
     assert!(
         set_cookie
             .iter()
-            .any(|c| c.starts_with("ado_proxy_session_login=")
+            .any(|c| c.starts_with("ado_proxy_session_login_")
                 && c.contains("HttpOnly")
                 && c.contains("SameSite=Lax")
-                && c.contains("Max-Age=600")),
+                && c.contains("Max-Age=660")),
         "{set_cookie:?}"
     );
     let authorize = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
@@ -709,7 +709,7 @@ async fn an_https_public_url_gives_host_prefixed_secure_cookies() {
     assert_eq!(resp.status(), 302);
     let cookie = resp.headers()["set-cookie"].to_str().unwrap();
     assert!(
-        cookie.starts_with("__Host-ado_proxy_session_login="),
+        cookie.starts_with("__Host-ado_proxy_session_login_"),
         "{cookie}"
     );
     for attr in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {

@@ -574,6 +574,11 @@ async fn response_mode_form_post_is_accepted_with_and_without_the_lax_cookie() {
         .send()
         .await
         .unwrap();
+    // No pre-auth cookie belongs to that state: bounced to a GET, which
+    // is refused with a page.
+    assert_eq!(resp.status(), 303);
+    let again = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = b.navigate(&format!("{}{again}", s.url)).await;
     assert_eq!(resp.status(), 400);
     assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
 }

@@ -503,10 +503,15 @@ async fn redis_dying_mid_test_keeps_cached_sessions_and_loses_nothing() {
     for p in [&a, &b] {
         assert_eq!(call(p, &alice).await, 200);
     }
-    // New sign-ins get a readable 503.
-    let resp = Browser::new()
-        .navigate(&format!("{}/.auth/login", url(&a)))
-        .await;
+    // New sign-ins start (that stores nothing) but cannot create the
+    // session: a readable 503.
+    let browser = Browser::new();
+    let resp = browser.navigate(&format!("{}/.auth/login", url(&a))).await;
+    assert_eq!(resp.status(), 302);
+    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = browser.navigate(&authorize).await;
+    let callback = to_replica(resp.headers()["location"].to_str().unwrap(), &a);
+    let resp = browser.navigate(&callback).await;
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     let page = resp.text().await.unwrap();
@@ -559,8 +564,8 @@ async fn redis_dying_mid_test_keeps_cached_sessions_and_loses_nothing() {
     assert_eq!(call(&c, &bob).await, 401);
     assert_eq!(
         r.w.idp.calls("authorization_code"),
-        2,
-        "no one signed in again"
+        3,
+        "no one signed in again (the third is the sign-in tried during the outage)"
     );
     for p in [a, b, c] {
         stop(p).await;

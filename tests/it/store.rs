@@ -52,10 +52,10 @@ async fn conformance(b: Backend) {
     assert_eq!(b.get(k).await.unwrap(), None, "{name}");
     b.put(k, record(1, "one"), long).await.unwrap();
     assert_eq!(b.get(k).await.unwrap(), Some(record(1, "one")), "{name}");
-    assert_eq!(b.get(k.with(Namespace::Pending)).await.unwrap(), None);
+    assert_eq!(b.get(k.with(Namespace::Service)).await.unwrap(), None);
 
     // TTL: gone after it runs out.
-    let short = key(2, Namespace::Pending);
+    let short = key(2, Namespace::Service);
     b.put(short, b"x".to_vec(), Duration::from_millis(300))
         .await
         .unwrap();
@@ -101,24 +101,6 @@ async fn conformance(b: Backend) {
         "{name}: a signed-out session stays signed out"
     );
     assert_eq!(b.get(k).await.unwrap(), None);
-
-    // Take is single use, also under concurrency.
-    let p = key(4, Namespace::Pending);
-    b.put(p, b"pending".to_vec(), long).await.unwrap();
-    let takes: Vec<_> = (0..16)
-        .map(|_| {
-            let b = b.clone();
-            tokio::spawn(async move { b.take(p).await.unwrap() })
-        })
-        .collect();
-    let mut won = 0;
-    for t in takes {
-        if let Some(v) = t.await.unwrap() {
-            assert_eq!(v, b"pending");
-            won += 1;
-        }
-    }
-    assert_eq!(won, 1, "{name}: exactly one take gets a pending sign-in");
 
     // Leases: one holder at a time, renewable by the holder only,
     // released by the holder only, and free again when they expire.

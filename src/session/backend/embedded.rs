@@ -221,23 +221,6 @@ impl Embedded {
         .await
     }
 
-    pub(super) async fn take(&self, key: Key) -> Result<Option<Vec<u8>>, StoreError> {
-        self.blocking(move |db| {
-            let w = begin_write(db)?;
-            let value;
-            {
-                let mut t = w.open_table(TABLE).map_err(s)?;
-                value = t
-                    .remove(key.to_bytes().as_slice())
-                    .map_err(s)?
-                    .and_then(|v| live(v.value()).map(<[u8]>::to_vec));
-            }
-            w.commit().map_err(s)?;
-            Ok(value)
-        })
-        .await
-    }
-
     pub(super) async fn purge(&self) -> Result<u64, StoreError> {
         self.leases.purge();
         self.blocking(move |db| {

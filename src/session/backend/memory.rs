@@ -63,14 +63,6 @@ impl Memory {
         Ok(())
     }
 
-    pub(super) async fn take(&self, key: Key) -> Result<Option<Vec<u8>>, StoreError> {
-        let now = now_ms();
-        Ok(self
-            .map
-            .remove(&key)
-            .and_then(|(_, (exp, v))| (exp > now).then_some(v)))
-    }
-
     pub(super) async fn purge(&self) -> Result<u64, StoreError> {
         let now = now_ms();
         let before = self.map.len();

@@ -31,8 +31,6 @@ pub enum Namespace {
     Access,
     /// A signed-out session, so no replica writes it back.
     Tombstone,
-    /// A sign-in between `/.auth/login` and the callback.
-    Pending,
     /// The lease of a session's refresh.
     Lease,
     /// Mode `service`'s device-code sign-in.
@@ -125,7 +123,6 @@ impl Namespace {
             Self::Session => b's',
             Self::Access => b'a',
             Self::Tombstone => b't',
-            Self::Pending => b'p',
             Self::Lease => b'l',
             Self::Service => b'i',
         }
@@ -227,11 +224,6 @@ impl Backend {
     /// tombstone for `ttl`.
     pub async fn remove(&self, key: Key, ttl: Duration) -> Result<(), StoreError> {
         each!(self, b => b.remove(key, ttl).await)
-    }
-
-    /// Deletes `key` and returns what it held: a single use.
-    pub async fn take(&self, key: Key) -> Result<Option<Vec<u8>>, StoreError> {
-        each!(self, b => b.take(key).await)
     }
 
     /// Takes the lease `key` for `holder` if free; true when taken.

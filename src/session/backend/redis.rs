@@ -203,12 +203,6 @@ impl Redis {
         .map(drop)
     }
 
-    pub(super) async fn take(&self, key: Key) -> Result<Option<Vec<u8>>, StoreError> {
-        let k = self.key(key);
-        self.run(async |c| redis::cmd("GETDEL").arg(&k).query_async(c).await)
-            .await
-    }
-
     pub(super) async fn lease(
         &self,
         key: Key,
