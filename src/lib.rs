@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod backoff;
 pub mod config;
 pub mod diagnose;
 pub mod error;

@@ -205,7 +205,9 @@ impl Metrics {
             Opts::new(
                 "ado_proxy_token_refreshes_total",
                 "Access-token refreshes by outcome: ok, shared (waited for another \
-                 request's refresh), relogin, operator_error, transient_error.",
+                 request's refresh), replica (another replica refreshed), throttled (a refused \
+                 token not refreshed again within auth.forced_refresh_interval), relogin, operator_error, \
+                 transient_error.",
             ),
             &["outcome"],
         )?;
@@ -352,6 +354,7 @@ impl Metrics {
             "ok",
             "shared",
             "replica",
+            "throttled",
             "relogin",
             "operator_error",
             "transient_error",

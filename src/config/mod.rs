@@ -199,6 +199,11 @@ pub struct AuthConfig {
     /// An access token this close to expiry is refreshed before use.
     #[serde(with = "humantime_serde")]
     pub refresh_before: Duration,
+    /// Least time between two token refreshes forced by Azure DevOps
+    /// refusing a token that had not expired (also at most one per
+    /// token). Requests refused meanwhile get Azure DevOps' answer.
+    #[serde(with = "humantime_serde")]
+    pub forced_refresh_interval: Duration,
     /// Time a user has to finish signing in at the provider.
     #[serde(with = "humantime_serde")]
     pub login_timeout: Duration,
@@ -455,6 +460,7 @@ impl Default for AuthConfig {
             allowed_users: Vec::new(),
             allowed_email_domains: Vec::new(),
             refresh_before: Duration::from_secs(5 * 60),
+            forced_refresh_interval: Duration::from_secs(5),
             login_timeout: Duration::from_secs(10 * 60),
             provider_timeout: Duration::from_secs(15),
             source: None,

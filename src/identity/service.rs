@@ -11,7 +11,7 @@
 //! `IDENTITY_ENDPOINT`), and a PAT (nothing to refresh).
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -22,6 +22,7 @@ use tokio::sync::{Notify, watch};
 use url::Url;
 
 use super::PatSource;
+use crate::backoff::{self, Backoff, jitter_down};
 use crate::config::{ADO_RESOURCE, Config, Secret, ServiceSource};
 use crate::error::Error;
 use crate::login::assertion::{ASSERTION_TYPE, Signer};
@@ -31,9 +32,6 @@ use crate::session::Sessions;
 
 /// Azure IMDS' token endpoint.
 pub const IMDS_ENDPOINT: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
-/// Backoff after a failed acquisition: first step and cap.
-const BACKOFF_FIRST: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// A token this close to expiry is not sent any more.
 const MIN_VALIDITY: Duration = Duration::from_secs(2);
 
@@ -45,11 +43,35 @@ pub struct ServiceIdentity {
     /// Bumped on every acquisition attempt's end; requests waiting for
     /// the first token watch it.
     changed: watch::Sender<u64>,
-    /// Wakes the refresher early (Azure DevOps refused the token).
-    wake: Arc<Notify>,
+    /// Wakes the refresher early: Azure DevOps refused the token (gated
+    /// by `schedule`).
+    wake: Notify,
+    /// Wakes the refresher at once: a device-code sign-in through the
+    /// browser replaced the identity.
+    signed_in: Arc<Notify>,
+    /// When the refresher calls next, and which refusals may hurry it.
+    schedule: Mutex<Schedule>,
     refresh_before: Duration,
+    /// `auth.forced_refresh_interval`.
+    forced_interval: Duration,
     first_wait: Duration,
     metrics: Arc<Metrics>,
+}
+
+/// The refresher's timetable, which requests read and may move forward
+/// only by the rules of [`ServiceIdentity::refused`].
+#[derive(Default)]
+struct Schedule {
+    /// The end of the last acquisition attempt.
+    last_attempt: Option<Instant>,
+    /// When the refresher will call next.
+    next_attempt: Option<Instant>,
+    /// The last attempt failed: the backoff runs and nothing shortens it.
+    failing: bool,
+    /// The token generation a refusal already woke the refresher for.
+    forced_generation: u64,
+    /// Generation of the current token (1 for the first).
+    generation: u64,
 }
 
 /// A token in use.
@@ -200,8 +222,11 @@ impl ServiceIdentity {
             label: source_label(source_kind),
             current: RwLock::new(None),
             changed: watch::channel(0).0,
-            wake: Arc::new(Notify::new()),
+            wake: Notify::new(),
+            signed_in: Arc::new(Notify::new()),
+            schedule: Mutex::new(Schedule::default()),
             refresh_before: auth.refresh_before,
+            forced_interval: auth.forced_refresh_interval,
             first_wait: auth.provider_timeout,
             metrics,
         })
@@ -227,24 +252,51 @@ impl ServiceIdentity {
         if let Some(h) = self.valid() {
             return Ok(h);
         }
-        self.wake.notify_one();
+        // The refresher keeps its own timetable (backoff included); a
+        // request only learns when to come back.
+        let next = self.lock_schedule().next_attempt;
         Err(Error::ServiceTokenUnavailable {
             source_name: self.label,
-            retry_after: 5,
+            retry_after: backoff::seconds_until(next),
         })
+    }
+
+    fn lock_schedule(&self) -> std::sync::MutexGuard<'_, Schedule> {
+        match self.schedule.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
     }
 
     /// Source `device-code`: the store holding the identity, and what
     /// wakes the refresher when a browser sign-in replaced it.
     pub fn device_store(&self) -> Option<(Arc<Sessions>, Arc<Notify>)> {
         match &self.source {
-            Source::Device { store, .. } => Some((store.clone(), self.wake.clone())),
+            Source::Device { store, .. } => Some((store.clone(), self.signed_in.clone())),
             _ => None,
         }
     }
 
-    /// Azure DevOps refused the token: get a new one now.
-    pub fn refused(&self) {
+    /// Azure DevOps refused `used`: get a new token now, unless that
+    /// would let traffic drive the identity provider. At most one early
+    /// call per token generation, none within `forced_refresh_interval` of
+    /// the last attempt, none while a failure backoff runs.
+    pub fn refused(&self, used: &HeaderValue) {
+        let current = self.snapshot();
+        let mut s = self.lock_schedule();
+        let same_token = current.is_some_and(|t| t.header == *used);
+        let recent = s
+            .last_attempt
+            .is_some_and(|t| t.elapsed() < self.forced_interval);
+        if !same_token || s.failing || recent || s.forced_generation == s.generation {
+            return;
+        }
+        s.forced_generation = s.generation;
+        drop(s);
+        tracing::info!(
+            source = self.label,
+            "Azure DevOps refused the service token; getting a new one"
+        );
         self.wake.notify_one();
     }
 
@@ -289,12 +341,14 @@ impl ServiceIdentity {
     /// The background refresher: acquires now, then again `refresh_before`
     /// the expiry (jittered), backing off on failure. Ends with `stop`.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let mut backoff = Duration::ZERO;
+        let mut backoff = Backoff::default();
         let mut said_waiting = false;
         loop {
-            let wait = match self.acquire_once().await {
+            let result = self.acquire_once().await;
+            let failing = matches!(&result, Err(e) if !e.soon);
+            let wait = match result {
                 Ok(next) => {
-                    backoff = Duration::ZERO;
+                    backoff.reset();
                     said_waiting = false;
                     next
                 }
@@ -310,8 +364,7 @@ impl ServiceIdentity {
                     Duration::from_secs(2)
                 }
                 Err(e) => {
-                    backoff = (backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX);
-                    let wait = jitter(backoff);
+                    let wait = backoff.fail();
                     let still_valid = self.valid().is_some();
                     if still_valid {
                         tracing::warn!(source = self.label, error = %e.detail, retry_in = ?wait,
@@ -324,13 +377,34 @@ impl ServiceIdentity {
                     wait
                 }
             };
+            {
+                let mut s = self.lock_schedule();
+                let now = Instant::now();
+                s.last_attempt = Some(now);
+                s.next_attempt = Some(now + wait);
+                s.failing = failing;
+            }
             self.changed.send_modify(|n| *n += 1);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.wake.notified() => {}
-                r = stop.wait_for(|s| *s) => {
-                    drop(r);
-                    return;
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = self.signed_in.notified() => break,
+                    // A refusal that passed `refused`'s rules; checked
+                    // again, as a wake-up may have been stored earlier.
+                    _ = self.wake.notified() => {
+                        let s = self.lock_schedule();
+                        let rested = s
+                            .last_attempt
+                            .is_none_or(|t| t.elapsed() >= self.forced_interval);
+                        if !s.failing && rested {
+                            break;
+                        }
+                    }
+                    r = stop.wait_for(|s| *s) => {
+                        drop(r);
+                        return;
+                    }
                 }
             }
         }
@@ -402,6 +476,13 @@ impl ServiceIdentity {
     fn store(&self, token: Token) {
         self.metrics
             .set_service_token_expiry(token.expires_wall.map(|w| unix(w) as i64));
+        {
+            let mut s = self.lock_schedule();
+            let changed = self.snapshot().is_none_or(|old| old.header != token.header);
+            if changed {
+                s.generation += 1;
+            }
+        }
         match self.current.write() {
             Ok(mut g) => *g = Some(token),
             Err(p) => *p.into_inner() = Some(token),
@@ -677,23 +758,6 @@ fn unix(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// `d` ± 20%.
-fn jitter(d: Duration) -> Duration {
-    let r = rand_unit();
-    d.mul_f64(0.8 + 0.4 * r)
-}
-
-/// `d` minus up to 10%: refresh a little early, never late.
-fn jitter_down(d: Duration) -> Duration {
-    d.mul_f64(1.0 - 0.1 * rand_unit())
-}
-
-fn rand_unit() -> f64 {
-    let mut b = [0u8; 8];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
-    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -733,15 +797,5 @@ mod tests {
         let c = claims_of(&format!("h.{payload}.s")).unwrap();
         assert_eq!(c.appid.as_deref(), Some("app"));
         assert!(claims_of("opaque-token").is_none());
-    }
-
-    #[test]
-    fn jitter_stays_in_its_band() {
-        for _ in 0..100 {
-            let j = jitter(Duration::from_secs(10));
-            assert!(j >= Duration::from_secs(8) && j <= Duration::from_secs(12));
-            let d = jitter_down(Duration::from_secs(100));
-            assert!(d >= Duration::from_secs(90) && d <= Duration::from_secs(100));
-        }
     }
 }

@@ -41,6 +41,8 @@ pub struct Login {
     public_url: Url,
     allow: Allowlist,
     refresh_before: Duration,
+    /// `auth.forced_refresh_interval`.
+    forced_interval: Duration,
     login_timeout: Duration,
     provider_timeout: Duration,
     idle_timeout: Duration,
@@ -131,6 +133,7 @@ impl Login {
             public_url: public_url.clone(),
             allow: Allowlist::new(config),
             refresh_before: auth.refresh_before,
+            forced_interval: auth.forced_refresh_interval,
             login_timeout: auth.login_timeout,
             provider_timeout: auth.provider_timeout,
             idle_timeout: config.session.idle_timeout,

@@ -7,15 +7,13 @@ use std::time::{Duration, Instant};
 
 use super::Login;
 use super::idp::{Failure, Grant};
+use crate::backoff;
 use crate::error::Error;
 use crate::session::backend::{StoreError, Update};
 use crate::session::{LEASE_TTL, Miss, RefreshState, Reloaded, Session, Tokens};
 
 /// A token this close to expiry is not sent any more.
 const MIN_VALIDITY: Duration = Duration::from_secs(2);
-/// Backoff after a transient failure: first step and cap.
-const BACKOFF_FIRST: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 impl Login {
     /// The session's tokens, refreshed first when due. `forced` is the
@@ -38,6 +36,19 @@ impl Login {
             // Another request refreshed while this one waited.
             self.metrics.record_refresh("shared");
             return Ok(tokens);
+        }
+        if forced.is_some() && !self.near_expiry(&tokens) {
+            // Azure DevOps refused a token that is not near expiry: one
+            // forced refresh per generation (`due`) and per interval, so
+            // a stream of 401s cannot drive the provider.
+            if state
+                .last_forced
+                .is_some_and(|t| t.elapsed() < self.forced_interval)
+            {
+                self.metrics.record_refresh("throttled");
+                return Ok(tokens);
+            }
+            state.last_forced = Some(Instant::now());
         }
         if session.attempts() != seen {
             // A call ended while we waited without new tokens: share its
@@ -211,7 +222,7 @@ impl Login {
             Ok(set) => {
                 state.last_failure = None;
                 state.retry_at = None;
-                state.backoff = Duration::ZERO;
+                state.backoff.reset();
                 self.metrics.record_refresh("ok");
                 session
                     .set_tokens(&set.access_token, set.expires_in, set.refresh_token)
@@ -232,28 +243,27 @@ impl Login {
     /// Seconds until the next refresh attempt, rounded up so a client that
     /// waits this long finds the backoff over.
     fn retry_after(state: &RefreshState) -> u64 {
-        let wait = state
-            .retry_at
-            .map(|at| at.saturating_duration_since(Instant::now()))
-            .unwrap_or(BACKOFF_FIRST);
-        wait.as_millis().div_ceil(1000).max(1) as u64
+        backoff::seconds_until(state.retry_at)
     }
 
-    /// The next backoff step: 1 s, doubling, at most 60 s.
+    /// The next (jittered) backoff step: 1 s, doubling, at most 60 s.
     fn back_off(state: &mut RefreshState) {
-        state.backoff = (state.backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX);
-        state.retry_at = Some(Instant::now() + state.backoff);
+        let wait = state.backoff.fail();
+        state.retry_at = Some(Instant::now() + wait);
+    }
+
+    /// Whether the token is within its refresh margin of expiry.
+    /// Short-lived tokens (under twice `refresh_before`) are refreshed at
+    /// half-life, not on every request.
+    fn near_expiry(&self, tokens: &Tokens) -> bool {
+        let margin = self.refresh_before.min(tokens.lifetime / 2);
+        tokens.expires_at.saturating_duration_since(Instant::now()) <= margin
     }
 
     /// Whether to refresh: the refused generation is still current, or
-    /// the token is near expiry. Short-lived tokens (under twice
-    /// `refresh_before`) are refreshed at half-life, not on every request.
+    /// the token is near expiry.
     fn due(&self, tokens: &Tokens, forced: Option<u64>) -> bool {
-        if forced == Some(tokens.generation) {
-            return true;
-        }
-        let margin = self.refresh_before.min(tokens.lifetime / 2);
-        tokens.expires_at.saturating_duration_since(Instant::now()) <= margin
+        forced == Some(tokens.generation) || self.near_expiry(tokens)
     }
 
     /// What a failed (or skipped) refresh means for this request. `fresh`
@@ -286,7 +296,7 @@ impl Login {
                     tracing::error!(
                         session = %key,
                         %reason,
-                        retry_in = ?state.backoff,
+                        retry_in = ?state.backoff.step(),
                         "the provider refused the proxy's own credentials: fix auth.client_id, \
                          the client secret or certificate; sessions are kept"
                     );
@@ -307,7 +317,7 @@ impl Login {
                     tracing::warn!(
                         session = %key,
                         %reason,
-                        retry_in = ?state.backoff,
+                        retry_in = ?state.backoff.step(),
                         "refresh failed; will retry"
                     );
                     self.metrics.record_refresh("transient_error");

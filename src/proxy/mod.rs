@@ -384,10 +384,11 @@ impl Inner {
         }
         upstream.duration.observe(sent.elapsed().as_secs_f64());
         if resp.status() == http::StatusCode::UNAUTHORIZED
-            && let Some(service) = self.identity.service()
+            && let (Some(service), Some(used)) = (self.identity.service(), credential.header())
         {
-            // Revoked or rotated: fetch a new token now, in the background.
-            service.refused();
+            // Revoked or rotated: a new token in the background, within
+            // the refresher's limits.
+            service.refused(used);
         }
 
         let (mut parts, body) = resp.into_parts();

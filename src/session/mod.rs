@@ -82,10 +82,12 @@ pub struct RefreshState {
     pub attempts: u64,
     /// The outcome of the last call, shared with requests that waited for it.
     pub last_failure: Option<crate::login::idp::Failure>,
-    /// No new call before this (backoff after transient failures).
+    /// No new call before this (backoff after failures).
     pub retry_at: Option<Instant>,
-    /// The next backoff step.
-    pub backoff: Duration,
+    /// The backoff after failures; only a success resets it.
+    pub backoff: crate::backoff::Backoff,
+    /// The last refresh forced by Azure DevOps refusing a token.
+    pub last_forced: Option<Instant>,
 }
 
 /// Why a cookie did not lead to a session.

@@ -493,3 +493,108 @@ async fn a_pre_auth_cookie_opens_only_for_its_own_sign_in() {
     );
     assert_eq!(idp.calls("authorization_code"), 1);
 }
+
+/// A service-mode proxy (client credentials) in front of `ado`.
+async fn service_proxy(
+    idp: &crate::support::fake_idp::FakeIdp,
+    ado: &FakeUpstream,
+) -> ado_auth_proxy::app::Running {
+    use crate::support::fake_idp::{self, CLIENT_SECRET};
+    use ado_auth_proxy::config::{AuthMode, Secret, ServiceSource};
+    let mut c = fake_idp::entra_config(&ado.url(), idp);
+    c.auth.mode = AuthMode::Service;
+    c.auth.source = Some(ServiceSource::ClientCredentials);
+    c.auth.provider = None;
+    c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
+    c.auth.provider_timeout = Duration::from_secs(1);
+    support::start(c).await
+}
+
+/// Sends requests from `workers` tasks for `time`; returns how many.
+async fn hammer(url: String, workers: usize, time: Duration) -> usize {
+    let until = std::time::Instant::now() + time;
+    let http = support::client();
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (http, url) = (http.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            while std::time::Instant::now() < until {
+                let resp = http.get(&url).send().await.unwrap();
+                if resp.status() == 503 {
+                    assert!(resp.headers().contains_key("retry-after"));
+                }
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total
+}
+
+#[tokio::test]
+async fn traffic_does_not_defeat_the_service_token_backoff() {
+    use crate::support::fake_idp::{self, FakeIdp, Mode};
+    // A failing token endpoint and a steady stream of requests.
+    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
+    idp.set_mode(Mode::Down);
+    let ado = fake_idp::fake_ado(&idp).await;
+    let proxy = service_proxy(&idp, &ado).await;
+    let url = format!("http://{}/contoso/_apis/projects", proxy.proxy_addr);
+    let sent = hammer(url, 4, Duration::from_secs(10)).await;
+    // Attempts at about 0, 1, 3, 7 s (±20%): the backoff, not the traffic.
+    let calls = idp.calls("client_credentials");
+    assert!(sent > 200, "{sent} requests");
+    assert!(calls <= 5, "{calls} token calls for {sent} requests");
+    assert!(ado.requests().is_empty());
+
+    // Azure DevOps refusing a valid token: one early call per token, and
+    // none within 5 s of the last.
+    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
+    let refusing = FakeUpstream::recording(|_| respond(401, &[], "")).await;
+    let proxy = service_proxy(&idp, &refusing).await;
+    let url = format!("http://{}/contoso/_apis/projects", proxy.proxy_addr);
+    let http = support::client();
+    for _ in 0..60 {
+        assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let calls = idp.calls("client_credentials");
+    assert!(calls <= 2, "{calls} token calls for 60 refusals");
+}
+
+#[tokio::test]
+async fn refusals_do_not_drive_a_users_refreshes() {
+    use crate::support::fake_idp::{self, FakeIdp};
+    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
+    let refusing = FakeUpstream::recording(|_| respond(401, &[], "")).await;
+    let proxy = support::start(fake_idp::entra_config(&refusing.url(), &idp)).await;
+    let b = crate::support::oidc::Browser::new();
+    let base = format!("http://{}", proxy.proxy_addr);
+    let resp = b.navigate(&format!("{base}/.auth/login")).await;
+    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = b.navigate(&authorize).await;
+    let callback = resp.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(b.navigate(&callback).await.status(), 302);
+    for _ in 0..60 {
+        let resp = b
+            .http
+            .get(format!("{base}/contoso/_apis/projects"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+    let refreshes = idp.calls("refresh_token");
+    assert!(refreshes <= 1, "{refreshes} refreshes for 60 refusals");
+    let m = support::metrics(proxy.admin_addr).await;
+    assert!(
+        support::metric_value(&m, "ado_proxy_token_refreshes_total{outcome=\"throttled\"}") >= 50.0,
+        "{m}"
+    );
+}
