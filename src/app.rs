@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -25,6 +24,7 @@ use url::Url;
 
 use crate::admin::{Admin, Health};
 use crate::config::Config;
+use crate::connection::{Connections, Limits, Tracked};
 use crate::metrics::Metrics;
 use crate::proxy::{BuildError, Proxy};
 use crate::tls::{self, TlsError};
@@ -180,6 +180,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         _ => None,
     };
     let http = Arc::new(http_builder(&config));
+    let metrics_handles = (
+        metrics.connections_open.clone(),
+        metrics.connections_refused.clone(),
+    );
     let admin = Admin::new(health.clone(), metrics);
 
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -193,8 +197,25 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     let (stop_accepting, stop_rx) = watch::channel(false);
     let (stop_admin, admin_rx) = watch::channel(false);
-    let accept = tokio::spawn(accept_loop(listener, tls, proxy, http, stop_rx));
-    let admin_task = tokio::spawn(admin_loop(admin_listener, admin, admin_rx));
+    let limits = Limits {
+        max: config.listen.max_connections,
+        idle: config.listen.idle_timeout,
+        first_request: config.listen.header_read_timeout,
+    };
+    let connections = Connections::new(limits, Some(metrics_handles.0), Some(metrics_handles.1));
+    let accept = tokio::spawn(accept_loop(
+        listener,
+        tls,
+        proxy,
+        http,
+        connections,
+        stop_rx,
+    ));
+    let admin_limits = Limits {
+        max: ADMIN_MAX_CONNECTIONS,
+        ..limits
+    };
+    let admin_task = tokio::spawn(admin_loop(admin_listener, admin, admin_limits, admin_rx));
 
     health.set_ready(true);
     tracing::info!(
@@ -216,13 +237,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         health.set_ready(false);
         tokio::time::sleep(delay).await;
         stop_accepting.send_replace(true);
-        if let Ok(graceful) = accept.await {
+        if let Ok(connections) = accept.await {
             let left = grace.saturating_sub(started.elapsed());
-            let open = graceful.count();
-            if tokio::time::timeout(left, graceful.shutdown())
-                .await
-                .is_err()
-            {
+            let open = connections.drain(left).await;
+            if open > 0 {
                 tracing::warn!(
                     connections = open,
                     "shutdown_grace ran out; closing remaining connections"
@@ -288,15 +306,24 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Accepts until told to stop; returns the tracker of open connections.
+/// Admin connections open at once: probes and scrapes, nothing more.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// What a client over `listen.max_connections` reads before the
+/// connection closes (plain HTTP only; a TLS client is just closed).
+const OVER_LIMIT: &str = "The proxy is serving as many connections as listen.max_connections \
+allows. Try again in a moment.\n";
+
+/// Accepts until told to stop; returns the listener's connections, to
+/// drain.
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     proxy: Proxy,
     http: Arc<auto::Builder<TokioExecutor>>,
+    connections: Arc<Connections>,
     mut stop: watch::Receiver<bool>,
-) -> GracefulShutdown {
-    let graceful = GracefulShutdown::new();
+) -> Arc<Connections> {
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -311,28 +338,34 @@ async fn accept_loop(
             _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let watcher = graceful.watcher();
+        let Some(slot) = connections.admit() else {
+            refuse_over_limit(stream, remote, tls.is_some());
+            continue;
+        };
         let proxy = proxy.clone();
         let http = http.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let activity = slot.activity();
             let service = service_fn(move |req| {
                 let proxy = proxy.clone();
-                async move { Ok::<_, std::convert::Infallible>(proxy.serve(req, remote).await) }
+                let request = activity.begin();
+                async move {
+                    let resp = proxy.serve(req, remote).await;
+                    Ok::<_, std::convert::Infallible>(resp.map(|b| Tracked::new(b, request)))
+                }
             });
             let result = match tls {
                 None => {
-                    watcher
-                        .watch(http.serve_connection(TokioIo::new(stream), service))
-                        .await
+                    let conn = http.serve_connection(TokioIo::new(stream), service);
+                    slot.drive(conn, |c| c.graceful_shutdown()).await
                 }
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
                         Ok(Ok(tls_stream)) => {
-                            watcher
-                                .watch(http.serve_connection(TokioIo::new(tls_stream), service))
-                                .await
+                            let conn = http.serve_connection(TokioIo::new(tls_stream), service);
+                            slot.drive(conn, |c| c.graceful_shutdown()).await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%remote, error = %e, "TLS handshake failed");
@@ -350,11 +383,38 @@ async fn accept_loop(
             }
         });
     }
-    graceful
+    connections
 }
 
-async fn admin_loop(listener: TcpListener, admin: Admin, mut stop: watch::Receiver<bool>) {
-    let http = hyper::server::conn::http1::Builder::new();
+/// Answers a connection over the limit with a readable 503 (plain HTTP)
+/// or just closes it (TLS), without holding a task for long.
+fn refuse_over_limit(mut stream: tokio::net::TcpStream, remote: SocketAddr, tls: bool) {
+    tracing::warn!(%remote, "listen.max_connections reached; connection refused");
+    if tls {
+        return;
+    }
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Retry-After: 1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{OVER_LIMIT}",
+            OVER_LIMIT.len()
+        );
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
+    });
+}
+
+async fn admin_loop(
+    listener: TcpListener,
+    admin: Admin,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.first_request);
+    let connections = Connections::new(limits, None, None);
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -366,16 +426,25 @@ async fn admin_loop(listener: TcpListener, admin: Admin, mut stop: watch::Receiv
             },
             _ = stop.changed() => return,
         };
+        // Over the limit: closed at once; probes retry.
+        let Some(slot) = connections.admit() else {
+            continue;
+        };
         let admin = admin.clone();
+        let activity = slot.activity();
         let conn = http.serve_connection(
             TokioIo::new(stream),
             service_fn(move |req| {
                 let admin = admin.clone();
-                async move { admin.serve(req).await }
+                let request = activity.begin();
+                async move {
+                    let resp = admin.serve(req).await?;
+                    Ok::<_, std::convert::Infallible>(resp.map(|b| Tracked::new(b, request)))
+                }
             }),
         );
         tokio::spawn(async move {
-            let _ = conn.await;
+            let _ = slot.drive(conn, |c| c.graceful_shutdown()).await;
         });
     }
 }

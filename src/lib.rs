@@ -6,6 +6,7 @@ pub mod admin;
 pub mod app;
 pub mod backoff;
 pub mod config;
+pub mod connection;
 pub mod diagnose;
 pub mod error;
 pub mod host;

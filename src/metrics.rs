@@ -40,6 +40,11 @@ pub struct Metrics {
     requests: [[IntCounter; STATUS_CLASSES]; ROUTES],
     /// Requests currently being served (until the response body ends).
     pub in_flight: IntGauge,
+    /// Client connections open on the proxy listener.
+    pub connections_open: IntGauge,
+    /// Connections closed at once because `listen.max_connections` were
+    /// open.
+    pub connections_refused: IntCounter,
     request_duration: [Histogram; ROUTES],
     upstream_duration: HistogramVec,
     upstream_errors: IntCounterVec,
@@ -232,6 +237,16 @@ impl Metrics {
             ),
             &["id"],
         )?;
+        let connections_open = IntGauge::new(
+            "ado_proxy_connections_open",
+            "Client connections open on the proxy listener.",
+        )?;
+        let connections_refused = IntCounter::new(
+            "ado_proxy_connections_refused_total",
+            "Connections answered 503 and closed because listen.max_connections were open.",
+        )?;
+        registry.register(Box::new(connections_open.clone()))?;
+        registry.register(Box::new(connections_refused.clone()))?;
         let refusals = IntCounterVec::new(
             Opts::new(
                 "ado_proxy_requests_refused_total",
@@ -419,6 +434,8 @@ impl Metrics {
             registry,
             requests: by_route,
             in_flight,
+            connections_open,
+            connections_refused,
             request_duration: duration_by_route,
             upstream_duration,
             upstream_errors,

@@ -58,10 +58,10 @@ fn listen(config: &Config, out: &mut Vec<Problem>) {
     positive("listen.shutdown_grace", l.shutdown_grace, out);
     positive("listen.header_read_timeout", l.header_read_timeout, out);
     positive("listen.idle_timeout", l.idle_timeout, out);
-    if l.max_connections == 0 {
+    if !(1..=1_000_000).contains(&l.max_connections) {
         out.push(Problem::new(
             "listen.max_connections",
-            "must be at least 1 (10000 is the default)",
+            "must be between 1 and 1000000 (10000 is the default)",
         ));
     }
     for (i, host) in l.allowed_hosts.iter().enumerate() {

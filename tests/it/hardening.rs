@@ -598,3 +598,114 @@ async fn refusals_do_not_drive_a_users_refreshes() {
         "{m}"
     );
 }
+
+/// Whether the server closes `s` within `limit` (reads until EOF).
+async fn closed_within(s: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    tokio::time::timeout(limit, s.read_to_end(&mut buf))
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn slow_idle_and_surplus_connections_are_bounded() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let up = FakeUpstream::recording(|_| respond(200, &[], "ok")).await;
+    let mut c = support::config(&up.url());
+    c.listen.header_read_timeout = Duration::from_millis(1500);
+    c.listen.idle_timeout = Duration::from_millis(600);
+    let proxy = support::start(c).await;
+
+    // The admin listener: a half-sent request is cut off.
+    let mut s = TcpStream::connect(proxy.admin_addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut s, Duration::from_secs(3)).await,
+        "admin header timeout"
+    );
+
+    // A connection that never says anything (before HTTP/1 or HTTP/2 is
+    // even known), on both listeners.
+    for addr in [proxy.proxy_addr, proxy.admin_addr] {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closed_within(&mut s, Duration::from_secs(3)).await,
+            "{addr}: silent"
+        );
+    }
+
+    // HTTP/1.1 keep-alive: closed when idle, not while a body streams.
+    let mut s = TcpStream::connect(proxy.proxy_addr).await.unwrap();
+    s.write_all(b"GET /org/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert!(
+        closed_within(&mut s, Duration::from_secs(4)).await,
+        "idle keep-alive"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // HTTP/2: an idle connection is sent GOAWAY and ends.
+    let stream = TcpStream::connect(proxy.proxy_addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let driver = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{}/org/x", proxy.proxy_addr))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    drop(resp);
+    let ended = tokio::time::timeout(Duration::from_secs(4), driver).await;
+    assert!(ended.is_ok(), "idle HTTP/2 connection stayed open");
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_told_why() {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpStream;
+    let up = FakeUpstream::recording(|_| respond(200, &[], "ok")).await;
+    let mut c = support::config(&up.url());
+    c.listen.max_connections = 2;
+    let proxy = support::start(c).await;
+    let _a = TcpStream::connect(proxy.proxy_addr).await.unwrap();
+    let _b = TcpStream::connect(proxy.proxy_addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = TcpStream::connect(proxy.proxy_addr).await.unwrap();
+    let mut out = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), third.read_to_string(&mut out)).await;
+    assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    assert!(out.contains("listen.max_connections"), "{out}");
+    let m = support::metrics(proxy.admin_addr).await;
+    assert_eq!(
+        support::metric_value(&m, "ado_proxy_connections_open"),
+        2.0,
+        "{m}"
+    );
+    assert_eq!(
+        support::metric_value(&m, "ado_proxy_connections_refused_total"),
+        1.0
+    );
+    // Room again once one closes.
+    drop(_a);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let resp = raw_http(
+        proxy.proxy_addr,
+        "GET /org/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+}
