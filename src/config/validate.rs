@@ -330,6 +330,9 @@ fn service(config: &Config, out: &mut Vec<Problem>) {
                      proxy's identity; list the accounts allowed to (UPN, email or object id)",
                 ));
             }
+            if a.allow_browser_login {
+                multi_tenant_needs_allowlist(a, out);
+            }
         }
     }
 }
@@ -630,12 +633,24 @@ fn entra(a: &AuthConfig, out: &mut Vec<Problem>) {
              Entra app; use the organization's tenant, or provider \"azure-devops\" for MSA users",
         ));
     }
-    if matches!(lower.as_str(), "common" | "organizations") && a.allowed_tenants.is_empty() {
+    multi_tenant_needs_allowlist(a, out);
+}
+
+/// Signing users in at `common` or `organizations` admits every
+/// directory: the admitted ones must be listed.
+fn multi_tenant_needs_allowlist(a: &AuthConfig, out: &mut Vec<Problem>) {
+    let tenant = a.tenant.as_deref().map(str::trim).unwrap_or_default();
+    let multi = ["common", "organizations"]
+        .iter()
+        .any(|m| tenant.eq_ignore_ascii_case(m));
+    if multi && a.allowed_tenants.is_empty() {
         out.push(Problem::new(
             "auth.allowed_tenants",
             format!(
                 "tenant \"{tenant}\" lets users of any directory sign in; list the tenant GUIDs \
-                 allowed, e.g. [\"72f988bf-86f1-41af-91ab-2d7cd011db47\"], or [\"*\"] to allow any"
+                 allowed, e.g. [\"72f988bf-86f1-41af-91ab-2d7cd011db47\"], or [\"*\"] to allow any \
+                 (then only object ids in allowed_users can match: user names and emails of \
+                 another directory are whatever its administrators made them)"
             ),
         ));
     }

@@ -50,6 +50,9 @@ pub struct IdClaims {
     /// Email.
     #[serde(default)]
     pub email: Option<String>,
+    /// Whether the provider verified `email` (OIDC; `true` or `"true"`).
+    #[serde(default)]
+    pub email_verified: Option<serde_json::Value>,
     /// Entra v1-style UPN.
     #[serde(default)]
     pub upn: Option<String>,

@@ -66,8 +66,25 @@ struct Pending {
 struct Allowlist {
     tenants: Vec<String>,
     any_tenant: bool,
+    /// Whether the provider's user names (UPN, `preferred_username`,
+    /// email) identify someone: not for an Entra user of an arbitrary
+    /// tenant (`allowed_tenants = ["*"]`), whose admin can give anyone
+    /// any name, nor `preferred_username` of a generic OIDC issuer,
+    /// which the user may choose.
+    names: NameTrust,
     users: Vec<String>,
     domains: Vec<String>,
+}
+
+/// Which of a user's names the allowlists may match.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NameTrust {
+    /// UPN and email (a tenant this proxy admits by name, legacy OAuth).
+    UpnAndEmail,
+    /// Only the (verified) email: OIDC.
+    Email,
+    /// Only the object id: Entra users of any tenant.
+    ObjectIdOnly,
 }
 
 /// The bearer for one request, with what a retry after a 401 needs.
@@ -281,15 +298,24 @@ impl Allowlist {
         }
         // A domain tenant cannot be compared with the `tid` GUID offline;
         // Entra only issues tokens of that tenant at its authority, so the
-        // tenant check is the authority itself.
+        // tenant check is the authority itself. (`common` and
+        // `organizations` are refused without allowed_tenants at load.)
         let domain_tenant = a.allowed_tenants.is_empty()
-            && a.tenant
-                .as_deref()
-                .is_some_and(|t| uuid::Uuid::parse_str(t.trim()).is_err());
+            && a.tenant.as_deref().map(str::trim).is_some_and(|t| {
+                uuid::Uuid::parse_str(t).is_err()
+                    && !["common", "organizations", "consumers"]
+                        .iter()
+                        .any(|m| t.eq_ignore_ascii_case(m))
+            });
+        let star = tenants.iter().any(|t| t == "*");
+        let entra = a.provider == Some(ProviderKind::Entra);
         Self {
-            any_tenant: tenants.iter().any(|t| t == "*")
-                || domain_tenant
-                || a.provider != Some(ProviderKind::Entra),
+            any_tenant: star || domain_tenant || !entra,
+            names: match a.provider {
+                Some(ProviderKind::Entra) if star => NameTrust::ObjectIdOnly,
+                Some(ProviderKind::Oidc) => NameTrust::Email,
+                _ => NameTrust::UpnAndEmail,
+            },
             tenants,
             users: lower(&a.allowed_users),
             domains: lower(&a.allowed_email_domains)
@@ -297,6 +323,18 @@ impl Allowlist {
                 .map(|d| d.trim_start_matches('@').to_string())
                 .collect(),
         }
+    }
+
+    /// The user's names the allowlists may match, lowercased.
+    fn trusted_names<'u>(&self, user: &'u UserInfo) -> Vec<&'u String> {
+        match self.names {
+            NameTrust::UpnAndEmail => vec![&user.upn, &user.email],
+            NameTrust::Email => vec![&user.email],
+            NameTrust::ObjectIdOnly => vec![],
+        }
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// Why `user` may not sign in, or `None` when they may.
@@ -310,22 +348,26 @@ impl Allowlist {
                 ));
             }
         }
-        let names: Vec<String> = [&user.upn, &user.email, &user.object_id]
-            .into_iter()
-            .flatten()
-            .map(|s| s.to_ascii_lowercase())
-            .collect();
-        if !self.users.is_empty() && !names.iter().any(|n| self.users.contains(n)) {
-            return Some("your account is not on this proxy's list of allowed users".into());
+        let names = self.trusted_names(user);
+        if !self.users.is_empty() {
+            let known = names
+                .iter()
+                .copied()
+                .chain(user.object_id.as_ref())
+                .any(|n| self.users.contains(&n.to_ascii_lowercase()));
+            if !known {
+                return Some("your account is not on this proxy's list of allowed users".into());
+            }
         }
         if !self.domains.is_empty() {
-            let ok = [&user.email, &user.upn].into_iter().flatten().any(|addr| {
+            let ok = names.iter().any(|addr| {
                 addr.rsplit_once('@')
                     .is_some_and(|(_, d)| self.domains.contains(&d.to_ascii_lowercase()))
             });
             if !ok {
                 return Some(format!(
-                    "only accounts of the domains {} may sign in",
+                    "only accounts of the domains {} (with an address the provider verified) may \
+                     sign in",
                     self.domains.join(", ")
                 ));
             }

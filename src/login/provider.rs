@@ -507,10 +507,18 @@ impl Provider {
 }
 
 fn user_from_claims(c: IdClaims) -> UserInfo {
+    // An address the provider says it did not verify is anybody's to
+    // type in: it names no one (OpenID Connect Core §5.1).
+    let verified = match &c.email_verified {
+        None => true,
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        Some(_) => false,
+    };
     UserInfo {
         name: c.name,
         upn: c.preferred_username.or(c.upn),
-        email: c.email,
+        email: c.email.filter(|_| verified),
         object_id: c.oid.or(Some(c.sub)),
         tenant: c.tid,
     }

@@ -597,6 +597,10 @@ async fn users_outside_the_allowlist_are_refused() {
 
     let resp = Browser::new().sign_in(&s.url, "bob", "/").await;
     assert_eq!(resp.status(), 302, "bob is allowed");
+    // An account claiming bob's address (and user name) that the
+    // provider did not verify is not bob.
+    let resp = Browser::new().sign_in(&s.url, "unverified-bob", "/").await;
+    assert_eq!(resp.status(), 403, "an unverified email matched");
 
     let s = setup_with(5, |c| {
         c.auth.allowed_email_domains = vec!["contoso.com".into()];
@@ -605,6 +609,17 @@ async fn users_outside_the_allowlist_are_refused() {
     let resp = Browser::new().sign_in(&s.url, "alice", "/").await;
     assert_eq!(resp.status(), 403);
     assert!(no_session_set(&resp));
+
+    let s = setup_with(5, |c| {
+        c.auth.allowed_email_domains = vec!["example.com".into()];
+    })
+    .await;
+    let resp = Browser::new().sign_in(&s.url, "alice", "/").await;
+    assert_eq!(resp.status(), 302, "a verified address of the domain");
+    let resp = Browser::new()
+        .sign_in(&s.url, "unverified-carol", "/")
+        .await;
+    assert_eq!(resp.status(), 403, "an unverified address of the domain");
 }
 
 #[tokio::test]

@@ -296,6 +296,36 @@ async fn multi_tenant_sign_in_admits_only_allowed_tenants() {
 }
 
 #[tokio::test]
+async fn names_from_any_directory_do_not_match_the_user_allowlist() {
+    // Any tenant admitted: its administrators can give anyone any user
+    // name or email, so only the object id identifies a user.
+    let other = "bbbbbbbb-0000-0000-0000-000000000000";
+    let s = setup(Duration::from_secs(60), |c, _| {
+        c.auth.tenant = Some("organizations".into());
+        c.auth.allowed_tenants = vec!["*".into()];
+        c.auth.allowed_users = vec!["dana@contoso.com".into(), "oid-of-erin".into()];
+    })
+    .await;
+    s.idp.set_user(|u| {
+        u.tid = other.into();
+        u.upn = "dana@contoso.com".into();
+    });
+    let (_, resp) = sign_in(&s).await;
+    assert_eq!(resp.status(), 403, "dana's UPN from another directory");
+    s.idp.set_user(|u| u.oid = "oid-of-erin".into());
+    let (_, resp) = sign_in(&s).await;
+    assert_eq!(resp.status(), 302, "an object id identifies");
+    // The same UPN in a listed tenant is trusted.
+    let s = setup(Duration::from_secs(60), |c, _| {
+        c.auth.tenant = Some("organizations".into());
+        c.auth.allowed_tenants = vec![TENANT.into()];
+        c.auth.allowed_users = vec!["dana@contoso.com".into()];
+    })
+    .await;
+    assert_eq!(sign_in(&s).await.1.status(), 302);
+}
+
+#[tokio::test]
 async fn a_wrong_client_secret_at_sign_in_blames_the_operator() {
     let s = setup(Duration::from_secs(60), |c, _| {
         c.auth.client_secret = Some(Secret::new("wrong"))

@@ -47,16 +47,23 @@ const provider = new Provider(issuer, {
   rotateRefreshToken: true,
   issueRefreshToken: () => true,
   scopes: ['openid', 'offline_access', 'profile', 'email', 'vso.code'],
-  claims: { email: ['email'], profile: ['name', 'preferred_username'] },
-  findAccount: (ctx, id) => ({
-    accountId: id,
-    claims: () => ({
-      sub: id,
-      email: `${id}@example.com`,
-      name: `User ${id}`,
-      preferred_username: `${id}@example.com`,
-    }),
-  }),
+  claims: { email: ['email', 'email_verified'], profile: ['name', 'preferred_username'] },
+  // "unverified-bob" claims bob's address, which the provider did not
+  // verify (an account anyone could register with any address).
+  findAccount: (ctx, id) => {
+    const unverified = id.startsWith('unverified-');
+    const name = unverified ? id.slice('unverified-'.length) : id;
+    return {
+      accountId: id,
+      claims: () => ({
+        sub: id,
+        email: `${name}@example.com`,
+        email_verified: !unverified,
+        name: `User ${id}`,
+        preferred_username: `${name}@example.com`,
+      }),
+    };
+  },
 });
 provider.on('grant.success', (ctx) => {
   const grant = ctx.oidc.params.grant_type;

@@ -130,6 +130,43 @@ fn each_mistake_names_its_key() {
             "longer than zero",
         ),
         ("listen = 5", "listen", "invalid type"),
+        (
+            "[listen]\nallowed_hosts = [\"http://x.example/\"]",
+            "listen.allowed_hosts[0]",
+            "without scheme",
+        ),
+        (
+            "[listen]\nmax_connections = 0",
+            "listen.max_connections",
+            "between 1",
+        ),
+        (
+            "[listen]\nidle_timeout = \"0s\"",
+            "listen.idle_timeout",
+            "longer than zero",
+        ),
+        (
+            "[upstream]\nforward_cookies = [\"a b\"]",
+            "upstream.forward_cookies[0]",
+            "not a cookie name",
+        ),
+        (
+            "[upstream]\nforward_cookies = [\"ok\", \"ado_proxy_session\"]",
+            "upstream.forward_cookies[1]",
+            "the proxy's own cookie",
+        ),
+        (
+            "[upstream]\nforward_cookies = [\"__Host-ado_proxy_session_login_x\"]",
+            "upstream.forward_cookies[0]",
+            "the proxy's own cookie",
+        ),
+        (
+            "[auth]\nmode = \"service\"\nsource = \"device-code\"\nclient_id = \"c\"\n\
+             tenant = \"organizations\"\nallow_browser_login = true\nallowed_users = [\"a@b.c\"]\n\
+             [session]\nstore = \"memory\"",
+            "auth.allowed_tenants",
+            "any directory",
+        ),
     ];
     for (toml, key, word) in cases {
         check_names(toml, &[], key, word);
