@@ -167,7 +167,13 @@ pub fn recognise(
     let has = |code: &str| codes.contains(&code);
     let s = status.as_u16();
 
-    let id = if s == 203 || ((200..300).contains(&s) && is_api_path(path) && is_html(headers)) {
+    let html_on_api = (200..300).contains(&s) && is_api_path(path) && is_html(headers);
+    if html_on_api && s != 203 && !looks_like_sign_in(headers, &text) {
+        // HTML that REST asked for (a rendered wiki page, a preview):
+        // not a failure.
+        return None;
+    }
+    let id = if s == 203 || html_on_api {
         "token-not-accepted"
     } else if s == 429 || has("TF400733") {
         "throttled"
@@ -276,6 +282,37 @@ fn organization(path: &str) -> Option<String> {
     let first = path.trim_start_matches('/').split('/').next()?;
     let ok = !first.is_empty() && !first.starts_with('_') && !first.starts_with('.');
     ok.then(|| first.to_string())
+}
+
+/// Whether an HTML answer on a REST path is Azure DevOps' sign-in page
+/// rather than HTML the client asked for: it says "sign in" in its title
+/// or sends the browser to a sign-in host (a form, link, refresh or
+/// script), or Azure DevOps names its sign-in redirect in a header.
+fn looks_like_sign_in(headers: &HeaderMap, html: &str) -> bool {
+    if headers.get("x-tfs-fedauthredirect").is_some_and(|v| {
+        v.as_bytes()
+            .windows(7)
+            .any(|w| w.eq_ignore_ascii_case(b"_signin"))
+    }) {
+        return true;
+    }
+    let title = html_title(html).unwrap_or_default().to_ascii_lowercase();
+    if ["sign in", "sign-in", "signin", "log in", "login"]
+        .iter()
+        .any(|w| title.contains(w))
+    {
+        return true;
+    }
+    let lower = html.to_ascii_lowercase();
+    [
+        "login.microsoftonline.com",
+        "login.windows.net",
+        "login.live.com",
+        "/_signin",
+        "/_signedin",
+    ]
+    .iter()
+    .any(|host| lower.contains(host))
 }
 
 fn html_title(html: &str) -> Option<String> {

@@ -55,6 +55,35 @@ fn recognises_azure_devops_answers() {
         "/contoso/proj/_wiki",
         None,
     );
+    // HTML a REST call asked for is passed through; only a page that
+    // looks like the sign-in page means the token was not accepted.
+    for page in [
+        "<html><head><title>Release notes</title></head><body><h1>Sign in</h1> is a button name here</body></html>",
+        "<html><body><p>rendered wiki page</p></body></html>",
+        "",
+    ] {
+        check(200, &[HTML], page, API, None);
+    }
+    for page in [
+        "<html><head><title>Sign in to your account</title></head></html>",
+        "<html><body><form action=\"https://login.microsoftonline.com/common/oauth2/authorize\"></form></body></html>",
+        "<html><head><meta http-equiv=\"refresh\" content=\"0;url=https://app.vssps.visualstudio.com/_signin?realm=x\"></head></html>",
+    ] {
+        check(200, &[HTML], page, API, Some("token-not-accepted"));
+    }
+    check(
+        200,
+        &[
+            HTML,
+            (
+                "x-tfs-fedauthredirect",
+                "https://app.vssps.visualstudio.com/_signin?realm=dev.azure.com",
+            ),
+        ],
+        "<html></html>",
+        API,
+        Some("token-not-accepted"),
+    );
     check(401, &[], "", API, Some("token-not-accepted"));
     check(
         401,

@@ -709,3 +709,45 @@ async fn connections_beyond_the_limit_are_told_why() {
     .await;
     assert_eq!(status_of(&resp), 200, "{resp}");
 }
+
+#[tokio::test]
+async fn html_that_a_rest_call_asked_for_passes_through() {
+    let up = FakeUpstream::recording(|r| {
+        if r.uri.contains("signin") {
+            respond(
+                200,
+                &[("content-type", "text/html")],
+                "<html><head><title>Azure DevOps Services | Sign In</title></head></html>",
+            )
+        } else {
+            respond(
+                200,
+                &[("content-type", "text/html; charset=utf-8")],
+                "<html><body><h1>Onboarding</h1><p>rendered wiki page</p></body></html>",
+            )
+        }
+    })
+    .await;
+    let (proxy, _dir) = pat_proxy(&up, |_| {}).await;
+    let http = support::client();
+    let resp = http
+        .get(format!(
+            "http://{}/contoso/proj/_apis/wiki/wikis/w/pages?path=/Onboarding",
+            proxy.proxy_addr
+        ))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("rendered wiki page"));
+    // The sign-in page itself is still explained.
+    let resp = http
+        .get(format!("http://{}/contoso/_apis/signin", proxy.proxy_addr))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("pat-not-accepted"));
+}
