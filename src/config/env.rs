@@ -65,8 +65,14 @@ impl Provider for EnvProvider {
     fn data(&self) -> Result<Map<Profile, Dict>, Error> {
         let mut dict = Dict::new();
         for (path, raw) in &self.vars {
-            // Value's parser never fails: what is not TOML-like stays a string.
-            let value: Value = raw.parse().unwrap_or_else(|_| Value::from(raw.clone()));
+            // A secret is text whatever it looks like (a PAT of digits is
+            // no number); other values are parsed like TOML, and what is
+            // not TOML-like stays a string.
+            let value: Value = if super::secret::is_secret_key(&path.join(".")) {
+                Value::from(raw.clone())
+            } else {
+                raw.parse().unwrap_or_else(|_| Value::from(raw.clone()))
+            };
             insert(&mut dict, path, value);
         }
         Ok(Profile::Default.collect(dict))

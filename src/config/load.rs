@@ -290,8 +290,18 @@ fn from_figment_error(figment: &Figment, section: &str, err: figment::Error) -> 
         .collect()
 }
 
-/// What serde said, plus what a correct value looks like.
+/// What serde said, plus what a correct value looks like. Never the
+/// value of a secret key.
 fn describe(kind: &Kind, key: &str) -> String {
+    if super::secret::is_secret_key(key) {
+        return match kind {
+            Kind::InvalidType(actual, _) => format!(
+                "must be text, not a {} (the value is a secret and is not shown); quote it in TOML",
+                kind_name(actual)
+            ),
+            _ => "unusable value (it is a secret and is not shown)".to_string(),
+        };
+    }
     let base = match kind {
         Kind::UnknownVariant(found, expected) => {
             let list: Vec<String> = expected.iter().map(|v| format!("\"{v}\"")).collect();
@@ -300,11 +310,37 @@ fn describe(kind: &Kind, key: &str) -> String {
         Kind::UnknownField(found, expected) => {
             return format!("unknown key `{found}`; known keys: {}", expected.join(", "));
         }
+        // A syntax error quotes the offending line, which may be a
+        // secret written without quotes: keep the position and the
+        // reason, drop the quoted source.
+        Kind::Message(m) => m
+            .lines()
+            .filter(|l| {
+                let t = l
+                    .trim_start()
+                    .trim_start_matches(|c: char| c.is_ascii_digit());
+                !t.trim_start().starts_with('|') && !l.trim().is_empty()
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
         other => other.to_string(),
     };
     match hint(key) {
         Some(h) => format!("{base}; {h}"),
         None => base,
+    }
+}
+
+/// The kind of a value, without the value.
+fn kind_name(actual: &figment::error::Actual) -> &'static str {
+    use figment::error::Actual;
+    match actual {
+        Actual::Bool(_) => "boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) | Actual::Float(_) => "number",
+        Actual::Char(_) | Actual::Str(_) => "string",
+        Actual::Seq => "list",
+        Actual::Map => "table",
+        _ => "value of another kind",
     }
 }
 

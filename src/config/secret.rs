@@ -11,6 +11,20 @@ pub struct Secret(String);
 
 const REDACTED: &str = "[redacted]";
 
+/// The dotted keys whose values are secrets: read from the environment
+/// as text, never parsed, and never quoted in a problem.
+pub const SECRET_KEYS: &[&str] = &[
+    "auth.pat",
+    "auth.client_secret",
+    "auth.managed_identity_header",
+    "session.redis_url",
+];
+
+/// Whether the dotted `key` holds a secret.
+pub fn is_secret_key(key: &str) -> bool {
+    SECRET_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key))
+}
+
 impl Secret {
     /// Wraps a secret.
     pub fn new(value: impl Into<String>) -> Self {

@@ -537,3 +537,101 @@ fn service_mode_configs_that_load() {
         assert_eq!(config.auth.mode, AuthMode::Service);
     }
 }
+
+#[test]
+fn a_secret_that_looks_like_a_number_is_text() {
+    let config = load(&figment(
+        "[auth]\nmode = \"pat\"",
+        &[("ADO_AUTH_PROXY_AUTH__PAT", "1234567890123")],
+    ))
+    .unwrap();
+    assert_eq!(config.auth.pat.unwrap().expose(), "1234567890123");
+}
+
+/// Every message of every problem, with its origin, as one text.
+fn all_text(toml: &str, env: &[(&str, &str)]) -> String {
+    match load(&figment(toml, env)) {
+        Ok(_) => String::new(),
+        Err(p) => p.to_string(),
+    }
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::config::secret::SECRET_KEYS;
+
+    /// A value in any TOML shape, as written in a file or a variable.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9:/._-]{0,20}".prop_map(|s| format!("\"{s}\"")),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<bool>().prop_map(|b| b.to_string()),
+            Just("[\"a\", 1]".to_string()),
+            Just("{ x = 1 }".to_string()),
+            "[0-9]{1,4}(s|m|h|d|ms|parsecs)".prop_map(|s| format!("\"{s}\"")),
+            Just("\"http://x\"".to_string()),
+            Just("\"127.0.0.1:0\"".to_string()),
+        ]
+    }
+
+    fn known_key() -> impl Strategy<Value = (String, String)> {
+        let schema = serde_json::to_value(Config::default()).unwrap();
+        let mut keys = Vec::new();
+        for (section, fields) in schema.as_object().unwrap() {
+            for field in fields.as_object().unwrap().keys() {
+                keys.push((section.clone(), field.clone()));
+            }
+            keys.push((section.clone(), "typo_key".into()));
+        }
+        prop::sample::select(keys)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// Arbitrary keys and values in the file and the environment:
+        /// loading answers (a config or problems) and never panics.
+        #[test]
+        fn loading_never_panics(
+            entries in prop::collection::vec((known_key(), value()), 0..8),
+            env in prop::collection::vec((known_key(), "[ -~]{0,16}"), 0..4),
+        ) {
+            let mut toml = String::new();
+            for ((section, key), v) in &entries {
+                toml.push_str(&format!("[{section}]\n{key} = {v}\n"));
+            }
+            let env: Vec<(String, String)> = env
+                .iter()
+                .map(|((s, k), v)| (format!("ADO_AUTH_PROXY_{}__{}", s.to_uppercase(), k.to_uppercase()), v.clone()))
+                .collect();
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let _ = all_text(&toml, &env);
+        }
+
+        /// The value of a secret key appears in no message, whatever its
+        /// shape and wherever it was written.
+        #[test]
+        fn no_message_shows_a_secret(
+            key in prop::sample::select(SECRET_KEYS),
+            secret in "[0-9]{8,20}|[a-z0-9]{8,20}|true|false|\\[[0-9]{8,12}\\]|redis://u:[a-z]{8,12}@h:99999/x",
+        ) {
+            let (section, field) = key.split_once('.').unwrap();
+            let var = format!("ADO_AUTH_PROXY_{}__{}", section.to_uppercase(), field.to_uppercase());
+            let bare = secret.trim_matches(|c| c == '[' || c == ']');
+            let needle = bare.rsplit(':').next().unwrap_or(bare).split('@').next().unwrap();
+            for (toml, env) in [
+                (format!("[auth]\nmode = \"pat\"\n[{section}]\n{field} = {secret}\n"), None),
+                (format!("[{section}]\n{field} = \"{secret}\"\n"), None),
+                ("[auth]\nmode = \"pat\"\n".to_string(), Some((var.as_str(), secret.as_str()))),
+            ] {
+                let env: Vec<(&str, &str)> = env.into_iter().collect();
+                let text = all_text(&toml, &env);
+                if needle.len() >= 6 {
+                    prop_assert!(!text.contains(needle), "{}: {}", key, text);
+                }
+            }
+        }
+    }
+}
