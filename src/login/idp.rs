@@ -154,19 +154,30 @@ impl IdpHttp {
     ) -> Result<(u16, bytes::Bytes), IdpError> {
         let started = Instant::now();
         let result = async {
-            let resp = req
+            let mut resp = req
                 .send()
                 .await
                 .map_err(|e| IdpError::Transport(describe(&e)))?;
             let status = resp.status().as_u16();
+            let too_large =
+                || IdpError::Malformed(format!("response larger than {MAX_BODY} bytes"));
             if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
-                return Err(IdpError::Malformed("response too large".into()));
+                return Err(too_large());
             }
-            let body = resp
-                .bytes()
+            // Chunk by chunk: a body without Content-Length (chunked, or
+            // read to close) is cut at the limit too.
+            let mut body = bytes::BytesMut::new();
+            while let Some(chunk) = resp
+                .chunk()
                 .await
-                .map_err(|e| IdpError::Transport(describe(&e)))?;
-            Ok((status, body))
+                .map_err(|e| IdpError::Transport(describe(&e)))?
+            {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok((status, body.freeze()))
         }
         .await;
         self.metrics

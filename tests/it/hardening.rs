@@ -751,3 +751,62 @@ async fn html_that_a_rest_call_asked_for_passes_through() {
     assert_eq!(resp.status(), 200);
     assert!(resp.text().await.unwrap().contains("pat-not-accepted"));
 }
+
+#[tokio::test]
+async fn an_endless_provider_answer_is_cut_off() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use ado_auth_proxy::config::{AuthMode, Secret, ServiceSource};
+    use http_body_util::{BodyExt, StreamBody};
+    // A token endpoint that answers 200 with a chunked body that never
+    // ends (no Content-Length).
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    let idp = FakeUpstream::raw(move |_| {
+        let counter = counter.clone();
+        async move {
+            let chunk = bytes::Bytes::from(vec![b' '; 64 * 1024]);
+            let stream = futures_util::stream::repeat_with(move || {
+                counter.fetch_add(chunk.len(), Ordering::Relaxed);
+                Ok::<_, std::convert::Infallible>(http_body::Frame::data(chunk.clone()))
+            });
+            let mut resp = http::Response::new(
+                StreamBody::new(stream)
+                    .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { match e {} })
+                    .boxed(),
+            );
+            resp.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            resp
+        }
+    })
+    .await;
+    let up = FakeUpstream::recording(|_| respond(200, &[], "")).await;
+    let mut c = support::config(&up.url());
+    c.auth.mode = AuthMode::Service;
+    c.auth.source = Some(ServiceSource::ClientCredentials);
+    c.auth.tenant = Some("t".into());
+    c.auth.client_id = Some("c".into());
+    c.auth.client_secret = Some(Secret::new("s"));
+    c.auth.authority_host = Some(url::Url::parse(&idp.url()).unwrap());
+    c.auth.provider_timeout = Duration::from_secs(20);
+    let proxy = support::start(c).await;
+    let started = std::time::Instant::now();
+    let resp = support::get(format!(
+        "http://{}/contoso/_apis/projects",
+        proxy.proxy_addr
+    ))
+    .await;
+    assert_eq!(resp.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "waited {:?}: the body was read until the timeout",
+        started.elapsed()
+    );
+    let read = sent.load(Ordering::Relaxed);
+    assert!(
+        read < 16 * 1024 * 1024,
+        "{read} bytes read from the provider"
+    );
+}
