@@ -377,3 +377,38 @@ fn finds_the_organizations_directory() {
         None
     );
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever Azure DevOps (or something in its place) answers, the
+        /// recogniser returns an answer or nothing, and never panics.
+        #[test]
+        fn any_upstream_answer_is_read_without_panicking(
+            status in prop::sample::select(vec![200u16, 203, 401, 403, 404, 429, 500]),
+            html in any::<bool>(),
+            service_error in prop::option::of("[ -~%]{0,80}"),
+            body in prop::collection::vec(any::<u8>(), 0..400),
+            text in "[ -~]{0,200}",
+            json_message in prop::option::of("[ -~]{0,120}"),
+        ) {
+            let mut head: Vec<(&str, &str)> = Vec::new();
+            if html {
+                head.push(HTML);
+            }
+            if let Some(e) = &service_error {
+                head.push(("x-tfs-serviceerror", e));
+            }
+            let headers = super::headers(&head);
+            let status = http::StatusCode::from_u16(status).unwrap();
+            let _ = recognise(status, &headers, &body, API);
+            let _ = recognise(status, &headers, text.as_bytes(), API);
+            let wrapped = serde_json::json!({ "message": json_message, "typeKey": text }).to_string();
+            let _ = recognise(status, &headers, wrapped.as_bytes(), "/x/_apis");
+            let _ = recognise(status, &headers, format!("<title>{text}").as_bytes(), API);
+        }
+    }
+}

@@ -228,3 +228,45 @@ mod tests {
         assert_eq!(values(&h, "s").collect::<Vec<_>>(), ["a", "b"]);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Arbitrary `Cookie` bytes: reading and filtering never panic,
+        /// values read are plain ASCII without separators, and only the
+        /// named cookies are kept.
+        #[test]
+        fn cookie_headers_of_any_bytes(
+            raw in prop::collection::vec(
+                prop::collection::vec(prop_oneof![
+                    Just(b';'), Just(b'='), Just(b' '), Just(b'"'), 0x21u8..0x7f, 0x80u8..=0xff,
+                    Just(b's'),
+                ], 0..60),
+                1..4,
+            ),
+        ) {
+            let mut h = HeaderMap::new();
+            for v in &raw {
+                if let Ok(v) = HeaderValue::from_bytes(v) {
+                    h.append(header::COOKIE, v);
+                }
+            }
+            let read: Vec<String> = values(&h, "s").collect();
+            prop_assert!(read.len() <= MAX_VALUES);
+            for v in &read {
+                prop_assert!(v.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b','));
+            }
+            keep_only(&mut h, &["s"]);
+            for v in h.get_all(header::COOKIE) {
+                for pair in v.as_bytes().split(|b| *b == b';') {
+                    let name = pair.split(|b| *b == b'=').next().unwrap_or_default();
+                    prop_assert_eq!(name.trim_ascii(), b"s");
+                }
+            }
+        }
+    }
+}

@@ -93,3 +93,64 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::{percent_decode, safe_return_path};
+
+    const PIECES: &[&str] = &[
+        "/",
+        "//",
+        "\\",
+        "%2f",
+        "%2F",
+        "%5c",
+        "%252f",
+        "evil.example",
+        "@",
+        ":",
+        "http:",
+        "javascript:",
+        "?",
+        "#",
+        "%0d%0a",
+        "\t",
+        ".",
+        "..",
+        "a",
+        "%",
+        "%25",
+        " ",
+        "%09",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        /// Whatever `rd` is, an accepted one resolves (as a browser
+        /// resolves a Location header) to the proxy's own origin, also
+        /// after one or two rounds of decoding.
+        #[test]
+        fn an_accepted_return_path_stays_on_the_proxy(
+            pieces in prop::collection::vec(prop::sample::select(PIECES), 0..8),
+        ) {
+            let rd = pieces.concat();
+            let Some(ok) = safe_return_path(&rd) else {
+                return Ok(());
+            };
+            let base = url::Url::parse("https://proxy.example/").unwrap();
+            let mut current = ok.to_string();
+            for _ in 0..3 {
+                let resolved = base.join(&current);
+                prop_assert!(
+                    resolved.as_ref().is_ok_and(|u| u.host_str() == Some("proxy.example")),
+                    "{:?} leaves the proxy as {:?}", rd, resolved
+                );
+                current = percent_decode(&current);
+            }
+            prop_assert!(!ok.chars().any(char::is_control));
+        }
+    }
+}
