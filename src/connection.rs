@@ -5,26 +5,34 @@
 //! hyper bounds the time to read an HTTP/1 request head once it has
 //! started (`header_read_timeout`); it has no idle timeout, HTTP/2 has no
 //! header timeout, and hyper-util's protocol detection has no timer at
-//! all. So every connection is driven here: a connection with no request
-//! in flight closes gracefully (HTTP/2 with GOAWAY) after `idle` (after
-//! `first_request` before its first request), and is cut a second later
-//! if it does not go.
+//! all. So every connection gets a watchdog task: when the connection has
+//! had no request in flight for `idle` (`first_request` before its first
+//! request), or the listener shuts down, it orders a graceful close
+//! (HTTP/2 with GOAWAY), and cuts the connection a second later if an
+//! idle close did not finish. The request path only bumps two counters;
+//! the connection's own task checks one flag per poll.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use atomic_waker::AtomicWaker;
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use prometheus::{IntCounter, IntGauge};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
 /// Time an idle connection gets to close after being asked to.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The watchdog's orders to the connection's task.
+const CARRY_ON: u8 = 0;
+const CLOSE: u8 = 1;
+const CUT: u8 = 2;
 
 /// A listener's connection limits.
 #[derive(Debug, Clone, Copy)]
@@ -56,13 +64,17 @@ pub struct Slot {
     activity: Arc<Activity>,
 }
 
-/// What a connection is doing, updated by its requests.
+/// What a connection is doing, shared by its task, its requests and its
+/// watchdog.
 pub struct Activity {
-    start: Instant,
     in_flight: AtomicUsize,
     requests: AtomicU64,
-    /// Milliseconds after `start` of the last request start or end.
-    last_ms: AtomicU64,
+    /// `CARRY_ON`, `CLOSE` or `CUT`, set by the watchdog.
+    order: AtomicU8,
+    /// The connection's task, woken when an order is given.
+    task: AtomicWaker,
+    /// Told when the connection has ended, so the watchdog ends too.
+    ended: Notify,
 }
 
 /// A request in flight; dropping it ends the request.
@@ -134,35 +146,79 @@ impl Slot {
         self.activity.clone()
     }
 
-    /// Drives `conn` to its end, closing it with `graceful` when it is
-    /// idle too long or the listener shuts down, and dropping it if an
-    /// idle close does not finish within a second.
-    pub async fn drive<F, E>(mut self, conn: F, graceful: impl Fn(Pin<&mut F>)) -> Result<(), E>
+    /// Drives `conn` to its end under a watchdog that orders `graceful`
+    /// when the connection is idle too long or the listener shuts down,
+    /// and drops it if an idle close does not finish within a second.
+    pub async fn drive<F, E>(self, conn: F, graceful: impl Fn(Pin<&mut F>)) -> Result<(), E>
     where
         F: Future<Output = Result<(), E>>,
     {
-        tokio::pin!(conn);
-        let mut closing = false;
-        let mut cut_at: Option<Instant> = None;
-        loop {
-            let check = cut_at.unwrap_or_else(|| self.activity.idle_deadline(&self.limits));
-            tokio::select! {
-                r = conn.as_mut() => return r,
-                _ = self.stop.wait_for(|s| *s), if !closing => {
+        let activity = self.activity.clone();
+        tokio::spawn(watchdog(activity.clone(), self.limits, self.stop.clone()));
+        let mut conn = std::pin::pin!(conn);
+        let mut asked = false;
+        let result = std::future::poll_fn(|cx| {
+            activity.task.register(cx.waker());
+            match activity.order.load(Ordering::Acquire) {
+                CARRY_ON => {}
+                CUT => return Poll::Ready(Ok(())),
+                _ if !asked => {
+                    asked = true;
                     graceful(conn.as_mut());
-                    closing = true;
                 }
-                _ = tokio::time::sleep_until(check) => {
-                    if cut_at.is_some_and(|at| Instant::now() >= at) {
-                        return Ok(());
-                    }
-                    if !closing && Instant::now() >= self.activity.idle_deadline(&self.limits) {
-                        graceful(conn.as_mut());
-                        closing = true;
-                        cut_at = Some(Instant::now() + CLOSE_GRACE);
-                    }
-                }
+                _ => {}
             }
+            conn.as_mut().poll(cx)
+        })
+        .await;
+        activity.ended.notify_one();
+        drop(self);
+        result
+    }
+}
+
+/// Watches one connection: ends with it, orders a graceful close when it
+/// has been quiet too long or the listener stops, and a cut when an idle
+/// close takes longer than [`CLOSE_GRACE`]. Checks four times per limit,
+/// so a quiet connection closes within 1.25 limits of its last request.
+async fn watchdog(activity: Arc<Activity>, limits: Limits, mut stop: watch::Receiver<bool>) {
+    let mut seen = 0;
+    let mut quiet_since = Instant::now();
+    loop {
+        let limit = if seen == 0 {
+            limits.first_request
+        } else {
+            limits.idle
+        };
+        let tick = (limit / 4).max(Duration::from_millis(10));
+        let stopping = tokio::select! {
+            _ = activity.ended.notified() => return,
+            // Shutdown, or the listener is gone.
+            r = stop.wait_for(|s| *s) => {
+                drop(r);
+                true
+            }
+            _ = tokio::time::sleep(tick) => false,
+        };
+        if stopping {
+            activity.give(CLOSE);
+            activity.ended.notified().await;
+            return;
+        }
+        let requests = activity.requests.load(Ordering::Relaxed);
+        if requests != seen || activity.in_flight.load(Ordering::Acquire) > 0 {
+            seen = requests;
+            quiet_since = Instant::now();
+            continue;
+        }
+        if quiet_since.elapsed() >= limit {
+            activity.give(CLOSE);
+            tokio::select! {
+                _ = activity.ended.notified() => return,
+                _ = tokio::time::sleep(CLOSE_GRACE) => activity.give(CUT),
+            }
+            activity.ended.notified().await;
+            return;
         }
     }
 }
@@ -180,10 +236,11 @@ impl Drop for Slot {
 impl Activity {
     fn new() -> Self {
         Self {
-            start: Instant::now(),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
-            last_ms: AtomicU64::new(0),
+            order: AtomicU8::new(CARRY_ON),
+            task: AtomicWaker::new(),
+            ended: Notify::new(),
         }
     }
 
@@ -191,33 +248,17 @@ impl Activity {
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.touch();
         InFlight(self.clone())
     }
 
-    fn touch(&self) {
-        let ms = self.start.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// When the connection counts as idle too long if nothing happens
-    /// meanwhile (a request in flight pushes it a whole period on).
-    fn idle_deadline(&self, limits: &Limits) -> Instant {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
-            return Instant::now() + limits.idle;
-        }
-        let limit = if self.requests.load(Ordering::Relaxed) == 0 {
-            limits.first_request
-        } else {
-            limits.idle
-        };
-        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + limit
+    fn give(&self, order: u8) {
+        self.order.fetch_max(order, Ordering::AcqRel);
+        self.task.wake();
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.touch();
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -289,14 +330,40 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn idle_deadlines_follow_the_requests() {
-        let a = Arc::new(Activity::new());
+    async fn the_watchdog_closes_quiet_connections_only() {
         let l = limits();
-        assert_eq!(a.idle_deadline(&l), a.start + l.first_request);
+        let a = Arc::new(Activity::new());
+        let (_tx, rx) = watch::channel(false);
+        let dog = tokio::spawn(watchdog(a.clone(), l, rx));
+        // A request in flight for a long time is never idle.
         let req = a.begin();
-        tokio::time::advance(Duration::from_secs(10)).await;
-        assert!(a.idle_deadline(&l) > Instant::now(), "busy is never idle");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(a.order.load(Ordering::Acquire), CARRY_ON);
         drop(req);
-        assert_eq!(a.idle_deadline(&l), Instant::now() + l.idle);
+        tokio::time::sleep(l.idle / 2).await;
+        assert_eq!(a.order.load(Ordering::Acquire), CARRY_ON);
+        tokio::time::sleep(l.idle).await;
+        assert_eq!(a.order.load(Ordering::Acquire), CLOSE, "closed when quiet");
+        tokio::time::sleep(CLOSE_GRACE * 2).await;
+        assert_eq!(
+            a.order.load(Ordering::Acquire),
+            CUT,
+            "cut when it does not go"
+        );
+        a.ended.notify_one();
+        dog.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_asks_every_connection_to_close() {
+        let a = Arc::new(Activity::new());
+        let (tx, rx) = watch::channel(false);
+        let dog = tokio::spawn(watchdog(a.clone(), limits(), rx));
+        let _req = a.begin();
+        tx.send_replace(true);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(a.order.load(Ordering::Acquire), CLOSE);
+        a.ended.notify_one();
+        dog.await.unwrap();
     }
 }

@@ -9,6 +9,7 @@
 //! page. `/.auth/callback` is exempt: the identity provider posts to it
 //! from its own site, and state, PKCE and the pre-auth cookie protect it.
 
+use http::header::HeaderName;
 use http::{HeaderMap, Method, Request, header};
 use url::Url;
 
@@ -16,9 +17,9 @@ use crate::error::Error;
 use crate::host::HostName;
 
 /// The `Sec-Fetch-*` request headers (Fetch Metadata).
-const SEC_FETCH_SITE: &str = "sec-fetch-site";
-const SEC_FETCH_MODE: &str = "sec-fetch-mode";
-const SEC_FETCH_DEST: &str = "sec-fetch-dest";
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
+const SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
 
 /// The admission rules of one proxy.
 #[derive(Debug)]
@@ -84,14 +85,23 @@ impl Origins {
         let Some(sent) = sent else {
             return Ok(None);
         };
-        let ok = HostName::parse(sent).is_some_and(|h| {
-            // A rebinding attack needs a name the attacker controls; an
-            // address literal or a loopback name cannot be one.
-            h.is_ip
-                || h.is_localhost()
-                || self.public.as_ref().is_some_and(|p| p.name == h.name)
-                || self.allowed.iter().any(|a| h.matches(a))
-        });
+        // A rebinding attack needs a name the attacker controls; an
+        // address literal or a loopback name cannot be one. The common
+        // cases are decided without allocating.
+        let name = bare_name(sent);
+        let quick = name.eq_ignore_ascii_case("localhost")
+            || self
+                .public
+                .as_ref()
+                .is_some_and(|p| name.eq_ignore_ascii_case(&p.name))
+            || name.parse::<std::net::Ipv4Addr>().is_ok();
+        let ok = quick
+            || HostName::parse(sent).is_some_and(|h| {
+                h.is_ip
+                    || h.is_localhost()
+                    || self.public.as_ref().is_some_and(|p| p.name == h.name)
+                    || self.allowed.iter().any(|a| h.matches(a))
+            });
         if ok {
             Ok(Some(sent))
         } else {
@@ -103,20 +113,24 @@ impl Origins {
 
     /// A browser's request must come from the proxy's own origin.
     fn check_site(&self, method: &Method, h: &HeaderMap, host: Option<&str>) -> Result<(), Error> {
-        let get = |name: &str| h.get(name).map(|v| v.as_bytes());
-        let navigation = self.navigations
-            && matches!(*method, Method::GET | Method::HEAD)
-            && get(SEC_FETCH_MODE) == Some(b"navigate")
-            && get(SEC_FETCH_DEST).is_none_or(|d| d == b"document");
-        if let Some(site) = get(SEC_FETCH_SITE)
+        let get = |name: &HeaderName| h.get(name).map(|v| v.as_bytes());
+        // Looked at only for a request from elsewhere (and programs send
+        // neither header): two lookups for nearly every request.
+        let navigation = || {
+            self.navigations
+                && matches!(*method, Method::GET | Method::HEAD)
+                && get(&SEC_FETCH_MODE) == Some(b"navigate")
+                && get(&SEC_FETCH_DEST).is_none_or(|d| d == b"document")
+        };
+        if let Some(site) = get(&SEC_FETCH_SITE)
             && !matches!(site, b"same-origin" | b"none")
-            && !navigation
+            && !navigation()
         {
             return Err(Error::CrossSite {
                 why: "the browser says it comes from another site (Sec-Fetch-Site)",
             });
         }
-        if let Some(origin) = get(header::ORIGIN.as_str()) {
+        if let Some(origin) = get(&header::ORIGIN) {
             let same = origin == self.public_origin.as_bytes()
                 || host.is_some_and(|host| {
                     origin
@@ -124,7 +138,7 @@ impl Origins {
                         .and_then(|o| o.strip_prefix(b"://"))
                         == Some(host.as_bytes())
                 });
-            if !same && !navigation {
+            if !same && !navigation() {
                 return Err(Error::CrossSite {
                     why: "its Origin is not the proxy's own",
                 });
@@ -132,6 +146,16 @@ impl Origins {
         }
         Ok(())
     }
+}
+
+/// The name of `host[:port]` without the port and a trailing dot; an
+/// IPv6 literal keeps its brackets (and so takes the slow path).
+fn bare_name(host: &str) -> &str {
+    let name = match host.rsplit_once(':') {
+        Some((n, port)) if !n.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => n,
+        _ => host,
+    };
+    name.strip_suffix('.').unwrap_or(name)
 }
 
 #[cfg(test)]

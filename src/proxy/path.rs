@@ -72,30 +72,58 @@ impl PathRefusal {
 /// end sees it (decoded, `/` separators), which routing reads. Borrowed
 /// when nothing is escaped, as in almost every request.
 pub fn check(path: &str) -> Result<Cow<'_, str>, PathRefusal> {
-    if path.contains('\\') {
-        return Err(PathRefusal::Backslash);
+    // Runs for every request: most paths have no escape, no backslash
+    // and no dot at all, which three memchr scans tell without
+    // allocating. (http's parser already refused control characters.)
+    let bytes = path.as_bytes();
+    let escaped = bytes.contains(&b'%');
+    if !escaped && !bytes.contains(&b'\\') && !bytes.contains(&b'.') {
+        return Ok(Cow::Borrowed(path));
     }
-    let text: Cow<'_, str> = if path.contains('%') {
+    let text: Cow<'_, str> = if escaped {
         let decoded = decode_fully(path.as_bytes())?;
         Cow::Owned(String::from_utf8(decoded).map_err(|_| PathRefusal::BadCharacters)?)
     } else {
         Cow::Borrowed(path)
     };
-    if text.chars().any(char::is_control) {
-        return Err(PathRefusal::BadCharacters);
+    scan(&text)?;
+    Ok(text)
+}
+
+/// Refuses control characters, backslashes and dot segments in a decoded
+/// path, in one pass over its bytes.
+fn scan(text: &str) -> Result<(), PathRefusal> {
+    let bytes = text.as_bytes();
+    let mut segment_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            0..=0x1f | 0x7f => return Err(PathRefusal::BadCharacters),
+            b'\\' => return Err(PathRefusal::Backslash),
+            b'/' => {
+                if is_dot_segment(&bytes[segment_start..i]) {
+                    return Err(PathRefusal::DotSegment);
+                }
+                segment_start = i + 1;
+            }
+            _ => {}
+        }
     }
-    if text.contains('\\') {
-        return Err(PathRefusal::Backslash);
-    }
-    if text.split('/').any(is_dot_segment) {
+    if is_dot_segment(&bytes[segment_start..]) {
         return Err(PathRefusal::DotSegment);
     }
-    Ok(text)
+    // C1 controls (U+0080..U+009F) are two bytes in UTF-8.
+    if !text.is_ascii() && text.chars().any(char::is_control) {
+        return Err(PathRefusal::BadCharacters);
+    }
+    Ok(())
 }
 
 /// The first segment of `path` must not hide a separator: `raw` is the
 /// segment as sent.
 pub fn check_route_segment(raw: &str) -> Result<(), PathRefusal> {
+    if !raw.contains('%') {
+        return Ok(());
+    }
     let decoded = decode_fully(raw.as_bytes())?;
     if decoded.contains(&b'/') {
         return Err(PathRefusal::EncodedSeparator);
@@ -105,8 +133,10 @@ pub fn check_route_segment(raw: &str) -> Result<(), PathRefusal> {
 
 /// `.`, `..`, and anything made only of dots and spaces (Windows trims
 /// trailing dots and spaces from a segment, so `.. ` is `..` there).
-fn is_dot_segment(segment: &str) -> bool {
-    !segment.is_empty() && segment.contains('.') && segment.chars().all(|c| c == '.' || c == ' ')
+fn is_dot_segment(segment: &[u8]) -> bool {
+    segment.first().is_some_and(|b| matches!(b, b'.' | b' '))
+        && segment.contains(&b'.')
+        && segment.iter().all(|b| matches!(b, b'.' | b' '))
 }
 
 /// Percent-decodes until nothing changes. A malformed escape in the

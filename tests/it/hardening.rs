@@ -92,10 +92,7 @@ async fn dot_segments_and_encoded_separators_never_leave_the_organization() {
         ]
     );
     let m = support::metrics(proxy.admin_addr).await;
-    assert!(
-        m.contains("ado_proxy_requests_refused_total{reason=\"bad_path\"} 13"),
-        "{m}"
-    );
+    assert_eq!(refused(&m, "bad_path"), 13.0);
 }
 
 #[tokio::test]
@@ -172,14 +169,8 @@ async fn rebound_names_and_cross_site_pages_do_not_get_the_credential() {
     }
     assert_eq!(up.requests().len(), 4);
     let m = support::metrics(proxy.admin_addr).await;
-    assert!(
-        m.contains("ado_proxy_requests_refused_total{reason=\"host\"} 5"),
-        "{m}"
-    );
-    assert!(
-        m.contains("ado_proxy_requests_refused_total{reason=\"cross_site\"} 5"),
-        "{m}"
-    );
+    assert_eq!(refused(&m, "host"), 5.0);
+    assert_eq!(refused(&m, "cross_site"), 5.0);
 }
 
 #[tokio::test]
@@ -223,6 +214,25 @@ async fn only_configured_cookies_reach_azure_devops() {
     assert_eq!(sent, [b"lang=fran\xc3\xa7ais; keep_me=1".as_slice()]);
 }
 
+/// Signs `b` in at the proxy `base` through the fake Entra (which
+/// approves at once); returns the callback's answer.
+async fn fake_sign_in(b: &crate::support::oidc::Browser, base: &str) -> reqwest::Response {
+    let resp = b.navigate(&format!("{base}/.auth/login")).await;
+    assert_eq!(resp.status(), 302);
+    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = b.navigate(&authorize).await;
+    let callback = resp.headers()["location"].to_str().unwrap().to_string();
+    b.navigate(&callback).await
+}
+
+/// `ado_proxy_requests_refused_total{reason}` in metrics text.
+fn refused(m: &str, reason: &str) -> f64 {
+    support::metric_value(
+        m,
+        &format!("ado_proxy_requests_refused_total{{reason=\"{reason}\"}}"),
+    )
+}
+
 /// A user-mode proxy in front of the fake Entra, and a signed-in
 /// browser's session cookie value.
 async fn signed_in_user(
@@ -241,13 +251,7 @@ async fn signed_in_user(
     edit(&mut c);
     let proxy = support::start(c).await;
     let b = crate::support::oidc::Browser::new();
-    let url = format!("http://{}", proxy.proxy_addr);
-    let resp = b.navigate(&format!("{url}/.auth/login")).await;
-    assert_eq!(resp.status(), 302);
-    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
-    let resp = b.navigate(&authorize).await;
-    let callback = resp.headers()["location"].to_str().unwrap().to_string();
-    let resp = b.navigate(&callback).await;
+    let resp = fake_sign_in(&b, &format!("http://{}", proxy.proxy_addr)).await;
     assert_eq!(resp.status(), 302, "signed in");
     let cookie = resp
         .headers()
@@ -398,12 +402,7 @@ async fn a_flood_of_anonymous_sign_ins_locks_nobody_out() {
         .len();
     // A real user signs in right after.
     let b = crate::support::oidc::Browser::new();
-    let resp = b.navigate(&url).await;
-    assert_eq!(resp.status(), 302);
-    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
-    let resp = b.navigate(&authorize).await;
-    let callback = resp.headers()["location"].to_str().unwrap().to_string();
-    let resp = b.navigate(&callback).await;
+    let resp = fake_sign_in(&b, &format!("http://{}", proxy.proxy_addr)).await;
     assert_eq!(resp.status(), 302, "{:?}", resp.text().await);
     let me = b
         .http
@@ -575,11 +574,7 @@ async fn refusals_do_not_drive_a_users_refreshes() {
     let proxy = support::start(fake_idp::entra_config(&refusing.url(), &idp)).await;
     let b = crate::support::oidc::Browser::new();
     let base = format!("http://{}", proxy.proxy_addr);
-    let resp = b.navigate(&format!("{base}/.auth/login")).await;
-    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
-    let resp = b.navigate(&authorize).await;
-    let callback = resp.headers()["location"].to_str().unwrap().to_string();
-    assert_eq!(b.navigate(&callback).await.status(), 302);
+    assert_eq!(fake_sign_in(&b, &base).await.status(), 302);
     for _ in 0..60 {
         let resp = b
             .http
