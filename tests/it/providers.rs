@@ -198,7 +198,13 @@ async fn a_rejected_client_secret_is_an_operator_error_and_keeps_the_session() {
     tokio::time::sleep(Duration::from_millis(3200)).await;
     let resp = api(&s, &b).await;
     assert_eq!(resp.status(), 502);
-    assert_eq!(resp.headers()["retry-after"], "1");
+    // The first backoff step: 1 s ± 20% jitter, rounded up.
+    let retry_after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
     // Azure DevOps' JSON shape, for the SDKs, with the catalog's case.
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["adoAuthProxy"]["id"], "client-credential-invalid");
@@ -214,9 +220,9 @@ async fn a_rejected_client_secret_is_an_operator_error_and_keeps_the_session() {
     );
 
     // Once the operator fixes it, the same session works after the
-    // backoff: no new sign-in.
+    // backoff (waiting as Retry-After said): no new sign-in.
     s.idp.set_mode(Mode::Normal);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(retry_after * 1000 + 100)).await;
     assert_eq!(api(&s, &b).await.status(), 200);
     assert_eq!(s.idp.calls("authorization_code"), 1);
 }
