@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod assertion;
 pub mod backoff;
 pub mod config;
 pub mod connection;
@@ -16,5 +17,6 @@ pub mod login;
 pub mod metrics;
 pub mod page;
 pub mod proxy;
+pub mod seal;
 pub mod session;
 pub mod tls;

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Keygen) = cli.command {
         // Needs no configuration.
-        return match ado_auth_proxy::session::seal::generate_key() {
+        return match ado_auth_proxy::seal::generate_key() {
             Ok(key) => {
                 println!("{key}");
                 ExitCode::SUCCESS

@@ -8,6 +8,7 @@
 //! `deny_unknown_fields`, so one typo does not hide the other problems of
 //! its section.
 
+mod cidr;
 mod env;
 mod load;
 mod secret;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use cidr::Cidr;
 pub use env::{ENV_PREFIX, EnvProvider};
 pub use load::{Problem, Problems, figment_for, load, load_file};
 pub use secret::Secret;

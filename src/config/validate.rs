@@ -195,7 +195,7 @@ fn auth(config: &Config, out: &mut Vec<Problem>) {
 fn callers(config: &Config, out: &mut Vec<Problem>) {
     let a = &config.auth;
     for c in &a.allowed_client_cidrs {
-        if let Err(e) = crate::proxy::callers::Cidr::parse(c) {
+        if let Err(e) = super::Cidr::parse(c) {
             out.push(Problem::new("auth.allowed_client_cidrs", e));
         }
     }
@@ -422,7 +422,7 @@ fn store(s: &SessionConfig, out: &mut Vec<Problem>) {
     if let Some(path) = &s.encryption_keys_file {
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                if let Err(e) = crate::session::seal::parse_keys(&text) {
+                if let Err(e) = crate::seal::parse_keys(&text) {
                     out.push(Problem::new(
                         "session.encryption_keys_file",
                         format!("{}: {e}", path.display()),
@@ -582,7 +582,7 @@ fn client_credential(a: &AuthConfig, provider: Provider, out: &mut Vec<Problem>)
             "missing: auth.client_key_file is set, so the certificate file is needed too",
         )),
         (Some(c), Some(k)) => {
-            if let Err(e) = crate::login::assertion::Signer::load(c, k) {
+            if let Err(e) = crate::assertion::Signer::load(c, k) {
                 out.push(Problem::new(e.key, e.message));
             }
         }

@@ -22,10 +22,10 @@ use tokio::sync::{Notify, watch};
 use url::Url;
 
 use super::PatSource;
+use crate::assertion::{ASSERTION_TYPE, Signer};
 use crate::backoff::{self, Backoff, jitter_down};
 use crate::config::{ADO_RESOURCE, Config, Secret, ServiceSource};
 use crate::error::Error;
-use crate::login::assertion::{ASSERTION_TYPE, Signer};
 use crate::login::idp::{Grant, IdpError, IdpHttp, parse_token_response};
 use crate::metrics::Metrics;
 use crate::session::Sessions;

@@ -84,28 +84,7 @@ pub enum IdpError {
     Transport(String),
 }
 
-/// What a failed grant means for the session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// The grant is dead (expired, revoked, MFA or consent needed): the
-    /// user must sign in again, passing `claims` on when given.
-    Relogin {
-        /// Short reason for logs and the answer.
-        reason: String,
-        /// A claims challenge for `/authorize`.
-        claims: Option<String>,
-    },
-    /// The proxy's own registration or credential is wrong.
-    Operator {
-        /// What the provider said.
-        reason: String,
-    },
-    /// Worth retrying later (network, provider 5xx, throttling).
-    Transient {
-        /// What happened.
-        reason: String,
-    },
-}
+pub use crate::session::Failure;
 
 /// Which grant a call was, for metrics and classification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

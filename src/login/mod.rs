@@ -6,7 +6,6 @@
 //! token fresh with one token call at a time; `provider.rs` speaks to
 //! Entra, legacy Azure DevOps OAuth or any OIDC issuer.
 
-pub mod assertion;
 pub mod cookies;
 mod endpoints;
 pub mod id_token;

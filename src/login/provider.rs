@@ -15,9 +15,9 @@ use serde::Deserialize;
 use tokio::sync::OnceCell;
 use url::Url;
 
-use super::assertion::{ASSERTION_TYPE, Signer};
 use super::id_token::{ExpectedIssuer, IdClaims, IdTokenError, Jwks};
 use super::idp::{Grant, IdpError, IdpHttp, TokenSet, parse_token_response};
+use crate::assertion::{ASSERTION_TYPE, Signer};
 use crate::config::{AuthConfig, Provider as Kind, ResponseMode, Secret};
 
 /// The configured provider.
@@ -108,20 +108,7 @@ pub struct Authorize {
     pub nonce: Option<String>,
 }
 
-/// Who signed in.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct UserInfo {
-    /// Display name.
-    pub name: Option<String>,
-    /// UPN or user name.
-    pub upn: Option<String>,
-    /// Email.
-    pub email: Option<String>,
-    /// Entra object id, or the subject / profile id.
-    pub object_id: Option<String>,
-    /// Entra tenant id.
-    pub tenant: Option<String>,
-}
+pub use crate::session::UserInfo;
 
 /// Why a sign-in could not complete.
 #[derive(Debug, thiserror::Error)]

@@ -9,8 +9,8 @@
 
 pub mod backend;
 pub mod record;
-pub mod seal;
 mod store;
+mod user;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -20,9 +20,9 @@ use http::HeaderValue;
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
-use crate::login::provider::UserInfo;
 
 pub use store::{LEASE_TTL, Reloaded, Sessions};
+pub use user::UserInfo;
 
 use self::record::{RECORD_VERSION, StoredAccess, StoredSession};
 
@@ -75,13 +75,37 @@ pub struct Tokens {
     pub generation: u64,
 }
 
+/// What a failed refresh (or code redemption) means for the session;
+/// the identity provider client classifies its answers into this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The grant is dead (expired, revoked, MFA or consent needed): the
+    /// user must sign in again, passing `claims` on when given.
+    Relogin {
+        /// Short reason for logs and the answer.
+        reason: String,
+        /// A claims challenge for `/authorize`.
+        claims: Option<String>,
+    },
+    /// The proxy's own registration or credential is wrong.
+    Operator {
+        /// What the provider said.
+        reason: String,
+    },
+    /// Worth retrying later (network, provider 5xx, throttling).
+    Transient {
+        /// What happened.
+        reason: String,
+    },
+}
+
 /// Bookkeeping of the refresh single flight (held under `Session::refresh`).
 #[derive(Default)]
 pub struct RefreshState {
     /// Token calls made so far.
     pub attempts: u64,
     /// The outcome of the last call, shared with requests that waited for it.
-    pub last_failure: Option<crate::login::idp::Failure>,
+    pub last_failure: Option<Failure>,
     /// No new call before this (backoff after failures).
     pub retry_at: Option<Instant>,
     /// The backoff after failures; only a success resets it.

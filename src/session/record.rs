@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::login::provider::UserInfo;
+use super::UserInfo;
 
 /// The record format this build writes and reads.
 pub const RECORD_VERSION: u32 = 1;
@@ -87,12 +87,12 @@ impl Unreadable {
     }
 }
 
-impl From<super::seal::OpenError> for Unreadable {
-    fn from(e: super::seal::OpenError) -> Self {
+impl From<crate::seal::OpenError> for Unreadable {
+    fn from(e: crate::seal::OpenError) -> Self {
         match e {
-            super::seal::OpenError::Format => Self::Format,
-            super::seal::OpenError::UnknownKey => Self::UnknownKey,
-            super::seal::OpenError::Tampered => Self::Tampered,
+            crate::seal::OpenError::Format => Self::Format,
+            crate::seal::OpenError::UnknownKey => Self::UnknownKey,
+            crate::seal::OpenError::Tampered => Self::Tampered,
         }
     }
 }

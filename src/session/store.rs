@@ -30,10 +30,10 @@ use super::backend::{
     Update, generation_prefix, now_ms,
 };
 use super::record::{self, StoredAccess, StoredService, StoredSession, Unreadable};
-use super::seal::{self, Sealer};
 use super::{Session, SessionKey};
 use crate::config::{SessionConfig, StoreKind};
 use crate::metrics::Metrics;
+use crate::seal::{self, Sealer};
 
 /// The fixed id the device-code service identity is stored under.
 const SERVICE_ID: &str = "ado-auth-proxy service identity";

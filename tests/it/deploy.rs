@@ -189,7 +189,7 @@ fn check_config(config: &str, origin: &str) {
         std::fs::write(&p, content).unwrap();
         p.display().to_string()
     };
-    let key = ado_auth_proxy::session::seal::generate_key().unwrap();
+    let key = ado_auth_proxy::seal::generate_key().unwrap();
     let env = [
         ("ADO_AUTH_PROXY_AUTH__TENANT", TENANT.to_string()),
         ("ADO_AUTH_PROXY_AUTH__CLIENT_ID", CLIENT_ID.to_string()),

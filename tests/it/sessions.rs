@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use ado_auth_proxy::app::Running;
 use ado_auth_proxy::config::{Config, Secret, StoreKind};
+use ado_auth_proxy::seal::{Sealer, generate_key, parse_keys};
 use ado_auth_proxy::session::backend::{Backend, Embedded, Key, Namespace, generation_prefix};
-use ado_auth_proxy::session::seal::{Sealer, generate_key, parse_keys};
 use url::Url;
 
 use crate::support::fake_idp::{self, FakeIdp};
