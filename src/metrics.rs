@@ -397,9 +397,6 @@ impl Metrics {
         ] {
             login_failures.with_label_values(&[reason]);
         }
-        for entry in crate::diagnose::catalog::CATALOG {
-            denials.with_label_values(&[entry.id]);
-        }
         for reason in [
             "format",
             "unknown_key",
@@ -465,6 +462,14 @@ impl Metrics {
     /// [`REFUSAL_REASONS`].
     pub fn record_refusal(&self, reason: &'static str) {
         self.refusals.with_label_values(&[reason]).inc();
+    }
+
+    /// Creates the denial series of every catalog case at 0, so alerts
+    /// see them before the first denial. `diagnose` owns the ids.
+    pub fn init_denials<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        for id in ids {
+            self.denials.with_label_values(&[id]);
+        }
     }
 
     /// Counts an upstream answer recognised as catalog case `id`.

@@ -249,6 +249,7 @@ impl Proxy {
         public_url: &Url,
         metrics: Arc<Metrics>,
     ) -> Result<Self, BuildError> {
+        metrics.init_denials(diagnose::catalog::CATALOG.iter().map(|e| e.id));
         let router = Router::new(&config.upstream, &metrics);
         let scheme = if config.listen.tls() { "https" } else { "http" };
         let origins = origin::Origins::new(
