@@ -17,7 +17,7 @@ use crate::login::provider::GrantError;
 use crate::metrics::UpstreamErrorKind;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::route::Upstream;
-use crate::proxy::{ClientKind, RequestCtx};
+use crate::request::{ClientKind, RequestCtx};
 use crate::session::Miss;
 
 /// Everything that can stop a request from being forwarded.
@@ -674,7 +674,8 @@ pub fn into_response(err: &Error, ctx: &RequestCtx) -> Response<ProxyBody> {
             for (name, value) in answer.headers {
                 headers.append(name, value);
             }
-            return diagnose::render::response(&finding, ctx, answer.status, headers);
+            return diagnose::render::response(&finding, ctx, answer.status, headers)
+                .map(ProxyBody::full);
         }
     }
     if let Error::Login(login) = err
@@ -686,7 +687,8 @@ pub fn into_response(err: &Error, ctx: &RequestCtx) -> Response<ProxyBody> {
             error = %err,
             "sign-in refused by the provider"
         );
-        return diagnose::render::response(&finding, ctx, answer.status, http::HeaderMap::new());
+        return diagnose::render::response(&finding, ctx, answer.status, http::HeaderMap::new())
+            .map(ProxyBody::full);
     }
     if answer.status.is_server_error() {
         tracing::warn!(request_id = %ctx.request_id_str(), error = %err, "request failed");

@@ -17,6 +17,7 @@ pub mod login;
 pub mod metrics;
 pub mod page;
 pub mod proxy;
+pub mod request;
 pub mod seal;
 pub mod session;
 pub mod tls;

@@ -9,8 +9,7 @@ use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::{Finding, Vars};
-use crate::proxy::body::ProxyBody;
-use crate::proxy::{ClientKind, RequestCtx};
+use crate::request::{ClientKind, RequestCtx};
 
 /// The answer's language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,13 +35,14 @@ pub fn form_for(ctx: &RequestCtx) -> Form {
 }
 
 /// The whole answer: `status`, the `headers` kept from the upstream (or
-/// none), and the body in the client's language.
+/// none), and the body in the client's language (the caller wraps it in
+/// its body type).
 pub fn response(
     f: &Finding,
     ctx: &RequestCtx,
     status: StatusCode,
     mut headers: HeaderMap,
-) -> Response<ProxyBody> {
+) -> Response<Bytes> {
     let (content_type, text) = body(f, form_for(ctx), ctx.request_id_str());
     for name in [
         header::CONTENT_LENGTH,
@@ -53,7 +53,7 @@ pub fn response(
     }
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    let mut resp = Response::new(ProxyBody::full(Bytes::from(text)));
+    let mut resp = Response::new(Bytes::from(text));
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     resp

@@ -14,7 +14,7 @@ use super::provider::random_token;
 use super::{Login, Pending, cookies, redirect};
 use crate::error::{Error, LoginError};
 use crate::proxy::body::ProxyBody;
-use crate::proxy::{ClientKind, RequestCtx};
+use crate::request::{ClientKind, RequestCtx};
 use crate::session::backend::now_ms;
 use crate::session::{Session, SessionKey, unix};
 
