@@ -10,13 +10,12 @@ use http::header::HeaderName;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
+use crate::body::ProxyBody;
 use crate::diagnose::{self, Finding, Vars};
 use crate::identity::IdentityError;
 use crate::login::idp::{Failure, Grant, IdpError};
 use crate::login::provider::GrantError;
 use crate::metrics::UpstreamErrorKind;
-use crate::proxy::body::ProxyBody;
-use crate::proxy::route::Upstream;
 use crate::request::{ClientKind, RequestCtx};
 use crate::session::Miss;
 
@@ -64,9 +63,10 @@ pub enum Error {
         /// Which signal said so.
         why: &'static str,
     },
-    /// The path could mean another path to Azure DevOps' front end.
+    /// The path could mean another path to Azure DevOps' front end (why,
+    /// in words).
     #[error("path refused: {0:?}")]
-    BadPath(crate::proxy::path::PathRefusal),
+    BadPath(&'static str),
 
     // --- the upstream ---
     /// The upstream could not be reached or did not answer in time.
@@ -399,16 +399,6 @@ impl Error {
         }
     }
 
-    /// An upstream failure of `kind` at `upstream`.
-    pub fn upstream(upstream: &Upstream, kind: UpstreamErrorKind, reason: String) -> Self {
-        Self::Upstream {
-            upstream: upstream.name.to_string(),
-            target: upstream.prefix().to_string(),
-            kind,
-            reason,
-        }
-    }
-
     fn answer(&self, ctx: &RequestCtx) -> Answer {
         match self {
             Self::ReservedPath => Answer::new(
@@ -470,7 +460,7 @@ impl Error {
                 "Path refused",
                 format!(
                     "The proxy does not forward this path: {}. A path is only forwarded when Azure DevOps reads it exactly as the proxy does, so that it cannot leave the organization it names.",
-                    why.explain()
+                    why
                 ),
             ),
             Self::BadTarget(reason) => Answer::new(

@@ -2,10 +2,12 @@
 //!
 //! See ARCHITECTURE.md for the map of modules and the path of a request.
 
+pub mod access;
 pub mod admin;
 pub mod app;
 pub mod assertion;
 pub mod backoff;
+pub mod body;
 pub mod config;
 pub mod connection;
 pub mod diagnose;

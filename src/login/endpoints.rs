@@ -12,8 +12,8 @@ use serde_json::json;
 
 use super::provider::random_token;
 use super::{Login, Pending, cookies, redirect};
+use crate::body::ProxyBody;
 use crate::error::{Error, LoginError};
-use crate::proxy::body::ProxyBody;
 use crate::request::{ClientKind, RequestCtx};
 use crate::session::backend::now_ms;
 use crate::session::{Session, SessionKey, unix};

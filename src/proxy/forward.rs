@@ -12,8 +12,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::body::CountedBody;
 use super::route::Upstream;
+use crate::body::CountedBody;
 use crate::config::UpstreamConfig;
 use crate::error::Error;
 use crate::metrics::UpstreamErrorKind;
@@ -70,10 +70,9 @@ impl Forwarder {
                 } else {
                     UpstreamErrorKind::Protocol
                 };
-                Err(Error::upstream(upstream, kind, innermost(&e)))
+                Err(upstream.failed(kind, innermost(&e)))
             }
-            Err(_) => Err(Error::upstream(
-                upstream,
+            Err(_) => Err(upstream.failed(
                 UpstreamErrorKind::Timeout,
                 format!(
                     "no response within {} (upstream.response_timeout)",

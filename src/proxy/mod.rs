@@ -2,8 +2,6 @@
 //! credential, forward it, and fix up the response (headers, `Location`,
 //! discovery documents). Every failure goes to [`crate::error::into_response`].
 
-pub mod access;
-pub mod body;
 pub mod callers;
 pub mod forward;
 pub mod headers;
@@ -25,11 +23,11 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use url::Url;
 
-use self::access::Finish;
-use self::body::{CountedBody, ProxyBody};
 use self::forward::Forwarder;
 use self::rewrite::{MAX_DISCOVERY_BYTES, UrlMap, is_discovery_path};
 use self::route::Router;
+use crate::access::Finish;
+use crate::body::{CountedBody, ProxyBody};
 use crate::config::Config;
 use crate::diagnose;
 use crate::error::{self, Error};
@@ -444,8 +442,7 @@ async fn read_bounded(
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
-            Error::upstream(
-                upstream,
+            upstream.failed(
                 crate::metrics::UpstreamErrorKind::Protocol,
                 format!("reading the response body: {e}"),
             )

@@ -15,7 +15,7 @@ use url::Url;
 use super::path;
 use crate::config::{APP_VSSPS, UpstreamConfig};
 use crate::error::Error;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, UpstreamErrorKind};
 
 /// Label of the main upstream (`[upstream] url`).
 pub const MAIN: &str = "default";
@@ -69,6 +69,16 @@ impl Upstream {
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
+
+    /// A failure of `kind` talking to this host.
+    pub fn failed(&self, kind: UpstreamErrorKind, reason: String) -> Error {
+        Error::Upstream {
+            upstream: self.name.to_string(),
+            target: self.prefix.clone(),
+            kind,
+            reason,
+        }
+    }
 }
 
 // === impl Router ===
@@ -117,14 +127,14 @@ impl Router {
         if path == "/.auth" || path.starts_with("/.auth/") {
             return Err(Error::ReservedPath);
         }
-        let seen = path::check(path).map_err(Error::BadPath)?;
+        let seen = path::check(path).map_err(|w| Error::BadPath(w.explain()))?;
         let (upstream, rest, seen_rest) = match path.strip_prefix("/.hosts/") {
             Some(after) => {
                 let (name, rest) = match after.find('/') {
                     Some(i) => (&after[..i], &after[i..]),
                     None => (after, "/"),
                 };
-                path::check_route_segment(name).map_err(Error::BadPath)?;
+                path::check_route_segment(name).map_err(|w| Error::BadPath(w.explain()))?;
                 let upstream = self.hosts.get(name).ok_or_else(|| Error::UnknownHost {
                     name: name.to_string(),
                     known: self.known_hosts(),
@@ -141,7 +151,7 @@ impl Router {
         };
         if upstream.org_scoped {
             let first_raw = rest.trim_start_matches('/').split('/').next().unwrap_or("");
-            path::check_route_segment(first_raw).map_err(Error::BadPath)?;
+            path::check_route_segment(first_raw).map_err(|w| Error::BadPath(w.explain()))?;
             self.check_organization(seen_rest)?;
         }
         let mut target = String::with_capacity(upstream.prefix.len() + rest.len() + 64);

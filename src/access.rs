@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use super::RequestCtx;
 use crate::metrics::Metrics;
+use crate::request::RequestCtx;
 
 /// Status logged when the client went away before any response was sent
 /// (nginx's convention).

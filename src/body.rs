@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::access::Finish;
+use crate::access::Finish;
 use crate::metrics::Metrics;
 
 /// The body of every response the proxy sends.
