@@ -12,11 +12,11 @@ use serde_json::json;
 
 use crate::body::ProxyBody;
 use crate::diagnose::{self, Finding, Vars};
-use crate::identity::IdentityError;
-use crate::login::idp::{Failure, Grant, IdpError};
-use crate::login::provider::GrantError;
 use crate::metrics::UpstreamErrorKind;
+use crate::oauth::GrantError;
+use crate::oauth::idp::{Grant, IdpError};
 use crate::request::{ClientKind, RequestCtx};
+use crate::session::Failure;
 use crate::session::Miss;
 
 /// Everything that can stop a request from being forwarded.
@@ -127,6 +127,17 @@ pub enum Error {
         /// Why, in words for the caller.
         reason: &'static str,
     },
+}
+
+/// Why no credential could be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The PAT file could not be read, or holds no usable token.
+    #[error("personal access token unavailable: {0}")]
+    PatUnavailable(String),
+    /// Mode `user` could not be set up.
+    #[error("{0}")]
+    Login(String),
 }
 
 /// Why a sign-in step failed.
@@ -370,7 +381,7 @@ fn redeem_answer(e: &GrantError, slug: &'static str) -> Answer {
                 ans
             }
         },
-        GrantError::IdToken(crate::login::id_token::IdTokenError::Keys(idp)) => Answer::new(S::SERVICE_UNAVAILABLE, slug,
+        GrantError::IdToken(crate::oauth::id_token::IdTokenError::Keys(idp)) => Answer::new(S::SERVICE_UNAVAILABLE, slug,
             "The sign-in provider is not answering", format!("Its signing keys could not be read ({idp}). Try again in a moment.")).sign_in_again(),
         GrantError::IdToken(e) => Answer::new(S::BAD_REQUEST, slug, "The sign-in answer could not be verified",
             format!("{e}. Start again; if it persists, the provider or the proxy's clock is misconfigured.")).sign_in_again(),

@@ -17,6 +17,7 @@ pub mod identity;
 pub mod logging;
 pub mod login;
 pub mod metrics;
+pub mod oauth;
 pub mod page;
 pub mod proxy;
 pub mod request;

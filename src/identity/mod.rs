@@ -42,16 +42,7 @@ pub enum Credential {
     User(UserCredential),
 }
 
-/// Why no credential could be produced.
-#[derive(Debug, thiserror::Error)]
-pub enum IdentityError {
-    /// The PAT file could not be read, or holds no usable token.
-    #[error("personal access token unavailable: {0}")]
-    PatUnavailable(String),
-    /// Mode `user` could not be set up.
-    #[error("{0}")]
-    Login(String),
-}
+pub use crate::error::IdentityError;
 
 // === impl Identity ===
 

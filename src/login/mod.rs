@@ -7,9 +7,8 @@
 //! Entra, legacy Azure DevOps OAuth or any OIDC issuer.
 
 pub mod cookies;
+pub use crate::oauth::{id_token, idp};
 mod endpoints;
-pub mod id_token;
-pub mod idp;
 pub mod provider;
 pub mod redirect;
 mod refresh;

@@ -110,22 +110,7 @@ pub struct Authorize {
 
 pub use crate::session::UserInfo;
 
-/// Why a sign-in could not complete.
-#[derive(Debug, thiserror::Error)]
-pub enum GrantError {
-    /// The token endpoint said no, or was unreachable.
-    #[error("token endpoint: {0}")]
-    Token(IdpError),
-    /// Discovery or profile could not be read.
-    #[error("provider metadata: {0}")]
-    Metadata(IdpError),
-    /// The ID token was not acceptable.
-    #[error(transparent)]
-    IdToken(#[from] IdTokenError),
-    /// The proxy could not build its own request (e.g. sign an assertion).
-    #[error("{0}")]
-    Local(String),
-}
+pub use crate::oauth::GrantError;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
