@@ -1,4 +1,4 @@
-//! Session store figures for README (run by `scripts/bench-sessions.sh`):
+//! Session store figures for docs/benchmarks.md (run by `scripts/bench-sessions.sh`):
 //!
 //! 1. cached lookup cost (cookie → session) with 1k, 100k and 1M sessions;
 //! 2. resident memory per cached session, with 2 KiB access tokens;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Session store figures for README: cached lookup cost at 1k/100k/1M
+# Session store figures for docs/benchmarks.md: cached lookup cost at 1k/100k/1M
 # sessions, RSS per session (2 KiB access tokens), embedded store write and
 # cold-read rates, and the real binary's start-to-ready time over an empty
 # database and over one holding STORED sessions (after a clean stop and

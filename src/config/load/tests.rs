@@ -635,3 +635,27 @@ mod properties {
         }
     }
 }
+
+/// docs/configuration.md lists every key of the configuration.
+#[test]
+fn the_configuration_reference_names_every_key() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .unwrap();
+    let schema = serde_json::to_value(Config::default()).unwrap();
+    let mut missing = Vec::new();
+    for (section, fields) in schema.as_object().unwrap() {
+        for key in fields.as_object().unwrap().keys() {
+            let full = format!("`{section}.{key}`");
+            if !doc.contains(&full) {
+                missing.push(full);
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/configuration.md lacks {missing:?}"
+    );
+}
