@@ -24,6 +24,16 @@ async fn pat_proxy(
     (support::start(c).await, dir)
 }
 
+/// `GET path` over a raw socket with `Host: localhost`, `headers` (each
+/// line ending in CRLF) and `Connection: close`; the whole response.
+async fn raw_get(addr: std::net::SocketAddr, path: &str, headers: &str) -> String {
+    raw_http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n"),
+    )
+    .await
+}
+
 fn status_of(resp: &str) -> u16 {
     resp.split(' ')
         .nth(1)
@@ -50,11 +60,7 @@ async fn dot_segments_and_encoded_separators_never_leave_the_organization() {
         "/.hosts/vsrm/contoso/../../x",
         "/.hosts/vsrm/contoso/%2e%2e/fabrikam/_apis/x",
     ] {
-        let resp = raw_http(
-            proxy.proxy_addr,
-            &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
-        )
-        .await;
+        let resp = raw_get(proxy.proxy_addr, path, "").await;
         let status = status_of(&resp);
         assert!(status == 400, "{path}: {status}\n{resp}");
         if resp.contains("application/problem+json") {
@@ -76,11 +82,7 @@ async fn dot_segments_and_encoded_separators_never_leave_the_organization() {
         "/contoso/_apis/projects",
         "/contoso/_packaging/f/npm/registry/@scope%2fname",
     ] {
-        let resp = raw_http(
-            proxy.proxy_addr,
-            &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
-        )
-        .await;
+        let resp = raw_get(proxy.proxy_addr, path, "").await;
         assert_eq!(status_of(&resp), 200, "{path}: {resp}");
     }
     let sent: Vec<String> = up.requests().into_iter().map(|r| r.uri).collect();
@@ -179,14 +181,7 @@ async fn only_configured_cookies_reach_azure_devops() {
     let cookie_header = "Cookie: other_app=s3cret; ado_proxy_session=abc; lang=fran\u{e7}ais\r\n\
                          Cookie: keep_me=1\r\n";
     let (proxy, _dir) = pat_proxy(&up, |_| {}).await;
-    let resp = raw_http(
-        proxy.proxy_addr,
-        &format!(
-            "GET /contoso/_apis/projects HTTP/1.1\r\nHost: localhost\r\n{cookie_header}\
-             Connection: close\r\n\r\n"
-        ),
-    )
-    .await;
+    let resp = raw_get(proxy.proxy_addr, "/contoso/_apis/projects", cookie_header).await;
     assert_eq!(status_of(&resp), 200, "{resp}");
     assert!(up.single().headers.get("cookie").is_none());
 
@@ -195,14 +190,7 @@ async fn only_configured_cookies_reach_azure_devops() {
         c.upstream.forward_cookies = vec!["keep_me".into(), "lang".into()];
     })
     .await;
-    let resp = raw_http(
-        proxy.proxy_addr,
-        &format!(
-            "GET /contoso/_apis/projects HTTP/1.1\r\nHost: localhost\r\n{cookie_header}\
-             Connection: close\r\n\r\n"
-        ),
-    )
-    .await;
+    let resp = raw_get(proxy.proxy_addr, "/contoso/_apis/projects", cookie_header).await;
     assert_eq!(status_of(&resp), 200, "{resp}");
     let got = up.single();
     let sent: Vec<&[u8]> = got
@@ -271,14 +259,8 @@ async fn cookie_headers_are_read_leniently_and_boundedly() {
     let get = |cookie: String| {
         let addr = proxy.proxy_addr;
         async move {
-            raw_http(
-                addr,
-                &format!(
-                    "GET /contoso/_apis/projects HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\
-                     Cookie: {cookie}\r\nConnection: close\r\n\r\n"
-                ),
-            )
-            .await
+            let headers = format!("Accept: application/json\r\nCookie: {cookie}\r\n");
+            raw_get(addr, "/contoso/_apis/projects", &headers).await
         }
     };
     // Another application's non-ASCII cookie in the same header.
@@ -697,11 +679,7 @@ async fn connections_beyond_the_limit_are_told_why() {
     // Room again once one closes.
     drop(_a);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let resp = raw_http(
-        proxy.proxy_addr,
-        "GET /org/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-    )
-    .await;
+    let resp = raw_get(proxy.proxy_addr, "/org/x", "").await;
     assert_eq!(status_of(&resp), 200, "{resp}");
 }
 
