@@ -557,6 +557,7 @@ async fn refusals_do_not_drive_a_users_refreshes() {
     let b = crate::support::oidc::Browser::new();
     let base = format!("http://{}", proxy.proxy_addr);
     assert_eq!(fake_sign_in(&b, &base).await.status(), 302);
+    let started = std::time::Instant::now();
     for _ in 0..60 {
         let resp = b
             .http
@@ -567,8 +568,15 @@ async fn refusals_do_not_drive_a_users_refreshes() {
             .unwrap();
         assert_eq!(resp.status(), 401);
     }
+    // One forced refresh, and one more per forced_refresh_interval (5 s)
+    // should this machine be slow.
+    let allowed = 1 + started.elapsed().as_secs() / 5;
     let refreshes = idp.calls("refresh_token");
-    assert!(refreshes <= 1, "{refreshes} refreshes for 60 refusals");
+    assert!(
+        refreshes <= allowed,
+        "{refreshes} refreshes for 60 refusals in {:?}",
+        started.elapsed()
+    );
     let m = support::metrics(proxy.admin_addr).await;
     assert!(
         support::metric_value(&m, "ado_proxy_token_refreshes_total{outcome=\"throttled\"}") >= 50.0,
@@ -676,11 +684,17 @@ async fn connections_beyond_the_limit_are_told_why() {
         support::metric_value(&m, "ado_proxy_connections_refused_total"),
         1.0
     );
-    // Room again once one closes.
+    // Room again once the server has seen one close.
     drop(_a);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let resp = raw_get(proxy.proxy_addr, "/org/x", "").await;
-    assert_eq!(status_of(&resp), 200, "{resp}");
+    let mut status = 0;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = status_of(&raw_get(proxy.proxy_addr, "/org/x", "").await);
+        if status == 200 {
+            break;
+        }
+    }
+    assert_eq!(status, 200);
 }
 
 #[tokio::test]
