@@ -829,3 +829,47 @@ async fn a_slow_response_is_not_idle() {
         .expect("the whole body");
     assert_eq!(body.lines().count(), 6, "{body}");
 }
+
+#[tokio::test]
+async fn ambiguous_request_framing_never_reaches_the_upstream_ambiguous() {
+    let up = FakeUpstream::recording(|_| respond(200, &[], "ok")).await;
+    let (proxy, _dir) = pat_proxy(&up, |_| {}).await;
+    let send = |framing: &'static str| {
+        let addr = proxy.proxy_addr;
+        async move {
+            raw_http(
+                addr,
+                &format!(
+                    "POST /contoso/_apis/x HTTP/1.1\r\nHost: localhost\r\n{framing}\
+                     Connection: close\r\n\r\n0\r\n\r\nGET /fabrikam/_apis/x HTTP/1.1\r\n\
+                     Host: localhost\r\n\r\n"
+                ),
+            )
+            .await
+        }
+    };
+    // Forms hyper refuses outright.
+    for framing in [
+        "Content-Length: 5\r\nContent-Length: 6\r\n",
+        "Transfer-Encoding: gzip, chunked, identity\r\n",
+        "Content-Length: +5\r\n",
+    ] {
+        let resp = send(framing).await;
+        assert!(resp.starts_with("HTTP/1.1 400"), "{framing:?}: {resp}");
+    }
+    assert!(up.requests().is_empty(), "{:?}", up.requests());
+    // Both headers: framed by Transfer-Encoding (RFC 9112 section 6.1),
+    // and re-framed upstream without the stale Content-Length, so the
+    // two parties cannot disagree; the bytes after the chunked body are
+    // never a request to the upstream.
+    let resp = send("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n").await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let got = up.single();
+    assert_eq!(got.uri, "/contoso/_apis/x");
+    assert!(
+        got.headers.get("content-length").is_none(),
+        "{:?}",
+        got.headers
+    );
+    assert!(got.body.is_empty());
+}
