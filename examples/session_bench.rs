@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use ado_auth_proxy::config::Secret;
 use ado_auth_proxy::config::{SessionConfig, StoreKind};
-use ado_auth_proxy::login::provider::UserInfo;
 use ado_auth_proxy::metrics::Metrics;
+use ado_auth_proxy::session::UserInfo;
 use ado_auth_proxy::session::{Session, SessionKey, Sessions};
 
 const TOKEN_BYTES: usize = 2048;

@@ -12,10 +12,10 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::config::Config;
-use crate::login::idp::{
+use crate::metrics::Metrics;
+use crate::oauth::idp::{
     Grant, IdpError, IdpHttp, TokenSet, lenient_seconds, parse_token_response,
 };
-use crate::metrics::Metrics;
 use crate::session::Sessions;
 use crate::session::backend::now_ms;
 use crate::session::record::{RECORD_VERSION, StoredService};

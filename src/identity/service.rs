@@ -26,8 +26,8 @@ use crate::assertion::{ASSERTION_TYPE, Signer};
 use crate::backoff::{self, Backoff, jitter_down};
 use crate::config::{ADO_RESOURCE, Config, Secret, ServiceSource};
 use crate::error::Error;
-use crate::login::idp::{Grant, IdpError, IdpHttp, parse_token_response};
 use crate::metrics::Metrics;
+use crate::oauth::idp::{Grant, IdpError, IdpHttp, parse_token_response};
 use crate::session::Sessions;
 
 /// Azure IMDS' token endpoint.
@@ -602,7 +602,7 @@ async fn device_refresh(
     let set = parse_token_response(status, &body).map_err(|e| {
         let relogin = matches!(
             e.classify(Grant::Refresh),
-            crate::login::idp::Failure::Relogin { .. }
+            crate::session::Failure::Relogin { .. }
         );
         AcquireError::new(if relogin {
             format!(
@@ -672,9 +672,9 @@ fn parse_managed(status: u16, body: &[u8]) -> Result<Acquired, String> {
     struct Raw {
         #[serde(default)]
         access_token: String,
-        #[serde(default, deserialize_with = "crate::login::idp::lenient_seconds")]
+        #[serde(default, deserialize_with = "crate::oauth::idp::lenient_seconds")]
         expires_in: Option<u64>,
-        #[serde(default, deserialize_with = "crate::login::idp::lenient_seconds")]
+        #[serde(default, deserialize_with = "crate::oauth::idp::lenient_seconds")]
         expires_on: Option<u64>,
         #[serde(default)]
         error: Option<String>,

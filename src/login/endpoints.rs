@@ -279,8 +279,8 @@ impl Login {
     /// Mode `service`: the operator's sign-in becomes the proxy's identity.
     async fn become_service(
         &self,
-        tokens: super::idp::TokenSet,
-        user: super::provider::UserInfo,
+        tokens: crate::oauth::idp::TokenSet,
+        user: crate::session::UserInfo,
         signed_in: &tokio::sync::Notify,
     ) -> Result<Response<ProxyBody>, Error> {
         let refresh_token = tokens.refresh_token.ok_or_else(|| {

@@ -7,7 +7,6 @@
 //! Entra, legacy Azure DevOps OAuth or any OIDC issuer.
 
 pub mod cookies;
-pub use crate::oauth::{id_token, idp};
 mod endpoints;
 pub mod provider;
 pub mod redirect;
@@ -22,11 +21,12 @@ use http::{HeaderMap, HeaderValue};
 use url::Url;
 
 use self::cookies::CookieJar;
-use self::idp::IdpHttp;
-use self::provider::{Provider, UserInfo};
+use self::provider::Provider;
 use crate::config::{Config, Provider as ProviderKind};
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::oauth::idp::IdpHttp;
+use crate::session::UserInfo;
 use crate::session::{Miss, Session, Sessions};
 
 /// Everything mode `user` needs, shared by all connections.

@@ -15,10 +15,10 @@ use serde::Deserialize;
 use tokio::sync::OnceCell;
 use url::Url;
 
-use super::id_token::{ExpectedIssuer, IdClaims, IdTokenError, Jwks};
-use super::idp::{Grant, IdpError, IdpHttp, TokenSet, parse_token_response};
 use crate::assertion::{ASSERTION_TYPE, Signer};
 use crate::config::{AuthConfig, Provider as Kind, ResponseMode, Secret};
+use crate::oauth::id_token::{ExpectedIssuer, IdClaims, IdTokenError, Jwks};
+use crate::oauth::idp::{Grant, IdpError, IdpHttp, TokenSet, parse_token_response};
 
 /// The configured provider.
 pub struct Provider {
@@ -108,9 +108,9 @@ pub struct Authorize {
     pub nonce: Option<String>,
 }
 
-pub use crate::session::UserInfo;
+use crate::session::UserInfo;
 
-pub use crate::oauth::GrantError;
+use crate::oauth::GrantError;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

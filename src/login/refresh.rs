@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Login;
-use super::idp::{Failure, Grant};
 use crate::backoff;
 use crate::error::Error;
+use crate::oauth::idp::Grant;
+use crate::session::Failure;
 use crate::session::backend::{StoreError, Update};
 use crate::session::{LEASE_TTL, Miss, RefreshState, Reloaded, Session, Tokens};
 

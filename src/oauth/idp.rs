@@ -84,7 +84,7 @@ pub enum IdpError {
     Transport(String),
 }
 
-pub use crate::session::Failure;
+use crate::session::Failure;
 
 /// Which grant a call was, for metrics and classification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -660,7 +660,7 @@ async fn a_rotated_signing_key_is_fetched_but_not_on_every_unknown_kid() {
     assert_eq!(sign_in(&s).await.1.status(), 400);
     assert_eq!(s.idp.jwks_fetches(), 1);
     // ...a little later it does, and the rotated key is accepted.
-    tokio::time::sleep(ado_auth_proxy::login::id_token::REFETCH_MIN).await;
+    tokio::time::sleep(ado_auth_proxy::oauth::id_token::REFETCH_MIN).await;
     assert_eq!(sign_in(&s).await.1.status(), 302);
     assert_eq!(s.idp.jwks_fetches(), 2);
 }
