@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Instructions per request on the PAT path, counted by valgrind's
+# callgrind (repeatable whatever else the machine does, unlike wall-clock
+# figures): the release proxy forwards 200, then 1,200 keep-alive GETs
+# from one client to a static nginx upstream; the difference of the two
+# totals divided by 1,000 is the cost of one request.
+#
+# Usage: scripts/bench-instructions.sh [BASELINE_BIN]
+# Installs valgrind and nginx with apt-get when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+cargo build --release --locked -q --bin ado-auth-proxy
+UP_PORT=${UP_PORT:-18181}
+PROXY_PORT=${PROXY_PORT:-18183}
+ADMIN_PORT=${ADMIN_PORT:-18184}
+
+# total BIN N: callgrind's instruction total for N requests through BIN.
+total() {
+  local work; work=$(mktemp -d)
+  cat >"$work/up.conf" <<C
+worker_processes 1; daemon on; pid $work/up.pid; error_log $work/e.log warn;
+events { worker_connections 1024; }
+http { access_log off; client_body_temp_path $work; proxy_temp_path $work;
+  fastcgi_temp_path $work; uwsgi_temp_path $work; scgi_temp_path $work;
+  server { listen 127.0.0.1:$UP_PORT; keepalive_requests 1000000;
+    location / { default_type application/json;
+      return 200 '{"count":1,"value":[{"id":"p1","name":"Project"}]}'; } } }
+C
+  "$NGINX" -c "$work/up.conf" -e "$work/e.log"
+  echo bench-pat >"$work/pat"; : >"$work/b.toml"
+  ADO_AUTH_PROXY_LISTEN__ADDRESS=127.0.0.1:$PROXY_PORT \
+  ADO_AUTH_PROXY_ADMIN__ADDRESS=127.0.0.1:$ADMIN_PORT \
+  ADO_AUTH_PROXY_UPSTREAM__URL=http://127.0.0.1:$UP_PORT ADO_AUTH_PROXY_AUTH__MODE=pat \
+  ADO_AUTH_PROXY_AUTH__PAT_FILE=$work/pat ADO_AUTH_PROXY_LOG__LEVEL=warn \
+  ADO_AUTH_PROXY_LISTEN__SHUTDOWN_DELAY=0s \
+    valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$1" --config "$work/b.toml" \
+    2>"$work/v.log" &
+  local vp=$!
+  python3 - "$PROXY_PORT" "$2" <<'P'
+import http.client, socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+for _ in range(200):
+    try:
+        socket.create_connection(('127.0.0.1', port), 1).close(); break
+    except OSError:
+        time.sleep(0.2)
+c = http.client.HTTPConnection('127.0.0.1', port)
+for _ in range(n):
+    c.request('GET', '/contoso/_apis/projects'); r = c.getresponse(); r.read()
+    assert r.status == 200, r.status
+P
+  kill -TERM "$vp"; wait "$vp" || true
+  kill "$(cat "$work/up.pid")"
+  sed -n 's/^summary: //p' "$work/cg.out"
+  rm -rf "$work"
+}
+
+per_request() {
+  local small large
+  small=$(total "$1" 200); large=$(total "$1" 1200)
+  echo $(( (large - small) / 1000 ))
+}
+
+echo "proxy: $(per_request target/release/ado-auth-proxy) instructions per request"
+if [ $# -ge 1 ]; then
+  echo "baseline: $(per_request "$1") instructions per request"
+fi
