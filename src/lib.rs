@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod answer;
 pub mod app;
 pub mod assertion;
 pub mod backoff;

@@ -36,7 +36,7 @@ impl Login {
             // another site must not sign anyone out.
             "/.auth/logout" if ctx.client == ClientKind::Browser => &[Method::GET, Method::POST],
             "/.auth/logout" => &[Method::POST],
-            _ => return Err(Error::ReservedPath),
+            _ => return Err(crate::error::Refusal::ReservedPath.into()),
         };
         if !allowed.contains(&method) {
             return Err(Error::from(LoginError::MethodNotAllowed {

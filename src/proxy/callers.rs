@@ -11,7 +11,7 @@ use http::HeaderMap;
 use subtle::ConstantTimeEq;
 
 use crate::config::Cidr;
-use crate::error::Error;
+use crate::error::Refusal;
 
 /// The header callers send the shared secret in.
 pub const CALLER_SECRET_HEADER: &str = "x-ado-proxy-caller-secret";
@@ -40,10 +40,10 @@ impl Callers {
     }
 
     /// Admits the caller or says why not; removes the secret header.
-    pub fn admit(&self, peer: IpAddr, headers: &mut HeaderMap) -> Result<(), Error> {
+    pub fn admit(&self, peer: IpAddr, headers: &mut HeaderMap) -> Result<(), Refusal> {
         let sent = headers.remove(CALLER_SECRET_HEADER);
         if !self.cidrs.is_empty() && !self.cidrs.iter().any(|c| c.contains(peer)) {
-            return Err(Error::CallerRefused {
+            return Err(Refusal::CallerRefused {
                 reason: "your address is not in the proxy's list of allowed callers",
             });
         }
@@ -55,7 +55,7 @@ impl Callers {
             let ok = !expected.is_empty()
                 && sent.is_some_and(|v| bool::from(v.as_bytes().ct_eq(expected.as_bytes())));
             if !ok {
-                return Err(Error::CallerRefused {
+                return Err(Refusal::CallerRefused {
                     reason: "the request lacks the caller secret header (X-Ado-Proxy-Caller-Secret) \
                              or it is wrong",
                 });

@@ -167,7 +167,7 @@ impl Inner {
             }
             return match self.identity.login() {
                 Some(login) => Box::pin(login.handle(req, finish.ctx())).await,
-                None => Err(Error::ReservedPath),
+                None => Err(crate::error::Refusal::ReservedPath.into()),
             };
         }
         let target = self.router.route(req.uri())?;
@@ -379,19 +379,11 @@ impl Inner {
             diagnosis = finding.entry.id,
             "upstream refused the request"
         );
-        // git prompts for a user name on a 401 and hides the text; when the
-        // proxy supplied the credential, a prompt cannot help, so git gets
-        // a 403 it prints. A client sending its own credential keeps the
-        // 401 challenge.
-        let status = if ctx.client == ClientKind::Git
-            && parts.status == http::StatusCode::UNAUTHORIZED
-            && credential_supplied
-        {
-            http::StatusCode::FORBIDDEN
-        } else {
-            parts.status
-        };
-        Ok(diagnose::render::response(&finding, ctx, status, parts.headers).map(ProxyBody::full))
+        let mut answer = finding.into_answer();
+        answer.headers = parts.headers;
+        // A client sending its own credential keeps the 401 challenge.
+        answer.proxy_credential = credential_supplied;
+        Ok(answer.into_response(ctx).map(ProxyBody::full))
     }
 
     /// Buffers a small JSON discovery document and rewrites the host URLs

@@ -13,7 +13,7 @@ use http::header::HeaderName;
 use http::{HeaderMap, Method, Request, header};
 use url::Url;
 
-use crate::error::Error;
+use crate::error::Refusal;
 use crate::host::HostName;
 
 /// The `Sec-Fetch-*` request headers (Fetch Metadata).
@@ -61,7 +61,7 @@ impl Origins {
     }
 
     /// Admits the request or says why not.
-    pub fn admit<B>(&self, req: &Request<B>) -> Result<(), Error> {
+    pub fn admit<B>(&self, req: &Request<B>) -> Result<(), Refusal> {
         let host = self.check_host(req)?;
         if req.uri().path() == "/.auth/callback" {
             return Ok(());
@@ -71,11 +71,11 @@ impl Origins {
 
     /// The `Host` (or HTTP/2 `:authority`, or an absolute-form target)
     /// must be a name this proxy answers to. Returns it as sent.
-    fn check_host<'r, B>(&self, req: &'r Request<B>) -> Result<Option<&'r str>, Error> {
+    fn check_host<'r, B>(&self, req: &'r Request<B>) -> Result<Option<&'r str>, Refusal> {
         let sent = match req.uri().authority() {
             Some(a) => Some(a.as_str()),
             None => match req.headers().get(header::HOST) {
-                Some(v) => Some(v.to_str().map_err(|_| Error::HostNotAllowed {
+                Some(v) => Some(v.to_str().map_err(|_| Refusal::HostNotAllowed {
                     host: String::from_utf8_lossy(v.as_bytes()).into_owned(),
                 })?),
                 // HTTP/1.0 without Host: no browser, no rebinding.
@@ -105,14 +105,19 @@ impl Origins {
         if ok {
             Ok(Some(sent))
         } else {
-            Err(Error::HostNotAllowed {
+            Err(Refusal::HostNotAllowed {
                 host: sent.chars().take(100).collect(),
             })
         }
     }
 
     /// A browser's request must come from the proxy's own origin.
-    fn check_site(&self, method: &Method, h: &HeaderMap, host: Option<&str>) -> Result<(), Error> {
+    fn check_site(
+        &self,
+        method: &Method,
+        h: &HeaderMap,
+        host: Option<&str>,
+    ) -> Result<(), Refusal> {
         let get = |name: &HeaderName| h.get(name).map(|v| v.as_bytes());
         // Looked at only for a request from elsewhere (and programs send
         // neither header): two lookups for nearly every request.
@@ -126,7 +131,7 @@ impl Origins {
             && !matches!(site, b"same-origin" | b"none")
             && !navigation()
         {
-            return Err(Error::CrossSite {
+            return Err(Refusal::CrossSite {
                 why: "the browser says it comes from another site (Sec-Fetch-Site)",
             });
         }
@@ -139,7 +144,7 @@ impl Origins {
                         == Some(host.as_bytes())
                 });
             if !same && !navigation() {
-                return Err(Error::CrossSite {
+                return Err(Refusal::CrossSite {
                     why: "its Origin is not the proxy's own",
                 });
             }
@@ -181,8 +186,8 @@ mod tests {
 
     fn check(o: &Origins, r: Request<()>) -> Result<(), &'static str> {
         o.admit(&r).map_err(|e| match e {
-            Error::HostNotAllowed { .. } => "host",
-            Error::CrossSite { .. } => "site",
+            Refusal::HostNotAllowed { .. } => "host",
+            Refusal::CrossSite { .. } => "site",
             _ => "other",
         })
     }

@@ -14,7 +14,7 @@ use url::Url;
 
 use super::path;
 use crate::config::{APP_VSSPS, UpstreamConfig};
-use crate::error::Error;
+use crate::error::{Error, Refusal};
 use crate::metrics::{Metrics, UpstreamErrorKind};
 
 /// Label of the main upstream (`[upstream] url`).
@@ -114,28 +114,28 @@ impl Router {
     /// Chooses the upstream for `uri` and checks the allowlist. The
     /// decision is made on the path as Azure DevOps will read it (see
     /// [`super::path`]); a path that could be read two ways is refused.
-    pub fn route(&self, uri: &Uri) -> Result<Target<'_>, Error> {
+    pub fn route(&self, uri: &Uri) -> Result<Target<'_>, Refusal> {
         let path = uri.path();
         // Only origin-form paths are appended to an upstream base URL: the
         // asterisk form (`OPTIONS *`) and authority form (`CONNECT`) would
         // otherwise splice text into the upstream's authority.
         if !path.starts_with('/') {
-            return Err(Error::BadTarget(format!(
+            return Err(Refusal::BadTarget(format!(
                 "only paths starting with / are forwarded, not {path:?}"
             )));
         }
         if path == "/.auth" || path.starts_with("/.auth/") {
-            return Err(Error::ReservedPath);
+            return Err(Refusal::ReservedPath);
         }
-        let seen = path::check(path).map_err(|w| Error::BadPath(w.explain()))?;
+        let seen = path::check(path).map_err(|w| Refusal::BadPath(w.explain()))?;
         let (upstream, rest, seen_rest) = match path.strip_prefix("/.hosts/") {
             Some(after) => {
                 let (name, rest) = match after.find('/') {
                     Some(i) => (&after[..i], &after[i..]),
                     None => (after, "/"),
                 };
-                path::check_route_segment(name).map_err(|w| Error::BadPath(w.explain()))?;
-                let upstream = self.hosts.get(name).ok_or_else(|| Error::UnknownHost {
+                path::check_route_segment(name).map_err(|w| Refusal::BadPath(w.explain()))?;
+                let upstream = self.hosts.get(name).ok_or_else(|| Refusal::UnknownHost {
                     name: name.to_string(),
                     known: self.known_hosts(),
                 })?;
@@ -151,7 +151,7 @@ impl Router {
         };
         if upstream.org_scoped {
             let first_raw = rest.trim_start_matches('/').split('/').next().unwrap_or("");
-            path::check_route_segment(first_raw).map_err(|w| Error::BadPath(w.explain()))?;
+            path::check_route_segment(first_raw).map_err(|w| Refusal::BadPath(w.explain()))?;
             self.check_organization(seen_rest)?;
         }
         let mut target = String::with_capacity(upstream.prefix.len() + rest.len() + 64);
@@ -161,18 +161,18 @@ impl Router {
             target.push('?');
             target.push_str(q);
         }
-        let uri = Uri::try_from(target).map_err(|e| Error::BadTarget(e.to_string()))?;
+        let uri = Uri::try_from(target).map_err(|e| Refusal::BadTarget(e.to_string()))?;
         Ok(Target { upstream, uri })
     }
 
     /// `seen` is the decoded path below the upstream's base.
-    fn check_organization(&self, seen: &str) -> Result<(), Error> {
+    fn check_organization(&self, seen: &str) -> Result<(), Refusal> {
         if self.allowed.is_empty() {
             return Ok(());
         }
         let first = seen.trim_start_matches('/').split('/').next().unwrap_or("");
         if first.is_empty() || first.starts_with('_') {
-            return Err(Error::OrganizationRequired {
+            return Err(Refusal::OrganizationRequired {
                 allowed: self.allowed.clone(),
             });
         }
@@ -180,7 +180,7 @@ impl Router {
         if self.allowed.contains(&org) {
             Ok(())
         } else {
-            Err(Error::OrganizationNotAllowed {
+            Err(Refusal::OrganizationNotAllowed {
                 org,
                 allowed: self.allowed.clone(),
             })
@@ -275,7 +275,7 @@ mod tests {
                 continue; // http refuses it before the proxy sees it
             };
             match r.route(&uri) {
-                Err(Error::BadPath(_)) => {}
+                Err(Refusal::BadPath(_)) => {}
                 other => panic!("{path}: {:?}", other.map(|t| t.uri)),
             }
         }

@@ -238,7 +238,7 @@ async fn every_case_is_answered_in_every_client_language() {
 
 #[test]
 fn every_sign_in_case_renders_in_every_client_language() {
-    use ado_auth_proxy::diagnose::render::{Form, body};
+    use ado_auth_proxy::answer::Form;
     use ado_auth_proxy::diagnose::{CATALOG, Finding, Vars, ids_in_description, recognise_sign_in};
     // One representative AADSTS code per sign-in case.
     let cases: &[(&str, u64)] = &[
@@ -285,7 +285,7 @@ fn every_sign_in_case_renders_in_every_client_language() {
             (Form::Problem, "problem.json"),
             (Form::GitText, "git.txt"),
         ] {
-            let (_, text) = body(&finding, form, "golden-request");
+            let (_, text) = finding.clone().into_answer().body(form, "golden-request");
             let text = if suffix.ends_with("json") {
                 let v: serde_json::Value = serde_json::from_str(&text).unwrap();
                 serde_json::to_string_pretty(&v).unwrap() + "\n"

@@ -60,6 +60,35 @@ async fn the_python_sdk_raises_an_error_carrying_the_explanation() {
     assert!(message.contains("Ask a project administrator"), "{message}");
 }
 
+/// The proxy's own refusals speak the same language: the SDK shows why
+/// the proxy refused instead of a bare status. (It retries 5xx answers
+/// without reading them, so a refusal it reads is a 4xx.)
+#[tokio::test]
+async fn the_python_sdk_shows_the_proxys_own_refusal() {
+    let python = peers().join(".venv/bin/python");
+    let upstream = FakeUpstream::recording(|_| respond(200, &[], "{}")).await;
+    let mut config = support::config(&upstream.url());
+    config.upstream.allowed_organizations = vec!["fabrikam".into()];
+    let proxy = support::start(config).await;
+    let cache = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(python);
+    cmd.arg(peers().join("ado_sdk_call.py"))
+        .arg(format!("http://{}/contoso", proxy.proxy_addr))
+        .env("AZURE_DEVOPS_CACHE_DIR", cache.path());
+    let v = support::run_peer(cmd, Duration::from_secs(60)).await;
+    assert_eq!(v["type"], "AzureDevOpsServiceError", "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("[ado-auth-proxy] Organization not allowed"),
+        "{message}"
+    );
+    assert!(
+        message.contains("upstream.allowed_organizations"),
+        "{message}"
+    );
+    assert!(upstream.requests().is_empty());
+}
+
 #[tokio::test]
 async fn git_prints_the_explanation_as_remote_lines() {
     let upstream = replay(fixture("oauth-disabled")).await;

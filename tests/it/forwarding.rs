@@ -148,7 +148,7 @@ async fn sibling_hosts_are_routed_by_name() {
         vsrm.addr.to_string().as_str()
     );
 
-    let resp = get(format!(
+    let resp = support::get_problem(format!(
         "http://{}/.hosts/nosuch/org/_apis/x",
         proxy.proxy_addr
     ))
@@ -185,7 +185,7 @@ async fn organizations_outside_the_allowlist_get_a_readable_403() {
     let ok = get(format!("{base}/Contoso/_apis/projects")).await;
     assert_eq!(ok.status(), 200);
 
-    let denied = get(format!("{base}/fabrikam/_apis/projects")).await;
+    let denied = support::get_problem(format!("{base}/fabrikam/_apis/projects")).await;
     assert_eq!(denied.status(), 403);
     let problem: serde_json::Value = denied.json().await.unwrap();
     assert_eq!(problem["status"], 403);
@@ -444,7 +444,7 @@ async fn unreachable_upstream_gets_502_naming_it() {
         .unwrap()
         .port();
     let proxy = support::start(support::config(&format!("http://127.0.0.1:{port}"))).await;
-    let resp = get(format!("http://{}/org/_apis/x", proxy.proxy_addr)).await;
+    let resp = support::get_problem(format!("http://{}/org/_apis/x", proxy.proxy_addr)).await;
     assert_eq!(resp.status(), 502);
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
     let p: serde_json::Value = resp.json().await.unwrap();
@@ -487,7 +487,7 @@ async fn slow_upstream_gets_504_but_a_slow_body_is_never_cut() {
     let proxy = support::start(config).await;
 
     let started = Instant::now();
-    let resp = get(format!("http://{}/org/slow-headers", proxy.proxy_addr)).await;
+    let resp = support::get_problem(format!("http://{}/org/slow-headers", proxy.proxy_addr)).await;
     assert_eq!(resp.status(), 504);
     assert!(started.elapsed() < Duration::from_secs(2));
     let p: serde_json::Value = resp.json().await.unwrap();

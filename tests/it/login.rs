@@ -280,14 +280,34 @@ async fn programs_get_401_and_git_403_with_the_login_url_never_a_redirect() {
             "Bearer realm=\"ado-auth-proxy\"",
             "{name}"
         );
-        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        // Azure DevOps' own error shape: its SDKs show `message`.
+        assert_eq!(
+            resp.headers()["content-type"],
+            "application/json; charset=utf-8"
+        );
         let body: serde_json::Value = resp.json().await.unwrap();
         assert!(
-            body["loginUrl"].as_str().unwrap().starts_with(&login),
+            body["adoAuthProxy"]["loginUrl"]
+                .as_str()
+                .unwrap()
+                .starts_with(&login),
             "{name}: {body}"
         );
-        assert!(body["detail"].as_str().unwrap().contains(&login), "{name}");
+        assert!(body["message"].as_str().unwrap().contains(&login), "{name}");
     }
+    // A client asking for problem details gets them.
+    let resp = http
+        .get(&url)
+        .header("accept", "application/problem+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["type"], "urn:ado-auth-proxy:problem:sign-in-required");
+    assert!(body["loginUrl"].as_str().unwrap().starts_with(&login));
+    assert!(body["detail"].as_str().unwrap().contains(&login));
 
     // git (even asking for HTML) gets text it prints as `remote:` lines,
     // with 403: a 401 makes git prompt for a user name and hide the text.

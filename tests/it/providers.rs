@@ -255,10 +255,9 @@ async fn a_provider_outage_keeps_serving_valid_tokens_then_answers_503_with_retr
         .unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
     let body: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(
-        body["type"],
-        "urn:ado-auth-proxy:problem:provider-unavailable"
-    );
+    // Azure DevOps' error shape, which its SDKs read.
+    assert_eq!(body["adoAuthProxy"]["id"], "provider-unavailable", "{body}");
+    assert_eq!(body["adoAuthProxy"]["retryAfter"], retry.to_string());
 
     s.idp.set_mode(Mode::Normal);
     tokio::time::sleep(Duration::from_secs(retry)).await;

@@ -90,7 +90,7 @@ async fn a_tls_upstream_gets_http2_and_its_ca_must_be_trusted() {
 
     // Without the CA the certificate is refused, and the 502 says why.
     let untrusting = support::start(support::config(&upstream_url)).await;
-    let resp = support::get(format!("http://{}/org/_apis/x", untrusting.proxy_addr)).await;
+    let resp = support::get_problem(format!("http://{}/org/_apis/x", untrusting.proxy_addr)).await;
     assert_eq!(resp.status(), 502);
     let detail = resp.json::<serde_json::Value>().await.unwrap()["detail"]
         .as_str()

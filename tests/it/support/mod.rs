@@ -58,6 +58,17 @@ pub async fn get(url: impl reqwest::IntoUrl) -> reqwest::Response {
     client().get(url).send().await.expect("a response")
 }
 
+/// `GET url` asking for `application/problem+json`, as a program that
+/// reads RFC 9457 answers does.
+pub async fn get_problem(url: impl reqwest::IntoUrl) -> reqwest::Response {
+    client()
+        .get(url)
+        .header("accept", "application/problem+json")
+        .send()
+        .await
+        .expect("a response")
+}
+
 /// Installs ring as rustls' process default (reqwest is built without one).
 pub fn install_crypto() {
     static ONCE: Once = Once::new();

@@ -1,0 +1,341 @@
+//! The proxy's error type and the one place errors become responses.
+//!
+//! Variants are grouped by where the failure came from: the client's
+//! request ([`Refusal`]), the upstream, the identity, a sign-in step
+//! ([`LoginError`]). Each becomes an [`Answer`] here, and
+//! [`into_response`] is the only place a failure becomes a response
+//! (`crate::answer` picks the client's language).
+
+mod login;
+mod refusal;
+
+pub use login::LoginError;
+pub use refusal::Refusal;
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::answer::Answer;
+use crate::body::ProxyBody;
+use crate::diagnose::{self, Finding, Vars};
+use crate::metrics::UpstreamErrorKind;
+use crate::request::{ClientKind, RequestCtx};
+use crate::session::Miss;
+
+/// Everything that can stop a request from being forwarded.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request itself is refused (path, host, origin, caller).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+
+    // --- the upstream ---
+    /// The upstream could not be reached or did not answer in time.
+    #[error("upstream {upstream} ({target}) {}: {reason}", kind.as_str())]
+    Upstream {
+        /// Which upstream (`default` or a sibling host name).
+        upstream: String,
+        /// Its base URL.
+        target: String,
+        /// Connect, timeout or protocol.
+        kind: UpstreamErrorKind,
+        /// What went wrong, without secrets.
+        reason: String,
+    },
+
+    // --- the identity ---
+    /// No credential could be produced for the upstream request.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// Mode `user`: the request has no live session.
+    #[error("sign-in required ({reason:?})")]
+    NeedsLogin {
+        /// Where to sign in (absolute, with `rd`).
+        login_url: String,
+        /// Why there is no session.
+        reason: Miss,
+        /// `Set-Cookie` removing a dead session cookie.
+        clear_cookie: Option<HeaderValue>,
+    },
+    /// A sign-in step failed.
+    #[error(transparent)]
+    Login(Box<LoginError>),
+    /// The identity provider could not refresh a token that has expired.
+    #[error("identity provider: {detail}")]
+    ProviderFailed {
+        /// The proxy's own registration or credential is wrong.
+        operator: bool,
+        /// Seconds until the next refresh attempt.
+        retry_after: Option<u64>,
+        /// What the provider said (no secrets).
+        detail: String,
+    },
+    /// The session store could not be reached for a session this process
+    /// does not hold, or for a new sign-in.
+    #[error("session store: {0}")]
+    StoreUnavailable(#[from] crate::session::backend::StoreError),
+    /// Mode `service` has no valid token (the provider has not answered).
+    #[error("no service token from {source_name}")]
+    ServiceTokenUnavailable {
+        /// The configured source.
+        source_name: &'static str,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+}
+
+/// Why no credential could be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The PAT file could not be read, or holds no usable token.
+    #[error("personal access token unavailable: {0}")]
+    PatUnavailable(String),
+    /// Mode `user` could not be set up.
+    #[error("{0}")]
+    Login(String),
+}
+
+impl From<LoginError> for Error {
+    fn from(e: LoginError) -> Self {
+        Self::Login(Box::new(e))
+    }
+}
+
+// === impl Error ===
+
+impl Error {
+    /// The `ado_proxy_requests_refused_total` reason, for a request
+    /// refused before anything was forwarded.
+    pub fn refusal_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Refused(r) => r.reason(),
+            _ => None,
+        }
+    }
+
+    /// The catalog's answer, when the failure is a case it knows: a
+    /// provider's refusal at sign-in, or of the proxy's own credential
+    /// at a refresh (with its `Retry-After` kept).
+    fn diagnosed(&self) -> Option<Answer> {
+        match self {
+            Self::ProviderFailed {
+                operator: true,
+                detail,
+                retry_after,
+            } => {
+                let codes = diagnose::aadsts_codes(detail);
+                let entry = diagnose::recognise_sign_in("invalid_client", &codes, "")?;
+                let finding = Finding {
+                    entry,
+                    status: StatusCode::BAD_GATEWAY,
+                    message: Some(detail.clone()),
+                    type_key: None,
+                    original: None,
+                    said_by: "The sign-in provider",
+                    retry_after: retry_after.map(|r| r.to_string()),
+                    ids: Vec::new(),
+                    vars: Vars::default(),
+                };
+                let mut answer = finding.into_answer();
+                if let Some(secs) = retry_after {
+                    answer
+                        .headers
+                        .insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+                }
+                Some(answer)
+            }
+            Self::Login(login) => {
+                let status = login.answer().status;
+                Some(login.finding(status)?.into_answer())
+            }
+            _ => None,
+        }
+    }
+
+    fn answer(&self, ctx: &RequestCtx) -> Answer {
+        match self {
+            Self::Refused(r) => r.answer(ctx),
+            Self::Upstream {
+                upstream,
+                target,
+                kind,
+                reason,
+            } => upstream_answer(upstream, target, *kind, reason),
+            Self::Identity(e) => Answer::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no-credential",
+                "The proxy has no usable credential",
+                format!("{e}. An operator must fix the [auth] configuration."),
+            ),
+            Self::NeedsLogin {
+                login_url,
+                reason,
+                clear_cookie,
+            } => needs_login_answer(login_url, *reason, clear_cookie.as_ref()),
+            Self::Login(e) => e.answer(),
+            Self::ProviderFailed {
+                operator: true,
+                detail,
+                retry_after,
+            } => {
+                let mut ans = Answer::new(
+                    StatusCode::BAD_GATEWAY,
+                    "provider-configuration",
+                    "The proxy's sign-in configuration is broken",
+                    format!(
+                        "Your access token expired and the identity provider refused the proxy's own credentials ({detail}). This is not your fault: an administrator must fix the client secret or certificate, auth.client_id or the tenant. Your session is kept."
+                    ),
+                );
+                if let Some(secs) = retry_after {
+                    ans = ans.retry_after(*secs);
+                }
+                ans
+            }
+            Self::ProviderFailed {
+                retry_after,
+                detail,
+                ..
+            } => {
+                let mut ans = Answer::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "provider-unavailable",
+                    "The identity provider is not answering",
+                    format!(
+                        "Your access token expired and refreshing it failed ({detail}). Your session is kept; try again shortly."
+                    ),
+                );
+                if let Some(secs) = retry_after {
+                    ans = ans.retry_after(*secs);
+                }
+                ans
+            }
+            Self::ServiceTokenUnavailable {
+                source_name,
+                retry_after,
+            } => {
+                let ans = Answer::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service-token-unavailable",
+                    "The proxy has no token for its service identity",
+                    format!(
+                        "The proxy acts as a fixed identity (auth.source = \"{source_name}\") and could not get a token for it from the identity provider. Try again shortly. An administrator can see why in the proxy's log (\"service token\") and in ado_proxy_service_token_refresh_failures_total; /.auth/me shows the identity in use."
+                    ),
+                );
+                ans.retry_after(*retry_after)
+            }
+            Self::StoreUnavailable(e) => {
+                let ans = Answer::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "session-store-unavailable",
+                    "The proxy cannot reach its session store",
+                    format!(
+                        "Signing in, or resuming a session this proxy instance has not seen yet, needs the session store, and it is not answering ({e}). Sessions already in use here keep working. Try again in a few seconds; if it persists, an administrator must check the store (session.store, session.redis_url, or the disk holding session.path). The admin /readyz endpoint reports not ready meanwhile."
+                    ),
+                );
+                ans.retry_after(5)
+            }
+        }
+    }
+}
+
+fn upstream_answer(upstream: &str, target: &str, kind: UpstreamErrorKind, reason: &str) -> Answer {
+    let (status, id, title) = match kind {
+        UpstreamErrorKind::Connect => (
+            StatusCode::BAD_GATEWAY,
+            "upstream-unreachable",
+            "Azure DevOps could not be reached",
+        ),
+        UpstreamErrorKind::Timeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream-timeout",
+            "Azure DevOps did not answer in time",
+        ),
+        UpstreamErrorKind::Protocol => (
+            StatusCode::BAD_GATEWAY,
+            "upstream-failed",
+            "The connection to Azure DevOps failed",
+        ),
+    };
+    Answer::new(
+        status,
+        id,
+        title,
+        format!("Upstream {upstream} ({target}): {reason}."),
+    )
+}
+
+fn needs_login_answer(login_url: &str, reason: Miss, clear_cookie: Option<&HeaderValue>) -> Answer {
+    let why = match reason {
+        Miss::NoCookie => "You are not signed in.",
+        Miss::Unknown => {
+            "Your session is not known to the proxy (it restarted, or the cookie is not valid)."
+        }
+        Miss::Idle => "Your session ended after a period without use.",
+        Miss::Expired => "Your session has ended.",
+    };
+    let mut ans = Answer::new(
+        StatusCode::UNAUTHORIZED,
+        "sign-in-required",
+        "Sign-in required",
+        format!("{why} Sign in at {login_url} in a browser, then try again."),
+    );
+    // The proxy signs requests in: git gets a 403 it prints.
+    ans.proxy_credential = true;
+    ans.headers.insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"ado-auth-proxy\""),
+    );
+    if let Some(c) = clear_cookie {
+        ans.headers.append(header::SET_COOKIE, c.clone());
+    }
+    ans.login_url = Some(login_url.to_string());
+    ans.action = Some(("Sign in", login_url.to_string()));
+    ans
+}
+
+/// Turns `err` into the response the client gets, and logs it once.
+pub fn into_response(err: &Error, ctx: &RequestCtx) -> Response<ProxyBody> {
+    // A browser without a session is sent to sign in, not shown an error.
+    if let (
+        Error::NeedsLogin {
+            login_url,
+            clear_cookie,
+            ..
+        },
+        ClientKind::Browser,
+    ) = (err, ctx.client)
+    {
+        return redirect_to_sign_in(login_url, clear_cookie.as_ref());
+    }
+    let answer = match err.diagnosed() {
+        Some(answer) => {
+            tracing::info!(
+                request_id = %ctx.request_id_str(),
+                diagnosis = answer.id,
+                error = %err,
+                "refused by the sign-in provider"
+            );
+            answer
+        }
+        None => err.answer(ctx),
+    };
+    if answer.status.is_server_error() {
+        tracing::warn!(request_id = %ctx.request_id_str(), error = %err, "request failed");
+    } else {
+        tracing::debug!(request_id = %ctx.request_id_str(), error = %err, "request refused");
+    }
+    answer.into_response(ctx).map(ProxyBody::full)
+}
+
+fn redirect_to_sign_in(login_url: &str, clear_cookie: Option<&HeaderValue>) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::empty());
+    *resp.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::try_from(login_url) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    if let Some(c) = clear_cookie {
+        resp.headers_mut().append(header::SET_COOKIE, c.clone());
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
