@@ -123,42 +123,6 @@ async fn wait_for_signal() {
     }
 }
 
-/// How often ended sessions and abandoned sign-ins are forgotten.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
-/// How often the session store is asked whether it answers.
-const STORE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
-
-/// Session housekeeping until shutdown: sweeps ended sessions and expired
-/// store entries, and keeps `/readyz` in line with the store's health
-/// (writing back what the store missed when it answers again).
-async fn sessions_task(
-    login: Arc<crate::login::Login>,
-    health: Arc<Health>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut sweep =
-        tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_INTERVAL, SWEEP_INTERVAL);
-    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut check = tokio::time::interval(STORE_CHECK_INTERVAL);
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let sweep_now = tokio::select! {
-            _ = sweep.tick() => true,
-            _ = check.tick() => false,
-            // Shutdown, or the server is gone.
-            r = stop.wait_for(|s| *s) => {
-                drop(r);
-                return;
-            }
-        };
-        if sweep_now {
-            login.sweep().await;
-        } else {
-            health.set_store_up(login.sessions().check().await);
-        }
-    }
-}
-
 /// Binds both listeners and starts serving; returns at once.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let listener = bind("listen.address", config.listen.address).await?;
@@ -187,14 +151,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let admin = Admin::new(health.clone(), metrics);
 
     let (shutdown, shutdown_rx) = watch::channel(false);
-    if let Some(service) = proxy.service() {
-        tokio::spawn(service.run(shutdown_rx.clone()));
-    }
-    if let Some(login) = proxy.login() {
-        // A shared store is reachable once it has answered.
-        health.set_store_up(!login.sessions().shared());
-        tokio::spawn(sessions_task(login, health.clone(), shutdown_rx.clone()));
-    }
+    let store_health = health.clone();
+    proxy.spawn_tasks(
+        &shutdown_rx,
+        Arc::new(move |up| store_health.set_store_up(up)),
+    );
     let (stop_accepting, stop_rx) = watch::channel(false);
     let (stop_admin, admin_rx) = watch::channel(false);
     let limits = Limits {

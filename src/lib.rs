@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod body;
 pub mod config;
 pub mod connection;
+pub mod cookies;
 pub mod diagnose;
 pub mod error;
 pub mod host;

@@ -1,6 +1,8 @@
-//! Where the credential sent upstream comes from. Every mode sits behind
-//! [`Identity::credential`]; the forwarding code does not know which one
-//! is configured.
+//! Where the credential sent upstream comes from: the one seam between
+//! the pipeline and the modes (`none`, `pat`, `user`, `service`). The
+//! pipeline asks [`Identity`] for a credential, tells it what Azure DevOps
+//! answered, lets it annotate a diagnosis and hands it `/.auth/`; it never
+//! learns which mode is configured. `app` starts its background tasks.
 
 pub mod device;
 mod pat;
@@ -8,13 +10,18 @@ pub mod service;
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tokio::sync::watch;
 use url::Url;
 
+use crate::body::ProxyBody;
 use crate::config::{AuthMode, Config};
-use crate::error::Error;
+use crate::diagnose::{self, Finding};
+use crate::error::{Error, Refusal};
 use crate::login::{Login, UserCredential};
 use crate::metrics::Metrics;
+use crate::request::{ClientKind, RequestCtx};
 
 pub use pat::PatSource;
 pub use service::ServiceIdentity;
@@ -76,19 +83,53 @@ impl Identity {
         }
     }
 
-    /// Mode `user`'s sign-in state, which serves `/.auth/`.
-    pub fn login(&self) -> Option<&Arc<Login>> {
+    /// The sign-in state that serves `/.auth/`, if users sign in.
+    fn login(&self) -> Option<&Arc<Login>> {
         match self {
             Self::User(login) | Self::Service(_, Some(login)) => Some(login),
             _ => None,
         }
     }
 
-    /// Mode `service`'s identity, refreshed by a background task.
-    pub fn service(&self) -> Option<&Arc<ServiceIdentity>> {
-        match self {
-            Self::Service(s, _) => Some(s),
-            _ => None,
+    /// Starts what runs beside the requests until `stop`: the service
+    /// identity's refresher, the sessions' housekeeping (which reports
+    /// whether the session store answers to `store_up`).
+    pub fn spawn_tasks(
+        &self,
+        stop: &watch::Receiver<bool>,
+        store_up: Arc<dyn Fn(bool) + Send + Sync>,
+    ) {
+        if let Self::Service(service, _) = self {
+            tokio::spawn(service.clone().run(stop.clone()));
+        }
+        if let Some(login) = self.login() {
+            // A shared store is reachable once it has answered.
+            store_up(!login.sessions().shared());
+            tokio::spawn(crate::login::housekeeping(
+                login.clone(),
+                store_up,
+                stop.clone(),
+            ));
+        }
+    }
+
+    /// Serves `/.auth/...`.
+    pub async fn serve_auth(
+        &self,
+        req: Request<Incoming>,
+        ctx: &RequestCtx,
+    ) -> Result<Response<ProxyBody>, Error> {
+        if let Self::Service(service, _) = self
+            && ctx.path() == "/.auth/me"
+        {
+            return Ok(crate::login::json_response(
+                StatusCode::OK,
+                service.describe(),
+            ));
+        }
+        match self.login() {
+            Some(login) => Box::pin(login.handle(req, ctx)).await,
+            None => Err(Refusal::ReservedPath.into()),
         }
     }
 
@@ -110,11 +151,106 @@ impl Identity {
             Self::Service(s, _) => Ok(Credential::Replace(Box::pin(s.header()).await?)),
         }
     }
+
+    /// Hears what Azure DevOps answered to a request sent with `used`.
+    /// A 401 to a user's token refreshes it once (shared with concurrent
+    /// requests): the new header comes back when `replayable` (the
+    /// request can be sent again) and it differs from the refused one. A
+    /// 401 to the service identity wakes its refresher, within its limits.
+    pub async fn after_upstream(
+        &self,
+        status: StatusCode,
+        used: &Credential,
+        replayable: bool,
+        return_to: &str,
+    ) -> Result<Option<HeaderValue>, Error> {
+        if status != StatusCode::UNAUTHORIZED {
+            return Ok(None);
+        }
+        match (self, used) {
+            (Self::User(login), Credential::User(user)) if replayable => {
+                let header = Box::pin(login.after_rejection(user, return_to)).await?;
+                // No new token (the provider is backing off): sending the
+                // refused one again would only be refused again.
+                Ok((header != user.header).then_some(header))
+            }
+            (Self::Service(service, _), Credential::Replace(header)) => {
+                service.refused(header);
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Adds what the identity knows to a diagnosis of Azure DevOps'
+    /// answer (`headers`) to a request sent with `used`: whose fix a
+    /// refused token is, and where to sign in again.
+    pub fn annotate(
+        &self,
+        finding: &mut Finding,
+        used: &Credential,
+        headers: &HeaderMap,
+        ctx: &RequestCtx,
+    ) {
+        match (self, used) {
+            // The proxy's own PAT was refused: the operator must act.
+            (Self::Pat(_), _) if finding.entry.id == "token-not-accepted" => {
+                finding.entry = diagnose::catalog::entry("pat-not-accepted");
+            }
+            (Self::User(login), _) => {
+                if let Credential::User(user) = used {
+                    wrong_directory(finding, user, headers);
+                }
+                let mut url = login.login_url();
+                // A browser returns to the page; git URLs are no page.
+                if ctx.client != ClientKind::Git {
+                    url.query_pairs_mut()
+                        .append_pair("rd", ctx.path_and_query());
+                }
+                finding.vars.sign_in_url = Some(url.to_string());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A token for the user's directory, refused by an organization of
+/// another one (reference §4.6).
+fn wrong_directory(finding: &mut Finding, user: &UserCredential, headers: &HeaderMap) {
+    if finding.entry.id != "token-not-accepted" {
+        return;
+    }
+    let resource = diagnose::resource_tenant(headers);
+    let mine = user
+        .session
+        .user
+        .tenant
+        .as_ref()
+        .map(|t| t.to_ascii_lowercase());
+    if let (Some(r), Some(m)) = (resource, mine)
+        && r != m
+    {
+        finding.entry = diagnose::catalog::entry("wrong-directory");
+        finding.vars.resource_tenant = Some(r);
+        finding.vars.user_tenant = Some(m);
+    }
 }
 
 // === impl Credential ===
 
 impl Credential {
+    /// Whether the proxy supplied the credential (rather than passing the
+    /// client's own through).
+    pub fn supplied(&self) -> bool {
+        !matches!(self, Self::PassThrough)
+    }
+
+    /// Whether a 401 may refresh it, so a bodyless request is worth
+    /// keeping for one replay.
+    pub fn refreshable(&self) -> bool {
+        matches!(self, Self::User(_))
+    }
+
     /// The `Authorization` value to send, if the proxy sets one.
     pub fn header(&self) -> Option<&HeaderValue> {
         match self {

@@ -127,7 +127,7 @@ impl Login {
                 .iter()
                 .find(|(k, _)| k == "state")
                 .is_some_and(|(_, state)| {
-                    cookies::values(&parts.headers, &self.jar.pending(state))
+                    crate::cookies::values(&parts.headers, &self.jar.pending(state))
                         .next()
                         .is_some()
                 });
@@ -170,15 +170,17 @@ impl Login {
         // Only the browser that started the sign-in holds its cookie; it
         // opens only for this state, and is cleared once used.
         let cookie = self.jar.pending(state);
-        let sealed = cookies::values(headers, &cookie).next().ok_or_else(|| {
-            // Other sign-ins of this browser, but none with this state: a
-            // forged or mistyped answer. None at all: another browser.
-            Error::from(if self.jar.pending_in(headers).is_empty() {
-                LoginError::NotThisBrowser
-            } else {
-                LoginError::UnknownState
-            })
-        })?;
+        let sealed = crate::cookies::values(headers, &cookie)
+            .next()
+            .ok_or_else(|| {
+                // Other sign-ins of this browser, but none with this state: a
+                // forged or mistyped answer. None at all: another browser.
+                Error::from(if self.jar.pending_in(headers).is_empty() {
+                    LoginError::NotThisBrowser
+                } else {
+                    LoginError::UnknownState
+                })
+            })?;
         let pending: Pending = self
             .store
             .open_pending(state, &sealed)
@@ -253,7 +255,7 @@ impl Login {
         let session = Arc::new(session);
         self.store.create(session.clone()).await?;
         // A browser signing in again replaces its old session.
-        for old in cookies::values(headers, &self.jar.session) {
+        for old in crate::cookies::values(headers, &self.jar.session) {
             if let Ok(Some(s)) = self.store.lookup(&old).await {
                 self.store.remove(&s).await;
             }
@@ -328,7 +330,7 @@ impl Login {
     /// at the provider too when it has an end-session endpoint.
     async fn logout(&self, req: &Request<Incoming>, ctx: &RequestCtx) -> Response<ProxyBody> {
         let mut id_token = None;
-        for value in cookies::values(req.headers(), &self.jar.session) {
+        for value in crate::cookies::values(req.headers(), &self.jar.session) {
             // With the store down the session ends here now and in the
             // store when it answers again (when this process knows it).
             if let Ok(Some(s)) = self.store.lookup(&value).await {

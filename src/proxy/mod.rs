@@ -111,14 +111,14 @@ impl Proxy {
         })
     }
 
-    /// Mode `service`'s identity, whose refresher `app` runs.
-    pub fn service(&self) -> Option<Arc<crate::identity::ServiceIdentity>> {
-        self.inner.identity.service().cloned()
-    }
-
-    /// Mode `user`'s sign-in state, if that mode is configured.
-    pub fn login(&self) -> Option<Arc<crate::login::Login>> {
-        self.inner.identity.login().cloned()
+    /// Starts the identity's background tasks (see
+    /// [`Identity::spawn_tasks`]).
+    pub fn spawn_tasks(
+        &self,
+        stop: &tokio::sync::watch::Receiver<bool>,
+        store_up: Arc<dyn Fn(bool) + Send + Sync>,
+    ) {
+        self.inner.identity.spawn_tasks(stop, store_up);
     }
 
     /// Serves one request from `remote`. Never fails: errors become
@@ -157,18 +157,7 @@ impl Inner {
             callers.admit(remote.ip(), req.headers_mut())?;
         }
         if finish.ctx().route == RouteClass::Auth {
-            if let Some(service) = self.identity.service()
-                && finish.ctx().path() == "/.auth/me"
-            {
-                return Ok(crate::login::json_response(
-                    http::StatusCode::OK,
-                    service.describe(),
-                ));
-            }
-            return match self.identity.login() {
-                Some(login) => Box::pin(login.handle(req, finish.ctx())).await,
-                None => Err(crate::error::Refusal::ReservedPath.into()),
-            };
+            return Box::pin(self.identity.serve_auth(req, finish.ctx())).await;
         }
         let target = self.router.route(req.uri())?;
         let upstream = target.upstream;
@@ -193,36 +182,26 @@ impl Inner {
         // A user's token may be refused although it looked valid (revoked,
         // policy change): such a request can be refreshed and sent again
         // once, if it has no body to replay.
-        let retry = match (&credential, bodyless) {
-            (Credential::User(_), true) => Some(clone_head(&upstream_req)),
-            _ => None,
-        };
+        let retry = (credential.refreshable() && bodyless).then(|| clone_head(&upstream_req));
 
         let sent = Instant::now();
         let mut resp = self.forwarder.send(upstream_req, upstream).await?;
-        if let (http::StatusCode::UNAUTHORIZED, Some(mut again), Credential::User(used)) =
-            (resp.status(), retry, &credential)
-            && let Some(login) = self.identity.login()
-        {
-            let header =
-                Box::pin(login.after_rejection(used, finish.ctx().path_and_query())).await?;
-            // No new token (the provider is backing off): sending the
-            // refused one again would only be refused again.
-            if header != used.header {
-                drop(resp);
-                again.headers_mut().insert(header::AUTHORIZATION, header);
-                let again = again.map(|()| CountedBody::empty(self.metrics.clone()));
-                resp = self.forwarder.send(again, upstream).await?;
-            }
+        let renewed = self
+            .identity
+            .after_upstream(
+                resp.status(),
+                &credential,
+                retry.is_some(),
+                finish.ctx().path_and_query(),
+            )
+            .await?;
+        if let (Some(header), Some(mut again)) = (renewed, retry) {
+            drop(resp);
+            again.headers_mut().insert(header::AUTHORIZATION, header);
+            let again = again.map(|()| CountedBody::empty(self.metrics.clone()));
+            resp = self.forwarder.send(again, upstream).await?;
         }
         upstream.duration.observe(sent.elapsed().as_secs_f64());
-        if resp.status() == http::StatusCode::UNAUTHORIZED
-            && let (Some(service), Some(used)) = (self.identity.service(), credential.header())
-        {
-            // Revoked or rotated: a new token in the background, within
-            // the refresher's limits.
-            service.refused(used);
-        }
 
         let (mut parts, body) = resp.into_parts();
         // The client's connection has its own version (hyper picks it).
@@ -270,7 +249,7 @@ impl Inner {
         );
         // No cookie of the client's jar is Azure DevOps' (upstream
         // Set-Cookie is dropped), so only the configured ones go.
-        crate::login::cookies::keep_only(&mut parts.headers, &self.forward_cookies);
+        crate::cookies::keep_only(&mut parts.headers, &self.forward_cookies);
         parts.headers.insert(X_REQUEST_ID, ctx.request_id.clone());
         if discovery {
             // Discovery JSON is rewritten, so it must arrive uncompressed.
@@ -314,7 +293,6 @@ impl Inner {
         upstream: &route::Upstream,
         credential: &Credential,
     ) -> Result<Response<ProxyBody>, Error> {
-        let credential_supplied = !matches!(credential, Credential::PassThrough);
         let encoded = is_encoded(&parts.headers);
         let mut buf = Bytes::new();
         if !encoded {
@@ -337,41 +315,8 @@ impl Inner {
             };
             return Ok(Response::from_parts(parts, body));
         };
-        match &self.identity {
-            // The proxy's own PAT was refused: the operator must act.
-            Identity::Pat(_) if finding.entry.id == "token-not-accepted" => {
-                finding.entry = diagnose::catalog::entry("pat-not-accepted");
-            }
-            Identity::User(login) => {
-                // A token for the user's directory, refused by an
-                // organization of another one (reference §4.6).
-                if let Credential::User(user) = credential {
-                    let resource = diagnose::resource_tenant(&parts.headers);
-                    let mine = user
-                        .session
-                        .user
-                        .tenant
-                        .as_ref()
-                        .map(|t| t.to_ascii_lowercase());
-                    if let (true, Some(r), Some(m)) =
-                        (finding.entry.id == "token-not-accepted", resource, mine)
-                        && r != m
-                    {
-                        finding.entry = diagnose::catalog::entry("wrong-directory");
-                        finding.vars.resource_tenant = Some(r);
-                        finding.vars.user_tenant = Some(m);
-                    }
-                }
-                let mut url = login.login_url();
-                // A browser returns to the page; git URLs are no page.
-                if ctx.client != ClientKind::Git {
-                    url.query_pairs_mut()
-                        .append_pair("rd", ctx.path_and_query());
-                }
-                finding.vars.sign_in_url = Some(url.to_string());
-            }
-            _ => {}
-        }
+        self.identity
+            .annotate(&mut finding, credential, &parts.headers, ctx);
         self.metrics.record_denial(finding.entry.id);
         tracing::info!(
             request_id = %ctx.request_id_str(),
@@ -382,7 +327,7 @@ impl Inner {
         let mut answer = finding.into_answer();
         answer.headers = parts.headers;
         // A client sending its own credential keeps the 401 challenge.
-        answer.proxy_credential = credential_supplied;
+        answer.proxy_credential = credential.supplied();
         Ok(answer.into_response(ctx).map(ProxyBody::full))
     }
 
