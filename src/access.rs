@@ -31,7 +31,7 @@ pub struct Finish {
 impl Finish {
     /// Starts the bookkeeping; counts the request as in flight.
     pub fn start(metrics: Arc<Metrics>, ctx: RequestCtx) -> Self {
-        metrics.in_flight.inc();
+        metrics.requests.in_flight.inc();
         Self {
             metrics,
             ctx,
@@ -68,16 +68,17 @@ impl Finish {
     /// Counts body bytes sent to the client.
     pub fn count(&mut self, n: u64) {
         self.bytes += n;
-        self.metrics.response_bytes.inc_by(n);
+        self.metrics.requests.response_bytes.inc_by(n);
     }
 }
 
 impl Drop for Finish {
     fn drop(&mut self) {
         let elapsed = self.ctx.start.elapsed();
-        self.metrics.in_flight.dec();
+        self.metrics.requests.in_flight.dec();
         self.metrics
-            .record_request(self.ctx.route, self.status, elapsed.as_secs_f64());
+            .requests
+            .finished(self.ctx.route, self.status, elapsed.as_secs_f64());
         tracing::info!(
             target: "access",
             method = %self.ctx.method,

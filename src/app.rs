@@ -145,8 +145,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
     let http = Arc::new(http_builder(&config));
     let metrics_handles = (
-        metrics.connections_open.clone(),
-        metrics.connections_refused.clone(),
+        metrics.connections.open.clone(),
+        metrics.connections.refused.clone(),
     );
     let admin = Admin::new(health.clone(), metrics);
 

@@ -169,7 +169,10 @@ impl Body for CountedBody {
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
         {
-            this.metrics.request_bytes.inc_by(data.len() as u64);
+            this.metrics
+                .requests
+                .request_bytes
+                .inc_by(data.len() as u64);
         }
         polled
     }

@@ -27,6 +27,20 @@ const JSON: (&str, &str) = ("content-type", "application/json; charset=utf-8");
 const HTML: (&str, &str) = ("content-type", "text/html; charset=utf-8");
 const API: &str = "/contoso/_apis/projects";
 
+/// docs/errors.md has a row for every catalog case, and no row for a
+/// case the catalog does not have.
+#[test]
+fn the_errors_guide_lists_the_catalog() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/errors.md")).unwrap();
+    let rows: Vec<&str> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+        .collect();
+    let ids: Vec<&str> = CATALOG.iter().map(|e| e.id).collect();
+    assert_eq!(rows, ids, "docs/errors.md rows vs the catalog, in order");
+}
+
 #[test]
 fn recognises_azure_devops_answers() {
     let wrapped = |msg: &str, key: &str| {

@@ -4,6 +4,7 @@ use http::{HeaderValue, StatusCode, header};
 
 use crate::answer::Answer;
 use crate::diagnose::{self, Finding, Vars};
+use crate::metrics::LoginFailure;
 use crate::oauth::GrantError;
 use crate::oauth::idp::{Grant, IdpError};
 use crate::session::Failure;
@@ -126,31 +127,32 @@ impl LoginError {
         })
     }
 
-    /// A fixed label for metrics.
-    pub fn slug(&self) -> &'static str {
+    /// A fixed label for metrics and the answer's id.
+    pub fn slug(&self) -> LoginFailure {
+        use LoginFailure as F;
         match self {
-            Self::MethodNotAllowed { .. } => "method",
-            Self::BadReturnPath => "bad_return_path",
-            Self::Provider(_) => "provider_unavailable",
-            Self::MissingState => "missing_state",
-            Self::UnknownState => "unknown_state",
-            Self::Expired => "expired",
-            Self::NotThisBrowser => "wrong_browser",
-            Self::Denied { .. } => "provider_error",
-            Self::MissingCode => "missing_code",
-            Self::WrongIssuer => "wrong_issuer",
-            Self::Redeem(GrantError::IdToken(_), _) => "id_token_invalid",
-            Self::Redeem(..) => "code_redemption",
-            Self::NotAllowed { .. } => "not_allowed",
-            Self::NotSignedIn => "not_signed_in",
-            Self::BadForm => "bad_form",
+            Self::MethodNotAllowed { .. } => F::Method,
+            Self::BadReturnPath => F::BadReturnPath,
+            Self::Provider(_) => F::ProviderUnavailable,
+            Self::MissingState => F::MissingState,
+            Self::UnknownState => F::UnknownState,
+            Self::Expired => F::Expired,
+            Self::NotThisBrowser => F::WrongBrowser,
+            Self::Denied { .. } => F::ProviderError,
+            Self::MissingCode => F::MissingCode,
+            Self::WrongIssuer => F::WrongIssuer,
+            Self::Redeem(GrantError::IdToken(_), _) => F::IdTokenInvalid,
+            Self::Redeem(..) => F::CodeRedemption,
+            Self::NotAllowed { .. } => F::NotAllowed,
+            Self::NotSignedIn => F::NotSignedIn,
+            Self::BadForm => F::BadForm,
         }
     }
 
     pub(super) fn answer(&self) -> Answer {
         use StatusCode as S;
         let a = |status, title, detail: &str| {
-            Answer::new(status, self.slug(), title, detail.to_string())
+            Answer::new(status, self.slug().as_str(), title, detail.to_string())
         };
         match self {
             Self::MethodNotAllowed { allowed } => {
@@ -188,7 +190,7 @@ impl LoginError {
                 "The answer names an issuer other than the one this sign-in was started with, which is how a mix-up attack looks. Start again.").sign_in_again("/.auth/login"),
             Self::MissingCode => a(S::BAD_REQUEST, "The sign-in answer is incomplete",
                 "The provider's answer carried no authorization code. Start again.").sign_in_again("/.auth/login"),
-            Self::Redeem(e, _) => redeem_answer(e, self.slug()),
+            Self::Redeem(e, _) => redeem_answer(e, self.slug().as_str()),
             Self::NotAllowed { reason } => a(S::FORBIDDEN, "You may not use this proxy",
                 &format!("You signed in successfully, but {reason}. Ask the proxy's administrator for access (auth.allowed_tenants, auth.allowed_users, auth.allowed_email_domains).")),
             Self::NotSignedIn => a(S::UNAUTHORIZED, "Not signed in",

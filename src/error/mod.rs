@@ -105,7 +105,7 @@ impl From<LoginError> for Error {
 impl Error {
     /// The `ado_proxy_requests_refused_total` reason, for a request
     /// refused before anything was forwarded.
-    pub fn refusal_reason(&self) -> Option<&'static str> {
+    pub fn refusal_reason(&self) -> Option<crate::metrics::RefusalReason> {
         match self {
             Self::Refused(r) => r.reason(),
             _ => None,

@@ -4,6 +4,7 @@
 use http::StatusCode;
 
 use crate::answer::Answer;
+use crate::metrics::RefusalReason;
 use crate::request::RequestCtx;
 
 /// Why the request itself is refused.
@@ -66,16 +67,16 @@ pub enum Refusal {
 impl Refusal {
     /// The `ado_proxy_requests_refused_total` reason, for a request
     /// refused before anything was forwarded.
-    pub fn reason(&self) -> Option<&'static str> {
+    pub fn reason(&self) -> Option<RefusalReason> {
         match self {
-            Self::BadPath(_) | Self::BadTarget(_) => Some("bad_path"),
-            Self::HostNotAllowed { .. } => Some("host"),
-            Self::CrossSite { .. } => Some("cross_site"),
+            Self::BadPath(_) | Self::BadTarget(_) => Some(RefusalReason::BadPath),
+            Self::HostNotAllowed { .. } => Some(RefusalReason::Host),
+            Self::CrossSite { .. } => Some(RefusalReason::CrossSite),
             Self::OrganizationNotAllowed { .. } | Self::OrganizationRequired { .. } => {
-                Some("organization")
+                Some(RefusalReason::Organization)
             }
-            Self::CallerRefused { .. } => Some("caller"),
-            _ => None,
+            Self::CallerRefused { .. } => Some(RefusalReason::Caller),
+            Self::ReservedPath | Self::UnknownHost { .. } => None,
         }
     }
 

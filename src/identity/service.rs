@@ -216,7 +216,7 @@ impl ServiceIdentity {
                 store: Arc::new(Sessions::open(&config.session, metrics.clone())?),
             },
         };
-        metrics.init_service_source(source_label(source_kind));
+        metrics.service.init_source(source_label(source_kind));
         Ok(Self {
             source,
             label: source_label(source_kind),
@@ -373,7 +373,7 @@ impl ServiceIdentity {
                         tracing::error!(source = self.label, error = %e.detail, retry_in = ?wait,
                             "no service token: requests get 503 until the identity provider answers");
                     }
-                    self.metrics.record_service_refresh_failure(self.label);
+                    self.metrics.service.refresh_failed(self.label);
                     wait
                 }
             };
@@ -421,7 +421,9 @@ impl ServiceIdentity {
                     expires_wall: None,
                     claims: None,
                 });
-                self.metrics.record_service_acquisition(self.label, "ok");
+                self.metrics
+                    .service
+                    .acquired(self.label, crate::metrics::Acquisition::Ok);
                 // Re-read now and then so a rotated PAT file is picked up.
                 return Ok(Duration::from_secs(60));
             }
@@ -451,7 +453,9 @@ impl ServiceIdentity {
         let acquired = match result {
             Ok(a) => a,
             Err(e) => {
-                self.metrics.record_service_acquisition(self.label, "error");
+                self.metrics
+                    .service
+                    .acquired(self.label, crate::metrics::Acquisition::Error);
                 return Err(e);
             }
         };
@@ -465,7 +469,9 @@ impl ServiceIdentity {
             expires_wall: Some(SystemTime::now() + lifetime),
             claims: claims_of(acquired.token.expose()),
         });
-        self.metrics.record_service_acquisition(self.label, "ok");
+        self.metrics
+            .service
+            .acquired(self.label, crate::metrics::Acquisition::Ok);
         tracing::info!(source = self.label, expires_in = ?lifetime, "service token acquired");
         // Refresh `refresh_before` the expiry, at half-life for short
         // tokens, a little early at random so replicas spread out.
@@ -475,7 +481,8 @@ impl ServiceIdentity {
 
     fn store(&self, token: Token) {
         self.metrics
-            .set_service_token_expiry(token.expires_wall.map(|w| unix(w) as i64));
+            .service
+            .token_expires(token.expires_wall.map(|w| unix(w) as i64));
         {
             let mut s = self.lock_schedule();
             let changed = self.snapshot().is_none_or(|old| old.header != token.header);

@@ -95,7 +95,9 @@ impl Login {
         // nothing is stored, so starting a sign-in costs the server
         // nothing and no flood of starts can crowd out a real user.
         let sealed = self.store.seal_pending(&authorize.state, &pending);
-        self.metrics.record_login("started");
+        self.metrics
+            .login
+            .step(crate::metrics::LoginOutcome::Started);
         let mut resp = redirect_to(authorize.url.as_str());
         // A browser keeps a few sign-ins in progress (tabs); the oldest
         // beyond that go. Browsers list older cookies first.
@@ -154,9 +156,15 @@ impl Login {
         };
         let result = self.complete(&parts.headers, get).await;
         match &result {
-            Ok(_) => self.metrics.record_login("completed"),
-            Err(Error::Login(e)) => self.metrics.record_login_failure(e.slug()),
-            Err(_) => self.metrics.record_login_failure("other"),
+            Ok(_) => self
+                .metrics
+                .login
+                .step(crate::metrics::LoginOutcome::Completed),
+            Err(Error::Login(e)) => self.metrics.login.failed(e.slug()),
+            Err(_) => self
+                .metrics
+                .login
+                .failed(crate::metrics::LoginFailure::Other),
         }
         result
     }

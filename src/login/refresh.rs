@@ -35,7 +35,9 @@ impl Login {
         let tokens = session.tokens();
         if !self.due(&tokens, forced) {
             // Another request refreshed while this one waited.
-            self.metrics.record_refresh("shared");
+            self.metrics
+                .login
+                .refresh(crate::metrics::RefreshOutcome::Shared);
             return Ok(tokens);
         }
         if forced.is_some() && !self.near_expiry(&tokens) {
@@ -46,7 +48,9 @@ impl Login {
                 .last_forced
                 .is_some_and(|t| t.elapsed() < self.forced_interval)
             {
-                self.metrics.record_refresh("throttled");
+                self.metrics
+                    .login
+                    .refresh(crate::metrics::RefreshOutcome::Throttled);
                 return Ok(tokens);
             }
             state.last_forced = Some(Instant::now());
@@ -179,7 +183,9 @@ impl Login {
                 if self.due(&tokens, forced) {
                     return None;
                 }
-                self.metrics.record_refresh("replica");
+                self.metrics
+                    .login
+                    .refresh(crate::metrics::RefreshOutcome::Replica);
                 Some(Ok(tokens))
             }
             Err(e) => Some(self.store_down(session, e)),
@@ -224,7 +230,9 @@ impl Login {
                 state.last_failure = None;
                 state.retry_at = None;
                 state.backoff.reset();
-                self.metrics.record_refresh("ok");
+                self.metrics
+                    .login
+                    .refresh(crate::metrics::RefreshOutcome::Ok);
                 session
                     .set_tokens(&set.access_token, set.expires_in, set.refresh_token)
                     .ok_or_else(|| Error::ProviderFailed {
@@ -284,7 +292,9 @@ impl Login {
             Some(Failure::Relogin { reason, claims }) => {
                 if fresh {
                     tracing::info!(session = %key, %reason, "refresh refused; the session ends");
-                    self.metrics.record_refresh("relogin");
+                    self.metrics
+                        .login
+                        .refresh(crate::metrics::RefreshOutcome::Relogin);
                     self.end_session(session);
                 }
                 Err(self.needs_login(Miss::Expired, return_to, claims.as_deref()))
@@ -301,7 +311,9 @@ impl Login {
                         "the provider refused the proxy's own credentials: fix auth.client_id, \
                          the client secret or certificate; sessions are kept"
                     );
-                    self.metrics.record_refresh("operator_error");
+                    self.metrics
+                        .login
+                        .refresh(crate::metrics::RefreshOutcome::OperatorError);
                 }
                 if still_valid {
                     return Ok(tokens);
@@ -321,7 +333,9 @@ impl Login {
                         retry_in = ?state.backoff.step(),
                         "refresh failed; will retry"
                     );
-                    self.metrics.record_refresh("transient_error");
+                    self.metrics
+                        .login
+                        .refresh(crate::metrics::RefreshOutcome::TransientError);
                 }
                 if still_valid {
                     return Ok(tokens);

@@ -87,21 +87,7 @@ pub enum IdpError {
 use crate::session::Failure;
 
 /// Which grant a call was, for metrics and classification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Grant {
-    /// Code redemption at the callback.
-    Code,
-    /// Refresh-token redemption.
-    Refresh,
-    /// Discovery, keys or profile.
-    Metadata,
-    /// A service principal's token (secret, certificate or federated).
-    ClientCredentials,
-    /// A managed identity's token (IMDS or App Service).
-    ManagedIdentity,
-    /// The device-code flow (`ado-auth-proxy login`).
-    DeviceCode,
-}
+pub use crate::metrics::Grant;
 
 // === impl IdpHttp ===
 
@@ -160,7 +146,8 @@ impl IdpHttp {
         }
         .await;
         self.metrics
-            .observe_provider_call(grant.as_str(), started.elapsed().as_secs_f64());
+            .login
+            .provider_call(grant, started.elapsed().as_secs_f64());
         result
     }
 
@@ -358,20 +345,6 @@ fn classify_rejection(status: u16, body: &TokenErrorBody, grant: Grant) -> Failu
             reason,
             claims: body.claims.clone().filter(|c| !c.is_empty()),
         },
-    }
-}
-
-impl Grant {
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Code => "authorization_code",
-            Self::Refresh => "refresh_token",
-            Self::Metadata => "metadata",
-            Self::ClientCredentials => "client_credentials",
-            Self::ManagedIdentity => "managed_identity",
-            Self::DeviceCode => "device_code",
-        }
     }
 }
 

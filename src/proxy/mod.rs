@@ -81,7 +81,9 @@ impl Proxy {
         public_url: &Url,
         metrics: Arc<Metrics>,
     ) -> Result<Self, BuildError> {
-        metrics.init_denials(diagnose::catalog::CATALOG.iter().map(|e| e.id));
+        metrics
+            .upstream
+            .init_denials(diagnose::catalog::CATALOG.iter().map(|e| e.id));
         let router = Router::new(&config.upstream, &metrics);
         let scheme = if config.listen.tls() { "https" } else { "http" };
         let origins = origin::Origins::new(
@@ -130,10 +132,10 @@ impl Proxy {
             Ok(resp) => resp,
             Err(e) => {
                 if let Error::Upstream { upstream, kind, .. } = &e {
-                    self.inner.metrics.record_upstream_error(upstream, *kind);
+                    self.inner.metrics.upstream.failed(upstream, *kind);
                 }
                 if let Some(reason) = e.refusal_reason() {
-                    self.inner.metrics.record_refusal(reason);
+                    self.inner.metrics.requests.refused(reason);
                 }
                 error::into_response(&e, finish.ctx())
             }
@@ -210,7 +212,8 @@ impl Inner {
         headers::prepare_response(&mut parts.headers);
         self.rewrite_locations(&mut parts, &request_url);
         self.metrics
-            .record_throttling(parts.status.as_u16(), &parts.headers);
+            .upstream
+            .throttling(parts.status.as_u16(), &parts.headers);
         if diagnose::worth_inspecting(parts.status, &parts.headers, finish.ctx().path()) {
             return Box::pin(self.diagnose(parts, body, finish.ctx(), upstream, &credential)).await;
         }
@@ -317,7 +320,7 @@ impl Inner {
         };
         self.identity
             .annotate(&mut finding, credential, &parts.headers, ctx);
-        self.metrics.record_denial(finding.entry.id);
+        self.metrics.upstream.denied(finding.entry.id);
         tracing::info!(
             request_id = %ctx.request_id_str(),
             status = parts.status.as_u16(),

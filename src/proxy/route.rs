@@ -61,7 +61,7 @@ impl Upstream {
             base: base.clone(),
             prefix: base.as_str().trim_end_matches('/').to_string(),
             org_scoped,
-            duration: metrics.upstream_duration(name),
+            duration: metrics.upstream.host(name),
         }
     }
 

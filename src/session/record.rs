@@ -59,34 +59,9 @@ pub struct StoredService {
     pub generation: u64,
 }
 
-/// Why a stored record was not used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unreadable {
-    /// Not sealed or not of a known layout.
-    Format,
-    /// Sealed under a key no longer configured.
-    UnknownKey,
-    /// Fails authentication (tampered or moved).
-    Tampered,
-    /// Opens, but is not a record this build understands.
-    Corrupt,
-    /// Written by a newer build.
-    FutureVersion,
-}
+pub use crate::metrics::Unreadable;
 
-impl Unreadable {
-    /// Label for metrics and logs.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Format => "format",
-            Self::UnknownKey => "unknown_key",
-            Self::Tampered => "tampered",
-            Self::Corrupt => "corrupt",
-            Self::FutureVersion => "future_version",
-        }
-    }
-}
-
+/// Why a sealed record did not open.
 impl From<crate::seal::OpenError> for Unreadable {
     fn from(e: crate::seal::OpenError) -> Self {
         match e {

@@ -33,6 +33,7 @@ use super::record::{self, StoredAccess, StoredService, StoredSession, Unreadable
 use super::{Session, SessionKey};
 use crate::config::{SessionConfig, StoreKind};
 use crate::metrics::Metrics;
+use crate::metrics::StoreOp;
 use crate::seal::{self, Sealer};
 
 /// The fixed id the device-code service identity is stored under.
@@ -154,7 +155,7 @@ impl Sessions {
             }
         };
         tracing::info!(store = backend.name(), "session store opened");
-        metrics.session_store_up.set(1);
+        metrics.store.up.set(1);
         Ok(Self {
             cache: DashMap::new(),
             backend,
@@ -217,7 +218,7 @@ impl Sessions {
         }
         for (i, hash) in hashes.iter().enumerate() {
             let key = Key::new(Namespace::Session, *hash);
-            let Some(raw) = self.op("get", self.backend.get(key)).await? else {
+            let Some(raw) = self.op(StoreOp::Get, self.backend.get(key)).await? else {
                 continue;
             };
             let Some(rec) = self.open_record(key, &raw) else {
@@ -229,16 +230,23 @@ impl Sessions {
                 // Written before a key rotation: move it to the current key.
                 self.save(&session).await?;
                 let ttl = self.tombstone_ttl(&session);
-                self.op("remove", self.backend.remove(key, ttl)).await?;
-                self.metrics.record_session_load("migrated");
+                self.op(StoreOp::Remove, self.backend.remove(key, ttl))
+                    .await?;
+                self.metrics
+                    .store
+                    .loaded(crate::metrics::LoadOutcome::Migrated);
             } else {
-                self.metrics.record_session_load("loaded");
+                self.metrics
+                    .store
+                    .loaded(crate::metrics::LoadOutcome::Loaded);
             }
             let s = self.cache.entry(ck).or_insert(session).value().clone();
             self.gauge();
             return Ok(Some(s));
         }
-        self.metrics.record_session_load("absent");
+        self.metrics
+            .store
+            .loaded(crate::metrics::LoadOutcome::Absent);
         Ok(None)
     }
 
@@ -248,7 +256,8 @@ impl Sessions {
         self.share_access(&session).await;
         let value = self.seal_record(key, &session.record());
         let ttl = session.remaining(self.idle, self.max);
-        self.op("put", self.backend.put(key, value, ttl)).await?;
+        self.op(StoreOp::Put, self.backend.put(key, value, ttl))
+            .await?;
         self.cache.insert(session.key, session);
         self.gauge();
         Ok(())
@@ -272,7 +281,7 @@ impl Sessions {
                 (key, self.seal_record(key, &s.record()), ttl)
             })
             .collect();
-        self.op("put", self.backend.put_many(items)).await
+        self.op(StoreOp::Put, self.backend.put_many(items)).await
     }
 
     /// Writes a session's current state (after a refresh, or to record
@@ -284,7 +293,7 @@ impl Sessions {
         let value = self.seal_record(key, &session.record());
         let ttl = session.remaining(self.idle, self.max);
         let outcome = self
-            .op("update", self.backend.update(key, value, ttl))
+            .op(StoreOp::Update, self.backend.update(key, value, ttl))
             .await?;
         if outcome == Update::Gone {
             self.forget(&session.key);
@@ -300,7 +309,7 @@ impl Sessions {
         let until = session.created + self.max;
         let ttl = self.tombstone_ttl(session);
         if self
-            .op("remove", self.backend.remove(key, ttl))
+            .op(StoreOp::Remove, self.backend.remove(key, ttl))
             .await
             .is_err()
             && let Ok(mut q) = self.removals.lock()
@@ -328,7 +337,7 @@ impl Sessions {
     /// and re-creates the record if the store lost it.
     pub async fn reload(&self, session: &Session) -> Result<Reloaded, StoreError> {
         let key = Key::new(Namespace::Session, session.store_key);
-        match self.op("get", self.backend.get(key)).await? {
+        match self.op(StoreOp::Get, self.backend.get(key)).await? {
             Some(raw) => {
                 let Some(rec) = self.open_record(key, &raw) else {
                     return Ok(Reloaded::Same);
@@ -351,14 +360,14 @@ impl Sessions {
     /// Takes the refresh lease of `session` for `holder`.
     pub async fn lease(&self, session: &Session, holder: &str) -> Result<bool, StoreError> {
         let key = Key::new(Namespace::Lease, session.store_key);
-        self.op("lease", self.backend.lease(key, holder, LEASE_TTL))
+        self.op(StoreOp::Lease, self.backend.lease(key, holder, LEASE_TTL))
             .await
     }
 
     /// Keeps the lease while a slow token call is in flight.
     pub async fn renew(&self, session: &Session, holder: &str) -> Result<bool, StoreError> {
         let key = Key::new(Namespace::Lease, session.store_key);
-        self.op("lease", self.backend.renew(key, holder, LEASE_TTL))
+        self.op(StoreOp::Lease, self.backend.renew(key, holder, LEASE_TTL))
             .await
     }
 
@@ -366,7 +375,9 @@ impl Sessions {
     pub async fn release(&self, session: &Session, holder: &str) {
         let key = Key::new(Namespace::Lease, session.store_key);
         // An error leaves it to expire.
-        let _ = self.op("lease", self.backend.release(key, holder)).await;
+        let _ = self
+            .op(StoreOp::Lease, self.backend.release(key, holder))
+            .await;
     }
 
     /// Seals a pending sign-in for the browser's pre-auth cookie. Nothing
@@ -398,7 +409,7 @@ impl Sessions {
         let key = Key::new(Namespace::Service, self.store_key(SERVICE_ID));
         let json = serde_json::to_vec(rec).unwrap_or_default();
         let sealed = self.sealer.seal(&key.to_bytes(), &json);
-        self.op("put", self.backend.put(key, sealed, SERVICE_TTL))
+        self.op(StoreOp::Put, self.backend.put(key, sealed, SERVICE_TTL))
             .await
     }
 
@@ -406,7 +417,7 @@ impl Sessions {
     pub async fn get_service(&self) -> Result<Option<StoredService>, StoreError> {
         for hash in self.sealer.store_keys(SERVICE_ID) {
             let key = Key::new(Namespace::Service, hash);
-            let Some(raw) = self.op("get", self.backend.get(key)).await? else {
+            let Some(raw) = self.op(StoreOp::Get, self.backend.get(key)).await? else {
                 continue;
             };
             match self
@@ -417,9 +428,9 @@ impl Sessions {
             {
                 Ok(rec) => return Ok(Some(rec)),
                 Err(why) => {
-                    self.metrics.record_unreadable(why.label());
+                    self.metrics.store.unreadable(why);
                     tracing::warn!(
-                        reason = why.label(),
+                        reason = why.as_str(),
                         "the stored service identity cannot be used; run `ado-auth-proxy login` again"
                     );
                 }
@@ -433,7 +444,7 @@ impl Sessions {
     pub async fn sweep(&self, ended: &(dyn Fn(&Session) -> bool + Sync)) {
         self.cache.retain(|_, s| !ended(s));
         self.gauge();
-        match self.op("purge", self.backend.purge()).await {
+        match self.op(StoreOp::Purge, self.backend.purge()).await {
             Ok(n) if n > 0 => tracing::debug!(purged = n, "expired store entries deleted"),
             _ => {}
         }
@@ -443,7 +454,7 @@ impl Sessions {
     /// failure, writes back what it may have missed. Returns whether it
     /// is up.
     pub async fn check(&self) -> bool {
-        if let Err(e) = self.op("ping", self.backend.ping()).await {
+        if let Err(e) = self.op(StoreOp::Ping, self.backend.ping()).await {
             tracing::debug!(error = %e, "session store check failed");
             return false;
         }
@@ -458,7 +469,7 @@ impl Sessions {
                     "session store answers again; cached sessions written back"
                 );
                 self.up.store(true, Ordering::Release);
-                self.metrics.session_store_up.set(1);
+                self.metrics.store.up.set(1);
                 true
             }
             Err(_) => false,
@@ -486,7 +497,7 @@ impl Sessions {
             if let Ok(mut q) = self.removals.lock() {
                 q.extend(failed);
             }
-            self.metrics.record_store_error("remove");
+            self.metrics.store.failed(StoreOp::Remove);
             return Err(StoreError::Unavailable {
                 backend: self.backend.name(),
                 detail: "write-back of sign-outs failed".into(),
@@ -501,7 +512,7 @@ impl Sessions {
                 Ok(Update::Gone) => self.forget(&s.key),
                 Ok(_) => {}
                 Err(e) => {
-                    self.metrics.record_store_error("update");
+                    self.metrics.store.failed(StoreOp::Update);
                     return Err(e);
                 }
             }
@@ -512,18 +523,18 @@ impl Sessions {
     /// Runs a store operation: counts failures and marks the store down.
     async fn op<T>(
         &self,
-        name: &str,
+        name: StoreOp,
         f: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let r = f.await;
         if let Err(e) = &r {
-            self.metrics.record_store_error(name);
+            self.metrics.store.failed(name);
             if self.up.swap(false, Ordering::AcqRel) {
                 tracing::warn!(
                     error = %e,
                     "session store failed; cached sessions keep working, new sign-ins wait"
                 );
-                self.metrics.session_store_up.set(0);
+                self.metrics.store.up.set(0);
             }
         }
         r
@@ -547,7 +558,7 @@ impl Sessions {
         match result {
             Ok(rec) => Some(rec),
             Err(why) => {
-                self.metrics.record_unreadable(why.label());
+                self.metrics.store.unreadable(why);
                 let first = self
                     .logged
                     .lock()
@@ -555,7 +566,7 @@ impl Sessions {
                     .unwrap_or(true);
                 if first {
                     tracing::warn!(
-                        reason = why.label(),
+                        reason = why.as_str(),
                         record = format!(
                             "{:02x}{:02x}{:02x}{:02x}",
                             key.hash[0], key.hash[1], key.hash[2], key.hash[3]
@@ -580,7 +591,7 @@ impl Sessions {
             return None;
         }
         let key = key.with(Namespace::Access);
-        let raw = self.op("get", self.backend.get(key)).await.ok()??;
+        let raw = self.op(StoreOp::Get, self.backend.get(key)).await.ok()??;
         let json = self.sealer.open(&key.to_bytes(), &raw).ok()?;
         let a: StoredAccess = record::decode(&json).ok()?;
         (a.expires_ms > now_ms()).then_some(a)
@@ -600,7 +611,9 @@ impl Sessions {
         let json = serde_json::to_vec(&a).unwrap_or_default();
         let sealed = self.sealer.seal(&key.to_bytes(), &json);
         // Not fatal: the other replicas refresh for themselves.
-        let _ = self.op("put", self.backend.put(key, sealed, ttl)).await;
+        let _ = self
+            .op(StoreOp::Put, self.backend.put(key, sealed, ttl))
+            .await;
     }
 
     fn tombstone_ttl(&self, session: &Session) -> Duration {
@@ -611,7 +624,10 @@ impl Sessions {
     }
 
     fn gauge(&self) {
-        self.metrics.sessions_active.set(self.cache.len() as i64);
+        self.metrics
+            .login
+            .sessions_active
+            .set(self.cache.len() as i64);
     }
 }
 

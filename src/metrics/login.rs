@@ -1,0 +1,178 @@
+//! Mode `user`: sign-ins, token refreshes, sessions held, and the time of
+//! calls to the identity provider (which service identities make too).
+
+use prometheus::{HistogramOpts, IntGauge, Registry};
+
+use super::family::{Counters, Histograms, labels};
+
+labels! {
+    /// A sign-in step.
+    pub enum LoginOutcome {
+        /// `/.auth/login` sent a browser to the provider.
+        Started = "started",
+        /// The callback created a session.
+        Completed = "completed",
+        /// The callback failed (see [`LoginFailure`]).
+        Failed = "failed",
+    }
+}
+
+labels! {
+    /// Why a sign-in step failed.
+    pub enum LoginFailure {
+        /// Wrong method for the endpoint.
+        Method = "method",
+        /// `rd` is not a same-origin path.
+        BadReturnPath = "bad_return_path",
+        /// The provider's metadata could not be read.
+        ProviderUnavailable = "provider_unavailable",
+        /// The callback has no `state`.
+        MissingState = "missing_state",
+        /// `state` names no pending sign-in.
+        UnknownState = "unknown_state",
+        /// Older than `login_timeout`.
+        Expired = "expired",
+        /// The pre-auth cookie is another browser's or missing.
+        WrongBrowser = "wrong_browser",
+        /// The provider answered an error.
+        ProviderError = "provider_error",
+        /// Neither code nor error.
+        MissingCode = "missing_code",
+        /// `iss` of another issuer.
+        WrongIssuer = "wrong_issuer",
+        /// The ID token did not validate.
+        IdTokenInvalid = "id_token_invalid",
+        /// Redeeming the code failed.
+        CodeRedemption = "code_redemption",
+        /// Not on the allowlists.
+        NotAllowed = "not_allowed",
+        /// `/.auth/me` without a session.
+        NotSignedIn = "not_signed_in",
+        /// An unreadable callback form.
+        BadForm = "bad_form",
+        /// Anything else (the session store, ...).
+        Other = "other",
+    }
+}
+
+labels! {
+    /// How an access-token refresh ended.
+    pub enum RefreshOutcome {
+        /// A new token.
+        Ok = "ok",
+        /// Waited for another request's refresh.
+        Shared = "shared",
+        /// Another replica refreshed.
+        Replica = "replica",
+        /// A refused token not refreshed again within
+        /// `auth.forced_refresh_interval`.
+        Throttled = "throttled",
+        /// The grant is dead: sign in again.
+        Relogin = "relogin",
+        /// The proxy's own registration or credential is refused.
+        OperatorError = "operator_error",
+        /// The provider is down or slow.
+        TransientError = "transient_error",
+    }
+}
+
+labels! {
+    /// Which call to the identity provider.
+    pub enum Grant {
+        /// Authorization code (sign-in).
+        Code = "authorization_code",
+        /// Refresh token.
+        Refresh = "refresh_token",
+        /// Metadata, keys or profile.
+        Metadata = "metadata",
+        /// Client credentials (service identities).
+        ClientCredentials = "client_credentials",
+        /// The managed identity endpoint.
+        ManagedIdentity = "managed_identity",
+        /// Device code polling.
+        DeviceCode = "device_code",
+    }
+}
+
+/// Provider call buckets: 5 ms to 30 s.
+const PROVIDER_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Sign-ins and tokens.
+pub struct Login {
+    logins: Counters<LoginOutcome>,
+    failures: Counters<LoginFailure>,
+    refreshes: Counters<RefreshOutcome>,
+    provider_duration: Histograms<Grant>,
+    /// Sessions held now.
+    pub sessions_active: IntGauge,
+}
+
+// === impl Login ===
+
+impl Login {
+    /// Registers the sign-in families into `registry`.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let sessions_active = IntGauge::new(
+            "ado_proxy_sessions_active",
+            "Signed-in sessions held by this process.",
+        )?;
+        registry.register(Box::new(sessions_active.clone()))?;
+        Ok(Self {
+            logins: Counters::register(
+                registry,
+                "ado_proxy_logins_total",
+                "Sign-ins by outcome: started, completed, failed.",
+                "outcome",
+            )?,
+            failures: Counters::register(
+                registry,
+                "ado_proxy_login_failures_total",
+                "Failed sign-ins by reason.",
+                "reason",
+            )?,
+            refreshes: Counters::register(
+                registry,
+                "ado_proxy_token_refreshes_total",
+                "Access-token refreshes by outcome: ok, shared (waited for another \
+                 request's refresh), replica (another replica refreshed), throttled (a refused \
+                 token not refreshed again within auth.forced_refresh_interval), relogin, \
+                 operator_error, transient_error.",
+                "outcome",
+            )?,
+            provider_duration: Histograms::register(
+                registry,
+                HistogramOpts::new(
+                    "ado_proxy_token_endpoint_duration_seconds",
+                    "Time of calls to the identity provider, by grant (authorization_code, \
+                     refresh_token, metadata, client_credentials, managed_identity, device_code).",
+                )
+                .buckets(PROVIDER_BUCKETS.to_vec()),
+                "grant",
+            )?,
+            sessions_active,
+        })
+    }
+
+    /// Counts a sign-in step.
+    pub fn step(&self, outcome: LoginOutcome) {
+        self.logins.inc(outcome);
+    }
+
+    /// Counts a failed sign-in.
+    pub fn failed(&self, reason: LoginFailure) {
+        self.logins.inc(LoginOutcome::Failed);
+        self.failures.inc(reason);
+    }
+
+    /// Counts a refresh outcome.
+    pub fn refresh(&self, outcome: RefreshOutcome) {
+        self.refreshes.inc(outcome);
+    }
+
+    /// Times a call to the identity provider.
+    pub fn provider_call(&self, grant: Grant, seconds: f64) {
+        self.provider_duration.observe(grant, seconds);
+    }
+}
