@@ -44,6 +44,8 @@ pub struct RequestCtx {
     pub wants_problem: bool,
     /// The upstream's label once routed.
     pub upstream: Option<Arc<str>>,
+    /// Where the organization is in the path, once routed.
+    organization: Option<std::ops::Range<usize>>,
 }
 
 // === impl RequestCtx ===
@@ -65,7 +67,19 @@ impl RequestCtx {
                 .is_some_and(|a| a.contains("application/problem+json")),
             uri: req.uri().clone(),
             upstream: None,
+            organization: None,
         }
+    }
+
+    /// Records where the router found the organization in the path.
+    pub fn set_organization(&mut self, span: Option<std::ops::Range<usize>>) {
+        self.organization = span.filter(|s| self.uri.path().get(s.clone()).is_some());
+    }
+
+    /// The organization the request is for, as the client wrote it, once
+    /// routed (on `/{org}/...` and `/.hosts/{name}/{org}/...` alike).
+    pub fn organization(&self) -> Option<&str> {
+        self.uri.path().get(self.organization.clone()?)
     }
 
     /// The request path, without the query string.

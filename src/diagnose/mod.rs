@@ -123,12 +123,14 @@ fn is_html(headers: &HeaderMap) -> bool {
 }
 
 /// The catalog case of an upstream answer, if it is one. `body` is empty
-/// when it could not be read (compressed or too large).
+/// when it could not be read (compressed or too large); `organization` is
+/// the one the router found in the path.
 pub fn recognise(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
     path: &str,
+    organization: Option<&str>,
 ) -> Option<Finding> {
     let text = String::from_utf8_lossy(body);
     let json: Option<serde_json::Map<String, serde_json::Value>> =
@@ -214,7 +216,7 @@ pub fn recognise(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         vars: Vars {
-            org: organization(path),
+            org: organization.map(str::to_string),
             ..Vars::default()
         },
     })
@@ -275,13 +277,6 @@ fn header_display_name(name: &str) -> &'static str {
         "x-tfs-session" => "X-TFS-Session",
         _ => "x-ms-request-id",
     }
-}
-
-/// The first path segment, when it looks like an organization.
-fn organization(path: &str) -> Option<String> {
-    let first = path.trim_start_matches('/').split('/').next()?;
-    let ok = !first.is_empty() && !first.starts_with('_') && !first.starts_with('.');
-    ok.then(|| first.to_string())
 }
 
 /// Whether an HTML answer on a REST path is Azure DevOps' sign-in page

@@ -19,6 +19,7 @@ fn check(status: u16, head: &[(&str, &str)], body: &str, path: &str, want: Optio
         &headers(head),
         body.as_bytes(),
         path,
+        None,
     );
     assert_eq!(got.as_ref().map(|f| f.entry.id), want, "{status} {body:?}");
 }
@@ -233,6 +234,7 @@ fn keeps_message_type_key_ids_and_organization() {
         &headers(&[JSON, ("activityid", "a-1"), ("x-vss-e2eid", "e-2"), ("x-tfs-session", "s-3")]),
         br#"{"$id":"1","innerException":null,"message":"VS30063: You are not authorized to access https://dev.azure.com.","typeName":"X","typeKey":"UnauthorizedRequestException","errorCode":0,"eventId":3000}"#,
         "/fabrikam/_apis/git/repositories",
+        Some("fabrikam"),
     )
     .unwrap();
     assert_eq!(
@@ -418,11 +420,11 @@ mod properties {
             }
             let headers = super::headers(&head);
             let status = http::StatusCode::from_u16(status).unwrap();
-            let _ = recognise(status, &headers, &body, API);
-            let _ = recognise(status, &headers, text.as_bytes(), API);
+            let _ = recognise(status, &headers, &body, API, None);
+            let _ = recognise(status, &headers, text.as_bytes(), API, None);
             let wrapped = serde_json::json!({ "message": json_message, "typeKey": text }).to_string();
-            let _ = recognise(status, &headers, wrapped.as_bytes(), "/x/_apis");
-            let _ = recognise(status, &headers, format!("<title>{text}").as_bytes(), API);
+            let _ = recognise(status, &headers, wrapped.as_bytes(), "/x/_apis", None);
+            let _ = recognise(status, &headers, format!("<title>{text}").as_bytes(), API, None);
         }
     }
 }

@@ -164,6 +164,7 @@ impl Inner {
         let target = self.router.route(req.uri())?;
         let upstream = target.upstream;
         finish.ctx_mut().upstream = Some(upstream.name.clone());
+        finish.ctx_mut().set_organization(target.organization);
         let credential = self
             .identity
             .credential(req.headers(), finish.ctx().path_and_query())
@@ -309,8 +310,13 @@ impl Inner {
                 }
             }
         }
-        let Some(mut finding) = diagnose::recognise(parts.status, &parts.headers, &buf, ctx.path())
-        else {
+        let Some(mut finding) = diagnose::recognise(
+            parts.status,
+            &parts.headers,
+            &buf,
+            ctx.path(),
+            ctx.organization(),
+        ) else {
             let body = if encoded {
                 ProxyBody::upstream(None, body)
             } else {

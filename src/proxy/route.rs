@@ -50,6 +50,9 @@ pub struct Target<'a> {
     pub upstream: &'a Upstream,
     /// The full upstream URI, query included.
     pub uri: Uri,
+    /// Where the organization is in the request path (byte range), when
+    /// the upstream is organization-scoped and the path names one.
+    pub organization: Option<std::ops::Range<usize>>,
 }
 
 // === impl Upstream ===
@@ -149,10 +152,17 @@ impl Router {
             }
             None => (&self.main, path, &*seen),
         };
+        let mut organization = None;
         if upstream.org_scoped {
             let first_raw = rest.trim_start_matches('/').split('/').next().unwrap_or("");
             path::check_route_segment(first_raw).map_err(|w| Refusal::BadPath(w.explain()))?;
             self.check_organization(seen_rest)?;
+            if !first_raw.is_empty() && !first_raw.starts_with('_') {
+                // `rest` is a suffix of `path`; skip its leading slashes.
+                let lead = rest.len() - rest.trim_start_matches('/').len();
+                let start = path.len() - rest.len() + lead;
+                organization = Some(start..start + first_raw.len());
+            }
         }
         let mut target = String::with_capacity(upstream.prefix.len() + rest.len() + 64);
         target.push_str(&upstream.prefix);
@@ -162,7 +172,11 @@ impl Router {
             target.push_str(q);
         }
         let uri = Uri::try_from(target).map_err(|e| Refusal::BadTarget(e.to_string()))?;
-        Ok(Target { upstream, uri })
+        Ok(Target {
+            upstream,
+            uri,
+            organization,
+        })
     }
 
     /// `seen` is the decoded path below the upstream's base.
@@ -285,6 +299,26 @@ mod tests {
             "/contoso/_packaging/f/npm/registry/@scope%2Fname",
             Ok("http://127.0.0.1:9/base/contoso/_packaging/f/npm/registry/@scope%2Fname"),
         );
+    }
+
+    /// The organization is found once, by the router, on both path forms.
+    #[test]
+    fn the_organization_is_known_on_sibling_hosts_too() {
+        let r = router(&[]);
+        for (path, want) in [
+            ("/contoso/_apis/projects", Some("contoso")),
+            (
+                "/.hosts/vsrm/Contoso/_apis/release/releases",
+                Some("Contoso"),
+            ),
+            ("/.hosts/vsrm//fabrikam/_apis/x", Some("fabrikam")),
+            ("/_apis/connectionData", None),
+            ("/.hosts/vssps/_apis/profile/profiles/me", None),
+        ] {
+            let uri: Uri = path.parse().unwrap();
+            let span = r.route(&uri).unwrap().organization;
+            assert_eq!(span.map(|s| &path[s]), want, "{path}");
+        }
     }
 
     #[test]

@@ -320,6 +320,42 @@ fn projects(proxy: &Running, accept: &str) -> reqwest::RequestBuilder {
         .header("accept", accept)
 }
 
+/// On a sibling host the organization is the segment after the host's
+/// name, and the answer names it (it once read "<organization>").
+#[tokio::test]
+async fn a_diagnosis_on_a_sibling_host_names_the_organization() {
+    let upstream = replay(fixture("oauth-disabled")).await;
+    let mut c = support::config(&upstream.url());
+    c.auth.mode = AuthMode::Pat;
+    c.auth.pat = Some(Secret::new("a-personal-access-token"));
+    c.upstream.hosts.insert(
+        "vsrm".into(),
+        format!("{}/", upstream.url()).parse().unwrap(),
+    );
+    let proxy = support::start(c).await;
+    let v: serde_json::Value = client()
+        .get(format!(
+            "http://{}/.hosts/vsrm/contoso/_apis/release/releases",
+            proxy.proxy_addr
+        ))
+        .header("accept", "application/problem+json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["type"], "urn:ado-auth-proxy:problem:oauth-disabled",
+        "{v}"
+    );
+    let admin = v["adminRemedy"].as_str().unwrap();
+    assert!(
+        admin.contains("https://dev.azure.com/contoso/_settings/organizationPolicy"),
+        "{admin}"
+    );
+}
+
 #[tokio::test]
 async fn a_refused_personal_access_token_is_the_operators_to_fix() {
     let upstream = replay(fixture("token-not-accepted")).await;
