@@ -14,7 +14,7 @@ use crate::request::RequestCtx;
 const CLIENT_CLOSED: u16 = 499;
 
 /// A request's bookkeeping, finished on drop.
-pub struct Finish {
+pub struct AccessRecord {
     metrics: Arc<Metrics>,
     ctx: RequestCtx,
     /// Status sent to the client.
@@ -26,9 +26,9 @@ pub struct Finish {
     activity_id: Option<String>,
 }
 
-// === impl Finish ===
+// === impl AccessRecord ===
 
-impl Finish {
+impl AccessRecord {
     /// Starts the bookkeeping; counts the request as in flight.
     pub fn start(metrics: Arc<Metrics>, ctx: RequestCtx) -> Self {
         metrics.requests.in_flight.inc();
@@ -72,7 +72,7 @@ impl Finish {
     }
 }
 
-impl Drop for Finish {
+impl Drop for AccessRecord {
     fn drop(&mut self) {
         let elapsed = self.ctx.start.elapsed();
         self.metrics.requests.in_flight.dec();

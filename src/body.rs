@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::access::Finish;
+use crate::access::AccessRecord;
 use crate::metrics::Metrics;
 
 /// The body of every response the proxy sends.
@@ -19,7 +19,7 @@ pub struct ProxyBody {
     rest: Option<Incoming>,
     /// The request's bookkeeping; dropped (and so written) when the body
     /// ends or is dropped.
-    finish: Option<Finish>,
+    record: Option<AccessRecord>,
 }
 
 /// Request body bytes on their way upstream, counted into the metrics.
@@ -52,25 +52,25 @@ impl ProxyBody {
         Self {
             head,
             rest,
-            finish: None,
+            record: None,
         }
     }
 
     /// Attaches the request's bookkeeping, written when the body ends.
-    pub fn with_finish(mut self, finish: Finish) -> Self {
-        self.finish = Some(finish);
+    pub fn with_access_record(mut self, record: AccessRecord) -> Self {
+        self.record = Some(record);
         self
     }
 
     fn end(&mut self, complete: bool) {
-        if let Some(mut finish) = self.finish.take() {
-            finish.complete = complete;
+        if let Some(mut record) = self.record.take() {
+            record.complete = complete;
         }
     }
 
     fn count(&mut self, n: usize) {
-        if let Some(finish) = &mut self.finish {
-            finish.count(n as u64);
+        if let Some(record) = &mut self.record {
+            record.count(n as u64);
         }
     }
 }

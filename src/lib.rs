@@ -2,27 +2,27 @@
 //!
 //! See ARCHITECTURE.md for the map of modules and the path of a request.
 
-pub mod access;
-pub mod admin;
+mod access;
+mod admin;
 pub mod answer;
 pub mod app;
-pub mod assertion;
-pub mod backoff;
-pub mod body;
+mod assertion;
+mod backoff;
+mod body;
 pub mod config;
-pub mod connection;
-pub mod cookies;
+mod connection;
+mod cookies;
 pub mod diagnose;
-pub mod error;
-pub mod host;
+mod error;
+mod host;
 pub mod identity;
 pub mod logging;
-pub mod login;
+mod login;
 pub mod metrics;
 pub mod oauth;
-pub mod page;
-pub mod proxy;
-pub mod request;
+mod page;
+mod proxy;
+mod request;
 pub mod seal;
 pub mod session;
-pub mod tls;
+mod tls;

@@ -1,8 +1,10 @@
 //! The catalog of recognised failures, as data: one entry per case with a
 //! stable id, a title, the cause, what the user can do, what an
-//! administrator can do, and a documentation link. `{org}` in a text is
-//! replaced by the organization of the request, `{redirect_uri}` and
-//! `{admin_consent_url}` by the proxy's values.
+//! administrator can do, and a documentation link. Placeholders, filled
+//! by `render::fill`: `{org}` (the organization of the request),
+//! `{redirect_uri}` and `{admin_consent_url}` (the proxy's values),
+//! `{resource_tenant}` and `{user_tenant}` (the directories of a
+//! wrong-directory refusal).
 
 /// Who can fix the problem; decides the wording and the status for git.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

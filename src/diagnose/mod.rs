@@ -6,7 +6,7 @@
 //! correlation ids. `render.rs` writes the answer in the client's language.
 
 pub mod catalog;
-pub mod render;
+mod render;
 
 use http::{HeaderMap, StatusCode, header};
 
@@ -158,7 +158,8 @@ pub fn recognise(
         });
     let plain = (!is_html(headers) && json.is_none() && !text.trim().is_empty())
         .then(|| text.trim().chars().take(1000).collect::<String>());
-    // Where the message comes from, in the reference's order (§4.3).
+    // Where the message comes from, most specific first: the JSON
+    // `message`, an HTML page's title, `X-TFS-ServiceError`, plain text.
     let message = json_message
         .or(title)
         .or(service_error)
@@ -225,7 +226,7 @@ pub fn recognise(
 /// The organization's directory, from an Azure DevOps 401: the first
 /// `X-VSS-ResourceTenant` that is not the empty GUID (MSA-backed
 /// organizations send that), else the tenant in the Bearer challenge's
-/// `authorization_uri` (reference §4.2).
+/// `authorization_uri`.
 pub fn resource_tenant(headers: &HeaderMap) -> Option<String> {
     const EMPTY: &str = "00000000-0000-0000-0000-000000000000";
     let from_header = headers

@@ -6,7 +6,7 @@
 
 pub mod device;
 mod pat;
-pub mod service;
+mod service;
 
 use std::sync::Arc;
 
@@ -214,8 +214,9 @@ impl Identity {
     }
 }
 
-/// A token for the user's directory, refused by an organization of
-/// another one (reference §4.6).
+/// A token for the user's directory, refused by an organization backed
+/// by another directory: Azure DevOps names the organization's tenant in
+/// `X-VSS-ResourceTenant` (or the Bearer challenge).
 fn wrong_directory(finding: &mut Finding, user: &UserCredential, headers: &HeaderMap) {
     if finding.entry.id != "token-not-accepted" {
         return;

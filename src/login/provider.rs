@@ -4,7 +4,10 @@
 //! Entra and generic OIDC share the standard flow (PKCE S256, nonce, ID
 //! token); Entra's endpoints are built from authority and tenant, so
 //! start-up needs no network, and OIDC reads discovery on first use. The
-//! legacy Azure DevOps OAuth uses its own assertion grant (reference §3).
+//! legacy Azure DevOps OAuth uses its own grant (`client_assertion_type=
+//! urn:ietf:params:oauth:client-assertion-type:jwt-bearer` with the
+//! client secret as assertion, and `grant_type=urn:ietf:params:oauth:
+//! grant-type:jwt-bearer` with the code or refresh token).
 //! Authorize URLs and PKCE come from the `oauth2` crate; token calls are
 //! written here because classifying failures needs the raw error bodies
 //! (Entra's `error_codes`/`suberror`/`claims`, legacy PascalCase keys).

@@ -285,15 +285,19 @@ impl fmt::Display for IdpError {
 }
 
 /// AADSTS codes that mean the proxy's registration or credential is
-/// wrong (reference §1.8), whatever `error` says.
+/// wrong (bad or expired secret/certificate, app not in the tenant,
+/// redirect URI mismatch, ...; Microsoft's "Microsoft Entra
+/// authentication and authorization error codes"), whatever `error` says.
 const OPERATOR_CODES: &[u64] = &[
     7000215, 7000222, 7000218, 700016, 700011, 50011, 70004, 70011, 28002, 28003, 700022, 90009,
     9002313, 900144, 700025, 500011, 700005,
 ];
 
 impl IdpError {
-    /// What this failure means for the session (reference §1.7: classify
-    /// by `error`, `error_codes` and `suberror`, not `error` alone).
+    /// What this failure means for the session, classified by `error`,
+    /// `error_codes` and `suberror` together: Entra answers very
+    /// different failures with the same `error` (`invalid_grant` for a
+    /// revoked grant and for MFA being required).
     pub fn classify(&self, grant: Grant) -> Failure {
         match self {
             Self::Rejected { status, body } => classify_rejection(*status, body, grant),

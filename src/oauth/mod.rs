@@ -3,7 +3,7 @@
 //! token validation (`id_token`), and why a grant failed.
 
 pub mod id_token;
-pub mod idp;
+pub(crate) mod idp;
 
 use self::id_token::IdTokenError;
 use self::idp::IdpError;

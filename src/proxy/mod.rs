@@ -26,14 +26,14 @@ use url::Url;
 use self::forward::Forwarder;
 use self::rewrite::{MAX_DISCOVERY_BYTES, UrlMap, is_discovery_path};
 use self::route::Router;
-use crate::access::Finish;
+use crate::access::AccessRecord;
 use crate::body::{CountedBody, ProxyBody};
 use crate::config::Config;
 use crate::diagnose;
 use crate::error::{self, Error};
 use crate::identity::{Credential, Identity, IdentityError};
 use crate::metrics::{Metrics, RouteClass};
-pub use crate::request::{ClientKind, RequestCtx, X_REQUEST_ID};
+use crate::request::{RequestCtx, X_REQUEST_ID};
 use crate::tls::TlsError;
 
 /// The proxy service, cheap to clone into each connection.
@@ -127,8 +127,8 @@ impl Proxy {
     /// responses. Dropping the future (client gone) cancels the upstream
     /// request.
     pub async fn serve(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<ProxyBody> {
-        let mut finish = Finish::start(self.inner.metrics.clone(), RequestCtx::new(&req));
-        let mut resp = match self.inner.forward(req, remote, &mut finish).await {
+        let mut record = AccessRecord::start(self.inner.metrics.clone(), RequestCtx::new(&req));
+        let mut resp = match self.inner.pipeline(req, remote, &mut record).await {
             Ok(resp) => resp,
             Err(e) => {
                 if let Error::Upstream { upstream, kind, .. } = &e {
@@ -137,47 +137,51 @@ impl Proxy {
                 if let Some(reason) = e.refusal_reason() {
                     self.inner.metrics.requests.refused(reason);
                 }
-                error::into_response(&e, finish.ctx())
+                error::into_response(&e, record.ctx())
             }
         };
         resp.headers_mut()
-            .insert(X_REQUEST_ID, finish.ctx().request_id.clone());
-        finish.status = resp.status().as_u16();
-        resp.map(|b| b.with_finish(finish))
+            .insert(X_REQUEST_ID, record.ctx().request_id.clone());
+        record.status = resp.status().as_u16();
+        resp.map(|b| b.with_access_record(record))
     }
 }
 
 impl Inner {
-    async fn forward(
+    /// The whole pipeline of one request: the origin and caller checks,
+    /// `/.auth/`, the route, the credential, the exchange with Azure
+    /// DevOps (and the identity's reaction to a 401), then the response's
+    /// headers, `Location`, diagnosis or discovery rewrite.
+    async fn pipeline(
         &self,
         mut req: Request<Incoming>,
         remote: SocketAddr,
-        finish: &mut Finish,
+        record: &mut AccessRecord,
     ) -> Result<Response<ProxyBody>, Error> {
         self.origins.admit(&req)?;
         if let Some(callers) = &self.callers {
             callers.admit(remote.ip(), req.headers_mut())?;
         }
-        if finish.ctx().route == RouteClass::Auth {
-            return Box::pin(self.identity.serve_auth(req, finish.ctx())).await;
+        if record.ctx().route == RouteClass::Auth {
+            return Box::pin(self.identity.serve_auth(req, record.ctx())).await;
         }
         let target = self.router.route(req.uri())?;
         let upstream = target.upstream;
-        finish.ctx_mut().upstream = Some(upstream.name.clone());
-        finish.ctx_mut().set_organization(target.organization);
+        record.ctx_mut().upstream = Some(upstream.name.clone());
+        record.ctx_mut().set_organization(target.organization);
         let credential = self
             .identity
-            .credential(req.headers(), finish.ctx().path_and_query())
+            .credential(req.headers(), record.ctx().path_and_query())
             .await?;
         // A HEAD answer has no body to rewrite, and its Content-Length
         // describes the GET body, so it passes untouched.
-        let discovery = req.method() != Method::HEAD && is_discovery_path(finish.ctx().path());
+        let discovery = req.method() != Method::HEAD && is_discovery_path(record.ctx().path());
         let bodyless = req.body().is_end_stream();
         let upstream_req = self.upstream_request(
             req,
             target.uri,
             remote,
-            finish.ctx(),
+            record.ctx(),
             discovery,
             &credential,
         )?;
@@ -195,7 +199,7 @@ impl Inner {
                 resp.status(),
                 &credential,
                 retry.is_some(),
-                finish.ctx().path_and_query(),
+                record.ctx().path_and_query(),
             )
             .await?;
         if let (Some(header), Some(mut again)) = (renewed, retry) {
@@ -209,14 +213,14 @@ impl Inner {
         let (mut parts, body) = resp.into_parts();
         // The client's connection has its own version (hyper picks it).
         parts.version = Version::default();
-        finish.upstream_ids(&parts.headers);
+        record.upstream_ids(&parts.headers);
         headers::prepare_response(&mut parts.headers);
         self.rewrite_locations(&mut parts, &request_url);
         self.metrics
             .upstream
             .throttling(parts.status.as_u16(), &parts.headers);
-        if diagnose::worth_inspecting(parts.status, &parts.headers, finish.ctx().path()) {
-            return Box::pin(self.diagnose(parts, body, finish.ctx(), upstream, &credential)).await;
+        if diagnose::worth_inspecting(parts.status, &parts.headers, record.ctx().path()) {
+            return Box::pin(self.diagnose(parts, body, record.ctx(), upstream, &credential)).await;
         }
         let body = if discovery {
             self.rewrite_discovery(&mut parts, body, upstream).await?

@@ -68,11 +68,6 @@ impl Upstream {
         }
     }
 
-    /// The base URL as text, without a trailing slash.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     /// A failure of `kind` talking to this host.
     pub fn failed(&self, kind: UpstreamErrorKind, reason: String) -> Error {
         Error::Upstream {

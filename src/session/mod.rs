@@ -8,7 +8,7 @@
 //! (`seal.rs`) under an HMAC of the id.
 
 pub mod backend;
-pub mod record;
+pub(crate) mod record;
 mod store;
 mod user;
 

@@ -1,8 +1,9 @@
 //! The embedded backend: one redb database file in the process.
 //!
 //! Why redb: pure Rust (no C toolchain, no SQLite build), ACID with
-//! copy-on-write pages so a crash never leaves a torn record, and a
-//! single-writer model that matches one proxy process owning its file.
+//! copy-on-write pages so a crash never leaves a torn record. It runs in
+//! multi-writer mode, so `ado-auth-proxy login` can write beside the
+//! running proxy; `<path>.lock` keeps a second proxy out.
 //! Values are stored as `expiry (8 bytes, ms since the epoch) | value`;
 //! expired ones read as absent and are deleted by [`Embedded::purge`].
 //! redb is blocking, so every call runs on tokio's blocking pool.
