@@ -7,6 +7,7 @@
 pub mod device;
 mod pat;
 mod service;
+mod source;
 
 use std::sync::Arc;
 

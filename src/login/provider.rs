@@ -18,8 +18,9 @@ use serde::Deserialize;
 use tokio::sync::OnceCell;
 use url::Url;
 
-use crate::assertion::{ASSERTION_TYPE, Signer};
-use crate::config::{AuthConfig, Provider as Kind, ResponseMode, Secret};
+use crate::assertion::ASSERTION_TYPE;
+use crate::config::{AuthConfig, Provider as Kind, ResponseMode};
+use crate::oauth::client_auth::{ClientAuth, Presented};
 use crate::oauth::id_token::{ExpectedIssuer, IdClaims, IdTokenError, Jwks};
 use crate::oauth::idp::{Grant, IdpError, IdpHttp, TokenSet, parse_token_response};
 
@@ -27,7 +28,7 @@ use crate::oauth::idp::{Grant, IdpError, IdpHttp, TokenSet, parse_token_response
 pub struct Provider {
     kind: Kind,
     client_id: String,
-    credential: ClientCredential,
+    credential: Option<ClientAuth>,
     redirect_uri: Url,
     scopes: Vec<String>,
     response_mode: ResponseMode,
@@ -37,22 +38,6 @@ pub struct Provider {
     issuer_url: Option<Url>,
     metadata: OnceCell<Metadata>,
     http: IdpHttp,
-}
-
-/// How the proxy authenticates itself at the token endpoint.
-enum ClientCredential {
-    /// A public client (OIDC with PKCE only).
-    None,
-    /// A client secret (re-read from its file on every call, so a
-    /// rotated secret needs no restart).
-    Secret(SecretSource),
-    /// A certificate: a signed `private_key_jwt` assertion per call.
-    Certificate(Signer),
-}
-
-enum SecretSource {
-    File(std::path::PathBuf),
-    Value(Secret),
 }
 
 /// Endpoints and issuer.
@@ -136,16 +121,8 @@ impl Provider {
         let kind = auth
             .provider
             .ok_or_else(|| "auth.provider: missing".to_string())?;
-        let credential = match (&auth.client_certificate_file, &auth.client_key_file) {
-            (Some(c), Some(k)) => ClientCredential::Certificate(
-                Signer::load(c, k).map_err(|e| format!("{}: {}", e.key, e.message))?,
-            ),
-            _ => match (&auth.client_secret_file, &auth.client_secret) {
-                (Some(f), _) => ClientCredential::Secret(SecretSource::File(f.clone())),
-                (None, Some(s)) => ClientCredential::Secret(SecretSource::Value(s.clone())),
-                (None, None) => ClientCredential::None,
-            },
-        };
+        // None: a public client (OIDC with PKCE only).
+        let credential = ClientAuth::from_config(auth)?;
         let authority = auth.effective_authority();
         let provider = Self {
             kind,
@@ -392,36 +369,30 @@ impl Provider {
         mut form: Vec<(&str, String)>,
         grant: Grant,
     ) -> Result<TokenSet, GrantError> {
-        match &self.credential {
-            ClientCredential::None => form.push(("client_id", self.client_id.clone())),
-            ClientCredential::Secret(source) => {
-                let secret = match source {
-                    SecretSource::Value(s) => s.expose().to_string(),
-                    SecretSource::File(path) => std::fs::read_to_string(path)
-                        .map(|s| s.trim().to_string())
-                        .map_err(|e| {
-                            GrantError::Local(format!(
-                                "auth.client_secret_file: cannot read {}: {e}",
-                                path.display()
-                            ))
-                        })?,
-                };
-                if self.kind == Kind::AzureDevops {
-                    form.push(("client_assertion_type", ASSERTION_TYPE.into()));
-                    form.push(("client_assertion", secret));
-                } else {
-                    form.push(("client_id", self.client_id.clone()));
-                    form.push(("client_secret", secret));
-                }
+        let presented = match &self.credential {
+            Some(auth) => Some(
+                auth.present(&self.client_id, meta.token_endpoint.as_str())
+                    .map_err(GrantError::Local)?,
+            ),
+            None => None,
+        };
+        match presented {
+            // Legacy Azure DevOps OAuth: the secret is the assertion, and
+            // no client_id is sent.
+            Some(Presented::Secret(secret)) if self.kind == Kind::AzureDevops => {
+                form.push(("client_assertion_type", ASSERTION_TYPE.into()));
+                form.push(("client_assertion", secret));
             }
-            ClientCredential::Certificate(signer) => {
-                let assertion = signer
-                    .sign(&self.client_id, meta.token_endpoint.as_str())
-                    .map_err(|e| GrantError::Local(format!("signing the client assertion: {e}")))?;
+            Some(Presented::Secret(secret)) => {
+                form.push(("client_id", self.client_id.clone()));
+                form.push(("client_secret", secret));
+            }
+            Some(Presented::Assertion(assertion)) => {
                 form.push(("client_id", self.client_id.clone()));
                 form.push(("client_assertion_type", ASSERTION_TYPE.into()));
                 form.push(("client_assertion", assertion));
             }
+            None => form.push(("client_id", self.client_id.clone())),
         }
         let req = self
             .http

@@ -2,6 +2,7 @@
 //! alike: the provider HTTP client and the token/error shapes (`idp`), ID
 //! token validation (`id_token`), and why a grant failed.
 
+pub mod client_auth;
 pub mod id_token;
 pub(crate) mod idp;
 

@@ -1,0 +1,389 @@
+//! Where a service identity's token comes from: Entra client
+//! credentials (secret, certificate or a federated workload identity
+//! token), a managed identity endpoint (IMDS or App Service), the refresh
+//! token `ado-auth-proxy login` stored (device code), or a PAT.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::HeaderValue;
+use serde::Deserialize;
+use url::Url;
+
+use super::PatSource;
+use crate::config::{ADO_RESOURCE, Config, Secret, ServiceSource};
+use crate::metrics::Metrics;
+use crate::oauth::client_auth::ClientAuth;
+use crate::oauth::idp::{Grant, IdpError, IdpHttp, parse_token_response};
+use crate::session::Sessions;
+
+/// Entra's instance metadata endpoint for managed identities.
+const IMDS_ENDPOINT: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
+
+/// A configured source.
+pub(super) enum Source {
+    Pat(PatSource),
+    Entra {
+        http: IdpHttp,
+        token_endpoint: Url,
+        client_id: String,
+        auth: ClientAuth,
+    },
+    /// `ado-auth-proxy login` stored a refresh token in the session store.
+    Device {
+        http: IdpHttp,
+        token_endpoint: Url,
+        client_id: String,
+        /// A confidential app's credential; none for a public client.
+        auth: Option<ClientAuth>,
+        store: Arc<Sessions>,
+    },
+    Managed {
+        http: IdpHttp,
+        endpoint: Url,
+        /// App Service's `IDENTITY_HEADER`; IMDS when absent.
+        header: Option<Secret>,
+        client_id: Option<String>,
+    },
+}
+
+/// A freshly acquired token.
+pub(super) struct Acquired {
+    pub token: Secret,
+    pub lifetime: Option<Duration>,
+}
+
+/// Why an acquisition failed: the message names the cause (never a
+/// secret).
+pub(super) struct AcquireError {
+    pub detail: String,
+    /// Worth asking again in a moment (waiting for `login`), not after
+    /// the backoff.
+    pub soon: bool,
+}
+
+impl AcquireError {
+    pub fn new(detail: String) -> Self {
+        Self {
+            detail,
+            soon: false,
+        }
+    }
+}
+
+/// What one fetch gave.
+pub(super) enum Fetched {
+    /// A PAT's `Authorization` value: nothing expires.
+    Header(HeaderValue),
+    /// An access token.
+    Token(Acquired),
+}
+
+// === impl Source ===
+
+impl Source {
+    /// The source `kind` as `[auth]` configures it; no network is used.
+    pub fn new(
+        config: &Config,
+        source_kind: ServiceSource,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let auth = &config.auth;
+        let http = || IdpHttp::new(auth, &config.upstream, metrics.clone());
+        let entra = |auth_kind: ClientAuth| -> Result<Source, String> {
+            let tenant = auth.tenant.as_deref().unwrap_or_default().trim();
+            let base = auth.effective_authority();
+            let token_endpoint = base
+                .join(&format!("{tenant}/oauth2/v2.0/token"))
+                .map_err(|e| format!("auth.authority_host: {e}"))?;
+            Ok(Source::Entra {
+                http: http()?,
+                token_endpoint,
+                client_id: auth.client_id.clone().unwrap_or_default(),
+                auth: auth_kind,
+            })
+        };
+        Ok(match source_kind {
+            ServiceSource::Pat => {
+                Source::Pat(PatSource::from_config(auth).map_err(|e| e.to_string())?)
+            }
+            ServiceSource::ClientCredentials => {
+                entra(ClientAuth::from_config(auth)?.ok_or("auth.client_secret_file: missing")?)?
+            }
+            ServiceSource::WorkloadIdentity => {
+                let file = auth
+                    .federated_token_file
+                    .clone()
+                    .ok_or("auth.federated_token_file: missing")?;
+                entra(ClientAuth::Federated(file))?
+            }
+            ServiceSource::ManagedIdentity => Source::Managed {
+                http: http()?,
+                endpoint: auth
+                    .managed_identity_endpoint
+                    .clone()
+                    .unwrap_or_else(|| Url::parse(IMDS_ENDPOINT).expect("a valid URL")),
+                header: auth.managed_identity_header.clone(),
+                client_id: auth.managed_identity_client_id.clone(),
+            },
+            ServiceSource::DeviceCode => Source::Device {
+                http: http()?,
+                token_endpoint: super::device::endpoint(config, "token")?,
+                client_id: auth.client_id.clone().unwrap_or_default(),
+                auth: ClientAuth::from_config(auth)?,
+                store: Arc::new(Sessions::open(&config.session, metrics.clone())?),
+            },
+        })
+    }
+
+    /// One token from the source.
+    pub async fn fetch(&self) -> Result<Fetched, AcquireError> {
+        match self {
+            Self::Pat(pat) => pat
+                .header()
+                .map(Fetched::Header)
+                .map_err(|e| AcquireError::new(e.to_string())),
+            Self::Entra {
+                http,
+                token_endpoint,
+                client_id,
+                auth,
+            } => client_credentials(http, token_endpoint, client_id, auth)
+                .await
+                .map(Fetched::Token),
+            Self::Managed {
+                http,
+                endpoint,
+                header,
+                client_id,
+            } => managed(http, endpoint, header.as_ref(), client_id.as_deref())
+                .await
+                .map(Fetched::Token),
+            Self::Device {
+                http,
+                token_endpoint,
+                client_id,
+                auth,
+                store,
+            } => device_refresh(http, token_endpoint, client_id, auth.as_ref(), store)
+                .await
+                .map(Fetched::Token),
+        }
+    }
+}
+
+async fn client_credentials(
+    http: &IdpHttp,
+    token_endpoint: &Url,
+    client_id: &str,
+    auth: &ClientAuth,
+) -> Result<Acquired, AcquireError> {
+    let mut form: Vec<(&str, String)> = vec![
+        ("grant_type", "client_credentials".into()),
+        ("client_id", client_id.into()),
+        ("scope", format!("{ADO_RESOURCE}/.default")),
+    ];
+    auth.add_to(&mut form, client_id, token_endpoint.as_str())
+        .map_err(AcquireError::new)?;
+    let (status, body) = post_token(http, token_endpoint, &form, Grant::ClientCredentials).await?;
+    let set = parse_token_response(status, &body).map_err(|e| AcquireError::new(explain(&e)))?;
+    Ok(Acquired {
+        token: set.access_token,
+        lifetime: Some(set.expires_in),
+    })
+}
+
+/// One token endpoint call: the status and the (bounded) body.
+async fn post_token(
+    http: &IdpHttp,
+    token_endpoint: &Url,
+    form: &[(&str, String)],
+    grant: Grant,
+) -> Result<(u16, bytes::Bytes), AcquireError> {
+    let req = http
+        .client()
+        .post(token_endpoint.clone())
+        .header("accept", "application/json")
+        .form(form);
+    http.send(req, grant)
+        .await
+        .map_err(|e| AcquireError::new(e.to_string()))
+}
+
+/// A token for the identity `ado-auth-proxy login` stored: its refresh
+/// token is redeemed and the rotated one written back.
+async fn device_refresh(
+    http: &IdpHttp,
+    token_endpoint: &Url,
+    client_id: &str,
+    auth: Option<&ClientAuth>,
+    store: &Sessions,
+) -> Result<Acquired, AcquireError> {
+    let soon = |detail: String| AcquireError { detail, soon: true };
+    let rec = store
+        .get_service()
+        .await
+        .map_err(|e| soon(format!("session store: {e}")))?
+        .ok_or_else(|| {
+            soon("not signed in yet: run `ado-auth-proxy login --config <file>`".into())
+        })?;
+    let mut form: Vec<(&str, String)> = vec![
+        ("grant_type", "refresh_token".into()),
+        ("client_id", client_id.into()),
+        ("refresh_token", rec.refresh_token.clone()),
+        ("scope", super::device::DEVICE_SCOPE.into()),
+    ];
+    if let Some(auth) = auth {
+        auth.add_to(&mut form, client_id, token_endpoint.as_str())
+            .map_err(AcquireError::new)?;
+    }
+    let (status, body) = post_token(http, token_endpoint, &form, Grant::Refresh).await?;
+    let set = parse_token_response(status, &body).map_err(|e| {
+        let relogin = matches!(
+            e.classify(Grant::Refresh),
+            crate::session::Failure::Relogin { .. }
+        );
+        AcquireError::new(if relogin {
+            format!(
+                "{}: the device-code sign-in expired or was revoked; run `ado-auth-proxy login` again",
+                explain(&e)
+            )
+        } else {
+            explain(&e)
+        })
+    })?;
+    if let Some(rotated) = &set.refresh_token {
+        let next = crate::session::record::StoredService {
+            refresh_token: rotated.expose().to_string(),
+            generation: rec.generation + 1,
+            ..rec
+        };
+        if let Err(e) = store.put_service(&next).await {
+            tracing::warn!(error = %e, "the rotated refresh token could not be stored");
+        }
+    }
+    Ok(Acquired {
+        token: set.access_token,
+        lifetime: Some(set.expires_in),
+    })
+}
+
+/// A managed identity token: IMDS (`Metadata: true`, api-version
+/// 2018-02-01) or App Service (`X-IDENTITY-HEADER`, 2019-08-01).
+async fn managed(
+    http: &IdpHttp,
+    endpoint: &Url,
+    header: Option<&Secret>,
+    client_id: Option<&str>,
+) -> Result<Acquired, AcquireError> {
+    let mut url = endpoint.clone();
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair(
+            "api-version",
+            if header.is_some() {
+                "2019-08-01"
+            } else {
+                "2018-02-01"
+            },
+        );
+        q.append_pair("resource", ADO_RESOURCE);
+        if let Some(id) = client_id {
+            q.append_pair("client_id", id);
+        }
+    }
+    let mut req = http.client().get(url).header("accept", "application/json");
+    req = match header {
+        Some(h) => req.header("X-IDENTITY-HEADER", h.expose()),
+        None => req.header("Metadata", "true"),
+    };
+    let (status, body) = http
+        .send(req, Grant::ManagedIdentity)
+        .await
+        .map_err(|e| AcquireError::new(format!("managed identity endpoint: {e}")))?;
+    parse_managed(status, &body).map_err(AcquireError::new)
+}
+
+/// Reads a managed identity answer; `expires_in` and `expires_on` may be
+/// numbers or strings.
+fn parse_managed(status: u16, body: &[u8]) -> Result<Acquired, String> {
+    #[derive(Deserialize)]
+    struct Raw {
+        #[serde(default)]
+        access_token: String,
+        #[serde(default, deserialize_with = "crate::oauth::idp::lenient_seconds")]
+        expires_in: Option<u64>,
+        #[serde(default, deserialize_with = "crate::oauth::idp::lenient_seconds")]
+        expires_on: Option<u64>,
+        #[serde(default)]
+        error: Option<String>,
+        #[serde(default)]
+        error_description: Option<String>,
+    }
+    let raw: Raw = serde_json::from_slice(body)
+        .map_err(|_| format!("managed identity endpoint: HTTP {status} with an unreadable body"))?;
+    if status != 200 || raw.access_token.is_empty() {
+        let what = raw.error.unwrap_or_else(|| "no access_token".into());
+        let why = raw
+            .error_description
+            .map(|d| d.chars().take(300).collect::<String>())
+            .unwrap_or_default();
+        return Err(format!(
+            "managed identity endpoint: HTTP {status} {what} {why} (is an identity assigned, and \
+             is managed_identity_client_id right for a user-assigned one?)"
+        ));
+    }
+    let now = unix(SystemTime::now());
+    let lifetime = raw
+        .expires_in
+        .or_else(|| raw.expires_on.map(|on| on.saturating_sub(now)))
+        .map(Duration::from_secs);
+    Ok(Acquired {
+        token: Secret::new(raw.access_token),
+        lifetime,
+    })
+}
+
+/// The provider's refusal in words, with the AADSTS code.
+fn explain(e: &IdpError) -> String {
+    format!("token endpoint: {e}")
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn managed_identity_answers_with_string_or_number_expiry() {
+        let now = unix(SystemTime::now());
+        // IMDS: strings.
+        let imds = format!(
+            r#"{{"access_token":"eyJ0.x.y","expires_in":"3599","expires_on":"{}","resource":"{ADO_RESOURCE}","token_type":"Bearer"}}"#,
+            now + 3599
+        );
+        let a = parse_managed(200, imds.as_bytes()).unwrap();
+        assert_eq!(a.lifetime, Some(Duration::from_secs(3599)));
+        // App Service: expires_on only, a number.
+        let app = format!(
+            r#"{{"access_token":"t","expires_on":{},"token_type":"Bearer"}}"#,
+            now + 600
+        );
+        let a = parse_managed(200, app.as_bytes()).unwrap();
+        let secs = a.lifetime.unwrap().as_secs();
+        assert!((598..=600).contains(&secs), "{secs}");
+        let err = parse_managed(
+            400,
+            br#"{"error":"invalid_request","error_description":"Identity not found"}"#,
+        )
+        .err()
+        .unwrap();
+        assert!(err.contains("Identity not found"), "{err}");
+        assert!(parse_managed(500, b"<html>").is_err());
+    }
+}

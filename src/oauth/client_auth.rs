@@ -1,0 +1,138 @@
+//! How the proxy's app proves itself at a token endpoint, for sign-in and
+//! service identities alike: a client secret (its file re-read on every
+//! call, so a rotated secret needs no restart), a certificate (a signed
+//! `private_key_jwt` assertion per call), or a federated token (workload
+//! identity; the kubelet rotates the file).
+
+use std::path::PathBuf;
+
+use crate::assertion::{ASSERTION_TYPE, Signer};
+use crate::config::{AuthConfig, Secret};
+
+/// The app's credential.
+pub enum ClientAuth {
+    /// `auth.client_secret`.
+    Secret(Secret),
+    /// `auth.client_secret_file`.
+    SecretFile(PathBuf),
+    /// `auth.client_certificate_file` and `auth.client_key_file`.
+    Certificate(Signer),
+    /// `auth.federated_token_file`: its content is the assertion.
+    Federated(PathBuf),
+}
+
+/// What one call presents.
+pub enum Presented {
+    /// A client secret.
+    Secret(String),
+    /// A client assertion (a JWT).
+    Assertion(String),
+}
+
+// === impl ClientAuth ===
+
+impl ClientAuth {
+    /// The configured secret or certificate (a certificate wins), or
+    /// `None` for a public client.
+    pub fn from_config(auth: &AuthConfig) -> Result<Option<Self>, String> {
+        Ok(
+            match (
+                &auth.client_certificate_file,
+                &auth.client_key_file,
+                &auth.client_secret_file,
+                &auth.client_secret,
+            ) {
+                (Some(c), Some(k), _, _) => Some(Self::Certificate(
+                    Signer::load(c, k).map_err(|e| format!("{}: {}", e.key, e.message))?,
+                )),
+                (_, _, Some(f), _) => Some(Self::SecretFile(f.clone())),
+                (_, _, None, Some(s)) => Some(Self::Secret(s.clone())),
+                _ => None,
+            },
+        )
+    }
+
+    /// The credential for one call to `token_endpoint` by `client_id`
+    /// (an assertion is audience-bound to the endpoint). The error names
+    /// the key and the cause, never a secret.
+    pub fn present(&self, client_id: &str, token_endpoint: &str) -> Result<Presented, String> {
+        let read = |key: &str, path: &PathBuf| {
+            std::fs::read_to_string(path)
+                .map(|s| s.trim().to_string())
+                .map_err(|e| format!("auth.{key}: cannot read {}: {e}", path.display()))
+        };
+        Ok(match self {
+            Self::Secret(s) => Presented::Secret(s.expose().to_string()),
+            Self::SecretFile(path) => Presented::Secret(read("client_secret_file", path)?),
+            Self::Certificate(signer) => Presented::Assertion(
+                signer
+                    .sign(client_id, token_endpoint)
+                    .map_err(|e| format!("signing the client assertion: {e}"))?,
+            ),
+            Self::Federated(path) => Presented::Assertion(read("federated_token_file", path)?),
+        })
+    }
+
+    /// Adds the standard form fields (RFC 6749 §2.3.1 `client_secret`,
+    /// RFC 7523 `client_assertion`) for one call.
+    pub fn add_to(
+        &self,
+        form: &mut Vec<(&'static str, String)>,
+        client_id: &str,
+        token_endpoint: &str,
+    ) -> Result<(), String> {
+        match self.present(client_id, token_endpoint)? {
+            Presented::Secret(s) => form.push(("client_secret", s)),
+            Presented::Assertion(a) => {
+                form.push(("client_assertion_type", ASSERTION_TYPE.into()));
+                form.push(("client_assertion", a));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_file_is_read_on_every_call_and_named_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "first\n").unwrap();
+        let auth = ClientAuth::SecretFile(path.clone());
+        let mut form = Vec::new();
+        auth.add_to(&mut form, "app", "https://idp/token").unwrap();
+        assert_eq!(form, [("client_secret", "first".to_string())]);
+        std::fs::write(&path, "rotated").unwrap();
+        let Presented::Secret(s) = auth.present("app", "https://idp/token").unwrap() else {
+            panic!("a secret");
+        };
+        assert_eq!(s, "rotated");
+        std::fs::remove_file(&path).unwrap();
+        let err = auth.present("app", "x").err().unwrap();
+        assert!(
+            err.starts_with("auth.client_secret_file: cannot read"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_federated_token_is_a_client_assertion() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "eyJ.federated.jwt\n").unwrap();
+        let mut form = Vec::new();
+        ClientAuth::Federated(path)
+            .add_to(&mut form, "app", "https://idp/token")
+            .unwrap();
+        assert_eq!(
+            form,
+            [
+                ("client_assertion_type", ASSERTION_TYPE.to_string()),
+                ("client_assertion", "eyJ.federated.jwt".to_string()),
+            ]
+        );
+    }
+}
