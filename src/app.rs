@@ -188,29 +188,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         "listening"
     );
 
-    let grace = config.listen.shutdown_grace;
-    let delay = config.listen.shutdown_delay;
-    let task = tokio::spawn(async move {
-        let mut rx = shutdown_rx;
-        // An error means the handle was dropped: shut down as well.
-        let _ = rx.wait_for(|stop| *stop).await;
-        let started = Instant::now();
-        health.set_ready(false);
-        tokio::time::sleep(delay).await;
-        stop_accepting.send_replace(true);
-        if let Ok(connections) = accept.await {
-            let left = grace.saturating_sub(started.elapsed());
-            let open = connections.drain(left).await;
-            if open > 0 {
-                tracing::warn!(
-                    connections = open,
-                    "shutdown_grace ran out; closing remaining connections"
-                );
-            }
-        }
-        stop_admin.send_replace(true);
-        let _ = admin_task.await;
-    });
+    let task = tokio::spawn(shutdown_sequence(
+        shutdown_rx,
+        health,
+        Phases {
+            delay: config.listen.shutdown_delay,
+            grace: config.listen.shutdown_grace,
+        },
+        (stop_accepting, accept),
+        (stop_admin, admin_task),
+    ));
 
     Ok(Running {
         proxy_addr,
@@ -219,6 +206,46 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown,
         task,
     })
+}
+
+/// The timing of a shutdown.
+struct Phases {
+    /// Not ready, still serving: load balancers notice.
+    delay: Duration,
+    /// From the signal until open connections are cut.
+    grace: Duration,
+}
+
+/// A listener's stop switch and its accept task.
+type Listening<T> = (watch::Sender<bool>, tokio::task::JoinHandle<T>);
+
+/// Waits for the signal, then: not ready, `delay`, stop accepting, drain
+/// the connections until `grace` is over, stop the admin listener.
+async fn shutdown_sequence(
+    mut signal: watch::Receiver<bool>,
+    health: Arc<Health>,
+    phases: Phases,
+    (stop_accepting, accept): Listening<Arc<Connections>>,
+    (stop_admin, admin_task): Listening<()>,
+) {
+    // An error means the handle was dropped: shut down as well.
+    let _ = signal.wait_for(|stop| *stop).await;
+    let started = Instant::now();
+    health.set_ready(false);
+    tokio::time::sleep(phases.delay).await;
+    stop_accepting.send_replace(true);
+    if let Ok(connections) = accept.await {
+        let left = phases.grace.saturating_sub(started.elapsed());
+        let open = connections.drain(left).await;
+        if open > 0 {
+            tracing::warn!(
+                connections = open,
+                "shutdown_grace ran out; closing remaining connections"
+            );
+        }
+    }
+    stop_admin.send_replace(true);
+    let _ = admin_task.await;
 }
 
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {

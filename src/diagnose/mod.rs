@@ -137,34 +137,7 @@ pub fn recognise(
         serde_json::from_slice::<serde_json::Value>(body)
             .ok()
             .and_then(|v| v.as_object().cloned());
-    let json_message = json
-        .as_ref()
-        .and_then(|o| o.get("message"))
-        .and_then(|m| m.as_str())
-        .map(str::to_string);
-    let title = if is_html(headers) {
-        html_title(&text)
-    } else {
-        None
-    };
-    let service_error = headers
-        .get("x-tfs-serviceerror")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            url::form_urlencoded::parse(format!("m={v}").as_bytes())
-                .next()
-                .map(|(_, m)| m.into_owned())
-                .unwrap_or_default()
-        });
-    let plain = (!is_html(headers) && json.is_none() && !text.trim().is_empty())
-        .then(|| text.trim().chars().take(1000).collect::<String>());
-    // Where the message comes from, most specific first: the JSON
-    // `message`, an HTML page's title, `X-TFS-ServiceError`, plain text.
-    let message = json_message
-        .or(title)
-        .or(service_error)
-        .or(plain)
-        .filter(|m| !m.is_empty());
+    let message = message_of(headers, &text, json.as_ref());
     let m = message.as_deref().unwrap_or("");
     let codes = ado_codes(m);
     let has = |code: &str| codes.contains(&code);
@@ -221,6 +194,40 @@ pub fn recognise(
             ..Vars::default()
         },
     })
+}
+
+/// Azure DevOps' own words in an answer, most specific first: the JSON
+/// `message`, an HTML page's title, `X-TFS-ServiceError`, plain text.
+fn message_of(
+    headers: &HeaderMap,
+    text: &str,
+    json: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Option<String> {
+    let json_message = json
+        .and_then(|o| o.get("message"))
+        .and_then(|m| m.as_str())
+        .map(str::to_string);
+    let title = if is_html(headers) {
+        html_title(text)
+    } else {
+        None
+    };
+    let service_error = headers
+        .get("x-tfs-serviceerror")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            url::form_urlencoded::parse(format!("m={v}").as_bytes())
+                .next()
+                .map(|(_, m)| m.into_owned())
+                .unwrap_or_default()
+        });
+    let plain = (!is_html(headers) && json.is_none() && !text.trim().is_empty())
+        .then(|| text.trim().chars().take(1000).collect::<String>());
+    json_message
+        .or(title)
+        .or(service_error)
+        .or(plain)
+        .filter(|m| !m.is_empty())
 }
 
 /// The organization's directory, from an Azure DevOps 401: the first

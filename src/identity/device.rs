@@ -91,27 +91,7 @@ async fn sign_in(
     client_id: &str,
     out: &mut (dyn Write + Send),
 ) -> Result<TokenSet, String> {
-    let req = http
-        .client()
-        .post(endpoint(config, "devicecode")?)
-        .header("accept", "application/json")
-        .form(&[("client_id", client_id), ("scope", DEVICE_SCOPE)]);
-    let (status, body) = http
-        .send(req, Grant::DeviceCode)
-        .await
-        .map_err(|e| format!("device code request: {e}"))?;
-    if status != 200 {
-        let why = parse_token_response(status, &body)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        return Err(format!(
-            "the provider refused the device code request: {why} (is auth.client_id a public \
-             client with \"Allow public client flows\" enabled, and auth.tenant right?)"
-        ));
-    }
-    let code: DeviceCode =
-        serde_json::from_slice(&body).map_err(|e| format!("unreadable device code answer: {e}"))?;
+    let code = device_code(http, config, client_id).await?;
     let text = code.message.clone().unwrap_or_else(|| {
         format!(
             "To sign in, open {} and enter the code {}",
@@ -149,40 +129,68 @@ async fn sign_in(
         };
         match parse_token_response(status, &body) {
             Ok(set) => return Ok(set),
-            Err(IdpError::Rejected { body, .. }) => match body.error.as_str() {
-                "authorization_pending" => {}
-                // RFC 8628: wait 5 seconds longer from now on.
-                "slow_down" => interval += Duration::from_secs(5),
-                "authorization_declined" => {
-                    return Err("the sign-in was declined at the provider".into());
-                }
-                "expired_token" => {
-                    return Err(
-                        "the code expired before the sign-in completed; run login again".into(),
-                    );
-                }
-                "bad_verification_code" => {
-                    return Err(
-                        "the provider does not know this device code; run login again".into(),
-                    );
-                }
-                other => {
-                    let codes = body
-                        .error_codes
-                        .first()
-                        .map(|c| format!(" (AADSTS{c})"))
-                        .unwrap_or_default();
-                    return Err(format!(
-                        "the provider refused the sign-in: {other}{codes}: {}",
-                        body.error_description
-                            .unwrap_or_default()
-                            .lines()
-                            .next()
-                            .unwrap_or("")
-                    ));
-                }
-            },
+            Err(IdpError::Rejected { body, .. }) if body.error == "authorization_pending" => {}
+            // RFC 8628: wait 5 seconds longer from now on.
+            Err(IdpError::Rejected { body, .. }) if body.error == "slow_down" => {
+                interval += Duration::from_secs(5);
+            }
+            Err(IdpError::Rejected { body, .. }) => return Err(refusal(&body)),
             Err(e) => return Err(format!("polling failed: {e}")),
+        }
+    }
+}
+
+/// Asks for a device code.
+async fn device_code(
+    http: &IdpHttp,
+    config: &Config,
+    client_id: &str,
+) -> Result<DeviceCode, String> {
+    let req = http
+        .client()
+        .post(endpoint(config, "devicecode")?)
+        .header("accept", "application/json")
+        .form(&[("client_id", client_id), ("scope", DEVICE_SCOPE)]);
+    let (status, body) = http
+        .send(req, Grant::DeviceCode)
+        .await
+        .map_err(|e| format!("device code request: {e}"))?;
+    if status != 200 {
+        let why = parse_token_response(status, &body)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        return Err(format!(
+            "the provider refused the device code request: {why} (is auth.client_id a public \
+             client with \"Allow public client flows\" enabled, and auth.tenant right?)"
+        ));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("unreadable device code answer: {e}"))
+}
+
+/// Why polling ended without a token (RFC 8628 §3.5 errors in words).
+fn refusal(body: &crate::oauth::idp::TokenErrorBody) -> String {
+    match body.error.as_str() {
+        "authorization_declined" => "the sign-in was declined at the provider".into(),
+        "expired_token" => "the code expired before the sign-in completed; run login again".into(),
+        "bad_verification_code" => {
+            "the provider does not know this device code; run login again".into()
+        }
+        other => {
+            let codes = body
+                .error_codes
+                .first()
+                .map(|c| format!(" (AADSTS{c})"))
+                .unwrap_or_default();
+            format!(
+                "the provider refused the sign-in: {other}{codes}: {}",
+                body.error_description
+                    .as_deref()
+                    .unwrap_or_default()
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+            )
         }
     }
 }

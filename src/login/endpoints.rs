@@ -175,28 +175,7 @@ impl Login {
         get: impl Fn(&str) -> Option<&'a str>,
     ) -> Result<Response<ProxyBody>, Error> {
         let state = get("state").ok_or(Error::from(LoginError::MissingState))?;
-        // Only the browser that started the sign-in holds its cookie; it
-        // opens only for this state, and is cleared once used.
-        let cookie = self.jar.pending(state);
-        let sealed = crate::cookies::values(headers, &cookie)
-            .next()
-            .ok_or_else(|| {
-                // Other sign-ins of this browser, but none with this state: a
-                // forged or mistyped answer. None at all: another browser.
-                Error::from(if self.jar.pending_in(headers).is_empty() {
-                    LoginError::NotThisBrowser
-                } else {
-                    LoginError::UnknownState
-                })
-            })?;
-        let pending: Pending = self
-            .store
-            .open_pending(state, &sealed)
-            .ok_or(Error::from(LoginError::UnknownState))?;
-        let age = Duration::from_millis(now_ms().saturating_sub(pending.created_ms));
-        if age >= self.login_timeout {
-            return Err(Error::from(LoginError::Expired));
-        }
+        let (pending, cookie) = self.pending_for(headers, state)?;
         // RFC 9207: an answer naming another issuer is a mix-up attack.
         if let Some(iss) = get("iss") {
             let ok = self
@@ -238,12 +217,55 @@ impl Login {
             return Err(Error::from(LoginError::NotAllowed { reason }));
         }
         let used = self.jar.clear(&cookie);
-        if let Some(signed_in) = &self.service_sink {
-            let mut resp = self.become_service(tokens, user, signed_in).await?;
-            resp.headers_mut()
-                .extend(used.map(|c| (header::SET_COOKIE, c)));
-            return Ok(resp);
+        let mut resp = match &self.service_sink {
+            Some(signed_in) => self.become_service(tokens, user, signed_in).await?,
+            None => self.start_session(headers, tokens, user, &pending).await?,
+        };
+        resp.headers_mut()
+            .extend(used.map(|c| (header::SET_COOKIE, c)));
+        Ok(resp)
+    }
+
+    /// The pending sign-in of `state`, from the pre-auth cookie only the
+    /// browser that started it holds (it opens only for this state, and
+    /// is cleared once used), and that cookie's name.
+    fn pending_for(
+        &self,
+        headers: &http::HeaderMap,
+        state: &str,
+    ) -> Result<(Pending, String), Error> {
+        let cookie = self.jar.pending(state);
+        let sealed = crate::cookies::values(headers, &cookie)
+            .next()
+            .ok_or_else(|| {
+                // Other sign-ins of this browser, but none with this state: a
+                // forged or mistyped answer. None at all: another browser.
+                Error::from(if self.jar.pending_in(headers).is_empty() {
+                    LoginError::NotThisBrowser
+                } else {
+                    LoginError::UnknownState
+                })
+            })?;
+        let pending: Pending = self
+            .store
+            .open_pending(state, &sealed)
+            .ok_or(Error::from(LoginError::UnknownState))?;
+        let age = Duration::from_millis(now_ms().saturating_sub(pending.created_ms));
+        if age >= self.login_timeout {
+            return Err(Error::from(LoginError::Expired));
         }
+        Ok((pending, cookie))
+    }
+
+    /// A new session for the signed-in user, replacing the browser's old
+    /// one; the redirect back with its cookie.
+    async fn start_session(
+        &self,
+        headers: &http::HeaderMap,
+        tokens: crate::oauth::idp::TokenSet,
+        user: crate::session::UserInfo,
+        pending: &Pending,
+    ) -> Result<Response<ProxyBody>, Error> {
         let id = random_token();
         let key = SessionKey::of(&id);
         let session = Session::new(
@@ -278,9 +300,6 @@ impl Login {
             .jar
             .set(&self.jar.session, &id, self.max_lifetime.as_secs())
         {
-            resp.headers_mut().append(header::SET_COOKIE, c);
-        }
-        if let Some(c) = used {
             resp.headers_mut().append(header::SET_COOKIE, c);
         }
         Ok(resp)

@@ -8,6 +8,7 @@
 //! (`seal.rs`) under an HMAC of the id.
 
 pub mod backend;
+mod open;
 pub(crate) mod record;
 mod store;
 mod user;

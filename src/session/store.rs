@@ -16,7 +16,6 @@
 //!   written back, so nothing is lost even if it restarted empty.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -26,15 +25,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::backend::{
-    Backend, Embedded, GENERATION_LEN, Key, Memory, Namespace, Redis, RedisSettings, StoreError,
-    Update, generation_prefix, now_ms,
+    Backend, GENERATION_LEN, Key, Namespace, StoreError, Update, generation_prefix, now_ms,
 };
 use super::record::{self, StoredAccess, StoredService, StoredSession, Unreadable};
-use super::{Session, SessionKey};
-use crate::config::{SessionConfig, StoreKind};
+use super::{Session, SessionKey, open};
+use crate::config::SessionConfig;
 use crate::metrics::Metrics;
 use crate::metrics::StoreOp;
-use crate::seal::{self, Sealer};
+use crate::seal::Sealer;
 
 /// The fixed id the device-code service identity is stored under.
 const SERVICE_ID: &str = "ado-auth-proxy service identity";
@@ -88,72 +86,8 @@ impl Sessions {
     }
 
     fn open_as(config: &SessionConfig, metrics: Arc<Metrics>, owner: bool) -> Result<Self, String> {
-        let backend = match config.store {
-            StoreKind::Memory => {
-                tracing::warn!(
-                    "session.store = \"memory\": a restart signs everyone out and replicas do \
-                     not share sessions; use \"embedded\" or \"redis\" outside tests"
-                );
-                Backend::Memory(Memory::default())
-            }
-            StoreKind::Embedded if owner => {
-                Backend::Embedded(Embedded::open(&config.path).map_err(|e| e.to_string())?)
-            }
-            StoreKind::Embedded => {
-                Backend::Embedded(Embedded::open_shared(&config.path).map_err(|e| e.to_string())?)
-            }
-            StoreKind::Redis => {
-                let url = config
-                    .redis_url
-                    .as_ref()
-                    .ok_or("session.redis_url: missing: store \"redis\" needs the server's URL")?;
-                let password = match &config.redis_password_file {
-                    Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
-                        format!(
-                            "session.redis_password_file: cannot read {}: {e}",
-                            p.display()
-                        )
-                    })?),
-                    None => None,
-                };
-                let ca_pem = match &config.redis_ca_file {
-                    Some(p) => Some(std::fs::read(p).map_err(|e| {
-                        format!("session.redis_ca_file: cannot read {}: {e}", p.display())
-                    })?),
-                    None => None,
-                };
-                Backend::Redis(Redis::open(&RedisSettings {
-                    url: url.expose(),
-                    password,
-                    ca_pem,
-                    prefix: &config.key_prefix,
-                    connect_timeout: config.redis_connect_timeout,
-                    command_timeout: config.redis_command_timeout,
-                })?)
-            }
-        };
-        let sealer = match (&config.encryption_keys_file, &backend) {
-            (Some(path), _) => {
-                warn_if_shared(path);
-                Sealer::from_file(path).map_err(|e| format!("session.encryption_keys_file: {e}"))?
-            }
-            (None, Backend::Embedded(db)) => {
-                let path = default_key_file(db.path());
-                load_or_create_keys(&path)?
-            }
-            (None, Backend::Memory(_)) => {
-                let key = seal::generate_key().map_err(|_| "no random numbers".to_string())?;
-                Sealer::new(&seal::parse_keys(&key).map_err(|e| e.to_string())?)
-                    .map_err(|e| e.to_string())?
-            }
-            (None, Backend::Redis(_)) => {
-                return Err(
-                    "session.encryption_keys_file: missing: store \"redis\" needs a \
-                            key file shared by every replica (ado-auth-proxy keygen > keys)"
-                        .into(),
-                );
-            }
-        };
+        let backend = open::backend(config, owner)?;
+        let sealer = open::sealer(config, &backend)?;
         tracing::info!(store = backend.name(), "session store opened");
         metrics.store.up.set(1);
         Ok(Self {
@@ -629,79 +563,6 @@ impl Sessions {
             .sessions_active
             .set(self.cache.len() as i64);
     }
-}
-
-/// The key file used when none is configured: beside the database.
-pub fn default_key_file(db: &Path) -> PathBuf {
-    let mut name = db.file_name().unwrap_or_default().to_os_string();
-    name.push(".keys");
-    db.with_file_name(name)
-}
-
-/// Reads the key file, or creates it (mode 0600) with a new key.
-fn load_or_create_keys(path: &Path) -> Result<Sealer, String> {
-    if path.exists() {
-        warn_if_shared(path);
-        return Sealer::from_file(path).map_err(|e| format!(
-            "session.encryption_keys_file (unset, so the key file beside the database is used): {e}"
-        ));
-    }
-    let key = seal::generate_key().map_err(|_| "no random numbers".to_string())?;
-    let text = format!(
-        "# ado-auth-proxy session keys: base64, one per line; the first seals, all open.\n\
-         # Rotate by adding a new key (ado-auth-proxy keygen) as the first line.\n{key}\n"
-    );
-    write_private(path, text.as_bytes()).map_err(|e| {
-        format!(
-            "session.encryption_keys_file (unset, so one is made beside the database): cannot \
-             create {}: {e}",
-            path.display()
-        )
-    })?;
-    tracing::info!(
-        path = %path.display(),
-        "created a session key file (mode 0600); keep it with the database: without it \
-         stored sessions cannot be opened"
-    );
-    Sealer::from_file(path).map_err(|e| {
-        format!(
-            "session.encryption_keys_file (unset, so the key file beside the database is used): {e}"
-        )
-    })
-}
-
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
-}
-
-/// Warns when a key file is readable by group or others.
-fn warn_if_shared(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path) {
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    path = %path.display(),
-                    mode = format!("{mode:o}"),
-                    "the session key file is readable by other users; chmod 600 it"
-                );
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
 }
 
 /// The associated data of a sealed pending sign-in: a hash of its

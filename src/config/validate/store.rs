@@ -1,0 +1,139 @@
+//! `[session]`: the store and what it needs.
+
+use url::Url;
+
+use super::super::load::Problem;
+use super::super::{SessionConfig, StoreKind};
+use super::{positive, readable, secret_file};
+
+/// `[session]` store settings: the backend's own keys and the key file.
+pub(super) fn store(s: &SessionConfig, out: &mut Vec<Problem>) {
+    if let Some(path) = &s.encryption_keys_file {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                if let Err(e) = crate::seal::parse_keys(&text) {
+                    out.push(Problem::new(
+                        "session.encryption_keys_file",
+                        format!("{}: {e}", path.display()),
+                    ));
+                }
+            }
+            Err(e) => out.push(Problem::new(
+                "session.encryption_keys_file",
+                format!(
+                    "cannot read {}: {e}; create it with `ado-auth-proxy keygen > {}` (mode 0600)",
+                    path.display(),
+                    path.display()
+                ),
+            )),
+        }
+    }
+    match s.store {
+        StoreKind::Embedded => embedded(s, out),
+        StoreKind::Redis => redis(s, out),
+        StoreKind::Memory => {}
+    }
+}
+
+/// `session.path` names a file.
+fn embedded(s: &SessionConfig, out: &mut Vec<Problem>) {
+    if s.path.as_os_str().is_empty() {
+        out.push(Problem::new(
+            "session.path",
+            "must name the database file, e.g. \"./data/sessions.db\"",
+        ));
+    } else if s.path.is_dir() {
+        out.push(Problem::new(
+            "session.path",
+            format!(
+                "{} is a directory; name the database file inside it, e.g. \"{}\"",
+                s.path.display(),
+                s.path.join("sessions.db").display()
+            ),
+        ));
+    }
+}
+
+/// The server, its credentials and TLS, the shared key file, timeouts.
+fn redis(s: &SessionConfig, out: &mut Vec<Problem>) {
+    match &s.redis_url {
+        None => out.push(Problem::new(
+            "session.redis_url",
+            "missing: store \"redis\" needs the server, e.g. \"redis://redis:6379/0\" \
+             (or ADO_AUTH_PROXY_SESSION__REDIS_URL, to keep a password out of the file)",
+        )),
+        Some(url) => {
+            if let Err(why) = redis_url(url.expose()) {
+                out.push(Problem::new("session.redis_url", why));
+            }
+        }
+    }
+    if s.encryption_keys_file.is_none() {
+        out.push(Problem::new(
+            "session.encryption_keys_file",
+            "missing: store \"redis\" needs a key file shared by every replica; create \
+             one with `ado-auth-proxy keygen > keys` and mount it on all of them",
+        ));
+    }
+    if let Some(path) = &s.redis_password_file {
+        secret_file(
+            "session.redis_password_file",
+            path,
+            "the Redis password",
+            out,
+        );
+    }
+    if let Some(path) = &s.redis_ca_file {
+        readable("session.redis_ca_file", path, out);
+        let tls = s
+            .redis_url
+            .as_ref()
+            .is_some_and(|u| u.expose().trim_start().starts_with("rediss://"));
+        if !tls {
+            out.push(Problem::new(
+                "session.redis_ca_file",
+                "only used with TLS: write session.redis_url as rediss://...",
+            ));
+        }
+    }
+    positive(
+        "session.redis_connect_timeout",
+        s.redis_connect_timeout,
+        out,
+    );
+    positive(
+        "session.redis_command_timeout",
+        s.redis_command_timeout,
+        out,
+    );
+    positive("session.revalidate_interval", s.revalidate_interval, out);
+    if s.key_prefix.len() > 128 {
+        out.push(Problem::new(
+            "session.key_prefix",
+            "longer than 128 characters; use a short name such as \"ado-auth-proxy:\"",
+        ));
+    }
+}
+
+/// Why a Redis URL is unusable (never echoing its password).
+fn redis_url(raw: &str) -> Result<(), String> {
+    let url = Url::parse(raw.trim()).map_err(|e| {
+        format!("not a URL ({e}); write e.g. \"redis://redis:6379/0\" or \"rediss://...\" for TLS")
+    })?;
+    if !matches!(url.scheme(), "redis" | "rediss") {
+        return Err(format!(
+            "scheme \"{}\" is not supported; use redis:// or rediss:// (TLS)",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("names no host; write e.g. \"redis://redis:6379/0\"".into());
+    }
+    let db = url.path().trim_start_matches('/');
+    if !db.is_empty() && db.parse::<u32>().is_err() {
+        return Err(format!(
+            "the path must be a database number such as /0, not /{db}"
+        ));
+    }
+    Ok(())
+}
