@@ -85,21 +85,11 @@ pub async fn user_proxy(upstream: &FakeUpstream) -> (FakeIdp, Running, String) {
     let c = crate::support::fake_idp::entra_config(&upstream.url(), &idp);
     let proxy = support::start(c).await;
     let b = Browser::new();
-    let resp = b
-        .navigate(&format!("http://{}/.auth/login", proxy.proxy_addr))
-        .await;
-    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
-    let resp = b.navigate(&authorize).await;
-    let callback = resp.headers()["location"].to_str().unwrap().to_string();
-    let resp = b.navigate(&callback).await;
+    let base = format!("http://{}", proxy.proxy_addr);
+    let resp = crate::support::fake_idp::sign_in(&b, &base, None).await;
     assert_eq!(resp.status(), 302, "signed in");
-    let cookie = resp.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let value = crate::support::fake_idp::set_cookie(&resp, "ado_proxy_session").unwrap();
+    let cookie = format!("ado_proxy_session={value}");
     (idp, proxy, cookie)
 }
 

@@ -202,17 +202,6 @@ async fn only_configured_cookies_reach_azure_devops() {
     assert_eq!(sent, [b"lang=fran\xc3\xa7ais; keep_me=1".as_slice()]);
 }
 
-/// Signs `b` in at the proxy `base` through the fake Entra (which
-/// approves at once); returns the callback's answer.
-async fn fake_sign_in(b: &crate::support::oidc::Browser, base: &str) -> reqwest::Response {
-    let resp = b.navigate(&format!("{base}/.auth/login")).await;
-    assert_eq!(resp.status(), 302);
-    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
-    let resp = b.navigate(&authorize).await;
-    let callback = resp.headers()["location"].to_str().unwrap().to_string();
-    b.navigate(&callback).await
-}
-
 /// `ado_proxy_requests_refused_total{reason}` in metrics text.
 fn refused(m: &str, reason: &str) -> f64 {
     support::metric_value(
@@ -232,24 +221,12 @@ async fn signed_in_user(
     crate::support::oidc::Browser,
     String,
 ) {
-    use crate::support::fake_idp::{self, FakeIdp};
-    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
-    let ado = fake_idp::fake_ado(&idp).await;
-    let mut c = fake_idp::entra_config(&ado.url(), &idp);
-    edit(&mut c);
-    let proxy = support::start(c).await;
-    let b = crate::support::oidc::Browser::new();
-    let resp = fake_sign_in(&b, &format!("http://{}", proxy.proxy_addr)).await;
+    use crate::support::fake_idp::{Setup, set_cookie};
+    let s = Setup::start(Duration::from_secs(3600), |c, _| edit(c)).await;
+    let (b, resp) = s.sign_in().await;
     assert_eq!(resp.status(), 302, "signed in");
-    let cookie = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok()?.strip_prefix("ado_proxy_session="))
-        .map(|v| v.split(';').next().unwrap().to_string())
-        .find(|v| !v.is_empty())
-        .expect("a session cookie");
-    (idp, ado, proxy, b, cookie)
+    let cookie = set_cookie(&resp, "ado_proxy_session").expect("a session cookie");
+    (s.idp, s.ado, s.proxy, b, cookie)
 }
 
 #[tokio::test]
@@ -384,7 +361,8 @@ async fn a_flood_of_anonymous_sign_ins_locks_nobody_out() {
         .len();
     // A real user signs in right after.
     let b = crate::support::oidc::Browser::new();
-    let resp = fake_sign_in(&b, &format!("http://{}", proxy.proxy_addr)).await;
+    let resp =
+        crate::support::fake_idp::sign_in(&b, &format!("http://{}", proxy.proxy_addr), None).await;
     assert_eq!(resp.status(), 302, "{:?}", resp.text().await);
     let me = b
         .http
@@ -556,7 +534,12 @@ async fn refusals_do_not_drive_a_users_refreshes() {
     let proxy = support::start(fake_idp::entra_config(&refusing.url(), &idp)).await;
     let b = crate::support::oidc::Browser::new();
     let base = format!("http://{}", proxy.proxy_addr);
-    assert_eq!(fake_sign_in(&b, &base).await.status(), 302);
+    assert_eq!(
+        crate::support::fake_idp::sign_in(&b, &base, None)
+            .await
+            .status(),
+        302
+    );
     let started = std::time::Instant::now();
     for _ in 0..60 {
         let resp = b

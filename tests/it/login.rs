@@ -13,7 +13,7 @@ use url::Url;
 
 use crate::support::oidc::{Browser, OidcPeer, verify_access_token};
 use crate::support::upstream::{FakeUpstream, Recorded, respond};
-use crate::support::{self, client, metrics, query_param};
+use crate::support::{self, PROJECTS, client, metrics, query_param};
 
 struct Setup {
     idp: OidcPeer,
@@ -103,8 +103,6 @@ async fn setup_with(access_ttl: u64, tweak: impl FnOnce(&mut Config)) -> Setup {
 async fn setup() -> Setup {
     setup_with(5, |_| {}).await
 }
-
-const PROJECTS: &str = "/contoso/_apis/projects?api-version=7.1";
 
 /// Signs `user` in and returns the browser holding the session.
 /// `GET /.auth/me` in browser `b`.

@@ -4,62 +4,23 @@
 
 use std::time::Duration;
 
-use ado_auth_proxy::app::Running;
 use ado_auth_proxy::config::{Config, Provider, Secret};
 use url::Url;
 
 use crate::support::fake_idp::{
-    self, CLIENT_ID, CLIENT_SECRET, FakeIdp, LEGACY_SECRET, MFA_CLAIMS, Mode, TENANT,
+    self, CLIENT_ID, CLIENT_SECRET, FakeIdp, LEGACY_SECRET, MFA_CLAIMS, Mode, Setup, TENANT,
 };
 use crate::support::oidc::Browser;
 use crate::support::upstream::{FakeUpstream, respond};
-use crate::support::{self, metrics};
+use crate::support::{self, PROJECTS, metrics};
 
-const PROJECTS: &str = "/contoso/_apis/projects?api-version=7.1";
-
-struct Setup {
-    idp: FakeIdp,
-    ado: FakeUpstream,
-    proxy: Running,
-    url: String,
-}
-
+/// The shared setup with tokens refreshed 1 s before they expire.
 async fn setup(access_ttl: Duration, tweak: impl FnOnce(&mut Config, &str)) -> Setup {
-    let idp = FakeIdp::start(access_ttl).await;
-    let ado = fake_idp::fake_ado(&idp).await;
-    let mut c = fake_idp::entra_config(&ado.url(), &idp);
-    c.auth.refresh_before = Duration::from_secs(1);
-    tweak(&mut c, &idp.url());
-    let proxy = support::start(c).await;
-    let url = format!("http://{}", proxy.proxy_addr);
-    Setup {
-        idp,
-        ado,
-        proxy,
-        url,
-    }
-}
-
-/// Signs in through the fake (which approves at once); returns the
-/// browser and the callback's response.
-async fn sign_in(s: &Setup) -> (Browser, reqwest::Response) {
-    let b = Browser::new();
-    let mut login = Url::parse(&format!("{}/.auth/login", s.url)).unwrap();
-    login.query_pairs_mut().append_pair("rd", PROJECTS);
-    let resp = b.navigate(login.as_str()).await;
-    assert_eq!(resp.status(), 302);
-    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
-    let resp = b.navigate(&authorize).await;
-    assert_eq!(resp.status(), 302, "fake authorize redirects");
-    let callback = resp.headers()["location"].to_str().unwrap().to_string();
-    let resp = b.navigate(&callback).await;
-    (b, resp)
-}
-
-async fn signed_in(s: &Setup) -> Browser {
-    let (b, resp) = sign_in(s).await;
-    assert_eq!(resp.status(), 302, "{:?}", resp.text().await);
-    b
+    Setup::start(access_ttl, |c, idp| {
+        c.auth.refresh_before = Duration::from_secs(1);
+        tweak(c, idp);
+    })
+    .await
 }
 
 /// `GET /.auth/me` as JSON.
@@ -96,7 +57,7 @@ async fn entra_sign_in_with_a_certificate_and_refresh_token_rotation() {
         c.auth.client_key_file = Some(keys.client_key.clone());
     })
     .await;
-    let b = signed_in(&s).await;
+    let b = s.signed_in().await;
 
     // Endpoints come from authority and tenant; the scopes are Azure DevOps'.
     let q = &s.idp.authorize_queries()[0];
@@ -136,7 +97,7 @@ async fn entra_sign_in_with_a_certificate_and_refresh_token_rotation() {
 #[tokio::test]
 async fn a_revoked_grant_ends_the_session() {
     let s = setup(Duration::from_secs(3), |_, _| {}).await;
-    let b = signed_in(&s).await;
+    let b = s.signed_in().await;
     assert_eq!(api(&s, &b).await.status(), 200);
     s.idp.set_mode(Mode::Revoked);
     tokio::time::sleep(Duration::from_millis(2200)).await;
@@ -176,7 +137,7 @@ async fn a_revoked_grant_ends_the_session() {
 #[tokio::test]
 async fn mfa_required_on_refresh_passes_the_claims_challenge_to_the_next_sign_in() {
     let s = setup(Duration::from_secs(3), |_, _| {}).await;
-    let b = signed_in(&s).await;
+    let b = s.signed_in().await;
     s.idp.set_mode(Mode::Mfa);
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let resp = page(&s, &b).await;
@@ -193,7 +154,7 @@ async fn mfa_required_on_refresh_passes_the_claims_challenge_to_the_next_sign_in
 #[tokio::test]
 async fn a_rejected_client_secret_is_an_operator_error_and_keeps_the_session() {
     let s = setup(Duration::from_secs(3), |_, _| {}).await;
-    let b = signed_in(&s).await;
+    let b = s.signed_in().await;
     s.idp.set_mode(Mode::InvalidClient);
     tokio::time::sleep(Duration::from_millis(3200)).await;
     let resp = api(&s, &b).await;
@@ -233,7 +194,7 @@ async fn a_provider_outage_keeps_serving_valid_tokens_then_answers_503_with_retr
         c.auth.refresh_before = Duration::from_secs(3)
     })
     .await;
-    let b = signed_in(&s).await;
+    let b = s.signed_in().await;
     s.idp.set_mode(Mode::Down);
     tokio::time::sleep(Duration::from_millis(3300)).await;
     // Due for refresh, refresh fails, the token still has ~2.7 s: served.
@@ -273,7 +234,7 @@ async fn a_provider_outage_keeps_serving_valid_tokens_then_answers_503_with_retr
 async fn a_declined_consent_gets_a_readable_page_and_no_session() {
     let s = setup(Duration::from_secs(60), |_, _| {}).await;
     s.idp.set_mode(Mode::Deny);
-    let (_, resp) = sign_in(&s).await;
+    let (_, resp) = s.sign_in().await;
     assert_eq!(resp.status(), 403);
     assert!(resp.headers().get("set-cookie").is_none());
     let html = resp.text().await.unwrap();
@@ -290,12 +251,12 @@ async fn multi_tenant_sign_in_admits_only_allowed_tenants() {
     })
     .await;
     assert_eq!(
-        sign_in(&s).await.1.status(),
+        s.sign_in().await.1.status(),
         302,
         "the allowed tenant signs in"
     );
     s.idp.set_user(|u| u.tid = other.into());
-    let (_, resp) = sign_in(&s).await;
+    let (_, resp) = s.sign_in().await;
     assert_eq!(resp.status(), 403);
     assert!(resp.text().await.unwrap().contains(other));
 }
@@ -315,10 +276,10 @@ async fn names_from_any_directory_do_not_match_the_user_allowlist() {
         u.tid = other.into();
         u.upn = "dana@contoso.com".into();
     });
-    let (_, resp) = sign_in(&s).await;
+    let (_, resp) = s.sign_in().await;
     assert_eq!(resp.status(), 403, "dana's UPN from another directory");
     s.idp.set_user(|u| u.oid = "oid-of-erin".into());
-    let (_, resp) = sign_in(&s).await;
+    let (_, resp) = s.sign_in().await;
     assert_eq!(resp.status(), 302, "an object id identifies");
     // The same UPN in a listed tenant is trusted.
     let s = setup(Duration::from_secs(60), |c, _| {
@@ -327,7 +288,7 @@ async fn names_from_any_directory_do_not_match_the_user_allowlist() {
         c.auth.allowed_users = vec!["dana@contoso.com".into()];
     })
     .await;
-    assert_eq!(sign_in(&s).await.1.status(), 302);
+    assert_eq!(s.sign_in().await.1.status(), 302);
 }
 
 #[tokio::test]
@@ -336,7 +297,7 @@ async fn a_wrong_client_secret_at_sign_in_blames_the_operator() {
         c.auth.client_secret = Some(Secret::new("wrong"))
     })
     .await;
-    let (_, resp) = sign_in(&s).await;
+    let (_, resp) = s.sign_in().await;
     assert_eq!(resp.status(), 502);
     let html = resp.text().await.unwrap();
     assert!(html.contains("an operator error, not yours"), "{html}");
@@ -362,7 +323,7 @@ async fn legacy(access_ttl: Duration, secret: &str) -> Setup {
 #[tokio::test]
 async fn legacy_azure_devops_oauth_signs_in_and_refreshes_with_the_assertion_grant() {
     let s = legacy(Duration::from_secs(3), LEGACY_SECRET).await;
-    let b = signed_in(&s).await;
+    let b = s.signed_in().await;
     let q = &s.idp.authorize_queries()[0];
     assert_eq!(q["response_type"], "Assertion");
     assert_eq!(q["redirect_uri"], format!("{}/.auth/callback", s.url));
@@ -401,14 +362,14 @@ async fn legacy_azure_devops_oauth_signs_in_and_refreshes_with_the_assertion_gra
 async fn legacy_errors_in_pascal_case_are_understood() {
     // The "App Secret" instead of the "Client Secret": invalid_client.
     let s = legacy(Duration::from_secs(60), "app-secret").await;
-    let (_, resp) = sign_in(&s).await;
+    let (_, resp) = s.sign_in().await;
     assert_eq!(resp.status(), 502);
     let html = resp.text().await.unwrap();
     assert!(html.contains("invalid_client"), "{html}");
 
     // A dead refresh token ({"Error":"invalid_request",...}) ends the session.
     let s = legacy(Duration::from_secs(3), LEGACY_SECRET).await;
-    let b = signed_in(&s).await;
+    let b = s.signed_in().await;
     s.idp.set_mode(Mode::Revoked);
     tokio::time::sleep(Duration::from_millis(2200)).await;
     assert_eq!(api(&s, &b).await.status(), 401);
@@ -630,14 +591,14 @@ async fn id_tokens_that_fail_validation_are_refused() {
         IdTokenFlaw::ForeignKey,
     ] {
         s.idp.set_id_token_flaw(flaw);
-        let (_, resp) = sign_in(&s).await;
+        let (_, resp) = s.sign_in().await;
         assert_eq!(resp.status(), 400, "{flaw:?}");
         assert!(resp.headers().get("set-cookie").is_none(), "{flaw:?}");
         let html = resp.text().await.unwrap();
         assert!(html.contains("could not be verified"), "{flaw:?}: {html}");
     }
     s.idp.set_id_token_flaw(IdTokenFlaw::None);
-    assert_eq!(sign_in(&s).await.1.status(), 302);
+    assert_eq!(s.sign_in().await.1.status(), 302);
     let m = metrics(s.proxy.admin_addr).await;
     assert!(
         m.contains("ado_proxy_login_failures_total{reason=\"id_token_invalid\"} 5"),
@@ -648,19 +609,19 @@ async fn id_tokens_that_fail_validation_are_refused() {
 #[tokio::test]
 async fn a_rotated_signing_key_is_fetched_but_not_on_every_unknown_kid() {
     let s = setup(Duration::from_secs(60), |_, _| {}).await;
-    assert_eq!(sign_in(&s).await.1.status(), 302);
+    assert_eq!(s.sign_in().await.1.status(), 302);
     assert_eq!(s.idp.jwks_fetches(), 1, "fetched on first use");
-    assert_eq!(sign_in(&s).await.1.status(), 302);
+    assert_eq!(s.sign_in().await.1.status(), 302);
     assert_eq!(s.idp.jwks_fetches(), 1, "then cached");
 
     s.idp.set_kid("rotated-key");
     // Right after a fetch, an unknown kid does not trigger another one
     // (forged tokens cannot make the proxy hammer the provider)...
-    assert_eq!(sign_in(&s).await.1.status(), 400);
+    assert_eq!(s.sign_in().await.1.status(), 400);
     assert_eq!(s.idp.jwks_fetches(), 1);
     // ...a little later it does, and the rotated key is accepted.
     tokio::time::sleep(ado_auth_proxy::oauth::id_token::REFETCH_MIN).await;
-    assert_eq!(sign_in(&s).await.1.status(), 302);
+    assert_eq!(s.sign_in().await.1.status(), 302);
     assert_eq!(s.idp.jwks_fetches(), 2);
 }
 
@@ -745,7 +706,7 @@ async fn sign_in_refusals_name_the_cause_and_the_fix() {
     ];
     for (mode, status, title, fix) in cases {
         s.idp.set_mode(mode);
-        let (_, resp) = sign_in(&s).await;
+        let (_, resp) = s.sign_in().await;
         assert_eq!(resp.status(), status, "{mode:?}");
         assert!(resp.headers().get("set-cookie").is_none(), "{mode:?}");
         let html = resp.text().await.unwrap();
@@ -788,7 +749,7 @@ async fn a_token_from_another_directory_is_explained_with_both_tenants() {
         ado,
         proxy,
     };
-    let b = signed_in(&s).await;
+    let b = s.signed_in().await;
     let resp = api(&s, &b).await;
     assert_eq!(resp.status(), 401);
     let body: serde_json::Value = resp.json().await.unwrap();
@@ -814,7 +775,7 @@ async fn a_refused_token_is_not_resent_unchanged_when_refresh_fails() {
         ado,
         proxy,
     };
-    let b = signed_in(&s).await;
+    let b = s.signed_in().await;
     s.idp.set_mode(Mode::Down);
     let resp = api(&s, &b).await;
     assert_eq!(resp.status(), 401);

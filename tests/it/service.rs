@@ -14,9 +14,7 @@ use url::Url;
 
 use crate::support::fake_idp::{self, CLIENT_ID, CLIENT_SECRET, FakeIdp, Mode, TENANT};
 use crate::support::upstream::{FakeUpstream, Recorded, respond};
-use crate::support::{self, metric_value, metrics};
-
-const PROJECTS: &str = "/contoso/_apis/projects?api-version=7.1";
+use crate::support::{self, PROJECTS, metric_value, metrics};
 
 fn service(c: &mut Config, idp: &FakeIdp, source: ServiceSource) {
     c.auth.mode = AuthMode::Service;
@@ -591,13 +589,7 @@ async fn an_allowed_operator_can_sign_the_service_identity_in_through_the_browse
     };
     let sign_in = async |p: &Running| {
         let b = crate::support::oidc::Browser::new();
-        let resp = b
-            .navigate(&format!("http://{}/.auth/login", p.proxy_addr))
-            .await;
-        let authorize = resp.headers()["location"].to_str().unwrap().to_string();
-        let resp = b.navigate(&authorize).await;
-        let callback = resp.headers()["location"].to_str().unwrap().to_string();
-        b.navigate(&callback).await
+        fake_idp::sign_in(&b, &format!("http://{}", p.proxy_addr), None).await
     };
 
     // Someone not on the list cannot become the proxy's identity.

@@ -17,9 +17,8 @@ use crate::support::fake_idp::{self, FakeIdp};
 use crate::support::oidc::Browser;
 use crate::support::redis::RedisServer;
 use crate::support::upstream::FakeUpstream;
-use crate::support::{self, metric_value, metrics};
+use crate::support::{self, PROJECTS, metric_value, metrics};
 
-const PROJECTS: &str = "/contoso/_apis/projects?api-version=7.1";
 const COOKIE: &str = "ado_proxy_session";
 
 /// A fake Entra and a fake Azure DevOps that accepts its live tokens.
@@ -70,29 +69,15 @@ fn url(p: &Running) -> String {
     format!("http://{}", p.proxy_addr)
 }
 
-/// Signs in at `proxy` and returns the session cookie's value.
+/// Signs in at `proxy` (the provider's redirect delivered to it, even
+/// when another replica started the sign-in) and returns the session
+/// cookie's value.
 async fn sign_in(proxy: &Running) -> String {
     let b = Browser::new();
-    let mut login = Url::parse(&format!("{}/.auth/login", url(proxy))).unwrap();
-    login.query_pairs_mut().append_pair("rd", PROJECTS);
-    let resp = b.navigate(login.as_str()).await;
+    let resp =
+        fake_idp::sign_in_via(&b, &url(proxy), Some(PROJECTS), |c| to_replica(c, proxy)).await;
     assert_eq!(resp.status(), 302, "{:?}", resp.text().await);
-    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
-    let resp = b.navigate(&authorize).await;
-    let callback = to_replica(resp.headers()["location"].to_str().unwrap(), proxy);
-    let resp = b.navigate(&callback).await;
-    assert_eq!(resp.status(), 302, "{:?}", resp.text().await);
-    resp.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            v.split(';')
-                .next()?
-                .strip_prefix(&format!("{COOKIE}="))
-                .map(str::to_string)
-        })
-        .expect("a session cookie")
+    fake_idp::set_cookie(&resp, COOKIE).expect("a session cookie")
 }
 
 /// The provider's redirect, delivered to `proxy`.
@@ -457,11 +442,7 @@ async fn replicas_share_sessions_refresh_once_and_see_sign_outs() {
 
     // A sign-in started on A can finish on B (pending sign-ins are shared).
     let browser = Browser::new();
-    let resp = browser.navigate(&format!("{}/.auth/login", url(&a))).await;
-    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
-    let resp = browser.navigate(&authorize).await;
-    let callback = to_replica(resp.headers()["location"].to_str().unwrap(), &b);
-    let resp = browser.navigate(&callback).await;
+    let resp = fake_idp::sign_in_via(&browser, &url(&a), None, |c| to_replica(c, &b)).await;
     assert_eq!(resp.status(), 302, "{:?}", resp.text().await);
     stop(a).await;
     stop(b).await;
@@ -514,12 +495,7 @@ async fn redis_dying_mid_test_keeps_cached_sessions_and_loses_nothing() {
     // New sign-ins start (that stores nothing) but cannot create the
     // session: a readable 503.
     let browser = Browser::new();
-    let resp = browser.navigate(&format!("{}/.auth/login", url(&a))).await;
-    assert_eq!(resp.status(), 302);
-    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
-    let resp = browser.navigate(&authorize).await;
-    let callback = to_replica(resp.headers()["location"].to_str().unwrap(), &a);
-    let resp = browser.navigate(&callback).await;
+    let resp = fake_idp::sign_in_via(&browser, &url(&a), None, |c| to_replica(c, &a)).await;
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     let page = resp.text().await.unwrap();

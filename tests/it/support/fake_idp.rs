@@ -18,6 +18,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::json;
 
+use super::oidc::Browser;
 use super::upstream::{FakeBody, FakeUpstream, Recorded, respond};
 
 /// What the fake does on the next calls.
@@ -133,6 +134,92 @@ pub fn entra_config(upstream: &str, idp: &FakeIdp) -> ado_auth_proxy::config::Co
     c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
     c.auth.authority_host = Some(url::Url::parse(&idp.url()).unwrap());
     c
+}
+
+/// A proxy in mode `user` signing in through this fake, in front of a
+/// fake Azure DevOps that accepts the fake's live access tokens.
+pub struct Setup {
+    pub idp: FakeIdp,
+    pub ado: FakeUpstream,
+    pub proxy: ado_auth_proxy::app::Running,
+    /// The proxy's base URL.
+    pub url: String,
+}
+
+impl Setup {
+    /// Starts all three; `tweak` edits the proxy's config (it gets the
+    /// fake's URL too).
+    pub async fn start(
+        access_ttl: Duration,
+        tweak: impl FnOnce(&mut ado_auth_proxy::config::Config, &str),
+    ) -> Self {
+        let idp = FakeIdp::start(access_ttl).await;
+        let ado = fake_ado(&idp).await;
+        let mut c = entra_config(&ado.url(), &idp);
+        tweak(&mut c, &idp.url());
+        let proxy = super::start(c).await;
+        let url = format!("http://{}", proxy.proxy_addr);
+        Self {
+            idp,
+            ado,
+            proxy,
+            url,
+        }
+    }
+
+    /// Signs a new browser in (returning to [`super::PROJECTS`]): the
+    /// browser and the callback's answer.
+    pub async fn sign_in(&self) -> (Browser, reqwest::Response) {
+        let b = Browser::new();
+        let resp = sign_in(&b, &self.url, Some(super::PROJECTS)).await;
+        (b, resp)
+    }
+
+    /// A browser holding a session.
+    pub async fn signed_in(&self) -> Browser {
+        let (b, resp) = self.sign_in().await;
+        assert_eq!(resp.status(), 302, "signed in: {:?}", resp.text().await);
+        b
+    }
+}
+
+/// Signs `b` in at the proxy `base` through the fake (which approves at
+/// once), optionally asking to return to `rd`; the callback's answer.
+pub async fn sign_in(b: &Browser, base: &str, rd: Option<&str>) -> reqwest::Response {
+    sign_in_via(b, base, rd, |callback| callback.to_string()).await
+}
+
+/// [`sign_in`], with the provider's redirect delivered where `deliver`
+/// says (another replica).
+pub async fn sign_in_via(
+    b: &Browser,
+    base: &str,
+    rd: Option<&str>,
+    deliver: impl Fn(&str) -> String,
+) -> reqwest::Response {
+    let mut login = url::Url::parse(&format!("{base}/.auth/login")).unwrap();
+    if let Some(rd) = rd {
+        login.query_pairs_mut().append_pair("rd", rd);
+    }
+    let resp = b.navigate(login.as_str()).await;
+    assert_eq!(resp.status(), 302, "login: {:?}", resp.text().await);
+    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = b.navigate(&authorize).await;
+    assert_eq!(resp.status(), 302, "the fake's authorize redirects");
+    let callback = deliver(resp.headers()["location"].to_str().unwrap());
+    b.navigate(&callback).await
+}
+
+/// The value `resp` sets for cookie `name`, if it sets one (not a
+/// deletion).
+pub fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next()?.strip_prefix(&format!("{name}=")))
+        .find(|v| !v.is_empty())
+        .map(str::to_string)
 }
 
 /// A fake Azure DevOps accepting the fake IdP's live access tokens.

@@ -53,6 +53,10 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// The request most tests forward: a project list of organization
+/// `contoso`.
+pub const PROJECTS: &str = "/contoso/_apis/projects?api-version=7.1";
+
 /// `GET url` with [`client`]; panics when no response arrives.
 pub async fn get(url: impl reqwest::IntoUrl) -> reqwest::Response {
     client().get(url).send().await.expect("a response")
