@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ado_auth_proxy::session::backend::{
-    Backend, Embedded, Key, Memory, Namespace, Redis, RedisSettings, Update, generation_prefix,
+    Backend, Clock, Embedded, Key, Memory, Namespace, Redis, RedisSettings, Update,
+    generation_prefix,
 };
 
 use crate::support::redis::RedisServer;
@@ -40,8 +41,24 @@ fn redis_at(url: &str, password: Option<&str>, prefix: &str) -> Backend {
     )
 }
 
+/// How time passes for a backend: the in-process ones have a clock the
+/// suite moves forward; Redis keeps the server's time, so the suite waits.
+enum Time {
+    Clock(Clock),
+    Real,
+}
+
+impl Time {
+    async fn pass(&self, d: Duration) {
+        match self {
+            Self::Clock(c) => c.advance(d),
+            Self::Real => tokio::time::sleep(d).await,
+        }
+    }
+}
+
 /// Every behaviour the session layer relies on.
-async fn conformance(b: Backend) {
+async fn conformance(b: Backend, time: Time) {
     let name = b.name();
     let b = Arc::new(b);
     b.ping().await.unwrap();
@@ -60,7 +77,7 @@ async fn conformance(b: Backend) {
         .await
         .unwrap();
     assert!(b.get(short).await.unwrap().is_some(), "{name}");
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    time.pass(Duration::from_millis(450)).await;
     assert_eq!(b.get(short).await.unwrap(), None, "{name}: TTL honoured");
 
     // Generation-checked updates: newer or equal writes, older is stale.
@@ -131,7 +148,7 @@ async fn conformance(b: Backend) {
     b.release(l, &holder).await.unwrap();
     assert!(b.lease(l, "other", ttl).await.unwrap(), "{name}: released");
     assert!(!b.renew(l, &holder, ttl).await.unwrap(), "{name}: lost");
-    tokio::time::sleep(Duration::from_millis(550)).await;
+    time.pass(Duration::from_millis(550)).await;
     assert!(
         b.lease(l, "third", ttl).await.unwrap(),
         "{name}: an expired lease (crashed holder) is free"
@@ -147,7 +164,7 @@ async fn conformance(b: Backend) {
         .await
         .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    time.pass(Duration::from_millis(120)).await;
     let purged = b.purge().await.unwrap();
     if name != "redis" {
         assert!(purged >= 10, "{name}: purged {purged}");
@@ -161,14 +178,21 @@ async fn conformance(b: Backend) {
 
 #[tokio::test]
 async fn the_memory_store_conforms() {
-    conformance(Backend::Memory(Memory::default())).await;
+    let clock = Clock::default();
+    conformance(
+        Backend::Memory(Memory::with_clock(clock.clone())),
+        Time::Clock(clock),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn the_embedded_store_conforms_and_keeps_its_file_private() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/sessions.db");
-    conformance(Backend::Embedded(Embedded::open(&path).unwrap())).await;
+    let clock = Clock::default();
+    let db = Embedded::open(&path).unwrap().with_clock(clock.clone());
+    conformance(Backend::Embedded(db), Time::Clock(clock)).await;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -235,7 +259,7 @@ async fn the_embedded_store_conforms_and_keeps_its_file_private() {
 #[tokio::test]
 async fn the_redis_store_conforms_and_keeps_to_its_prefix() {
     let server = RedisServer::start();
-    conformance(redis_backend(&server, "suite:")).await;
+    conformance(redis_backend(&server, "suite:"), Time::Real).await;
     let keys = server.keys("*");
     assert!(!keys.is_empty());
     assert!(
@@ -343,7 +367,7 @@ async fn rediss_speaks_tls_to_a_server_signed_by_a_private_ca() {
         .unwrap()
     };
     let b = open(Some(std::fs::read(&ca).unwrap()));
-    conformance(b).await;
+    conformance(b, Time::Real).await;
     // Without the CA the server's certificate is not trusted.
     let untrusted = open(None);
     assert!(untrusted.ping().await.is_err());

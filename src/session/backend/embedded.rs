@@ -16,7 +16,7 @@ use std::time::Duration;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::lease::Leases;
-use super::{Key, Namespace, StoreError, Update, decide, expiry_ms, now_ms};
+use super::{Clock, Key, Namespace, StoreError, Update, decide};
 
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 
@@ -25,6 +25,7 @@ pub struct Embedded {
     db: Arc<Database>,
     path: PathBuf,
     pub(super) leases: Leases,
+    clock: Clock,
     /// The proxy's claim on the file (`<path>.lock`), held while open.
     _owner: Option<std::fs::File>,
 }
@@ -105,6 +106,7 @@ impl Embedded {
             db: Arc::new(db),
             path: path.to_path_buf(),
             leases: Leases::default(),
+            clock: Clock::default(),
             _owner: owner,
         })
     }
@@ -114,23 +116,31 @@ impl Embedded {
         &self.path
     }
 
+    /// Its time is `clock` from now on (tests move it forward).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.leases = Leases::with_clock(clock.clone());
+        self.clock = clock;
+        self
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Database) -> Result<T, String> + Send + 'static,
+        f: impl FnOnce(&Database, &Clock) -> Result<T, String> + Send + 'static,
     ) -> Result<T, StoreError> {
         let db = self.db.clone();
-        match tokio::task::spawn_blocking(move || f(&db)).await {
+        let clock = self.clock.clone();
+        match tokio::task::spawn_blocking(move || f(&db, &clock)).await {
             Ok(r) => r.map_err(unavailable),
             Err(e) => Err(unavailable(e.to_string())),
         }
     }
 
     pub(super) async fn get(&self, key: Key) -> Result<Option<Vec<u8>>, StoreError> {
-        self.blocking(move |db| {
+        self.blocking(move |db, clock| {
             let r = db.begin_read().map_err(s)?;
             let t = r.open_table(TABLE).map_err(s)?;
             let v = t.get(key.to_bytes().as_slice()).map_err(s)?;
-            Ok(v.and_then(|v| live(v.value()).map(<[u8]>::to_vec)))
+            Ok(v.and_then(|v| live(clock, v.value()).map(<[u8]>::to_vec)))
         })
         .await
     }
@@ -141,12 +151,15 @@ impl Embedded {
         value: Vec<u8>,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.blocking(move |db| {
+        self.blocking(move |db, clock| {
             let w = begin_write(db)?;
             {
                 let mut t = w.open_table(TABLE).map_err(s)?;
-                t.insert(key.to_bytes().as_slice(), stamped(&value, ttl).as_slice())
-                    .map_err(s)?;
+                t.insert(
+                    key.to_bytes().as_slice(),
+                    stamped(clock, &value, ttl).as_slice(),
+                )
+                .map_err(s)?;
             }
             w.commit().map_err(s)
         })
@@ -157,13 +170,16 @@ impl Embedded {
         &self,
         items: Vec<(Key, Vec<u8>, Duration)>,
     ) -> Result<(), StoreError> {
-        self.blocking(move |db| {
+        self.blocking(move |db, clock| {
             let w = begin_write(db)?;
             {
                 let mut t = w.open_table(TABLE).map_err(s)?;
                 for (key, value, ttl) in &items {
-                    t.insert(key.to_bytes().as_slice(), stamped(value, *ttl).as_slice())
-                        .map_err(s)?;
+                    t.insert(
+                        key.to_bytes().as_slice(),
+                        stamped(clock, value, *ttl).as_slice(),
+                    )
+                    .map_err(s)?;
                 }
             }
             w.commit().map_err(s)
@@ -177,7 +193,7 @@ impl Embedded {
         value: Vec<u8>,
         ttl: Duration,
     ) -> Result<Update, StoreError> {
-        self.blocking(move |db| {
+        self.blocking(move |db, clock| {
             let w = begin_write(db)?;
             let outcome;
             {
@@ -186,15 +202,18 @@ impl Embedded {
                 let tombstoned = t
                     .get(tomb.as_slice())
                     .map_err(s)?
-                    .is_some_and(|v| live(v.value()).is_some());
+                    .is_some_and(|v| live(clock, v.value()).is_some());
                 let current = t
                     .get(key.to_bytes().as_slice())
                     .map_err(s)?
-                    .and_then(|v| live(v.value()).map(<[u8]>::to_vec));
+                    .and_then(|v| live(clock, v.value()).map(<[u8]>::to_vec));
                 outcome = decide(current.as_deref(), tombstoned, &value);
                 if outcome == Update::Written {
-                    t.insert(key.to_bytes().as_slice(), stamped(&value, ttl).as_slice())
-                        .map_err(s)?;
+                    t.insert(
+                        key.to_bytes().as_slice(),
+                        stamped(clock, &value, ttl).as_slice(),
+                    )
+                    .map_err(s)?;
                 }
             }
             w.commit().map_err(s)?;
@@ -204,7 +223,7 @@ impl Embedded {
     }
 
     pub(super) async fn remove(&self, key: Key, ttl: Duration) -> Result<(), StoreError> {
-        self.blocking(move |db| {
+        self.blocking(move |db, clock| {
             let w = begin_write(db)?;
             {
                 let mut t = w.open_table(TABLE).map_err(s)?;
@@ -213,7 +232,7 @@ impl Embedded {
                     .map_err(s)?;
                 t.insert(
                     key.with(Namespace::Tombstone).to_bytes().as_slice(),
-                    stamped(&[], ttl).as_slice(),
+                    stamped(clock, &[], ttl).as_slice(),
                 )
                 .map_err(s)?;
             }
@@ -224,8 +243,8 @@ impl Embedded {
 
     pub(super) async fn purge(&self) -> Result<u64, StoreError> {
         self.leases.purge();
-        self.blocking(move |db| {
-            let now = now_ms();
+        self.blocking(move |db, clock| {
+            let now = clock.now_ms();
             let w = begin_write(db)?;
             let mut removed = 0u64;
             {
@@ -246,7 +265,7 @@ impl Embedded {
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        self.blocking(|db| {
+        self.blocking(|db, _| {
             let r = db.begin_read().map_err(s)?;
             r.open_table(TABLE).map_err(s)?;
             Ok(())
@@ -275,9 +294,9 @@ fn unavailable(detail: String) -> StoreError {
     }
 }
 
-fn stamped(value: &[u8], ttl: Duration) -> Vec<u8> {
+fn stamped(clock: &Clock, value: &[u8], ttl: Duration) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + value.len());
-    out.extend_from_slice(&expiry_ms(ttl).to_be_bytes());
+    out.extend_from_slice(&clock.expiry_ms(ttl).to_be_bytes());
     out.extend_from_slice(value);
     out
 }
@@ -291,8 +310,8 @@ fn expiry(stored: &[u8]) -> u64 {
 }
 
 /// The value of an unexpired entry.
-fn live(stored: &[u8]) -> Option<&[u8]> {
-    (expiry(stored) > now_ms()).then(|| &stored[8..])
+fn live<'a>(clock: &Clock, stored: &'a [u8]) -> Option<&'a [u8]> {
+    (expiry(stored) > clock.now_ms()).then(|| &stored[8..])
 }
 
 #[cfg(unix)]

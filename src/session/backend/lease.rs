@@ -1,31 +1,41 @@
 //! Leases for the in-process backends: only this process uses the store,
 //! so a map with expiries is the whole protocol.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
-use super::Key;
+use super::{Clock, Key};
 
 /// Leases by key: holder and expiry.
 #[derive(Default)]
 pub struct Leases {
-    map: DashMap<Key, (String, Instant)>,
+    /// Holder and expiry (the clock's ms).
+    map: DashMap<Key, (String, u64)>,
+    clock: Clock,
 }
 
 impl Leases {
+    /// Leases timed by `clock`.
+    pub fn with_clock(clock: Clock) -> Self {
+        Self {
+            map: DashMap::new(),
+            clock,
+        }
+    }
+
     /// Takes `key` for `holder` when free or expired.
     pub fn take(&self, key: Key, holder: &str, ttl: Duration) -> bool {
-        let now = Instant::now();
+        let now = self.clock.now_ms();
         match self.map.entry(key) {
             Entry::Occupied(mut e) if e.get().1 <= now => {
-                e.insert((holder.to_string(), now + ttl));
+                e.insert((holder.to_string(), now + ttl.as_millis() as u64));
                 true
             }
             Entry::Occupied(_) => false,
             Entry::Vacant(e) => {
-                e.insert((holder.to_string(), now + ttl));
+                e.insert((holder.to_string(), now + ttl.as_millis() as u64));
                 true
             }
         }
@@ -33,10 +43,10 @@ impl Leases {
 
     /// Extends `holder`'s lease; false when it is not theirs any more.
     pub fn renew(&self, key: Key, holder: &str, ttl: Duration) -> bool {
-        let now = Instant::now();
+        let now = self.clock.now_ms();
         match self.map.get_mut(&key) {
             Some(mut e) if e.0 == holder && e.1 > now => {
-                e.1 = now + ttl;
+                e.1 = now + ttl.as_millis() as u64;
                 true
             }
             _ => false,
@@ -50,7 +60,7 @@ impl Leases {
 
     /// Forgets expired leases.
     pub fn purge(&self) {
-        let now = Instant::now();
+        let now = self.clock.now_ms();
         self.map.retain(|_, (_, exp)| *exp > now);
     }
 }
