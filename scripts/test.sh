@@ -48,3 +48,11 @@ done
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
+# The container image, built from deploy/Dockerfile and run with podman
+# (needs root). SKIP_IMAGE_TEST=1 skips it on a machine without root, and
+# says so; CI never sets it.
+if [ "${SKIP_IMAGE_TEST:-}" = 1 ]; then
+  echo "######## image test SKIPPED (SKIP_IMAGE_TEST=1): the image is untested ########" >&2
+else
+  scripts/image-test.sh
+fi

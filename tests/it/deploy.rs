@@ -12,7 +12,7 @@ use crate::support::fake_idp::{self, CLIENT_ID, CLIENT_SECRET, FakeIdp, TENANT};
 use crate::support::{self, metrics};
 
 /// `ado_proxy_*` names in a text.
-fn metric_names(text: &str) -> BTreeSet<String> {
+pub(crate) fn metric_names(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut rest = text;
     while let Some(i) = rest.find("ado_proxy_") {
@@ -27,7 +27,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 }
 
 /// Series names a scrape exports (histograms with their suffixes).
-fn exported(scrape: &str) -> BTreeSet<String> {
+pub(crate) fn exported(scrape: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for line in scrape.lines() {
         let Some(rest) = line.strip_prefix("# TYPE ") else {
@@ -289,8 +289,8 @@ fn the_helm_chart_renders_lints_validates_and_its_config_loads() {
     );
 }
 
-/// No container runtime here, so the image is not built in CI; what the
-/// Dockerfile promises is checked against the proxy instead: its
+/// What the Dockerfile promises, checked against the proxy and the
+/// manifests without building it (image.rs runs the built image): its
 /// environment variables are real config keys that load, it runs as a
 /// non-root user, and it exposes the ports the manifests probe.
 #[test]

@@ -10,6 +10,7 @@ mod diagnose_clients;
 mod forwarding;
 mod git;
 mod hardening;
+mod image;
 mod lifecycle;
 mod login;
 mod providers;
