@@ -101,31 +101,10 @@ fn service(config: &Config, out: &mut Vec<Problem>) {
         ));
         return;
     };
-    let needs_app = |id_env: &str, tenant_env: &str, out: &mut Vec<Problem>| {
-        if a.client_id.as_deref().is_none_or(|c| c.trim().is_empty()) {
-            out.push(Problem::new(
-                "auth.client_id",
-                format!("missing: set the Entra application (client) id{id_env}"),
-            ));
-        }
-        match a.tenant.as_deref().map(str::trim) {
-            None | Some("") => out.push(Problem::new(
-                "auth.tenant",
-                format!("missing: set the directory (tenant) id{tenant_env}"),
-            )),
-            Some(t) if matches!(t, "common" | "organizations" | "consumers") => {
-                out.push(Problem::new(
-                    "auth.tenant",
-                    format!("\"{t}\" cannot issue app-only tokens; set the tenant GUID or domain"),
-                ))
-            }
-            _ => {}
-        }
-    };
     match source {
         ServiceSource::Pat => pat(a, out),
         ServiceSource::ClientCredentials => {
-            needs_app("", "", out);
+            needs_app(a, "", "", out);
             let secret = a.client_secret_file.is_some() || a.client_secret.is_some();
             let cert = a.client_certificate_file.is_some() || a.client_key_file.is_some();
             if !secret && !cert {
@@ -140,7 +119,7 @@ fn service(config: &Config, out: &mut Vec<Problem>) {
             }
         }
         ServiceSource::WorkloadIdentity => {
-            needs_app(" (or AZURE_CLIENT_ID)", " (or AZURE_TENANT_ID)", out);
+            needs_app(a, " (or AZURE_CLIENT_ID)", " (or AZURE_TENANT_ID)", out);
             match &a.federated_token_file {
                 None => out.push(Problem::new(
                     "auth.federated_token_file",
@@ -158,7 +137,12 @@ fn service(config: &Config, out: &mut Vec<Problem>) {
             }
         }
         ServiceSource::DeviceCode => {
-            needs_app(" (a public client: \"Allow public client flows\")", "", out);
+            needs_app(
+                a,
+                " (a public client: \"Allow public client flows\")",
+                "",
+                out,
+            );
             store(&config.session, out);
             if a.allow_browser_login && a.allowed_users.is_empty() {
                 out.push(Problem::new(
@@ -171,6 +155,30 @@ fn service(config: &Config, out: &mut Vec<Problem>) {
                 multi_tenant_needs_allowlist(a, out);
             }
         }
+    }
+}
+
+/// An Entra app's id and a tenant that can issue app-only tokens; the
+/// hints name the environment variables that also set them.
+fn needs_app(a: &AuthConfig, id_env: &str, tenant_env: &str, out: &mut Vec<Problem>) {
+    if a.client_id.as_deref().is_none_or(|c| c.trim().is_empty()) {
+        out.push(Problem::new(
+            "auth.client_id",
+            format!("missing: set the Entra application (client) id{id_env}"),
+        ));
+    }
+    match a.tenant.as_deref().map(str::trim) {
+        None | Some("") => out.push(Problem::new(
+            "auth.tenant",
+            format!("missing: set the directory (tenant) id{tenant_env}"),
+        )),
+        Some(t) if matches!(t, "common" | "organizations" | "consumers") => {
+            out.push(Problem::new(
+                "auth.tenant",
+                format!("\"{t}\" cannot issue app-only tokens; set the tenant GUID or domain"),
+            ))
+        }
+        _ => {}
     }
 }
 
