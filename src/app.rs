@@ -54,6 +54,10 @@ pub enum StartError {
     /// Metrics registration failed (a bug).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The configuration breaks a rule (a config built in code, not
+    /// loaded, is checked here).
+    #[error("{0}")]
+    Config(crate::config::Problems),
     /// The public URL derived from the bound address is invalid.
     #[error("listen.public_url: cannot derive it from {0}; set it explicitly")]
     PublicUrl(SocketAddr),
@@ -125,6 +129,10 @@ async fn wait_for_signal() {
 
 /// Binds both listeners and starts serving; returns at once.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    let problems = crate::config::validate(&config);
+    if !problems.is_empty() {
+        return Err(StartError::Config(crate::config::Problems(problems)));
+    }
     let listener = bind("listen.address", config.listen.address).await?;
     let admin_listener = bind("admin.address", config.admin.address).await?;
     let proxy_addr = local_addr("listen.address", &listener, config.listen.address)?;

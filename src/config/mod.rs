@@ -25,6 +25,7 @@ use url::Url;
 pub use cidr::Cidr;
 pub use env::{ENV_PREFIX, EnvProvider};
 pub use load::{Problem, Problems, figment_for, load, load_file};
+pub use validate::validate;
 pub use secret::Secret;
 
 /// The whole configuration, one field per TOML section.
