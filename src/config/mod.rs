@@ -25,8 +25,8 @@ use url::Url;
 pub use cidr::Cidr;
 pub use env::{ENV_PREFIX, EnvProvider};
 pub use load::{Problem, Problems, figment_for, load, load_file};
-pub use validate::validate;
 pub use secret::Secret;
+pub use validate::validate;
 
 /// The whole configuration, one field per TOML section.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

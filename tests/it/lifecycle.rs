@@ -216,3 +216,19 @@ async fn logs_carry_access_lines_but_never_secrets() {
     assert_eq!(fail["status"], 500);
     assert_eq!(fail["e2eid"], "e2e-abc");
 }
+
+/// A config built in code is checked like a loaded one: the constructors
+/// never see a config that breaks a rule.
+#[tokio::test]
+async fn starting_with_a_broken_config_names_every_problem() {
+    let mut c = crate::support::config("http://127.0.0.1:9");
+    c.auth.mode = ado_auth_proxy::config::AuthMode::Service;
+    c.listen.max_header_bytes = 10;
+    let err = ado_auth_proxy::app::start(c)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("auth.source"), "{err}");
+    assert!(err.contains("listen.max_header_bytes"), "{err}");
+}

@@ -172,12 +172,10 @@ fn needs_app(a: &AuthConfig, id_env: &str, tenant_env: &str, out: &mut Vec<Probl
             "auth.tenant",
             format!("missing: set the directory (tenant) id{tenant_env}"),
         )),
-        Some(t) if matches!(t, "common" | "organizations" | "consumers") => {
-            out.push(Problem::new(
-                "auth.tenant",
-                format!("\"{t}\" cannot issue app-only tokens; set the tenant GUID or domain"),
-            ))
-        }
+        Some(t) if matches!(t, "common" | "organizations" | "consumers") => out.push(Problem::new(
+            "auth.tenant",
+            format!("\"{t}\" cannot issue app-only tokens; set the tenant GUID or domain"),
+        )),
         _ => {}
     }
 }
