@@ -129,10 +129,7 @@ async fn wait_for_signal() {
 
 /// Binds both listeners and starts serving; returns at once.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let problems = crate::config::validate(&config);
-    if !problems.is_empty() {
-        return Err(StartError::Config(crate::config::Problems(problems)));
-    }
+    let plan = crate::config::plan(&config).map_err(StartError::Config)?;
     let listener = bind("listen.address", config.listen.address).await?;
     let admin_listener = bind("admin.address", config.admin.address).await?;
     let proxy_addr = local_addr("listen.address", &listener, config.listen.address)?;
@@ -144,7 +141,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let metrics = Arc::new(Metrics::new(Registry::new())?);
     let health = Arc::new(Health::default());
-    let proxy = Proxy::new(&config, &public_url, metrics.clone())?;
+    let proxy = Proxy::new(&config, &plan, &public_url, metrics.clone())?;
     let tls = match (&config.listen.tls_cert_file, &config.listen.tls_key_file) {
         (Some(cert), Some(key)) => {
             Some(TlsAcceptor::from(Arc::new(tls::server_config(cert, key)?)))

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use url::Url;
 
 use crate::body::ProxyBody;
-use crate::config::{AuthMode, Config};
+use crate::config::{AuthPlan, Config};
 use crate::diagnose::{self, Finding};
 use crate::error::{Error, Refusal};
 use crate::login::{Login, UserCredential};
@@ -55,22 +55,25 @@ pub use crate::error::IdentityError;
 // === impl Identity ===
 
 impl Identity {
-    /// Builds the identity for `[auth]`; reads a PAT file once to fail
-    /// fast. `public_url` is where users' browsers reach the proxy.
+    /// Builds the identity `plan` names, with `[auth]`'s settings; reads a
+    /// PAT file once to fail fast. `public_url` is where users' browsers
+    /// reach the proxy.
     pub fn from_config(
         config: &Config,
+        plan: &AuthPlan,
         public_url: &Url,
         metrics: Arc<Metrics>,
     ) -> Result<Self, IdentityError> {
-        match config.auth.mode {
-            AuthMode::None => Ok(Self::PassThrough),
-            AuthMode::Pat => Ok(Self::Pat(PatSource::from_config(&config.auth)?)),
-            AuthMode::User => Login::new(config, public_url, metrics)
+        match plan {
+            AuthPlan::PassThrough => Ok(Self::PassThrough),
+            AuthPlan::Pat => Ok(Self::Pat(PatSource::from_config(&config.auth)?)),
+            AuthPlan::User { provider } => Login::new(config, *provider, public_url, metrics)
                 .map(|l| Self::User(Arc::new(l)))
                 .map_err(IdentityError::Login),
-            AuthMode::Service => {
+            AuthPlan::Service(source) => {
                 let service = Arc::new(
-                    ServiceIdentity::new(config, metrics.clone()).map_err(IdentityError::Login)?,
+                    ServiceIdentity::new(config, source, metrics.clone())
+                        .map_err(IdentityError::Login)?,
                 );
                 let login = match (config.auth.allow_browser_login, service.device_store()) {
                     (true, Some((store, wake))) => Some(Arc::new(

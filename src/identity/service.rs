@@ -21,7 +21,7 @@ use tokio::sync::{Notify, watch};
 
 use super::source::{AcquireError, Fetched, Source};
 use crate::backoff::{self, Backoff, jitter_down};
-use crate::config::{Config, ServiceSource};
+use crate::config::{Config, SourcePlan};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::session::Sessions;
@@ -101,17 +101,15 @@ pub struct Claims {
 // === impl ServiceIdentity ===
 
 impl ServiceIdentity {
-    /// Builds the identity from `[auth]`; no network is used.
-    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, String> {
+    /// Builds the identity `plan` names, with `[auth]`'s settings; no
+    /// network is used.
+    pub fn new(config: &Config, plan: &SourcePlan, metrics: Arc<Metrics>) -> Result<Self, String> {
         let auth = &config.auth;
-        let source_kind = auth
-            .source
-            .ok_or("auth.source: missing: mode \"service\" needs a source")?;
-        let source = Source::new(config, source_kind, &metrics)?;
-        metrics.service.init_source(source_label(source_kind));
+        let source = Source::new(config, plan, &metrics)?;
+        metrics.service.init_source(source_label(plan));
         Ok(Self {
             source,
-            label: source_label(source_kind),
+            label: source_label(plan),
             current: RwLock::new(None),
             changed: watch::channel(0).0,
             wake: Notify::new(),
@@ -381,13 +379,14 @@ pub(crate) fn jwt_payload<T: serde::de::DeserializeOwned>(token: &str) -> Option
     serde_json::from_slice(&bytes).ok()
 }
 
-fn source_label(s: ServiceSource) -> &'static str {
-    match s {
-        ServiceSource::ClientCredentials => "client-credentials",
-        ServiceSource::WorkloadIdentity => "workload-identity",
-        ServiceSource::ManagedIdentity => "managed-identity",
-        ServiceSource::DeviceCode => "device-code",
-        ServiceSource::Pat => "pat",
+/// The `source` label: the configured `auth.source`.
+fn source_label(plan: &SourcePlan) -> &'static str {
+    match plan {
+        SourcePlan::ClientCredentials(_) => "client-credentials",
+        SourcePlan::WorkloadIdentity { .. } => "workload-identity",
+        SourcePlan::ManagedIdentity => "managed-identity",
+        SourcePlan::DeviceCode => "device-code",
+        SourcePlan::Pat => "pat",
     }
 }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::PatSource;
-use crate::config::{ADO_RESOURCE, Config, Secret, ServiceSource};
+use crate::config::{ADO_RESOURCE, Config, Secret, SourcePlan};
 use crate::metrics::Metrics;
 use crate::oauth::client_auth::ClientAuth;
 use crate::oauth::idp::{Grant, IdpError, IdpHttp, parse_token_response};
@@ -82,12 +82,9 @@ pub(super) enum Fetched {
 // === impl Source ===
 
 impl Source {
-    /// The source `kind` as `[auth]` configures it; no network is used.
-    pub fn new(
-        config: &Config,
-        source_kind: ServiceSource,
-        metrics: &Arc<Metrics>,
-    ) -> Result<Self, String> {
+    /// The source `plan` names, with `[auth]`'s settings; no network is
+    /// used.
+    pub fn new(config: &Config, plan: &SourcePlan, metrics: &Arc<Metrics>) -> Result<Self, String> {
         let auth = &config.auth;
         let http = || IdpHttp::new(auth, &config.upstream, metrics.clone());
         let entra = |auth_kind: ClientAuth| -> Result<Source, String> {
@@ -103,21 +100,15 @@ impl Source {
                 auth: auth_kind,
             })
         };
-        Ok(match source_kind {
-            ServiceSource::Pat => {
+        Ok(match plan {
+            SourcePlan::Pat => {
                 Source::Pat(PatSource::from_config(auth).map_err(|e| e.to_string())?)
             }
-            ServiceSource::ClientCredentials => {
-                entra(ClientAuth::from_config(auth)?.ok_or("auth.client_secret_file: missing")?)?
+            SourcePlan::ClientCredentials(credential) => entra(ClientAuth::load(credential)?)?,
+            SourcePlan::WorkloadIdentity { token_file } => {
+                entra(ClientAuth::Federated(token_file.clone()))?
             }
-            ServiceSource::WorkloadIdentity => {
-                let file = auth
-                    .federated_token_file
-                    .clone()
-                    .ok_or("auth.federated_token_file: missing")?;
-                entra(ClientAuth::Federated(file))?
-            }
-            ServiceSource::ManagedIdentity => Source::Managed {
+            SourcePlan::ManagedIdentity => Source::Managed {
                 http: http()?,
                 endpoint: auth
                     .managed_identity_endpoint
@@ -126,7 +117,7 @@ impl Source {
                 header: auth.managed_identity_header.clone(),
                 client_id: auth.managed_identity_client_id.clone(),
             },
-            ServiceSource::DeviceCode => Source::Device {
+            SourcePlan::DeviceCode => Source::Device {
                 http: http()?,
                 token_endpoint: super::device::endpoint(config, "token")?,
                 client_id: auth.client_id.clone().unwrap_or_default(),

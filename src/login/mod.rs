@@ -136,9 +136,14 @@ pub async fn housekeeping(
 
 impl Login {
     /// Builds mode `user` from the config; no network is used.
-    pub fn new(config: &Config, public_url: &Url, metrics: Arc<Metrics>) -> Result<Self, String> {
+    pub fn new(
+        config: &Config,
+        provider: ProviderKind,
+        public_url: &Url,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
         let store = Arc::new(Sessions::open(&config.session, metrics.clone())?);
-        Self::with_store(config, public_url, metrics, store, None)
+        Self::with_store(config, provider, public_url, metrics, store, None)
     }
 
     /// Mode `service` with `allow_browser_login`: a sign-in at
@@ -151,13 +156,19 @@ impl Login {
         store: Arc<Sessions>,
         signed_in: Arc<tokio::sync::Notify>,
     ) -> Result<Self, String> {
-        let mut config = config.clone();
-        config.auth.provider = Some(ProviderKind::Entra);
-        Self::with_store(&config, public_url, metrics, store, Some(signed_in))
+        Self::with_store(
+            config,
+            ProviderKind::Entra,
+            public_url,
+            metrics,
+            store,
+            Some(signed_in),
+        )
     }
 
     fn with_store(
         config: &Config,
+        kind: ProviderKind,
         public_url: &Url,
         metrics: Arc<Metrics>,
         store: Arc<Sessions>,
@@ -168,14 +179,14 @@ impl Login {
         let base = public_url.as_str().trim_end_matches('/');
         let callback = Url::parse(&format!("{base}/.auth/callback"))
             .map_err(|e| format!("listen.public_url: cannot build the callback URL: {e}"))?;
-        if auth.provider == Some(ProviderKind::AzureDevops) && callback.scheme() != "https" {
+        if kind == ProviderKind::AzureDevops && callback.scheme() != "https" {
             tracing::warn!(
                 callback = %callback,
                 "legacy Azure DevOps OAuth only accepts https callback URLs; put a TLS listener \
                  or an ingress in front and set listen.public_url"
             );
         }
-        let provider = Provider::new(auth, callback, http)?;
+        let provider = Provider::new(auth, kind, callback, http)?;
         let secure = public_url.scheme() == "https";
         Ok(Self {
             provider,
@@ -183,7 +194,7 @@ impl Login {
             service_sink,
             jar: CookieJar::new(&config.session.cookie_name, secure),
             public_url: public_url.clone(),
-            allow: Allowlist::new(config),
+            allow: Allowlist::new(config, kind),
             refresh_before: auth.refresh_before,
             forced_interval: auth.forced_refresh_interval,
             login_timeout: auth.login_timeout,
@@ -320,7 +331,7 @@ impl Login {
 // === impl Allowlist ===
 
 impl Allowlist {
-    fn new(config: &Config) -> Self {
+    fn new(config: &Config, provider: ProviderKind) -> Self {
         let a = &config.auth;
         let lower = |v: &[String]| -> Vec<String> {
             v.iter().map(|s| s.trim().to_ascii_lowercase()).collect()
@@ -343,12 +354,12 @@ impl Allowlist {
                         .any(|m| t.eq_ignore_ascii_case(m))
             });
         let star = tenants.iter().any(|t| t == "*");
-        let entra = a.provider == Some(ProviderKind::Entra);
+        let entra = provider == ProviderKind::Entra;
         Self {
             any_tenant: star || domain_tenant || !entra,
-            names: match a.provider {
-                Some(ProviderKind::Entra) if star => NameTrust::ObjectIdOnly,
-                Some(ProviderKind::Oidc) => NameTrust::Email,
+            names: match provider {
+                ProviderKind::Entra if star => NameTrust::ObjectIdOnly,
+                ProviderKind::Oidc => NameTrust::Email,
                 _ => NameTrust::UpnAndEmail,
             },
             tenants,

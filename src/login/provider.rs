@@ -117,10 +117,12 @@ struct Profile {
 
 impl Provider {
     /// Builds the provider for `[auth]`; `callback` is the redirect URI.
-    pub fn new(auth: &AuthConfig, callback: Url, http: IdpHttp) -> Result<Self, String> {
-        let kind = auth
-            .provider
-            .ok_or_else(|| "auth.provider: missing".to_string())?;
+    pub fn new(
+        auth: &AuthConfig,
+        kind: Kind,
+        callback: Url,
+        http: IdpHttp,
+    ) -> Result<Self, String> {
         // None: a public client (OIDC with PKCE only).
         let credential = ClientAuth::from_config(auth)?;
         let authority = auth.effective_authority();

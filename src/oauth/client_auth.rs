@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use crate::assertion::{ASSERTION_TYPE, Signer};
-use crate::config::{AuthConfig, Secret};
+use crate::config::{AuthConfig, Credential, Secret};
 
 /// The app's credential.
 pub enum ClientAuth {
@@ -35,21 +35,20 @@ impl ClientAuth {
     /// The configured secret or certificate (a certificate wins), or
     /// `None` for a public client.
     pub fn from_config(auth: &AuthConfig) -> Result<Option<Self>, String> {
-        Ok(
-            match (
-                &auth.client_certificate_file,
-                &auth.client_key_file,
-                &auth.client_secret_file,
-                &auth.client_secret,
-            ) {
-                (Some(c), Some(k), _, _) => Some(Self::Certificate(
-                    Signer::load(c, k).map_err(|e| format!("{}: {}", e.key, e.message))?,
-                )),
-                (_, _, Some(f), _) => Some(Self::SecretFile(f.clone())),
-                (_, _, None, Some(s)) => Some(Self::Secret(s.clone())),
-                _ => None,
-            },
-        )
+        crate::config::credential(auth)
+            .map(|c| Self::load(&c))
+            .transpose()
+    }
+
+    /// The credential a plan names; a certificate is read and checked now.
+    pub fn load(credential: &Credential) -> Result<Self, String> {
+        Ok(match credential {
+            Credential::Secret(s) => Self::Secret(s.clone()),
+            Credential::SecretFile(f) => Self::SecretFile(f.clone()),
+            Credential::Certificate { cert, key } => Self::Certificate(
+                Signer::load(cert, key).map_err(|e| format!("{}: {}", e.key, e.message))?,
+            ),
+        })
     }
 
     /// The credential for one call to `token_endpoint` by `client_id`

@@ -28,7 +28,7 @@ use self::rewrite::{MAX_DISCOVERY_BYTES, UrlMap, is_discovery_path};
 use self::route::Router;
 use crate::access::AccessRecord;
 use crate::body::{CountedBody, ProxyBody};
-use crate::config::Config;
+use crate::config::{AuthPlan, Config};
 use crate::diagnose;
 use crate::error::{self, Error};
 use crate::identity::{Credential, Identity, IdentityError};
@@ -78,6 +78,7 @@ impl Proxy {
     /// Builds the pipeline. `public_url` is where clients reach the proxy.
     pub fn new(
         config: &Config,
+        plan: &AuthPlan,
         public_url: &Url,
         metrics: Arc<Metrics>,
     ) -> Result<Self, BuildError> {
@@ -90,18 +91,18 @@ impl Proxy {
             public_url,
             &config.listen.allowed_hosts,
             scheme,
-            config.auth.mode == crate::config::AuthMode::User,
+            matches!(plan, AuthPlan::User { .. }),
         );
         let urls = UrlMap::new(public_url, &router);
         Ok(Self {
             inner: Arc::new(Inner {
                 forwarder: Forwarder::new(&config.upstream)?,
-                identity: Identity::from_config(config, public_url, metrics.clone())?,
-                callers: match config.auth.mode {
-                    crate::config::AuthMode::Pat | crate::config::AuthMode::Service => {
+                identity: Identity::from_config(config, plan, public_url, metrics.clone())?,
+                callers: match plan {
+                    AuthPlan::Pat | AuthPlan::Service(_) => {
                         callers::Callers::from_config(&config.auth).map_err(BuildError::Callers)?
                     }
-                    _ => None,
+                    AuthPlan::PassThrough | AuthPlan::User { .. } => None,
                 },
                 forward_cookies: config.upstream.forward_cookies.clone(),
                 origins,

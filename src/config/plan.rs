@@ -1,0 +1,147 @@
+//! What a valid configuration asks for, as types: the keys a mode needs
+//! are no longer `Option`s here, so the constructors that take a plan do
+//! not check them again. [`plan`] builds one only after [`validate`] found
+//! no problem; `app::start` and `ado-auth-proxy login` go through it.
+
+use std::path::PathBuf;
+
+use super::validate::validate;
+use super::{AuthConfig, AuthMode, Config, Problems, Provider, Secret, ServiceSource};
+
+/// How requests are authenticated upstream.
+#[derive(Debug, Clone)]
+pub enum AuthPlan {
+    /// Mode `none`: the client's own `Authorization` passes.
+    PassThrough,
+    /// Mode `pat`.
+    Pat,
+    /// Mode `user`, signing in through `provider`.
+    User {
+        /// The identity provider.
+        provider: Provider,
+    },
+    /// Mode `service`.
+    Service(SourcePlan),
+}
+
+/// Where mode `service` gets its token.
+#[derive(Debug, Clone)]
+pub enum SourcePlan {
+    /// A PAT.
+    Pat,
+    /// Entra client credentials with the app's credential.
+    ClientCredentials(Credential),
+    /// Azure Workload Identity: the projected token is the assertion.
+    WorkloadIdentity {
+        /// `auth.federated_token_file`.
+        token_file: PathBuf,
+    },
+    /// IMDS or App Service.
+    ManagedIdentity,
+    /// The refresh token `ado-auth-proxy login` stored.
+    DeviceCode,
+}
+
+/// The app's credential at a token endpoint.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// `auth.client_secret`.
+    Secret(Secret),
+    /// `auth.client_secret_file`.
+    SecretFile(PathBuf),
+    /// `auth.client_certificate_file` and `auth.client_key_file`.
+    Certificate {
+        /// The certificate (PEM).
+        cert: PathBuf,
+        /// Its private key (PEM).
+        key: PathBuf,
+    },
+}
+
+/// The plan of a valid `config`, or every problem it has.
+pub fn plan(config: &Config) -> Result<AuthPlan, Problems> {
+    let problems = validate(config);
+    if !problems.is_empty() {
+        return Err(Problems(problems));
+    }
+    let a = &config.auth;
+    Ok(match a.mode {
+        AuthMode::None => AuthPlan::PassThrough,
+        AuthMode::Pat => AuthPlan::Pat,
+        AuthMode::User => AuthPlan::User {
+            provider: a
+                .provider
+                .expect("validate requires auth.provider in mode user"),
+        },
+        AuthMode::Service => AuthPlan::Service(
+            match a
+                .source
+                .expect("validate requires auth.source in mode service")
+            {
+                ServiceSource::Pat => SourcePlan::Pat,
+                ServiceSource::ClientCredentials => SourcePlan::ClientCredentials(
+                    credential(a).expect("validate requires a secret or a certificate"),
+                ),
+                ServiceSource::WorkloadIdentity => SourcePlan::WorkloadIdentity {
+                    token_file: a
+                        .federated_token_file
+                        .clone()
+                        .expect("validate requires auth.federated_token_file"),
+                },
+                ServiceSource::ManagedIdentity => SourcePlan::ManagedIdentity,
+                ServiceSource::DeviceCode => SourcePlan::DeviceCode,
+            },
+        ),
+    })
+}
+
+/// The configured credential, a certificate first; `None` for a public
+/// client.
+pub fn credential(a: &AuthConfig) -> Option<Credential> {
+    match (
+        &a.client_certificate_file,
+        &a.client_key_file,
+        &a.client_secret_file,
+        &a.client_secret,
+    ) {
+        (Some(cert), Some(key), _, _) => Some(Credential::Certificate {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        (_, _, Some(f), _) => Some(Credential::SecretFile(f.clone())),
+        (_, _, None, Some(s)) => Some(Credential::Secret(s.clone())),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_has_what_its_mode_needs_or_every_problem() {
+        let mut c = Config::default();
+        assert!(matches!(plan(&c).unwrap(), AuthPlan::PassThrough));
+
+        c.auth.mode = AuthMode::Service;
+        let problems = plan(&c).expect_err("no source").0;
+        assert!(
+            problems.iter().any(|p| p.key == "auth.source"),
+            "{problems:?}"
+        );
+
+        c.auth.source = Some(ServiceSource::WorkloadIdentity);
+        c.auth.client_id = Some("app".into());
+        c.auth.tenant = Some("contoso.onmicrosoft.com".into());
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "eyJ.federated").unwrap();
+        c.auth.federated_token_file = Some(token.clone());
+        match plan(&c).unwrap() {
+            AuthPlan::Service(SourcePlan::WorkloadIdentity { token_file }) => {
+                assert_eq!(token_file, token)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
