@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ado_auth_proxy::config::Secret;
-use ado_auth_proxy::config::{SessionConfig, StoreKind};
+use ado_auth_proxy::config::{SessionConfig, StoreKind, StorePlan};
 use ado_auth_proxy::metrics::Metrics;
 use ado_auth_proxy::session::UserInfo;
 use ado_auth_proxy::session::{Session, SessionKey, Sessions};
@@ -39,6 +39,14 @@ fn main() {
         embedded_rates().await;
     });
     start_to_ready(&bin, stored, &rt);
+}
+
+/// The store plan of a session config (memory or embedded here).
+fn plan_of(config: &SessionConfig) -> StorePlan {
+    match config.store {
+        StoreKind::Memory => StorePlan::Memory,
+        _ => StorePlan::Embedded,
+    }
 }
 
 fn metrics() -> Arc<Metrics> {
@@ -100,7 +108,7 @@ async fn lookups() {
         store: StoreKind::Memory,
         ..SessionConfig::default()
     };
-    let sessions = Sessions::open(&config, metrics()).unwrap();
+    let sessions = Sessions::open(&config, &plan_of(&config), metrics()).unwrap();
     let mut held = 0usize;
     for size in [1_000usize, 100_000, 1_000_000] {
         let before = rss_bytes();
@@ -145,7 +153,7 @@ async fn embedded_rates() {
     let n = 2_000;
     let written;
     {
-        let sessions = Arc::new(Sessions::open(&config, metrics()).unwrap());
+        let sessions = Arc::new(Sessions::open(&config, &plan_of(&config), metrics()).unwrap());
         let t = Instant::now();
         for i in 0..n {
             sessions
@@ -175,7 +183,7 @@ async fn embedded_rates() {
         );
     }
     // A restarted proxy: every session is loaded lazily from the file.
-    let sessions = Sessions::open(&config, metrics()).unwrap();
+    let sessions = Sessions::open(&config, &plan_of(&config), metrics()).unwrap();
     let t = Instant::now();
     for i in 0..2 * n {
         let s = sessions.lookup(&id(i)).await.unwrap();
@@ -202,7 +210,7 @@ fn start_to_ready(bin: &str, stored: usize, rt: &tokio::runtime::Runtime) {
         ..SessionConfig::default()
     };
     rt.block_on(async {
-        let sessions = Arc::new(Sessions::open(&config, metrics()).unwrap());
+        let sessions = Arc::new(Sessions::open(&config, &plan_of(&config), metrics()).unwrap());
         let batch: Vec<Arc<Session>> = (0..stored).map(|i| session(&sessions, &id(i), i)).collect();
         sessions.create_batch(&batch).await.unwrap();
     });

@@ -26,7 +26,7 @@ use url::Url;
 pub use cidr::Cidr;
 pub use env::{ENV_PREFIX, EnvProvider};
 pub use load::{Problem, Problems, figment_for, load, load_file};
-pub use plan::{AuthPlan, Credential, SourcePlan, credential, plan};
+pub use plan::{AuthPlan, Credential, SourcePlan, StorePlan, credential, plan};
 pub use secret::Secret;
 pub use validate::validate;
 

@@ -6,7 +6,24 @@
 use std::path::PathBuf;
 
 use super::validate::validate;
-use super::{AuthConfig, AuthMode, Config, Problems, Provider, Secret, ServiceSource};
+use super::{
+    AuthConfig, AuthMode, Config, Problems, Provider, Secret, ServiceSource, SessionConfig,
+    StoreKind,
+};
+
+/// The session store.
+#[derive(Debug, Clone)]
+pub enum StorePlan {
+    /// Process memory.
+    Memory,
+    /// The redb file at `session.path`.
+    Embedded,
+    /// A Redis server.
+    Redis {
+        /// `session.redis_url`.
+        url: Secret,
+    },
+}
 
 /// How requests are authenticated upstream.
 #[derive(Debug, Clone)]
@@ -19,6 +36,8 @@ pub enum AuthPlan {
     User {
         /// The identity provider.
         provider: Provider,
+        /// Where sessions are kept.
+        store: StorePlan,
     },
     /// Mode `service`.
     Service(SourcePlan),
@@ -39,7 +58,10 @@ pub enum SourcePlan {
     /// IMDS or App Service.
     ManagedIdentity,
     /// The refresh token `ado-auth-proxy login` stored.
-    DeviceCode,
+    DeviceCode {
+        /// Where it is stored.
+        store: StorePlan,
+    },
 }
 
 /// The app's credential at a token endpoint.
@@ -64,14 +86,35 @@ pub fn plan(config: &Config) -> Result<AuthPlan, Problems> {
     if !problems.is_empty() {
         return Err(Problems(problems));
     }
+    Ok(auth_plan(config))
+}
+
+/// The session store of a valid config whose mode keeps sessions
+/// (validation checks `[session]` only then).
+fn store_plan(s: &SessionConfig) -> StorePlan {
+    match s.store {
+        StoreKind::Memory => StorePlan::Memory,
+        StoreKind::Embedded => StorePlan::Embedded,
+        StoreKind::Redis => StorePlan::Redis {
+            url: s
+                .redis_url
+                .clone()
+                .expect("validate requires session.redis_url with store redis"),
+        },
+    }
+}
+
+/// `[auth]` of a valid config.
+fn auth_plan(config: &Config) -> AuthPlan {
     let a = &config.auth;
-    Ok(match a.mode {
+    match a.mode {
         AuthMode::None => AuthPlan::PassThrough,
         AuthMode::Pat => AuthPlan::Pat,
         AuthMode::User => AuthPlan::User {
             provider: a
                 .provider
                 .expect("validate requires auth.provider in mode user"),
+            store: store_plan(&config.session),
         },
         AuthMode::Service => AuthPlan::Service(
             match a
@@ -89,10 +132,12 @@ pub fn plan(config: &Config) -> Result<AuthPlan, Problems> {
                         .expect("validate requires auth.federated_token_file"),
                 },
                 ServiceSource::ManagedIdentity => SourcePlan::ManagedIdentity,
-                ServiceSource::DeviceCode => SourcePlan::DeviceCode,
+                ServiceSource::DeviceCode => SourcePlan::DeviceCode {
+                    store: store_plan(&config.session),
+                },
             },
         ),
-    })
+    }
 }
 
 /// The configured credential, a certificate first; `None` for a public
@@ -143,5 +188,35 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_redis_store_plan_carries_its_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        std::fs::write(&keys, crate::seal::generate_key().unwrap()).unwrap();
+        let mut c = Config::default();
+        c.auth.mode = AuthMode::Service;
+        c.auth.source = Some(ServiceSource::DeviceCode);
+        c.auth.client_id = Some("app".into());
+        c.auth.tenant = Some("contoso.onmicrosoft.com".into());
+        c.session.store = StoreKind::Redis;
+        c.session.encryption_keys_file = Some(keys);
+        let problems = plan(&c).expect_err("no URL").0;
+        assert!(
+            problems.iter().any(|p| p.key == "session.redis_url"),
+            "{problems:?}"
+        );
+        c.session.redis_url = Some(Secret::new("redis://127.0.0.1:6379/0"));
+        match plan(&c).unwrap() {
+            AuthPlan::Service(SourcePlan::DeviceCode {
+                store: StorePlan::Redis { url },
+            }) => assert_eq!(url.expose(), "redis://127.0.0.1:6379/0"),
+            other => panic!("{other:?}"),
+        }
+        // A mode that keeps no sessions ignores [session].
+        c.auth.mode = AuthMode::None;
+        c.session.redis_url = None;
+        assert!(matches!(plan(&c).unwrap(), AuthPlan::PassThrough));
     }
 }

@@ -53,7 +53,14 @@ pub fn endpoint(config: &Config, name: &str) -> Result<Url, String> {
 pub async fn login(config: &Config, out: &mut (dyn Write + Send)) -> Result<String, String> {
     let metrics =
         Arc::new(Metrics::new(prometheus::Registry::new()).map_err(|e| format!("metrics: {e}"))?);
-    let store = Sessions::open_for_tool(&config.session, metrics.clone())?;
+    let plan = crate::config::plan(config).map_err(|e| e.to_string())?;
+    let crate::config::AuthPlan::Service(crate::config::SourcePlan::DeviceCode { store }) = &plan
+    else {
+        return Err(
+            "`ado-auth-proxy login` is for mode \"service\" with source = \"device-code\"".into(),
+        );
+    };
+    let store = Sessions::open_for_tool(&config.session, store, metrics.clone())?;
     let http = IdpHttp::new(&config.auth, &config.upstream, metrics)?;
     let client_id = config.auth.client_id.clone().unwrap_or_default();
     let set = sign_in(&http, config, &client_id, out).await?;

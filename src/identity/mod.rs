@@ -67,9 +67,11 @@ impl Identity {
         match plan {
             AuthPlan::PassThrough => Ok(Self::PassThrough),
             AuthPlan::Pat => Ok(Self::Pat(PatSource::from_config(&config.auth)?)),
-            AuthPlan::User { provider } => Login::new(config, *provider, public_url, metrics)
-                .map(|l| Self::User(Arc::new(l)))
-                .map_err(IdentityError::Login),
+            AuthPlan::User { provider, store } => {
+                Login::new(config, *provider, store, public_url, metrics)
+                    .map(|l| Self::User(Arc::new(l)))
+                    .map_err(IdentityError::Login)
+            }
             AuthPlan::Service(source) => {
                 let service = Arc::new(
                     ServiceIdentity::new(config, source, metrics.clone())

@@ -385,7 +385,7 @@ fn source_label(plan: &SourcePlan) -> &'static str {
         SourcePlan::ClientCredentials(_) => "client-credentials",
         SourcePlan::WorkloadIdentity { .. } => "workload-identity",
         SourcePlan::ManagedIdentity => "managed-identity",
-        SourcePlan::DeviceCode => "device-code",
+        SourcePlan::DeviceCode { .. } => "device-code",
         SourcePlan::Pat => "pat",
     }
 }

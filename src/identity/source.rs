@@ -117,12 +117,12 @@ impl Source {
                 header: auth.managed_identity_header.clone(),
                 client_id: auth.managed_identity_client_id.clone(),
             },
-            SourcePlan::DeviceCode => Source::Device {
+            SourcePlan::DeviceCode { store } => Source::Device {
                 http: http()?,
                 token_endpoint: super::device::endpoint(config, "token")?,
                 client_id: auth.client_id.clone().unwrap_or_default(),
                 auth: ClientAuth::from_config(auth)?,
-                store: Arc::new(Sessions::open(&config.session, metrics.clone())?),
+                store: Arc::new(Sessions::open(&config.session, store, metrics.clone())?),
             },
         })
     }

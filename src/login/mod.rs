@@ -22,7 +22,7 @@ use url::Url;
 
 use self::cookies::CookieJar;
 use self::provider::Provider;
-use crate::config::{Config, Provider as ProviderKind};
+use crate::config::{Config, Provider as ProviderKind, StorePlan};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::oauth::idp::IdpHttp;
@@ -139,10 +139,11 @@ impl Login {
     pub fn new(
         config: &Config,
         provider: ProviderKind,
+        store: &StorePlan,
         public_url: &Url,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
-        let store = Arc::new(Sessions::open(&config.session, metrics.clone())?);
+        let store = Arc::new(Sessions::open(&config.session, store, metrics.clone())?);
         Self::with_store(config, provider, public_url, metrics, store, None)
     }
 

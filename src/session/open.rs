@@ -5,31 +5,31 @@
 use std::path::{Path, PathBuf};
 
 use super::backend::{Backend, Embedded, Memory, Redis, RedisSettings};
-use crate::config::{SessionConfig, StoreKind};
+use crate::config::{SessionConfig, StorePlan};
 use crate::seal::{self, Sealer};
 
 /// The backend; `owner` is false for a tool writing beside a running
 /// proxy (`ado-auth-proxy login`).
-pub(super) fn backend(config: &SessionConfig, owner: bool) -> Result<Backend, String> {
-    Ok(match config.store {
-        StoreKind::Memory => {
+pub(super) fn backend(
+    config: &SessionConfig,
+    plan: &StorePlan,
+    owner: bool,
+) -> Result<Backend, String> {
+    Ok(match plan {
+        StorePlan::Memory => {
             tracing::warn!(
                 "session.store = \"memory\": a restart signs everyone out and replicas do \
                  not share sessions; use \"embedded\" or \"redis\" outside tests"
             );
             Backend::Memory(Memory::default())
         }
-        StoreKind::Embedded if owner => {
+        StorePlan::Embedded if owner => {
             Backend::Embedded(Embedded::open(&config.path).map_err(|e| e.to_string())?)
         }
-        StoreKind::Embedded => {
+        StorePlan::Embedded => {
             Backend::Embedded(Embedded::open_shared(&config.path).map_err(|e| e.to_string())?)
         }
-        StoreKind::Redis => {
-            let url = config
-                .redis_url
-                .as_ref()
-                .ok_or("session.redis_url: missing: store \"redis\" needs the server's URL")?;
+        StorePlan::Redis { url } => {
             let password = match &config.redis_password_file {
                 Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
                     format!(

@@ -29,7 +29,7 @@ use super::backend::{
 };
 use super::record::{self, StoredAccess, StoredService, StoredSession, Unreadable};
 use super::{Session, SessionKey, open};
-use crate::config::SessionConfig;
+use crate::config::{SessionConfig, StorePlan};
 use crate::metrics::Metrics;
 use crate::metrics::StoreOp;
 use crate::seal::Sealer;
@@ -76,17 +76,30 @@ pub struct Sessions {
 impl Sessions {
     /// Opens the configured store. The embedded database and, without a
     /// configured key file, a key file beside it are created (mode 0600).
-    pub fn open(config: &SessionConfig, metrics: Arc<Metrics>) -> Result<Self, String> {
-        Self::open_as(config, metrics, true)
+    pub fn open(
+        config: &SessionConfig,
+        plan: &StorePlan,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        Self::open_as(config, plan, metrics, true)
     }
 
     /// Opens the store beside a running proxy (`ado-auth-proxy login`).
-    pub fn open_for_tool(config: &SessionConfig, metrics: Arc<Metrics>) -> Result<Self, String> {
-        Self::open_as(config, metrics, false)
+    pub fn open_for_tool(
+        config: &SessionConfig,
+        plan: &StorePlan,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        Self::open_as(config, plan, metrics, false)
     }
 
-    fn open_as(config: &SessionConfig, metrics: Arc<Metrics>, owner: bool) -> Result<Self, String> {
-        let backend = open::backend(config, owner)?;
+    fn open_as(
+        config: &SessionConfig,
+        plan: &StorePlan,
+        metrics: Arc<Metrics>,
+        owner: bool,
+    ) -> Result<Self, String> {
+        let backend = open::backend(config, plan, owner)?;
         let sealer = open::sealer(config, &backend)?;
         tracing::info!(store = backend.name(), "session store opened");
         metrics.store.up.set(1);
