@@ -222,16 +222,15 @@ fn check_config(config: &str, origin: &str) {
     );
 }
 
-#[test]
-fn the_helm_chart_renders_lints_validates_and_its_config_loads() {
+/// Renders and lints the chart with Helm's own SDK (no helm binary here)
+/// for the default values and every example, writing each case's files
+/// under `out`; the report of `tests/peers/check_chart.py`.
+pub(crate) fn render_chart(out: &std::path::Path) -> serde_json::Value {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out_dir = tempfile::tempdir().unwrap();
-    let venv = root.join("tests/peers/.venv/bin");
-    // Rendered and linted by Helm's own SDK (no helm binary here).
-    let out = std::process::Command::new(venv.join("python"))
+    let out = std::process::Command::new(root.join("tests/peers/.venv/bin/python"))
         .arg(root.join("tests/peers/check_chart.py"))
         .arg(root.join("helm/ado-auth-proxy"))
-        .arg(out_dir.path())
+        .arg(out)
         .output()
         .expect("the test venv exists (scripts/test.sh makes it)");
     assert!(
@@ -239,7 +238,15 @@ fn the_helm_chart_renders_lints_validates_and_its_config_loads() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_helm_chart_renders_lints_validates_and_its_config_loads() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out_dir = tempfile::tempdir().unwrap();
+    let venv = root.join("tests/peers/.venv/bin");
+    let report = render_chart(out_dir.path());
     assert_eq!(report["schema_refuses_typo"], true, "values.schema.json");
     let cases = report["cases"].as_object().unwrap();
     assert!(

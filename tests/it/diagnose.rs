@@ -72,9 +72,18 @@ pub async fn replay(fx: Fixture) -> FakeUpstream {
 /// A proxy in PAT mode (so the proxy supplies the credential) in front of
 /// `upstream`.
 pub async fn pat_proxy(upstream: &FakeUpstream) -> ado_auth_proxy::app::Running {
+    pat_proxy_with(upstream, |_| {}).await
+}
+
+/// [`pat_proxy`], with `tweak` applied to its config.
+async fn pat_proxy_with(
+    upstream: &FakeUpstream,
+    tweak: impl FnOnce(&mut ado_auth_proxy::config::Config),
+) -> ado_auth_proxy::app::Running {
     let mut c = support::config(&upstream.url());
     c.auth.mode = AuthMode::Pat;
     c.auth.pat = Some(Secret::new("a-personal-access-token"));
+    tweak(&mut c);
     support::start(c).await
 }
 
@@ -315,14 +324,11 @@ fn projects(proxy: &Running, accept: &str) -> reqwest::RequestBuilder {
 #[tokio::test]
 async fn a_diagnosis_on_a_sibling_host_names_the_organization() {
     let upstream = replay(fixture("oauth-disabled")).await;
-    let mut c = support::config(&upstream.url());
-    c.auth.mode = AuthMode::Pat;
-    c.auth.pat = Some(Secret::new("a-personal-access-token"));
-    c.upstream.hosts.insert(
-        "vsrm".into(),
-        format!("{}/", upstream.url()).parse().unwrap(),
-    );
-    let proxy = support::start(c).await;
+    let vsrm = format!("{}/", upstream.url()).parse().unwrap();
+    let proxy = pat_proxy_with(&upstream, |c| {
+        c.upstream.hosts.insert("vsrm".into(), vsrm);
+    })
+    .await;
     let v: serde_json::Value = client()
         .get(format!(
             "http://{}/.hosts/vsrm/contoso/_apis/release/releases",

@@ -16,6 +16,20 @@ fn peers() -> PathBuf {
 /// Resource locations the SDK discovers before calling `get_projects`.
 const LOCATIONS: &str = r#"{"count":2,"value":[{"id":"e81700f7-3be2-46de-8624-2eb35882fcaa","area":"Location","resourceName":"ResourceAreas","routeTemplate":"_apis/{resource}/{areaId}","resourceVersion":1,"minVersion":"3.2","maxVersion":"7.1","releasedVersion":"7.1"},{"id":"603fe2ac-9723-48b9-88ad-09305aa6c6e1","area":"core","resourceName":"projects","routeTemplate":"_apis/{resource}/{*projectId}","resourceVersion":4,"minVersion":"1.0","maxVersion":"7.1","releasedVersion":"7.0"}]}"#;
 
+/// What the SDK raised calling `get_projects` of organization `contoso`
+/// through `proxy`: `{"type": ..., "message": ...}`.
+async fn sdk_get_projects(
+    python: &std::path::Path,
+    proxy: &ado_auth_proxy::app::Running,
+) -> serde_json::Value {
+    let cache = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(python);
+    cmd.arg(peers().join("ado_sdk_call.py"))
+        .arg(format!("http://{}/contoso", proxy.proxy_addr))
+        .env("AZURE_DEVOPS_CACHE_DIR", cache.path());
+    support::run_peer(cmd, Duration::from_secs(60)).await
+}
+
 #[tokio::test]
 async fn the_python_sdk_raises_an_error_carrying_the_explanation() {
     let python = peers().join(".venv/bin/python");
@@ -44,12 +58,7 @@ async fn the_python_sdk_raises_an_error_carrying_the_explanation() {
     })
     .await;
     let proxy = pat_proxy(&upstream).await;
-    let cache = tempfile::tempdir().unwrap();
-    let mut cmd = tokio::process::Command::new(python);
-    cmd.arg(peers().join("ado_sdk_call.py"))
-        .arg(format!("http://{}/contoso", proxy.proxy_addr))
-        .env("AZURE_DEVOPS_CACHE_DIR", cache.path());
-    let v = support::run_peer(cmd, Duration::from_secs(60)).await;
+    let v = sdk_get_projects(&python, &proxy).await;
     assert_eq!(v["type"], "AzureDevOpsServiceError", "{v}");
     let message = v["message"].as_str().unwrap();
     assert!(message.contains("TF401027"), "{message}");
@@ -70,12 +79,7 @@ async fn the_python_sdk_shows_the_proxys_own_refusal() {
     let mut config = support::config(&upstream.url());
     config.upstream.allowed_organizations = vec!["fabrikam".into()];
     let proxy = support::start(config).await;
-    let cache = tempfile::tempdir().unwrap();
-    let mut cmd = tokio::process::Command::new(python);
-    cmd.arg(peers().join("ado_sdk_call.py"))
-        .arg(format!("http://{}/contoso", proxy.proxy_addr))
-        .env("AZURE_DEVOPS_CACHE_DIR", cache.path());
-    let v = support::run_peer(cmd, Duration::from_secs(60)).await;
+    let v = sdk_get_projects(&python, &proxy).await;
     assert_eq!(v["type"], "AzureDevOpsServiceError", "{v}");
     let message = v["message"].as_str().unwrap();
     assert!(

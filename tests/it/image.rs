@@ -181,18 +181,7 @@ async fn the_image_runs_its_version_and_checks_the_shipped_configs() {
     // The chart's rendered config, with the files and variables a pod
     // provides (as deploy.rs does for the host binary).
     let rendered = tempfile::tempdir().unwrap();
-    let out = Command::new(root.join("tests/peers/.venv/bin/python"))
-        .arg(root.join("tests/peers/check_chart.py"))
-        .arg(root.join("helm/ado-auth-proxy"))
-        .arg(rendered.path())
-        .output()
-        .expect("the test venv exists (scripts/test.sh makes it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = crate::deploy::render_chart(rendered.path());
     let config = report["cases"]["default"]["config"].as_str().unwrap();
     let files = owned_dir();
     std::fs::copy(config, files.path().join("config.toml")).unwrap();
