@@ -173,41 +173,10 @@ impl Error {
             } => needs_login_answer(login_url, *reason, clear_cookie.as_ref()),
             Self::Login(e) => e.answer(),
             Self::ProviderFailed {
-                operator: true,
+                operator,
                 detail,
                 retry_after,
-            } => {
-                let mut ans = Answer::new(
-                    StatusCode::BAD_GATEWAY,
-                    "provider-configuration",
-                    "The proxy's sign-in configuration is broken",
-                    format!(
-                        "Your access token expired and the identity provider refused the proxy's own credentials ({detail}). This is not your fault: an administrator must fix the client secret or certificate, auth.client_id or the tenant. Your session is kept."
-                    ),
-                );
-                if let Some(secs) = retry_after {
-                    ans = ans.retry_after(*secs);
-                }
-                ans
-            }
-            Self::ProviderFailed {
-                retry_after,
-                detail,
-                ..
-            } => {
-                let mut ans = Answer::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "provider-unavailable",
-                    "The identity provider is not answering",
-                    format!(
-                        "Your access token expired and refreshing it failed ({detail}). Your session is kept; try again shortly."
-                    ),
-                );
-                if let Some(secs) = retry_after {
-                    ans = ans.retry_after(*secs);
-                }
-                ans
-            }
+            } => provider_failed_answer(*operator, detail, *retry_after),
             Self::ServiceTokenUnavailable {
                 source_name,
                 retry_after,
@@ -234,6 +203,34 @@ impl Error {
                 ans.retry_after(5)
             }
         }
+    }
+}
+
+/// A refresh failed: the proxy's own credentials (`operator`) or the
+/// provider being unavailable.
+fn provider_failed_answer(operator: bool, detail: &str, retry_after: Option<u64>) -> Answer {
+    let ans = if operator {
+        Answer::new(
+            StatusCode::BAD_GATEWAY,
+            "provider-configuration",
+            "The proxy's sign-in configuration is broken",
+            format!(
+                "Your access token expired and the identity provider refused the proxy's own credentials ({detail}). This is not your fault: an administrator must fix the client secret or certificate, auth.client_id or the tenant. Your session is kept."
+            ),
+        )
+    } else {
+        Answer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "provider-unavailable",
+            "The identity provider is not answering",
+            format!(
+                "Your access token expired and refreshing it failed ({detail}). Your session is kept; try again shortly."
+            ),
+        )
+    };
+    match retry_after {
+        Some(secs) => ans.retry_after(secs),
+        None => ans,
     }
 }
 
