@@ -16,11 +16,12 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ado_auth_proxy::clock::Clock;
 use ado_auth_proxy::config::Secret;
 use ado_auth_proxy::config::{SessionConfig, StoreKind, StorePlan};
 use ado_auth_proxy::metrics::Metrics;
 use ado_auth_proxy::session::UserInfo;
-use ado_auth_proxy::session::{Session, SessionKey, Sessions};
+use ado_auth_proxy::session::{Issued, Session, SessionKey, Sessions};
 
 const TOKEN_BYTES: usize = 2048;
 
@@ -72,10 +73,13 @@ fn session(sessions: &Sessions, id: &str, i: usize) -> Arc<Session> {
             SessionKey::of(id),
             sessions.store_key(id),
             user(i),
-            &Secret::new(at),
-            Duration::from_secs(3600),
-            Some(Secret::new(rt)),
-            None,
+            Issued {
+                access_token: Secret::new(at),
+                expires_in: Duration::from_secs(3600),
+                refresh_token: Some(Secret::new(rt)),
+                id_token: None,
+            },
+            sessions.clock(),
         )
         .unwrap(),
     )
@@ -108,7 +112,8 @@ async fn lookups() {
         store: StoreKind::Memory,
         ..SessionConfig::default()
     };
-    let sessions = Sessions::open(&config, &plan_of(&config), metrics()).unwrap();
+    let sessions =
+        Sessions::open(&config, &plan_of(&config), metrics(), &Clock::default()).unwrap();
     let mut held = 0usize;
     for size in [1_000usize, 100_000, 1_000_000] {
         let before = rss_bytes();
@@ -153,7 +158,9 @@ async fn embedded_rates() {
     let n = 2_000;
     let written;
     {
-        let sessions = Arc::new(Sessions::open(&config, &plan_of(&config), metrics()).unwrap());
+        let sessions = Arc::new(
+            Sessions::open(&config, &plan_of(&config), metrics(), &Clock::default()).unwrap(),
+        );
         let t = Instant::now();
         for i in 0..n {
             sessions
@@ -183,7 +190,8 @@ async fn embedded_rates() {
         );
     }
     // A restarted proxy: every session is loaded lazily from the file.
-    let sessions = Sessions::open(&config, &plan_of(&config), metrics()).unwrap();
+    let sessions =
+        Sessions::open(&config, &plan_of(&config), metrics(), &Clock::default()).unwrap();
     let t = Instant::now();
     for i in 0..2 * n {
         let s = sessions.lookup(&id(i)).await.unwrap();
@@ -210,7 +218,9 @@ fn start_to_ready(bin: &str, stored: usize, rt: &tokio::runtime::Runtime) {
         ..SessionConfig::default()
     };
     rt.block_on(async {
-        let sessions = Arc::new(Sessions::open(&config, &plan_of(&config), metrics()).unwrap());
+        let sessions = Arc::new(
+            Sessions::open(&config, &plan_of(&config), metrics(), &Clock::default()).unwrap(),
+        );
         let batch: Vec<Arc<Session>> = (0..stored).map(|i| session(&sessions, &id(i), i)).collect();
         sessions.create_batch(&batch).await.unwrap();
     });

@@ -23,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use url::Url;
 
 use crate::admin::{Admin, Health};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::connection::{Connections, Limits, Tracked};
 use crate::metrics::Metrics;
@@ -129,29 +130,23 @@ async fn wait_for_signal() {
 
 /// Binds both listeners and starts serving; returns at once.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let plan = crate::config::plan(&config).map_err(StartError::Config)?;
-    let listener = bind("listen.address", config.listen.address).await?;
-    let admin_listener = bind("admin.address", config.admin.address).await?;
-    let proxy_addr = local_addr("listen.address", &listener, config.listen.address)?;
-    let admin_addr = local_addr("admin.address", &admin_listener, config.admin.address)?;
-    let public_url = match &config.listen.public_url {
-        Some(url) => url.clone(),
-        None => derive_public_url(proxy_addr, config.listen.tls())?,
-    };
+    start_with(config, Clock::default()).await
+}
 
+/// [`start`], keeping the time of tokens, backoffs and sessions by
+/// `clock` (tests move it forward instead of waiting).
+pub async fn start_with(config: Config, clock: Clock) -> Result<Running, StartError> {
+    let plan = crate::config::plan(&config).map_err(StartError::Config)?;
+    let bound = Bound::new(&config).await?;
     let metrics = Arc::new(Metrics::new(Registry::new())?);
     let health = Arc::new(Health::default());
-    let proxy = Proxy::new(&config, &plan, &public_url, metrics.clone())?;
-    let tls = match (&config.listen.tls_cert_file, &config.listen.tls_key_file) {
-        (Some(cert), Some(key)) => {
-            Some(TlsAcceptor::from(Arc::new(tls::server_config(cert, key)?)))
-        }
-        _ => None,
-    };
+    let proxy = Proxy::new(&config, &plan, &bound.public_url, metrics.clone(), &clock)?;
+    let tls = tls_acceptor(&config)?;
     let http = Arc::new(http_builder(&config));
-    let metrics_handles = (
-        metrics.connections.open.clone(),
-        metrics.connections.refused.clone(),
+    let connections = Connections::new(
+        limits(&config),
+        Some(metrics.connections.open.clone()),
+        Some(metrics.connections.refused.clone()),
     );
     let admin = Admin::new(health.clone(), metrics);
 
@@ -163,14 +158,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     );
     let (stop_accepting, stop_rx) = watch::channel(false);
     let (stop_admin, admin_rx) = watch::channel(false);
-    let limits = Limits {
-        max: config.listen.max_connections,
-        idle: config.listen.idle_timeout,
-        first_request: config.listen.header_read_timeout,
-    };
-    let connections = Connections::new(limits, Some(metrics_handles.0), Some(metrics_handles.1));
     let accept = tokio::spawn(accept_loop(
-        listener,
+        bound.proxy,
         tls,
         proxy,
         http,
@@ -179,15 +168,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     ));
     let admin_limits = Limits {
         max: ADMIN_MAX_CONNECTIONS,
-        ..limits
+        ..limits(&config)
     };
-    let admin_task = tokio::spawn(admin_loop(admin_listener, admin, admin_limits, admin_rx));
+    let admin_task = tokio::spawn(admin_loop(bound.admin, admin, admin_limits, admin_rx));
 
     health.set_ready(true);
     tracing::info!(
-        proxy = %proxy_addr,
-        admin = %admin_addr,
-        public_url = %public_url,
+        proxy = %bound.proxy_addr,
+        admin = %bound.admin_addr,
+        public_url = %bound.public_url,
         upstream = %config.upstream.url,
         auth = ?config.auth.mode,
         "listening"
@@ -205,12 +194,62 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     ));
 
     Ok(Running {
-        proxy_addr,
-        admin_addr,
-        public_url,
+        proxy_addr: bound.proxy_addr,
+        admin_addr: bound.admin_addr,
+        public_url: bound.public_url,
         shutdown,
         task,
     })
+}
+
+/// Both listeners, bound, and the URL clients use.
+struct Bound {
+    proxy: TcpListener,
+    admin: TcpListener,
+    proxy_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    public_url: Url,
+}
+
+impl Bound {
+    async fn new(config: &Config) -> Result<Self, StartError> {
+        let proxy = bind("listen.address", config.listen.address).await?;
+        let admin = bind("admin.address", config.admin.address).await?;
+        let proxy_addr = local_addr("listen.address", &proxy, config.listen.address)?;
+        let admin_addr = local_addr("admin.address", &admin, config.admin.address)?;
+        let public_url = match &config.listen.public_url {
+            Some(url) => url.clone(),
+            None => derive_public_url(proxy_addr, config.listen.tls())?,
+        };
+        Ok(Self {
+            proxy,
+            admin,
+            proxy_addr,
+            admin_addr,
+            public_url,
+        })
+    }
+}
+
+/// The TLS acceptor when `[listen]` names a certificate and key.
+fn tls_acceptor(config: &Config) -> Result<Option<TlsAcceptor>, StartError> {
+    Ok(
+        match (&config.listen.tls_cert_file, &config.listen.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                Some(TlsAcceptor::from(Arc::new(tls::server_config(cert, key)?)))
+            }
+            _ => None,
+        },
+    )
+}
+
+/// The proxy listener's connection limits.
+fn limits(config: &Config) -> Limits {
+    Limits {
+        max: config.listen.max_connections,
+        idle: config.listen.idle_timeout,
+        first_request: config.listen.header_read_timeout,
+    }
 }
 
 /// The timing of a shutdown.

@@ -51,10 +51,10 @@ impl Backoff {
     }
 }
 
-/// Whole seconds until `at`, rounded up and at least 1: a client that
-/// waits this long (`Retry-After`) finds the wait over.
-pub fn seconds_until(at: Option<Instant>) -> u64 {
-    at.map(|at| at.saturating_duration_since(Instant::now()))
+/// Whole seconds from `now` until `at`, rounded up and at least 1: a
+/// client that waits this long (`Retry-After`) finds the wait over.
+pub fn seconds_until(at: Option<Instant>, now: Instant) -> u64 {
+    at.map(|at| at.saturating_duration_since(now))
         .unwrap_or(Duration::from_secs(1))
         .as_millis()
         .div_ceil(1000)
@@ -107,10 +107,12 @@ mod tests {
             let d = jitter_down(Duration::from_secs(100));
             assert!(d >= Duration::from_secs(90) && d <= Duration::from_secs(100));
         }
-        assert_eq!(seconds_until(None), 1);
+        let now = Instant::now();
+        assert_eq!(seconds_until(None, now), 1);
         assert_eq!(
-            seconds_until(Some(Instant::now() + Duration::from_millis(1500))),
+            seconds_until(Some(now + Duration::from_millis(1500)), now),
             2
         );
+        assert_eq!(seconds_until(Some(now), now + Duration::from_secs(5)), 1);
     }
 }

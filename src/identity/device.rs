@@ -17,7 +17,6 @@ use crate::oauth::idp::{
     Grant, IdpError, IdpHttp, TokenSet, lenient_seconds, parse_token_response,
 };
 use crate::session::Sessions;
-use crate::session::backend::now_ms;
 use crate::session::record::{RECORD_VERSION, StoredService};
 
 /// What the device-code identity asks for: Azure DevOps, and a refresh
@@ -83,7 +82,7 @@ pub async fn login(config: &Config, out: &mut (dyn Write + Send)) -> Result<Stri
             v: RECORD_VERSION,
             refresh_token: refresh_token.expose().to_string(),
             upn: upn.clone(),
-            signed_in_ms: now_ms(),
+            signed_in_ms: store.clock().now_ms(),
             generation,
         })
         .await

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use url::Url;
 
 use crate::body::ProxyBody;
+use crate::clock::Clock;
 use crate::config::{AuthPlan, Config};
 use crate::diagnose::{self, Finding};
 use crate::error::{Error, Refusal};
@@ -63,18 +64,19 @@ impl Identity {
         plan: &AuthPlan,
         public_url: &Url,
         metrics: Arc<Metrics>,
+        clock: &Clock,
     ) -> Result<Self, IdentityError> {
         match plan {
             AuthPlan::PassThrough => Ok(Self::PassThrough),
             AuthPlan::Pat => Ok(Self::Pat(PatSource::from_config(&config.auth)?)),
             AuthPlan::User { provider, store } => {
-                Login::new(config, *provider, store, public_url, metrics)
+                Login::new(config, *provider, store, public_url, metrics, clock)
                     .map(|l| Self::User(Arc::new(l)))
                     .map_err(IdentityError::Login)
             }
             AuthPlan::Service(source) => {
                 let service = Arc::new(
-                    ServiceIdentity::new(config, source, metrics.clone())
+                    ServiceIdentity::new(config, source, metrics.clone(), clock)
                         .map_err(IdentityError::Login)?,
                 );
                 let login = match (config.auth.allow_browser_login, service.device_store()) {

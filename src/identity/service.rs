@@ -11,7 +11,7 @@
 //! `IDENTITY_ENDPOINT`), and a PAT (nothing to refresh).
 
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -21,6 +21,7 @@ use tokio::sync::{Notify, watch};
 
 use super::source::{AcquireError, Fetched, Source};
 use crate::backoff::{self, Backoff, jitter_down};
+use crate::clock::{Clock, unix};
 use crate::config::{Config, SourcePlan};
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -50,6 +51,7 @@ pub struct ServiceIdentity {
     forced_interval: Duration,
     first_wait: Duration,
     metrics: Arc<Metrics>,
+    clock: Clock,
 }
 
 /// The refresher's timetable, which requests read and may move forward
@@ -101,11 +103,16 @@ pub struct Claims {
 // === impl ServiceIdentity ===
 
 impl ServiceIdentity {
-    /// Builds the identity `plan` names, with `[auth]`'s settings; no
-    /// network is used.
-    pub fn new(config: &Config, plan: &SourcePlan, metrics: Arc<Metrics>) -> Result<Self, String> {
+    /// Builds the identity `plan` names, with `[auth]`'s settings,
+    /// keeping time by `clock`; no network is used.
+    pub fn new(
+        config: &Config,
+        plan: &SourcePlan,
+        metrics: Arc<Metrics>,
+        clock: &Clock,
+    ) -> Result<Self, String> {
         let auth = &config.auth;
-        let source = Source::new(config, plan, &metrics)?;
+        let source = Source::new(config, plan, &metrics, clock)?;
         metrics.service.init_source(source_label(plan));
         Ok(Self {
             source,
@@ -119,6 +126,7 @@ impl ServiceIdentity {
             forced_interval: auth.forced_refresh_interval,
             first_wait: auth.provider_timeout,
             metrics,
+            clock: clock.clone(),
         })
     }
 
@@ -147,7 +155,7 @@ impl ServiceIdentity {
         let next = self.lock_schedule().next_attempt;
         Err(Error::ServiceTokenUnavailable {
             source_name: self.label,
-            retry_after: backoff::seconds_until(next),
+            retry_after: backoff::seconds_until(next, self.clock.now()),
         })
     }
 
@@ -177,7 +185,7 @@ impl ServiceIdentity {
         let same_token = current.is_some_and(|t| t.header == *used);
         let recent = s
             .last_attempt
-            .is_some_and(|t| t.elapsed() < self.forced_interval);
+            .is_some_and(|t| self.clock.since(t) < self.forced_interval);
         if !same_token || s.failing || recent || s.forced_generation == s.generation {
             return;
         }
@@ -223,7 +231,7 @@ impl ServiceIdentity {
     fn valid(&self) -> Option<HeaderValue> {
         let t = self.snapshot()?;
         match t.expires_at {
-            Some(at) if at <= Instant::now() + MIN_VALIDITY => None,
+            Some(at) if at <= self.clock.now() + MIN_VALIDITY => None,
             _ => Some(t.header),
         }
     }
@@ -269,16 +277,17 @@ impl ServiceIdentity {
             };
             {
                 let mut s = self.lock_schedule();
-                let now = Instant::now();
+                let now = self.clock.now();
                 s.last_attempt = Some(now);
                 s.next_attempt = Some(now + wait);
                 s.failing = failing;
             }
             self.changed.send_modify(|n| *n += 1);
-            let deadline = tokio::time::Instant::now() + wait;
+            let pause = self.clock.sleep(wait);
+            tokio::pin!(pause);
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = &mut pause => break,
                     _ = self.signed_in.notified() => break,
                     // A refusal that passed `refused`'s rules; checked
                     // again, as a wake-up may have been stored earlier.
@@ -286,7 +295,7 @@ impl ServiceIdentity {
                         let s = self.lock_schedule();
                         let rested = s
                             .last_attempt
-                            .is_none_or(|t| t.elapsed() >= self.forced_interval);
+                            .is_none_or(|t| self.clock.since(t) >= self.forced_interval);
                         if !s.failing && rested {
                             break;
                         }
@@ -334,8 +343,8 @@ impl ServiceIdentity {
         let lifetime = acquired.lifetime.unwrap_or(Duration::from_secs(3600));
         self.store(Token {
             header,
-            expires_at: Some(Instant::now() + lifetime),
-            expires_wall: Some(SystemTime::now() + lifetime),
+            expires_at: Some(self.clock.now() + lifetime),
+            expires_wall: Some(self.clock.wall() + lifetime),
             claims: claims_of(acquired.token.expose()),
         });
         self.metrics
@@ -388,12 +397,6 @@ fn source_label(plan: &SourcePlan) -> &'static str {
         SourcePlan::DeviceCode { .. } => "device-code",
         SourcePlan::Pat => "pat",
     }
-}
-
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::PatSource;
+use crate::clock::{Clock, unix};
 use crate::config::{ADO_RESOURCE, Config, Secret, SourcePlan};
 use crate::metrics::Metrics;
 use crate::oauth::client_auth::ClientAuth;
@@ -84,7 +85,12 @@ pub(super) enum Fetched {
 impl Source {
     /// The source `plan` names, with `[auth]`'s settings; no network is
     /// used.
-    pub fn new(config: &Config, plan: &SourcePlan, metrics: &Arc<Metrics>) -> Result<Self, String> {
+    pub fn new(
+        config: &Config,
+        plan: &SourcePlan,
+        metrics: &Arc<Metrics>,
+        clock: &Clock,
+    ) -> Result<Self, String> {
         let auth = &config.auth;
         let http = || IdpHttp::new(auth, &config.upstream, metrics.clone());
         let entra = |auth_kind: ClientAuth| -> Result<Source, String> {
@@ -122,7 +128,12 @@ impl Source {
                 token_endpoint: super::device::endpoint(config, "token")?,
                 client_id: auth.client_id.clone().unwrap_or_default(),
                 auth: ClientAuth::from_config(auth)?,
-                store: Arc::new(Sessions::open(&config.session, store, metrics.clone())?),
+                store: Arc::new(Sessions::open(
+                    &config.session,
+                    store,
+                    metrics.clone(),
+                    clock,
+                )?),
             },
         })
     }
@@ -324,6 +335,7 @@ fn parse_managed(status: u16, body: &[u8]) -> Result<Acquired, String> {
              is managed_identity_client_id right for a user-assigned one?)"
         ));
     }
+    // `expires_on` is the endpoint's clock: compare with the system's.
     let now = unix(SystemTime::now());
     let lifetime = raw
         .expires_in
@@ -338,12 +350,6 @@ fn parse_managed(status: u16, body: &[u8]) -> Result<Acquired, String> {
 /// The provider's refusal in words, with the AADSTS code.
 fn explain(e: &IdpError) -> String {
     format!("token endpoint: {e}")
-}
-
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

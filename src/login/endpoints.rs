@@ -15,8 +15,8 @@ use super::{Login, Pending, cookies, redirect};
 use crate::body::ProxyBody;
 use crate::error::{Error, LoginError};
 use crate::request::{ClientKind, RequestCtx};
-use crate::session::backend::now_ms;
-use crate::session::{Session, SessionKey, unix};
+use crate::clock::unix;
+use crate::session::{Issued, Session, SessionKey};
 
 /// Largest form body accepted at the callback.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -89,7 +89,7 @@ impl Login {
             pkce_verifier: authorize.pkce_verifier,
             nonce: authorize.nonce,
             return_to: fit_in_cookie(return_to),
-            created_ms: now_ms(),
+            created_ms: self.store.clock().now_ms(),
         };
         // The pending sign-in travels sealed in the browser's own cookie:
         // nothing is stored, so starting a sign-in costs the server
@@ -250,7 +250,12 @@ impl Login {
             .store
             .open_pending(state, &sealed)
             .ok_or(Error::from(LoginError::UnknownState))?;
-        let age = Duration::from_millis(now_ms().saturating_sub(pending.created_ms));
+        let age = Duration::from_millis(
+            self.store
+                .clock()
+                .now_ms()
+                .saturating_sub(pending.created_ms),
+        );
         if age >= self.login_timeout {
             return Err(Error::from(LoginError::Expired));
         }
@@ -272,10 +277,13 @@ impl Login {
             key,
             self.store.store_key(&id),
             user,
-            &tokens.access_token,
-            tokens.expires_in,
-            tokens.refresh_token,
-            tokens.id_token,
+            Issued {
+                access_token: tokens.access_token,
+                expires_in: tokens.expires_in,
+                refresh_token: tokens.refresh_token,
+                id_token: tokens.id_token,
+            },
+            self.store.clock(),
         )
         .ok_or_else(|| {
             Error::from(LoginError::Provider(
@@ -333,7 +341,7 @@ impl Login {
                 v: crate::session::record::RECORD_VERSION,
                 refresh_token: refresh_token.expose().to_string(),
                 upn: Some(who.clone()),
-                signed_in_ms: now_ms(),
+                signed_in_ms: self.store.clock().now_ms(),
                 generation,
             })
             .await?;

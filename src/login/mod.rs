@@ -22,6 +22,7 @@ use url::Url;
 
 use self::cookies::CookieJar;
 use self::provider::Provider;
+use crate::clock::Clock;
 use crate::config::{Config, Provider as ProviderKind, StorePlan};
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -135,15 +136,22 @@ pub async fn housekeeping(
 // === impl Login ===
 
 impl Login {
-    /// Builds mode `user` from the config; no network is used.
+    /// Builds mode `user` from the config, keeping time by `clock`; no
+    /// network is used.
     pub fn new(
         config: &Config,
         provider: ProviderKind,
         store: &StorePlan,
         public_url: &Url,
         metrics: Arc<Metrics>,
+        clock: &Clock,
     ) -> Result<Self, String> {
-        let store = Arc::new(Sessions::open(&config.session, store, metrics.clone())?);
+        let store = Arc::new(Sessions::open(
+            &config.session,
+            store,
+            metrics.clone(),
+            clock,
+        )?);
         Self::with_store(config, provider, public_url, metrics, store, None)
     }
 

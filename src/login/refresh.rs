@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::Clock;
+
 use super::Login;
 use crate::backoff;
 use crate::error::Error;
@@ -46,14 +48,14 @@ impl Login {
             // a stream of 401s cannot drive the provider.
             if state
                 .last_forced
-                .is_some_and(|t| t.elapsed() < self.forced_interval)
+                .is_some_and(|t| self.clock().since(t) < self.forced_interval)
             {
                 self.metrics
                     .login
                     .refresh(crate::metrics::RefreshOutcome::Throttled);
                 return Ok(tokens);
             }
-            state.last_forced = Some(Instant::now());
+            state.last_forced = Some(self.clock().now());
         }
         if session.attempts() != seen {
             // A call ended while we waited without new tokens: share its
@@ -62,7 +64,7 @@ impl Login {
             return self.after_failure(session, &mut state, tokens, failure, false, return_to);
         }
         if let Some(at) = state.retry_at
-            && Instant::now() < at
+            && self.clock().now() < at
         {
             let failure = state.last_failure.clone();
             return self.after_failure(session, &mut state, tokens, failure, false, return_to);
@@ -92,6 +94,8 @@ impl Login {
         return_to: &str,
     ) -> Result<Tokens, Error> {
         let holder = super::provider::random_token();
+        // A bound on real waiting (the lease holder's token call), so the
+        // system clock, not the proxy's.
         let deadline = Instant::now() + self.provider_timeout + LEASE_TTL + Duration::from_secs(1);
         let mut pause = Duration::from_millis(5);
         loop {
@@ -105,7 +109,7 @@ impl Login {
             }
             if Instant::now() >= deadline {
                 let tokens = session.tokens();
-                if tokens.expires_at > Instant::now() + MIN_VALIDITY {
+                if self.usable(&tokens) {
                     return Ok(tokens);
                 }
                 return Err(Error::ProviderFailed {
@@ -124,28 +128,9 @@ impl Login {
             self.store.release(session, &holder).await;
             return done;
         }
-        let tokens = session.tokens();
-        let result = {
-            let call = self.redeem(session, state, tokens, return_to);
-            tokio::pin!(call);
-            let mut renew = tokio::time::interval_at(
-                tokio::time::Instant::now() + LEASE_TTL / 3,
-                LEASE_TTL / 3,
-            );
-            loop {
-                tokio::select! {
-                    r = &mut call => break r,
-                    _ = renew.tick() => {
-                        if !matches!(self.store.renew(session, &holder).await, Ok(true)) {
-                            tracing::warn!(
-                                session = ?session.key,
-                                "lost the refresh lease during a slow token call"
-                            );
-                        }
-                    }
-                }
-            }
-        };
+        let result = self
+            .redeem_holding(session, state, &holder, return_to)
+            .await;
         if result.is_ok() {
             match self.store.save(session).await {
                 Ok(Update::Gone) => {
@@ -162,6 +147,34 @@ impl Login {
         }
         self.store.release(session, &holder).await;
         result
+    }
+
+    /// [`Self::redeem`] while holding the lease, renewing it until the
+    /// token call ends.
+    async fn redeem_holding(
+        &self,
+        session: &Arc<Session>,
+        state: &mut RefreshState,
+        holder: &str,
+        return_to: &str,
+    ) -> Result<Tokens, Error> {
+        let call = self.redeem(session, state, session.tokens(), return_to);
+        tokio::pin!(call);
+        let mut renew =
+            tokio::time::interval_at(tokio::time::Instant::now() + LEASE_TTL / 3, LEASE_TTL / 3);
+        loop {
+            tokio::select! {
+                r = &mut call => return r,
+                _ = renew.tick() => {
+                    if !matches!(self.store.renew(session, holder).await, Ok(true)) {
+                        tracing::warn!(
+                            session = ?session.key,
+                            "lost the refresh lease during a slow token call"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// Re-reads the session from the shared store: `Some` when that
@@ -197,7 +210,7 @@ impl Login {
     /// token serves while valid.
     fn store_down(&self, session: &Session, e: StoreError) -> Result<Tokens, Error> {
         let tokens = session.tokens();
-        if tokens.expires_at > Instant::now() + MIN_VALIDITY {
+        if self.usable(&tokens) {
             return Ok(tokens);
         }
         Err(Error::StoreUnavailable(e))
@@ -213,7 +226,7 @@ impl Login {
     ) -> Result<Tokens, Error> {
         let Some(refresh_token) = tokens.refresh_token.clone() else {
             // Nothing to refresh with: use the token while it lasts.
-            if tokens.expires_at > Instant::now() + MIN_VALIDITY {
+            if self.usable(&tokens) {
                 return Ok(tokens);
             }
             let failure = Some(Failure::Relogin {
@@ -251,14 +264,24 @@ impl Login {
 
     /// Seconds until the next refresh attempt, rounded up so a client that
     /// waits this long finds the backoff over.
-    fn retry_after(state: &RefreshState) -> u64 {
-        backoff::seconds_until(state.retry_at)
+    fn retry_after(&self, state: &RefreshState) -> u64 {
+        backoff::seconds_until(state.retry_at, self.clock().now())
     }
 
     /// The next (jittered) backoff step: 1 s, doubling, at most 60 s.
-    fn back_off(state: &mut RefreshState) {
+    fn back_off(&self, state: &mut RefreshState) {
         let wait = state.backoff.fail();
-        state.retry_at = Some(Instant::now() + wait);
+        state.retry_at = Some(self.clock().now() + wait);
+    }
+
+    /// The time tokens and backoffs are kept by (the session store's).
+    fn clock(&self) -> &Clock {
+        self.store.clock()
+    }
+
+    /// Whether the token can still be sent.
+    fn usable(&self, tokens: &Tokens) -> bool {
+        tokens.expires_at > self.clock().now() + MIN_VALIDITY
     }
 
     /// Whether the token is within its refresh margin of expiry.
@@ -266,7 +289,10 @@ impl Login {
     /// half-life, not on every request.
     fn near_expiry(&self, tokens: &Tokens) -> bool {
         let margin = self.refresh_before.min(tokens.lifetime / 2);
-        tokens.expires_at.saturating_duration_since(Instant::now()) <= margin
+        tokens
+            .expires_at
+            .saturating_duration_since(self.clock().now())
+            <= margin
     }
 
     /// Whether to refresh: the refused generation is still current, or
@@ -286,7 +312,7 @@ impl Login {
         fresh: bool,
         return_to: &str,
     ) -> Result<Tokens, Error> {
-        let still_valid = tokens.expires_at > Instant::now() + MIN_VALIDITY;
+        let still_valid = self.usable(&tokens);
         let key = format!("{:?}", session.key);
         match failure {
             Some(Failure::Relogin { reason, claims }) => {
@@ -303,7 +329,7 @@ impl Login {
                 if fresh {
                     // Back off as well: asking again at once will not fix
                     // the configuration.
-                    Self::back_off(state);
+                    self.back_off(state);
                     tracing::error!(
                         session = %key,
                         %reason,
@@ -320,13 +346,13 @@ impl Login {
                 }
                 Err(Error::ProviderFailed {
                     operator: true,
-                    retry_after: Some(Self::retry_after(state)),
+                    retry_after: Some(self.retry_after(state)),
                     detail: reason,
                 })
             }
             Some(Failure::Transient { reason }) => {
                 if fresh {
-                    Self::back_off(state);
+                    self.back_off(state);
                     tracing::warn!(
                         session = %key,
                         %reason,
@@ -342,7 +368,7 @@ impl Login {
                 }
                 Err(Error::ProviderFailed {
                     operator: false,
-                    retry_after: Some(Self::retry_after(state)),
+                    retry_after: Some(self.retry_after(state)),
                     detail: reason,
                 })
             }

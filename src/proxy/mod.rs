@@ -28,6 +28,7 @@ use self::rewrite::{MAX_DISCOVERY_BYTES, UrlMap, is_discovery_path};
 use self::route::Router;
 use crate::access::AccessRecord;
 use crate::body::{CountedBody, ProxyBody};
+use crate::clock::Clock;
 use crate::config::{AuthPlan, Config};
 use crate::diagnose;
 use crate::error::{self, Error};
@@ -75,12 +76,14 @@ pub enum BuildError {
 // === impl Proxy ===
 
 impl Proxy {
-    /// Builds the pipeline. `public_url` is where clients reach the proxy.
+    /// Builds the pipeline. `public_url` is where clients reach the
+    /// proxy; `clock` is the time tokens and sessions are kept by.
     pub fn new(
         config: &Config,
         plan: &AuthPlan,
         public_url: &Url,
         metrics: Arc<Metrics>,
+        clock: &Clock,
     ) -> Result<Self, BuildError> {
         metrics
             .upstream
@@ -97,7 +100,7 @@ impl Proxy {
         Ok(Self {
             inner: Arc::new(Inner {
                 forwarder: Forwarder::new(&config.upstream)?,
-                identity: Identity::from_config(config, plan, public_url, metrics.clone())?,
+                identity: Identity::from_config(config, plan, public_url, metrics.clone(), clock)?,
                 callers: match plan {
                     AuthPlan::Pat | AuthPlan::Service(_) => {
                         callers::Callers::from_config(&config.auth).map_err(BuildError::Callers)?

@@ -11,18 +11,21 @@ pub mod backend;
 mod open;
 pub(crate) mod record;
 mod store;
+mod tokens;
 mod user;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use http::HeaderValue;
 use subtle::ConstantTimeEq;
 
+use crate::clock::Clock;
+use crate::clock::unix_ms;
 use crate::config::Secret;
 
 pub use store::{LEASE_TTL, Reloaded, Sessions};
+pub use tokens::Tokens;
 pub use user::UserInfo;
 
 use self::record::{RECORD_VERSION, StoredAccess, StoredSession};
@@ -56,24 +59,19 @@ pub struct Session {
     checked_ms: AtomicU64,
     /// `last_seen_ms` as last written to the store.
     saved_seen_ms: AtomicU64,
+    clock: Clock,
 }
 
-/// The session's current tokens.
-#[derive(Clone)]
-pub struct Tokens {
-    /// `Bearer <access token>`, marked sensitive.
-    pub header: HeaderValue,
-    /// When the access token expires.
-    pub expires_at: Instant,
-    /// Its lifetime when issued.
-    pub lifetime: Duration,
-    /// Wall-clock expiry, for `/.auth/me`.
-    pub expires_at_wall: SystemTime,
-    /// The refresh token, if any; shared so that the snapshot every
-    /// request takes does not copy it.
-    pub refresh_token: Option<Arc<Secret>>,
-    /// Bumped on every change; tells a waiter someone else refreshed.
-    pub generation: u64,
+/// The tokens a sign-in was answered with.
+pub struct Issued {
+    /// The access token.
+    pub access_token: Secret,
+    /// Its lifetime.
+    pub expires_in: Duration,
+    /// The refresh token, if the provider issued one.
+    pub refresh_token: Option<Secret>,
+    /// The ID token, kept only as a logout hint.
+    pub id_token: Option<Secret>,
 }
 
 /// What a failed refresh (or code redemption) means for the session;
@@ -160,25 +158,30 @@ impl std::fmt::Debug for SessionKey {
 // === impl Session ===
 
 impl Session {
-    /// A new session for `user` with fresh tokens.
+    /// A new session for `user` with the tokens just `issued`, keeping
+    /// time by `clock`.
     pub fn new(
         key: SessionKey,
         store_key: [u8; 32],
         user: UserInfo,
-        access_token: &Secret,
-        expires_in: Duration,
-        refresh_token: Option<Secret>,
-        id_token: Option<Secret>,
+        issued: Issued,
+        clock: &Clock,
     ) -> Option<Self> {
-        let tokens = Tokens::new(access_token, expires_in, refresh_token.map(Arc::new), 1)?;
+        let tokens = Tokens::new(
+            &issued.access_token,
+            issued.expires_in,
+            issued.refresh_token.map(Arc::new),
+            1,
+            clock,
+        )?;
         Some(Self::with_tokens(
             key,
             store_key,
             user,
-            SystemTime::now(),
-            Instant::now(),
+            (clock.wall(), clock.now()),
             tokens,
-            id_token,
+            issued.id_token,
+            clock,
         ))
     }
 
@@ -186,10 +189,10 @@ impl Session {
         key: SessionKey,
         store_key: [u8; 32],
         user: UserInfo,
-        created: SystemTime,
-        created_at: Instant,
+        (created, created_at): (SystemTime, Instant),
         tokens: Tokens,
         id_token: Option<Secret>,
+        clock: &Clock,
     ) -> Self {
         Self {
             key,
@@ -204,6 +207,7 @@ impl Session {
             id_token,
             checked_ms: AtomicU64::new(0),
             saved_seen_ms: AtomicU64::new(0),
+            clock: clock.clone(),
         }
     }
 
@@ -215,30 +219,30 @@ impl Session {
         store_key: [u8; 32],
         rec: StoredSession,
         access: Option<StoredAccess>,
+        clock: &Clock,
     ) -> Self {
-        let now_wall = SystemTime::now();
         let created = UNIX_EPOCH + Duration::from_millis(rec.created_ms);
-        let age = now_wall.duration_since(created).unwrap_or_default();
-        let created_at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        let age = clock.wall().duration_since(created).unwrap_or_default();
+        let now = clock.now();
+        let created_at = now.checked_sub(age).unwrap_or(now);
         let refresh = rec.refresh_token.map(|t| Arc::new(Secret::new(t)));
         let tokens = access
             .filter(|a| a.generation == rec.generation)
-            .and_then(|a| Tokens::from_stored(&a, refresh.clone()))
-            .unwrap_or_else(|| Tokens::expired(refresh, rec.generation));
+            .and_then(|a| Tokens::from_stored(&a, refresh.clone(), clock))
+            .unwrap_or_else(|| Tokens::expired(refresh, rec.generation, clock));
         let s = Self::with_tokens(
             key,
             store_key,
             rec.user,
-            created,
-            created_at,
+            (created, created_at),
             tokens,
             rec.id_token.map(Secret::new),
+            clock,
         );
         let seen = rec.seen_ms.saturating_sub(rec.created_ms);
         s.last_seen_ms.store(seen, Ordering::Relaxed);
         s.saved_seen_ms.store(seen, Ordering::Relaxed);
-        s.checked_ms
-            .store(s.created_at.elapsed().as_millis() as u64, Ordering::Relaxed);
+        s.checked_ms.store(s.age_ms(), Ordering::Relaxed);
         s
     }
 
@@ -260,7 +264,7 @@ impl Session {
     /// The current access token for other replicas, unless expired.
     pub fn access_record(&self) -> Option<StoredAccess> {
         let t = self.tokens();
-        let left = t.expires_at.checked_duration_since(Instant::now())?;
+        let left = t.expires_at.checked_duration_since(self.clock.now())?;
         let token = t.header.to_str().ok()?.strip_prefix("Bearer ")?.to_string();
         if token.is_empty() {
             return None;
@@ -269,7 +273,7 @@ impl Session {
             v: RECORD_VERSION,
             generation: t.generation,
             token,
-            expires_ms: unix_ms(SystemTime::now() + left),
+            expires_ms: unix_ms(self.clock.wall() + left),
             lifetime_ms: t.lifetime.as_millis() as u64,
         })
     }
@@ -289,8 +293,8 @@ impl Session {
             .map(|t| Arc::new(Secret::new(t.clone())));
         *guard = access
             .filter(|a| a.generation == rec.generation)
-            .and_then(|a| Tokens::from_stored(a, refresh.clone()))
-            .unwrap_or_else(|| Tokens::expired(refresh, rec.generation));
+            .and_then(|a| Tokens::from_stored(a, refresh.clone(), &self.clock))
+            .unwrap_or_else(|| Tokens::expired(refresh, rec.generation, &self.clock));
         true
     }
 
@@ -304,7 +308,7 @@ impl Session {
 
     /// Whether the store should be consulted again (once per `every`).
     pub fn check_due(&self, every: Duration) -> bool {
-        let now = self.created_at.elapsed().as_millis() as u64;
+        let now = self.age_ms();
         let last = self.checked_ms.load(Ordering::Relaxed);
         now.saturating_sub(last) >= every.as_millis() as u64
             && self
@@ -329,7 +333,7 @@ impl Session {
     /// would end by age or idleness.
     pub fn remaining(&self, idle: Duration, max: Duration) -> Duration {
         self.expires(idle, max)
-            .duration_since(SystemTime::now())
+            .duration_since(self.clock.wall())
             .unwrap_or(Duration::from_secs(1))
             .max(Duration::from_secs(1))
     }
@@ -357,7 +361,13 @@ impl Session {
         let refresh = refresh_token
             .map(Arc::new)
             .or_else(|| guard.refresh_token.clone());
-        let next = Tokens::new(access_token, expires_in, refresh, guard.generation + 1)?;
+        let next = Tokens::new(
+            access_token,
+            expires_in,
+            refresh,
+            guard.generation + 1,
+            &self.clock,
+        )?;
         *guard = next.clone();
         Some(next)
     }
@@ -375,13 +385,22 @@ impl Session {
 
     /// Marks the session used now.
     pub fn touch(&self) {
-        let ms = self.created_at.elapsed().as_millis() as u64;
-        self.last_seen_ms.store(ms, Ordering::Relaxed);
+        self.last_seen_ms.store(self.age_ms(), Ordering::Relaxed);
+    }
+
+    /// The time the session keeps by (the store's).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Milliseconds since the session began.
+    fn age_ms(&self) -> u64 {
+        self.clock.since(self.created_at).as_millis() as u64
     }
 
     /// Whether the session has ended by idleness or age.
     pub fn ended(&self, idle: Duration, max: Duration) -> Option<Miss> {
-        let age = self.created_at.elapsed();
+        let age = self.clock.since(self.created_at);
         if age >= max {
             return Some(Miss::Expired);
         }
@@ -400,109 +419,46 @@ impl Session {
     }
 }
 
-// === impl Tokens ===
-
-impl Tokens {
-    /// Tokens without a usable access token: the next use refreshes.
-    fn expired(refresh_token: Option<Arc<Secret>>, generation: u64) -> Self {
-        let mut header = HeaderValue::from_static("Bearer");
-        header.set_sensitive(true);
-        let now = Instant::now();
-        Self {
-            header,
-            expires_at: now,
-            lifetime: Duration::ZERO,
-            expires_at_wall: SystemTime::now(),
-            refresh_token,
-            generation,
-        }
-    }
-
-    fn from_stored(a: &StoredAccess, refresh_token: Option<Arc<Secret>>) -> Option<Self> {
-        let expires_wall = UNIX_EPOCH + Duration::from_millis(a.expires_ms);
-        let left = expires_wall.duration_since(SystemTime::now()).ok()?;
-        let mut t = Self::new(
-            &Secret::new(a.token.clone()),
-            left,
-            refresh_token,
-            a.generation,
-        )?;
-        t.lifetime = Duration::from_millis(a.lifetime_ms).max(left);
-        Some(t)
-    }
-
-    fn new(
-        access_token: &Secret,
-        expires_in: Duration,
-        refresh_token: Option<Arc<Secret>>,
-        generation: u64,
-    ) -> Option<Self> {
-        let mut header = HeaderValue::try_from(format!("Bearer {}", access_token.expose())).ok()?;
-        header.set_sensitive(true);
-        Some(Self {
-            header,
-            expires_at: Instant::now() + expires_in,
-            lifetime: expires_in,
-            expires_at_wall: SystemTime::now() + expires_in,
-            refresh_token,
-            generation,
-        })
-    }
-
-    /// Seconds since the epoch of the access token's expiry.
-    pub fn expires_unix(&self) -> u64 {
-        unix(self.expires_at_wall)
-    }
-}
-
-/// Milliseconds since the epoch.
-pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Seconds since the epoch.
-pub fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn session(id: &str) -> Session {
+        session_at(id, &Clock::default())
+    }
+
+    fn session_at(id: &str, clock: &Clock) -> Session {
+        let issued = Issued {
+            access_token: Secret::new("at"),
+            expires_in: Duration::from_secs(60),
+            refresh_token: Some(Secret::new("rt")),
+            id_token: None,
+        };
         Session::new(
             SessionKey::of(id),
             [0; 32],
             UserInfo::default(),
-            &Secret::new("at"),
-            Duration::from_secs(60),
-            Some(Secret::new("rt")),
-            None,
+            issued,
+            clock,
         )
         .unwrap()
     }
 
     #[test]
     fn sessions_end_by_idleness_and_by_age() {
-        let s = session("a");
-        let long = Duration::from_secs(3600);
-        assert_eq!(s.ended(long, long), None);
-        std::thread::sleep(Duration::from_millis(30));
-        assert_eq!(s.ended(Duration::from_millis(20), long), Some(Miss::Idle));
+        let clock = Clock::default();
+        let s = session_at("a", &clock);
+        let (idle, max) = (Duration::from_secs(600), Duration::from_secs(3600));
+        assert_eq!(s.ended(idle, max), None);
+        clock.advance(Duration::from_secs(599));
+        assert_eq!(s.ended(idle, max), None);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(s.ended(idle, max), Some(Miss::Idle));
         s.touch();
-        assert_eq!(
-            s.ended(Duration::from_millis(20), long),
-            None,
-            "use resets idleness"
-        );
-        assert_eq!(
-            s.ended(long, Duration::from_millis(20)),
-            Some(Miss::Expired)
-        );
+        assert_eq!(s.ended(idle, max), None, "use resets idleness");
+        clock.advance(Duration::from_secs(3000));
+        s.touch();
+        assert_eq!(s.ended(idle, max), Some(Miss::Expired));
     }
 
     #[test]
@@ -528,8 +484,9 @@ mod tests {
 
     #[test]
     fn a_session_survives_its_record_and_adopts_newer_tokens() {
-        let s = session("c");
-        std::thread::sleep(Duration::from_millis(5));
+        let clock = Clock::default();
+        let s = session_at("c", &clock);
+        clock.advance(Duration::from_millis(5));
         s.touch();
         let rec = s.record();
         assert_eq!(rec.generation, 1);
@@ -541,15 +498,22 @@ mod tests {
             [0; 32],
             serde_json::from_slice(&serde_json::to_vec(&rec).unwrap()).unwrap(),
             None,
+            &clock,
         );
         // Without the shared access token the restored session refreshes
         // on first use; its sign-in time and last use are kept.
-        assert!(back.tokens().expires_at <= Instant::now());
+        assert!(back.tokens().expires_at <= clock.now());
         assert_eq!(unix_ms(back.created), unix_ms(s.created));
         assert_eq!(back.record().seen_ms, rec.seen_ms);
         assert!(back.access_record().is_none());
         // With it (same generation) the token is used as is.
-        let with = Session::restore(SessionKey::of("c"), [0; 32], back.record(), Some(access));
+        let with = Session::restore(
+            SessionKey::of("c"),
+            [0; 32],
+            back.record(),
+            Some(access),
+            &clock,
+        );
         assert_eq!(with.tokens().header, "Bearer at");
         // Another replica's newer generation is adopted, an older one not.
         let mut newer = s.record();

@@ -5,14 +5,17 @@
 use std::path::{Path, PathBuf};
 
 use super::backend::{Backend, Embedded, Memory, Redis, RedisSettings};
+use crate::clock::Clock;
 use crate::config::{SessionConfig, StorePlan};
 use crate::seal::{self, Sealer};
 
-/// The backend; `owner` is false for a tool writing beside a running
-/// proxy (`ado-auth-proxy login`).
+/// The backend, keeping time by `clock` when in-process; `owner` is
+/// false for a tool writing beside a running proxy (`ado-auth-proxy
+/// login`).
 pub(super) fn backend(
     config: &SessionConfig,
     plan: &StorePlan,
+    clock: &Clock,
     owner: bool,
 ) -> Result<Backend, String> {
     Ok(match plan {
@@ -21,14 +24,18 @@ pub(super) fn backend(
                 "session.store = \"memory\": a restart signs everyone out and replicas do \
                  not share sessions; use \"embedded\" or \"redis\" outside tests"
             );
-            Backend::Memory(Memory::default())
+            Backend::Memory(Memory::with_clock(clock.clone()))
         }
-        StorePlan::Embedded if owner => {
-            Backend::Embedded(Embedded::open(&config.path).map_err(|e| e.to_string())?)
-        }
-        StorePlan::Embedded => {
-            Backend::Embedded(Embedded::open_shared(&config.path).map_err(|e| e.to_string())?)
-        }
+        StorePlan::Embedded if owner => Backend::Embedded(
+            Embedded::open(&config.path)
+                .map_err(|e| e.to_string())?
+                .with_clock(clock.clone()),
+        ),
+        StorePlan::Embedded => Backend::Embedded(
+            Embedded::open_shared(&config.path)
+                .map_err(|e| e.to_string())?
+                .with_clock(clock.clone()),
+        ),
         StorePlan::Redis { url } => {
             let password = match &config.redis_password_file {
                 Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {

@@ -25,10 +25,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::backend::{
-    Backend, GENERATION_LEN, Key, Namespace, StoreError, Update, generation_prefix, now_ms,
+    Backend, GENERATION_LEN, Key, Namespace, StoreError, Update, generation_prefix,
 };
 use super::record::{self, StoredAccess, StoredService, StoredSession, Unreadable};
 use super::{Session, SessionKey, open};
+use crate::clock::Clock;
 use crate::config::{SessionConfig, StorePlan};
 use crate::metrics::Metrics;
 use crate::metrics::StoreOp;
@@ -65,6 +66,7 @@ pub struct Sessions {
     max: Duration,
     revalidate: Duration,
     metrics: Arc<Metrics>,
+    clock: Clock,
     up: AtomicBool,
     /// Sign-outs the store missed, replayed when it answers again.
     removals: Mutex<Vec<(Key, SystemTime)>>,
@@ -76,12 +78,14 @@ pub struct Sessions {
 impl Sessions {
     /// Opens the configured store. The embedded database and, without a
     /// configured key file, a key file beside it are created (mode 0600).
+    /// Sessions and the in-process backends keep time by `clock`.
     pub fn open(
         config: &SessionConfig,
         plan: &StorePlan,
         metrics: Arc<Metrics>,
+        clock: &Clock,
     ) -> Result<Self, String> {
-        Self::open_as(config, plan, metrics, true)
+        Self::open_as(config, plan, metrics, clock, true)
     }
 
     /// Opens the store beside a running proxy (`ado-auth-proxy login`).
@@ -90,16 +94,17 @@ impl Sessions {
         plan: &StorePlan,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
-        Self::open_as(config, plan, metrics, false)
+        Self::open_as(config, plan, metrics, &Clock::default(), false)
     }
 
     fn open_as(
         config: &SessionConfig,
         plan: &StorePlan,
         metrics: Arc<Metrics>,
+        clock: &Clock,
         owner: bool,
     ) -> Result<Self, String> {
-        let backend = open::backend(config, plan, owner)?;
+        let backend = open::backend(config, plan, clock, owner)?;
         let sealer = open::sealer(config, &backend)?;
         tracing::info!(store = backend.name(), "session store opened");
         metrics.store.up.set(1);
@@ -111,10 +116,16 @@ impl Sessions {
             max: config.max_lifetime,
             revalidate: config.revalidate_interval,
             metrics,
+            clock: clock.clone(),
             up: AtomicBool::new(true),
             removals: Mutex::new(Vec::new()),
             logged: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// The time sessions are kept by.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Whether replicas share the store.
@@ -172,7 +183,7 @@ impl Sessions {
                 continue;
             };
             let access = self.read_access(key).await;
-            let session = Arc::new(Session::restore(ck, hashes[0], rec, access));
+            let session = Arc::new(Session::restore(ck, hashes[0], rec, access, &self.clock));
             if i > 0 {
                 // Written before a key rotation: move it to the current key.
                 self.save(&session).await?;
@@ -433,7 +444,7 @@ impl Sessions {
         let mut failed = Vec::new();
         for (i, (key, until)) in removals.iter().enumerate() {
             let ttl = until
-                .duration_since(SystemTime::now())
+                .duration_since(self.clock.wall())
                 .unwrap_or(Duration::from_secs(1));
             if self.backend.remove(*key, ttl).await.is_err() {
                 failed.extend_from_slice(&removals[i..]);
@@ -541,7 +552,7 @@ impl Sessions {
         let raw = self.op(StoreOp::Get, self.backend.get(key)).await.ok()??;
         let json = self.sealer.open(&key.to_bytes(), &raw).ok()?;
         let a: StoredAccess = record::decode(&json).ok()?;
-        (a.expires_ms > now_ms()).then_some(a)
+        (a.expires_ms > self.clock.now_ms()).then_some(a)
     }
 
     /// Shares the current access token with other replicas (Redis only),
@@ -554,7 +565,7 @@ impl Sessions {
             return;
         };
         let key = Key::new(Namespace::Access, session.store_key);
-        let ttl = Duration::from_millis(a.expires_ms.saturating_sub(now_ms()));
+        let ttl = Duration::from_millis(a.expires_ms.saturating_sub(self.clock.now_ms()));
         let json = serde_json::to_vec(&a).unwrap_or_default();
         let sealed = self.sealer.seal(&key.to_bytes(), &json);
         // Not fatal: the other replicas refresh for themselves.
@@ -565,7 +576,7 @@ impl Sessions {
 
     fn tombstone_ttl(&self, session: &Session) -> Duration {
         (session.created + self.max)
-            .duration_since(SystemTime::now())
+            .duration_since(self.clock.wall())
             .unwrap_or(Duration::from_secs(1))
             .max(Duration::from_secs(1))
     }

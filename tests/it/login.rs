@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ado_auth_proxy::app::Running;
+use ado_auth_proxy::clock::Clock;
 use ado_auth_proxy::config::{AuthMode, Config, Provider, Secret};
 use url::Url;
 
@@ -23,6 +24,8 @@ struct Setup {
     /// When set, the fake answers the next valid token with 401 (as if it
     /// had been revoked) and clears the flag.
     reject_next: Arc<AtomicBool>,
+    /// The proxy's time: moved forward instead of sleeping.
+    clock: Clock,
 }
 
 fn user_config(upstream: &str, issuer: &str) -> Config {
@@ -89,7 +92,8 @@ async fn setup_with(access_ttl: u64, tweak: impl FnOnce(&mut Config)) -> Setup {
     let ado = fake_ado(&idp, reject_next.clone()).await;
     let mut config = user_config(&ado.url(), &idp.issuer);
     tweak(&mut config);
-    let proxy = support::start(config).await;
+    let clock = Clock::default();
+    let proxy = support::start_with(config, clock.clone()).await;
     let url = format!("http://{}", proxy.proxy_addr);
     Setup {
         idp,
@@ -97,6 +101,7 @@ async fn setup_with(access_ttl: u64, tweak: impl FnOnce(&mut Config)) -> Setup {
         proxy,
         url,
         reject_next,
+        clock,
     }
 }
 
@@ -355,7 +360,7 @@ async fn tokens_refresh_across_expiries_without_a_new_login() {
     for _ in 0..28 {
         let resp = b.http.get(&url).send().await.unwrap();
         assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        s.clock.advance(Duration::from_millis(500));
     }
     let stats = s.idp.stats().await;
     assert_eq!(stats["authorization_code"], 1, "one sign-in: {stats}");
@@ -373,7 +378,7 @@ async fn five_hundred_concurrent_requests_on_an_expired_token_refresh_once() {
     let s = setup_with(10, |_| {}).await;
     let b = signed_in(&s, "alice").await;
     // Let the token expire outright.
-    tokio::time::sleep(Duration::from_millis(10_300)).await;
+    s.clock.advance(Duration::from_millis(10_300));
     let before = s.idp.refreshes().await;
     let url = format!("{}{PROJECTS}", s.url);
     let started = std::time::Instant::now();
@@ -591,7 +596,7 @@ async fn an_expired_pre_auth_cookie_is_refused() {
     let s = setup_with(5, |c| c.auth.login_timeout = Duration::from_secs(1)).await;
     let b = Browser::new();
     let callback = b.start_sign_in(&s.url, "alice", "/").await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    s.clock.advance(Duration::from_millis(1200));
     let resp = b.navigate(&callback).await;
     assert_eq!(resp.status(), 400);
     assert!(no_session_set(&resp));
@@ -717,7 +722,7 @@ async fn an_idle_session_ends_and_the_browser_signs_in_again() {
     let b = signed_in(&s, "alice").await;
     let url = format!("{}{PROJECTS}", s.url);
     assert_eq!(b.http.get(&url).send().await.unwrap().status(), 200);
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    s.clock.advance(Duration::from_millis(1300));
     let resp = b.navigate(&url).await;
     assert_eq!(resp.status(), 302);
     assert!(
@@ -771,7 +776,7 @@ async fn tokens_shorter_than_twice_refresh_before_refresh_at_half_life() {
     let url = format!("{}{PROJECTS}", s.url);
     for _ in 0..24 {
         assert_eq!(b.http.get(&url).send().await.unwrap().status(), 200);
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        s.clock.advance(Duration::from_millis(250));
     }
     // About 6 s of traffic at one refresh per 2.5 s.
     let refreshes = s.idp.refreshes().await;

@@ -79,7 +79,7 @@ async fn entra_sign_in_with_a_certificate_and_refresh_token_rotation() {
     for _ in 0..14 {
         let resp = api(&s, &b).await;
         assert_eq!(resp.status(), 200);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        s.advance(Duration::from_millis(500));
     }
     let (issued, redeemed) = s.idp.refresh_history();
     assert!(redeemed.len() >= 2, "{redeemed:?}");
@@ -100,7 +100,7 @@ async fn a_revoked_grant_ends_the_session() {
     let b = s.signed_in().await;
     assert_eq!(api(&s, &b).await.status(), 200);
     s.idp.set_mode(Mode::Revoked);
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    s.advance(Duration::from_millis(2200));
 
     // Browsers sign in again; programs get 401; the session is gone.
     let resp = page(&s, &b).await;
@@ -139,7 +139,7 @@ async fn mfa_required_on_refresh_passes_the_claims_challenge_to_the_next_sign_in
     let s = setup(Duration::from_secs(3), |_, _| {}).await;
     let b = s.signed_in().await;
     s.idp.set_mode(Mode::Mfa);
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    s.advance(Duration::from_millis(2200));
     let resp = page(&s, &b).await;
     assert_eq!(resp.status(), 302);
     let login = resp.headers()["location"].to_str().unwrap().to_string();
@@ -156,7 +156,7 @@ async fn a_rejected_client_secret_is_an_operator_error_and_keeps_the_session() {
     let s = setup(Duration::from_secs(3), |_, _| {}).await;
     let b = s.signed_in().await;
     s.idp.set_mode(Mode::InvalidClient);
-    tokio::time::sleep(Duration::from_millis(3200)).await;
+    s.advance(Duration::from_millis(3200));
     let resp = api(&s, &b).await;
     assert_eq!(resp.status(), 502);
     // The first backoff step: 1 s ± 20% jitter, rounded up.
@@ -183,7 +183,7 @@ async fn a_rejected_client_secret_is_an_operator_error_and_keeps_the_session() {
     // Once the operator fixes it, the same session works after the
     // backoff (waiting as Retry-After said): no new sign-in.
     s.idp.set_mode(Mode::Normal);
-    tokio::time::sleep(Duration::from_millis(retry_after * 1000 + 100)).await;
+    s.advance(Duration::from_millis(retry_after * 1000 + 100));
     assert_eq!(api(&s, &b).await.status(), 200);
     assert_eq!(s.idp.calls("authorization_code"), 1);
 }
@@ -196,7 +196,7 @@ async fn a_provider_outage_keeps_serving_valid_tokens_then_answers_503_with_retr
     .await;
     let b = s.signed_in().await;
     s.idp.set_mode(Mode::Down);
-    tokio::time::sleep(Duration::from_millis(3300)).await;
+    s.advance(Duration::from_millis(3300));
     // Due for refresh, refresh fails, the token still has ~2.7 s: served.
     assert_eq!(api(&s, &b).await.status(), 200);
     assert_eq!(
@@ -206,7 +206,7 @@ async fn a_provider_outage_keeps_serving_valid_tokens_then_answers_503_with_retr
     );
     assert_eq!(s.idp.calls("refresh_token"), 1);
 
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    s.advance(Duration::from_millis(3000));
     let resp = api(&s, &b).await;
     assert_eq!(resp.status(), 503);
     let retry: u64 = resp.headers()["retry-after"]
@@ -221,7 +221,7 @@ async fn a_provider_outage_keeps_serving_valid_tokens_then_answers_503_with_retr
     assert_eq!(body["adoAuthProxy"]["retryAfter"], retry.to_string());
 
     s.idp.set_mode(Mode::Normal);
-    tokio::time::sleep(Duration::from_secs(retry)).await;
+    s.advance(Duration::from_secs(retry));
     assert_eq!(
         api(&s, &b).await.status(),
         200,
@@ -341,7 +341,7 @@ async fn legacy_azure_devops_oauth_signs_in_and_refreshes_with_the_assertion_gra
     // the newest (single-use) refresh token.
     for _ in 0..10 {
         assert_eq!(api(&s, &b).await.status(), 200);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        s.advance(Duration::from_millis(500));
     }
     let (issued, redeemed) = s.idp.refresh_history();
     assert!(s.idp.calls("legacy_refresh") >= 2);
@@ -371,7 +371,7 @@ async fn legacy_errors_in_pascal_case_are_understood() {
     let s = legacy(Duration::from_secs(3), LEGACY_SECRET).await;
     let b = s.signed_in().await;
     s.idp.set_mode(Mode::Revoked);
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    s.advance(Duration::from_millis(2200));
     assert_eq!(api(&s, &b).await.status(), 401);
 }
 

@@ -351,27 +351,34 @@ async fn an_outage_keeps_the_valid_token_then_answers_503() {
     service(&mut c, &idp, ServiceSource::ClientCredentials);
     c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
     c.auth.refresh_before = Duration::from_secs(5);
-    let p = support::start(c).await;
+    let clock = idp.clock();
+    let p = support::start_with(c, clock.clone()).await;
     assert_eq!(get(&p, PROJECTS).await.status(), 200);
     idp.set_mode(Mode::Down);
-    tokio::time::sleep(Duration::from_millis(6500)).await;
+    // Past the refresh time: the refresher wakes and fails.
+    clock.advance(Duration::from_millis(6500));
+    let failures = "ado_proxy_service_token_refresh_failures_total{source=\"client-credentials\"}";
+    let mut counted = false;
+    for _ in 0..100 {
+        if metric_value(&metrics(p.admin_addr).await, failures) >= 1.0 {
+            counted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(counted, "the failed refresh is counted");
     assert_eq!(get(&p, PROJECTS).await.status(), 200, "still valid");
-    let m = metrics(p.admin_addr).await;
-    assert!(
-        metric_value(
-            &m,
-            "ado_proxy_service_token_refresh_failures_total{source=\"client-credentials\"}"
-        ) >= 1.0,
-        "the failed refresh is counted while requests flow"
-    );
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    // Within 2 s of expiry the token is not sent any more.
+    clock.advance(Duration::from_millis(2000));
     let resp = get(&p, PROJECTS).await;
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     idp.set_mode(Mode::Normal);
     let mut ok = false;
     for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // The backoff (1 s, then 2 s, ...) runs on the same clock.
+        clock.advance(Duration::from_millis(500));
+        tokio::time::sleep(Duration::from_millis(50)).await;
         if get(&p, PROJECTS).await.status() == 200 {
             ok = true;
             break;

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ado_auth_proxy::clock::Clock;
 use ado_auth_proxy::session::backend::{
-    Backend, Clock, Embedded, Key, Memory, Namespace, Redis, RedisSettings, Update,
-    generation_prefix,
+    Backend, Embedded, Key, Memory, Namespace, Redis, RedisSettings, Update, generation_prefix,
 };
 
 use crate::support::redis::RedisServer;

@@ -12,7 +12,7 @@ mod lease;
 mod memory;
 mod redis;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 pub use self::embedded::Embedded;
 pub use self::memory::Memory;
@@ -146,38 +146,7 @@ pub fn generation_of(value: &[u8]) -> u64 {
         .unwrap_or(0)
 }
 
-/// Milliseconds since the epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// The in-process stores' time: the system clock, which tests can move
-/// forward (instead of sleeping until a TTL runs out). Clones share it.
-#[derive(Clone, Default, Debug)]
-pub struct Clock {
-    ahead_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl Clock {
-    /// Milliseconds since the epoch.
-    pub fn now_ms(&self) -> u64 {
-        now_ms().saturating_add(self.ahead_ms.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
-    /// The expiry (ms since the epoch) of something stored now for `ttl`.
-    pub fn expiry_ms(&self, ttl: Duration) -> u64 {
-        self.now_ms().saturating_add(ttl.as_millis() as u64)
-    }
-
-    /// Moves this clock `by` into the future.
-    pub fn advance(&self, by: Duration) {
-        self.ahead_ms
-            .fetch_add(by.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
-    }
-}
+use crate::clock::Clock;
 
 // === impl Backend ===
 

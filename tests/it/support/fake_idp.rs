@@ -13,6 +13,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ado_auth_proxy::clock::Clock;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -120,6 +122,9 @@ struct State {
     device_polls: Vec<Instant>,
     /// Public clients (no secret, no assertion) are accepted.
     public_client: bool,
+    /// The time access tokens expire by; a proxy started by [`Setup`]
+    /// shares it, so moving it ages tokens for both sides.
+    clock: Clock,
 }
 
 /// A proxy config in mode `user` signing in through this fake Entra,
@@ -157,7 +162,7 @@ impl Setup {
         let ado = fake_ado(&idp).await;
         let mut c = entra_config(&ado.url(), &idp);
         tweak(&mut c, &idp.url());
-        let proxy = super::start(c).await;
+        let proxy = super::start_with(c, idp.clock()).await;
         let url = format!("http://{}", proxy.proxy_addr);
         Self {
             idp,
@@ -165,6 +170,12 @@ impl Setup {
             proxy,
             url,
         }
+    }
+
+    /// Moves time forward for the proxy and both fakes: tokens age,
+    /// backoffs run out, sessions idle.
+    pub fn advance(&self, by: Duration) {
+        self.idp.clock().advance(by);
     }
 
     /// Signs a new browser in (returning to [`super::PROJECTS`]): the
@@ -374,6 +385,11 @@ impl FakeIdp {
         self.server.url()
     }
 
+    /// The time this fake's access tokens expire by (see [`Setup`]).
+    pub fn clock(&self) -> Clock {
+        self.state.lock().unwrap().clock.clone()
+    }
+
     pub fn set_mode(&self, mode: Mode) {
         self.knobs.lock().unwrap().mode = mode;
     }
@@ -474,7 +490,7 @@ impl FakeIdp {
 fn token_owner(s: &State, authorization: &str) -> Option<String> {
     let token = authorization.strip_prefix("Bearer ")?;
     let (who, exp) = s.access_tokens.get(token)?;
-    (*exp > Instant::now()).then(|| who.clone())
+    (*exp > s.clock.now()).then(|| who.clone())
 }
 
 fn form(body: &[u8]) -> HashMap<String, String> {
@@ -816,7 +832,7 @@ fn entra_token(
             );
             s.access_tokens.insert(
                 access.clone(),
-                (format!("app:{CLIENT_ID}"), Instant::now() + ttl),
+                (format!("app:{CLIENT_ID}"), s.clock.now() + ttl),
             );
             json_resp(
                 200,
@@ -938,7 +954,7 @@ fn issue(
     let access = new_token(s, "at");
     let refresh = new_token(s, "rt");
     s.access_tokens
-        .insert(access.clone(), (user.upn.clone(), Instant::now() + ttl));
+        .insert(access.clone(), (user.upn.clone(), s.clock.now() + ttl));
     s.refresh_tokens.insert(refresh.clone(), true);
     s.issued_refresh.push(refresh.clone());
     let mut body = json!({
@@ -1077,7 +1093,7 @@ fn legacy_token(
     let access = new_token(s, "legacy-at");
     let refresh = new_token(s, "legacy-rt");
     s.access_tokens
-        .insert(access.clone(), (user.upn.clone(), Instant::now() + ttl));
+        .insert(access.clone(), (user.upn.clone(), s.clock.now() + ttl));
     s.refresh_tokens.insert(refresh.clone(), true);
     s.issued_refresh.push(refresh.clone());
     json_resp(

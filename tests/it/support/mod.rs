@@ -15,6 +15,7 @@ use std::sync::Once;
 use std::time::Duration;
 
 use ado_auth_proxy::app::{self, Running};
+use ado_auth_proxy::clock::Clock;
 use ado_auth_proxy::config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -36,11 +37,17 @@ pub fn config(upstream: &str) -> Config {
 /// Starts the proxy in this process with `config`. Set `TEST_LOG=debug`
 /// to see its logs.
 pub async fn start(config: Config) -> Running {
+    start_with(config, Clock::default()).await
+}
+
+/// [`start`], with the proxy keeping time by `clock`: a test moves it
+/// forward (`clock.advance`) instead of sleeping until tokens come due.
+pub async fn start_with(config: Config, clock: Clock) -> Running {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("TEST_LOG"))
         .with_test_writer()
         .try_init();
-    app::start(config).await.expect("proxy starts")
+    app::start_with(config, clock).await.expect("proxy starts")
 }
 
 /// A reqwest client that never follows redirects.
