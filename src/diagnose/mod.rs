@@ -179,7 +179,13 @@ pub fn recognise(
         .map(str::to_string);
     Some(Finding {
         entry: catalog::entry(id),
-        status,
+        // A sign-in page with 203 (or 200) is a success to every HTTP
+        // library: the refusal is answered as the 401 it is.
+        status: if status.is_success() {
+            StatusCode::UNAUTHORIZED
+        } else {
+            status
+        },
         message,
         type_key,
         original: json.filter(|o| o.contains_key("message")),

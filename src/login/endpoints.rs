@@ -13,9 +13,9 @@ use serde_json::json;
 use super::provider::random_token;
 use super::{Login, Pending, cookies, redirect};
 use crate::body::ProxyBody;
+use crate::clock::unix;
 use crate::error::{Error, LoginError};
 use crate::request::{ClientKind, RequestCtx};
-use crate::clock::unix;
 use crate::session::{Issued, Session, SessionKey};
 
 /// Largest form body accepted at the callback.

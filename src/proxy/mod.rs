@@ -299,7 +299,7 @@ impl Inner {
     /// WWW-Authenticate, correlation ids). Anything else passes through.
     async fn diagnose(
         &self,
-        parts: Parts,
+        mut parts: Parts,
         mut body: Incoming,
         ctx: &RequestCtx,
         upstream: &route::Upstream,
@@ -342,6 +342,13 @@ impl Inner {
             "upstream refused the request"
         );
         let mut answer = finding.into_answer();
+        if parts.status.is_success() {
+            // Now a 401, which must carry a challenge (RFC 9110 §15.5.2).
+            parts.headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ado-auth-proxy\""),
+            );
+        }
         answer.headers = parts.headers;
         // A client sending its own credential keeps the 401 challenge.
         answer.proxy_credential = credential.supplied();

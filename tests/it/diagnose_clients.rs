@@ -30,15 +30,11 @@ async fn sdk_get_projects(
     support::run_peer(cmd, Duration::from_secs(60)).await
 }
 
-#[tokio::test]
-async fn the_python_sdk_raises_an_error_carrying_the_explanation() {
-    let python = peers().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "tests/peers/.venv is missing: run scripts/test.sh (it installs the azure-devops SDK there)"
-    );
-    let fx = fixture("permission-denied");
-    let upstream = FakeUpstream::recording(move |r| {
+/// A fake Azure DevOps that answers the SDK's discovery and then replays
+/// the fixture `case` for the call itself.
+async fn replaying_for_the_sdk(case: &str) -> FakeUpstream {
+    let fx = fixture(case);
+    FakeUpstream::recording(move |r| {
         if r.method == http::Method::OPTIONS {
             respond(200, &[("content-type", "application/json")], LOCATIONS)
         } else if r.uri.contains("ResourceAreas") {
@@ -56,7 +52,22 @@ async fn the_python_sdk_raises_an_error_carrying_the_explanation() {
             respond(fx.status, &headers, fx.body.clone())
         }
     })
-    .await;
+    .await
+}
+
+fn sdk_python() -> PathBuf {
+    let python = peers().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "tests/peers/.venv is missing: run scripts/test.sh (it installs the azure-devops SDK there)"
+    );
+    python
+}
+
+#[tokio::test]
+async fn the_python_sdk_raises_an_error_carrying_the_explanation() {
+    let python = sdk_python();
+    let upstream = replaying_for_the_sdk("permission-denied").await;
     let proxy = pat_proxy(&upstream).await;
     let v = sdk_get_projects(&python, &proxy).await;
     assert_eq!(v["type"], "AzureDevOpsServiceError", "{v}");
@@ -67,6 +78,36 @@ async fn the_python_sdk_raises_an_error_carrying_the_explanation() {
         "{message}"
     );
     assert!(message.contains("Ask a project administrator"), "{message}");
+}
+
+/// Azure DevOps' 203 sign-in page is a success to every HTTP library;
+/// through the proxy it is a 401 with the explanation: the SDK raises it
+/// instead of parsing a page as data, and curl sees the status.
+#[tokio::test]
+async fn a_203_sign_in_page_is_a_401_to_the_sdk_and_to_curl() {
+    let python = sdk_python();
+    let upstream = replaying_for_the_sdk("token-not-accepted-203").await;
+    let proxy = pat_proxy(&upstream).await;
+    let v = sdk_get_projects(&python, &proxy).await;
+    assert!(v["type"].is_string(), "the SDK raised: {v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "[ado-auth-proxy] Azure DevOps did not accept the proxy's personal access token"
+        ),
+        "{message}"
+    );
+
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!(
+            "http://{}/contoso/_apis/projects?api-version=7.1",
+            proxy.proxy_addr
+        ))
+        .output()
+        .await
+        .expect("curl runs");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "401");
 }
 
 /// The proxy's own refusals speak the same language: the SDK shows why

@@ -718,7 +718,8 @@ async fn html_that_a_rest_call_asked_for_passes_through() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200);
+    // A success status for a refusal is answered as the 401 it is.
+    assert_eq!(resp.status(), 401);
     assert!(resp.text().await.unwrap().contains("pat-not-accepted"));
 }
 
