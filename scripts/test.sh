@@ -41,6 +41,10 @@ fi
 if ! tests/peers/.venv/bin/python -c 'import helm_python' >/dev/null 2>&1; then
   tests/peers/.venv/bin/pip install -q --disable-pip-version-check helm-python-sdk==0.2.2
 fi
+# A real WebSocket client and server for the tunnel tests.
+if ! tests/peers/.venv/bin/python -c 'import websockets' >/dev/null 2>&1; then
+  tests/peers/.venv/bin/pip install -q --disable-pip-version-check websockets==15.0.1
+fi
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
 done

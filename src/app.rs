@@ -389,14 +389,15 @@ async fn accept_loop(
             });
             let result = match tls {
                 None => {
-                    let conn = http.serve_connection(TokioIo::new(stream), service);
+                    let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     slot.drive(conn, |c| c.graceful_shutdown()).await
                 }
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
                         Ok(Ok(tls_stream)) => {
-                            let conn = http.serve_connection(TokioIo::new(tls_stream), service);
+                            let conn = http
+                                .serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
                             slot.drive(conn, |c| c.graceful_shutdown()).await
                         }
                         Ok(Err(e)) => {

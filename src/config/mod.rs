@@ -86,6 +86,12 @@ pub struct ListenConfig {
     /// Connections served at once; a connection beyond it is answered
     /// `503` and closed (counted in `ado_proxy_connections_refused_total`).
     pub max_connections: usize,
+    /// WebSocket and other upgraded connections tunnelled at once; an
+    /// upgrade beyond it is refused with 503 naming this key.
+    pub max_tunnels: usize,
+    /// A tunnel with no byte in either direction for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub tunnel_idle_timeout: Duration,
     /// Host names (optionally `name:port`) clients may use besides the
     /// `public_url` host, `localhost` and IP addresses, e.g. a Kubernetes
     /// Service name. Any other `Host` is refused with 421 before a
@@ -372,6 +378,8 @@ impl Default for ListenConfig {
             header_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(90),
             max_connections: 10_000,
+            max_tunnels: 1_000,
+            tunnel_idle_timeout: Duration::from_secs(300),
             allowed_hosts: Vec::new(),
         }
     }

@@ -67,6 +67,13 @@ fn listen(config: &Config, out: &mut Vec<Problem>) {
             "must be between 1 and 1000000 (10000 is the default)",
         ));
     }
+    if !(1..=1_000_000).contains(&l.max_tunnels) {
+        out.push(Problem::new(
+            "listen.max_tunnels",
+            "must be between 1 and 1000000 (1000 is the default)",
+        ));
+    }
+    positive("listen.tunnel_idle_timeout", l.tunnel_idle_timeout, out);
     for (i, host) in l.allowed_hosts.iter().enumerate() {
         if crate::host::HostName::parse(host).is_none() {
             out.push(Problem::new(

@@ -42,6 +42,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// An upgrade (WebSocket) while `listen.max_tunnels` tunnels are
+    /// open, or after shutdown began.
+    #[error("no room for another tunnel")]
+    TunnelsFull {
+        /// `listen.max_tunnels`.
+        max: usize,
+        /// The proxy is shutting down.
+        stopping: bool,
+    },
+
     // --- the identity ---
     /// No credential could be produced for the upstream request.
     #[error(transparent)]
@@ -191,6 +201,7 @@ impl Error {
                 );
                 ans.retry_after(*retry_after)
             }
+            Self::TunnelsFull { max, stopping } => tunnels_full_answer(*max, *stopping),
             Self::StoreUnavailable(e) => {
                 let ans = Answer::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -204,6 +215,28 @@ impl Error {
             }
         }
     }
+}
+
+/// An upgrade that cannot be tunnelled now.
+fn tunnels_full_answer(max: usize, stopping: bool) -> Answer {
+    let cause = if stopping {
+        "The proxy is shutting down and opens no new WebSocket or upgraded connection; connect \
+         again and another instance will serve you."
+            .to_string()
+    } else {
+        format!(
+            "The proxy already carries {max} WebSocket or upgraded connections, as many as \
+             listen.max_tunnels allows. Try again shortly; an operator can raise \
+             listen.max_tunnels."
+        )
+    };
+    Answer::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "tunnels-full",
+        "No room for another WebSocket",
+        cause,
+    )
+    .retry_after(1)
 }
 
 /// A refresh failed: the proxy's own credentials (`operator`) or the

@@ -8,6 +8,7 @@ mod login;
 mod requests;
 mod service;
 mod store;
+mod tunnels;
 mod upstream;
 
 use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
@@ -16,6 +17,7 @@ pub use login::{Grant, Login, LoginFailure, LoginOutcome, RefreshOutcome};
 pub use requests::{Connections, RefusalReason, Requests, RouteClass};
 pub use service::{Acquisition, Service};
 pub use store::{LoadOutcome, Store, StoreOp, Unreadable};
+pub use tunnels::{TunnelEnd, Tunnels};
 pub use upstream::{Throttle, Upstream, UpstreamErrorKind};
 
 /// Latency buckets from 1 ms to 2 minutes (git pushes are slow).
@@ -38,6 +40,8 @@ pub struct Metrics {
     pub store: Store,
     /// The service identity's tokens.
     pub service: Service,
+    /// Upgraded connections.
+    pub tunnels: Tunnels,
 }
 
 // === impl Metrics ===
@@ -65,6 +69,7 @@ impl Metrics {
             login: Login::register(&registry)?,
             store: Store::register(&registry)?,
             service: Service::register(&registry)?,
+            tunnels: Tunnels::register(&registry)?,
             registry,
         })
     }

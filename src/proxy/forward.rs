@@ -1,6 +1,8 @@
 //! The only code that talks to Azure DevOps: a pooled hyper client over
 //! rustls (HTTP/2 when the upstream offers it by ALPN), with connect and
-//! time-to-first-byte timeouts. Bodies stream both ways.
+//! time-to-first-byte timeouts. Bodies stream both ways. Upgrades
+//! (WebSockets) go through a second, HTTP/1.1-only client: HTTP/1.1's
+//! `Upgrade` does not exist in HTTP/2.
 
 use std::error::Error as _;
 use std::time::Duration;
@@ -22,34 +24,18 @@ use crate::tls::{self, TlsError};
 /// Sends requests upstream.
 pub struct Forwarder {
     client: Client<HttpsConnector<HttpConnector>, CountedBody>,
+    upgrades: Client<HttpsConnector<HttpConnector>, CountedBody>,
     response_timeout: Duration,
 }
 
 // === impl Forwarder ===
 
 impl Forwarder {
-    /// Builds the pooled client from `[upstream]`.
+    /// Builds the pooled clients from `[upstream]`.
     pub fn new(config: &UpstreamConfig) -> Result<Self, TlsError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(config.connect_timeout));
-        http.set_nodelay(true);
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls::client_config(config.ca_file.as_deref())?)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            // Flattened writes, as on the server side (see app.rs).
-            .http1_writev(false)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
         Ok(Self {
-            client,
+            client: client(config, true)?,
+            upgrades: client(config, false)?,
             response_timeout: config.response_timeout,
         })
     }
@@ -62,7 +48,12 @@ impl Forwarder {
         req: Request<CountedBody>,
         upstream: &Upstream,
     ) -> Result<Response<Incoming>, Error> {
-        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+        let client = if req.headers().contains_key(http::header::UPGRADE) {
+            &self.upgrades
+        } else {
+            &self.client
+        };
+        match tokio::time::timeout(self.response_timeout, client.request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => {
                 let kind = if e.is_connect() {
@@ -81,6 +72,34 @@ impl Forwarder {
             )),
         }
     }
+}
+
+/// A pooled client; `http2` offers HTTP/2 by ALPN besides HTTP/1.1.
+fn client(
+    config: &UpstreamConfig,
+    http2: bool,
+) -> Result<Client<HttpsConnector<HttpConnector>, CountedBody>, TlsError> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(config.connect_timeout));
+    http.set_nodelay(true);
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    let builder = HttpsConnectorBuilder::new()
+        .with_tls_config(tls::client_config(config.ca_file.as_deref())?)
+        .https_or_http()
+        .enable_http1();
+    let connector = if http2 {
+        builder.enable_http2().wrap_connector(http)
+    } else {
+        builder.wrap_connector(http)
+    };
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(config.pool_idle_timeout)
+        // Flattened writes, as on the server side (see app.rs).
+        .http1_writev(false)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(connector))
 }
 
 /// The most specific message in an error's chain ("Connection refused").

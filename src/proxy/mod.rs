@@ -9,6 +9,7 @@ pub mod origin;
 pub mod path;
 pub mod rewrite;
 pub mod route;
+mod tunnel;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::response::Parts;
-use http::{Method, Request, Response, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -57,6 +58,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// `http` or `https`: how clients reach the listener.
     scheme: &'static str,
+    /// Upgraded connections (WebSockets).
+    tunnels: tunnel::Tunnels,
 }
 
 /// Why the proxy could not be built.
@@ -111,6 +114,11 @@ impl Proxy {
                 origins,
                 router,
                 urls,
+                tunnels: tunnel::Tunnels::new(
+                    config.listen.max_tunnels,
+                    config.listen.tunnel_idle_timeout,
+                    metrics.clone(),
+                ),
                 metrics,
                 scheme,
             }),
@@ -118,13 +126,21 @@ impl Proxy {
     }
 
     /// Starts the identity's background tasks (see
-    /// [`Identity::spawn_tasks`]).
+    /// [`Identity::spawn_tasks`]), and closes the tunnels once `stop` is
+    /// set.
     pub fn spawn_tasks(
         &self,
         stop: &tokio::sync::watch::Receiver<bool>,
         store_up: Arc<dyn Fn(bool) + Send + Sync>,
     ) {
         self.inner.identity.spawn_tasks(stop, store_up);
+        let inner = self.inner.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            // An error means the server is gone: close them as well.
+            let _ = stop.wait_for(|s| *s).await;
+            inner.tunnels.close_all();
+        });
     }
 
     /// Serves one request from `remote`. Never fails: errors become
@@ -177,11 +193,12 @@ impl Inner {
             .identity
             .credential(req.headers(), record.ctx().path_and_query())
             .await?;
+        let upgrade = self.tunnels.requested(&mut req)?;
         // A HEAD answer has no body to rewrite, and its Content-Length
         // describes the GET body, so it passes untouched.
         let discovery = req.method() != Method::HEAD && is_discovery_path(record.ctx().path());
         let bodyless = req.body().is_end_stream();
-        let upstream_req = self.upstream_request(
+        let mut upstream_req = self.upstream_request(
             req,
             target.uri,
             remote,
@@ -189,12 +206,14 @@ impl Inner {
             discovery,
             &credential,
         )?;
+        if let Some(u) = &upgrade {
+            tunnel::mark_upgrade(upstream_req.headers_mut(), u.0.protocol.clone());
+        }
         let request_url = upstream_req.uri().clone();
         // A user's token may be refused although it looked valid (revoked,
         // policy change): such a request can be refreshed and sent again
         // once, if it has no body to replay.
         let retry = (credential.refreshable() && bodyless).then(|| clone_head(&upstream_req));
-
         let sent = Instant::now();
         let mut resp = self.forwarder.send(upstream_req, upstream).await?;
         let renewed = self
@@ -213,16 +232,15 @@ impl Inner {
             resp = self.forwarder.send(again, upstream).await?;
         }
         upstream.duration.observe(sent.elapsed().as_secs_f64());
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(upgrade) = upgrade
+        {
+            let (upgrade, place) = *upgrade;
+            return Ok(self.switch(resp, upgrade, place, record.ctx()));
+        }
 
         let (mut parts, body) = resp.into_parts();
-        // The client's connection has its own version (hyper picks it).
-        parts.version = Version::default();
-        record.upstream_ids(&parts.headers);
-        headers::prepare_response(&mut parts.headers);
-        self.rewrite_locations(&mut parts, &request_url);
-        self.metrics
-            .upstream
-            .throttling(parts.status.as_u16(), &parts.headers);
+        self.response_head(&mut parts, &request_url, record);
         if diagnose::worth_inspecting(parts.status, &parts.headers, record.ctx().path()) {
             return Box::pin(self.diagnose(parts, body, record.ctx(), upstream, &credential)).await;
         }
@@ -232,6 +250,48 @@ impl Inner {
             ProxyBody::upstream(None, body)
         };
         Ok(Response::from_parts(parts, body))
+    }
+
+    /// The upstream's response head as the client gets it: its own HTTP
+    /// version, no hop-by-hop headers, `Location` on the proxy; the
+    /// upstream's ids and throttling noted.
+    fn response_head(&self, parts: &mut Parts, request_url: &http::Uri, record: &mut AccessRecord) {
+        // The client's connection has its own version (hyper picks it).
+        parts.version = Version::default();
+        record.upstream_ids(&parts.headers);
+        headers::prepare_response(&mut parts.headers);
+        self.rewrite_locations(parts, request_url);
+        self.metrics
+            .upstream
+            .throttling(parts.status.as_u16(), &parts.headers);
+    }
+
+    /// Relays Azure DevOps' 101 and starts the tunnel between the two
+    /// switched connections.
+    fn switch(
+        &self,
+        mut resp: Response<Incoming>,
+        upgrade: tunnel::Upgrade,
+        place: tunnel::Place,
+        ctx: &RequestCtx,
+    ) -> Response<ProxyBody> {
+        let upstream_side = hyper::upgrade::on(&mut resp);
+        let (mut parts, _) = resp.into_parts();
+        parts.version = Version::default();
+        let protocol = parts
+            .headers
+            .get(header::UPGRADE)
+            .cloned()
+            .unwrap_or(upgrade.protocol);
+        headers::prepare_response(&mut parts.headers);
+        tunnel::mark_upgrade(&mut parts.headers, protocol);
+        self.tunnels.spawn(
+            place,
+            upgrade.client,
+            upstream_side,
+            ctx.request_id_str().to_string(),
+        );
+        Response::from_parts(parts, ProxyBody::empty())
     }
 
     /// The client's request, re-addressed to `uri` with the credential and

@@ -149,14 +149,13 @@ impl Router {
         };
         let mut organization = None;
         if upstream.org_scoped {
-            let first_raw = rest.trim_start_matches('/').split('/').next().unwrap_or("");
-            path::check_route_segment(first_raw).map_err(|w| Refusal::BadPath(w.explain()))?;
+            let (at, org_raw) = org_segment(rest);
+            path::check_route_segment(org_raw).map_err(|w| Refusal::BadPath(w.explain()))?;
             self.check_organization(seen_rest)?;
-            if !first_raw.is_empty() && !first_raw.starts_with('_') {
-                // `rest` is a suffix of `path`; skip its leading slashes.
-                let lead = rest.len() - rest.trim_start_matches('/').len();
-                let start = path.len() - rest.len() + lead;
-                organization = Some(start..start + first_raw.len());
+            if !org_raw.is_empty() && !org_raw.starts_with('_') {
+                // `rest` is a suffix of `path`.
+                let start = path.len() - rest.len() + at;
+                organization = Some(start..start + org_raw.len());
             }
         }
         let mut target = String::with_capacity(upstream.prefix.len() + rest.len() + 64);
@@ -179,7 +178,7 @@ impl Router {
         if self.allowed.is_empty() {
             return Ok(());
         }
-        let first = seen.trim_start_matches('/').split('/').next().unwrap_or("");
+        let (_, first) = org_segment(seen);
         if first.is_empty() || first.starts_with('_') {
             return Err(Refusal::OrganizationRequired {
                 allowed: self.allowed.clone(),
@@ -201,6 +200,23 @@ impl Router {
         names.sort();
         names
     }
+}
+
+/// SignalR's prefix: Azure DevOps serves its hubs (live pipeline logs,
+/// pull request updates) at `/_signalr/{org}/_apis/...` on dev.azure.com.
+const SIGNALR: &str = "_signalr";
+
+/// Where the organization is in a path below an organization-scoped
+/// base: the first segment, or the second after `_signalr`. Returns its
+/// byte offset in `path` and the segment (empty when there is none).
+fn org_segment(path: &str) -> (usize, &str) {
+    let lead = path.len() - path.trim_start_matches('/').len();
+    let mut segments = path[lead..].split('/');
+    let first = segments.next().unwrap_or("");
+    if first.eq_ignore_ascii_case(SIGNALR) {
+        return (lead + first.len() + 1, segments.next().unwrap_or_default());
+    }
+    (lead, first)
 }
 
 #[cfg(test)]
@@ -345,6 +361,26 @@ mod tests {
             Err("OrganizationNotAllowed"),
         );
         check(&r, "/_apis/resourceAreas", Err("OrganizationRequired"));
+        // SignalR hubs name the organization second.
+        check(
+            &r,
+            "/_signalr/contoso/_apis/0f2b/signalr/connect?transport=webSockets",
+            Ok(
+                "http://127.0.0.1:9/base/_signalr/contoso/_apis/0f2b/signalr/connect?transport=webSockets",
+            ),
+        );
+        check(
+            &r,
+            "/_signalr/fabrikam/_apis/0f2b/signalr/negotiate",
+            Err("OrganizationNotAllowed"),
+        );
+        check(&r, "/_signalr/_apis/x", Err("OrganizationRequired"));
+        check(&r, "/_signalr", Err("OrganizationRequired"));
+        check(
+            &r,
+            "/_signalr/%66abrikam/_apis/x",
+            Err("OrganizationNotAllowed"),
+        );
         // The organization is read from the decoded path.
         check(
             &r,
@@ -426,6 +462,8 @@ mod properties {
         "CONTOSO",
         "fabrikam",
         "_apis",
+        "_signalr",
+        "_SignalR",
         "projects",
         "..",
         ".",
@@ -478,7 +516,11 @@ mod properties {
             let below = forwarded
                 .strip_prefix(base.split_once("://").map(|(_, rest)| rest.find('/').map_or("", |i| &rest[i..])).unwrap_or(""))
                 .unwrap_or(forwarded);
-            let view = front_end_view(below);
+            let mut view = front_end_view(below);
+            // SignalR names the organization second: /_signalr/{org}/...
+            if view.first().is_some_and(|s| s.eq_ignore_ascii_case("_signalr")) {
+                view.remove(0);
+            }
             prop_assert_eq!(
                 view.first().map(|s| s.to_ascii_lowercase()),
                 Some("contoso".to_string()),

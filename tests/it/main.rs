@@ -19,3 +19,4 @@ mod sessions;
 mod store;
 mod streaming;
 mod tls;
+mod websocket;
