@@ -13,10 +13,24 @@ use hyper::body::Incoming;
 use crate::access::AccessRecord;
 use crate::metrics::Metrics;
 
+/// Rewrites a streamed body chunk by chunk, holding back at most a
+/// bounded tail between chunks (what may be the start of something to
+/// rewrite).
+pub trait Transform: Send {
+    /// The bytes to send for `data` (possibly fewer, held back).
+    fn chunk(&mut self, data: Bytes) -> Bytes;
+    /// What is still held back, at the end of the body.
+    fn finish(&mut self) -> Bytes;
+}
+
 /// The body of every response the proxy sends.
 pub struct ProxyBody {
     head: Option<Bytes>,
     rest: Option<Incoming>,
+    /// Applied to `rest`'s data frames, when set.
+    transform: Option<Box<dyn Transform>>,
+    /// A trailers frame held while the transform's tail goes first.
+    held: Option<Frame<Bytes>>,
     /// The request's bookkeeping; dropped (and so written) when the body
     /// ends or is dropped.
     record: Option<AccessRecord>,
@@ -48,10 +62,19 @@ impl ProxyBody {
         Self::new(head, Some(rest))
     }
 
+    /// The upstream's body, streamed through `transform`.
+    pub fn transformed(rest: Incoming, transform: Box<dyn Transform>) -> Self {
+        let mut body = Self::new(None, Some(rest));
+        body.transform = Some(transform);
+        body
+    }
+
     fn new(head: Option<Bytes>, rest: Option<Incoming>) -> Self {
         Self {
             head,
             rest,
+            transform: None,
+            held: None,
             record: None,
         }
     }
@@ -66,6 +89,12 @@ impl ProxyBody {
         if let Some(mut record) = self.record.take() {
             record.complete = complete;
         }
+    }
+
+    /// The transform's held-back tail, once, when non-empty.
+    fn finish_transform(&mut self) -> Option<Bytes> {
+        let tail = self.transform.take()?.finish();
+        (!tail.is_empty()).then_some(tail)
     }
 
     fn count(&mut self, n: usize) {
@@ -88,35 +117,68 @@ impl Body for ProxyBody {
             this.count(head.len());
             return Poll::Ready(Some(Ok(Frame::data(head))));
         }
-        let Some(rest) = this.rest.as_mut() else {
-            this.end(true);
-            return Poll::Ready(None);
-        };
-        match Pin::new(rest).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let n = data.len();
-                    this.count(n);
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(None) => {
+        if let Some(frame) = this.held.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        loop {
+            let Some(rest) = this.rest.as_mut() else {
                 this.end(true);
-                Poll::Ready(None)
+                return Poll::Ready(None);
+            };
+            let frame = match Pin::new(rest).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => frame,
+                Poll::Ready(None) => {
+                    this.rest = None;
+                    if let Some(tail) = this.finish_transform() {
+                        return Poll::Ready(Some(Ok(Frame::data(tail))));
+                    }
+                    this.end(true);
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.end(false);
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Pending => return Poll::Pending,
+            };
+            let frame = match (frame.into_data(), this.transform.as_mut()) {
+                (Ok(data), Some(t)) => {
+                    let out = t.chunk(data);
+                    if out.is_empty() {
+                        // All held back: read on.
+                        continue;
+                    }
+                    Frame::data(out)
+                }
+                (Ok(data), None) => Frame::data(data),
+                (Err(trailers), _) => match this.finish_transform() {
+                    Some(tail) => {
+                        this.held = Some(trailers);
+                        Frame::data(tail)
+                    }
+                    None => trailers,
+                },
+            };
+            if let Some(data) = frame.data_ref() {
+                let n = data.len();
+                this.count(n);
             }
-            Poll::Ready(Some(Err(e))) => {
-                this.end(false);
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Pending => Poll::Pending,
+            return Poll::Ready(Some(Ok(frame)));
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.head.is_none() && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
+        self.head.is_none()
+            && self.held.is_none()
+            && self.transform.is_none()
+            && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.transform.is_some() {
+            // The rewritten length is not known in advance.
+            return SizeHint::new();
+        }
         let head = self.head.as_ref().map_or(0, |h| h.len() as u64);
         match &self.rest {
             None => SizeHint::with_exact(head),

@@ -6,6 +6,7 @@ pub mod callers;
 pub mod forward;
 pub mod headers;
 pub mod origin;
+mod packages;
 pub mod path;
 pub mod rewrite;
 pub mod route;
@@ -48,7 +49,7 @@ struct Inner {
     /// Host and cross-site checks, before anything else.
     origins: origin::Origins,
     router: Router,
-    urls: UrlMap,
+    urls: Arc<UrlMap>,
     forwarder: Forwarder,
     identity: Identity,
     /// Who may call a fixed-identity proxy, when restricted.
@@ -99,7 +100,7 @@ impl Proxy {
             scheme,
             matches!(plan, AuthPlan::User { .. }),
         );
-        let urls = UrlMap::new(public_url, &router);
+        let urls = Arc::new(UrlMap::new(public_url, &router));
         Ok(Self {
             inner: Arc::new(Inner {
                 forwarder: Forwarder::new(&config.upstream)?,
@@ -194,16 +195,14 @@ impl Inner {
             .credential(req.headers(), record.ctx().path_and_query())
             .await?;
         let upgrade = self.tunnels.requested(&mut req)?;
-        // A HEAD answer has no body to rewrite, and its Content-Length
-        // describes the GET body, so it passes untouched.
-        let discovery = req.method() != Method::HEAD && is_discovery_path(record.ctx().path());
+        let rewrite = Rewrite::of(req.method(), record.ctx().path());
         let bodyless = req.body().is_end_stream();
         let mut upstream_req = self.upstream_request(
             req,
             target.uri,
             remote,
             record.ctx(),
-            discovery,
+            rewrite != Rewrite::None,
             &credential,
         )?;
         if let Some(u) = &upgrade {
@@ -244,10 +243,13 @@ impl Inner {
         if diagnose::worth_inspecting(parts.status, &parts.headers, record.ctx().path()) {
             return Box::pin(self.diagnose(parts, body, record.ctx(), upstream, &credential)).await;
         }
-        let body = if discovery {
-            self.rewrite_discovery(&mut parts, body, upstream).await?
-        } else {
-            ProxyBody::upstream(None, body)
+        let body = match rewrite {
+            Rewrite::Discovery | Rewrite::CargoConfig => {
+                self.rewrite_discovery(&mut parts, body, upstream, rewrite)
+                    .await?
+            }
+            Rewrite::Packages => self.rewrite_packages(&mut parts, body),
+            Rewrite::None => ProxyBody::upstream(None, body),
         };
         Ok(Response::from_parts(parts, body))
     }
@@ -302,7 +304,7 @@ impl Inner {
         uri: http::Uri,
         remote: SocketAddr,
         ctx: &RequestCtx,
-        discovery: bool,
+        identity_encoding: bool,
         credential: &Credential,
     ) -> Result<Request<CountedBody>, Error> {
         let (mut parts, body) = req.into_parts();
@@ -323,8 +325,8 @@ impl Inner {
         // Set-Cookie is dropped), so only the configured ones go.
         crate::cookies::keep_only(&mut parts.headers, &self.forward_cookies);
         parts.headers.insert(X_REQUEST_ID, ctx.request_id.clone());
-        if discovery {
-            // Discovery JSON is rewritten, so it must arrive uncompressed.
+        if identity_encoding {
+            // A document to rewrite must arrive uncompressed.
             parts.headers.remove(header::ACCEPT_ENCODING);
         }
         parts.version = Version::HTTP_11;
@@ -415,13 +417,25 @@ impl Inner {
         Ok(answer.into_response(ctx).map(ProxyBody::full))
     }
 
-    /// Buffers a small JSON discovery document and rewrites the host URLs
+    /// Streams a package document with every Azure DevOps URL in it
+    /// rewritten onto the proxy; anything else passes as it is.
+    fn rewrite_packages(&self, parts: &mut Parts, body: Incoming) -> ProxyBody {
+        if !packages::rewritable(parts.status, &parts.headers) {
+            return ProxyBody::upstream(None, body);
+        }
+        packages::prepare_headers(&mut parts.headers);
+        ProxyBody::transformed(body, Box::new(packages::UrlStream::new(self.urls.clone())))
+    }
+
+    /// Buffers a small JSON discovery document (or a Cargo index's
+    /// `config.json`) and rewrites the host URLs
     /// in it; anything else (or anything large) streams through untouched.
     async fn rewrite_discovery(
         &self,
         parts: &mut Parts,
         mut body: Incoming,
         upstream: &route::Upstream,
+        kind: Rewrite,
     ) -> Result<ProxyBody, Error> {
         let is_json = parts
             .headers
@@ -435,14 +449,47 @@ impl Inner {
             Bounded::Whole(b) => b,
             Bounded::TooLarge(head) => return Ok(ProxyBody::upstream(Some(head), body)),
         };
-        let out = match self.urls.rewrite_json(&buf) {
-            Some(new) => Bytes::from(new),
-            None => buf,
+        let rewritten = if kind == Rewrite::CargoConfig {
+            packages::prepare_headers(&mut parts.headers);
+            packages::cargo_config(&self.urls, &buf)
+        } else {
+            self.urls.rewrite_json(&buf)
         };
+        let out = rewritten.map(Bytes::from).unwrap_or(buf);
         parts
             .headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
         Ok(ProxyBody::full(out))
+    }
+}
+
+/// Which answers are rewritten so clients stay on the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rewrite {
+    /// Host discovery JSON (small, buffered).
+    Discovery,
+    /// A Cargo sparse index's `config.json` (small, buffered).
+    CargoConfig,
+    /// Package feed documents (streamed).
+    Packages,
+    /// Nothing: the body streams as it is.
+    None,
+}
+
+impl Rewrite {
+    /// What a `method` request to `path` may need. A HEAD answer has no
+    /// body to rewrite, and its Content-Length describes the GET body, so
+    /// it passes untouched.
+    fn of(method: &Method, path: &str) -> Self {
+        if *method != Method::HEAD && is_discovery_path(path) {
+            Self::Discovery
+        } else if packages::is_cargo_config(method, path) {
+            Self::CargoConfig
+        } else if packages::is_package_request(method, path) {
+            Self::Packages
+        } else {
+            Self::None
+        }
     }
 }
 

@@ -13,6 +13,7 @@ mod hardening;
 mod image;
 mod lifecycle;
 mod login;
+mod packages;
 mod providers;
 mod service;
 mod sessions;
