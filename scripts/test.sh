@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 # the azure-devops SDK, redis-server for the shared session store.
 missing=()
 command -v git >/dev/null 2>&1 && [ -x "$(git --exec-path)/git-http-backend" ] || missing+=(git)
+git lfs version >/dev/null 2>&1 || missing+=(git-lfs)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)

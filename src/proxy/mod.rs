@@ -5,6 +5,7 @@
 pub mod callers;
 pub mod forward;
 pub mod headers;
+mod lfs;
 pub mod origin;
 mod packages;
 pub mod path;
@@ -244,7 +245,7 @@ impl Inner {
             return Box::pin(self.diagnose(parts, body, record.ctx(), upstream, &credential)).await;
         }
         let body = match rewrite {
-            Rewrite::Discovery | Rewrite::CargoConfig => {
+            Rewrite::Discovery | Rewrite::CargoConfig | Rewrite::LfsBatch => {
                 self.rewrite_discovery(&mut parts, body, upstream, rewrite)
                     .await?
             }
@@ -449,11 +450,13 @@ impl Inner {
             Bounded::Whole(b) => b,
             Bounded::TooLarge(head) => return Ok(ProxyBody::upstream(Some(head), body)),
         };
-        let rewritten = if kind == Rewrite::CargoConfig {
-            packages::prepare_headers(&mut parts.headers);
-            packages::cargo_config(&self.urls, &buf)
-        } else {
-            self.urls.rewrite_json(&buf)
+        let rewritten = match kind {
+            Rewrite::CargoConfig => {
+                packages::prepare_headers(&mut parts.headers);
+                packages::cargo_config(&self.urls, &buf)
+            }
+            Rewrite::LfsBatch => lfs::rewrite_batch(&self.urls, &buf),
+            _ => self.urls.rewrite_json(&buf),
         };
         let out = rewritten.map(Bytes::from).unwrap_or(buf);
         parts
@@ -470,6 +473,8 @@ enum Rewrite {
     Discovery,
     /// A Cargo sparse index's `config.json` (small, buffered).
     CargoConfig,
+    /// A git LFS batch answer (small, buffered).
+    LfsBatch,
     /// Package feed documents (streamed).
     Packages,
     /// Nothing: the body streams as it is.
@@ -483,6 +488,8 @@ impl Rewrite {
     fn of(method: &Method, path: &str) -> Self {
         if *method != Method::HEAD && is_discovery_path(path) {
             Self::Discovery
+        } else if lfs::is_batch(method, path) {
+            Self::LfsBatch
         } else if packages::is_cargo_config(method, path) {
             Self::CargoConfig
         } else if packages::is_package_request(method, path) {

@@ -11,6 +11,7 @@ mod forwarding;
 mod git;
 mod hardening;
 mod image;
+mod lfs;
 mod lifecycle;
 mod login;
 mod packages;

@@ -1,0 +1,273 @@
+//! The real `git-lfs` client through the proxy: push and clone of LFS
+//! objects and the locks API, against a fake Azure Repos whose batch
+//! answers name absolute `https://dev.azure.com/...` hrefs with a token of
+//! its own in the action headers (unreachable here: an escape fails).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::process::Command;
+
+use crate::support::upstream::{FakeBody, FakeUpstream, respond};
+use crate::support::{self, git_backend};
+
+const PAT: &str = "lfs-test-pat";
+/// What the fake puts into each action: the proxy must not pass it on.
+const UPSTREAM_TOKEN: &str = "Bearer upstream-only-token";
+
+/// Fake Azure Repos LFS state: objects, locks, and every LFS request's
+/// (method, path, Authorization).
+#[derive(Default)]
+struct Lfs {
+    objects: HashMap<String, Vec<u8>>,
+    locks: Vec<serde_json::Value>,
+    seen: Vec<(String, String, String)>,
+}
+
+fn lfs_json(status: u16, v: serde_json::Value) -> Response<FakeBody> {
+    respond(
+        status,
+        &[("content-type", "application/vnd.git-lfs+json")],
+        v.to_string(),
+    )
+}
+
+async fn serve_lfs(
+    state: Arc<Mutex<Lfs>>,
+    expected: String,
+    req: Request<Incoming>,
+) -> Response<FakeBody> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = req.into_body().collect().await.unwrap().to_bytes();
+    let mut s = state.lock().unwrap();
+    s.seen
+        .push((method.to_string(), path.clone(), auth.clone()));
+    if auth != expected {
+        return respond(401, &[("www-authenticate", "Basic realm=\"x\"")], "");
+    }
+    let (repo, rest) = path.split_once(".git/info/lfs").unwrap();
+    let canonical = format!("https://dev.azure.com{repo}.git/info/lfs");
+    match (method.as_str(), rest) {
+        ("POST", "/objects/batch") => {
+            let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let upload = req["operation"] == "upload";
+            let objects: Vec<serde_json::Value> = req["objects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| {
+                    let oid = o["oid"].as_str().unwrap();
+                    let action = serde_json::json!({
+                        "href": format!("{canonical}/objects/{oid}"),
+                        "header": {"Authorization": UPSTREAM_TOKEN},
+                        "expires_in": 3600,
+                    });
+                    let mut out =
+                        serde_json::json!({"oid": oid, "size": o["size"], "authenticated": true});
+                    if upload && !s.objects.contains_key(oid) {
+                        out["actions"] = serde_json::json!({"upload": action});
+                    } else if !upload {
+                        out["actions"] = serde_json::json!({"download": action});
+                    }
+                    out
+                })
+                .collect();
+            lfs_json(
+                200,
+                serde_json::json!({"transfer": "basic", "objects": objects}),
+            )
+        }
+        ("PUT", r) if r.starts_with("/objects/") => {
+            s.objects
+                .insert(r["/objects/".len()..].to_string(), body.to_vec());
+            respond(200, &[], "")
+        }
+        ("GET", r) if r.starts_with("/objects/") => match s.objects.get(&r["/objects/".len()..]) {
+            Some(data) => respond(
+                200,
+                &[("content-type", "application/octet-stream")],
+                Bytes::from(data.clone()),
+            ),
+            None => respond(404, &[], ""),
+        },
+        ("GET", "/locks") => lfs_json(200, serde_json::json!({"locks": s.locks})),
+        ("POST", "/locks/verify") => {
+            lfs_json(200, serde_json::json!({"ours": s.locks, "theirs": []}))
+        }
+        ("POST", "/locks") => {
+            let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let lock = serde_json::json!({
+                "id": (s.locks.len() + 1).to_string(),
+                "path": req["path"],
+                "locked_at": "2026-11-27T10:00:00Z",
+                "owner": {"name": "T"},
+            });
+            s.locks.push(lock.clone());
+            lfs_json(201, serde_json::json!({"lock": lock}))
+        }
+        _ => respond(404, &[], "no such LFS endpoint"),
+    }
+}
+
+async fn git(dir: &Path, home: &Path, args: &[&str]) -> Output {
+    let run = Command::new("git")
+        .args(["-c", "credential.helper=", "-c", "protocol.version=2"])
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "true")
+        .env_remove("GIT_DIR")
+        .kill_on_drop(true)
+        .output();
+    // git-lfs retries a refused transfer for a long time.
+    tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .unwrap_or_else(|_| panic!("git {args:?} did not finish"))
+        .expect("git runs")
+}
+
+async fn git_ok(dir: &Path, home: &Path, args: &[&str]) -> String {
+    let out = git(dir, home, args).await;
+    assert!(
+        out.status.success(),
+        "git {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_lfs_pushes_clones_and_locks_through_the_proxy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, work, clone, home) = (
+        tmp.path().join("root"),
+        tmp.path().join("work"),
+        tmp.path().join("clone"),
+        tmp.path().join("home"),
+    );
+    for d in [&root, &work, &home] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    git_ok(&home, &home, &["lfs", "install", "--skip-repo"]).await;
+    git_ok(
+        &root,
+        &home,
+        &["init", "-q", "--bare", "-b", "main", "repo"],
+    )
+    .await;
+    git_ok(&work, &home, &["init", "-q", "-b", "main"]).await;
+    for (k, v) in [("user.email", "t@example.com"), ("user.name", "T")] {
+        git_ok(&work, &home, &["config", k, v]).await;
+    }
+    git_ok(&work, &home, &["lfs", "track", "*.dat"]).await;
+    let data: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(work.join("big.dat"), &data).unwrap();
+    git_ok(&work, &home, &["add", "."]).await;
+    git_ok(&work, &home, &["commit", "-q", "-m", "an LFS object"]).await;
+
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!(":{PAT}"))
+    );
+    let lfs = Arc::new(Mutex::new(Lfs::default()));
+    let (server_root, state, exp) = (root.clone(), lfs.clone(), expected.clone());
+    let up = FakeUpstream::raw(move |req: Request<Incoming>| {
+        let (root, state, exp) = (server_root.clone(), state.clone(), exp.clone());
+        async move {
+            if req.uri().path().contains(".git/info/lfs") {
+                serve_lfs(state, exp, req).await
+            } else {
+                git_backend::serve(root, exp, req).await
+            }
+        }
+    })
+    .await;
+    let mut config = support::config(&up.url());
+    config.auth.mode = ado_auth_proxy::config::AuthMode::Pat;
+    config.auth.pat = Some(ado_auth_proxy::config::Secret::new(PAT));
+    let proxy = support::start(config).await;
+    let remote = format!("http://{}/contoso/proj/_git/repo", proxy.proxy_addr);
+
+    git_ok(&work, &home, &["push", "-q", &remote, "main"]).await;
+    assert_eq!(
+        lfs.lock().unwrap().objects.values().next().map(Vec::len),
+        Some(data.len()),
+        "the object was uploaded through the proxy"
+    );
+
+    let clone_s = clone.to_str().unwrap().to_string();
+    git_ok(tmp.path(), &home, &["clone", "-q", &remote, &clone_s]).await;
+    assert!(
+        std::fs::read(clone.join("big.dat")).unwrap() == data,
+        "the clone has the object's content, not its pointer"
+    );
+
+    // Locks.
+    git_ok(&clone, &home, &["lfs", "lock", "big.dat"]).await;
+    let listed = git_ok(&clone, &home, &["lfs", "locks"]).await;
+    assert!(listed.contains("big.dat"), "{listed}");
+
+    let seen = lfs.lock().unwrap().seen.clone();
+    for (method, path, auth) in &seen {
+        assert_eq!(
+            auth, &expected,
+            "{method} {path}: the proxy's credential, not the upstream's"
+        );
+    }
+    for want in ["/objects/batch", "/locks"] {
+        assert!(
+            seen.iter().any(|(_, p, _)| p.ends_with(want)),
+            "{want}: {seen:?}"
+        );
+    }
+    assert!(
+        seen.iter()
+            .any(|(m, p, _)| m == "PUT" && p.contains("/objects/"))
+    );
+    assert!(
+        seen.iter()
+            .any(|(m, p, _)| m == "GET" && p.contains("/objects/"))
+    );
+
+    // What git-lfs reads: proxy hrefs, no upstream token.
+    let batch = support::client()
+        .post(format!("{remote}.git/info/lfs/objects/batch"))
+        .header("accept", "application/vnd.git-lfs+json")
+        .header("content-type", "application/vnd.git-lfs+json")
+        .body(r#"{"operation":"download","objects":[{"oid":"x","size":1}]}"#)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        batch.contains(&format!("\"href\":\"{remote}.git/info/lfs/objects/x\"")),
+        "{batch}"
+    );
+    assert!(
+        !batch.contains("upstream-only-token") && !batch.contains("dev.azure.com"),
+        "{batch}"
+    );
+}
