@@ -46,6 +46,8 @@ pub struct RequestCtx {
     pub upstream: Option<Arc<str>>,
     /// Where the organization is in the path, once routed.
     organization: Option<std::ops::Range<usize>>,
+    /// The `Origin` of an allowed CORS caller; its answer says so.
+    pub cors: Option<HeaderValue>,
 }
 
 // === impl RequestCtx ===
@@ -68,6 +70,7 @@ impl RequestCtx {
             uri: req.uri().clone(),
             upstream: None,
             organization: None,
+            cors: None,
         }
     }
 

@@ -92,6 +92,10 @@ pub struct ListenConfig {
     /// A tunnel with no byte in either direction for this long is closed.
     #[serde(with = "humantime_serde")]
     pub tunnel_idle_timeout: Duration,
+    /// Origins (`https://app.example.com`) of single-page apps that may
+    /// call the proxy from the browser with credentials (CORS). Empty:
+    /// every other origin's request is refused as cross-site.
+    pub cors_allowed_origins: Vec<String>,
     /// Host names (optionally `name:port`) clients may use besides the
     /// `public_url` host, `localhost` and IP addresses, e.g. a Kubernetes
     /// Service name. Any other `Host` is refused with 421 before a
@@ -380,6 +384,7 @@ impl Default for ListenConfig {
             max_connections: 10_000,
             max_tunnels: 1_000,
             tunnel_idle_timeout: Duration::from_secs(300),
+            cors_allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
         }
     }

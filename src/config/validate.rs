@@ -74,6 +74,14 @@ fn listen(config: &Config, out: &mut Vec<Problem>) {
         ));
     }
     positive("listen.tunnel_idle_timeout", l.tunnel_idle_timeout, out);
+    for (i, origin) in l.cors_allowed_origins.iter().enumerate() {
+        if let Err(why) = cors_origin(origin) {
+            out.push(Problem::new(
+                format!("listen.cors_allowed_origins[{i}]"),
+                format!("\"{origin}\" {why}"),
+            ));
+        }
+    }
     for (i, host) in l.allowed_hosts.iter().enumerate() {
         if crate::host::HostName::parse(host).is_none() {
             out.push(Problem::new(
@@ -109,6 +117,28 @@ fn listen(config: &Config, out: &mut Vec<Problem>) {
             ),
         ));
     }
+}
+
+/// A CORS origin as a browser sends it: `scheme://host[:port]`.
+fn cors_origin(origin: &str) -> Result<(), &'static str> {
+    if origin == "*" || origin.eq_ignore_ascii_case("null") {
+        return Err(
+            "cannot be allowed: credentialed requests need a named origin such as \
+                    \"https://app.example.com\"",
+        );
+    }
+    let url = Url::parse(origin)
+        .map_err(|_| "is not an origin: write scheme and host, e.g. \"https://app.example.com\"")?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("is not an origin: use http:// or https:// and a host");
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err("has a path, query or fragment: an origin is only scheme, host and port");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("holds a user name or password: an origin is only scheme, host and port");
+    }
+    Ok(())
 }
 
 fn upstream(config: &Config, out: &mut Vec<Problem>) {

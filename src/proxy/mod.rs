@@ -3,6 +3,7 @@
 //! discovery documents). Every failure goes to [`crate::error::into_response`].
 
 pub mod callers;
+mod cors;
 pub mod forward;
 pub mod headers;
 mod lfs;
@@ -100,6 +101,7 @@ impl Proxy {
             &config.listen.allowed_hosts,
             scheme,
             matches!(plan, AuthPlan::User { .. }),
+            &config.listen.cors_allowed_origins,
         );
         let urls = Arc::new(UrlMap::new(public_url, &router));
         Ok(Self {
@@ -164,6 +166,9 @@ impl Proxy {
         };
         resp.headers_mut()
             .insert(X_REQUEST_ID, record.ctx().request_id.clone());
+        if let Some(origin) = &record.ctx().cors {
+            cors::decorate(resp.headers_mut(), origin);
+        }
         record.status = resp.status().as_u16();
         resp.map(|b| b.with_access_record(record))
     }
@@ -180,9 +185,8 @@ impl Inner {
         remote: SocketAddr,
         record: &mut AccessRecord,
     ) -> Result<Response<ProxyBody>, Error> {
-        self.origins.admit(&req)?;
-        if let Some(callers) = &self.callers {
-            callers.admit(remote.ip(), req.headers_mut())?;
+        if let Some(preflight) = self.admit(&mut req, remote, record)? {
+            return Ok(preflight);
         }
         if record.ctx().route == RouteClass::Auth {
             return Box::pin(self.identity.serve_auth(req, record.ctx())).await;
@@ -267,6 +271,28 @@ impl Inner {
         self.metrics
             .upstream
             .throttling(parts.status.as_u16(), &parts.headers);
+    }
+
+    /// The origin and caller checks; a CORS preflight is answered here
+    /// (`Some`), and a CORS caller's origin noted for the answer.
+    fn admit(
+        &self,
+        req: &mut Request<Incoming>,
+        remote: SocketAddr,
+        record: &mut AccessRecord,
+    ) -> Result<Option<Response<ProxyBody>>, Error> {
+        match self.origins.admit(req)? {
+            // Complete as it is: not decorated again on the way out.
+            origin::Admission::Preflight(origin) => {
+                return Ok(Some(cors::preflight(&origin, req.headers())));
+            }
+            origin::Admission::Cors(origin) => record.ctx_mut().cors = Some(origin),
+            origin::Admission::Admitted => {}
+        }
+        if let Some(callers) = &self.callers {
+            callers.admit(remote.ip(), req.headers_mut())?;
+        }
+        Ok(None)
     }
 
     /// Relays Azure DevOps' 101 and starts the tunnel between the two

@@ -8,8 +8,10 @@
 //! the `SameSite=Lax` session cookie is: a link in an e-mail opens the
 //! page. `/.auth/callback` is exempt: the identity provider posts to it
 //! from its own site, and state, PKCE and the pre-auth cookie protect it.
+//! An `Origin` listed in `listen.cors_allowed_origins` is admitted as a
+//! CORS caller (`cors.rs` answers its preflights and marks the answers).
 
-use http::header::HeaderName;
+use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, header};
 use url::Url;
 
@@ -34,19 +36,33 @@ pub struct Origins {
     scheme: &'static str,
     /// Mode `user`: cross-site top-level GET navigations are allowed.
     navigations: bool,
+    /// `listen.cors_allowed_origins`, as browsers write an `Origin`.
+    cors: Vec<String>,
+}
+
+/// How a request was admitted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Same origin, a program, or an allowed navigation.
+    Admitted,
+    /// From a page of an allowed CORS origin (this `Origin`).
+    Cors(HeaderValue),
+    /// A CORS preflight from an allowed origin: the proxy answers it.
+    Preflight(HeaderValue),
 }
 
 // === impl Origins ===
 
 impl Origins {
     /// The rules for a proxy reached at `public_url` (scheme `scheme` on
-    /// the listener itself) and also under `allowed_hosts` (validated at
-    /// load).
+    /// the listener itself) and also under `allowed_hosts`, serving CORS
+    /// to `cors_origins` (both validated at load).
     pub fn new(
         public_url: &Url,
         allowed_hosts: &[String],
         scheme: &'static str,
         navigations: bool,
+        cors_origins: &[String],
     ) -> Self {
         Self {
             public: public_url.host_str().and_then(HostName::parse),
@@ -57,16 +73,42 @@ impl Origins {
                 .collect(),
             scheme,
             navigations,
+            cors: cors_origins
+                .iter()
+                .filter_map(|o| Url::parse(o).ok())
+                .map(|u| u.origin().ascii_serialization())
+                .collect(),
         }
     }
 
     /// Admits the request or says why not.
-    pub fn admit<B>(&self, req: &Request<B>) -> Result<(), Refusal> {
+    pub fn admit<B>(&self, req: &Request<B>) -> Result<Admission, Refusal> {
         let host = self.check_host(req)?;
         if req.uri().path() == "/.auth/callback" {
-            return Ok(());
+            return Ok(Admission::Admitted);
+        }
+        if let Some(origin) = self.cors_origin(req.headers()) {
+            return Ok(if super::cors::is_preflight(req.method(), req.headers()) {
+                Admission::Preflight(origin)
+            } else {
+                Admission::Cors(origin)
+            });
         }
         self.check_site(req.method(), req.headers(), host)
+            .map(|()| Admission::Admitted)
+    }
+
+    /// The request's `Origin` when it is an allowed CORS origin.
+    fn cors_origin(&self, h: &HeaderMap) -> Option<HeaderValue> {
+        if self.cors.is_empty() {
+            return None;
+        }
+        let origin = h.get(header::ORIGIN)?;
+        let text = origin.to_str().ok()?;
+        self.cors
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(text))
+            .then(|| origin.clone())
     }
 
     /// The `Host` (or HTTP/2 `:authority`, or an absolute-form target)
@@ -173,6 +215,7 @@ mod tests {
             &["svc.tools:8080".into()],
             "http",
             navigations,
+            &["https://app.tools.example".into()],
         )
     }
 
@@ -185,7 +228,7 @@ mod tests {
     }
 
     fn check(o: &Origins, r: Request<()>) -> Result<(), &'static str> {
-        o.admit(&r).map_err(|e| match e {
+        o.admit(&r).map(|_| ()).map_err(|e| match e {
             Refusal::HostNotAllowed { .. } => "host",
             Refusal::CrossSite { .. } => "site",
             _ => "other",
@@ -316,5 +359,64 @@ mod tests {
             ];
             assert_eq!(check(&o, req("GET", "/o/x", &framed)), Err("site"));
         }
+    }
+
+    #[test]
+    fn listed_origins_are_cors_callers_and_their_preflights_are_ours() {
+        let o = origins(false);
+        let admit = |method: &str, headers: &[(&str, &str)]| {
+            o.admit(&req(method, "/contoso/_apis/projects", headers))
+        };
+        let app = HeaderValue::from_static("https://app.tools.example");
+        assert_eq!(
+            admit(
+                "POST",
+                &[
+                    ("host", "proxy.example.com"),
+                    ("origin", "https://app.tools.example"),
+                    ("sec-fetch-site", "cross-site"),
+                ]
+            )
+            .ok(),
+            Some(Admission::Cors(app.clone()))
+        );
+        assert_eq!(
+            admit(
+                "OPTIONS",
+                &[
+                    ("host", "proxy.example.com"),
+                    ("origin", "https://app.tools.example"),
+                    ("access-control-request-method", "GET"),
+                ]
+            )
+            .ok(),
+            Some(Admission::Preflight(app))
+        );
+        // Near misses stay cross-site.
+        for origin in [
+            "https://app.tools.example.evil.com",
+            "http://app.tools.example",
+            "https://app.tools.example:8443",
+            "null",
+        ] {
+            assert!(
+                matches!(
+                    admit("GET", &[("host", "proxy.example.com"), ("origin", origin)]),
+                    Err(Refusal::CrossSite { .. })
+                ),
+                "{origin}"
+            );
+        }
+        // The Host rule still comes first.
+        assert!(matches!(
+            admit(
+                "GET",
+                &[
+                    ("host", "evil.example"),
+                    ("origin", "https://app.tools.example")
+                ]
+            ),
+            Err(Refusal::HostNotAllowed { .. })
+        ));
     }
 }

@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod cors;
 mod deploy;
 mod diagnose;
 mod diagnose_clients;

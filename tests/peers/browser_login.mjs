@@ -3,6 +3,7 @@
 // and consent pages, and prints what the browser ended on as JSON:
 // {url, status, text, cookies}.
 import { chromium } from 'playwright-core';
+import { CHROMIUM } from './chromium.mjs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,12 +11,7 @@ import { join } from 'node:path';
 const start = process.env.START_URL;
 const user = process.env.LOGIN_USER || 'alice';
 const profile = mkdtempSync(join(tmpdir(), 'ado-proxy-chromium-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+const context = await chromium.launchPersistentContext(profile, CHROMIUM);
 try {
   const page = await context.newPage();
   await page.goto(start);

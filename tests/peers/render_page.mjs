@@ -2,13 +2,9 @@
 // would see, as JSON: {status, title, text, requests} (requests counts
 // every request the page made, to prove it is self-contained).
 import { chromium } from 'playwright-core';
+import { CHROMIUM } from './chromium.mjs';
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+const browser = await chromium.launch(CHROMIUM);
 try {
   const page = await browser.newPage();
   let requests = 0;

@@ -141,6 +141,31 @@ fn each_mistake_names_its_key() {
             "between 1",
         ),
         (
+            "[listen]\nmax_tunnels = 0",
+            "listen.max_tunnels",
+            "between 1",
+        ),
+        (
+            "[listen]\ntunnel_idle_timeout = \"0s\"",
+            "listen.tunnel_idle_timeout",
+            "longer than zero",
+        ),
+        (
+            "[listen]\ncors_allowed_origins = [\"*\"]",
+            "listen.cors_allowed_origins[0]",
+            "named origin",
+        ),
+        (
+            "[listen]\ncors_allowed_origins = [\"https://ok.example\", \"https://app.example/path\"]",
+            "listen.cors_allowed_origins[1]",
+            "only scheme, host and port",
+        ),
+        (
+            "[listen]\ncors_allowed_origins = [\"app.example\"]",
+            "listen.cors_allowed_origins[0]",
+            "is not an origin",
+        ),
+        (
             "[listen]\nidle_timeout = \"0s\"",
             "listen.idle_timeout",
             "longer than zero",
