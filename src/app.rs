@@ -334,6 +334,8 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(config.listen.max_header_bytes).unwrap_or(u32::MAX))
+        // WebSockets over HTTP/2 (RFC 8441), tunnelled by proxy::tunnel.
+        .enable_connect_protocol()
         .keep_alive_interval(Duration::from_secs(30));
     builder
 }

@@ -211,7 +211,7 @@ impl Inner {
             &credential,
         )?;
         if let Some(u) = &upgrade {
-            tunnel::mark_upgrade(upstream_req.headers_mut(), u.0.protocol.clone());
+            u.0.prepare_upstream(&mut upstream_req);
         }
         let request_url = upstream_req.uri().clone();
         // A user's token may be refused although it looked valid (revoked,
@@ -307,13 +307,9 @@ impl Inner {
         let upstream_side = hyper::upgrade::on(&mut resp);
         let (mut parts, _) = resp.into_parts();
         parts.version = Version::default();
-        let protocol = parts
-            .headers
-            .get(header::UPGRADE)
-            .cloned()
-            .unwrap_or(upgrade.protocol);
+        let protocol = parts.headers.get(header::UPGRADE).cloned();
         headers::prepare_response(&mut parts.headers);
-        tunnel::mark_upgrade(&mut parts.headers, protocol);
+        upgrade.prepare_answer(&mut parts.status, &mut parts.headers, protocol);
         self.tunnels.spawn(
             place,
             upgrade.client,

@@ -10,6 +10,13 @@
 //!
 //! After the 101 the bytes are the upgraded protocol's (WebSocket frames);
 //! the proxy does not read them.
+//!
+//! HTTP/2 clients open WebSockets with an extended CONNECT (RFC 8441:
+//! `:method CONNECT`, `:protocol websocket`). Azure DevOps is reached
+//! over HTTP/1.1 for upgrades, so such a request goes up as the RFC 6455
+//! handshake (`GET`, `Upgrade: websocket`, a fresh `Sec-WebSocket-Key`),
+//! and the upstream's 101 comes back as the `200` RFC 8441 asks for. The
+//! frames are the same on both sides.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,10 +53,12 @@ pub struct Place {
 
 /// What a client's request asks to upgrade to.
 pub struct Upgrade {
-    /// The `Upgrade` header as the client sent it.
+    /// The `Upgrade` header as the client sent it (or `:protocol`).
     pub protocol: HeaderValue,
-    /// The client's side, ready once the 101 is sent.
+    /// The client's side, ready once the 101 (or 200) is sent.
     pub client: OnUpgrade,
+    /// An HTTP/2 extended CONNECT, translated to HTTP/1.1 upstream.
+    pub extended_connect: bool,
 }
 
 // === impl Tunnels ===
@@ -151,6 +160,15 @@ impl Upgrade {
     /// The upgrade an HTTP/1.1 request asks for: `Connection` names
     /// `upgrade` and `Upgrade` is present. Takes the client's side.
     pub fn requested<B>(req: &mut http::Request<B>) -> Option<Self> {
+        if req.version() == http::Version::HTTP_2 && req.method() == http::Method::CONNECT {
+            let protocol = req.extensions().get::<hyper::ext::Protocol>()?;
+            let protocol = HeaderValue::from_str(protocol.as_str()).ok()?;
+            return Some(Self {
+                protocol,
+                client: hyper::upgrade::on(req),
+                extended_connect: true,
+            });
+        }
         if req.version() != http::Version::HTTP_11 {
             return None;
         }
@@ -168,8 +186,58 @@ impl Upgrade {
         Some(Self {
             protocol,
             client: hyper::upgrade::on(req),
+            extended_connect: false,
         })
     }
+
+    /// Makes the upstream request (hop-by-hop headers already stripped)
+    /// the HTTP/1.1 upgrade Azure DevOps expects.
+    pub fn prepare_upstream<B>(&self, req: &mut http::Request<B>) {
+        mark_upgrade(req.headers_mut(), self.protocol.clone());
+        if self.extended_connect {
+            *req.method_mut() = http::Method::GET;
+            req.extensions_mut().remove::<hyper::ext::Protocol>();
+            if self.protocol.as_bytes().eq_ignore_ascii_case(b"websocket") {
+                req.headers_mut().insert(SEC_WEBSOCKET_KEY, websocket_key());
+            }
+        }
+    }
+
+    /// The client's answer once the upstream switched: a 101 with the
+    /// upgrade for HTTP/1.1, a 200 for an extended CONNECT (whose
+    /// `Sec-WebSocket-Accept` belongs to the handshake the proxy made).
+    pub fn prepare_answer(
+        &self,
+        status: &mut http::StatusCode,
+        headers: &mut HeaderMap,
+        upstream_protocol: Option<HeaderValue>,
+    ) {
+        if self.extended_connect {
+            *status = http::StatusCode::OK;
+            headers.remove(SEC_WEBSOCKET_ACCEPT);
+        } else {
+            mark_upgrade(
+                headers,
+                upstream_protocol.unwrap_or_else(|| self.protocol.clone()),
+            );
+        }
+    }
+}
+
+const SEC_WEBSOCKET_KEY: http::HeaderName = http::HeaderName::from_static("sec-websocket-key");
+const SEC_WEBSOCKET_ACCEPT: http::HeaderName =
+    http::HeaderName::from_static("sec-websocket-accept");
+
+/// A fresh `Sec-WebSocket-Key`: 16 random bytes, base64 (RFC 6455 §4.1).
+fn websocket_key() -> HeaderValue {
+    use base64::Engine;
+    use ring::rand::SecureRandom;
+    let mut nonce = [0u8; 16];
+    // The key only proves the server speaks WebSocket; it is no secret.
+    let _ = ring::rand::SystemRandom::new().fill(&mut nonce);
+    let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+    HeaderValue::from_str(&key)
+        .unwrap_or_else(|_| HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA=="))
 }
 
 /// Puts the upgrade back on headers whose hop-by-hop fields were

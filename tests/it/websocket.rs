@@ -284,3 +284,58 @@ async fn shutdown_closes_open_tunnels() {
     assert!(read.is_ok(), "the tunnel was closed at shutdown");
     p.wait().await;
 }
+
+/// A masked client text frame (RFC 6455 §5.2) carrying `text`.
+fn text_frame(text: &str) -> Vec<u8> {
+    let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+    let mut f = vec![0x81, 0x80 | text.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+#[tokio::test]
+async fn an_http2_client_opens_a_websocket_with_extended_connect() {
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let server = WsServer::start().await;
+    let p = proxy(&server, |_| {}).await;
+    let tcp = TcpStream::connect(p.proxy_addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    // The server's SETTINGS (with ENABLE_CONNECT_PROTOCOL) come first.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{}{SIGNALR}", p.proxy_addr))
+        .header("sec-websocket-version", "13")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200, "RFC 8441 accepts with 200");
+    assert!(resp.headers().get("sec-websocket-accept").is_none());
+    let mut stream = TokioIo::new(hyper::upgrade::on(resp).await.unwrap());
+    stream.write_all(&text_frame("over h2")).await.unwrap();
+    let mut echo = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut echo))
+        .await
+        .expect("the echo arrives")
+        .unwrap();
+    assert_eq!(&echo[..2], &[0x81, 7], "an unmasked text frame of 7 bytes");
+    assert_eq!(&echo[2..], b"over h2");
+
+    // Upstream it was the HTTP/1.1 handshake, with the proxy's credential.
+    let seen = server.handshakes();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["path"], SIGNALR);
+    assert_eq!(
+        seen[0]["authorization"],
+        "Basic OmEtcGVyc29uYWwtYWNjZXNzLXRva2Vu"
+    );
+}
