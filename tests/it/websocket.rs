@@ -300,7 +300,10 @@ async fn an_http2_client_opens_a_websocket_with_extended_connect() {
     use hyper_util::rt::{TokioExecutor, TokioIo};
 
     let server = WsServer::start().await;
-    let p = proxy(&server, |_| {}).await;
+    // The tunnel outlives listen.idle_timeout: its CONNECT stream is a
+    // request in flight for as long as it is open, so the connection's
+    // idle watchdog leaves it alone.
+    let p = proxy(&server, |c| c.listen.idle_timeout = Duration::from_secs(1)).await;
     let tcp = TcpStream::connect(p.proxy_addr).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
@@ -321,6 +324,8 @@ async fn an_http2_client_opens_a_websocket_with_extended_connect() {
     assert_eq!(resp.status(), 200, "RFC 8441 accepts with 200");
     assert!(resp.headers().get("sec-websocket-accept").is_none());
     let mut stream = TokioIo::new(hyper::upgrade::on(resp).await.unwrap());
+    // Past the idle close (1 s, checked every 250 ms) and its 1 s grace.
+    tokio::time::sleep(Duration::from_millis(4000)).await;
     stream.write_all(&text_frame("over h2")).await.unwrap();
     let mut echo = [0u8; 9];
     tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut echo))
