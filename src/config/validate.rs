@@ -67,21 +67,7 @@ fn listen(config: &Config, out: &mut Vec<Problem>) {
             "must be between 1 and 1000000 (10000 is the default)",
         ));
     }
-    if !(1..=1_000_000).contains(&l.max_tunnels) {
-        out.push(Problem::new(
-            "listen.max_tunnels",
-            "must be between 1 and 1000000 (1000 is the default)",
-        ));
-    }
-    positive("listen.tunnel_idle_timeout", l.tunnel_idle_timeout, out);
-    for (i, origin) in l.cors_allowed_origins.iter().enumerate() {
-        if let Err(why) = cors_origin(origin) {
-            out.push(Problem::new(
-                format!("listen.cors_allowed_origins[{i}]"),
-                format!("\"{origin}\" {why}"),
-            ));
-        }
-    }
+    tunnels_and_cors(l, out);
     for (i, host) in l.allowed_hosts.iter().enumerate() {
         if crate::host::HostName::parse(host).is_none() {
             out.push(Problem::new(
@@ -116,6 +102,26 @@ fn listen(config: &Config, out: &mut Vec<Problem>) {
                 l.address
             ),
         ));
+    }
+}
+
+/// `listen.max_tunnels`, `listen.tunnel_idle_timeout` and
+/// `listen.cors_allowed_origins`.
+fn tunnels_and_cors(l: &super::ListenConfig, out: &mut Vec<Problem>) {
+    if !(1..=1_000_000).contains(&l.max_tunnels) {
+        out.push(Problem::new(
+            "listen.max_tunnels",
+            "must be between 1 and 1000000 (1000 is the default)",
+        ));
+    }
+    positive("listen.tunnel_idle_timeout", l.tunnel_idle_timeout, out);
+    for (i, origin) in l.cors_allowed_origins.iter().enumerate() {
+        if let Err(why) = cors_origin(origin) {
+            out.push(Problem::new(
+                format!("listen.cors_allowed_origins[{i}]"),
+                format!("\"{origin}\" {why}"),
+            ));
+        }
     }
 }
 

@@ -63,6 +63,16 @@ pub static CATALOG: &[Entry] = &[
         fixer: Fixer::User,
     },
     Entry {
+        id: "claims-challenge",
+        title: "Azure DevOps revoked the token before it expired",
+        cause: "Azure DevOps refused the access token with a claims challenge (Continuous Access Evaluation): your account was disabled or its password reset, your sessions were revoked, or your network location no longer meets the organization's Conditional Access policy. The proxy asked the identity provider for a token with the demanded claims once; this request could not be sent again with it.",
+        user_fix: "Send the request again. If it is refused again, sign in again (the sign-in may ask for multi-factor authentication or a compliant location).",
+        admin_fix: "Check the user's sign-in logs in Entra (Conditional Access, Continuous Access Evaluation) for the correlation id; the proxy counts these in ado_proxy_claims_challenges_total.",
+        docs: "https://learn.microsoft.com/entra/identity/conditional-access/concept-continuous-access-evaluation",
+        sign_in_again: true,
+        fixer: Fixer::User,
+    },
+    Entry {
         id: "wrong-directory",
         title: "This organization belongs to another directory",
         cause: "Azure DevOps did not accept the token because the organization is connected to directory {resource_tenant}, and you signed in with an account of directory {user_tenant}.",

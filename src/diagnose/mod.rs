@@ -163,6 +163,8 @@ pub fn recognise(
         "pat-expired"
     } else if has("TF400813") && m.contains("is not authorized to access") {
         "oauth-disabled"
+    } else if s == 401 && crate::challenge::insufficient_claims(headers).is_some() {
+        "claims-challenge"
     } else if s == 401 {
         "token-not-accepted"
     } else if has("TF401019") || has("VS800075") || has("TF200016") {

@@ -47,6 +47,8 @@ pub enum Credential {
     PassThrough,
     /// Replace it with this value (marked sensitive).
     Replace(HeaderValue),
+    /// The service identity's token: a claims challenge may renew it.
+    Service(HeaderValue),
     /// A user's bearer token; a 401 from Azure DevOps may refresh it once.
     User(UserCredential),
 }
@@ -156,7 +158,7 @@ impl Identity {
             Self::User(login) => Ok(Credential::User(
                 Box::pin(login.credential(headers, return_to)).await?,
             )),
-            Self::Service(s, _) => Ok(Credential::Replace(Box::pin(s.header()).await?)),
+            Self::Service(s, _) => Ok(Credential::Service(Box::pin(s.header()).await?)),
         }
     }
 
@@ -168,6 +170,7 @@ impl Identity {
     pub async fn after_upstream(
         &self,
         status: StatusCode,
+        headers: &HeaderMap,
         used: &Credential,
         replayable: bool,
         return_to: &str,
@@ -175,14 +178,24 @@ impl Identity {
         if status != StatusCode::UNAUTHORIZED {
             return Ok(None);
         }
+        // Continuous Access Evaluation: the token was revoked before it
+        // expired, and the new one must carry these claims.
+        let claims = crate::challenge::insufficient_claims(headers);
         match (self, used) {
-            (Self::User(login), Credential::User(user)) if replayable => {
-                let header = Box::pin(login.after_rejection(user, return_to)).await?;
+            // A claims challenge gets its round even when the request
+            // cannot be sent again: the next one finds the new token.
+            (Self::User(login), Credential::User(user)) if replayable || claims.is_some() => {
+                let header =
+                    Box::pin(login.after_rejection(user, claims.as_deref(), return_to)).await?;
                 // No new token (the provider is backing off): sending the
                 // refused one again would only be refused again.
-                Ok((header != user.header).then_some(header))
+                Ok((replayable && header != user.header).then_some(header))
             }
-            (Self::Service(service, _), Credential::Replace(header)) => {
+            (Self::Service(service, _), Credential::Service(header)) => {
+                if let Some(claims) = &claims {
+                    let renewed = Box::pin(service.claims_challenge(header, claims)).await;
+                    return Ok(renewed.filter(|_| replayable));
+                }
                 service.refused(header);
                 Ok(None)
             }
@@ -257,14 +270,14 @@ impl Credential {
     /// Whether a 401 may refresh it, so a bodyless request is worth
     /// keeping for one replay.
     pub fn refreshable(&self) -> bool {
-        matches!(self, Self::User(_))
+        matches!(self, Self::User(_) | Self::Service(_))
     }
 
     /// The `Authorization` value to send, if the proxy sets one.
     pub fn header(&self) -> Option<&HeaderValue> {
         match self {
             Self::PassThrough => None,
-            Self::Replace(v) => Some(v),
+            Self::Replace(v) | Self::Service(v) => Some(v),
             Self::User(u) => Some(&u.header),
         }
     }

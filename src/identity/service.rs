@@ -46,6 +46,8 @@ pub struct ServiceIdentity {
     signed_in: Arc<Notify>,
     /// When the refresher calls next, and which refusals may hurry it.
     schedule: Mutex<Schedule>,
+    /// One acquisition at a time (the refresher's or a claims round).
+    acquiring: tokio::sync::Mutex<()>,
     refresh_before: Duration,
     /// `auth.forced_refresh_interval`.
     forced_interval: Duration,
@@ -68,6 +70,10 @@ struct Schedule {
     forced_generation: u64,
     /// Generation of the current token (1 for the first).
     generation: u64,
+    /// The token generation a claims challenge was answered for.
+    claims_generation: u64,
+    /// When a claims challenge was last answered.
+    last_claims: Option<Instant>,
 }
 
 /// A token in use.
@@ -122,6 +128,7 @@ impl ServiceIdentity {
             wake: Notify::new(),
             signed_in: Arc::new(Notify::new()),
             schedule: Mutex::new(Schedule::default()),
+            acquiring: tokio::sync::Mutex::new(()),
             refresh_before: auth.refresh_before,
             forced_interval: auth.forced_refresh_interval,
             first_wait: auth.provider_timeout,
@@ -309,9 +316,59 @@ impl ServiceIdentity {
         }
     }
 
+    /// Azure DevOps refused `used` with a claims challenge (Continuous
+    /// Access Evaluation): a new token asked for with `claims`, once per
+    /// token generation and not again within `forced_refresh_interval`.
+    /// The header to send the request again with, if there is one.
+    pub async fn claims_challenge(&self, used: &HeaderValue, claims: &str) -> Option<HeaderValue> {
+        use crate::metrics::ClaimsOutcome;
+        let _one = self.acquiring.lock().await;
+        if let Some(current) = self.valid()
+            && current != *used
+        {
+            // Another request's round replaced the token meanwhile.
+            return Some(current);
+        }
+        {
+            let mut s = self.lock_schedule();
+            let recent = s
+                .last_claims
+                .is_some_and(|t| self.clock.since(t) < self.forced_interval);
+            if recent || s.claims_generation == s.generation {
+                self.metrics.login.claims(ClaimsOutcome::ServiceFailed);
+                return None;
+            }
+            s.claims_generation = s.generation;
+            s.last_claims = Some(self.clock.now());
+        }
+        match self.acquire(Some(claims)).await {
+            Ok(_) => {
+                self.metrics.login.claims(ClaimsOutcome::ServiceRefreshed);
+                tracing::info!(
+                    source = self.label,
+                    "Azure DevOps revoked the service token (claims challenge); got a new one"
+                );
+                self.valid()
+            }
+            Err(e) => {
+                self.metrics.login.claims(ClaimsOutcome::ServiceFailed);
+                tracing::warn!(source = self.label, error = %e.detail,
+                    "Azure DevOps revoked the service token (claims challenge); no new token");
+                None
+            }
+        }
+    }
+
     /// One acquisition; the time until the next one.
     async fn acquire_once(&self) -> Result<Duration, AcquireError> {
-        let result = match self.source.fetch().await {
+        let _one = self.acquiring.lock().await;
+        self.acquire(None).await
+    }
+
+    /// One acquisition (the caller holds `acquiring`), asking for
+    /// `claims` when given; the time until the next one.
+    async fn acquire(&self, claims: Option<&str>) -> Result<Duration, AcquireError> {
+        let result = match self.source.fetch(claims).await {
             Ok(Fetched::Header(header)) => {
                 self.store(Token {
                     header,

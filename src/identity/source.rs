@@ -11,6 +11,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::PatSource;
+use crate::challenge::claims_request;
 use crate::clock::{Clock, unix};
 use crate::config::{ADO_RESOURCE, Config, Secret, SourcePlan};
 use crate::metrics::Metrics;
@@ -138,8 +139,17 @@ impl Source {
         })
     }
 
-    /// One token from the source.
-    pub async fn fetch(&self) -> Result<Fetched, AcquireError> {
+    /// One token from the source; `claims` are those of a claims
+    /// challenge (CAE) to satisfy. Entra sources always announce that the
+    /// proxy handles claims challenges (`cp1`).
+    pub async fn fetch(&self, claims: Option<&str>) -> Result<Fetched, AcquireError> {
+        if claims.is_some() && matches!(self, Self::Pat(_) | Self::Managed { .. }) {
+            return Err(AcquireError::new(
+                "Azure DevOps asked for a token with more claims (Continuous Access \
+                 Evaluation), which this source cannot ask for"
+                    .into(),
+            ));
+        }
         match self {
             Self::Pat(pat) => pat
                 .header()
@@ -150,7 +160,7 @@ impl Source {
                 token_endpoint,
                 client_id,
                 auth,
-            } => client_credentials(http, token_endpoint, client_id, auth)
+            } => client_credentials(http, token_endpoint, client_id, auth, claims)
                 .await
                 .map(Fetched::Token),
             Self::Managed {
@@ -167,9 +177,15 @@ impl Source {
                 client_id,
                 auth,
                 store,
-            } => device_refresh(http, token_endpoint, client_id, auth.as_ref(), store)
-                .await
-                .map(Fetched::Token),
+            } => device_refresh(
+                http,
+                token_endpoint,
+                client_id,
+                (auth.as_ref(), claims),
+                store,
+            )
+            .await
+            .map(Fetched::Token),
         }
     }
 }
@@ -179,11 +195,13 @@ async fn client_credentials(
     token_endpoint: &Url,
     client_id: &str,
     auth: &ClientAuth,
+    claims: Option<&str>,
 ) -> Result<Acquired, AcquireError> {
     let mut form: Vec<(&str, String)> = vec![
         ("grant_type", "client_credentials".into()),
         ("client_id", client_id.into()),
         ("scope", format!("{ADO_RESOURCE}/.default")),
+        ("claims", claims_request(claims)),
     ];
     auth.add_to(&mut form, client_id, token_endpoint.as_str())
         .map_err(AcquireError::new)?;
@@ -218,7 +236,7 @@ async fn device_refresh(
     http: &IdpHttp,
     token_endpoint: &Url,
     client_id: &str,
-    auth: Option<&ClientAuth>,
+    (auth, claims): (Option<&ClientAuth>, Option<&str>),
     store: &Sessions,
 ) -> Result<Acquired, AcquireError> {
     let soon = |detail: String| AcquireError { detail, soon: true };
@@ -234,6 +252,7 @@ async fn device_refresh(
         ("client_id", client_id.into()),
         ("refresh_token", rec.refresh_token.clone()),
         ("scope", super::device::DEVICE_SCOPE.into()),
+        ("claims", claims_request(claims)),
     ];
     if let Some(auth) = auth {
         auth.add_to(&mut form, client_id, token_endpoint.as_str())

@@ -273,16 +273,20 @@ impl Login {
     }
 
     /// After Azure DevOps refused a token the proxy believed valid: one
-    /// forced refresh (shared with concurrent requests), then the new
-    /// bearer.
+    /// forced refresh (shared with concurrent requests), asking for the
+    /// `claims` of a claims challenge (CAE) when there was one, then the
+    /// new bearer.
     pub async fn after_rejection(
         &self,
         used: &UserCredential,
+        claims: Option<&str>,
         return_to: &str,
     ) -> Result<HeaderValue, Error> {
-        let tokens = self
-            .fresh(&used.session, Some(used.generation), return_to)
-            .await?;
+        let refused = refresh::Refused {
+            generation: used.generation,
+            claims,
+        };
+        let tokens = self.fresh(&used.session, Some(refused), return_to).await?;
         Ok(tokens.header)
     }
 

@@ -19,6 +19,7 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use crate::assertion::ASSERTION_TYPE;
+use crate::challenge::claims_request;
 use crate::config::{AuthConfig, Provider as Kind, ResponseMode};
 use crate::oauth::client_auth::{ClientAuth, Presented};
 use crate::oauth::id_token::{ExpectedIssuer, IdClaims, IdTokenError, Jwks};
@@ -284,7 +285,10 @@ impl Provider {
         if self.response_mode == ResponseMode::FormPost {
             req = req.add_extra_param("response_mode", "form_post");
         }
-        if let Some(claims) = claims {
+        if self.kind == Kind::Entra {
+            // Entra learns that the proxy handles claims challenges (CAE).
+            req = req.add_extra_param("claims", claims_request(claims));
+        } else if let Some(claims) = claims {
             req = req.add_extra_param("claims", claims.to_string());
         }
         let (url, _) = req.url();
@@ -321,6 +325,7 @@ impl Provider {
             }
             if self.kind == Kind::Entra {
                 form.push(("scope", self.scopes.join(" ")));
+                form.push(("claims", claims_request(None)));
             }
         }
         let tokens = self.token_call(meta, form, Grant::Code).await?;
@@ -339,8 +344,13 @@ impl Provider {
         Ok((tokens, user))
     }
 
-    /// Redeems a refresh token.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenSet, IdpError> {
+    /// Redeems a refresh token; `challenge` is the claims of a claims
+    /// challenge to satisfy (Entra).
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        challenge: Option<&str>,
+    ) -> Result<TokenSet, IdpError> {
         let meta = self
             .metadata()
             .await
@@ -356,6 +366,7 @@ impl Provider {
             form.push(("refresh_token", refresh_token.to_string()));
             if self.kind == Kind::Entra {
                 form.push(("scope", self.scopes.join(" ")));
+                form.push(("claims", claims_request(challenge)));
             }
         }
         match self.token_call(meta, form, Grant::Refresh).await {

@@ -10,6 +10,7 @@ use crate::clock::Clock;
 use super::Login;
 use crate::backoff;
 use crate::error::Error;
+use crate::metrics::ClaimsOutcome;
 use crate::oauth::idp::Grant;
 use crate::session::Failure;
 use crate::session::backend::{StoreError, Update};
@@ -18,14 +19,24 @@ use crate::session::{LEASE_TTL, Miss, RefreshState, Reloaded, Session, Tokens};
 /// A token this close to expiry is not sent any more.
 const MIN_VALIDITY: Duration = Duration::from_secs(2);
 
+/// Azure DevOps refused a session's token: which generation, and the
+/// claims of its claims challenge (CAE) when it sent one.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused<'a> {
+    /// The refused token's generation.
+    pub generation: u64,
+    /// The decoded claims to ask the provider for.
+    pub claims: Option<&'a str>,
+}
+
 impl Login {
-    /// The session's tokens, refreshed first when due. `forced` is the
-    /// generation Azure DevOps just refused: refresh unless a newer one
-    /// exists already.
+    /// The session's tokens, refreshed first when due. `forced` names the
+    /// generation Azure DevOps just refused (and its claims challenge):
+    /// refresh unless a newer one exists already.
     pub(super) async fn fresh(
         &self,
         session: &Arc<Session>,
-        forced: Option<u64>,
+        forced: Option<Refused<'_>>,
         return_to: &str,
     ) -> Result<Tokens, Error> {
         let tokens = session.tokens();
@@ -50,6 +61,12 @@ impl Login {
                 .last_forced
                 .is_some_and(|t| self.clock().since(t) < self.forced_interval)
             {
+                if let Some(claims) = forced.and_then(|f| f.claims) {
+                    // A fresh token was challenged again: only a sign-in
+                    // can satisfy these claims.
+                    self.metrics.login.claims(ClaimsOutcome::SignIn);
+                    return Err(self.needs_login(Miss::Expired, return_to, Some(claims)));
+                }
                 self.metrics
                     .login
                     .refresh(crate::metrics::RefreshOutcome::Throttled);
@@ -70,7 +87,10 @@ impl Login {
             return self.after_failure(session, &mut state, tokens, failure, false, return_to);
         }
         if !self.store.shared() {
-            let result = self.redeem(session, &mut state, tokens, return_to).await;
+            let claims = forced.and_then(|f| f.claims);
+            let result = self
+                .redeem(session, &mut state, tokens, claims, return_to)
+                .await;
             if result.is_ok() {
                 // A failed write is retried when the store answers again;
                 // the new tokens are in memory meanwhile.
@@ -90,7 +110,7 @@ impl Login {
         &self,
         session: &Arc<Session>,
         state: &mut RefreshState,
-        forced: Option<u64>,
+        forced: Option<Refused<'_>>,
         return_to: &str,
     ) -> Result<Tokens, Error> {
         let holder = super::provider::random_token();
@@ -128,8 +148,9 @@ impl Login {
             self.store.release(session, &holder).await;
             return done;
         }
+        let claims = forced.and_then(|f| f.claims);
         let result = self
-            .redeem_holding(session, state, &holder, return_to)
+            .redeem_holding(session, state, (&holder, claims), return_to)
             .await;
         if result.is_ok() {
             match self.store.save(session).await {
@@ -155,10 +176,10 @@ impl Login {
         &self,
         session: &Arc<Session>,
         state: &mut RefreshState,
-        holder: &str,
+        (holder, claims): (&str, Option<&str>),
         return_to: &str,
     ) -> Result<Tokens, Error> {
-        let call = self.redeem(session, state, session.tokens(), return_to);
+        let call = self.redeem(session, state, session.tokens(), claims, return_to);
         tokio::pin!(call);
         let mut renew =
             tokio::time::interval_at(tokio::time::Instant::now() + LEASE_TTL / 3, LEASE_TTL / 3);
@@ -183,7 +204,7 @@ impl Login {
     async fn look_again(
         &self,
         session: &Arc<Session>,
-        forced: Option<u64>,
+        forced: Option<Refused<'_>>,
         return_to: &str,
     ) -> Option<Result<Tokens, Error>> {
         match self.store.reload(session).await {
@@ -216,12 +237,14 @@ impl Login {
         Err(Error::StoreUnavailable(e))
     }
 
-    /// One token call with the session's refresh token.
+    /// One token call with the session's refresh token, asking for
+    /// `claims` (a claims challenge) when given.
     async fn redeem(
         &self,
         session: &Arc<Session>,
         state: &mut RefreshState,
         tokens: Tokens,
+        claims: Option<&str>,
         return_to: &str,
     ) -> Result<Tokens, Error> {
         let Some(refresh_token) = tokens.refresh_token.clone() else {
@@ -238,8 +261,11 @@ impl Login {
             return self.after_failure(session, state, tokens, failure, true, return_to);
         };
         session.note_attempt(state);
-        match self.provider.refresh(refresh_token.expose()).await {
+        match self.provider.refresh(refresh_token.expose(), claims).await {
             Ok(set) => {
+                if claims.is_some() {
+                    self.metrics.login.claims(ClaimsOutcome::Refreshed);
+                }
                 state.last_failure = None;
                 state.retry_at = None;
                 state.backoff.reset();
@@ -255,7 +281,18 @@ impl Login {
                     })
             }
             Err(e) => {
-                let failure = e.classify(Grant::Refresh);
+                let mut failure = e.classify(Grant::Refresh);
+                if let Some(challenge) = claims {
+                    let outcome = match &mut failure {
+                        // The sign-in must satisfy the challenge too.
+                        Failure::Relogin { claims, .. } => {
+                            claims.get_or_insert_with(|| challenge.to_string());
+                            ClaimsOutcome::SignIn
+                        }
+                        _ => ClaimsOutcome::Failed,
+                    };
+                    self.metrics.login.claims(outcome);
+                }
                 state.last_failure = Some(failure.clone());
                 self.after_failure(session, state, tokens, Some(failure), true, return_to)
             }
@@ -297,8 +334,8 @@ impl Login {
 
     /// Whether to refresh: the refused generation is still current, or
     /// the token is near expiry.
-    fn due(&self, tokens: &Tokens, forced: Option<u64>) -> bool {
-        forced == Some(tokens.generation) || self.near_expiry(tokens)
+    fn due(&self, tokens: &Tokens, forced: Option<Refused<'_>>) -> bool {
+        forced.is_some_and(|f| f.generation == tokens.generation) || self.near_expiry(tokens)
     }
 
     /// What a failed (or skipped) refresh means for this request. `fresh`

@@ -94,6 +94,25 @@ labels! {
     }
 }
 
+labels! {
+    /// What came of a claims challenge (CAE) from Azure DevOps.
+    pub enum ClaimsOutcome {
+        /// A new token with the claims; the request was sent again if it
+        /// had no body.
+        Refreshed = "refreshed",
+        /// Only a sign-in can satisfy the claims: browsers go there,
+        /// programs get a 401 naming the cause.
+        SignIn = "sign_in",
+        /// The provider could not be asked (down, or the proxy's own
+        /// credentials refused).
+        Failed = "failed",
+        /// Mode service: a new token with the claims.
+        ServiceRefreshed = "service_refreshed",
+        /// Mode service: no token with the claims.
+        ServiceFailed = "service_failed",
+    }
+}
+
 /// Provider call buckets: 5 ms to 30 s.
 const PROVIDER_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -104,6 +123,7 @@ pub struct Login {
     logins: Counters<LoginOutcome>,
     failures: Counters<LoginFailure>,
     refreshes: Counters<RefreshOutcome>,
+    claims: Counters<ClaimsOutcome>,
     provider_duration: Histograms<Grant>,
     /// Sessions held now.
     pub sessions_active: IntGauge,
@@ -141,6 +161,13 @@ impl Login {
                  operator_error, transient_error.",
                 "outcome",
             )?,
+            claims: Counters::register(
+                registry,
+                "ado_proxy_claims_challenges_total",
+                "Claims challenges (Continuous Access Evaluation) from Azure DevOps, by outcome: \
+                 refreshed, sign_in, failed, service_refreshed, service_failed.",
+                "outcome",
+            )?,
             provider_duration: Histograms::register(
                 registry,
                 HistogramOpts::new(
@@ -169,6 +196,11 @@ impl Login {
     /// Counts a refresh outcome.
     pub fn refresh(&self, outcome: RefreshOutcome) {
         self.refreshes.inc(outcome);
+    }
+
+    /// Counts what came of a claims challenge.
+    pub fn claims(&self, outcome: ClaimsOutcome) {
+        self.claims.inc(outcome);
     }
 
     /// Times a call to the identity provider.

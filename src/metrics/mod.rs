@@ -13,7 +13,7 @@ mod upstream;
 
 use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 
-pub use login::{Grant, Login, LoginFailure, LoginOutcome, RefreshOutcome};
+pub use login::{ClaimsOutcome, Grant, Login, LoginFailure, LoginOutcome, RefreshOutcome};
 pub use requests::{Connections, RefusalReason, Requests, RouteClass};
 pub use service::{Acquisition, Service};
 pub use store::{LoadOutcome, Store, StoreOp, Unreadable};

@@ -224,6 +224,7 @@ impl Inner {
             .identity
             .after_upstream(
                 resp.status(),
+                resp.headers(),
                 &credential,
                 retry.is_some(),
                 record.ctx().path_and_query(),

@@ -147,8 +147,12 @@ async fn mfa_required_on_refresh_passes_the_claims_challenge_to_the_next_sign_in
     s.idp.set_mode(Mode::Normal);
     let resp = b.navigate(&login).await;
     let authorize = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
-    let claims = support::query_param(&authorize, "claims");
-    assert_eq!(claims.as_deref(), Some(MFA_CLAIMS));
+    // The challenge's claims, with the cp1 capability merged in.
+    let claims: serde_json::Value =
+        serde_json::from_str(&support::query_param(&authorize, "claims").unwrap()).unwrap();
+    let mut want: serde_json::Value = serde_json::from_str(MFA_CLAIMS).unwrap();
+    want["access_token"]["xms_cc"] = serde_json::json!({"values": ["cp1"]});
+    assert_eq!(claims, want);
 }
 
 #[tokio::test]
@@ -788,5 +792,112 @@ async fn a_refused_token_is_not_resent_unchanged_when_refresh_fails() {
         s.ado.requests().len(),
         1,
         "the same token was not sent twice"
+    );
+}
+
+/// What Azure DevOps demands in the tests' claims challenges: a token
+/// issued after the revocation (as CAE's `nbf` demand does).
+const CAE_CLAIMS: &str = r#"{"access_token":{"nbf":{"essential":true,"value":"1796000000"}}}"#;
+
+#[tokio::test]
+async fn a_claims_challenge_gets_a_token_with_the_claims_and_the_request_again() {
+    let s = setup(Duration::from_secs(3600), |_, _| {}).await;
+    let b = s.signed_in().await;
+    // The proxy announces that it handles claims challenges (cp1): on the
+    // authorize request and on its token calls.
+    let cp1 = |c: &str| {
+        let v: serde_json::Value = serde_json::from_str(c).unwrap();
+        v["access_token"]["xms_cc"]["values"] == serde_json::json!(["cp1"])
+    };
+    assert!(cp1(&s.idp.authorize_queries()[0]["claims"]));
+    assert!(
+        s.idp.token_claims().iter().all(|c| cp1(c)),
+        "{:?}",
+        s.idp.token_claims()
+    );
+    assert_eq!(api(&s, &b).await.status(), 200);
+
+    // Azure DevOps revokes the token mid-lifetime: the proxy redeems the
+    // refresh token with the claims and sends the GET again.
+    s.idp.cae_revoke(CAE_CLAIMS, false);
+    let resp = api(&s, &b).await;
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    let last = s.idp.token_claims().pop().unwrap();
+    let asked: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(
+        asked["access_token"]["nbf"]["value"], "1796000000",
+        "{last}"
+    );
+    assert!(cp1(&last), "the capability stays announced: {last}");
+    assert_eq!(s.idp.calls("refresh_token"), 1);
+
+    // A request with a body cannot be sent again: it gets the
+    // explanation, and the next request has the new token.
+    s.advance(Duration::from_secs(120));
+    s.idp.cae_revoke(CAE_CLAIMS, false);
+    let resp = b
+        .http
+        .post(format!("{}{PROJECTS}", s.url))
+        .header("accept", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["adoAuthProxy"]["id"], "claims-challenge", "{body}");
+    assert_eq!(
+        api(&s, &b).await.status(),
+        200,
+        "the claims round already ran"
+    );
+    assert_eq!(s.idp.calls("refresh_token"), 2);
+
+    // The fresh token challenged again at once: no loop, a sign-in.
+    s.idp.cae_revoke(CAE_CLAIMS, false);
+    let resp = api(&s, &b).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        s.idp.calls("refresh_token"),
+        2,
+        "no second round within the interval"
+    );
+    let m = metrics(s.proxy.admin_addr).await;
+    for line in [
+        "ado_proxy_claims_challenges_total{outcome=\"refreshed\"} 2",
+        "ado_proxy_claims_challenges_total{outcome=\"sign_in\"} 1",
+    ] {
+        assert!(m.contains(line), "{line}\n{m}");
+    }
+}
+
+#[tokio::test]
+async fn a_claims_challenge_that_needs_the_user_sends_the_browser_to_sign_in_with_the_claims() {
+    let s = setup(Duration::from_secs(3600), |_, _| {}).await;
+    let b = s.signed_in().await;
+    s.idp.cae_revoke(CAE_CLAIMS, true);
+    let resp = page(&s, &b).await;
+    assert_eq!(resp.status(), 302);
+    let login = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        login.contains("/.auth/login?") && login.contains("claims="),
+        "{login}"
+    );
+    let resp = b.navigate(&login).await;
+    let authorize = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_str(&support::query_param(&authorize, "claims").unwrap()).unwrap();
+    assert_eq!(
+        claims["access_token"]["nbf"]["value"], "1796000000",
+        "{claims}"
+    );
+    assert_eq!(
+        claims["access_token"]["xms_cc"]["values"],
+        serde_json::json!(["cp1"])
+    );
+    let m = metrics(s.proxy.admin_addr).await;
+    assert!(
+        m.contains("ado_proxy_claims_challenges_total{outcome=\"sign_in\"} 1"),
+        "{m}"
     );
 }

@@ -619,3 +619,59 @@ async fn an_allowed_operator_can_sign_the_service_identity_in_through_the_browse
     p.shutdown();
     p.wait().await;
 }
+
+#[tokio::test]
+async fn a_claims_challenge_gets_the_service_a_new_token_and_the_request_again() {
+    const CAE_CLAIMS: &str = r#"{"access_token":{"nbf":{"essential":true,"value":"1796000000"}}}"#;
+    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
+    let ado = fake_idp::fake_ado(&idp).await;
+    let mut c = fake_idp::entra_config(&ado.url(), &idp);
+    service(&mut c, &idp, ServiceSource::ClientCredentials);
+    c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
+    let clock = idp.clock();
+    let p = support::start_with(c, clock.clone()).await;
+    assert_eq!(get(&p, PROJECTS).await.status(), 200);
+    // The app announces CAE (cp1) on its token requests.
+    assert!(
+        idp.token_claims()[0].contains("cp1"),
+        "{:?}",
+        idp.token_claims()
+    );
+
+    idp.cae_revoke(CAE_CLAIMS, false);
+    assert_eq!(
+        get(&p, PROJECTS).await.status(),
+        200,
+        "sent again with the new token"
+    );
+    assert_eq!(idp.calls("client_credentials"), 2);
+    let asked = idp.token_claims().pop().unwrap();
+    assert!(
+        asked.contains("1796000000") && asked.contains("cp1"),
+        "{asked}"
+    );
+
+    // Challenged again at once: no loop; the caller reads why.
+    idp.cae_revoke(CAE_CLAIMS, false);
+    let resp = support::client()
+        .get(format!("http://{}{PROJECTS}", p.proxy_addr))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["adoAuthProxy"]["id"], "claims-challenge", "{body}");
+    assert_eq!(idp.calls("client_credentials"), 2);
+    // Once the interval has passed, the next challenge gets its round.
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(get(&p, PROJECTS).await.status(), 200);
+    assert_eq!(idp.calls("client_credentials"), 3);
+    let m = metrics(p.admin_addr).await;
+    for line in [
+        "ado_proxy_claims_challenges_total{outcome=\"service_refreshed\"} 2",
+        "ado_proxy_claims_challenges_total{outcome=\"service_failed\"} 1",
+    ] {
+        assert!(m.contains(line), "{line}\n{m}");
+    }
+}

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ado_auth_proxy::clock::Clock;
 
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::json;
 
@@ -125,6 +125,14 @@ struct State {
     /// The time access tokens expire by; a proxy started by [`Setup`]
     /// shares it, so moving it ages tokens for both sides.
     clock: Clock,
+    /// Continuous Access Evaluation: access tokens Azure DevOps refuses
+    /// with a claims challenge, and the claims a refresh must carry.
+    cae_revoked: HashSet<String>,
+    cae_claims: Option<String>,
+    /// A refresh with the claims still needs the user (MFA, location).
+    cae_interaction: bool,
+    /// The `claims` parameter of every token call, in order.
+    token_claims: Vec<String>,
 }
 
 /// A proxy config in mode `user` signing in through this fake Entra,
@@ -243,12 +251,23 @@ pub async fn fake_ado(idp: &FakeIdp) -> FakeUpstream {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         match check(auth) {
-            Some(who) => respond(
+            Ok(who) => respond(
                 200,
                 &[("content-type", "application/json")],
                 format!(r#"{{"user":"{who}"}}"#),
             ),
-            None => respond(
+            // Continuous Access Evaluation, as Microsoft documents it.
+            Err(Some(claims)) => respond(
+                401,
+                &[(
+                    "www-authenticate",
+                    &format!(
+                        "Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", error=\"insufficient_claims\", claims=\"{claims}\""
+                    ),
+                )],
+                "",
+            ),
+            Err(None) => respond(
                 401,
                 &[(
                     "www-authenticate",
@@ -474,16 +493,44 @@ impl FakeIdp {
         self.state.lock().unwrap().reuses
     }
 
+    /// Continuous Access Evaluation: Azure DevOps refuses every access
+    /// token issued so far with a claims challenge for `claims` (JSON), and
+    /// a refresh issues a new token only when it asks for them (or, with
+    /// `interaction`, not at all: the user must sign in).
+    pub fn cae_revoke(&self, claims: &str, interaction: bool) {
+        let mut s = self.state.lock().unwrap();
+        let live: Vec<String> = s.access_tokens.keys().cloned().collect();
+        s.cae_revoked.extend(live);
+        s.cae_claims = Some(claims.to_string());
+        s.cae_interaction = interaction;
+    }
+
+    /// The `claims` parameter of every token call so far.
+    pub fn token_claims(&self) -> Vec<String> {
+        self.state.lock().unwrap().token_claims.clone()
+    }
+
     /// Revokes every access token issued so far (Azure DevOps answers 401
     /// to them from now on).
     pub fn revoke_access_tokens(&self) {
         self.state.lock().unwrap().access_tokens.clear();
     }
 
-    /// A closure for a fake Azure DevOps: checks tokens against this IdP.
-    pub fn checker(&self) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
+    /// A closure for a fake Azure DevOps: checks tokens against this IdP
+    /// (`Err` carries the claims of a CAE challenge, base64).
+    pub fn checker(
+        &self,
+    ) -> impl Fn(&str) -> Result<String, Option<String>> + Send + Sync + 'static {
         let state = self.state.clone();
-        move |auth| token_owner(&state.lock().unwrap(), auth)
+        move |auth| {
+            let s = state.lock().unwrap();
+            let token = auth.strip_prefix("Bearer ").unwrap_or("");
+            if s.cae_revoked.contains(token) {
+                let claims = s.cae_claims.clone().unwrap_or_default();
+                return Err(Some(STANDARD.encode(claims)));
+            }
+            token_owner(&s, auth).ok_or(None)
+        }
     }
 }
 
@@ -731,6 +778,9 @@ fn entra_token(
     let f = form(&r.body);
     let grant = f.get("grant_type").cloned().unwrap_or_default();
     *s.token_calls.entry(grant.clone()).or_default() += 1;
+    if let Some(c) = f.get("claims") {
+        s.token_claims.push(c.clone());
+    }
     if let (Mode::RedeemError(status, error, code), "authorization_code") = (mode, grant.as_str()) {
         return aadsts(status, error, code, "The request was refused.", json!({}));
     }
@@ -817,6 +867,18 @@ fn entra_token(
                     json!({}),
                 );
             }
+            if let Some(required) = s.cae_claims.clone() {
+                if !f.get("claims").is_some_and(|c| claims_cover(c, &required)) {
+                    return aadsts(
+                        400,
+                        "invalid_grant",
+                        50173,
+                        "The provided grant has expired due to it being revoked, a fresh auth token is needed.",
+                        json!({}),
+                    );
+                }
+                s.cae_claims = None;
+            }
             s.serial += 1;
             let claims = json!({
                 "aud": "499b84ac-1321-427f-aa17-267ca6975798",
@@ -892,6 +954,28 @@ fn entra_token(
         "refresh_token" => {
             let rt = f.get("refresh_token").cloned().unwrap_or_default();
             s.redeemed_refresh.push(rt.clone());
+            if let Some(required) = s.cae_claims.clone() {
+                let asked = f.get("claims").is_some_and(|c| claims_cover(c, &required));
+                if s.cae_interaction {
+                    return aadsts(
+                        400,
+                        "invalid_grant",
+                        50076,
+                        "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '499b84ac-1321-427f-aa17-267ca6975798'.",
+                        json!({"suberror": "basic_action"}),
+                    );
+                }
+                if !asked {
+                    return aadsts(
+                        400,
+                        "invalid_grant",
+                        50173,
+                        "The provided grant has expired due to it being revoked, a fresh auth token is needed.",
+                        json!({}),
+                    );
+                }
+                s.cae_claims = None;
+            }
             match mode {
                 Mode::Revoked => aadsts(
                     400,
@@ -940,6 +1024,20 @@ fn entra_token(
             json!({}),
         ),
     }
+}
+
+/// Whether the `claims` request asks for every member of `required`'s
+/// `access_token` (as Entra checks a claims challenge was echoed).
+fn claims_cover(asked: &str, required: &str) -> bool {
+    let (Ok(asked), Ok(required)) = (
+        serde_json::from_str::<serde_json::Value>(asked),
+        serde_json::from_str::<serde_json::Value>(required),
+    ) else {
+        return false;
+    };
+    required["access_token"]
+        .as_object()
+        .is_some_and(|want| want.iter().all(|(k, v)| asked["access_token"][k] == *v))
 }
 
 /// A v2 token response; Entra keeps earlier refresh tokens redeemable.
