@@ -2,6 +2,7 @@
 //! fakes of both (`support::fake_idp`): certificate client assertions,
 //! refresh-token rotation, and every refresh failure handled by its cause.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ado_auth_proxy::config::{Config, Provider, Secret};
@@ -900,4 +901,52 @@ async fn a_claims_challenge_that_needs_the_user_sends_the_browser_to_sign_in_wit
         m.contains("ado_proxy_claims_challenges_total{outcome=\"sign_in\"} 1"),
         "{m}"
     );
+}
+
+/// Headless Chromium: a signed-in browser whose token Azure DevOps
+/// revokes (CAE, and only the user can satisfy the claims) goes through
+/// sign-in with the claims and lands back on its page.
+#[tokio::test]
+async fn chromium_signs_in_again_with_the_claims_of_a_challenge() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let s = setup(Duration::from_secs(3600), |_, _| {}).await;
+    let page = format!("{}{PROJECTS}", s.url);
+    let mut child = tokio::process::Command::new("node")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/browser_visits.mjs"))
+        .env("PAGE_URL", &page)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = async || -> serde_json::Value {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("the browser reports")
+            .unwrap()
+            .expect("a line");
+        serde_json::from_str(&line).unwrap()
+    };
+    let first = next().await;
+    assert_eq!(first["status"], 200, "{first}");
+    assert_eq!(first["url"], page);
+    assert_eq!(s.idp.authorize_queries().len(), 1);
+
+    s.idp.cae_revoke(CAE_CLAIMS, true);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"again\n").await.unwrap();
+    let second = next().await;
+    assert_eq!(second["status"], 200, "{second}");
+    assert_eq!(second["url"], page, "back on the page it asked for");
+    let queries = s.idp.authorize_queries();
+    assert_eq!(queries.len(), 2, "signed in again");
+    let claims: serde_json::Value = serde_json::from_str(&queries[1]["claims"]).unwrap();
+    assert_eq!(
+        claims["access_token"]["nbf"]["value"], "1796000000",
+        "{claims}"
+    );
+    // The page was served with the new session's token.
+    let used = s.ado.requests().last().unwrap().headers["authorization"].clone();
+    assert!(s.idp.checker()(used.to_str().unwrap()).is_ok());
 }
