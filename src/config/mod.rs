@@ -183,6 +183,10 @@ pub struct AuthConfig {
     /// File holding the client secret (for `azure-devops`: the app's
     /// "Client Secret", a JWT).
     pub client_secret_file: Option<PathBuf>,
+    /// A second client secret file, for rotation: the app's other secret
+    /// slot. When the provider refuses one secret as invalid, the proxy
+    /// tries the other and keeps using whichever works.
+    pub client_secret_next_file: Option<PathBuf>,
     /// The client secret itself; only from the environment
     /// (`ADO_AUTH_PROXY_AUTH__CLIENT_SECRET`).
     pub client_secret: Option<Secret>,
@@ -467,6 +471,7 @@ impl Default for AuthConfig {
             tenant: None,
             client_id: None,
             client_secret_file: None,
+            client_secret_next_file: None,
             client_secret: None,
             client_certificate_file: None,
             client_key_file: None,

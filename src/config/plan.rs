@@ -69,8 +69,8 @@ pub enum SourcePlan {
 pub enum Credential {
     /// `auth.client_secret`.
     Secret(Secret),
-    /// `auth.client_secret_file`.
-    SecretFile(PathBuf),
+    /// `auth.client_secret_file`, and `auth.client_secret_next_file`.
+    SecretFile(PathBuf, Option<PathBuf>),
     /// `auth.client_certificate_file` and `auth.client_key_file`.
     Certificate {
         /// The certificate (PEM).
@@ -153,7 +153,10 @@ pub fn credential(a: &AuthConfig) -> Option<Credential> {
             cert: cert.clone(),
             key: key.clone(),
         }),
-        (_, _, Some(f), _) => Some(Credential::SecretFile(f.clone())),
+        (_, _, Some(f), _) => Some(Credential::SecretFile(
+            f.clone(),
+            a.client_secret_next_file.clone(),
+        )),
         (_, _, None, Some(s)) => Some(Credential::Secret(s.clone())),
         _ => None,
     }

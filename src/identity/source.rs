@@ -203,10 +203,21 @@ async fn client_credentials(
         ("scope", format!("{ADO_RESOURCE}/.default")),
         ("claims", claims_request(claims)),
     ];
-    auth.add_to(&mut form, client_id, token_endpoint.as_str())
+    let mut with_secret = form.clone();
+    auth.add_to(&mut with_secret, client_id, token_endpoint.as_str())
         .map_err(AcquireError::new)?;
-    let (status, body) = post_token(http, token_endpoint, &form, Grant::ClientCredentials).await?;
-    let set = parse_token_response(status, &body).map_err(|e| AcquireError::new(explain(&e)))?;
+    let (status, body) =
+        post_token(http, token_endpoint, &with_secret, Grant::ClientCredentials).await?;
+    let mut parsed = parse_token_response(status, &body);
+    if parsed.as_ref().is_err_and(|e| e.is_invalid_client()) && auth.try_other_secret() {
+        // The app's other secret slot.
+        auth.add_to(&mut form, client_id, token_endpoint.as_str())
+            .map_err(AcquireError::new)?;
+        let (status, body) =
+            post_token(http, token_endpoint, &form, Grant::ClientCredentials).await?;
+        parsed = parse_token_response(status, &body);
+    }
+    let set = parsed.map_err(|e| AcquireError::new(explain(&e)))?;
     Ok(Acquired {
         token: set.access_token,
         lifetime: Some(set.expires_in),

@@ -196,6 +196,10 @@ impl Login {
             );
         }
         let provider = Provider::new(auth, kind, callback, http)?;
+        if kind == ProviderKind::AzureDevops {
+            // Its secrets expire 60 days after they are created.
+            metrics.secret_ages.watch(provider.secret_files());
+        }
         let secure = public_url.scheme() == "https";
         Ok(Self {
             provider,

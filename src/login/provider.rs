@@ -251,6 +251,14 @@ impl Provider {
             .await
     }
 
+    /// The client secret files, for the age metric.
+    pub fn secret_files(&self) -> Vec<(&'static str, std::path::PathBuf)> {
+        self.credential
+            .as_ref()
+            .map(ClientAuth::secret_files)
+            .unwrap_or_default()
+    }
+
     /// Starts a sign-in: state, PKCE and nonce, and the URL to send the
     /// browser to. `claims` is a challenge from a failed refresh.
     pub async fn authorize(&self, claims: Option<&str>) -> Result<Authorize, GrantError> {
@@ -376,7 +384,30 @@ impl Provider {
         }
     }
 
+    /// One token call; when the provider refuses the client secret as
+    /// invalid and a second secret slot is configured, once more with it.
     async fn token_call(
+        &self,
+        meta: &Metadata,
+        form: Vec<(&str, String)>,
+        grant: Grant,
+    ) -> Result<TokenSet, GrantError> {
+        let result = self.token_call_once(meta, form.clone(), grant).await;
+        match result {
+            Err(GrantError::Token(e))
+                if e.is_invalid_client()
+                    && self
+                        .credential
+                        .as_ref()
+                        .is_some_and(|c| c.try_other_secret()) =>
+            {
+                self.token_call_once(meta, form, grant).await
+            }
+            other => other,
+        }
+    }
+
+    async fn token_call_once(
         &self,
         meta: &Metadata,
         mut form: Vec<(&str, String)>,

@@ -6,6 +6,7 @@
 pub mod family;
 mod login;
 mod requests;
+mod secrets;
 mod service;
 mod store;
 mod tunnels;
@@ -15,6 +16,7 @@ use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 
 pub use login::{ClaimsOutcome, Grant, Login, LoginFailure, LoginOutcome, RefreshOutcome};
 pub use requests::{Connections, RefusalReason, Requests, RouteClass};
+pub use secrets::SecretAges;
 pub use service::{Acquisition, Service};
 pub use store::{LoadOutcome, Store, StoreOp, Unreadable};
 pub use tunnels::{TunnelEnd, Tunnels};
@@ -42,6 +44,8 @@ pub struct Metrics {
     pub service: Service,
     /// Upgraded connections.
     pub tunnels: Tunnels,
+    /// The age of the client secret files.
+    pub secret_ages: SecretAges,
 }
 
 // === impl Metrics ===
@@ -70,6 +74,7 @@ impl Metrics {
             store: Store::register(&registry)?,
             service: Service::register(&registry)?,
             tunnels: Tunnels::register(&registry)?,
+            secret_ages: SecretAges::register(&registry)?,
             registry,
         })
     }
@@ -77,6 +82,7 @@ impl Metrics {
     /// The text exposition format of every registered family.
     pub fn render(&self) -> String {
         self.service.before_scrape();
+        self.secret_ages.before_scrape();
         let mut buf = Vec::new();
         let families = self.registry.gather();
         if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {

@@ -1,10 +1,12 @@
 //! How the proxy's app proves itself at a token endpoint, for sign-in and
 //! service identities alike: a client secret (its file re-read on every
-//! call, so a rotated secret needs no restart), a certificate (a signed
-//! `private_key_jwt` assertion per call), or a federated token (workload
-//! identity; the kubelet rotates the file).
+//! call, so a rotated secret needs no restart; with a second file, the
+//! app's other secret slot, tried when the provider refuses the first), a
+//! certificate (a signed `private_key_jwt` assertion per call), or a
+//! federated token (workload identity; the kubelet rotates the file).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::assertion::{ASSERTION_TYPE, Signer};
 use crate::config::{AuthConfig, Credential, Secret};
@@ -13,8 +15,9 @@ use crate::config::{AuthConfig, Credential, Secret};
 pub enum ClientAuth {
     /// `auth.client_secret`.
     Secret(Secret),
-    /// `auth.client_secret_file`.
-    SecretFile(PathBuf),
+    /// `auth.client_secret_file` (and `client_secret_next_file`), and
+    /// which of them is presented.
+    SecretFile(Vec<PathBuf>, AtomicUsize),
     /// `auth.client_certificate_file` and `auth.client_key_file`.
     Certificate(Signer),
     /// `auth.federated_token_file`: its content is the assertion.
@@ -44,7 +47,10 @@ impl ClientAuth {
     pub fn load(credential: &Credential) -> Result<Self, String> {
         Ok(match credential {
             Credential::Secret(s) => Self::Secret(s.clone()),
-            Credential::SecretFile(f) => Self::SecretFile(f.clone()),
+            Credential::SecretFile(f, next) => Self::SecretFile(
+                std::iter::once(f.clone()).chain(next.clone()).collect(),
+                AtomicUsize::new(0),
+            ),
             Credential::Certificate { cert, key } => Self::Certificate(
                 Signer::load(cert, key).map_err(|e| format!("{}: {}", e.key, e.message))?,
             ),
@@ -62,7 +68,15 @@ impl ClientAuth {
         };
         Ok(match self {
             Self::Secret(s) => Presented::Secret(s.expose().to_string()),
-            Self::SecretFile(path) => Presented::Secret(read("client_secret_file", path)?),
+            Self::SecretFile(paths, current) => {
+                let i = current.load(Ordering::Relaxed) % paths.len().max(1);
+                let key = if i == 0 {
+                    "client_secret_file"
+                } else {
+                    "client_secret_next_file"
+                };
+                Presented::Secret(read(key, &paths[i])?)
+            }
             Self::Certificate(signer) => Presented::Assertion(
                 signer
                     .sign(client_id, token_endpoint)
@@ -70,6 +84,38 @@ impl ClientAuth {
             ),
             Self::Federated(path) => Presented::Assertion(read("federated_token_file", path)?),
         })
+    }
+
+    /// After the provider refused the presented secret as invalid:
+    /// presents the other slot from now on. False when there is none.
+    pub fn try_other_secret(&self) -> bool {
+        match self {
+            Self::SecretFile(paths, current) if paths.len() > 1 => {
+                let next = (current.load(Ordering::Relaxed) + 1) % paths.len();
+                current.store(next, Ordering::Relaxed);
+                tracing::warn!(
+                    slot = if next == 0 {
+                        "client_secret_file"
+                    } else {
+                        "client_secret_next_file"
+                    },
+                    "the identity provider refused the client secret; trying the other slot"
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The secret files and their config keys, for the age metric.
+    pub fn secret_files(&self) -> Vec<(&'static str, PathBuf)> {
+        match self {
+            Self::SecretFile(paths, _) => ["current", "next"]
+                .into_iter()
+                .zip(paths.iter().cloned())
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// Adds the standard form fields (RFC 6749 §2.3.1 `client_secret`,
@@ -100,7 +146,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret");
         std::fs::write(&path, "first\n").unwrap();
-        let auth = ClientAuth::SecretFile(path.clone());
+        let auth = ClientAuth::SecretFile(vec![path.clone()], AtomicUsize::new(0));
         let mut form = Vec::new();
         auth.add_to(&mut form, "app", "https://idp/token").unwrap();
         assert_eq!(form, [("client_secret", "first".to_string())]);
@@ -115,6 +161,34 @@ mod tests {
             err.starts_with("auth.client_secret_file: cannot read"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_refused_secret_gives_way_to_the_other_slot_and_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, "old").unwrap();
+        std::fs::write(&b, "new").unwrap();
+        let auth = ClientAuth::load(&Credential::SecretFile(a, Some(b))).unwrap();
+        let secret = |auth: &ClientAuth| match auth.present("app", "x").unwrap() {
+            Presented::Secret(s) => s,
+            Presented::Assertion(_) => panic!("a secret"),
+        };
+        assert_eq!(secret(&auth), "old");
+        assert!(auth.try_other_secret());
+        assert_eq!(secret(&auth), "new");
+        assert!(auth.try_other_secret());
+        assert_eq!(secret(&auth), "old");
+        assert_eq!(
+            auth.secret_files()
+                .iter()
+                .map(|(s, _)| *s)
+                .collect::<Vec<_>>(),
+            ["current", "next"]
+        );
+        // One slot: nothing to try.
+        let single = ClientAuth::load(&Credential::SecretFile(dir.path().join("a"), None)).unwrap();
+        assert!(!single.try_other_secret());
     }
 
     #[test]

@@ -314,6 +314,14 @@ impl IdpError {
     }
 }
 
+impl IdpError {
+    /// Whether the provider refused the client's own credential
+    /// (`invalid_client`: a wrong or expired secret).
+    pub fn is_invalid_client(&self) -> bool {
+        matches!(self, Self::Rejected { body, .. } if body.error == "invalid_client")
+    }
+}
+
 fn classify_rejection(status: u16, body: &TokenErrorBody, grant: Grant) -> Failure {
     let reason = IdpError::Rejected {
         status,

@@ -75,8 +75,22 @@ async fn every_metric_in_the_dashboard_and_alerts_exists() {
     .await;
     assert_eq!(resp.status(), 200, "the service proxy has its token");
 
+    // And legacy Azure DevOps OAuth with its two secret slots.
+    let secrets = tempfile::tempdir().unwrap();
+    let mut c = fake_idp::entra_config(&ado.url(), &idp);
+    c.auth.provider = Some(ado_auth_proxy::config::Provider::AzureDevops);
+    c.auth.tenant = None;
+    c.auth.client_secret = None;
+    for (name, slot) in [("current", "a"), ("next", "b")] {
+        std::fs::write(secrets.path().join(name), slot).unwrap();
+    }
+    c.auth.client_secret_file = Some(secrets.path().join("current"));
+    c.auth.client_secret_next_file = Some(secrets.path().join("next"));
+    let legacy = support::start(c).await;
+
     let mut available = exported(&metrics(user.admin_addr).await);
     available.extend(exported(&metrics(service.admin_addr).await));
+    available.extend(exported(&metrics(legacy.admin_addr).await));
 
     let used_by_dashboard = metric_names(&dashboard);
     let used_by_alerts = metric_names(&alerts);

@@ -950,3 +950,48 @@ async fn chromium_signs_in_again_with_the_claims_of_a_challenge() {
     let used = s.ado.requests().last().unwrap().headers["authorization"].clone();
     assert!(s.idp.checker()(used.to_str().unwrap()).is_ok());
 }
+
+#[tokio::test]
+async fn a_refused_legacy_secret_falls_back_to_the_other_slot_and_its_age_is_reported() {
+    let secrets = tempfile::tempdir().unwrap();
+    let (current, next) = (secrets.path().join("current"), secrets.path().join("next"));
+    // The secret in use has expired; the new one is in the other slot.
+    std::fs::write(&current, "an-expired-client-secret").unwrap();
+    std::fs::write(&next, LEGACY_SECRET).unwrap();
+    let (c2, n2) = (current.clone(), next.clone());
+    let s = setup(Duration::from_secs(3), move |c, idp| {
+        c.auth.provider = Some(Provider::AzureDevops);
+        c.auth.tenant = None;
+        c.auth.client_id = Some("9f6c7bd9-0a8e-4d1e-9a43-6e5f3f2c1b0a".into());
+        c.auth.client_secret = None;
+        c.auth.client_secret_file = Some(c2);
+        c.auth.client_secret_next_file = Some(n2);
+        c.auth.authority_host = Some(Url::parse(idp).unwrap());
+    })
+    .await;
+    let b = s.signed_in().await;
+    assert_eq!(api(&s, &b).await.status(), 200);
+    assert_eq!(
+        s.idp.calls("legacy_invalid_client"),
+        1,
+        "the expired secret, once"
+    );
+    assert_eq!(s.idp.calls("legacy_code"), 1, "then the other slot");
+    // Refreshes use the slot that works, at once.
+    s.advance(Duration::from_millis(2500));
+    assert_eq!(api(&s, &b).await.status(), 200);
+    assert_eq!(s.idp.calls("legacy_refresh"), 1);
+    assert_eq!(
+        s.idp.calls("legacy_invalid_client"),
+        1,
+        "no second try of the old one"
+    );
+    let m = metrics(s.proxy.admin_addr).await;
+    for slot in ["current", "next"] {
+        let age = support::metric_value(
+            &m,
+            &format!("ado_proxy_client_secret_age_seconds{{slot=\"{slot}\"}}"),
+        );
+        assert!((0.0..600.0).contains(&age), "{slot}: {age}\n{m}");
+    }
+}

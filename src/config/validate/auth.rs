@@ -271,6 +271,20 @@ fn client_credential(a: &AuthConfig, provider: Provider, out: &mut Vec<Problem>)
             "both auth.client_secret_file and ADO_AUTH_PROXY_AUTH__CLIENT_SECRET are set; keep one",
         ));
     }
+    if let Some(path) = &a.client_secret_next_file {
+        if a.client_secret_file.is_none() {
+            out.push(Problem::new(
+                "auth.client_secret_next_file",
+                "is the second slot of auth.client_secret_file: set auth.client_secret_file too",
+            ));
+        }
+        secret_file(
+            "auth.client_secret_next_file",
+            path,
+            "the second client secret",
+            out,
+        );
+    }
     if let Some(path) = &a.client_secret_file {
         secret_file("auth.client_secret_file", path, "the client secret", out);
     }

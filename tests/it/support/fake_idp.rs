@@ -432,7 +432,8 @@ impl FakeIdp {
     }
 
     /// Token calls so far for `grant` (`authorization_code`,
-    /// `refresh_token`, `legacy_code`, `legacy_refresh`).
+    /// `refresh_token`, `legacy_code`, `legacy_refresh`,
+    /// `legacy_invalid_client`).
     pub fn calls(&self, grant: &str) -> u64 {
         *self
             .state
@@ -1163,6 +1164,9 @@ fn legacy_token(
         || f.get("client_assertion").map(String::as_str) != Some(LEGACY_SECRET)
         || mode == Mode::InvalidClient
     {
+        *s.token_calls
+            .entry("legacy_invalid_client".into())
+            .or_default() += 1;
         return legacy_error(
             "invalid_client",
             "Failed to deserialize the JsonWebToken object.",
