@@ -85,9 +85,9 @@ pub static CATALOG: &[Entry] = &[
     Entry {
         id: "pat-not-accepted",
         title: "Azure DevOps did not accept the proxy's personal access token",
-        cause: "Azure DevOps answered as if no one were signed in: the personal access token this proxy sends is revoked, mistyped, or for another organization.",
+        cause: "Azure DevOps answered as if no one were signed in: the personal access token this proxy sends is revoked, mistyped, or for another organization; a global token (\"all accessible organizations\") stops working on 2026-12-01; or the organization's policy restricts personal access tokens.",
         user_fix: "Nothing you can fix: tell the proxy's operator.",
-        admin_fix: "Create a new personal access token with the scopes the tools need and write it to auth.pat_file (the proxy re-reads it; no restart needed).",
+        admin_fix: "Create a new personal access token scoped to this organization, with the scopes the tools need, and write it to auth.pat_file (the proxy re-reads it; no restart needed). If the organization restricts personal access tokens, use mode \"service\" with a service principal or managed identity instead.",
         docs: "https://learn.microsoft.com/azure/devops/organizations/accounts/use-personal-access-tokens-to-authenticate",
         sign_in_again: false,
         fixer: Fixer::Operator,
