@@ -173,6 +173,9 @@ pub struct AuthConfig {
     /// The personal access token itself. Only accepted from the
     /// environment (`ADO_AUTH_PROXY_AUTH__PAT`), never from the file.
     pub pat: Option<Secret>,
+    /// Mode `pat`: at start, try the token once against each of
+    /// `upstream.allowed_organizations` and log whether it works.
+    pub check_pat_at_start: bool,
     /// Mode `user`: who signs users in.
     pub provider: Option<Provider>,
     /// `entra`: the directory: a tenant GUID (best), a verified domain,
@@ -466,6 +469,7 @@ impl Default for AuthConfig {
         Self {
             mode: AuthMode::None,
             pat_file: None,
+            check_pat_at_start: true,
             pat: None,
             provider: None,
             tenant: None,

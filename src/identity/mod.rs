@@ -93,6 +93,15 @@ impl Identity {
         }
     }
 
+    /// A credential worth trying once at start: one that never changes
+    /// by itself (the PAT), so a broken one shows in the log at once.
+    pub fn startup_check(&self) -> Option<HeaderValue> {
+        match self {
+            Self::Pat(pat) => pat.header().ok(),
+            _ => None,
+        }
+    }
+
     /// The sign-in state that serves `/.auth/`, if users sign in.
     fn login(&self) -> Option<&Arc<Login>> {
         match self {

@@ -10,6 +10,8 @@ mod lfs;
 pub mod origin;
 mod packages;
 pub mod path;
+mod probe;
+mod reading;
 pub mod rewrite;
 pub mod route;
 mod tunnel;
@@ -18,17 +20,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::response::Parts;
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Request, Response, StatusCode, Version};
 use http_body::Body as _;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use url::Url;
 
 use self::forward::Forwarder;
-use self::rewrite::{MAX_DISCOVERY_BYTES, UrlMap, is_discovery_path};
+use self::reading::{Bounded, Rewrite, is_encoded, read_bounded};
+use self::rewrite::{MAX_DISCOVERY_BYTES, UrlMap};
 use self::route::Router;
 use crate::access::AccessRecord;
 use crate::body::{CountedBody, ProxyBody};
@@ -63,6 +65,8 @@ struct Inner {
     scheme: &'static str,
     /// Upgraded connections (WebSockets).
     tunnels: tunnel::Tunnels,
+    /// `auth.check_pat_at_start`.
+    check_at_start: bool,
 }
 
 /// Why the proxy could not be built.
@@ -125,6 +129,7 @@ impl Proxy {
                 ),
                 metrics,
                 scheme,
+                check_at_start: config.auth.check_pat_at_start,
             }),
         })
     }
@@ -138,6 +143,17 @@ impl Proxy {
         store_up: Arc<dyn Fn(bool) + Send + Sync>,
     ) {
         self.inner.identity.spawn_tasks(stop, store_up);
+        if let Some(credential) = self
+            .inner
+            .identity
+            .startup_check()
+            .filter(|_| self.inner.check_at_start)
+        {
+            tokio::spawn(probe::credential_reaches_organizations(
+                self.inner.clone(),
+                credential,
+            ));
+        }
         let inner = self.inner.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
@@ -487,79 +503,6 @@ impl Inner {
             .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
         Ok(ProxyBody::full(out))
     }
-}
-
-/// Which answers are rewritten so clients stay on the proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rewrite {
-    /// Host discovery JSON (small, buffered).
-    Discovery,
-    /// A Cargo sparse index's `config.json` (small, buffered).
-    CargoConfig,
-    /// A git LFS batch answer (small, buffered).
-    LfsBatch,
-    /// Package feed documents (streamed).
-    Packages,
-    /// Nothing: the body streams as it is.
-    None,
-}
-
-impl Rewrite {
-    /// What a `method` request to `path` may need. A HEAD answer has no
-    /// body to rewrite, and its Content-Length describes the GET body, so
-    /// it passes untouched.
-    fn of(method: &Method, path: &str) -> Self {
-        if *method != Method::HEAD && is_discovery_path(path) {
-            Self::Discovery
-        } else if lfs::is_batch(method, path) {
-            Self::LfsBatch
-        } else if packages::is_cargo_config(method, path) {
-            Self::CargoConfig
-        } else if packages::is_package_request(method, path) {
-            Self::Packages
-        } else {
-            Self::None
-        }
-    }
-}
-
-/// A body read up to a limit.
-enum Bounded {
-    /// All of it.
-    Whole(Bytes),
-    /// More than the limit: what was read; the rest is still in the body.
-    TooLarge(Bytes),
-}
-
-/// Reads an upstream body until its end or past `limit` bytes.
-async fn read_bounded(
-    body: &mut Incoming,
-    limit: usize,
-    upstream: &route::Upstream,
-) -> Result<Bounded, Error> {
-    let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            upstream.failed(
-                crate::metrics::UpstreamErrorKind::Protocol,
-                format!("reading the response body: {e}"),
-            )
-        })?;
-        if let Ok(data) = frame.into_data() {
-            buf.extend_from_slice(&data);
-            if buf.len() > limit {
-                return Ok(Bounded::TooLarge(buf.freeze()));
-            }
-        }
-    }
-    Ok(Bounded::Whole(buf.freeze()))
-}
-
-/// Whether a body is compressed (so its bytes cannot be read as text).
-fn is_encoded(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_ENCODING)
-        .is_some_and(|v| v.as_bytes() != b"identity")
 }
 
 /// Method, URI and headers of a prepared upstream request, to send again.

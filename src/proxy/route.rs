@@ -104,6 +104,11 @@ impl Router {
         }
     }
 
+    /// `upstream.allowed_organizations`, lowercased.
+    pub fn allowed_organizations(&self) -> &[String] {
+        &self.allowed
+    }
+
     /// The main upstream and every sibling host.
     pub fn upstreams(&self) -> impl Iterator<Item = &Upstream> {
         std::iter::once(&self.main).chain(self.hosts.values())

@@ -509,3 +509,66 @@ async fn unrecognised_errors_and_large_bodies_pass_through_untouched() {
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.text().await.unwrap(), big);
 }
+
+/// Mode pat checks its token once at start against each allowed
+/// organization and logs which it does not work for (the real binary).
+#[tokio::test]
+async fn a_pat_that_does_not_work_for_an_organization_is_logged_at_start() {
+    use crate::support::process::ProxyProcess;
+    const PAT: &str = "pat-for-contoso-only";
+    let expected = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!(":{PAT}")
+        )
+    );
+    let upstream = FakeUpstream::recording(move |r| {
+        let ok = r.uri.starts_with("/contoso/")
+            && r.headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&expected);
+        if ok {
+            respond(200, &[("content-type", "application/json")], "{}")
+        } else {
+            respond(
+                401,
+                &[("x-tfs-serviceerror", "TF400813%3a+not+authorized")],
+                "",
+            )
+        }
+    })
+    .await;
+    let toml = format!(
+        "[upstream]\nurl = \"{}\"\nallowed_organizations = [\"contoso\", \"fabrikam\"]\n\
+         [auth]\nmode = \"pat\"\n[log]\nformat = \"json\"\n",
+        upstream.url()
+    );
+    let proxy = ProxyProcess::spawn(&toml, &[("ADO_AUTH_PROXY_AUTH__PAT", PAT)]);
+    let mut logs = String::new();
+    for _ in 0..100 {
+        logs = proxy.logs();
+        if logs.contains("does not work for this organization")
+            && logs.contains("works for this organization")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let line = |needle: &str| {
+        logs.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{logs}"))
+            .to_string()
+    };
+    let bad = line("does not work for this organization");
+    assert!(
+        bad.contains("fabrikam") && bad.contains("401") && bad.contains("2026-12-01"),
+        "{bad}"
+    );
+    assert!(line("works for this organization").contains("contoso"));
+    assert!(!logs.contains(PAT), "the token never reaches the log");
+    assert_eq!(
+        upstream.requests().len(),
+        2,
+        "one look per organization, no retries"
+    );
+}

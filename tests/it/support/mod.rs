@@ -31,6 +31,9 @@ pub fn config(upstream: &str) -> Config {
     c.upstream.url = Url::parse(upstream).unwrap();
     // Tests that exercise persistence choose their store and path.
     c.session.store = ado_auth_proxy::config::StoreKind::Memory;
+    // Tests count upstream requests; the one that checks the start-up
+    // look turns it on.
+    c.auth.check_pat_at_start = false;
     c
 }
 
