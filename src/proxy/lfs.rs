@@ -52,23 +52,10 @@ pub fn rewrite_batch(map: &UrlMap, body: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use std::sync::Arc;
 
-    use url::Url;
-
     use super::*;
-    use crate::config::UpstreamConfig;
-    use crate::metrics::Metrics;
-    use crate::proxy::route::Router;
 
     fn map() -> Arc<UrlMap> {
-        let config = UpstreamConfig {
-            url: Url::parse("https://dev.azure.com").unwrap(),
-            ..Default::default()
-        };
-        let router = Router::new(&config, &Metrics::new(prometheus::Registry::new()).unwrap());
-        Arc::new(UrlMap::new(
-            &Url::parse("http://localhost:8080").unwrap(),
-            &router,
-        ))
+        crate::proxy::rewrite::dev_azure_map()
     }
 
     #[test]

@@ -250,21 +250,10 @@ fn partial_prefix(buf: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::UpstreamConfig;
-    use crate::metrics::Metrics;
-    use crate::proxy::route::Router;
     use proptest::prelude::*;
 
     fn map() -> Arc<UrlMap> {
-        let config = UpstreamConfig {
-            url: Url::parse("https://dev.azure.com").unwrap(),
-            ..Default::default()
-        };
-        let router = Router::new(&config, &Metrics::new(prometheus::Registry::new()).unwrap());
-        Arc::new(UrlMap::new(
-            &Url::parse("http://localhost:8080").unwrap(),
-            &router,
-        ))
+        crate::proxy::rewrite::dev_azure_map()
     }
 
     /// Streams `doc` through the rewriter cut into `sizes`-long chunks.

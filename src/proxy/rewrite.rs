@@ -184,6 +184,23 @@ pub fn is_discovery_path(path: &str) -> bool {
         || starts("servicedefinitions/locationservice2")
 }
 
+/// The map of a proxy at `http://localhost:8080` in front of
+/// `https://dev.azure.com` with the default sibling hosts (unit tests of
+/// the rewriters).
+#[cfg(test)]
+pub(super) fn dev_azure_map() -> std::sync::Arc<UrlMap> {
+    let config = crate::config::UpstreamConfig {
+        url: Url::parse("https://dev.azure.com").unwrap(),
+        ..Default::default()
+    };
+    let metrics = crate::metrics::Metrics::new(prometheus::Registry::new()).unwrap();
+    let router = Router::new(&config, &metrics);
+    std::sync::Arc::new(UrlMap::new(
+        &Url::parse("http://localhost:8080").unwrap(),
+        &router,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

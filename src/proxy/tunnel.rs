@@ -169,7 +169,8 @@ impl Upgrade {
                 extended_connect: true,
             });
         }
-        if req.version() != http::Version::HTTP_11 {
+        // Nearly every request stops at the first check.
+        if req.version() != http::Version::HTTP_11 || !req.headers().contains_key(header::UPGRADE) {
             return None;
         }
         let asks = req

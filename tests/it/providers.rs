@@ -9,7 +9,8 @@ use ado_auth_proxy::config::{Config, Provider, Secret};
 use url::Url;
 
 use crate::support::fake_idp::{
-    self, CLIENT_ID, CLIENT_SECRET, FakeIdp, LEGACY_SECRET, MFA_CLAIMS, Mode, Setup, TENANT,
+    self, CAE_CLAIMS, CLIENT_ID, CLIENT_SECRET, FakeIdp, LEGACY_SECRET, MFA_CLAIMS, Mode, Setup,
+    TENANT,
 };
 use crate::support::oidc::Browser;
 use crate::support::upstream::{FakeUpstream, respond};
@@ -795,10 +796,6 @@ async fn a_refused_token_is_not_resent_unchanged_when_refresh_fails() {
         "the same token was not sent twice"
     );
 }
-
-/// What Azure DevOps demands in the tests' claims challenges: a token
-/// issued after the revocation (as CAE's `nbf` demand does).
-const CAE_CLAIMS: &str = r#"{"access_token":{"nbf":{"essential":true,"value":"1796000000"}}}"#;
 
 #[tokio::test]
 async fn a_claims_challenge_gets_a_token_with_the_claims_and_the_request_again() {

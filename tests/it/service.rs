@@ -12,7 +12,7 @@ use ado_auth_proxy::app::Running;
 use ado_auth_proxy::config::{AuthMode, Config, Secret, ServiceSource};
 use url::Url;
 
-use crate::support::fake_idp::{self, CLIENT_ID, CLIENT_SECRET, FakeIdp, Mode, TENANT};
+use crate::support::fake_idp::{self, CAE_CLAIMS, CLIENT_ID, CLIENT_SECRET, FakeIdp, Mode, TENANT};
 use crate::support::upstream::{FakeUpstream, Recorded, respond};
 use crate::support::{self, PROJECTS, metric_value, metrics};
 
@@ -622,7 +622,6 @@ async fn an_allowed_operator_can_sign_the_service_identity_in_through_the_browse
 
 #[tokio::test]
 async fn a_claims_challenge_gets_the_service_a_new_token_and_the_request_again() {
-    const CAE_CLAIMS: &str = r#"{"access_token":{"nbf":{"essential":true,"value":"1796000000"}}}"#;
     let idp = FakeIdp::start(Duration::from_secs(3600)).await;
     let ado = fake_idp::fake_ado(&idp).await;
     let mut c = fake_idp::entra_config(&ado.url(), &idp);

@@ -66,6 +66,18 @@ impl WsServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Exactly one handshake reached the server: SignalR's connect, with
+    /// the proxy's PAT (Basic, empty user name), not the client's.
+    fn saw_one_signalr_handshake_with_the_pat(&self) {
+        let seen = self.handshakes();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0]["path"], SIGNALR);
+        assert_eq!(
+            seen[0]["authorization"],
+            "Basic OmEtcGVyc29uYWwtYWNjZXNzLXRva2Vu"
+        );
+    }
+
     /// The handshakes the server saw.
     fn handshakes(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.log.path())
@@ -128,14 +140,7 @@ async fn a_websocket_client_talks_through_the_proxy_with_its_credential() {
     assert_eq!(v["close_code"], 1000, "{v}");
     assert_eq!(v["close_rcvd"], true, "the close handshake completed: {v}");
 
-    let seen = server.handshakes();
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(seen[0]["path"], SIGNALR);
-    // Basic with an empty user name: the proxy's PAT, not the client's.
-    assert_eq!(
-        seen[0]["authorization"],
-        "Basic OmEtcGVyc29uYWwtYWNjZXNzLXRva2Vu"
-    );
+    server.saw_one_signalr_handshake_with_the_pat();
 
     let mut m = String::new();
     for _ in 0..50 {
@@ -336,11 +341,5 @@ async fn an_http2_client_opens_a_websocket_with_extended_connect() {
     assert_eq!(&echo[2..], b"over h2");
 
     // Upstream it was the HTTP/1.1 handshake, with the proxy's credential.
-    let seen = server.handshakes();
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(seen[0]["path"], SIGNALR);
-    assert_eq!(
-        seen[0]["authorization"],
-        "Basic OmEtcGVyc29uYWwtYWNjZXNzLXRva2Vu"
-    );
+    server.saw_one_signalr_handshake_with_the_pat();
 }

@@ -68,6 +68,10 @@ pub const CLIENT_ID: &str = "4b7c5e8a-2f1d-4c3b-9a6e-0d8f7e6c5b4a";
 pub const CLIENT_SECRET: &str = "entra-secret";
 /// The legacy app's "Client Secret" (a JWT in reality; any string here).
 pub const LEGACY_SECRET: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.legacy.secret";
+/// What the tests' CAE challenges demand: a token issued after the
+/// revocation (as CAE's `nbf` demand does).
+pub const CAE_CLAIMS: &str = r#"{"access_token":{"nbf":{"essential":true,"value":"1796000000"}}}"#;
+
 pub const MFA_CLAIMS: &str =
     r#"{"access_token":{"capolids":{"essential":true,"values":["c0ffee"]}}}"#;
 
@@ -868,17 +872,8 @@ fn entra_token(
                     json!({}),
                 );
             }
-            if let Some(required) = s.cae_claims.clone() {
-                if !f.get("claims").is_some_and(|c| claims_cover(c, &required)) {
-                    return aadsts(
-                        400,
-                        "invalid_grant",
-                        50173,
-                        "The provided grant has expired due to it being revoked, a fresh auth token is needed.",
-                        json!({}),
-                    );
-                }
-                s.cae_claims = None;
+            if let Some(refused) = cae_unsatisfied(&f, s) {
+                return refused;
             }
             s.serial += 1;
             let claims = json!({
@@ -955,27 +950,8 @@ fn entra_token(
         "refresh_token" => {
             let rt = f.get("refresh_token").cloned().unwrap_or_default();
             s.redeemed_refresh.push(rt.clone());
-            if let Some(required) = s.cae_claims.clone() {
-                let asked = f.get("claims").is_some_and(|c| claims_cover(c, &required));
-                if s.cae_interaction {
-                    return aadsts(
-                        400,
-                        "invalid_grant",
-                        50076,
-                        "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '499b84ac-1321-427f-aa17-267ca6975798'.",
-                        json!({"suberror": "basic_action"}),
-                    );
-                }
-                if !asked {
-                    return aadsts(
-                        400,
-                        "invalid_grant",
-                        50173,
-                        "The provided grant has expired due to it being revoked, a fresh auth token is needed.",
-                        json!({}),
-                    );
-                }
-                s.cae_claims = None;
+            if let Some(refused) = cae_unsatisfied(&f, s) {
+                return refused;
             }
             match mode {
                 Mode::Revoked => aadsts(
@@ -1025,6 +1001,33 @@ fn entra_token(
             json!({}),
         ),
     }
+}
+
+/// After a CAE revocation: the refusal of a token request that does not
+/// ask for the demanded claims (or of any, while only the user can
+/// satisfy them); `None` lets it through and ends the demand.
+fn cae_unsatisfied(f: &HashMap<String, String>, s: &mut State) -> Option<http::Response<FakeBody>> {
+    let required = s.cae_claims.clone()?;
+    if s.cae_interaction {
+        return Some(aadsts(
+            400,
+            "invalid_grant",
+            50076,
+            "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '499b84ac-1321-427f-aa17-267ca6975798'.",
+            json!({"suberror": "basic_action"}),
+        ));
+    }
+    if !f.get("claims").is_some_and(|c| claims_cover(c, &required)) {
+        return Some(aadsts(
+            400,
+            "invalid_grant",
+            50173,
+            "The provided grant has expired due to it being revoked, a fresh auth token is needed.",
+            json!({}),
+        ));
+    }
+    s.cae_claims = None;
+    None
 }
 
 /// Whether the `claims` request asks for every member of `required`'s
