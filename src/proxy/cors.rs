@@ -54,14 +54,7 @@ pub fn preflight(origin: &HeaderValue, request: &HeaderMap) -> Response<ProxyBod
 /// Marks an answer as readable by the allowed `origin`, replacing any
 /// CORS headers the upstream sent (they name Azure DevOps' own origins).
 pub fn decorate(headers: &mut HeaderMap, origin: &HeaderValue) {
-    let upstream: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with("access-control-"))
-        .cloned()
-        .collect();
-    for name in upstream {
-        headers.remove(name);
-    }
+    super::headers::remove_prefixed(headers, "access-control-");
     allow(headers, origin);
     headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE);
 }

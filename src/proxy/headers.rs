@@ -42,13 +42,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(name);
     }
-    if headers.keys().any(|k| k.as_str().starts_with("proxy-")) {
-        let proxy: Vec<HeaderName> = headers
+    remove_prefixed(headers, "proxy-");
+}
+
+/// Removes every header whose (lowercase) name starts with `prefix`;
+/// allocates only when there is one.
+pub fn remove_prefixed(headers: &mut HeaderMap, prefix: &str) {
+    if headers.keys().any(|k| k.as_str().starts_with(prefix)) {
+        let named: Vec<HeaderName> = headers
             .keys()
-            .filter(|k| k.as_str().starts_with("proxy-"))
+            .filter(|k| k.as_str().starts_with(prefix))
             .cloned()
             .collect();
-        for name in proxy {
+        for name in named {
             headers.remove(name);
         }
     }
