@@ -5,6 +5,13 @@
 //! `{redirect_uri}` and `{admin_consent_url}` (the proxy's values),
 //! `{resource_tenant}` and `{user_tenant}` (the directories of a
 //! wrong-directory refusal).
+//!
+//! The same upstream answer means different things for different
+//! credentials (TF400813 is an organization policy for a legacy Azure
+//! DevOps OAuth app, consent or Conditional Access for an Entra app, a
+//! missing membership for a service principal): each entry says which
+//! [`Caller`]s it [`Applies`] to, and a [`Symptom`] lists its candidate
+//! entries, most specific first.
 
 /// Who can fix the problem; decides the wording and the status for git.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +22,63 @@ pub enum Fixer {
     Admin,
     /// The operator of this proxy (its registration or secret).
     Operator,
+}
+
+/// Whose credential Azure DevOps refused, or who was signing in: the
+/// explanation and the fix depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// Mode `none`: the client's own credential passed through.
+    Client,
+    /// The proxy's personal access token (mode `pat`, or source `pat`).
+    Pat,
+    /// A user signed in through Microsoft Entra ID (mode `user`).
+    EntraUser,
+    /// A user signed in through the legacy Azure DevOps OAuth.
+    LegacyUser,
+    /// A user signed in through another OpenID Connect issuer.
+    OidcUser,
+    /// The account signed in with `ado-auth-proxy login` (source
+    /// `device-code`).
+    DeviceUser,
+    /// A service principal: sources `client-credentials`,
+    /// `workload-identity`, `federated`.
+    ServicePrincipal,
+    /// A managed identity: source `managed-identity`.
+    ManagedIdentity,
+}
+
+/// A set of [`Caller`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applies(u8);
+
+/// What Azure DevOps' answer says, before knowing whose credential it
+/// refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Symptom {
+    /// 203, a sign-in page, or a 401 without a more specific code.
+    NotAccepted,
+    /// A 401 with a CAE claims challenge.
+    ClaimsChallenge,
+    /// TF400813 "is not authorized to access this resource".
+    AccessRefused,
+    /// TF401444: never signed in / not materialised.
+    FirstSignIn,
+    /// VS30063: not a member.
+    NotMember,
+    /// VS403463.
+    ConditionalAccess,
+    /// "Personal Access Token used has expired".
+    PatExpired,
+    /// TF401019, VS800075, TF200016.
+    NotFound,
+    /// Any other 403.
+    PermissionDenied,
+    /// 429 or TF400733.
+    Throttled,
+    /// A 401 from an organization of another directory than the
+    /// credential's (found by the identity, from `X-VSS-ResourceTenant`).
+    WrongDirectory,
 }
 
 /// One recognised case.
@@ -36,6 +100,8 @@ pub struct Entry {
     pub sign_in_again: bool,
     /// Who must act.
     pub fixer: Fixer,
+    /// Whose failures it explains.
+    pub applies: Applies,
 }
 
 const AUTH_DOCS: &str = "https://learn.microsoft.com/azure/devops/organizations/accounts/faq-user-and-permissions-management";
@@ -61,6 +127,7 @@ pub static CATALOG: &[Entry] = &[
         docs: AUTH_DOCS,
         sign_in_again: true,
         fixer: Fixer::User,
+        applies: Applies::USERS,
     },
     Entry {
         id: "claims-challenge",
@@ -71,6 +138,18 @@ pub static CATALOG: &[Entry] = &[
         docs: "https://learn.microsoft.com/entra/identity/conditional-access/concept-continuous-access-evaluation",
         sign_in_again: true,
         fixer: Fixer::User,
+        applies: Applies::USERS,
+    },
+    Entry {
+        id: "service-claims-challenge",
+        title: "Azure DevOps revoked the proxy's token before it expired",
+        cause: "Azure DevOps refused the service identity's access token with a claims challenge (Continuous Access Evaluation): the identity was disabled or its credentials changed, or the proxy's network location no longer meets a Conditional Access policy. A client-credentials, workload-identity or device-code source gets a token with the demanded claims and sends the request again once; this source cannot (a managed identity), or the new token was refused too.",
+        user_fix: "Send the request again in a minute; if it keeps failing, tell the proxy's operator.",
+        admin_fix: "Check the identity's sign-in logs in Entra (Conditional Access for workload identities, Continuous Access Evaluation) and whether it is still enabled; the proxy counts these in ado_proxy_claims_challenges_total.",
+        docs: "https://learn.microsoft.com/entra/identity/conditional-access/concept-continuous-access-evaluation-workload",
+        sign_in_again: false,
+        fixer: Fixer::Operator,
+        applies: Applies::SERVICE,
     },
     Entry {
         id: "wrong-directory",
@@ -81,6 +160,18 @@ pub static CATALOG: &[Entry] = &[
         docs: "https://learn.microsoft.com/azure/devops/organizations/accounts/connect-organization-to-azure-ad",
         sign_in_again: true,
         fixer: Fixer::User,
+        applies: Applies::USERS,
+    },
+    Entry {
+        id: "service-wrong-directory",
+        title: "This organization belongs to another directory than the proxy's identity",
+        cause: "Azure DevOps did not accept the service identity's token because the organization is connected to directory {resource_tenant}, and the proxy gets its token from directory {user_tenant}. Azure DevOps only accepts a token from the organization's own directory.",
+        user_fix: "Nothing you can fix: tell the proxy's operator.",
+        admin_fix: "Set auth.tenant to {resource_tenant} and make the app exist there (a multi-tenant app consented in that directory, or an app registered in it). A managed identity lives in one directory: for an organization of another directory, make it the federated credential of an app in {resource_tenant} (auth.source = \"managed-identity-federation\").",
+        docs: "https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity",
+        sign_in_again: false,
+        fixer: Fixer::Operator,
+        applies: Applies::SERVICE,
     },
     Entry {
         id: "pat-not-accepted",
@@ -91,16 +182,75 @@ pub static CATALOG: &[Entry] = &[
         docs: "https://learn.microsoft.com/azure/devops/organizations/accounts/use-personal-access-tokens-to-authenticate",
         sign_in_again: false,
         fixer: Fixer::Operator,
+        applies: Applies::PAT,
+    },
+    Entry {
+        id: "client-token-not-accepted",
+        title: "Azure DevOps did not accept your credential",
+        cause: "Azure DevOps answered as if no one were signed in: the token or personal access token your client sent (this proxy passes it through unchanged) is expired, revoked, for another organization or directory, or refused by an organization policy.",
+        user_fix: "Get a new token (az account get-access-token --resource 499b84ac-1321-427f-aa17-267ca6975798, or a new personal access token scoped to this organization) and send it again.",
+        admin_fix: "No action needed on the proxy: in mode \"none\" it sends the client's credential unchanged.",
+        docs: "https://learn.microsoft.com/azure/devops/integrate/get-started/authentication/authentication-guidance",
+        sign_in_again: false,
+        fixer: Fixer::User,
+        applies: Applies::CLIENT,
+    },
+    Entry {
+        id: "service-token-not-accepted",
+        title: "Azure DevOps did not accept the proxy's service identity",
+        cause: "Azure DevOps answered as if no one were signed in to the service identity's token: the service principal or managed identity was never added to the organization (or was removed), the token comes from another directory than the organization's, or the account signed in with ado-auth-proxy login lost its access.",
+        user_fix: "Nothing you can fix: tell the proxy's operator.",
+        admin_fix: "Add the service principal or managed identity in Organization settings > Users (https://dev.azure.com/{org}/_settings/users) with an access level; check that auth.tenant is the organization's directory; for source device-code, run ado-auth-proxy login again with an account of the organization.",
+        docs: "https://learn.microsoft.com/azure/devops/integrate/get-started/authentication/service-principal-managed-identity",
+        sign_in_again: false,
+        fixer: Fixer::Operator,
+        applies: Applies::SERVICE,
     },
     Entry {
         id: "oauth-disabled",
         title: "The organization refuses access through OAuth apps, or you have no access",
-        cause: "Azure DevOps accepted who you are but refused the request (TF400813: the user is not authorized). The same answer comes when the organization has turned off \"Third-party application access via OAuth\" (tokens are issued, every call fails) and when your account has no access to the organization or project.",
+        cause: "Azure DevOps accepted who you are but refused the request (TF400813: the user is not authorized). For an app of the legacy Azure DevOps OAuth, as this proxy is, that is the answer when the organization has turned off \"Third-party application access via OAuth\" (off by default for new organizations; tokens are issued, every call fails), and also when your account has no access to the organization or project.",
         user_fix: "Ask an organization administrator whether OAuth application access is allowed, and whether your account has access to this organization.",
         admin_fix: "In Organization settings > Policies, turn on \"Third-party application access via OAuth\" (https://dev.azure.com/{org}/_settings/organizationPolicy), or grant the user access.",
         docs: POLICY_DOCS,
         sign_in_again: false,
         fixer: Fixer::Admin,
+        applies: Applies::LEGACY_USER,
+    },
+    Entry {
+        id: "entra-access-refused",
+        title: "Azure DevOps refused your account through this app",
+        cause: "Azure DevOps accepted who you are but refused the request (TF400813: the user is not authorized). The organization's \"Third-party application access via OAuth\" policy does not apply to Microsoft Entra apps; the usual causes are a missing or revoked consent to the app's Azure DevOps permission, a Conditional Access policy on the Azure DevOps resource (policies target Azure DevOps itself since September 2025, not Azure Resource Manager), or an account without access to this organization or project.",
+        user_fix: "Sign in again (you may be asked to consent or to meet a policy); if it keeps happening, ask an administrator whether your account has an access level in this organization.",
+        admin_fix: "Grant consent for the app's Azure DevOps permission ({admin_consent_url}), look up the Conditional Access policies that target Azure DevOps (499b84ac-1321-427f-aa17-267ca6975798) in the sign-in logs, and check the user's access level in Organization settings > Users.",
+        docs: "https://learn.microsoft.com/azure/devops/organizations/accounts/conditional-access-policies",
+        sign_in_again: true,
+        fixer: Fixer::Admin,
+        applies: Applies::ENTRA_USER
+            .with(Applies::OIDC_USER)
+            .with(Applies::DEVICE_USER),
+    },
+    Entry {
+        id: "identity-not-in-organization",
+        title: "The proxy's service identity is not in this organization",
+        cause: "Azure DevOps knows the token's service principal or managed identity, but it has not been added to the organization, or has no access to this project (TF400813, TF401444 or VS30063). Service principals and managed identities never sign in on the web: an administrator adds them.",
+        user_fix: "Nothing you can fix: tell the proxy's operator.",
+        admin_fix: "Add the service principal or managed identity in Organization settings > Users (https://dev.azure.com/{org}/_settings/users) with an access level, and give it the project permissions the tools need.",
+        docs: "https://learn.microsoft.com/azure/devops/integrate/get-started/authentication/service-principal-managed-identity",
+        sign_in_again: false,
+        fixer: Fixer::Admin,
+        applies: Applies::SERVICE_PRINCIPAL.with(Applies::MANAGED_IDENTITY),
+    },
+    Entry {
+        id: "access-refused",
+        title: "Azure DevOps refused this identity",
+        cause: "Azure DevOps accepted who the credential belongs to but refused the request (TF400813: the user is not authorized): the account has no access to this organization or project, or the personal access token's scopes do not cover the request.",
+        user_fix: "Check that the account behind the credential has access to this organization, and that a personal access token has the scopes the request needs.",
+        admin_fix: "Grant the account an access level in Organization settings > Users (https://dev.azure.com/{org}/_settings/users), or create a personal access token with the needed scopes.",
+        docs: AUTH_DOCS,
+        sign_in_again: false,
+        fixer: Fixer::Admin,
+        applies: Applies::CLIENT.with(Applies::PAT),
     },
     Entry {
         id: "not-a-member",
@@ -111,16 +261,18 @@ pub static CATALOG: &[Entry] = &[
         docs: AUTH_DOCS,
         sign_in_again: true,
         fixer: Fixer::Admin,
+        applies: Applies::PEOPLE,
     },
     Entry {
         id: "conditional-access",
         title: "Blocked by your organization's Conditional Access policy",
         cause: "Microsoft Entra Conditional Access refused this request (VS403463), usually because of the network or device it comes from.",
         user_fix: "Connect from an allowed network or a compliant device, then try again.",
-        admin_fix: "Review the Conditional Access policies for Azure DevOps and the organization's IP policy (\"Enable IP Conditional Access policy validation on non-interactive flows\").",
+        admin_fix: "Review the Conditional Access policies that target Azure DevOps (resource 499b84ac-1321-427f-aa17-267ca6975798; since September 2025 policies on Azure Resource Manager no longer cover it) and the organization's IP policy (\"Enable IP Conditional Access policy validation on non-interactive flows\").",
         docs: CA_DOCS,
         sign_in_again: false,
         fixer: Fixer::Admin,
+        applies: Applies::ALL,
     },
     Entry {
         id: "first-sign-in-required",
@@ -131,6 +283,7 @@ pub static CATALOG: &[Entry] = &[
         docs: AUTH_DOCS,
         sign_in_again: false,
         fixer: Fixer::User,
+        applies: Applies::PEOPLE,
     },
     Entry {
         id: "pat-expired",
@@ -141,6 +294,7 @@ pub static CATALOG: &[Entry] = &[
         docs: "https://learn.microsoft.com/azure/devops/organizations/accounts/use-personal-access-tokens-to-authenticate",
         sign_in_again: false,
         fixer: Fixer::Operator,
+        applies: Applies::PAT,
     },
     Entry {
         id: "not-found-or-no-permission",
@@ -151,6 +305,7 @@ pub static CATALOG: &[Entry] = &[
         docs: PERMISSION_DOCS,
         sign_in_again: false,
         fixer: Fixer::Admin,
+        applies: Applies::ALL,
     },
     Entry {
         id: "permission-denied",
@@ -161,6 +316,7 @@ pub static CATALOG: &[Entry] = &[
         docs: PERMISSION_DOCS,
         sign_in_again: false,
         fixer: Fixer::Admin,
+        applies: Applies::ALL,
     },
     Entry {
         id: "throttled",
@@ -171,6 +327,7 @@ pub static CATALOG: &[Entry] = &[
         docs: RATE_DOCS,
         sign_in_again: false,
         fixer: Fixer::User,
+        applies: Applies::ALL,
     },
     // --- sign-in answers (Microsoft Entra ID) ---
     Entry {
@@ -182,6 +339,7 @@ pub static CATALOG: &[Entry] = &[
         docs: CONSENT_DOCS,
         sign_in_again: true,
         fixer: Fixer::User,
+        applies: Applies::USERS.with(Applies::DEVICE_USER),
     },
     Entry {
         id: "consent-required",
@@ -192,6 +350,7 @@ pub static CATALOG: &[Entry] = &[
         docs: CONSENT_DOCS,
         sign_in_again: true,
         fixer: Fixer::Admin,
+        applies: Applies::ENTRA_SIGN_IN,
     },
     Entry {
         id: "mfa-required",
@@ -202,6 +361,7 @@ pub static CATALOG: &[Entry] = &[
         docs: ENTRA_ERRORS,
         sign_in_again: true,
         fixer: Fixer::User,
+        applies: Applies::ENTRA_SIGN_IN,
     },
     Entry {
         id: "conditional-access-sign-in",
@@ -212,6 +372,7 @@ pub static CATALOG: &[Entry] = &[
         docs: ENTRA_ERRORS,
         sign_in_again: false,
         fixer: Fixer::Admin,
+        applies: Applies::ENTRA_SIGN_IN.with(Applies::SERVICE_PRINCIPAL),
     },
     Entry {
         id: "app-not-in-tenant",
@@ -222,6 +383,7 @@ pub static CATALOG: &[Entry] = &[
         docs: ENTRA_ERRORS,
         sign_in_again: false,
         fixer: Fixer::Operator,
+        applies: Applies::ENTRA_SIGN_IN.with(Applies::SERVICE_PRINCIPAL),
     },
     Entry {
         id: "client-credential-invalid",
@@ -232,6 +394,9 @@ pub static CATALOG: &[Entry] = &[
         docs: ENTRA_ERRORS,
         sign_in_again: false,
         fixer: Fixer::Operator,
+        applies: Applies::ENTRA_SIGN_IN
+            .with(Applies::LEGACY_USER)
+            .with(Applies::SERVICE_PRINCIPAL),
     },
     Entry {
         id: "redirect-uri-mismatch",
@@ -242,6 +407,7 @@ pub static CATALOG: &[Entry] = &[
         docs: ENTRA_ERRORS,
         sign_in_again: false,
         fixer: Fixer::Operator,
+        applies: Applies::ENTRA_USER,
     },
     Entry {
         id: "wrong-tenant-user",
@@ -252,6 +418,7 @@ pub static CATALOG: &[Entry] = &[
         docs: ENTRA_ERRORS,
         sign_in_again: true,
         fixer: Fixer::User,
+        applies: Applies::ENTRA_SIGN_IN,
     },
     Entry {
         id: "user-not-assigned",
@@ -262,6 +429,7 @@ pub static CATALOG: &[Entry] = &[
         docs: ENTRA_ERRORS,
         sign_in_again: false,
         fixer: Fixer::Admin,
+        applies: Applies::ENTRA_SIGN_IN,
     },
     Entry {
         id: "code-replayed",
@@ -272,6 +440,7 @@ pub static CATALOG: &[Entry] = &[
         docs: ENTRA_ERRORS,
         sign_in_again: true,
         fixer: Fixer::User,
+        applies: Applies::ENTRA_USER,
     },
 ];
 
@@ -283,6 +452,168 @@ impl Fixer {
             Self::Admin => "administrator",
             Self::Operator => "operator",
         }
+    }
+}
+
+impl Caller {
+    /// Every caller, for tests and the documentation.
+    pub const ALL: [Caller; 8] = [
+        Self::Client,
+        Self::Pat,
+        Self::EntraUser,
+        Self::LegacyUser,
+        Self::OidcUser,
+        Self::DeviceUser,
+        Self::ServicePrincipal,
+        Self::ManagedIdentity,
+    ];
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+
+    /// How the configuration names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "mode none",
+            Self::Pat => "PAT",
+            Self::EntraUser => "user: entra",
+            Self::LegacyUser => "user: azure-devops",
+            Self::OidcUser => "user: oidc",
+            Self::DeviceUser => "service: device-code",
+            Self::ServicePrincipal => "service: principal",
+            Self::ManagedIdentity => "service: managed-identity",
+        }
+    }
+}
+
+impl Applies {
+    /// `mode = "none"`.
+    pub const CLIENT: Self = Self(1 << Caller::Client as u8);
+    /// The proxy's PAT.
+    pub const PAT: Self = Self(1 << Caller::Pat as u8);
+    /// Users of the Entra provider.
+    pub const ENTRA_USER: Self = Self(1 << Caller::EntraUser as u8);
+    /// Users of the legacy Azure DevOps OAuth provider.
+    pub const LEGACY_USER: Self = Self(1 << Caller::LegacyUser as u8);
+    /// Users of an OIDC issuer.
+    pub const OIDC_USER: Self = Self(1 << Caller::OidcUser as u8);
+    /// Source `device-code`.
+    pub const DEVICE_USER: Self = Self(1 << Caller::DeviceUser as u8);
+    /// Service principals.
+    pub const SERVICE_PRINCIPAL: Self = Self(1 << Caller::ServicePrincipal as u8);
+    /// Managed identities.
+    pub const MANAGED_IDENTITY: Self = Self(1 << Caller::ManagedIdentity as u8);
+    /// Users who sign in in a browser, whatever the provider.
+    pub const USERS: Self = Self::ENTRA_USER
+        .with(Self::LEGACY_USER)
+        .with(Self::OIDC_USER);
+    /// Whoever signs in to Entra interactively (browser or device code).
+    pub const ENTRA_SIGN_IN: Self = Self::ENTRA_USER.with(Self::DEVICE_USER);
+    /// Every service source but the PAT.
+    pub const SERVICE: Self = Self::DEVICE_USER
+        .with(Self::SERVICE_PRINCIPAL)
+        .with(Self::MANAGED_IDENTITY);
+    /// Credentials that belong to a person (a user, a PAT's owner).
+    pub const PEOPLE: Self = Self::USERS
+        .with(Self::DEVICE_USER)
+        .with(Self::CLIENT)
+        .with(Self::PAT);
+    /// Everyone.
+    pub const ALL: Self = Self(u8::MAX);
+
+    /// Both sets.
+    pub const fn with(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// Whether `caller` is in the set.
+    pub fn has(self, caller: Caller) -> bool {
+        self.0 & caller.bit() != 0
+    }
+
+    /// The set as the documentation writes it: `user: entra, PAT`.
+    pub fn describe(self) -> String {
+        if self == Self::ALL {
+            return "all".to_string();
+        }
+        Caller::ALL
+            .iter()
+            .filter(|c| self.has(**c))
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+const NOT_ACCEPTED: &[&str] = &[
+    "token-not-accepted",
+    "pat-not-accepted",
+    "client-token-not-accepted",
+    "service-token-not-accepted",
+];
+
+impl Symptom {
+    /// Every symptom, for tests.
+    pub const ALL: [Symptom; 11] = [
+        Self::NotAccepted,
+        Self::ClaimsChallenge,
+        Self::AccessRefused,
+        Self::FirstSignIn,
+        Self::NotMember,
+        Self::ConditionalAccess,
+        Self::PatExpired,
+        Self::NotFound,
+        Self::PermissionDenied,
+        Self::Throttled,
+        Self::WrongDirectory,
+    ];
+
+    /// Its entries, most specific first; for every caller one applies.
+    pub fn candidates(self) -> &'static [&'static str] {
+        match self {
+            Self::NotAccepted => NOT_ACCEPTED,
+            Self::ClaimsChallenge => &[
+                "claims-challenge",
+                "service-claims-challenge",
+                "pat-not-accepted",
+                "client-token-not-accepted",
+            ],
+            Self::AccessRefused => &[
+                "oauth-disabled",
+                "entra-access-refused",
+                "identity-not-in-organization",
+                "access-refused",
+            ],
+            Self::FirstSignIn => &["first-sign-in-required", "identity-not-in-organization"],
+            Self::NotMember => &["not-a-member", "identity-not-in-organization"],
+            Self::ConditionalAccess => &["conditional-access"],
+            Self::PatExpired => &[
+                "pat-expired",
+                "client-token-not-accepted",
+                "token-not-accepted",
+                "service-token-not-accepted",
+            ],
+            Self::NotFound => &["not-found-or-no-permission"],
+            Self::PermissionDenied => &["permission-denied"],
+            Self::Throttled => &["throttled"],
+            Self::WrongDirectory => &[
+                "wrong-directory",
+                "service-wrong-directory",
+                "pat-not-accepted",
+                "client-token-not-accepted",
+            ],
+        }
+    }
+
+    /// The entry explaining this symptom to `caller`.
+    pub fn entry_for(self, caller: Caller) -> &'static Entry {
+        let candidates = self.candidates();
+        candidates
+            .iter()
+            .map(|id| entry(id))
+            .find(|e| e.applies.has(caller))
+            .unwrap_or_else(|| entry(candidates[0]))
     }
 }
 

@@ -10,7 +10,7 @@ mod render;
 
 use http::{HeaderMap, StatusCode, header};
 
-pub use catalog::{CATALOG, Entry, Fixer};
+pub use catalog::{Applies, CATALOG, Caller, Entry, Fixer, Symptom};
 
 /// Largest upstream error body read to recognise it; larger ones pass
 /// through untouched.
@@ -122,15 +122,17 @@ fn is_html(headers: &HeaderMap) -> bool {
         .is_some_and(|p| p.eq_ignore_ascii_case(b"text/html"))
 }
 
-/// The catalog case of an upstream answer, if it is one. `body` is empty
-/// when it could not be read (compressed or too large); `organization` is
-/// the one the router found in the path.
+/// The catalog case of an upstream answer to a request sent with
+/// `caller`'s credential, if it is one. `body` is empty when it could not
+/// be read (compressed or too large); `organization` is the one the
+/// router found in the path.
 pub fn recognise(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
     path: &str,
     organization: Option<&str>,
+    caller: Caller,
 ) -> Option<Finding> {
     let text = String::from_utf8_lossy(body);
     let json: Option<serde_json::Map<String, serde_json::Value>> =
@@ -149,28 +151,28 @@ pub fn recognise(
         // not a failure.
         return None;
     }
-    let id = if s == 203 || html_on_api {
-        "token-not-accepted"
+    let symptom = if s == 203 || html_on_api {
+        Symptom::NotAccepted
     } else if s == 429 || has("TF400733") {
-        "throttled"
+        Symptom::Throttled
     } else if has("VS403463") {
-        "conditional-access"
+        Symptom::ConditionalAccess
     } else if has("TF401444") {
-        "first-sign-in-required"
+        Symptom::FirstSignIn
     } else if has("VS30063") {
-        "not-a-member"
+        Symptom::NotMember
     } else if m.contains("Personal Access Token used has expired") {
-        "pat-expired"
+        Symptom::PatExpired
     } else if has("TF400813") && m.contains("is not authorized to access") {
-        "oauth-disabled"
+        Symptom::AccessRefused
     } else if s == 401 && crate::challenge::insufficient_claims(headers).is_some() {
-        "claims-challenge"
+        Symptom::ClaimsChallenge
     } else if s == 401 {
-        "token-not-accepted"
+        Symptom::NotAccepted
     } else if has("TF401019") || has("VS800075") || has("TF200016") {
-        "not-found-or-no-permission"
+        Symptom::NotFound
     } else if s == 403 {
-        "permission-denied"
+        Symptom::PermissionDenied
     } else {
         return None;
     };
@@ -180,7 +182,7 @@ pub fn recognise(
         .and_then(|v| v.as_str())
         .map(str::to_string);
     Some(Finding {
-        entry: catalog::entry(id),
+        entry: symptom.entry_for(caller),
         // A sign-in page with 203 (or 200) is a success to every HTTP
         // library: the refusal is answered as the 401 it is.
         status: if status.is_success() {

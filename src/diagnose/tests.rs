@@ -20,6 +20,8 @@ fn check(status: u16, head: &[(&str, &str)], body: &str, path: &str, want: Optio
         body.as_bytes(),
         path,
         None,
+        // The legacy provider's users get the historical ids.
+        Caller::LegacyUser,
     );
     assert_eq!(got.as_ref().map(|f| f.entry.id), want, "{status} {body:?}");
 }
@@ -40,6 +42,122 @@ fn the_errors_guide_lists_the_catalog() {
         .collect();
     let ids: Vec<&str> = CATALOG.iter().map(|e| e.id).collect();
     assert_eq!(rows, ids, "docs/errors.md rows vs the catalog, in order");
+    // The "applies to" column says what the catalog says.
+    for line in doc.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split(" | ").collect();
+        let e = catalog::entry(cells[0].trim_start_matches("| ").trim_matches('`'));
+        assert_eq!(cells[1], e.applies.describe(), "applies to of {}", e.id);
+    }
+}
+
+/// Every symptom has an entry for every caller, and an entry only ever
+/// explains the failures of the callers it says it applies to.
+#[test]
+fn every_caller_gets_an_entry_that_applies_to_it() {
+    let mut reached = std::collections::HashSet::new();
+    for s in Symptom::ALL {
+        for c in Caller::ALL {
+            let e = s.entry_for(c);
+            assert!(e.applies.has(c), "{s:?} for {c:?} gives {}", e.id);
+            reached.insert(e.id);
+        }
+        for id in s.candidates() {
+            assert!(
+                CATALOG.iter().any(|e| e.id == *id),
+                "{id} is in the catalog"
+            );
+        }
+    }
+    // Every upstream case is reachable by someone; the rest are sign-in
+    // cases (after `consent-declined`).
+    for e in CATALOG.iter().take_while(|e| e.id != "consent-declined") {
+        assert!(reached.contains(e.id), "{} is never chosen", e.id);
+    }
+}
+
+/// TF400813 "not authorized" and TF401444 for each provider and source:
+/// the legacy OAuth policy only for the legacy provider, consent and
+/// Conditional Access for Entra (and issuers federated into it), "add the
+/// identity" for service principals and managed identities.
+#[test]
+fn the_same_answer_is_explained_per_provider_and_mode() {
+    let not_authorized = r#"{"message":"TF400813: The user 'x' is not authorized to access this resource.","typeKey":"UnauthorizedRequestException"}"#;
+    let first = r#"{"message":"TF401444: Please sign-in at least once as x in a web browser to enable access to the service."}"#;
+    let want: &[(Caller, &str, &str, &str)] = &[
+        (
+            Caller::LegacyUser,
+            "oauth-disabled",
+            "first-sign-in-required",
+            "token-not-accepted",
+        ),
+        (
+            Caller::EntraUser,
+            "entra-access-refused",
+            "first-sign-in-required",
+            "token-not-accepted",
+        ),
+        (
+            Caller::OidcUser,
+            "entra-access-refused",
+            "first-sign-in-required",
+            "token-not-accepted",
+        ),
+        (
+            Caller::DeviceUser,
+            "entra-access-refused",
+            "first-sign-in-required",
+            "service-token-not-accepted",
+        ),
+        (
+            Caller::ServicePrincipal,
+            "identity-not-in-organization",
+            "identity-not-in-organization",
+            "service-token-not-accepted",
+        ),
+        (
+            Caller::ManagedIdentity,
+            "identity-not-in-organization",
+            "identity-not-in-organization",
+            "service-token-not-accepted",
+        ),
+        (
+            Caller::Pat,
+            "access-refused",
+            "first-sign-in-required",
+            "pat-not-accepted",
+        ),
+        (
+            Caller::Client,
+            "access-refused",
+            "first-sign-in-required",
+            "client-token-not-accepted",
+        ),
+    ];
+    let id = |status: u16, body: &str, caller| {
+        recognise(
+            StatusCode::from_u16(status).unwrap(),
+            &headers(&[JSON]),
+            body.as_bytes(),
+            API,
+            None,
+            caller,
+        )
+        .map(|f| f.entry.id)
+    };
+    for (caller, refused, never_signed_in, bare) in want {
+        assert_eq!(
+            id(401, not_authorized, *caller),
+            Some(*refused),
+            "{caller:?}"
+        );
+        assert_eq!(
+            id(401, first, *caller),
+            Some(*never_signed_in),
+            "{caller:?}"
+        );
+        assert_eq!(id(401, "", *caller), Some(*bare), "{caller:?}");
+        assert_eq!(id(429, "", *caller), Some("throttled"), "{caller:?}");
+    }
 }
 
 #[test]
@@ -172,8 +290,22 @@ fn recognises_azure_devops_answers() {
             "AccessCheckException",
         ),
         API,
-        Some("pat-expired"),
+        // A signed-in user never sends a PAT: that is the PAT's case.
+        Some("token-not-accepted"),
     );
+    let expired = wrapped(
+        "Access Denied: The Personal Access Token used has expired.",
+        "AccessCheckException",
+    );
+    let pat = recognise(
+        StatusCode::UNAUTHORIZED,
+        &headers(&[JSON]),
+        expired.as_bytes(),
+        API,
+        None,
+        Caller::Pat,
+    );
+    assert_eq!(pat.map(|f| f.entry.id), Some("pat-expired"));
     check(
         404,
         &[JSON],
@@ -235,6 +367,7 @@ fn keeps_message_type_key_ids_and_organization() {
         br#"{"$id":"1","innerException":null,"message":"VS30063: You are not authorized to access https://dev.azure.com.","typeName":"X","typeKey":"UnauthorizedRequestException","errorCode":0,"eventId":3000}"#,
         "/fabrikam/_apis/git/repositories",
         Some("fabrikam"),
+        Caller::EntraUser,
     )
     .unwrap();
     assert_eq!(
@@ -420,11 +553,11 @@ mod properties {
             }
             let headers = super::headers(&head);
             let status = http::StatusCode::from_u16(status).unwrap();
-            let _ = recognise(status, &headers, &body, API, None);
-            let _ = recognise(status, &headers, text.as_bytes(), API, None);
+            let _ = recognise(status, &headers, &body, API, None, Caller::Pat);
+            let _ = recognise(status, &headers, text.as_bytes(), API, None, Caller::EntraUser);
             let wrapped = serde_json::json!({ "message": json_message, "typeKey": text }).to_string();
-            let _ = recognise(status, &headers, wrapped.as_bytes(), "/x/_apis", None);
-            let _ = recognise(status, &headers, format!("<title>{text}").as_bytes(), API, None);
+            let _ = recognise(status, &headers, wrapped.as_bytes(), "/x/_apis", None, Caller::ServicePrincipal);
+            let _ = recognise(status, &headers, format!("<title>{text}").as_bytes(), API, None, Caller::Client);
         }
     }
 }

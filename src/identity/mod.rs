@@ -18,8 +18,9 @@ use url::Url;
 
 use crate::body::ProxyBody;
 use crate::clock::Clock;
+use crate::config::Provider;
 use crate::config::{AuthPlan, Config};
-use crate::diagnose::{self, Finding};
+use crate::diagnose::{self, Caller, Finding, Symptom};
 use crate::error::{Error, Refusal};
 use crate::login::{Login, UserCredential};
 use crate::metrics::Metrics;
@@ -222,14 +223,12 @@ impl Identity {
         headers: &HeaderMap,
         ctx: &RequestCtx,
     ) {
+        let caller = self.caller(used);
         match (self, used) {
-            // The proxy's own PAT was refused: the operator must act.
-            (Self::Pat(_), _) if finding.entry.id == "token-not-accepted" => {
-                finding.entry = diagnose::catalog::entry("pat-not-accepted");
-            }
             (Self::User(login), _) => {
                 if let Credential::User(user) = used {
-                    wrong_directory(finding, user, headers);
+                    let mine = user.session.user.tenant.as_deref();
+                    wrong_directory(finding, caller, mine, headers);
                 }
                 let mut url = login.login_url();
                 // A browser returns to the page; git URLs are no page.
@@ -239,29 +238,45 @@ impl Identity {
                 }
                 finding.vars.sign_in_url = Some(url.to_string());
             }
+            (Self::Service(service, _), Credential::Service(_)) => {
+                wrong_directory(finding, caller, service.token_tenant().as_deref(), headers);
+            }
             _ => {}
+        }
+    }
+
+    /// Whose credential `used` is, which decides how a refusal of it is
+    /// explained.
+    pub fn caller(&self, used: &Credential) -> Caller {
+        match (self, used) {
+            (_, Credential::PassThrough) | (Self::PassThrough, _) => Caller::Client,
+            (Self::Pat(_), _) => Caller::Pat,
+            (Self::User(login), _) => match login.provider_kind() {
+                Provider::Entra => Caller::EntraUser,
+                Provider::AzureDevops => Caller::LegacyUser,
+                Provider::Oidc => Caller::OidcUser,
+            },
+            // A browser sign-in replaces a device-code identity.
+            (Self::Service(service, _), _) => service.caller(),
         }
     }
 }
 
-/// A token for the user's directory, refused by an organization backed
-/// by another directory: Azure DevOps names the organization's tenant in
+/// A token of one directory, refused by an organization backed by
+/// another: Azure DevOps names the organization's tenant in
 /// `X-VSS-ResourceTenant` (or the Bearer challenge).
-fn wrong_directory(finding: &mut Finding, user: &UserCredential, headers: &HeaderMap) {
-    if finding.entry.id != "token-not-accepted" {
+fn wrong_directory(finding: &mut Finding, caller: Caller, mine: Option<&str>, headers: &HeaderMap) {
+    if !Symptom::NotAccepted
+        .candidates()
+        .contains(&finding.entry.id)
+    {
         return;
     }
     let resource = diagnose::resource_tenant(headers);
-    let mine = user
-        .session
-        .user
-        .tenant
-        .as_ref()
-        .map(|t| t.to_ascii_lowercase());
-    if let (Some(r), Some(m)) = (resource, mine)
+    if let (Some(r), Some(m)) = (resource, mine.map(str::to_ascii_lowercase))
         && r != m
     {
-        finding.entry = diagnose::catalog::entry("wrong-directory");
+        finding.entry = Symptom::WrongDirectory.entry_for(caller);
         finding.vars.resource_tenant = Some(r);
         finding.vars.user_tenant = Some(m);
     }

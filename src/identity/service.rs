@@ -205,6 +205,21 @@ impl ServiceIdentity {
         self.wake.notify_one();
     }
 
+    /// Whose credential the source is, for explaining a refusal.
+    pub fn caller(&self) -> crate::diagnose::Caller {
+        match self.label {
+            "managed-identity" => crate::diagnose::Caller::ManagedIdentity,
+            "device-code" => crate::diagnose::Caller::DeviceUser,
+            "pat" => crate::diagnose::Caller::Pat,
+            _ => crate::diagnose::Caller::ServicePrincipal,
+        }
+    }
+
+    /// The directory the current token was issued by (its `tid`).
+    pub fn token_tenant(&self) -> Option<String> {
+        self.snapshot()?.claims?.tid.map(|t| t.to_ascii_lowercase())
+    }
+
     /// What `/.auth/me` shows: the source and the token's identity claims
     /// and expiry, never the token.
     pub fn describe(&self) -> serde_json::Value {

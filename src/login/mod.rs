@@ -317,7 +317,12 @@ impl Login {
         }
     }
 
-    /// `/.auth/login` on the public URL.
+    /// Who signs users in.
+    pub fn provider_kind(&self) -> ProviderKind {
+        self.provider.kind()
+    }
+
+    /// `/.auth/login` on the public URL: where a browser starts signing in.
     pub fn login_url(&self) -> Url {
         let base = self.public_url.as_str().trim_end_matches('/');
         Url::parse(&format!("{base}/.auth/login")).unwrap_or_else(|_| self.public_url.clone())

@@ -426,6 +426,7 @@ impl Inner {
             &buf,
             ctx.path(),
             ctx.organization(),
+            self.identity.caller(credential),
         ) else {
             let body = if encoded {
                 ProxyBody::upstream(None, body)

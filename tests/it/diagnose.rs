@@ -56,17 +56,21 @@ pub fn fixture(name: &str) -> Fixture {
     }
 }
 
-/// A fake Azure DevOps that answers every request with `fx`.
-pub async fn replay(fx: Fixture) -> FakeUpstream {
-    FakeUpstream::recording(move |_| {
-        let headers: Vec<(&str, &str)> = fx
+impl Fixture {
+    /// The recorded answer, to send again.
+    pub fn response(&self) -> hyper::Response<crate::support::upstream::FakeBody> {
+        let headers: Vec<(&str, &str)> = self
             .headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        respond(fx.status, &headers, fx.body.clone())
-    })
-    .await
+        respond(self.status, &headers, self.body.clone())
+    }
+}
+
+/// A fake Azure DevOps that answers every request with `fx`.
+pub async fn replay(fx: Fixture) -> FakeUpstream {
+    FakeUpstream::recording(move |_| fx.response()).await
 }
 
 /// A proxy in PAT mode (so the proxy supplies the credential) in front of
@@ -102,7 +106,7 @@ pub async fn user_proxy(upstream: &FakeUpstream) -> (FakeIdp, Running, String) {
     (idp, proxy, cookie)
 }
 
-const CASES: &[&str] = &[
+pub const CASES: &[&str] = &[
     "token-not-accepted",
     "token-not-accepted-203",
     "oauth-disabled",
@@ -232,7 +236,14 @@ async fn every_case_is_answered_in_every_client_language() {
                 &text,
             );
         }
-        let id = case.trim_end_matches("-203");
+        // An Entra user: TF400813 "not authorized" is not the legacy
+        // OAuth policy, and a session sends no PAT (diagnose_modes.rs
+        // covers every mode).
+        let id = match case.trim_end_matches("-203") {
+            "oauth-disabled" => "entra-access-refused",
+            "pat-expired" => "token-not-accepted",
+            other => other,
+        };
         let m = metrics(proxy.admin_addr).await;
         assert!(
             m.contains(&format!(
@@ -350,12 +361,12 @@ async fn a_diagnosis_on_a_sibling_host_names_the_organization() {
         .await
         .unwrap();
     assert_eq!(
-        v["type"], "urn:ado-auth-proxy:problem:oauth-disabled",
+        v["type"], "urn:ado-auth-proxy:problem:access-refused",
         "{v}"
     );
     let admin = v["adminRemedy"].as_str().unwrap();
     assert!(
-        admin.contains("https://dev.azure.com/contoso/_settings/organizationPolicy"),
+        admin.contains("https://dev.azure.com/contoso/_settings/users"),
         "{admin}"
     );
 }
@@ -404,12 +415,12 @@ async fn the_sdk_shape_keeps_azure_devops_fields_and_extends_the_message() {
     let message = v["message"].as_str().unwrap();
     assert!(message.starts_with("TF400813: The user"), "{message}");
     assert!(message.contains("[ado-auth-proxy]"), "{message}");
-    assert_eq!(v["adoAuthProxy"]["id"], "oauth-disabled");
+    assert_eq!(v["adoAuthProxy"]["id"], "access-refused");
     assert!(
         v["adoAuthProxy"]["adminRemedy"]
             .as_str()
             .unwrap()
-            .contains("https://dev.azure.com/contoso/_settings/organizationPolicy")
+            .contains("https://dev.azure.com/contoso/_settings/users")
     );
     assert_eq!(
         v["adoAuthProxy"]["correlation"]["ActivityId"],

@@ -44,12 +44,7 @@ async fn replaying_for_the_sdk(case: &str) -> FakeUpstream {
                 r#"{"count":0,"value":[]}"#,
             )
         } else {
-            let headers: Vec<(&str, &str)> = fx
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            respond(fx.status, &headers, fx.body.clone())
+            fx.response()
         }
     })
     .await
@@ -155,9 +150,9 @@ async fn git_prints_the_explanation_as_remote_lines() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     for line in [
-        "remote: ado-auth-proxy: The organization refuses access through OAuth apps, or you have no access",
+        "remote: ado-auth-proxy: Azure DevOps refused this identity",
         "remote: Azure DevOps said: TF400813: The user",
-        "remote: Admin: In Organization settings > Policies, turn on \"Third-party application access via OAuth\" (https://dev.azure.com/contoso/_settings/organizationPolicy)",
+        "remote: Admin: Grant the account an access level in Organization settings > Users (https://dev.azure.com/contoso/_settings/users)",
     ] {
         assert!(stderr.contains(line), "missing {line:?} in:\n{stderr}");
     }

@@ -8,6 +8,7 @@ mod cors;
 mod deploy;
 mod diagnose;
 mod diagnose_clients;
+mod diagnose_modes;
 mod forwarding;
 mod git;
 mod hardening;

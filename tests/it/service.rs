@@ -660,7 +660,10 @@ async fn a_claims_challenge_gets_the_service_a_new_token_and_the_request_again()
         .unwrap();
     assert_eq!(resp.status(), 401);
     let body: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(body["adoAuthProxy"]["id"], "claims-challenge", "{body}");
+    assert_eq!(
+        body["adoAuthProxy"]["id"], "service-claims-challenge",
+        "{body}"
+    );
     assert_eq!(idp.calls("client_credentials"), 2);
     // Once the interval has passed, the next challenge gets its round.
     clock.advance(Duration::from_secs(60));
