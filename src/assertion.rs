@@ -15,6 +15,25 @@ use serde::Serialize;
 /// The assertion type sent beside `client_assertion`.
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
+/// The payload of a JWT, unverified: for showing who a token names, or
+/// saying that an assertion expired before sending it.
+pub fn jwt_payload<T: serde::de::DeserializeOwned>(token: &str) -> Option<T> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// When a JWT's `exp` (seconds since the epoch) has passed, that time.
+pub fn expired_at(token: &str, now: SystemTime) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Exp {
+        exp: Option<u64>,
+    }
+    let exp = jwt_payload::<Exp>(token)?.exp?;
+    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    (exp <= now).then_some(exp)
+}
+
 /// How long a signed assertion is valid.
 const LIFETIME_SECS: u64 = 300;
 

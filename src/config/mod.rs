@@ -234,9 +234,14 @@ pub struct AuthConfig {
     pub provider_timeout: Duration,
     /// Mode `service`: where the token comes from.
     pub source: Option<ServiceSource>,
-    /// Workload identity: the projected service-account token, re-read
-    /// for every exchange. Defaults to `AZURE_FEDERATED_TOKEN_FILE`.
+    /// Workload identity and source `federated`: the OpenID Connect
+    /// token presented as the client assertion, re-read for every
+    /// exchange. Workload identity defaults it to
+    /// `AZURE_FEDERATED_TOKEN_FILE`.
     pub federated_token_file: Option<PathBuf>,
+    /// Source `managed-identity-federation`: the audience of the managed
+    /// identity's token, as the app's federated credential names it.
+    pub federated_audience: String,
     /// Managed identity: the token endpoint. Defaults to
     /// `IDENTITY_ENDPOINT` (App Service), else Azure IMDS.
     pub managed_identity_endpoint: Option<Url>,
@@ -284,8 +289,15 @@ pub enum ServiceSource {
     /// Azure Workload Identity: the projected Kubernetes token is the
     /// client assertion.
     WorkloadIdentity,
+    /// Any OpenID Connect token file (GitHub Actions, another cloud's
+    /// workload identity, SPIFFE) as the client assertion of an Entra
+    /// app that trusts its issuer (a federated identity credential).
+    Federated,
     /// Azure IMDS or App Service's identity endpoint.
     ManagedIdentity,
+    /// A managed identity's token as the client assertion of an Entra app,
+    /// possibly in another tenant (the app trusts the identity).
+    ManagedIdentityFederation,
     /// A user signed in once with `ado-auth-proxy login` (device code).
     DeviceCode,
     /// A personal access token (`pat_file` or `ADO_AUTH_PROXY_AUTH__PAT`).
@@ -373,6 +385,11 @@ pub enum StoreKind {
 
 /// Azure DevOps' resource id in Entra.
 pub const ADO_RESOURCE: &str = "499b84ac-1321-427f-aa17-267ca6975798";
+
+/// The audience Entra expects of a federated credential's token in the
+/// public cloud (`api://AzureADTokenExchangeUSGov` and
+/// `api://AzureADTokenExchangeChina` in the national clouds).
+pub const DEFAULT_FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
 
 // === impl defaults ===
 
@@ -492,6 +509,7 @@ impl Default for AuthConfig {
             provider_timeout: Duration::from_secs(15),
             source: None,
             federated_token_file: None,
+            federated_audience: DEFAULT_FEDERATED_AUDIENCE.to_string(),
             managed_identity_endpoint: None,
             managed_identity_header: None,
             managed_identity_client_id: None,

@@ -55,8 +55,16 @@ pub enum SourcePlan {
         /// `auth.federated_token_file`.
         token_file: PathBuf,
     },
+    /// Any OpenID Connect token file as the assertion.
+    Federated {
+        /// `auth.federated_token_file`.
+        token_file: PathBuf,
+    },
     /// IMDS or App Service.
     ManagedIdentity,
+    /// A managed identity's token (for `auth.federated_audience`) as the
+    /// assertion of the app `auth.client_id` in `auth.tenant`.
+    ManagedIdentityFederation,
     /// The refresh token `ado-auth-proxy login` stored.
     DeviceCode {
         /// Where it is stored.
@@ -131,7 +139,14 @@ fn auth_plan(config: &Config) -> AuthPlan {
                         .clone()
                         .expect("validate requires auth.federated_token_file"),
                 },
+                ServiceSource::Federated => SourcePlan::Federated {
+                    token_file: a
+                        .federated_token_file
+                        .clone()
+                        .expect("validate requires auth.federated_token_file"),
+                },
                 ServiceSource::ManagedIdentity => SourcePlan::ManagedIdentity,
+                ServiceSource::ManagedIdentityFederation => SourcePlan::ManagedIdentityFederation,
                 ServiceSource::DeviceCode => SourcePlan::DeviceCode {
                     store: store_plan(&config.session),
                 },

@@ -13,8 +13,6 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderValue;
 use serde::Deserialize;
 use tokio::sync::{Notify, watch};
@@ -453,19 +451,16 @@ fn claims_of(token: &str) -> Option<Claims> {
     jwt_payload(token)
 }
 
-/// The payload of a JWT, unverified (for showing who a token names).
-pub(crate) fn jwt_payload<T: serde::de::DeserializeOwned>(token: &str) -> Option<T> {
-    let payload = token.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
+pub(crate) use crate::assertion::jwt_payload;
 
 /// The `source` label: the configured `auth.source`.
 fn source_label(plan: &SourcePlan) -> &'static str {
     match plan {
         SourcePlan::ClientCredentials(_) => "client-credentials",
         SourcePlan::WorkloadIdentity { .. } => "workload-identity",
+        SourcePlan::Federated { .. } => "federated",
         SourcePlan::ManagedIdentity => "managed-identity",
+        SourcePlan::ManagedIdentityFederation => "managed-identity-federation",
         SourcePlan::DeviceCode { .. } => "device-code",
         SourcePlan::Pat => "pat",
     }
@@ -473,6 +468,9 @@ fn source_label(plan: &SourcePlan) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
 
     #[test]

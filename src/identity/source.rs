@@ -40,13 +40,26 @@ pub(super) enum Source {
         auth: Option<ClientAuth>,
         store: Arc<Sessions>,
     },
-    Managed {
-        http: IdpHttp,
-        endpoint: Url,
-        /// App Service's `IDENTITY_HEADER`; IMDS when absent.
-        header: Option<Secret>,
-        client_id: Option<String>,
+    Managed(Managed),
+    /// A managed identity's token is the assertion of an Entra app that
+    /// trusts it (the app may live in another tenant).
+    ManagedFederation {
+        managed: Managed,
+        token_endpoint: Url,
+        client_id: String,
     },
+}
+
+/// Where a managed identity's token comes from.
+pub(super) struct Managed {
+    http: IdpHttp,
+    endpoint: Url,
+    /// App Service's `IDENTITY_HEADER`; IMDS when absent.
+    header: Option<Secret>,
+    /// A user-assigned identity's client id.
+    client_id: Option<String>,
+    /// `resource`: Azure DevOps, or the token exchange audience.
+    resource: String,
 }
 
 /// A freshly acquired token.
@@ -94,28 +107,22 @@ impl Source {
     ) -> Result<Self, String> {
         let auth = &config.auth;
         let http = || IdpHttp::new(auth, &config.upstream, metrics.clone());
-        let entra = |auth_kind: ClientAuth| -> Result<Source, String> {
+        let token_endpoint = || {
             let tenant = auth.tenant.as_deref().unwrap_or_default().trim();
-            let base = auth.effective_authority();
-            let token_endpoint = base
+            auth.effective_authority()
                 .join(&format!("{tenant}/oauth2/v2.0/token"))
-                .map_err(|e| format!("auth.authority_host: {e}"))?;
+                .map_err(|e| format!("auth.authority_host: {e}"))
+        };
+        let entra = |auth_kind: ClientAuth| -> Result<Source, String> {
             Ok(Source::Entra {
                 http: http()?,
-                token_endpoint,
+                token_endpoint: token_endpoint()?,
                 client_id: auth.client_id.clone().unwrap_or_default(),
                 auth: auth_kind,
             })
         };
-        Ok(match plan {
-            SourcePlan::Pat => {
-                Source::Pat(PatSource::from_config(auth).map_err(|e| e.to_string())?)
-            }
-            SourcePlan::ClientCredentials(credential) => entra(ClientAuth::load(credential)?)?,
-            SourcePlan::WorkloadIdentity { token_file } => {
-                entra(ClientAuth::Federated(token_file.clone()))?
-            }
-            SourcePlan::ManagedIdentity => Source::Managed {
+        let managed = |resource: &str| -> Result<Managed, String> {
+            Ok(Managed {
                 http: http()?,
                 endpoint: auth
                     .managed_identity_endpoint
@@ -123,6 +130,22 @@ impl Source {
                     .unwrap_or_else(|| Url::parse(IMDS_ENDPOINT).expect("a valid URL")),
                 header: auth.managed_identity_header.clone(),
                 client_id: auth.managed_identity_client_id.clone(),
+                resource: resource.to_string(),
+            })
+        };
+        Ok(match plan {
+            SourcePlan::Pat => {
+                Source::Pat(PatSource::from_config(auth).map_err(|e| e.to_string())?)
+            }
+            SourcePlan::ClientCredentials(credential) => entra(ClientAuth::load(credential)?)?,
+            SourcePlan::WorkloadIdentity { token_file } | SourcePlan::Federated { token_file } => {
+                entra(ClientAuth::Federated(token_file.clone()))?
+            }
+            SourcePlan::ManagedIdentity => Source::Managed(managed(ADO_RESOURCE)?),
+            SourcePlan::ManagedIdentityFederation => Source::ManagedFederation {
+                managed: managed(auth.federated_audience.trim())?,
+                token_endpoint: token_endpoint()?,
+                client_id: auth.client_id.clone().unwrap_or_default(),
             },
             SourcePlan::DeviceCode { store } => Source::Device {
                 http: http()?,
@@ -143,7 +166,7 @@ impl Source {
     /// challenge (CAE) to satisfy. Entra sources always announce that the
     /// proxy handles claims challenges (`cp1`).
     pub async fn fetch(&self, claims: Option<&str>) -> Result<Fetched, AcquireError> {
-        if claims.is_some() && matches!(self, Self::Pat(_) | Self::Managed { .. }) {
+        if claims.is_some() && matches!(self, Self::Pat(_) | Self::Managed(_)) {
             return Err(AcquireError::new(
                 "Azure DevOps asked for a token with more claims (Continuous Access \
                  Evaluation), which this source cannot ask for"
@@ -163,14 +186,20 @@ impl Source {
             } => client_credentials(http, token_endpoint, client_id, auth, claims)
                 .await
                 .map(Fetched::Token),
-            Self::Managed {
-                http,
-                endpoint,
-                header,
+            Self::Managed(m) => m.fetch().await.map(Fetched::Token),
+            Self::ManagedFederation {
+                managed,
+                token_endpoint,
                 client_id,
-            } => managed(http, endpoint, header.as_ref(), client_id.as_deref())
-                .await
-                .map(Fetched::Token),
+            } => {
+                // The identity's token for the exchange audience is the
+                // app's assertion, fetched fresh for each exchange.
+                let assertion = managed.fetch().await?;
+                let auth = ClientAuth::Assertion(assertion.token);
+                client_credentials(&managed.http, token_endpoint, client_id, &auth, claims)
+                    .await
+                    .map(Fetched::Token)
+            }
             Self::Device {
                 http,
                 token_endpoint,
@@ -300,40 +329,45 @@ async fn device_refresh(
     })
 }
 
-/// A managed identity token: IMDS (`Metadata: true`, api-version
-/// 2018-02-01) or App Service (`X-IDENTITY-HEADER`, 2019-08-01).
-async fn managed(
-    http: &IdpHttp,
-    endpoint: &Url,
-    header: Option<&Secret>,
-    client_id: Option<&str>,
-) -> Result<Acquired, AcquireError> {
-    let mut url = endpoint.clone();
-    {
-        let mut q = url.query_pairs_mut();
-        q.append_pair(
-            "api-version",
-            if header.is_some() {
-                "2019-08-01"
-            } else {
-                "2018-02-01"
-            },
-        );
-        q.append_pair("resource", ADO_RESOURCE);
-        if let Some(id) = client_id {
-            q.append_pair("client_id", id);
+// === impl Managed ===
+
+impl Managed {
+    /// A managed identity token for `resource`: IMDS (`Metadata: true`,
+    /// api-version 2018-02-01) or App Service (`X-IDENTITY-HEADER`,
+    /// 2019-08-01).
+    async fn fetch(&self) -> Result<Acquired, AcquireError> {
+        let mut url = self.endpoint.clone();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair(
+                "api-version",
+                if self.header.is_some() {
+                    "2019-08-01"
+                } else {
+                    "2018-02-01"
+                },
+            );
+            q.append_pair("resource", &self.resource);
+            if let Some(id) = &self.client_id {
+                q.append_pair("client_id", id);
+            }
         }
+        let mut req = self
+            .http
+            .client()
+            .get(url)
+            .header("accept", "application/json");
+        req = match &self.header {
+            Some(h) => req.header("X-IDENTITY-HEADER", h.expose()),
+            None => req.header("Metadata", "true"),
+        };
+        let (status, body) = self
+            .http
+            .send(req, Grant::ManagedIdentity)
+            .await
+            .map_err(|e| AcquireError::new(format!("managed identity endpoint: {e}")))?;
+        parse_managed(status, &body).map_err(AcquireError::new)
     }
-    let mut req = http.client().get(url).header("accept", "application/json");
-    req = match header {
-        Some(h) => req.header("X-IDENTITY-HEADER", h.expose()),
-        None => req.header("Metadata", "true"),
-    };
-    let (status, body) = http
-        .send(req, Grant::ManagedIdentity)
-        .await
-        .map_err(|e| AcquireError::new(format!("managed identity endpoint: {e}")))?;
-    parse_managed(status, &body).map_err(AcquireError::new)
 }
 
 /// Reads a managed identity answer; `expires_in` and `expires_on` may be

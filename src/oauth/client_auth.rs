@@ -3,10 +3,12 @@
 //! call, so a rotated secret needs no restart; with a second file, the
 //! app's other secret slot, tried when the provider refuses the first), a
 //! certificate (a signed `private_key_jwt` assertion per call), or a
-//! federated token (workload identity; the kubelet rotates the file).
+//! federated token (workload identity or any OpenID Connect token file;
+//! whoever writes the file rotates it), or a managed identity's token.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::assertion::{ASSERTION_TYPE, Signer};
 use crate::config::{AuthConfig, Credential, Secret};
@@ -22,6 +24,9 @@ pub enum ClientAuth {
     Certificate(Signer),
     /// `auth.federated_token_file`: its content is the assertion.
     Federated(PathBuf),
+    /// An assertion obtained just before the call (a managed identity's
+    /// token, for an app that trusts it).
+    Assertion(Secret),
 }
 
 /// What one call presents.
@@ -82,7 +87,21 @@ impl ClientAuth {
                     .sign(client_id, token_endpoint)
                     .map_err(|e| format!("signing the client assertion: {e}"))?,
             ),
-            Self::Federated(path) => Presented::Assertion(read("federated_token_file", path)?),
+            Self::Federated(path) => {
+                let token = read("federated_token_file", path)?;
+                // Entra would only say AADSTS700024; whatever writes the
+                // file (a CI step, the kubelet) must renew it.
+                if let Some(exp) = crate::assertion::expired_at(&token, SystemTime::now()) {
+                    return Err(format!(
+                        "auth.federated_token_file: the token in {} expired at {} (exp {exp}); \
+                         whatever writes the file must renew it before it expires",
+                        path.display(),
+                        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(exp))
+                    ));
+                }
+                Presented::Assertion(token)
+            }
+            Self::Assertion(token) => Presented::Assertion(token.expose().to_string()),
         })
     }
 

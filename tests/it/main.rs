@@ -9,6 +9,7 @@ mod deploy;
 mod diagnose;
 mod diagnose_clients;
 mod diagnose_modes;
+mod federation;
 mod forwarding;
 mod git;
 mod hardening;

@@ -477,6 +477,32 @@ fn service_mode_mistakes_name_their_keys() {
             "cannot read",
         ),
         (
+            format!("{SERVICE}source = \"federated\"\n{tenant}"),
+            &[],
+            "auth.federated_token_file",
+            "OpenID Connect issuer",
+        ),
+        (
+            format!("{SERVICE}source = \"federated\""),
+            &[],
+            "auth.tenant",
+            "missing",
+        ),
+        (
+            format!("{SERVICE}source = \"managed-identity-federation\""),
+            &[],
+            "auth.client_id",
+            "trusts the managed identity",
+        ),
+        (
+            format!(
+                "{SERVICE}source = \"managed-identity-federation\"\n{tenant}federated_audience = \"api://a b\""
+            ),
+            &[],
+            "auth.federated_audience",
+            "api://AzureADTokenExchange",
+        ),
+        (
             format!("{SERVICE}source = \"managed-identity\"\nmanaged_identity_header = \"x\""),
             &[],
             "auth.managed_identity_header",
@@ -555,6 +581,10 @@ fn service_mode_configs_that_load() {
         ),
         format!(
             "{SERVICE}source = \"client-credentials\"\nclient_id = \"x\"\ntenant = \"contoso.onmicrosoft.com\""
+        ),
+        format!(
+            "{SERVICE}source = \"managed-identity-federation\"\nclient_id = \"x\"\n\
+             tenant = \"0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0\"\nmanaged_identity_client_id = \"y\""
         ),
     ];
     for toml in &ok {

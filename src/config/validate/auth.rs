@@ -97,7 +97,8 @@ fn service(config: &Config, out: &mut Vec<Problem>) {
         out.push(Problem::new(
             "auth.source",
             "missing: mode \"service\" needs a source: \"client-credentials\", \
-             \"workload-identity\", \"managed-identity\", \"device-code\" or \"pat\"",
+             \"workload-identity\", \"federated\", \"managed-identity\", \
+             \"managed-identity-federation\", \"device-code\" or \"pat\"",
         ));
         return;
     };
@@ -131,9 +132,37 @@ fn service(config: &Config, out: &mut Vec<Problem>) {
                 Some(path) => readable("auth.federated_token_file", path, out),
             }
         }
-        ServiceSource::ManagedIdentity => {
-            if let Some(url) = &a.managed_identity_endpoint {
-                http_url("auth.managed_identity_endpoint", url, out);
+        ServiceSource::Federated => {
+            needs_app(a, "", "", out);
+            match &a.federated_token_file {
+                None => out.push(Problem::new(
+                    "auth.federated_token_file",
+                    "missing: source \"federated\" needs the file an OpenID Connect issuer \
+                     writes its token to (for example a GitHub Actions step, or another \
+                     cloud's projected service-account token)",
+                )),
+                Some(path) => readable("auth.federated_token_file", path, out),
+            }
+        }
+        ServiceSource::ManagedIdentity => managed_identity(a, out),
+        ServiceSource::ManagedIdentityFederation => {
+            needs_app(
+                a,
+                " (the app that trusts the managed identity)",
+                " (the app's directory, where the organization is)",
+                out,
+            );
+            managed_identity(a, out);
+            let audience = a.federated_audience.trim();
+            if audience.is_empty() || audience.chars().any(char::is_whitespace) {
+                out.push(Problem::new(
+                    "auth.federated_audience",
+                    format!(
+                        "{audience:?} is not an audience: use the one the app's federated \
+                         credential names (default \"{}\")",
+                        crate::config::DEFAULT_FEDERATED_AUDIENCE
+                    ),
+                ));
             }
         }
         ServiceSource::DeviceCode => {
@@ -155,6 +184,13 @@ fn service(config: &Config, out: &mut Vec<Problem>) {
                 multi_tenant_needs_allowlist(a, out);
             }
         }
+    }
+}
+
+/// Where a managed identity's token comes from.
+fn managed_identity(a: &AuthConfig, out: &mut Vec<Problem>) {
+    if let Some(url) = &a.managed_identity_endpoint {
+        http_url("auth.managed_identity_endpoint", url, out);
     }
 }
 

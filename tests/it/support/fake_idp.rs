@@ -64,6 +64,12 @@ struct Knobs {
 }
 
 pub const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+/// A second directory: the home of organization `fabrikam` in
+/// [`fake_ado_tenants`], where the test user is a guest.
+pub const OTHER_TENANT: &str = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0";
+/// What Azure DevOps names as the tenant of a Microsoft-account-backed
+/// organization.
+pub const MSA_TENANT: &str = "00000000-0000-0000-0000-000000000000";
 pub const CLIENT_ID: &str = "4b7c5e8a-2f1d-4c3b-9a6e-0d8f7e6c5b4a";
 pub const CLIENT_SECRET: &str = "entra-secret";
 /// The legacy app's "Client Secret" (a JWT in reality; any string here).
@@ -97,8 +103,10 @@ struct State {
     used_codes: HashSet<String>,
     /// Refresh token → still redeemable.
     refresh_tokens: HashMap<String, bool>,
-    /// Access token → (user upn, expiry).
-    access_tokens: HashMap<String, (String, Instant)>,
+    /// Access token → (user upn, expiry, issuing tenant).
+    access_tokens: HashMap<String, (String, Instant, String)>,
+    /// The tenant segment of every Entra token call, in order.
+    token_tenants: Vec<String>,
     /// Refresh tokens in the order they were issued.
     issued_refresh: Vec<String>,
     /// Refresh tokens in the order they were redeemed.
@@ -279,6 +287,66 @@ pub async fn fake_ado(idp: &FakeIdp) -> FakeUpstream {
                 )],
                 "",
             ),
+        }
+    })
+    .await
+}
+
+/// A fake Azure DevOps whose organizations belong to directories: a
+/// request to an organization of `orgs` is accepted only with a live
+/// token its directory issued (any directory for a Microsoft-account
+/// organization), and refused otherwise, as Azure DevOps does, with the
+/// organization's tenant in `X-VSS-ResourceTenant` and the Bearer
+/// challenge (what Git Credential Manager's unauthenticated look reads).
+/// Other organizations accept any live token.
+pub async fn fake_ado_tenants(idp: &FakeIdp, orgs: &[(&str, &str)]) -> FakeUpstream {
+    let state = idp.state.clone();
+    let orgs: HashMap<String, String> = orgs
+        .iter()
+        .map(|(o, t)| (o.to_string(), t.to_string()))
+        .collect();
+    FakeUpstream::recording(move |r: &Recorded| {
+        let org = r.uri.trim_start_matches('/').split(['/', '?']).next().unwrap_or("");
+        let want = orgs.get(org);
+        let token = r
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let s = state.lock().unwrap();
+        let live = s
+            .access_tokens
+            .get(token)
+            .filter(|(_, exp, _)| *exp > s.clock.now());
+        match (live, want) {
+            (Some((who, _, tid)), Some(t)) if t == tid || t == MSA_TENANT => respond(
+                200,
+                &[("content-type", "application/json")],
+                format!(r#"{{"user":"{who}","tenant":"{tid}"}}"#),
+            ),
+            (Some((who, _, tid)), None) => respond(
+                200,
+                &[("content-type", "application/json")],
+                format!(r#"{{"user":"{who}","tenant":"{tid}"}}"#),
+            ),
+            (_, Some(t)) => {
+                let authority = if t == MSA_TENANT { "common" } else { t.as_str() };
+                respond(
+                    401,
+                    &[
+                        ("x-vss-resourcetenant", t.as_str()),
+                        (
+                            "www-authenticate",
+                            &format!("Bearer authorization_uri=https://login.microsoftonline.com/{authority}"),
+                        ),
+                        ("www-authenticate", "Basic realm=\"https://tfsprodweu2.app.visualstudio.com/\""),
+                        ("x-tfs-serviceerror", "TF400813%3a+Resource+not+available+for+anonymous+access.+Client+authentication+required."),
+                    ],
+                    "",
+                )
+            }
+            (None, None) => respond(401, &[("www-authenticate", "Bearer authorization_uri=https://login.microsoftonline.com/common")], ""),
         }
     })
     .await
@@ -510,6 +578,11 @@ impl FakeIdp {
         s.cae_interaction = interaction;
     }
 
+    /// The tenant segment of every Entra token call so far.
+    pub fn token_tenants(&self) -> Vec<String> {
+        self.state.lock().unwrap().token_tenants.clone()
+    }
+
     /// The `claims` parameter of every token call so far.
     pub fn token_claims(&self) -> Vec<String> {
         self.state.lock().unwrap().token_claims.clone()
@@ -541,7 +614,7 @@ impl FakeIdp {
 
 fn token_owner(s: &State, authorization: &str) -> Option<String> {
     let token = authorization.strip_prefix("Bearer ")?;
-    let (who, exp) = s.access_tokens.get(token)?;
+    let (who, exp, _) = s.access_tokens.get(token)?;
     (*exp > s.clock.now()).then(|| who.clone())
 }
 
@@ -600,13 +673,21 @@ fn handle(
     let (mode, user) = (k.mode, &k.user);
     let path = r.uri.split('?').next().unwrap_or("");
     let authorize = format!("/{TENANT}/oauth2/v2.0/authorize");
-    let token = format!("/{TENANT}/oauth2/v2.0/token");
     let keys_path = format!("/{TENANT}/discovery/v2.0/keys");
     match path {
         p if p == authorize || p == "/organizations/oauth2/v2.0/authorize" => {
             entra_authorize(r, mode, s)
         }
-        p if p == token || p == "/organizations/oauth2/v2.0/token" => {
+        p if p.strip_suffix("/oauth2/v2.0/token").is_some_and(|t| {
+            [TENANT, OTHER_TENANT, "organizations"].contains(&t.trim_start_matches('/'))
+        }) =>
+        {
+            let tenant = p
+                .trim_start_matches('/')
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            s.token_tenants.push(tenant.to_string());
             entra_token(r, &format!("{base}{p}"), base, k, ttl, s)
         }
         p if p == format!("/{TENANT}/oauth2/v2.0/devicecode") => {
@@ -780,6 +861,10 @@ fn entra_token(
     s: &mut State,
 ) -> http::Response<FakeBody> {
     let mode = k.mode;
+    let tenant = match s.token_tenants.last().map(String::as_str) {
+        Some("organizations") | None => TENANT.to_string(),
+        Some(t) => t.to_string(),
+    };
     let f = form(&r.body);
     let grant = f.get("grant_type").cloned().unwrap_or_default();
     *s.token_calls.entry(grant.clone()).or_default() += 1;
@@ -880,7 +965,7 @@ fn entra_token(
                 "aud": "499b84ac-1321-427f-aa17-267ca6975798",
                 "appid": CLIENT_ID,
                 "oid": "99999999-8888-7777-6666-555555555555",
-                "tid": TENANT,
+                "tid": tenant,
                 "idtyp": "app",
                 "n": s.serial,
             });
@@ -890,7 +975,11 @@ fn entra_token(
             );
             s.access_tokens.insert(
                 access.clone(),
-                (format!("app:{CLIENT_ID}"), s.clock.now() + ttl),
+                (
+                    format!("app:{CLIENT_ID}"),
+                    s.clock.now() + ttl,
+                    tenant.to_string(),
+                ),
             );
             json_resp(
                 200,
@@ -1053,10 +1142,17 @@ fn issue(
     s: &mut State,
 ) -> http::Response<FakeBody> {
     let user = &k.user;
+    // `organizations` issues from the user's home directory.
+    let tenant = match s.token_tenants.last().map(String::as_str) {
+        Some(t) if t != "organizations" => t.to_string(),
+        _ => user.tid.clone(),
+    };
     let access = new_token(s, "at");
     let refresh = new_token(s, "rt");
-    s.access_tokens
-        .insert(access.clone(), (user.upn.clone(), s.clock.now() + ttl));
+    s.access_tokens.insert(
+        access.clone(),
+        (user.upn.clone(), s.clock.now() + ttl, tenant),
+    );
     s.refresh_tokens.insert(refresh.clone(), true);
     s.issued_refresh.push(refresh.clone());
     let mut body = json!({
@@ -1197,8 +1293,10 @@ fn legacy_token(
     }
     let access = new_token(s, "legacy-at");
     let refresh = new_token(s, "legacy-rt");
-    s.access_tokens
-        .insert(access.clone(), (user.upn.clone(), s.clock.now() + ttl));
+    s.access_tokens.insert(
+        access.clone(),
+        (user.upn.clone(), s.clock.now() + ttl, String::new()),
+    );
     s.refresh_tokens.insert(refresh.clone(), true);
     s.issued_refresh.push(refresh.clone());
     json_resp(
