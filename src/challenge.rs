@@ -9,6 +9,10 @@
 //! challenges and must ask the identity provider again *with* those
 //! claims. Format: Microsoft Learn, "Claims challenges, claims requests,
 //! and client capabilities" (Entra identity platform).
+//!
+//! The same answers name the organization's directory ([`directory`]):
+//! the Bearer challenge's `authorization_uri` and `X-VSS-ResourceTenant`,
+//! read in the order Git Credential Manager reads them.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
@@ -35,6 +39,55 @@ pub fn insufficient_claims(headers: &HeaderMap) -> Option<String> {
             }
             decode_claims(param(&params, "claims")?)
         })
+}
+
+/// The Entra directory an Azure DevOps organization belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Directory {
+    /// An Entra tenant: its id, lowercase.
+    Tenant(String),
+    /// A Microsoft-account-backed organization: `X-VSS-ResourceTenant` is
+    /// the empty GUID, and tokens come through the `organizations`
+    /// authority (Microsoft-account pass-through).
+    MicrosoftAccount,
+}
+
+/// The organization's directory as an Azure DevOps answer (a 401, or the
+/// answer to an unauthenticated request) names it: the tenant of a
+/// `Bearer authorization_uri=…/{tenant}` challenge first, then the first
+/// `X-VSS-ResourceTenant` value that is a tenant, then a single empty
+/// GUID (a Microsoft-account organization). `None` when neither says.
+pub fn directory(headers: &HeaderMap) -> Option<Directory> {
+    const EMPTY: uuid::Uuid = uuid::Uuid::nil();
+    let from_challenge = headers
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(bearer_params)
+        .find_map(|params| {
+            let uri = param(&params, "authorization_uri")?;
+            let last = uri.trim_end_matches('/').rsplit('/').next()?;
+            uuid::Uuid::parse_str(last).ok().filter(|id| *id != EMPTY)
+        });
+    if let Some(id) = from_challenge {
+        return Some(Directory::Tenant(id.to_string()));
+    }
+    let listed: Vec<&str> = headers
+        .get_all("x-vss-resourcetenant")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    let ids: Vec<Option<uuid::Uuid>> = listed
+        .iter()
+        .map(|t| uuid::Uuid::parse_str(t).ok())
+        .collect();
+    if let Some(id) = ids.iter().flatten().find(|id| **id != EMPTY) {
+        return Some(Directory::Tenant(id.to_string()));
+    }
+    (ids.len() == 1 && ids[0] == Some(EMPTY)).then_some(Directory::MicrosoftAccount)
 }
 
 /// The `claims` request parameter: the challenge's claims (if any) with
@@ -238,14 +291,55 @@ mod tests {
         );
     }
 
+    /// Git Credential Manager's order: a tenant in the Bearer challenge,
+    /// then `X-VSS-ResourceTenant`; one empty GUID is a Microsoft-account
+    /// organization.
+    #[test]
+    fn the_organizations_directory_is_read_as_git_credential_manager_does() {
+        const T: &str = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0";
+        const U: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+        const EMPTY: &str = "00000000-0000-0000-0000-000000000000";
+        let with = |challenge: &[&str], tenants: &[&str]| {
+            let mut h = headers(challenge);
+            for t in tenants {
+                h.append("x-vss-resourcetenant", HeaderValue::from_str(t).unwrap());
+            }
+            directory(&h)
+        };
+        let tenant = |t: &str| Some(Directory::Tenant(t.to_string()));
+        let upper = format!(
+            "Bearer authorization_uri=https://login.microsoftonline.com/{}",
+            T.to_uppercase()
+        );
+        assert_eq!(with(&[&upper], &[U]), tenant(T), "the challenge first");
+        let common = "Bearer authorization_uri=\"https://login.microsoftonline.com/common\"";
+        assert_eq!(with(&[common, "Basic realm=\"x\""], &[U]), tenant(U));
+        assert_eq!(with(&[], &[&format!("{EMPTY}, {T}")]), tenant(T));
+        assert_eq!(with(&[], &[EMPTY, U]), tenant(U));
+        assert_eq!(with(&[common], &[EMPTY]), Some(Directory::MicrosoftAccount));
+        assert_eq!(
+            with(&[], &[EMPTY, EMPTY]),
+            None,
+            "only a single empty GUID is MSA"
+        );
+        assert_eq!(with(&[], &["not-a-guid"]), None);
+        assert_eq!(with(&[common], &[]), None);
+        let empty_uri =
+            format!("Bearer authorization_uri=https://login.microsoftonline.com/{EMPTY}");
+        assert_eq!(with(&[&empty_uri], &[]), None);
+    }
+
     proptest! {
         #[test]
         fn any_header_value_is_parsed_without_panicking(v in "\\PC{0,200}") {
             let _ = bearer_params(&v);
             if let Ok(h) = HeaderValue::from_str(&v) {
                 let mut map = HeaderMap::new();
-                map.insert(WWW_AUTHENTICATE, h);
+                map.insert(WWW_AUTHENTICATE, h.clone());
                 let _ = insufficient_claims(&map);
+                let _ = directory(&map);
+                map.insert("x-vss-resourcetenant", h);
+                let _ = directory(&map);
             }
         }
 

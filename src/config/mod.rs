@@ -173,7 +173,7 @@ pub struct AuthConfig {
     /// The personal access token itself. Only accepted from the
     /// environment (`ADO_AUTH_PROXY_AUTH__PAT`), never from the file.
     pub pat: Option<Secret>,
-    /// Mode `pat`: at start, try the token once against each of
+    /// Mode `pat` (and source `pat`): at start, try the token once against each of
     /// `upstream.allowed_organizations` and log whether it works.
     pub check_pat_at_start: bool,
     /// Mode `user`: who signs users in.
@@ -229,6 +229,10 @@ pub struct AuthConfig {
     /// Time a user has to finish signing in at the provider.
     #[serde(with = "humantime_serde")]
     pub login_timeout: Duration,
+    /// Mode `user`, Entra, tenant `organizations` or `common`: how long
+    /// an organization's directory, once discovered, is believed.
+    #[serde(with = "humantime_serde")]
+    pub organization_tenant_ttl: Duration,
     /// Time allowed for one call to the provider (token, keys, discovery).
     #[serde(with = "humantime_serde")]
     pub provider_timeout: Duration,
@@ -506,6 +510,7 @@ impl Default for AuthConfig {
             refresh_before: Duration::from_secs(5 * 60),
             forced_refresh_interval: Duration::from_secs(5),
             login_timeout: Duration::from_secs(10 * 60),
+            organization_tenant_ttl: Duration::from_secs(60 * 60),
             provider_timeout: Duration::from_secs(15),
             source: None,
             federated_token_file: None,

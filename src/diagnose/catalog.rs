@@ -156,7 +156,7 @@ pub static CATALOG: &[Entry] = &[
         title: "This organization belongs to another directory",
         cause: "Azure DevOps did not accept the token because the organization is connected to directory {resource_tenant}, and you signed in with an account of directory {user_tenant}.",
         user_fix: "Sign in again with an account of the organization's directory (a guest account in it works too).",
-        admin_fix: "To serve this organization, sign users in against tenant {resource_tenant} (auth.tenant), or use \"organizations\" and list both tenants in auth.allowed_tenants.",
+        admin_fix: "To serve this organization, sign users in against tenant {resource_tenant} (auth.tenant), or use \"organizations\", list both tenants in auth.allowed_tenants and consent to the app in {resource_tenant}: the proxy then sends a token of that directory (the user must be a member or guest there).",
         docs: "https://learn.microsoft.com/azure/devops/organizations/accounts/connect-organization-to-azure-ad",
         sign_in_again: true,
         fixer: Fixer::User,

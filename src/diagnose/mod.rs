@@ -240,41 +240,13 @@ fn message_of(
         .filter(|m| !m.is_empty())
 }
 
-/// The organization's directory, from an Azure DevOps 401: the first
-/// `X-VSS-ResourceTenant` that is not the empty GUID (MSA-backed
-/// organizations send that), else the tenant in the Bearer challenge's
-/// `authorization_uri`.
+/// The organization's directory, from an Azure DevOps 401, when it is
+/// an Entra tenant (a Microsoft-account organization names none).
 pub fn resource_tenant(headers: &HeaderMap) -> Option<String> {
-    const EMPTY: &str = "00000000-0000-0000-0000-000000000000";
-    let from_header = headers
-        .get_all("x-vss-resourcetenant")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .find(|t| !t.is_empty() && *t != EMPTY);
-    if let Some(t) = from_header {
-        return Some(t.to_ascii_lowercase());
+    match crate::challenge::directory(headers)? {
+        crate::challenge::Directory::Tenant(t) => Some(t),
+        crate::challenge::Directory::MicrosoftAccount => None,
     }
-    headers
-        .get_all(header::WWW_AUTHENTICATE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            let lower = v.to_ascii_lowercase();
-            let start = lower.find("authorization_uri=")? + "authorization_uri=".len();
-            let rest = v[start..].trim_start_matches('"');
-            let uri: String = rest
-                .chars()
-                .take_while(|c| !matches!(c, '"' | ',' | ' '))
-                .collect();
-            let tenant = uri
-                .trim_end_matches('/')
-                .rsplit('/')
-                .next()?
-                .to_ascii_lowercase();
-            uuid::Uuid::parse_str(&tenant).ok().map(|_| tenant)
-        })
 }
 
 /// The correlation ids among `headers`.

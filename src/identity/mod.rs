@@ -51,7 +51,9 @@ pub enum Credential {
     /// The service identity's token: a claims challenge may renew it.
     Service(HeaderValue),
     /// A user's bearer token; a 401 from Azure DevOps may refresh it once.
-    User(UserCredential),
+    /// Boxed: it is held across the upstream exchange, and every
+    /// request's future would otherwise carry its size.
+    User(Box<UserCredential>),
 }
 
 pub use crate::error::IdentityError;
@@ -99,6 +101,17 @@ impl Identity {
     pub fn startup_check(&self) -> Option<HeaderValue> {
         match self {
             Self::Pat(pat) => pat.header().ok(),
+            Self::Service(service, _) => service.pat_header(),
+            _ => None,
+        }
+    }
+
+    /// Mode `service`: the directory the identity's tokens come from,
+    /// when the config names it; organizations of another directory
+    /// refuse them.
+    pub fn service_tenant(&self) -> Option<&str> {
+        match self {
+            Self::Service(service, _) => service.configured_tenant(),
             _ => None,
         }
     }
@@ -153,21 +166,23 @@ impl Identity {
         }
     }
 
-    /// The credential for the next upstream request. `return_to` is the
-    /// request's path and query, where a browser returns after sign-in.
+    /// The credential for the next upstream request `ctx` (its
+    /// organization decides the directory; its path and query are where
+    /// a browser returns after sign-in).
     pub async fn credential(
         &self,
         headers: &HeaderMap,
-        return_to: &str,
+        ctx: &RequestCtx,
     ) -> Result<Credential, Error> {
+        let (return_to, org) = (ctx.path_and_query(), ctx.organization());
         match self {
             Self::PassThrough => Ok(Credential::PassThrough),
             Self::Pat(pat) => Ok(Credential::Replace(pat.header()?)),
             // Boxed: the sign-in future (refresh, provider call) is large
             // and would otherwise inflate every request's future, PAT or not.
-            Self::User(login) => Ok(Credential::User(
-                Box::pin(login.credential(headers, return_to)).await?,
-            )),
+            Self::User(login) => Ok(Credential::User(Box::new(
+                Box::pin(login.credential(headers, return_to, org)).await?,
+            ))),
             Self::Service(s, _) => Ok(Credential::Service(Box::pin(s.header()).await?)),
         }
     }
@@ -179,12 +194,12 @@ impl Identity {
     /// 401 to the service identity wakes its refresher, within its limits.
     pub async fn after_upstream(
         &self,
-        status: StatusCode,
-        headers: &HeaderMap,
+        (status, headers): (StatusCode, &HeaderMap),
         used: &Credential,
         replayable: bool,
-        return_to: &str,
+        ctx: &RequestCtx,
     ) -> Result<Option<HeaderValue>, Error> {
+        let (return_to, org) = (ctx.path_and_query(), ctx.organization());
         if status != StatusCode::UNAUTHORIZED {
             return Ok(None);
         }
@@ -195,8 +210,13 @@ impl Identity {
             // A claims challenge gets its round even when the request
             // cannot be sent again: the next one finds the new token.
             (Self::User(login), Credential::User(user)) if replayable || claims.is_some() => {
-                let header =
-                    Box::pin(login.after_rejection(user, claims.as_deref(), return_to)).await?;
+                let header = Box::pin(login.after_rejection(
+                    user,
+                    claims.as_deref(),
+                    return_to,
+                    (org, headers),
+                ))
+                .await?;
                 // No new token (the provider is backing off): sending the
                 // refused one again would only be refused again.
                 Ok((replayable && header != user.header).then_some(header))
@@ -227,7 +247,12 @@ impl Identity {
         match (self, used) {
             (Self::User(login), _) => {
                 if let Credential::User(user) = used {
-                    let mine = user.session.user.tenant.as_deref();
+                    // A token of the organization's directory, or the
+                    // user's own.
+                    let mine = user
+                        .tenant
+                        .as_deref()
+                        .or(user.session.user.tenant.as_deref());
                     wrong_directory(finding, caller, mine, headers);
                 }
                 let mut url = login.login_url();

@@ -32,6 +32,8 @@ const MIN_VALIDITY: Duration = Duration::from_secs(2);
 pub struct ServiceIdentity {
     source: Source,
     label: &'static str,
+    /// The directory its tokens come from, when the config names it by id.
+    configured_tenant: Option<String>,
     current: RwLock<Option<Token>>,
     /// Bumped on every acquisition attempt's end; requests waiting for
     /// the first token watch it.
@@ -118,9 +120,18 @@ impl ServiceIdentity {
         let auth = &config.auth;
         let source = Source::new(config, plan, &metrics, clock)?;
         metrics.service.init_source(source_label(plan));
+        let configured_tenant = match plan {
+            SourcePlan::Pat | SourcePlan::ManagedIdentity => None,
+            _ => auth
+                .tenant
+                .as_deref()
+                .and_then(|t| uuid::Uuid::parse_str(t.trim()).ok())
+                .map(|t| t.to_string()),
+        };
         Ok(Self {
             source,
             label: source_label(plan),
+            configured_tenant,
             current: RwLock::new(None),
             changed: watch::channel(0).0,
             wake: Notify::new(),
@@ -211,6 +222,19 @@ impl ServiceIdentity {
             "pat" => crate::diagnose::Caller::Pat,
             _ => crate::diagnose::Caller::ServicePrincipal,
         }
+    }
+
+    /// Source `pat`: the header worth trying once at start.
+    pub fn pat_header(&self) -> Option<HeaderValue> {
+        match &self.source {
+            Source::Pat(pat) => pat.header().ok(),
+            _ => None,
+        }
+    }
+
+    /// The directory `auth.tenant` names, for sources that use it.
+    pub fn configured_tenant(&self) -> Option<&str> {
+        self.configured_tenant.as_deref()
     }
 
     /// The directory the current token was issued by (its `tid`).

@@ -4,13 +4,15 @@
 //! `endpoints.rs` serves `/.auth/login`, `/.auth/callback`,
 //! `/.auth/logout` and `/.auth/me`; `refresh.rs` keeps a session's access
 //! token fresh with one token call at a time; `provider.rs` speaks to
-//! Entra, legacy Azure DevOps OAuth or any OIDC issuer.
+//! Entra, legacy Azure DevOps OAuth or any OIDC issuer; `tenants.rs`
+//! gets tokens of other directories for their organizations.
 
 pub mod cookies;
 mod endpoints;
 pub mod provider;
 pub mod redirect;
 mod refresh;
+mod tenants;
 
 pub(crate) use endpoints::json_response;
 
@@ -34,6 +36,8 @@ use crate::session::{Miss, Session, Sessions};
 pub struct Login {
     provider: Provider,
     store: Arc<Sessions>,
+    /// Multi-tenant Entra: each organization's directory.
+    directories: Option<tenants::OrgDirectories>,
     /// Mode `service`: sign-ins become the service identity; notified.
     service_sink: Option<Arc<tokio::sync::Notify>>,
     jar: CookieJar,
@@ -94,6 +98,9 @@ pub struct UserCredential {
     pub session: Arc<Session>,
     /// The token generation used.
     pub generation: u64,
+    /// The directory that issued it, when it is not the one the user
+    /// signed in to (an organization of another directory).
+    pub tenant: Option<String>,
 }
 
 /// How often ended sessions and abandoned sign-ins are forgotten.
@@ -201,8 +208,15 @@ impl Login {
             metrics.secret_ages.watch(provider.secret_files());
         }
         let secure = public_url.scheme() == "https";
+        let directories = match kind {
+            ProviderKind::Entra => {
+                tenants::OrgDirectories::new(config, store.clock(), metrics.clone()).transpose()?
+            }
+            _ => None,
+        };
         Ok(Self {
             provider,
+            directories,
             store,
             service_sink,
             jar: CookieJar::new(&config.session.cookie_name, secure),
@@ -258,34 +272,87 @@ impl Login {
         tokio::spawn(async move { store.remove(&s).await });
     }
 
-    /// The bearer for a forwarded request, refreshed when due.
+    /// The bearer for a forwarded request to `org`, refreshed when due:
+    /// a token of the organization's directory when that is another than
+    /// the user's.
     pub async fn credential(
         &self,
         headers: &HeaderMap,
         return_to: &str,
+        org: Option<&str>,
     ) -> Result<UserCredential, Error> {
         let session = match self.session(headers).await? {
             Ok(s) => s,
             Err(miss) => return Err(self.needs_login(miss, return_to, None)),
         };
         let tokens = self.fresh(&session, None, return_to).await?;
+        if let Some((tenant, header, generation)) =
+            self.other_directory(&session, org, &tokens).await
+        {
+            return Ok(UserCredential {
+                header,
+                session,
+                generation,
+                tenant: Some(tenant),
+            });
+        }
         Ok(UserCredential {
             header: tokens.header,
             session,
             generation: tokens.generation,
+            tenant: None,
         })
     }
 
-    /// After Azure DevOps refused a token the proxy believed valid: one
-    /// forced refresh (shared with concurrent requests), asking for the
-    /// `claims` of a claims challenge (CAE) when there was one, then the
-    /// new bearer.
+    /// After Azure DevOps refused a token the proxy believed valid (its
+    /// answer's `headers`, for a request to `org`): one forced refresh
+    /// (shared with concurrent requests), asking for the `claims` of a
+    /// claims challenge (CAE) when there was one, then the new bearer. A
+    /// refusal naming another directory than the token's gets a token of
+    /// that directory instead, when it may be asked.
     pub async fn after_rejection(
         &self,
         used: &UserCredential,
         claims: Option<&str>,
         return_to: &str,
+        (org, headers): (Option<&str>, &HeaderMap),
     ) -> Result<HeaderValue, Error> {
+        let named = match (&self.directories, org) {
+            (Some(dirs), Some(org)) => dirs.learn(org, headers),
+            _ => None,
+        };
+        let tokens = used.session.tokens();
+        let home = used
+            .session
+            .user
+            .tenant
+            .as_deref()
+            .map(str::to_ascii_lowercase);
+        let sent_from = used.tenant.clone().or(home);
+        if let Some(crate::challenge::Directory::Tenant(wanted)) = named
+            && sent_from.as_ref() != Some(&wanted)
+        {
+            // The organization wants another directory's token: a new
+            // one of the same directory would be refused too.
+            let other = self
+                .tenant_token(&used.session, &wanted, &tokens, None, claims)
+                .await;
+            return Ok(other.map_or_else(|| used.header.clone(), |(_, header, _)| header));
+        }
+        if let Some(tenant) = &used.tenant {
+            // Refused although from the organization's directory: renew
+            // it once.
+            let renewed = self
+                .tenant_token(
+                    &used.session,
+                    tenant,
+                    &tokens,
+                    Some(used.generation),
+                    claims,
+                )
+                .await;
+            return Ok(renewed.map_or_else(|| used.header.clone(), |(_, header, _)| header));
+        }
         let refused = refresh::Refused {
             generation: used.generation,
             claims,

@@ -336,7 +336,9 @@ impl Provider {
                 form.push(("claims", claims_request(None)));
             }
         }
-        let tokens = self.token_call(meta, form, Grant::Code).await?;
+        let tokens = self
+            .token_call(&meta.token_endpoint, form, Grant::Code)
+            .await?;
         let user = match self.kind {
             Kind::AzureDevops => self.legacy_profile(&tokens).await?,
             _ => {
@@ -363,6 +365,30 @@ impl Provider {
             .metadata()
             .await
             .map_err(|e| IdpError::Transport(e.to_string()))?;
+        self.refresh_with(&meta.token_endpoint, refresh_token, challenge)
+            .await
+    }
+
+    /// Entra: redeems a refresh token at another directory's authority,
+    /// for a token that directory issues (an organization of that
+    /// directory accepts no other). A user's refresh token is good at
+    /// every directory they are a member or guest of, for the same app.
+    pub async fn refresh_at(
+        &self,
+        tenant: &str,
+        refresh_token: &str,
+        challenge: Option<&str>,
+    ) -> Result<TokenSet, IdpError> {
+        let endpoint = self.join(&format!("{tenant}/oauth2/v2.0/token"));
+        self.refresh_with(&endpoint, refresh_token, challenge).await
+    }
+
+    async fn refresh_with(
+        &self,
+        token_endpoint: &Url,
+        refresh_token: &str,
+        challenge: Option<&str>,
+    ) -> Result<TokenSet, IdpError> {
         let mut form: Vec<(&str, String)> = Vec::new();
         if self.kind == Kind::AzureDevops {
             // The legacy grant carries the refresh token in `assertion`.
@@ -377,7 +403,7 @@ impl Provider {
                 form.push(("claims", claims_request(challenge)));
             }
         }
-        match self.token_call(meta, form, Grant::Refresh).await {
+        match self.token_call(token_endpoint, form, Grant::Refresh).await {
             Ok(t) => Ok(t),
             Err(GrantError::Token(e)) => Err(e),
             Err(other) => Err(IdpError::Transport(other.to_string())),
@@ -388,11 +414,11 @@ impl Provider {
     /// invalid and a second secret slot is configured, once more with it.
     async fn token_call(
         &self,
-        meta: &Metadata,
+        endpoint: &Url,
         form: Vec<(&str, String)>,
         grant: Grant,
     ) -> Result<TokenSet, GrantError> {
-        let result = self.token_call_once(meta, form.clone(), grant).await;
+        let result = self.token_call_once(endpoint, form.clone(), grant).await;
         match result {
             Err(GrantError::Token(e))
                 if e.is_invalid_client()
@@ -401,7 +427,7 @@ impl Provider {
                         .as_ref()
                         .is_some_and(|c| c.try_other_secret()) =>
             {
-                self.token_call_once(meta, form, grant).await
+                self.token_call_once(endpoint, form, grant).await
             }
             other => other,
         }
@@ -409,13 +435,13 @@ impl Provider {
 
     async fn token_call_once(
         &self,
-        meta: &Metadata,
+        endpoint: &Url,
         mut form: Vec<(&str, String)>,
         grant: Grant,
     ) -> Result<TokenSet, GrantError> {
         let presented = match &self.credential {
             Some(auth) => Some(
-                auth.present(&self.client_id, meta.token_endpoint.as_str())
+                auth.present(&self.client_id, endpoint.as_str())
                     .map_err(GrantError::Local)?,
             ),
             None => None,
@@ -441,7 +467,7 @@ impl Provider {
         let req = self
             .http
             .client()
-            .post(meta.token_endpoint.clone())
+            .post(endpoint.clone())
             .header("accept", "application/json")
             .form(&form);
         let (status, body) = self

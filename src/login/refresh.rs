@@ -312,7 +312,7 @@ impl Login {
     }
 
     /// The time tokens and backoffs are kept by (the session store's).
-    fn clock(&self) -> &Clock {
+    pub(super) fn clock(&self) -> &Clock {
         self.store.clock()
     }
 

@@ -113,6 +113,34 @@ labels! {
     }
 }
 
+labels! {
+    /// What is known of an organization's directory.
+    pub enum DirectoryOutcome {
+        /// An unauthenticated look named an Entra tenant.
+        Tenant = "tenant",
+        /// A Microsoft-account-backed organization (empty GUID).
+        MicrosoftAccount = "microsoft_account",
+        /// The answer named no directory.
+        Undetermined = "undetermined",
+        /// Azure DevOps could not be asked.
+        Failed = "failed",
+        /// A refusal named another directory than the one cached.
+        Learned = "learned",
+    }
+}
+
+labels! {
+    /// What came of asking another directory for a user's token.
+    pub enum TenantTokenOutcome {
+        /// A token of the organization's directory.
+        Issued = "issued",
+        /// The directory refused (not a guest there, no consent).
+        Refused = "refused",
+        /// The directory is not in auth.allowed_tenants: not asked.
+        NotAllowed = "not_allowed",
+    }
+}
+
 /// Provider call buckets: 5 ms to 30 s.
 const PROVIDER_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -124,6 +152,8 @@ pub struct Login {
     failures: Counters<LoginFailure>,
     refreshes: Counters<RefreshOutcome>,
     claims: Counters<ClaimsOutcome>,
+    directories: Counters<DirectoryOutcome>,
+    tenant_tokens: Counters<TenantTokenOutcome>,
     provider_duration: Histograms<Grant>,
     /// Sessions held now.
     pub sessions_active: IntGauge,
@@ -168,6 +198,21 @@ impl Login {
                  refreshed, sign_in, failed, service_refreshed, service_failed.",
                 "outcome",
             )?,
+            directories: Counters::register(
+                registry,
+                "ado_proxy_organization_directories_total",
+                "Organizations' Entra directories, looked up without credentials as Git \
+                 Credential Manager does or learned from a refusal, by outcome: tenant, \
+                 microsoft_account, undetermined, failed, learned.",
+                "outcome",
+            )?,
+            tenant_tokens: Counters::register(
+                registry,
+                "ado_proxy_tenant_tokens_total",
+                "Users' tokens asked of an organization's directory other than the one they \
+                 signed in to, by outcome: issued, refused, not_allowed.",
+                "outcome",
+            )?,
             provider_duration: Histograms::register(
                 registry,
                 HistogramOpts::new(
@@ -201,6 +246,16 @@ impl Login {
     /// Counts what came of a claims challenge.
     pub fn claims(&self, outcome: ClaimsOutcome) {
         self.claims.inc(outcome);
+    }
+
+    /// Counts what was found of an organization's directory.
+    pub fn directory(&self, outcome: DirectoryOutcome) {
+        self.directories.inc(outcome);
+    }
+
+    /// Counts a token asked of another directory.
+    pub fn tenant_token(&self, outcome: TenantTokenOutcome) {
+        self.tenant_tokens.inc(outcome);
     }
 
     /// Times a call to the identity provider.

@@ -14,7 +14,10 @@ mod upstream;
 
 use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 
-pub use login::{ClaimsOutcome, Grant, Login, LoginFailure, LoginOutcome, RefreshOutcome};
+pub use login::{
+    ClaimsOutcome, DirectoryOutcome, Grant, Login, LoginFailure, LoginOutcome, RefreshOutcome,
+    TenantTokenOutcome,
+};
 pub use requests::{Connections, RefusalReason, Requests, RouteClass};
 pub use secrets::SecretAges;
 pub use service::{Acquisition, Service};

@@ -178,7 +178,7 @@ impl IdpHttp {
 }
 
 /// Error text without the URL's query (which may hold a code).
-fn describe(e: &reqwest::Error) -> String {
+pub fn describe(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

@@ -154,6 +154,12 @@ impl Proxy {
                 credential,
             ));
         }
+        if let Some(tenant) = self.inner.identity.service_tenant() {
+            tokio::spawn(probe::directories_match(
+                self.inner.clone(),
+                tenant.to_string(),
+            ));
+        }
         let inner = self.inner.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
@@ -213,7 +219,7 @@ impl Inner {
         record.ctx_mut().set_organization(target.organization);
         let credential = self
             .identity
-            .credential(req.headers(), record.ctx().path_and_query())
+            .credential(req.headers(), record.ctx())
             .await?;
         let upgrade = self.tunnels.requested(&mut req)?;
         let rewrite = Rewrite::of(req.method(), record.ctx().path());
@@ -239,11 +245,10 @@ impl Inner {
         let renewed = self
             .identity
             .after_upstream(
-                resp.status(),
-                resp.headers(),
+                (resp.status(), resp.headers()),
                 &credential,
                 retry.is_some(),
-                record.ctx().path_and_query(),
+                record.ctx(),
             )
             .await?;
         if let (Some(header), Some(mut again)) = (renewed, retry) {

@@ -3,7 +3,10 @@
 //! cannot work (revoked, expired, for other organizations, a global token
 //! after its retirement on 2026-12-01, an organization that restricts
 //! personal access tokens) is in the log before the first user trips
-//! over it. Nothing is retried and nothing blocks start-up.
+//! over it. A service identity's directory is compared with each
+//! organization's (an unauthenticated look, as Git Credential Manager
+//! does), since an organization refuses tokens of other directories.
+//! Nothing is retried and nothing blocks start-up.
 
 use std::sync::Arc;
 
@@ -52,6 +55,53 @@ pub(super) async fn credential_reaches_organizations(inner: Arc<Inner>, credenti
                 error = %e,
                 "could not check the personal access token against this organization"
             ),
+        }
+    }
+}
+
+/// Looks at every allowed organization without credentials and logs
+/// those whose directory is not `tenant`, the service identity's: Azure
+/// DevOps will refuse its tokens there.
+pub(super) async fn directories_match(inner: Arc<Inner>, tenant: String) {
+    use crate::challenge::Directory;
+    for org in inner.router.allowed_organizations() {
+        let Ok(path) = format!("/{org}").parse::<http::Uri>() else {
+            continue;
+        };
+        let Ok(target) = inner.router.route(&path) else {
+            continue;
+        };
+        let Ok(req) = Request::head(target.uri).body(CountedBody::empty(inner.metrics.clone()))
+        else {
+            continue;
+        };
+        let resp = match inner.forwarder.send(req, target.upstream).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::warn!(organization = %org, error = %e, "could not look up the organization's directory");
+                continue;
+            }
+        };
+        match crate::challenge::directory(resp.headers()) {
+            Some(Directory::Tenant(t)) if t == tenant => {
+                tracing::info!(organization = %org, tenant = %t, "the organization is in the service identity's directory");
+            }
+            Some(Directory::Tenant(t)) => tracing::error!(
+                organization = %org,
+                organization_tenant = %t,
+                identity_tenant = %tenant,
+                "the organization belongs to another directory than the service identity's: Azure \
+                 DevOps will refuse its tokens. Set auth.tenant to the organization's directory \
+                 (a multi-tenant app consented there), or for a managed identity use source \
+                 \"managed-identity-federation\""
+            ),
+            Some(Directory::MicrosoftAccount) => tracing::error!(
+                organization = %org,
+                "the organization is backed by Microsoft accounts, not an Entra directory: service \
+                 principals and managed identities cannot be added to it. Connect it to a \
+                 directory, or use a personal access token"
+            ),
+            None => tracing::info!(organization = %org, "the organization named no directory"),
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::clock::unix_ms;
 use crate::config::Secret;
 
 pub use store::{LEASE_TTL, Reloaded, Sessions};
-pub use tokens::Tokens;
+pub use tokens::{TenantToken, Tokens};
 pub use user::UserInfo;
 
 use self::record::{RECORD_VERSION, StoredAccess, StoredSession};
@@ -55,6 +55,11 @@ pub struct Session {
     attempts: AtomicU64,
     /// The ID token, kept only as a logout hint for the provider.
     pub id_token: Option<Secret>,
+    /// Access tokens from other directories than the one the user signed
+    /// in to, by tenant id (organizations of other directories accept
+    /// only theirs). In memory only: each replica redeems its own. The
+    /// lock makes one redemption per session at a time.
+    pub other_tenants: tokio::sync::Mutex<std::collections::HashMap<String, TenantToken>>,
     /// Milliseconds since `created_at` of the last look at the store.
     checked_ms: AtomicU64,
     /// `last_seen_ms` as last written to the store.
@@ -205,6 +210,7 @@ impl Session {
             refresh: tokio::sync::Mutex::new(RefreshState::default()),
             attempts: AtomicU64::new(0),
             id_token,
+            other_tenants: tokio::sync::Mutex::default(),
             checked_ms: AtomicU64::new(0),
             saved_seen_ms: AtomicU64::new(0),
             clock: clock.clone(),

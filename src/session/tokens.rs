@@ -29,6 +29,28 @@ pub struct Tokens {
     pub generation: u64,
 }
 
+/// What the proxy holds for one session in another directory.
+#[derive(Clone)]
+pub enum TenantToken {
+    /// An access token that directory issued.
+    Issued {
+        /// `Bearer <access token>`, marked sensitive.
+        header: HeaderValue,
+        /// When it expires.
+        expires_at: Instant,
+        /// Counts the tokens of this session and directory.
+        generation: u64,
+    },
+    /// The directory refused to issue one (the user is no guest there,
+    /// the app has no consent there); not asked again before `until`.
+    Refused {
+        /// When to ask again.
+        until: Instant,
+        /// The generation the next token will follow.
+        generation: u64,
+    },
+}
+
 // === impl Tokens ===
 
 impl Tokens {

@@ -521,10 +521,17 @@ async fn unrecognised_errors_and_large_bodies_pass_through_untouched() {
     assert_eq!(resp.text().await.unwrap(), big);
 }
 
-/// Mode pat checks its token once at start against each allowed
-/// organization and logs which it does not work for (the real binary).
+/// Mode pat (and source pat of mode service) checks its token once at
+/// start against each allowed organization and logs which it does not
+/// work for (the real binary).
 #[tokio::test]
 async fn a_pat_that_does_not_work_for_an_organization_is_logged_at_start() {
+    for auth in ["mode = \"pat\"", "mode = \"service\"\nsource = \"pat\""] {
+        pat_checked_at_start(auth).await;
+    }
+}
+
+async fn pat_checked_at_start(auth: &str) {
     use crate::support::process::ProxyProcess;
     const PAT: &str = "pat-for-contoso-only";
     let expected = format!(
@@ -550,7 +557,7 @@ async fn a_pat_that_does_not_work_for_an_organization_is_logged_at_start() {
     .await;
     let toml = format!(
         "[upstream]\nurl = \"{}\"\nallowed_organizations = [\"contoso\", \"fabrikam\"]\n\
-         [auth]\nmode = \"pat\"\n[log]\nformat = \"json\"\n",
+         [auth]\n{auth}\n[log]\nformat = \"json\"\n",
         upstream.url()
     );
     let proxy = ProxyProcess::spawn(&toml, &[("ADO_AUTH_PROXY_AUTH__PAT", PAT)]);

@@ -23,5 +23,6 @@ mod service;
 mod sessions;
 mod store;
 mod streaming;
+mod tenants;
 mod tls;
 mod websocket;

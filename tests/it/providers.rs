@@ -948,21 +948,37 @@ async fn chromium_signs_in_again_with_the_claims_of_a_challenge() {
     assert!(s.idp.checker()(used.to_str().unwrap()).is_ok());
 }
 
+/// Two secret files, or one directory holding both (a mounted Kubernetes
+/// Secret): the same rotation.
 #[tokio::test]
 async fn a_refused_legacy_secret_falls_back_to_the_other_slot_and_its_age_is_reported() {
+    for as_directory in [false, true] {
+        legacy_secret_rotation(as_directory).await;
+    }
+}
+
+async fn legacy_secret_rotation(as_directory: bool) {
     let secrets = tempfile::tempdir().unwrap();
-    let (current, next) = (secrets.path().join("current"), secrets.path().join("next"));
+    // By name, "a-current" is the first slot in a directory.
+    let (current, next) = (
+        secrets.path().join("a-current"),
+        secrets.path().join("b-next"),
+    );
     // The secret in use has expired; the new one is in the other slot.
     std::fs::write(&current, "an-expired-client-secret").unwrap();
     std::fs::write(&next, LEGACY_SECRET).unwrap();
-    let (c2, n2) = (current.clone(), next.clone());
+    let (file, next_file) = if as_directory {
+        (secrets.path().to_path_buf(), None)
+    } else {
+        (current.clone(), Some(next.clone()))
+    };
     let s = setup(Duration::from_secs(3), move |c, idp| {
         c.auth.provider = Some(Provider::AzureDevops);
         c.auth.tenant = None;
         c.auth.client_id = Some("9f6c7bd9-0a8e-4d1e-9a43-6e5f3f2c1b0a".into());
         c.auth.client_secret = None;
-        c.auth.client_secret_file = Some(c2);
-        c.auth.client_secret_next_file = Some(n2);
+        c.auth.client_secret_file = Some(file);
+        c.auth.client_secret_next_file = next_file;
         c.auth.authority_host = Some(Url::parse(idp).unwrap());
     })
     .await;

@@ -714,3 +714,45 @@ fn the_configuration_reference_names_every_key() {
         "docs/configuration.md lacks {missing:?}"
     );
 }
+
+/// `auth.client_secret_file` may be a directory (a mounted Kubernetes
+/// Secret): its one or two files are the app's two secret slots.
+#[test]
+fn a_secret_directory_holds_the_two_slots() {
+    const LEGACY: &str = "[auth]\nmode = \"user\"\nprovider = \"azure-devops\"\nclient_id = \"9f6c7bd9-0a8e-4d1e-9a43-6e5f3f2c1b0a\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret-b"), "second").unwrap();
+    std::fs::write(dir.path().join("secret-a"), "first").unwrap();
+    std::fs::create_dir(dir.path().join("..2026_11_27")).unwrap();
+    let toml = format!(
+        "{LEGACY}client_secret_file = \"{}\"\n",
+        dir.path().display()
+    );
+    let config = load(&figment(&toml, &[])).unwrap_or_else(|e| panic!("{e}"));
+    match crate::config::credential(&config.auth) {
+        Some(crate::config::Credential::SecretFile(first, Some(next))) => {
+            assert_eq!(first, dir.path().join("secret-a"));
+            assert_eq!(next, dir.path().join("secret-b"));
+        }
+        _ => panic!("two slots"),
+    }
+    // A second slot named twice, a third file, an empty directory.
+    check_names(
+        &format!("{toml}client_secret_next_file = \"/etc/hostname\"\n"),
+        &[],
+        "auth.client_secret_next_file",
+        "both slots",
+    );
+    std::fs::write(dir.path().join("secret-c"), "third").unwrap();
+    check_names(&toml, &[], "auth.client_secret_file", "two secret slots");
+    let empty = tempfile::tempdir().unwrap();
+    check_names(
+        &format!(
+            "{LEGACY}client_secret_file = \"{}\"\n",
+            empty.path().display()
+        ),
+        &[],
+        "auth.client_secret_file",
+        "holds no secret file",
+    );
+}

@@ -119,6 +119,37 @@ fn service(config: &Config, out: &mut Vec<Problem>) {
                 client_credential(a, Provider::Entra, out);
             }
         }
+        ServiceSource::WorkloadIdentity
+        | ServiceSource::Federated
+        | ServiceSource::ManagedIdentity
+        | ServiceSource::ManagedIdentityFederation => secretless(a, source, out),
+        ServiceSource::DeviceCode => {
+            needs_app(
+                a,
+                " (a public client: \"Allow public client flows\")",
+                "",
+                out,
+            );
+            store(&config.session, out);
+            if a.allow_browser_login && a.allowed_users.is_empty() {
+                out.push(Problem::new(
+                    "auth.allowed_users",
+                    "allow_browser_login = true lets whoever signs in at /.auth/login become the \
+                     proxy's identity; list the accounts allowed to (UPN, email or object id)",
+                ));
+            }
+            if a.allow_browser_login {
+                multi_tenant_needs_allowlist(a, out);
+            }
+        }
+    }
+}
+
+/// The sources without a secret: a federated token file (workload
+/// identity, any OIDC issuer) or a managed identity (alone, or as an
+/// app's federated credential).
+fn secretless(a: &AuthConfig, source: ServiceSource, out: &mut Vec<Problem>) {
+    match source {
         ServiceSource::WorkloadIdentity => {
             needs_app(a, " (or AZURE_CLIENT_ID)", " (or AZURE_TENANT_ID)", out);
             match &a.federated_token_file {
@@ -165,25 +196,7 @@ fn service(config: &Config, out: &mut Vec<Problem>) {
                 ));
             }
         }
-        ServiceSource::DeviceCode => {
-            needs_app(
-                a,
-                " (a public client: \"Allow public client flows\")",
-                "",
-                out,
-            );
-            store(&config.session, out);
-            if a.allow_browser_login && a.allowed_users.is_empty() {
-                out.push(Problem::new(
-                    "auth.allowed_users",
-                    "allow_browser_login = true lets whoever signs in at /.auth/login become the \
-                     proxy's identity; list the accounts allowed to (UPN, email or object id)",
-                ));
-            }
-            if a.allow_browser_login {
-                multi_tenant_needs_allowlist(a, out);
-            }
-        }
+        _ => {}
     }
 }
 
@@ -277,6 +290,11 @@ fn user(config: &Config, out: &mut Vec<Problem>) {
     }
     positive("auth.login_timeout", a.login_timeout, out);
     positive("auth.provider_timeout", a.provider_timeout, out);
+    positive(
+        "auth.organization_tenant_ttl",
+        a.organization_tenant_ttl,
+        out,
+    );
     let s = &config.session;
     positive("session.idle_timeout", s.idle_timeout, out);
     positive("session.max_lifetime", s.max_lifetime, out);
@@ -296,17 +314,9 @@ fn user(config: &Config, out: &mut Vec<Problem>) {
     store(s, out);
 }
 
-/// The proxy's own credential at the provider: a secret, or for Entra a
-/// certificate; exactly one.
-fn client_credential(a: &AuthConfig, provider: Provider, out: &mut Vec<Problem>) {
-    let secret = a.client_secret_file.is_some() || a.client_secret.is_some();
-    let cert = a.client_certificate_file.is_some() || a.client_key_file.is_some();
-    if a.client_secret_file.is_some() && a.client_secret.is_some() {
-        out.push(Problem::new(
-            "auth.client_secret_file",
-            "both auth.client_secret_file and ADO_AUTH_PROXY_AUTH__CLIENT_SECRET are set; keep one",
-        ));
-    }
+/// `auth.client_secret_file` (a file, or a directory holding both
+/// slots) and `auth.client_secret_next_file`.
+fn secret_files(a: &AuthConfig, out: &mut Vec<Problem>) {
     if let Some(path) = &a.client_secret_next_file {
         if a.client_secret_file.is_none() {
             out.push(Problem::new(
@@ -322,8 +332,37 @@ fn client_credential(a: &AuthConfig, provider: Provider, out: &mut Vec<Problem>)
         );
     }
     if let Some(path) = &a.client_secret_file {
-        secret_file("auth.client_secret_file", path, "the client secret", out);
+        match super::super::plan::secret_slots(path) {
+            Ok(None) => secret_file("auth.client_secret_file", path, "the client secret", out),
+            Ok(Some(slots)) => {
+                if a.client_secret_next_file.is_some() {
+                    out.push(Problem::new(
+                        "auth.client_secret_next_file",
+                        "auth.client_secret_file is a directory whose files are both slots: \
+                         remove auth.client_secret_next_file",
+                    ));
+                }
+                for slot in &slots {
+                    secret_file("auth.client_secret_file", slot, "a client secret", out);
+                }
+            }
+            Err(e) => out.push(Problem::new("auth.client_secret_file", e)),
+        }
     }
+}
+
+/// The proxy's own credential at the provider: a secret, or for Entra a
+/// certificate; exactly one.
+fn client_credential(a: &AuthConfig, provider: Provider, out: &mut Vec<Problem>) {
+    let secret = a.client_secret_file.is_some() || a.client_secret.is_some();
+    let cert = a.client_certificate_file.is_some() || a.client_key_file.is_some();
+    if a.client_secret_file.is_some() && a.client_secret.is_some() {
+        out.push(Problem::new(
+            "auth.client_secret_file",
+            "both auth.client_secret_file and ADO_AUTH_PROXY_AUTH__CLIENT_SECRET are set; keep one",
+        ));
+    }
+    secret_files(a, out);
     if cert && provider != Provider::Entra {
         out.push(Problem::new(
             "auth.client_certificate_file",

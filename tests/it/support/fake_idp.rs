@@ -298,7 +298,9 @@ pub async fn fake_ado(idp: &FakeIdp) -> FakeUpstream {
 /// organization), and refused otherwise, as Azure DevOps does, with the
 /// organization's tenant in `X-VSS-ResourceTenant` and the Bearer
 /// challenge (what Git Credential Manager's unauthenticated look reads).
-/// Other organizations accept any live token.
+/// Other organizations accept any live token. Organizations whose name
+/// starts with `quiet` name no directory to an unauthenticated `HEAD`,
+/// only in refusals of a token.
 pub async fn fake_ado_tenants(idp: &FakeIdp, orgs: &[(&str, &str)]) -> FakeUpstream {
     let state = idp.state.clone();
     let orgs: HashMap<String, String> = orgs
@@ -330,6 +332,9 @@ pub async fn fake_ado_tenants(idp: &FakeIdp, orgs: &[(&str, &str)]) -> FakeUpstr
                 &[("content-type", "application/json")],
                 format!(r#"{{"user":"{who}","tenant":"{tid}"}}"#),
             ),
+            (None, Some(_)) if r.method == http::Method::HEAD && org.starts_with("quiet") => {
+                respond(401, &[("www-authenticate", "Basic realm=\"x\"")], "")
+            }
             (_, Some(t)) => {
                 let authority = if t == MSA_TENANT { "common" } else { t.as_str() };
                 respond(
