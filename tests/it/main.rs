@@ -3,6 +3,7 @@
 
 mod support;
 
+mod cae;
 mod cli;
 mod cors;
 mod deploy;
