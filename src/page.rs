@@ -67,17 +67,19 @@ pub fn render_sections(
     wrap(title, &body)
 }
 
-/// A page asking the user to confirm an action that changes state: the
-/// button posts an empty form to `action` (a path on the proxy), so a
-/// link from another site cannot trigger it.
-pub fn confirm(title: &str, text: &str, button: &str, action: &str) -> String {
-    let body = format!(
-        "<p>{}</p>\n<form method=\"post\" action=\"{}\"><button class=\"button\" \
-         type=\"submit\">{}</button></form>\n",
-        escape(text),
-        escape(if action.starts_with('/') { action } else { "/" }),
-        escape(button)
-    );
+/// A page asking the user to confirm an action that changes state: each
+/// choice is a button posting an empty form to its action (a path on the
+/// proxy), so a link from another site cannot trigger it.
+pub fn confirm(title: &str, text: &str, choices: &[(&str, &str)]) -> String {
+    let mut body = format!("<p>{}</p>\n", escape(text));
+    for (button, action) in choices {
+        body.push_str(&format!(
+            "<form method=\"post\" action=\"{}\"><button class=\"button\" \
+             type=\"submit\">{}</button></form>\n",
+            escape(if action.starts_with('/') { action } else { "/" }),
+            escape(button)
+        ));
+    }
     wrap(title, &body)
 }
 
@@ -96,6 +98,12 @@ fn facts_list(body: &mut String, facts: &[(&str, &str)]) {
 }
 
 /// The page around `body` (already escaped HTML).
+/// A page around `body`, HTML its caller built with every value escaped
+/// (the title is escaped here).
+pub fn wrap_html(title: &str, body: &str) -> String {
+    wrap(title, body)
+}
+
 fn wrap(title: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\

@@ -207,6 +207,20 @@ pub fn generate_key() -> Result<String, ring::error::Unspecified> {
     Ok(STANDARD.encode(key))
 }
 
+/// 256 random bits, base64url: for `state`, nonces, session ids and
+/// personal tokens.
+pub fn random_id() -> String {
+    use base64::Engine;
+    let mut buf = [0u8; 32];
+    // The system RNG does not fail on supported platforms; fall back to
+    // UUIDs (also from the OS RNG) rather than panic.
+    if SystemRandom::new().fill(&mut buf).is_err() {
+        buf[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        buf[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

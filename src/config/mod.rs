@@ -9,6 +9,7 @@
 //! its section.
 
 mod cidr;
+mod defaults;
 mod env;
 mod load;
 mod plan;
@@ -229,6 +230,14 @@ pub struct AuthConfig {
     /// Time a user has to finish signing in at the provider.
     #[serde(with = "humantime_serde")]
     pub login_timeout: Duration,
+    /// Mode `user`: signed-in users may create personal proxy tokens at
+    /// `/.auth/tokens` for git and other programs. Unset: on with the
+    /// Entra provider (whose refresh tokens a token's session may use
+    /// beside the browser's), off with the others.
+    pub personal_tokens: Option<bool>,
+    /// The longest lifetime of a personal proxy token.
+    #[serde(with = "humantime_serde")]
+    pub max_token_lifetime: Duration,
     /// Mode `user`, Entra, tenant `organizations` or `common`: how long
     /// an organization's directory, once discovered, is believed.
     #[serde(with = "humantime_serde")]
@@ -397,35 +406,6 @@ pub const DEFAULT_FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
 
 // === impl defaults ===
 
-impl Default for ListenConfig {
-    fn default() -> Self {
-        Self {
-            address: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            public_url: None,
-            tls_cert_file: None,
-            tls_key_file: None,
-            shutdown_grace: Duration::from_secs(25),
-            shutdown_delay: Duration::from_secs(5),
-            max_header_bytes: 64 * 1024,
-            header_read_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(90),
-            max_connections: 10_000,
-            max_tunnels: 1_000,
-            tunnel_idle_timeout: Duration::from_secs(300),
-            cors_allowed_origins: Vec::new(),
-            allowed_hosts: Vec::new(),
-        }
-    }
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        Self {
-            address: SocketAddr::from(([127, 0, 0, 1], 9090)),
-        }
-    }
-}
-
 /// Default sibling hosts: `name` → `https://{name}.dev.azure.com`, plus
 /// `app_vssps` (profile, accounts, legacy OAuth).
 pub const DEFAULT_SIBLING_HOSTS: &[&str] = &[
@@ -448,102 +428,6 @@ pub const APP_VSSPS: &str = "app_vssps";
 fn parse_static_url(s: &str) -> Url {
     // Only called with the literals below, which are valid URLs.
     Url::parse(s).unwrap_or_else(|e| panic!("built-in URL {s}: {e}"))
-}
-
-impl Default for UpstreamConfig {
-    fn default() -> Self {
-        let mut hosts: BTreeMap<String, Url> = DEFAULT_SIBLING_HOSTS
-            .iter()
-            .map(|n| {
-                let url = parse_static_url(&format!("https://{n}.dev.azure.com"));
-                (n.to_string(), url)
-            })
-            .collect();
-        hosts.insert(
-            APP_VSSPS.to_string(),
-            parse_static_url("https://app.vssps.visualstudio.com"),
-        );
-        Self {
-            url: parse_static_url("https://dev.azure.com"),
-            connect_timeout: Duration::from_secs(10),
-            response_timeout: Duration::from_secs(120),
-            pool_idle_timeout: Duration::from_secs(90),
-            allowed_organizations: Vec::new(),
-            ca_file: None,
-            hosts,
-            forward_cookies: Vec::new(),
-        }
-    }
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            format: LogFormat::Text,
-            level: "info".to_string(),
-        }
-    }
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        Self {
-            mode: AuthMode::None,
-            pat_file: None,
-            check_pat_at_start: true,
-            pat: None,
-            provider: None,
-            tenant: None,
-            client_id: None,
-            client_secret_file: None,
-            client_secret_next_file: None,
-            client_secret: None,
-            client_certificate_file: None,
-            client_key_file: None,
-            authority_host: None,
-            issuer_url: None,
-            scopes: None,
-            response_mode: ResponseMode::Query,
-            allowed_tenants: Vec::new(),
-            allowed_users: Vec::new(),
-            allowed_email_domains: Vec::new(),
-            refresh_before: Duration::from_secs(5 * 60),
-            forced_refresh_interval: Duration::from_secs(5),
-            login_timeout: Duration::from_secs(10 * 60),
-            organization_tenant_ttl: Duration::from_secs(60 * 60),
-            provider_timeout: Duration::from_secs(15),
-            source: None,
-            federated_token_file: None,
-            federated_audience: DEFAULT_FEDERATED_AUDIENCE.to_string(),
-            managed_identity_endpoint: None,
-            managed_identity_header: None,
-            managed_identity_client_id: None,
-            allow_browser_login: false,
-            allow_remote_callers: false,
-            allowed_client_cidrs: Vec::new(),
-            caller_secret_file: None,
-        }
-    }
-}
-
-impl Default for SessionConfig {
-    fn default() -> Self {
-        Self {
-            cookie_name: "ado_proxy_session".to_string(),
-            idle_timeout: Duration::from_secs(8 * 3600),
-            max_lifetime: Duration::from_secs(7 * 24 * 3600),
-            store: StoreKind::Embedded,
-            path: PathBuf::from("./data/sessions.db"),
-            encryption_keys_file: None,
-            redis_url: None,
-            redis_password_file: None,
-            redis_ca_file: None,
-            key_prefix: "ado-auth-proxy:".to_string(),
-            redis_connect_timeout: Duration::from_secs(5),
-            redis_command_timeout: Duration::from_secs(2),
-            revalidate_interval: Duration::from_secs(30),
-        }
-    }
 }
 
 // === impl Config ===
@@ -574,6 +458,14 @@ impl AuthConfig {
             Some(Provider::Oidc) => &["openid", "offline_access", "profile", "email"],
         };
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Whether personal proxy tokens are on: mode `user` with Entra,
+    /// unless `personal_tokens = false`.
+    pub fn personal_tokens_on(&self) -> bool {
+        self.mode == AuthMode::User
+            && self.provider == Some(Provider::Entra)
+            && self.personal_tokens != Some(false)
     }
 
     /// The authority host: configured, or the provider's default.

@@ -5,6 +5,7 @@
 //! answer should keep: the original status and message and the
 //! correlation ids. `render.rs` writes the answer in the client's language.
 
+mod callers;
 pub mod catalog;
 mod render;
 

@@ -7,9 +7,11 @@
 //! (`crate::answer` picks the client's language).
 
 mod login;
+mod personal;
 mod refusal;
 
 pub use login::LoginError;
+pub use personal::{BASIC_CHALLENGE, TokenError};
 pub use refusal::Refusal;
 
 use http::{HeaderValue, Response, StatusCode, header};
@@ -65,10 +67,15 @@ pub enum Error {
         reason: Miss,
         /// `Set-Cookie` removing a dead session cookie.
         clear_cookie: Option<HeaderValue>,
+        /// Where programs get a personal proxy token, when they may.
+        tokens_url: Option<String>,
     },
     /// A sign-in step failed.
     #[error(transparent)]
     Login(Box<LoginError>),
+    /// A personal proxy token was refused, or a token request failed.
+    #[error(transparent)]
+    Token(#[from] TokenError),
     /// The identity provider could not refresh a token that has expired.
     #[error("identity provider: {detail}")]
     ProviderFailed {
@@ -180,8 +187,15 @@ impl Error {
                 login_url,
                 reason,
                 clear_cookie,
-            } => needs_login_answer(login_url, *reason, clear_cookie.as_ref()),
+                tokens_url,
+            } => needs_login_answer(
+                login_url,
+                *reason,
+                clear_cookie.as_ref(),
+                tokens_url.as_deref(),
+            ),
             Self::Login(e) => e.answer(),
+            Self::Token(e) => e.answer(),
             Self::ProviderFailed {
                 operator,
                 detail,
@@ -293,7 +307,12 @@ fn upstream_answer(upstream: &str, target: &str, kind: UpstreamErrorKind, reason
     )
 }
 
-fn needs_login_answer(login_url: &str, reason: Miss, clear_cookie: Option<&HeaderValue>) -> Answer {
+fn needs_login_answer(
+    login_url: &str,
+    reason: Miss,
+    clear_cookie: Option<&HeaderValue>,
+    tokens_url: Option<&str>,
+) -> Answer {
     let why = match reason {
         Miss::NoCookie => "You are not signed in.",
         Miss::Unknown => {
@@ -302,18 +321,43 @@ fn needs_login_answer(login_url: &str, reason: Miss, clear_cookie: Option<&Heade
         Miss::Idle => "Your session ended after a period without use.",
         Miss::Expired => "Your session has ended.",
     };
+    let detail = match tokens_url {
+        Some(tokens) => format!(
+            "{why} Programs (git, curl, package managers) use a personal proxy token: sign in at \
+             {login_url} in a browser, create one at {tokens}, and send it as the password of \
+             HTTP Basic (any user name; git's credential helper asks for it) or as \
+             Authorization: Bearer."
+        ),
+        None => format!("{why} Sign in at {login_url} in a browser, then try again."),
+    };
     let mut ans = Answer::new(
         StatusCode::UNAUTHORIZED,
         "sign-in-required",
         "Sign-in required",
-        format!("{why} Sign in at {login_url} in a browser, then try again."),
+        detail,
     );
-    // The proxy signs requests in: git gets a 403 it prints.
-    ans.proxy_credential = true;
-    ans.headers.insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"ado-auth-proxy\""),
-    );
+    match tokens_url {
+        // git answers a Basic challenge with its credential helper or a
+        // prompt, where the token goes.
+        Some(_) => {
+            ans.headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(BASIC_CHALLENGE),
+            );
+            ans.headers.append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ado-auth-proxy\""),
+            );
+        }
+        None => {
+            // The proxy signs requests in: git gets a 403 it prints.
+            ans.proxy_credential = true;
+            ans.headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ado-auth-proxy\""),
+            );
+        }
+    }
     if let Some(c) = clear_cookie {
         ans.headers.append(header::SET_COOKIE, c.clone());
     }

@@ -29,6 +29,9 @@ impl Login {
         ctx: &RequestCtx,
     ) -> Result<Response<ProxyBody>, Error> {
         let method = req.method().clone();
+        if ctx.path() == "/.auth/tokens" || ctx.path().starts_with("/.auth/tokens/") {
+            return Box::pin(self.tokens_endpoint(req, ctx)).await;
+        }
         let allowed: &[Method] = match ctx.path() {
             "/.auth/login" | "/.auth/me" => &[Method::GET],
             "/.auth/callback" => &[Method::GET, Method::POST],
@@ -50,15 +53,24 @@ impl Login {
         match ctx.path() {
             "/.auth/login" => self.start(&req).await,
             "/.auth/callback" => self.callback(req).await,
-            "/.auth/logout" if method == Method::GET => Ok(html(
-                StatusCode::OK,
-                crate::page::confirm(
-                    "Sign out?",
-                    "Sign out of this proxy (and of the identity provider, where it supports it)?",
-                    "Sign out",
-                    "/.auth/logout",
-                ),
-            )),
+            "/.auth/logout" if method == Method::GET => {
+                let mut choices = vec![("Sign out", "/.auth/logout")];
+                if self.personal.is_some() {
+                    choices.push((
+                        "Sign out and revoke my proxy tokens",
+                        "/.auth/logout?tokens=revoke",
+                    ));
+                }
+                Ok(html(
+                    StatusCode::OK,
+                    crate::page::confirm(
+                        "Sign out?",
+                        "Sign out of this proxy (and of the identity provider, where it supports \
+                         it)? Your proxy tokens keep working unless you revoke them too.",
+                        &choices,
+                    ),
+                ))
+            }
             "/.auth/logout" => Ok(self.logout(&req, ctx).await),
             _ => self.me(&req).await,
         }
@@ -365,13 +377,27 @@ impl Login {
     /// at the provider too when it has an end-session endpoint.
     async fn logout(&self, req: &Request<Incoming>, ctx: &RequestCtx) -> Response<ProxyBody> {
         let mut id_token = None;
+        let revoke_tokens = self.personal.is_some()
+            && query_pairs(req.uri().query())
+                .iter()
+                .any(|(k, v)| k == "tokens" && v == "revoke");
         for value in crate::cookies::values(req.headers(), &self.jar.session) {
             // With the store down the session ends here now and in the
             // store when it answers again (when this process knows it).
             if let Ok(Some(s)) = self.store.lookup(&value).await {
+                if s.until.is_some() {
+                    continue;
+                }
                 id_token = s.id_token.clone();
                 tracing::info!(session = ?s.key, "signed out");
                 self.store.remove(&s).await;
+                if revoke_tokens {
+                    // A failed revocation leaves the tokens; the page
+                    // still lists them.
+                    if let Ok(n) = self.store.revoke_tokens(&s.user, None).await {
+                        tracing::info!(revoked = n, "personal proxy tokens revoked at sign-out");
+                    }
+                }
             }
         }
         let end_session = self.provider.metadata().await.ok().and_then(|m| {
@@ -485,7 +511,7 @@ pub(crate) fn json_response(status: StatusCode, value: serde_json::Value) -> Res
     resp
 }
 
-fn html(status: StatusCode, page: String) -> Response<ProxyBody> {
+pub(super) fn html(status: StatusCode, page: String) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::full(Bytes::from(page)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(

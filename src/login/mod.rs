@@ -9,6 +9,7 @@
 
 pub mod cookies;
 mod endpoints;
+mod personal;
 pub mod provider;
 pub mod redirect;
 mod refresh;
@@ -38,6 +39,8 @@ pub struct Login {
     store: Arc<Sessions>,
     /// Multi-tenant Entra: each organization's directory.
     directories: Option<tenants::OrgDirectories>,
+    /// Personal proxy tokens, when on.
+    personal: Option<personal::PersonalTokens>,
     /// Mode `service`: sign-ins become the service identity; notified.
     service_sink: Option<Arc<tokio::sync::Notify>>,
     jar: CookieJar,
@@ -217,6 +220,10 @@ impl Login {
         Ok(Self {
             provider,
             directories,
+            personal: match service_sink {
+                None => personal::PersonalTokens::new(config),
+                Some(_) => None,
+            },
             store,
             service_sink,
             jar: CookieJar::new(&config.session.cookie_name, secure),
@@ -246,6 +253,11 @@ impl Login {
                 miss = Miss::Unknown;
                 continue;
             };
+            if session.until.is_some() {
+                // A personal token's session is no cookie.
+                miss = Miss::Unknown;
+                continue;
+            }
             if let Some(ended) = session.ended(self.idle_timeout, self.max_lifetime) {
                 self.end_session(&session);
                 miss = ended;
@@ -283,9 +295,15 @@ impl Login {
     ) -> Result<UserCredential, Error> {
         let session = match self.session(headers).await? {
             Ok(s) => s,
-            Err(miss) => return Err(self.needs_login(miss, return_to, None)),
+            Err(miss) => match self.token_session(headers).await? {
+                Some(s) => s,
+                None => return Err(self.needs_login(miss, return_to, None)),
+            },
         };
-        let tokens = self.fresh(&session, None, return_to).await?;
+        let tokens = self
+            .fresh(&session, None, return_to)
+            .await
+            .map_err(|e| self.for_token(&session, e))?;
         if let Some((tenant, header, generation)) =
             self.other_directory(&session, org, &tokens).await
         {
@@ -357,7 +375,10 @@ impl Login {
             generation: used.generation,
             claims,
         };
-        let tokens = self.fresh(&used.session, Some(refused), return_to).await?;
+        let tokens = self
+            .fresh(&used.session, Some(refused), return_to)
+            .await
+            .map_err(|e| self.for_token(&used.session, e))?;
         Ok(tokens.header)
     }
 
@@ -381,6 +402,7 @@ impl Login {
             login_url: url.to_string(),
             reason: miss,
             clear_cookie: clear,
+            tokens_url: self.tokens_url(),
         }
     }
 

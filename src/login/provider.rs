@@ -542,14 +542,5 @@ fn user_from_claims(c: IdClaims) -> UserInfo {
 
 /// 256 random bits, base64url: for `state`, nonces and session ids.
 pub fn random_token() -> String {
-    use base64::Engine;
-    use ring::rand::SecureRandom;
-    let mut buf = [0u8; 32];
-    // The system RNG does not fail on supported platforms; fall back to
-    // UUIDs (also from the OS RNG) rather than panic.
-    if ring::rand::SystemRandom::new().fill(&mut buf).is_err() {
-        buf[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        buf[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    }
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+    crate::seal::random_id()
 }

@@ -23,8 +23,9 @@ pub fn safe_return_path(rd: &str) -> Option<&str> {
         }
         current = decoded;
     }
-    // The proxy's own endpoints are no place to land (logout loops).
-    if rd.starts_with("/.auth/") || rd == "/.auth" {
+    // The proxy's own endpoints are no place to land (logout loops),
+    // except its pages for people.
+    if (rd.starts_with("/.auth/") || rd == "/.auth") && rd != "/.auth/tokens" {
         return None;
     }
     Some(rd)

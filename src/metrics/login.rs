@@ -141,6 +141,20 @@ labels! {
     }
 }
 
+labels! {
+    /// What happened to a personal proxy token.
+    pub enum TokenOutcome {
+        /// Created at /.auth/tokens.
+        Created = "created",
+        /// Revoked by its owner.
+        Revoked = "revoked",
+        /// Accepted on a request.
+        Accepted = "accepted",
+        /// Refused on a request (unknown, expired, its sign-in ended).
+        Refused = "refused",
+    }
+}
+
 /// Provider call buckets: 5 ms to 30 s.
 const PROVIDER_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -154,6 +168,7 @@ pub struct Login {
     claims: Counters<ClaimsOutcome>,
     directories: Counters<DirectoryOutcome>,
     tenant_tokens: Counters<TenantTokenOutcome>,
+    personal_tokens: Counters<TokenOutcome>,
     provider_duration: Histograms<Grant>,
     /// Sessions held now.
     pub sessions_active: IntGauge,
@@ -213,6 +228,12 @@ impl Login {
                  signed in to, by outcome: issued, refused, not_allowed.",
                 "outcome",
             )?,
+            personal_tokens: Counters::register(
+                registry,
+                "ado_proxy_personal_tokens_total",
+                "Personal proxy tokens by outcome: created, revoked, accepted, refused.",
+                "outcome",
+            )?,
             provider_duration: Histograms::register(
                 registry,
                 HistogramOpts::new(
@@ -256,6 +277,11 @@ impl Login {
     /// Counts a token asked of another directory.
     pub fn tenant_token(&self, outcome: TenantTokenOutcome) {
         self.tenant_tokens.inc(outcome);
+    }
+
+    /// Counts what happened to a personal proxy token.
+    pub fn token(&self, outcome: TokenOutcome) {
+        self.personal_tokens.inc(outcome);
     }
 
     /// Times a call to the identity provider.

@@ -16,7 +16,7 @@ use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 
 pub use login::{
     ClaimsOutcome, DirectoryOutcome, Grant, Login, LoginFailure, LoginOutcome, RefreshOutcome,
-    TenantTokenOutcome,
+    TenantTokenOutcome, TokenOutcome,
 };
 pub use requests::{Connections, RefusalReason, Requests, RouteClass};
 pub use secrets::SecretAges;

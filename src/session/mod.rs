@@ -9,7 +9,9 @@
 
 pub mod backend;
 mod open;
+pub mod personal;
 pub(crate) mod record;
+mod service_record;
 mod store;
 mod tokens;
 mod user;
@@ -44,6 +46,9 @@ pub struct Session {
     pub user: UserInfo,
     /// When the user signed in.
     pub created: SystemTime,
+    /// A personal proxy token's session: when it ends. It never idles out
+    /// and outlives `session.max_lifetime` when the token does.
+    pub until: Option<SystemTime>,
     created_at: Instant,
     /// Milliseconds since `created_at` of the last use.
     last_seen_ms: AtomicU64,
@@ -142,6 +147,16 @@ impl SessionKey {
         Self(out)
     }
 
+    /// Its bytes, to name the key in a list.
+    pub fn to_bytes(self) -> [u8; 32] {
+        self.0
+    }
+
+    /// The key named by [`to_bytes`](Self::to_bytes).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     /// Constant-time equality.
     pub fn ct_eq(&self, other: &Self) -> bool {
         self.0.ct_eq(&other.0).into()
@@ -204,6 +219,7 @@ impl Session {
             store_key,
             user,
             created,
+            until: None,
             created_at,
             last_seen_ms: AtomicU64::new(0),
             tokens: RwLock::new(tokens),
@@ -245,10 +261,42 @@ impl Session {
             rec.id_token.map(Secret::new),
             clock,
         );
+        let mut s = s;
+        s.until = rec
+            .until_ms
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
         let seen = rec.seen_ms.saturating_sub(rec.created_ms);
         s.last_seen_ms.store(seen, Ordering::Relaxed);
         s.saved_seen_ms.store(seen, Ordering::Relaxed);
         s.checked_ms.store(s.age_ms(), Ordering::Relaxed);
+        s
+    }
+
+    /// When the session ends at the latest, whatever its use.
+    pub fn hard_end(&self, max: Duration) -> SystemTime {
+        self.until.unwrap_or(self.created + max)
+    }
+
+    /// A personal proxy token's session, acting for `owner`'s user with
+    /// `owner`'s tokens (its own copy of the refresh token: Entra's stay
+    /// valid after use, so both refresh independently) until `until`.
+    pub fn for_token(
+        key: SessionKey,
+        store_key: [u8; 32],
+        owner: &Session,
+        until: SystemTime,
+        clock: &Clock,
+    ) -> Self {
+        let mut s = Self::with_tokens(
+            key,
+            store_key,
+            owner.user.clone(),
+            (clock.wall(), clock.now()),
+            owner.tokens(),
+            None,
+            clock,
+        );
+        s.until = Some(until);
         s
     }
 
@@ -264,6 +312,7 @@ impl Session {
             generation: t.generation,
             refresh_token: t.refresh_token.as_ref().map(|r| r.expose().to_string()),
             id_token: self.id_token.as_ref().map(|t| t.expose().to_string()),
+            until_ms: self.until.map(unix_ms),
         }
     }
 
@@ -406,6 +455,9 @@ impl Session {
 
     /// Whether the session has ended by idleness or age.
     pub fn ended(&self, idle: Duration, max: Duration) -> Option<Miss> {
+        if let Some(until) = self.until {
+            return (self.clock.wall() >= until).then_some(Miss::Expired);
+        }
         let age = self.clock.since(self.created_at);
         if age >= max {
             return Some(Miss::Expired);
@@ -419,6 +471,9 @@ impl Session {
 
     /// When the session ends at the latest (wall clock).
     pub fn expires(&self, idle: Duration, max: Duration) -> SystemTime {
+        if let Some(until) = self.until {
+            return until;
+        }
         let last = Duration::from_millis(self.last_seen_ms.load(Ordering::Relaxed));
         let by_idle = last + idle;
         self.created + by_idle.min(max)

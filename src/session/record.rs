@@ -27,6 +27,9 @@ pub struct StoredSession {
     pub refresh_token: Option<String>,
     /// The ID token, kept as a logout hint.
     pub id_token: Option<String>,
+    /// A personal proxy token's session: its end, ms since the epoch.
+    #[serde(default)]
+    pub until_ms: Option<u64>,
 }
 
 /// A replica's current access token, shared through Redis.
@@ -100,6 +103,7 @@ mod tests {
             generation: 3,
             refresh_token: Some("rt".into()),
             id_token: None,
+            until_ms: None,
         };
         let json = serde_json::to_vec(&rec).unwrap();
         let back: StoredSession = decode(&json).unwrap();

@@ -27,19 +27,13 @@ use serde::de::DeserializeOwned;
 use super::backend::{
     Backend, GENERATION_LEN, Key, Namespace, StoreError, Update, generation_prefix,
 };
-use super::record::{self, StoredAccess, StoredService, StoredSession, Unreadable};
+use super::record::{self, StoredAccess, StoredSession, Unreadable};
 use super::{Session, SessionKey, open};
 use crate::clock::Clock;
 use crate::config::{SessionConfig, StorePlan};
 use crate::metrics::Metrics;
 use crate::metrics::StoreOp;
 use crate::seal::Sealer;
-
-/// The fixed id the device-code service identity is stored under.
-const SERVICE_ID: &str = "ado-auth-proxy service identity";
-/// How long the service identity is kept unused: Entra's refresh tokens
-/// expire after 90 days of inactivity.
-const SERVICE_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// How long a refresh lease lasts unless renewed.
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
@@ -262,10 +256,19 @@ impl Sessions {
     /// Ends a session everywhere. When the store is unreachable it ends
     /// here at once and in the store when the store answers again.
     pub async fn remove(&self, session: &Session) {
-        self.forget(&session.key);
-        let key = Key::new(Namespace::Session, session.store_key);
-        let until = session.created + self.max;
-        let ttl = self.tombstone_ttl(session);
+        self.remove_key(session.key, session.store_key, session.hard_end(self.max))
+            .await;
+    }
+
+    /// [`remove`](Self::remove) by keys, for a session not at hand (a
+    /// revoked personal token's); `until` is when it would have ended.
+    pub async fn remove_key(&self, cache_key: SessionKey, store_key: [u8; 32], until: SystemTime) {
+        self.forget(&cache_key);
+        let key = Key::new(Namespace::Session, store_key);
+        let ttl = until
+            .duration_since(self.clock.wall())
+            .unwrap_or(Duration::from_secs(1))
+            .max(Duration::from_secs(1));
         if self
             .op(StoreOp::Remove, self.backend.remove(key, ttl))
             .await
@@ -338,6 +341,36 @@ impl Sessions {
             .await;
     }
 
+    /// The backend, for the other record kinds of this module's siblings.
+    pub(super) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The sealer, for records this module's siblings keep.
+    pub(super) fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    /// The metrics.
+    pub(super) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The store hashes of `id` under every seal key, current first.
+    pub(super) fn sealer_keys(&self, id: &str) -> Vec<[u8; 32]> {
+        self.sealer.store_keys(id)
+    }
+
+    /// Seals `plaintext` for `key`.
+    pub(super) fn seal_for(&self, key: &Key, plaintext: &[u8]) -> Vec<u8> {
+        self.sealer.seal(&key.to_bytes(), plaintext)
+    }
+
+    /// Opens what [`seal_for`](Self::seal_for) sealed for `key`.
+    pub(super) fn open_for(&self, key: &Key, sealed: &[u8]) -> Option<Vec<u8>> {
+        self.sealer.open(&key.to_bytes(), sealed).ok()
+    }
+
     /// Seals a pending sign-in for the browser's pre-auth cookie. Nothing
     /// is stored: starting a sign-in costs no store write, so a flood of
     /// anonymous starts fills nothing and locks nobody out, and every
@@ -360,41 +393,6 @@ impl Sessions {
             .ok()?;
         let json = self.sealer.open(&pending_binding(state), &raw).ok()?;
         serde_json::from_slice(&json).ok()
-    }
-
-    /// Stores the device-code service identity.
-    pub async fn put_service(&self, rec: &StoredService) -> Result<(), StoreError> {
-        let key = Key::new(Namespace::Service, self.store_key(SERVICE_ID));
-        let json = serde_json::to_vec(rec).unwrap_or_default();
-        let sealed = self.sealer.seal(&key.to_bytes(), &json);
-        self.op(StoreOp::Put, self.backend.put(key, sealed, SERVICE_TTL))
-            .await
-    }
-
-    /// The device-code service identity, if someone signed it in.
-    pub async fn get_service(&self) -> Result<Option<StoredService>, StoreError> {
-        for hash in self.sealer.store_keys(SERVICE_ID) {
-            let key = Key::new(Namespace::Service, hash);
-            let Some(raw) = self.op(StoreOp::Get, self.backend.get(key)).await? else {
-                continue;
-            };
-            match self
-                .sealer
-                .open(&key.to_bytes(), &raw)
-                .map_err(Unreadable::from)
-                .and_then(|json| record::decode::<StoredService>(&json))
-            {
-                Ok(rec) => return Ok(Some(rec)),
-                Err(why) => {
-                    self.metrics.store.unreadable(why);
-                    tracing::warn!(
-                        reason = why.as_str(),
-                        "the stored service identity cannot be used; run `ado-auth-proxy login` again"
-                    );
-                }
-            }
-        }
-        Ok(None)
     }
 
     /// Housekeeping: forgets ended sessions here, expired entries in the
@@ -479,7 +477,7 @@ impl Sessions {
     }
 
     /// Runs a store operation: counts failures and marks the store down.
-    async fn op<T>(
+    pub(super) async fn op<T>(
         &self,
         name: StoreOp,
         f: impl Future<Output = Result<T, StoreError>>,
@@ -575,7 +573,8 @@ impl Sessions {
     }
 
     fn tombstone_ttl(&self, session: &Session) -> Duration {
-        (session.created + self.max)
+        session
+            .hard_end(self.max)
             .duration_since(self.clock.wall())
             .unwrap_or(Duration::from_secs(1))
             .max(Duration::from_secs(1))

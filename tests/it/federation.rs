@@ -162,15 +162,7 @@ async fn a_managed_identity_reaches_an_organization_of_another_tenant_through_an
         home.url()
     );
     let p = ProxyProcess::spawn(&toml(&ado, &plain), &[]);
-    let v: serde_json::Value = client()
-        .get(format!("http://{}{PROJECTS}", p.proxy))
-        .header("accept", "application/problem+json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = crate::support::problem(&format!("http://{}{PROJECTS}", p.proxy)).await;
     assert_eq!(
         v["type"], "urn:ado-auth-proxy:problem:service-wrong-directory",
         "{v}"

@@ -19,6 +19,7 @@ mod lfs;
 mod lifecycle;
 mod login;
 mod packages;
+mod personal_tokens;
 mod providers;
 mod service;
 mod sessions;

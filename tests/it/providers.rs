@@ -2,7 +2,6 @@
 //! fakes of both (`support::fake_idp`): certificate client assertions,
 //! refresh-token rotation, and every refresh failure handled by its cause.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use ado_auth_proxy::config::{Config, Provider, Secret};
@@ -905,35 +904,17 @@ async fn a_claims_challenge_that_needs_the_user_sends_the_browser_to_sign_in_wit
 /// sign-in with the claims and lands back on its page.
 #[tokio::test]
 async fn chromium_signs_in_again_with_the_claims_of_a_challenge() {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let s = setup(Duration::from_secs(3600), |_, _| {}).await;
     let page = format!("{}{PROJECTS}", s.url);
-    let mut child = tokio::process::Command::new("node")
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/browser_visits.mjs"))
-        .env("PAGE_URL", &page)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next = async || -> serde_json::Value {
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .expect("the browser reports")
-            .unwrap()
-            .expect("a line");
-        serde_json::from_str(&line).unwrap()
-    };
-    let first = next().await;
+    let mut peer = crate::support::peer::Peer::start("browser_visits.mjs", &[("PAGE_URL", &page)]);
+    let first = peer.next().await;
     assert_eq!(first["status"], 200, "{first}");
     assert_eq!(first["url"], page);
     assert_eq!(s.idp.authorize_queries().len(), 1);
 
     s.idp.cae_revoke(CAE_CLAIMS, true);
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"again\n").await.unwrap();
-    let second = next().await;
+    peer.go_on().await;
+    let second = peer.next().await;
     assert_eq!(second["status"], 200, "{second}");
     assert_eq!(second["url"], page, "back on the page it asked for");
     let queries = s.idp.authorize_queries();

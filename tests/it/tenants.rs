@@ -187,15 +187,7 @@ async fn a_service_identity_of_another_directory_is_named_at_start() {
     assert!(line("in the service identity's directory").contains("contoso"));
     assert!(line("backed by Microsoft accounts").contains("msaorg"));
     // The requests themselves then read why.
-    let v: serde_json::Value = crate::support::client()
-        .get(format!("http://{}/fabrikam/_apis/projects", p.proxy))
-        .header("accept", "application/problem+json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = crate::support::problem(&format!("http://{}/fabrikam/_apis/projects", p.proxy)).await;
     assert_eq!(
         v["type"], "urn:ado-auth-proxy:problem:service-wrong-directory",
         "{v}"

@@ -35,6 +35,10 @@ pub enum Namespace {
     Lease,
     /// Mode `service`'s device-code sign-in.
     Service,
+    /// A personal proxy token's pointer to its session.
+    PersonalToken,
+    /// A session's list of its personal tokens.
+    TokenIndex,
 }
 
 /// A store key: namespace plus the HMAC of the id.
@@ -125,6 +129,8 @@ impl Namespace {
             Self::Tombstone => b't',
             Self::Lease => b'l',
             Self::Service => b'i',
+            Self::PersonalToken => b'p',
+            Self::TokenIndex => b'x',
         }
     }
 }

@@ -18,12 +18,21 @@ use super::upstream::{FakeBody, respond};
 /// Serves one git request from `root`, demanding `Authorization: expected`
 /// first, as Azure DevOps does (401 with its Basic challenge otherwise).
 pub async fn serve(root: PathBuf, expected: String, req: Request<Incoming>) -> Response<FakeBody> {
-    if req
+    serve_checked(root, move |auth| auth == expected, req).await
+}
+
+/// [`serve`], accepting the `Authorization` values `accept` approves.
+pub async fn serve_checked(
+    root: PathBuf,
+    accept: impl Fn(&str) -> bool,
+    req: Request<Incoming>,
+) -> Response<FakeBody> {
+    let auth = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        != Some(expected.as_str())
-    {
+        .unwrap_or("");
+    if !accept(auth) {
         return respond(
             401,
             &[

@@ -4,6 +4,7 @@
 pub mod fake_idp;
 pub mod git_backend;
 pub mod oidc;
+pub mod peer;
 pub mod process;
 pub mod redis;
 pub mod upstream;
@@ -51,6 +52,19 @@ pub async fn start_with(config: Config, clock: Clock) -> Running {
         .with_test_writer()
         .try_init();
     app::start_with(config, clock).await.expect("proxy starts")
+}
+
+/// The problem+json answer to a GET of `url` (no credential).
+pub async fn problem(url: &str) -> serde_json::Value {
+    client()
+        .get(url)
+        .header("accept", "application/problem+json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// A reqwest client that never follows redirects.

@@ -124,6 +124,29 @@ impl RedisServer {
         Some(text.lines().next().unwrap_or_default().to_string())
     }
 
+    /// Every key and value the server holds, as (lossy) text: what a dump
+    /// of it would show.
+    pub fn dump_values(&self) -> String {
+        let keys = self.keys("*");
+        let mut conn = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], self.port))).unwrap();
+        conn.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut req = String::new();
+        for k in &keys {
+            req.push_str(&format!("*2\r\n$4\r\nDUMP\r\n${}\r\n{k}\r\n", k.len()));
+        }
+        conn.write_all(req.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = conn.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        format!("{}\n{}", keys.join("\n"), String::from_utf8_lossy(&out))
+    }
+
     /// Every key matching `pattern`.
     pub fn keys(&self, pattern: &str) -> Vec<String> {
         let mut conn = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], self.port))).unwrap();

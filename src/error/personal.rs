@@ -1,0 +1,91 @@
+//! Why a personal proxy token was refused, or a `/.auth/tokens` call
+//! failed, and what the client is told.
+
+use http::{HeaderValue, StatusCode, header};
+
+use crate::answer::Answer;
+
+/// The challenge a refused token is answered with: git's credential
+/// helper (or its prompt) answers it with the token as the password.
+pub const BASIC_CHALLENGE: &str = "Basic realm=\"ado-auth-proxy\", charset=\"UTF-8\"";
+
+/// Why a personal token or a token request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The presented token does not act for anyone (any more).
+    #[error("personal token refused: {reason}")]
+    Refused {
+        /// Why, for the client (no value).
+        reason: &'static str,
+        /// Where a new one is made.
+        tokens_url: String,
+    },
+    /// `/.auth/tokens` needs the browser session, not a token.
+    #[error("a signed-in browser session is needed")]
+    NeedsSession {
+        /// Where to sign in.
+        login_url: String,
+    },
+    /// A create request that cannot be served.
+    #[error("invalid token request: {0}")]
+    BadRequest(String),
+    /// `DELETE /.auth/tokens/{id}` for a token the session does not have.
+    #[error("no such token")]
+    NotFound,
+}
+
+// === impl TokenError ===
+
+impl TokenError {
+    pub(super) fn answer(&self) -> Answer {
+        match self {
+            Self::Refused { reason, tokens_url } => {
+                let mut ans = Answer::new(
+                    StatusCode::UNAUTHORIZED,
+                    "proxy-token-refused",
+                    "The proxy token was not accepted",
+                    format!(
+                        "{reason}. Sign in at {tokens_url} in a browser and create a new proxy \
+                         token there; send it as the password of HTTP Basic (any user name; git's \
+                         credential helper asks for it) or as Authorization: Bearer."
+                    ),
+                );
+                ans.headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(BASIC_CHALLENGE),
+                );
+                ans.action = Some(("Create a proxy token", tokens_url.clone()));
+                ans
+            }
+            Self::NeedsSession { login_url } => {
+                let mut ans = Answer::new(
+                    StatusCode::UNAUTHORIZED,
+                    "sign-in-required",
+                    "Sign-in required",
+                    format!(
+                        "Proxy tokens are managed from a signed-in browser: sign in at \
+                         {login_url}, then open /.auth/tokens. A proxy token cannot create or \
+                         list tokens."
+                    ),
+                );
+                ans.login_url = Some(login_url.clone());
+                ans.action = Some(("Sign in", login_url.clone()));
+                ans
+            }
+            Self::BadRequest(why) => Answer::new(
+                StatusCode::BAD_REQUEST,
+                "token-request-invalid",
+                "The token request cannot be served",
+                format!("{why}."),
+            ),
+            Self::NotFound => Answer::new(
+                StatusCode::NOT_FOUND,
+                "token-not-found",
+                "No such token",
+                "This sign-in has no token with that id (revoked already, expired, or created \
+                 from another sign-in)."
+                    .into(),
+            ),
+        }
+    }
+}
