@@ -97,6 +97,7 @@ impl Default for AuthConfig {
             login_timeout: Duration::from_secs(10 * 60),
             organization_tenant_ttl: Duration::from_secs(60 * 60),
             personal_tokens: None,
+            accept_client_tokens: false,
             max_token_lifetime: Duration::from_secs(90 * 86_400),
             provider_timeout: Duration::from_secs(15),
             source: None,

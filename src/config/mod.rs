@@ -235,6 +235,10 @@ pub struct AuthConfig {
     /// Entra provider (whose refresh tokens a token's session may use
     /// beside the browser's), off with the others.
     pub personal_tokens: Option<bool>,
+    /// Mode `user`, Entra: a request carrying its own Entra access token
+    /// for Azure DevOps (signed by an admitted tenant, not expired, its
+    /// user on the allowlists) is forwarded with it, without a session.
+    pub accept_client_tokens: bool,
     /// The longest lifetime of a personal proxy token.
     #[serde(with = "humantime_serde")]
     pub max_token_lifetime: Duration,

@@ -32,6 +32,10 @@ pub enum TokenError {
     /// `DELETE /.auth/tokens/{id}` for a token the session does not have.
     #[error("no such token")]
     NotFound,
+    /// A client's own Entra token (`auth.accept_client_tokens`) that
+    /// does not pass.
+    #[error("client token refused: {0}")]
+    ClientTokenRefused(String),
 }
 
 // === impl TokenError ===
@@ -78,6 +82,26 @@ impl TokenError {
                 "The token request cannot be served",
                 format!("{why}."),
             ),
+            Self::ClientTokenRefused(why) => {
+                let mut ans = Answer::new(
+                    StatusCode::UNAUTHORIZED,
+                    "client-token-refused",
+                    "Your Entra token was not accepted",
+                    format!(
+                        "The proxy accepts clients' own Entra access tokens for Azure DevOps, but \
+                         not this one: {why}. Get a new one (az account get-access-token \
+                         --resource 499b84ac-1321-427f-aa17-267ca6975798) with an account this \
+                         proxy admits, or sign in in a browser."
+                    ),
+                );
+                ans.headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer realm=\"ado-auth-proxy\", error=\"invalid_token\"",
+                    ),
+                );
+                ans
+            }
             Self::NotFound => Answer::new(
                 StatusCode::NOT_FOUND,
                 "token-not-found",

@@ -180,9 +180,18 @@ impl Identity {
             Self::Pat(pat) => Ok(Credential::Replace(pat.header()?)),
             // Boxed: the sign-in future (refresh, provider call) is large
             // and would otherwise inflate every request's future, PAT or not.
-            Self::User(login) => Ok(Credential::User(Box::new(
-                Box::pin(login.credential(headers, return_to, org)).await?,
-            ))),
+            Self::User(login) => match Box::pin(login.credential(headers, return_to, org)).await {
+                Ok(user) => Ok(Credential::User(Box::new(user))),
+                // No session: a client's own valid Entra token passes as
+                // it is, when that is allowed.
+                Err(e @ Error::NeedsLogin { .. }) => {
+                    match Box::pin(login.client_token(headers)).await? {
+                        true => Ok(Credential::PassThrough),
+                        false => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            },
             Self::Service(s, _) => Ok(Credential::Service(Box::pin(s.header()).await?)),
         }
     }

@@ -7,6 +7,7 @@
 //! Entra, legacy Azure DevOps OAuth or any OIDC issuer; `tenants.rs`
 //! gets tokens of other directories for their organizations.
 
+mod client_tokens;
 pub mod cookies;
 mod endpoints;
 mod personal;
@@ -41,6 +42,8 @@ pub struct Login {
     directories: Option<tenants::OrgDirectories>,
     /// Personal proxy tokens, when on.
     personal: Option<personal::PersonalTokens>,
+    /// Clients' own Entra tokens, when accepted.
+    client_tokens: Option<client_tokens::ClientTokens>,
     /// Mode `service`: sign-ins become the service identity; notified.
     service_sink: Option<Arc<tokio::sync::Notify>>,
     jar: CookieJar,
@@ -224,6 +227,13 @@ impl Login {
                 None => personal::PersonalTokens::new(config),
                 Some(_) => None,
             },
+            client_tokens: match (kind, &service_sink) {
+                (ProviderKind::Entra, None) => client_tokens::ClientTokens::new(
+                    config,
+                    IdpHttp::new(auth, &config.upstream, metrics.clone())?,
+                ),
+                _ => None,
+            },
             store,
             service_sink,
             jar: CookieJar::new(&config.session.cookie_name, secure),
@@ -406,6 +416,13 @@ impl Login {
         }
     }
 
+    /// A client's own Entra token in `headers` that may be forwarded as
+    /// it is (`auth.accept_client_tokens`); an error says why a bad one
+    /// is not.
+    pub async fn client_token(&self, headers: &HeaderMap) -> Result<bool, Error> {
+        self.client_token_passes(headers).await
+    }
+
     /// Who signs users in.
     pub fn provider_kind(&self) -> ProviderKind {
         self.provider.kind()
@@ -492,6 +509,12 @@ impl Allowlist {
         .into_iter()
         .flatten()
         .collect()
+    }
+
+    /// Whether tokens of tenant `tid` may be checked at all: it is
+    /// listed, or any tenant is (`["*"]`).
+    fn admits_tenant(&self, tid: &str) -> bool {
+        self.tenants.iter().any(|t| t == "*" || t == tid)
     }
 
     /// Why `user` may not sign in, or `None` when they may.

@@ -160,34 +160,9 @@ impl Login {
                 let (name, days) = read_request(req, form).await?;
                 self.create_answer(&session, &name, days, max, form).await
             }
-            (Method::DELETE, Some(id)) => {
-                let n = self.store.revoke_tokens(&session.user, Some(id)).await?;
-                if n == 0 {
-                    return Err(TokenError::NotFound.into());
-                }
-                self.metrics.login.token(TokenOutcome::Revoked);
-                let mut resp = Response::new(ProxyBody::empty());
-                *resp.status_mut() = StatusCode::NO_CONTENT;
-                Ok(resp)
-            }
+            (Method::DELETE, Some(id)) => self.revoke_answer(&session, id, false).await,
             // The page's forms: revoke one, or all.
-            (Method::POST, Some(id)) => {
-                let which = (id != "all").then_some(id);
-                let n = self.store.revoke_tokens(&session.user, which).await?;
-                if n == 0 && which.is_some() {
-                    return Err(TokenError::NotFound.into());
-                }
-                for _ in 0..n {
-                    self.metrics.login.token(TokenOutcome::Revoked);
-                }
-                let mut resp = Response::new(ProxyBody::empty());
-                *resp.status_mut() = StatusCode::SEE_OTHER;
-                resp.headers_mut().insert(
-                    header::LOCATION,
-                    http::HeaderValue::from_static("/.auth/tokens"),
-                );
-                Ok(resp)
-            }
+            (Method::POST, Some(id)) => self.revoke_answer(&session, id, true).await,
             _ => Err(crate::error::LoginError::MethodNotAllowed {
                 allowed: if id.is_some() {
                     "DELETE, POST"
@@ -198,6 +173,35 @@ impl Login {
             }
             .into()),
         }
+    }
+
+    /// Revokes token `id` (`all` from the page's form): 204 for the API,
+    /// back to the page for a form.
+    async fn revoke_answer(
+        &self,
+        session: &Session,
+        id: &str,
+        form: bool,
+    ) -> Result<Response<ProxyBody>, Error> {
+        let which = (!(form && id == "all")).then_some(id);
+        let n = self.store.revoke_tokens(&session.user, which).await?;
+        if n == 0 && which.is_some() {
+            return Err(TokenError::NotFound.into());
+        }
+        for _ in 0..n {
+            self.metrics.login.token(TokenOutcome::Revoked);
+        }
+        let mut resp = Response::new(ProxyBody::empty());
+        if form {
+            *resp.status_mut() = StatusCode::SEE_OTHER;
+            resp.headers_mut().insert(
+                header::LOCATION,
+                http::HeaderValue::from_static("/.auth/tokens"),
+            );
+        } else {
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+        }
+        Ok(resp)
     }
 
     async fn list_answer(

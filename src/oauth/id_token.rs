@@ -28,6 +28,30 @@ pub struct Jwks {
     cached: RwLock<Option<(JwkSet, Instant)>>,
 }
 
+/// What an Entra access token says about its holder.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer (`https://sts.windows.net/{tid}/` or `…/{tid}/v2.0`).
+    pub iss: String,
+    /// Tenant.
+    #[serde(default)]
+    pub tid: Option<String>,
+    /// Object id of the user or service principal.
+    #[serde(default)]
+    pub oid: Option<String>,
+    /// A user's UPN (v1 tokens).
+    #[serde(default)]
+    pub upn: Option<String>,
+    /// A user's name (v1 tokens without `upn`).
+    #[serde(default)]
+    pub unique_name: Option<String>,
+    /// A user's name (v2 tokens).
+    #[serde(default)]
+    pub preferred_username: Option<String>,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+}
+
 /// What the ID token says about the user.
 #[derive(Debug, Clone, Deserialize)]
 pub struct IdClaims {
@@ -145,6 +169,28 @@ impl Jwks {
         }
     }
 
+    /// Validates an access token someone else obtained (a client's own
+    /// Entra token for Azure DevOps): signature by these keys, one of
+    /// `audiences`, expiry. The issuer and tenant are the caller's to
+    /// judge from the claims.
+    pub async fn verify_access(
+        &self,
+        http: &IdpHttp,
+        token: &str,
+        audiences: &[&str],
+    ) -> Result<AccessClaims, IdTokenError> {
+        let header = asymmetric_header(token)?;
+        let key = self.key_for(http, header.kid.as_deref()).await?;
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = LEEWAY_SECS;
+        validation.set_audience(audiences);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.validate_nbf = true;
+        jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
+            .map(|d| d.claims)
+            .map_err(|e| IdTokenError::Invalid(e.to_string()))
+    }
+
     /// Validates `token` and returns its claims.
     pub async fn verify(
         &self,
@@ -154,26 +200,7 @@ impl Jwks {
         issuer: &ExpectedIssuer,
         nonce: Option<&str>,
     ) -> Result<IdClaims, IdTokenError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| IdTokenError::Invalid(e.to_string()))?;
-        // Only asymmetric algorithms: never let the token pick HS256 or none.
-        if !matches!(
-            header.alg,
-            Algorithm::RS256
-                | Algorithm::RS384
-                | Algorithm::RS512
-                | Algorithm::PS256
-                | Algorithm::PS384
-                | Algorithm::PS512
-                | Algorithm::ES256
-                | Algorithm::ES384
-                | Algorithm::EdDSA
-        ) {
-            return Err(IdTokenError::Invalid(format!(
-                "signing algorithm {:?} not accepted",
-                header.alg
-            )));
-        }
+        let header = asymmetric_header(token)?;
         let key = self.key_for(http, header.kid.as_deref()).await?;
         let mut validation = Validation::new(header.alg);
         validation.leeway = LEEWAY_SECS;
@@ -205,4 +232,29 @@ impl Jwks {
         }
         Ok(claims)
     }
+}
+
+/// A token's header, refused unless it names an asymmetric algorithm:
+/// never let a token pick HS256 or none.
+fn asymmetric_header(token: &str) -> Result<jsonwebtoken::Header, IdTokenError> {
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|e| IdTokenError::Invalid(e.to_string()))?;
+    if !matches!(
+        header.alg,
+        Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512
+            | Algorithm::ES256
+            | Algorithm::ES384
+            | Algorithm::EdDSA
+    ) {
+        return Err(IdTokenError::Invalid(format!(
+            "signing algorithm {:?} not accepted",
+            header.alg
+        )));
+    }
+    Ok(header)
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod cae;
 mod cli;
+mod client_tokens;
 mod cors;
 mod deploy;
 mod diagnose;

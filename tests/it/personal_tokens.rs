@@ -469,3 +469,33 @@ async fn signing_out_keeps_tokens_unless_asked_to_revoke_them() {
         assert_eq!(with_bearer(&p, token).await.status(), 401);
     }
 }
+
+/// When the owner's refresh token is revoked, the token stops with an
+/// answer naming the page where a new one is made.
+#[tokio::test]
+async fn a_token_stops_readably_when_its_refresh_token_is_gone() {
+    let idp = FakeIdp::start(Duration::from_secs(2)).await;
+    let up = ado(&idp, std::env::temp_dir()).await;
+    let p = spawn(&toml(&up, &idp, "store = \"memory\""));
+    let b = signed_in(&p).await;
+    let (_, token) = create(&p, &b, "nightly").await;
+    assert_eq!(with_bearer(&p, &token).await.status(), 200);
+    idp.set_mode(fake_idp::Mode::Revoked);
+    // The access token runs out; the refresh is refused.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let resp = with_bearer(&p, &token).await;
+    assert_eq!(resp.status(), 401);
+    assert!(
+        resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["adoAuthProxy"]["id"], "proxy-token-refused", "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("refresh token") && message.contains("/.auth/tokens"),
+        "{message}"
+    );
+}

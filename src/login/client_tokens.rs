@@ -1,0 +1,166 @@
+//! Clients' own Entra tokens (opt-in, `auth.accept_client_tokens`): a
+//! tool that already holds an Entra access token for Azure DevOps (for
+//! example from `az account get-access-token --resource
+//! 499b84ac-1321-427f-aa17-267ca6975798`) may send it instead of signing
+//! in. The proxy checks the signature against the token's tenant's keys
+//! (only for tenants it admits, so nobody makes it fetch keys of others),
+//! the audience, the expiry and the allowlists, then forwards it as is.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use http::{HeaderMap, header};
+use url::Url;
+
+use super::Login;
+use crate::config::{ADO_RESOURCE, Config};
+use crate::error::{Error, TokenError};
+use crate::oauth::id_token::{AccessClaims, Jwks};
+use crate::oauth::idp::IdpHttp;
+use crate::session::UserInfo;
+
+/// The audiences Azure DevOps tokens carry: the resource id (v1 and v2
+/// tokens) or its v1 URI.
+const AUDIENCES: &[&str] = &[ADO_RESOURCE, "https://app.vssps.visualstudio.com"];
+/// At most this many validated tokens are remembered.
+const MAX_REMEMBERED: usize = 10_000;
+
+/// `auth.accept_client_tokens`.
+pub(super) struct ClientTokens {
+    http: IdpHttp,
+    authority: Url,
+    /// Each admitted tenant's signing keys, fetched on first use.
+    keys: DashMap<String, Arc<Jwks>>,
+    /// SHA-256 of tokens already checked, and their expiry (s).
+    valid: DashMap<[u8; 32], u64>,
+}
+
+impl ClientTokens {
+    /// The settings, when on.
+    pub(super) fn new(config: &Config, http: IdpHttp) -> Option<Self> {
+        config.auth.accept_client_tokens.then(|| Self {
+            http,
+            authority: config.auth.effective_authority(),
+            keys: DashMap::new(),
+            valid: DashMap::new(),
+        })
+    }
+}
+
+impl Login {
+    /// Whether the request carries an Entra access token for Azure DevOps
+    /// that may pass as it is: `Ok(false)` when it carries none (or the
+    /// feature is off), an error naming why when it carries a bad one.
+    pub(super) async fn client_token_passes(&self, headers: &HeaderMap) -> Result<bool, Error> {
+        let Some(ct) = &self.client_tokens else {
+            return Ok(false);
+        };
+        let Some(token) = bearer_jwt(headers) else {
+            return Ok(false);
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
+        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(digest.as_ref());
+        if ct.valid.get(&hash).is_some_and(|exp| *exp > now) {
+            return Ok(true);
+        }
+        let tid = self.admitted_tenant(token)?;
+        let keys = ct
+            .keys
+            .entry(tid.clone())
+            .or_insert_with(|| {
+                let base = ct.authority.as_str().trim_end_matches('/');
+                let uri = Url::parse(&format!("{base}/{tid}/discovery/v2.0/keys"))
+                    .unwrap_or_else(|_| ct.authority.clone());
+                Arc::new(Jwks::new(uri))
+            })
+            .clone();
+        let claims = keys
+            .verify_access(&ct.http, token, AUDIENCES)
+            .await
+            .map_err(|e| refused(e.to_string()))?;
+        self.holder_allowed(&claims, tid, &ct.authority)?;
+        if ct.valid.len() >= MAX_REMEMBERED {
+            ct.valid.retain(|_, exp| *exp > now);
+        }
+        if ct.valid.len() < MAX_REMEMBERED {
+            ct.valid.insert(hash, claims.exp);
+        }
+        Ok(true)
+    }
+}
+
+fn refused(why: String) -> Error {
+    Error::from(TokenError::ClientTokenRefused(why))
+}
+
+impl Login {
+    /// The tenant an unverified token names, when this proxy admits it:
+    /// it decides whose keys are fetched, so only admitted ones are.
+    fn admitted_tenant(&self, token: &str) -> Result<String, Error> {
+        let unverified: AccessClaims = crate::assertion::jwt_payload(token)
+            .ok_or_else(|| refused("it is not a readable JWT".into()))?;
+        let tid = unverified
+            .tid
+            .map(|t| t.to_ascii_lowercase())
+            .ok_or_else(|| refused("it names no tenant (tid)".into()))?;
+        if uuid::Uuid::parse_str(&tid).is_err() || !self.allow.admits_tenant(&tid) {
+            return Err(refused(format!(
+                "its tenant {tid} is not one this proxy admits (auth.allowed_tenants)"
+            )));
+        }
+        Ok(tid)
+    }
+
+    /// A verified token's issuer is its tenant's, and its holder passes
+    /// the allowlists.
+    fn holder_allowed(
+        &self,
+        claims: &AccessClaims,
+        tid: String,
+        authority: &Url,
+    ) -> Result<(), Error> {
+        let issuers = [
+            format!("https://sts.windows.net/{tid}/"),
+            format!("{}/{tid}/v2.0", authority.as_str().trim_end_matches('/')),
+        ];
+        let same_tenant = claims.tid.as_deref().map(str::to_ascii_lowercase) == Some(tid.clone());
+        if !issuers.contains(&claims.iss) || !same_tenant {
+            return Err(refused(format!(
+                "its issuer {:?} is not its tenant's",
+                claims.iss
+            )));
+        }
+        let user = UserInfo {
+            upn: claims
+                .upn
+                .clone()
+                .or(claims.unique_name.clone())
+                .or(claims.preferred_username.clone()),
+            object_id: claims.oid.clone(),
+            tenant: Some(tid),
+            ..UserInfo::default()
+        };
+        match self.allow.refuse(&user) {
+            Some(why) => Err(refused(why)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A JWT in `Authorization: Bearer` (not a proxy token).
+fn bearer_jwt(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer")
+        && token.len() <= 16 * 1024
+        && token.split('.').count() == 3
+        && token.starts_with("eyJ"))
+    .then_some(token)
+}
