@@ -32,6 +32,9 @@ impl Login {
         if ctx.path() == "/.auth/tokens" || ctx.path().starts_with("/.auth/tokens/") {
             return Box::pin(self.tokens_endpoint(req, ctx)).await;
         }
+        if ctx.path() == "/.auth/pats" || ctx.path().starts_with("/.auth/pats/") {
+            return Box::pin(self.pats_endpoint(req, ctx)).await;
+        }
         let allowed: &[Method] = match ctx.path() {
             "/.auth/login" | "/.auth/me" => &[Method::GET],
             "/.auth/callback" => &[Method::GET, Method::POST],

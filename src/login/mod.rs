@@ -10,6 +10,7 @@
 mod client_tokens;
 pub mod cookies;
 mod endpoints;
+mod pats;
 mod personal;
 pub mod provider;
 pub mod redirect;
@@ -44,6 +45,8 @@ pub struct Login {
     personal: Option<personal::PersonalTokens>,
     /// Clients' own Entra tokens, when accepted.
     client_tokens: Option<client_tokens::ClientTokens>,
+    /// Entra: Azure DevOps' PAT lifecycle API, for `/.auth/pats`.
+    pats: Option<pats::PatApi>,
     /// Mode `service`: sign-ins become the service identity; notified.
     service_sink: Option<Arc<tokio::sync::Notify>>,
     jar: CookieJar,
@@ -226,6 +229,10 @@ impl Login {
             personal: match service_sink {
                 None => personal::PersonalTokens::new(config),
                 Some(_) => None,
+            },
+            pats: match (kind, &service_sink) {
+                (ProviderKind::Entra, None) => pats::PatApi::new(config).transpose()?,
+                _ => None,
             },
             client_tokens: match (kind, &service_sink) {
                 (ProviderKind::Entra, None) => client_tokens::ClientTokens::new(

@@ -25,7 +25,9 @@ pub fn safe_return_path(rd: &str) -> Option<&str> {
     }
     // The proxy's own endpoints are no place to land (logout loops),
     // except its pages for people.
-    if (rd.starts_with("/.auth/") || rd == "/.auth") && rd != "/.auth/tokens" {
+    let page = rd.split(['?', '#']).next().unwrap_or(rd);
+    let for_people = matches!(page, "/.auth/tokens" | "/.auth/pats");
+    if (rd.starts_with("/.auth/") || rd == "/.auth") && !for_people {
         return None;
     }
     Some(rd)
@@ -88,9 +90,15 @@ mod tests {
             "/a\r\nSet-Cookie:x=y",
             "/a%0d%0aSet-Cookie:x=y",
             "/.auth/logout",
+            "/.auth/tokens/../logout",
+            "/.auth/callback?code=x",
             "evil.example",
         ] {
             assert_eq!(safe_return_path(bad), None, "{bad:?}");
+        }
+        // The proxy's pages for people are places to land.
+        for page in ["/.auth/tokens", "/.auth/pats", "/.auth/pats?org=contoso"] {
+            assert_eq!(safe_return_path(page), Some(page));
         }
     }
 }

@@ -20,6 +20,7 @@ mod lfs;
 mod lifecycle;
 mod login;
 mod packages;
+mod pats;
 mod personal_tokens;
 mod providers;
 mod service;
