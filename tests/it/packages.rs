@@ -272,23 +272,17 @@ async fn run(mut cmd: tokio::process::Command) -> std::process::Output {
     out
 }
 
-#[tokio::test]
-async fn npm_installs_a_package_and_its_tarball_through_the_proxy() {
-    let dir = tempfile::tempdir().unwrap();
-    let (up, _p, base) = feed_and_proxy(dir.path()).await;
-    let project = dir.path().join("project");
+/// `npm install left-pad` in a new project under `dir` whose `.npmrc`
+/// is `npmrc`.
+async fn npm_install(dir: &Path, npmrc: &str) {
+    let project = dir.join("project");
     std::fs::create_dir_all(&project).unwrap();
     std::fs::write(
         project.join("package.json"),
         r#"{"name":"p","version":"1.0.0"}"#,
     )
     .unwrap();
-    // No token on the client side: the proxy has it.
-    std::fs::write(
-        project.join(".npmrc"),
-        format!("registry={base}/npm/registry/\n"),
-    )
-    .unwrap();
+    std::fs::write(project.join(".npmrc"), npmrc).unwrap();
     let mut cmd = tokio::process::Command::new("npm");
     cmd.current_dir(&project)
         .args([
@@ -298,10 +292,18 @@ async fn npm_installs_a_package_and_its_tarball_through_the_proxy() {
             "--no-fund",
             "--no-update-notifier",
         ])
-        .env("npm_config_cache", dir.path().join("cache"))
-        .env("npm_config_userconfig", dir.path().join("no-user-npmrc"));
+        .env("npm_config_cache", dir.join("cache"))
+        .env("npm_config_userconfig", dir.join("no-user-npmrc"));
     run(cmd).await;
     assert!(project.join("node_modules/left-pad/index.js").exists());
+}
+
+#[tokio::test]
+async fn npm_installs_a_package_and_its_tarball_through_the_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (up, _p, base) = feed_and_proxy(dir.path()).await;
+    // No token on the client side: the proxy has it.
+    npm_install(dir.path(), &format!("registry={base}/npm/registry/\n")).await;
     all_through_the_proxy(&up, 2);
     assert!(
         up.requests()
@@ -402,4 +404,82 @@ async fn the_nuget_service_index_names_only_proxy_urls() {
             format!("{public}query2/"),
         ]
     );
+}
+
+/// Mode user: npm and pip carry a signed-in user's personal proxy token
+/// in their usual configuration; the feed sees the user's Azure DevOps
+/// token and never the proxy token.
+#[tokio::test]
+async fn npm_and_pip_use_a_personal_proxy_token_in_mode_user() {
+    use crate::support::fake_idp::{self, FakeIdp};
+    let dir = tempfile::tempdir().unwrap();
+    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
+    let feed = Feed::build(dir.path());
+    let up = FakeUpstream::recording(move |r| feed.answer(r)).await;
+    let mut c = fake_idp::entra_config(&up.url(), &idp);
+    c.upstream
+        .hosts
+        .insert("pkgs".into(), Url::parse(&up.url()).unwrap());
+    let p = support::start_with(c, idp.clock()).await;
+    let host = p.proxy_addr.to_string();
+    let b = crate::support::oidc::Browser::new();
+    assert_eq!(
+        fake_idp::sign_in(&b, &format!("http://{host}"), None)
+            .await
+            .status(),
+        302
+    );
+    let v: serde_json::Value = b
+        .http
+        .post(format!("http://{host}/.auth/tokens"))
+        .json(&serde_json::json!({"name": "packages"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = v["token"].as_str().unwrap().to_string();
+
+    let registry = format!("//{host}/.hosts/pkgs{FEED}/npm/registry/");
+    npm_install(
+        dir.path(),
+        &format!("registry=http:{registry}\n{registry}:_authToken={token}\n"),
+    )
+    .await;
+
+    let mut pip = tokio::process::Command::new(python());
+    pip.args([
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+    ])
+    .args(["--no-cache-dir", "--index-url"])
+    .arg(format!(
+        "http://me:{token}@{host}/.hosts/pkgs{FEED}/pypi/simple/"
+    ))
+    .args(["tiny-html", "-d"])
+    .arg(dir.path().join("wheels"))
+    .env("PIP_CONFIG_FILE", "/dev/null");
+    run(pip).await;
+    assert!(
+        dir.path()
+            .join("wheels/tiny_html-1.0-py3-none-any.whl")
+            .exists()
+    );
+
+    let check = idp.checker();
+    let seen = up.requests();
+    assert!(seen.len() >= 4);
+    for r in &seen {
+        let auth = r.headers["authorization"].to_str().unwrap();
+        assert!(
+            check(auth).is_ok(),
+            "the user's token upstream: {} {auth}",
+            r.uri
+        );
+        assert!(!auth.contains(&token[4..]), "never the proxy token");
+    }
 }
