@@ -989,3 +989,47 @@ async fn legacy_secret_rotation(as_directory: bool) {
         assert!((0.0..600.0).contains(&age), "{slot}: {age}\n{m}");
     }
 }
+
+/// With the legacy provider there are no proxy tokens (its refresh
+/// tokens are single-use), git keeps the readable 403, and the PAT page
+/// says the lifecycle API takes only Entra tokens. With Entra and
+/// `personal_tokens = false`, git gets the same 403.
+#[tokio::test]
+async fn without_proxy_tokens_git_reads_a_403_and_the_pat_page_says_why() {
+    let s = legacy(Duration::from_secs(3600), LEGACY_SECRET).await;
+    let b = s.signed_in().await;
+    let resp = b.navigate(&format!("{}/.auth/pats", s.url)).await;
+    assert_eq!(resp.status(), 404);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("accepts only Microsoft Entra tokens"),
+        "{text}"
+    );
+    let tokens = b.navigate(&format!("{}/.auth/tokens", s.url)).await;
+    assert_eq!(
+        tokens.status(),
+        404,
+        "no proxy tokens with the legacy provider"
+    );
+
+    let off = setup(Duration::from_secs(3600), |c, _| {
+        c.auth.personal_tokens = Some(false)
+    })
+    .await;
+    for url in [&s.url, &off.url] {
+        let resp = crate::support::client()
+            .get(format!(
+                "{url}/contoso/proj/_git/r/info/refs?service=git-upload-pack"
+            ))
+            .header("user-agent", "git/2.47.3")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{url}");
+        let body = resp.text().await.unwrap();
+        assert!(
+            body.contains("Sign in at") && !body.contains("/.auth/tokens"),
+            "{body}"
+        );
+    }
+}
