@@ -67,16 +67,7 @@ impl OrgDirectories {
             return None;
         }
         let build = || {
-            let tls = crate::tls::client_config(config.upstream.ca_file.as_deref())
-                .map_err(|e| format!("{}: {}", e.key, e.message))?;
-            let http = reqwest::Client::builder()
-                .tls_backend_preconfigured(tls)
-                .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(config.upstream.connect_timeout)
-                .timeout(a.provider_timeout)
-                .user_agent(concat!("ado-auth-proxy/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| format!("upstream: cannot build an HTTP client: {e}"))?;
+            let http = super::upstream_client(config)?;
             let allowed: Vec<String> = a
                 .allowed_tenants
                 .iter()

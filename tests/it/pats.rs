@@ -110,11 +110,8 @@ async fn lifecycle_api(idp: &FakeIdp) -> FakeUpstream {
     .await
 }
 
-#[tokio::test]
-async fn a_signed_in_user_manages_their_azure_devops_pats() {
-    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
-    let ado = fake_idp::fake_ado(&idp).await;
-    let vssps = lifecycle_api(&idp).await;
+/// The binary in mode user (Entra) with `vssps` at the fake API.
+fn proxy(ado: &FakeUpstream, vssps: &FakeUpstream, idp: &FakeIdp) -> ProxyProcess {
     let toml = format!(
         "[upstream]\nurl = \"{}\"\n[upstream.hosts]\nvssps = \"{}/\"\n[auth]\nmode = \"user\"\n\
          provider = \"entra\"\ntenant = \"{TENANT}\"\nclient_id = \"{CLIENT_ID}\"\n\
@@ -123,10 +120,18 @@ async fn a_signed_in_user_manages_their_azure_devops_pats() {
         vssps.url(),
         idp.url()
     );
-    let p = ProxyProcess::spawn(
+    ProxyProcess::spawn(
         &toml,
         &[("ADO_AUTH_PROXY_AUTH__CLIENT_SECRET", CLIENT_SECRET)],
-    );
+    )
+}
+
+#[tokio::test]
+async fn a_signed_in_user_manages_their_azure_devops_pats() {
+    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
+    let ado = fake_idp::fake_ado(&idp).await;
+    let vssps = lifecycle_api(&idp).await;
+    let p = proxy(&ado, &vssps, &idp);
     let base = format!("http://{}", p.proxy);
     let b = Browser::new();
     assert_eq!(fake_idp::sign_in(&b, &base, None).await.status(), 302);
@@ -224,18 +229,7 @@ async fn chromium_creates_sees_once_and_revokes_a_pat() {
     let idp = FakeIdp::start(Duration::from_secs(3600)).await;
     let ado = fake_idp::fake_ado(&idp).await;
     let vssps = lifecycle_api(&idp).await;
-    let toml = format!(
-        "[upstream]\nurl = \"{}\"\n[upstream.hosts]\nvssps = \"{}/\"\n[auth]\nmode = \"user\"\n\
-         provider = \"entra\"\ntenant = \"{TENANT}\"\nclient_id = \"{CLIENT_ID}\"\n\
-         authority_host = \"{}\"\n[session]\nstore = \"memory\"\n",
-        ado.url(),
-        vssps.url(),
-        idp.url()
-    );
-    let p = ProxyProcess::spawn(
-        &toml,
-        &[("ADO_AUTH_PROXY_AUTH__CLIENT_SECRET", CLIENT_SECRET)],
-    );
+    let p = proxy(&ado, &vssps, &idp);
     let page = format!("http://{}/.auth/pats?org=contoso", p.proxy);
     let mut peer = crate::support::peer::Peer::start(
         "pats_page.mjs",
