@@ -483,7 +483,16 @@ level = "trace,hyper=debug,hyper_util=debug,reqwest=debug,h2=info"
     secrets.extend(issued);
     assert!(secrets.len() >= 12, "collected {secrets:?}");
 
-    let logs = proxy.logs();
+    // The child's stderr is read by a thread: the last lines may still be
+    // on their way when the answer arrives.
+    let mut logs = proxy.logs();
+    for _ in 0..100 {
+        if logs.contains("refresh refused") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        logs = proxy.logs();
+    }
     assert!(logs.contains("signed in"), "the logs are captured: {logs}");
     assert!(logs.contains("refresh refused"), "{logs}");
     // The embedded session database holds sealed records only.
