@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -28,10 +27,8 @@ use crate::config::Config;
 use crate::connection::{Connections, Limits, Tracked};
 use crate::metrics::Metrics;
 use crate::proxy::{BuildError, Proxy};
+use crate::serve;
 use crate::tls::{self, TlsError};
-
-/// Time a client gets to finish the TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -141,31 +138,34 @@ pub async fn start_with(config: Config, clock: Clock) -> Result<Running, StartEr
     let metrics = Arc::new(Metrics::new(Registry::new())?);
     let health = Arc::new(Health::default());
     let proxy = Proxy::new(&config, &plan, &bound.public_url, metrics.clone(), &clock)?;
-    let tls = tls_acceptor(&config)?;
-    let http = Arc::new(http_builder(&config));
-    let connections = Connections::new(
-        limits(&config),
-        Some(metrics.connections.open.clone()),
-        Some(metrics.connections.refused.clone()),
-    );
+    let shared = serve::Shared {
+        proxy,
+        tls: tls_acceptor(&config)?,
+        http: Arc::new(serve::http_builder(&config)),
+        connections: Connections::new(
+            limits(&config),
+            Some(metrics.connections.open.clone()),
+            Some(metrics.connections.refused.clone()),
+        ),
+    };
     let admin = Admin::new(health.clone(), metrics);
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let store_health = health.clone();
-    proxy.spawn_tasks(
+    shared.proxy.spawn_tasks(
         &shutdown_rx,
         Arc::new(move |up| store_health.set_store_up(up)),
     );
     let (stop_accepting, stop_rx) = watch::channel(false);
     let (stop_admin, admin_rx) = watch::channel(false);
-    let accept = tokio::spawn(accept_loop(
-        bound.proxy,
-        tls,
-        proxy,
-        http,
-        connections,
-        stop_rx,
-    ));
+    let workers = serve::Workers::start(bound.proxy, &shared, &stop_rx).map_err(|source| {
+        StartError::Bind {
+            key: "listen.workers",
+            addr: bound.proxy_addr,
+            source,
+        }
+    })?;
+    let accept = (workers, shared.connections.clone());
     let admin_limits = Limits {
         max: ADMIN_MAX_CONNECTIONS,
         ..limits(&config)
@@ -179,6 +179,7 @@ pub async fn start_with(config: Config, clock: Clock) -> Result<Running, StartEr
         public_url = %bound.public_url,
         upstream = %config.upstream.url,
         auth = ?config.auth.mode,
+        workers = serve::worker_count(&config),
         "listening"
     );
 
@@ -204,7 +205,7 @@ pub async fn start_with(config: Config, clock: Clock) -> Result<Running, StartEr
 
 /// Both listeners, bound, and the URL clients use.
 struct Bound {
-    proxy: TcpListener,
+    proxy: serve::Listeners,
     admin: TcpListener,
     proxy_addr: SocketAddr,
     admin_addr: SocketAddr,
@@ -213,9 +214,14 @@ struct Bound {
 
 impl Bound {
     async fn new(config: &Config) -> Result<Self, StartError> {
-        let proxy = bind("listen.address", config.listen.address).await?;
+        let proxy = serve::Listeners::bind(config.listen.address, serve::worker_count(config))
+            .map_err(|source| StartError::Bind {
+                key: "listen.address",
+                addr: config.listen.address,
+                source,
+            })?;
         let admin = bind("admin.address", config.admin.address).await?;
-        let proxy_addr = local_addr("listen.address", &proxy, config.listen.address)?;
+        let proxy_addr = proxy.addr;
         let admin_addr = local_addr("admin.address", &admin, config.admin.address)?;
         let public_url = match &config.listen.public_url {
             Some(url) => url.clone(),
@@ -260,8 +266,12 @@ struct Phases {
     grace: Duration,
 }
 
-/// A listener's stop switch and its accept task.
+/// The admin listener's stop switch and its accept task.
 type Listening<T> = (watch::Sender<bool>, tokio::task::JoinHandle<T>);
+
+/// The proxy listener's stop switch, its serving threads and their
+/// connections.
+type Serving = (watch::Sender<bool>, (serve::Workers, Arc<Connections>));
 
 /// Waits for the signal, then: not ready, `delay`, stop accepting, drain
 /// the connections until `grace` is over, stop the admin listener.
@@ -269,7 +279,7 @@ async fn shutdown_sequence(
     mut signal: watch::Receiver<bool>,
     health: Arc<Health>,
     phases: Phases,
-    (stop_accepting, accept): Listening<Arc<Connections>>,
+    (stop_accepting, (mut workers, connections)): Serving,
     (stop_admin, admin_task): Listening<()>,
 ) {
     // An error means the handle was dropped: shut down as well.
@@ -278,16 +288,16 @@ async fn shutdown_sequence(
     health.set_ready(false);
     tokio::time::sleep(phases.delay).await;
     stop_accepting.send_replace(true);
-    if let Ok(connections) = accept.await {
-        let left = phases.grace.saturating_sub(started.elapsed());
-        let open = connections.drain(left).await;
-        if open > 0 {
-            tracing::warn!(
-                connections = open,
-                "shutdown_grace ran out; closing remaining connections"
-            );
-        }
+    workers.stopped_accepting().await;
+    let left = phases.grace.saturating_sub(started.elapsed());
+    let open = connections.drain(left).await;
+    if open > 0 {
+        tracing::warn!(
+            connections = open,
+            "shutdown_grace ran out; closing remaining connections"
+        );
     }
+    workers.finish().await;
     stop_admin.send_replace(true);
     let _ = admin_task.await;
 }
@@ -319,126 +329,8 @@ fn derive_public_url(addr: SocketAddr, tls: bool) -> Result<Url, StartError> {
         .map_err(|_| StartError::PublicUrl(addr))
 }
 
-fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.listen.header_read_timeout)
-        .max_buf_size(config.listen.max_header_bytes)
-        // One flattened write per response instead of writev: 6-8% less
-        // CPU per small request in an A/B run of scripts/bench.sh's load;
-        // the extra copy of large bodies is bounded by max_buf_size.
-        .writev(false);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(config.listen.max_header_bytes).unwrap_or(u32::MAX))
-        // WebSockets over HTTP/2 (RFC 8441), tunnelled by proxy::tunnel.
-        .enable_connect_protocol()
-        .keep_alive_interval(Duration::from_secs(30));
-    builder
-}
-
 /// Admin connections open at once: probes and scrapes, nothing more.
 const ADMIN_MAX_CONNECTIONS: usize = 64;
-
-/// What a client over `listen.max_connections` reads before the
-/// connection closes (plain HTTP only; a TLS client is just closed).
-const OVER_LIMIT: &str = "The proxy is serving as many connections as listen.max_connections \
-allows. Try again in a moment.\n";
-
-/// Accepts until told to stop; returns the listener's connections, to
-/// drain.
-async fn accept_loop(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    proxy: Proxy,
-    http: Arc<auto::Builder<TokioExecutor>>,
-    connections: Arc<Connections>,
-    mut stop: watch::Receiver<bool>,
-) -> Arc<Connections> {
-    loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off a little.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let Some(slot) = connections.admit() else {
-            refuse_over_limit(stream, remote, tls.is_some());
-            continue;
-        };
-        let proxy = proxy.clone();
-        let http = http.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let activity = slot.activity();
-            let service = service_fn(move |req| {
-                let proxy = proxy.clone();
-                let request = activity.begin();
-                async move {
-                    let resp = proxy.serve(req, remote).await;
-                    Ok::<_, std::convert::Infallible>(resp.map(|b| Tracked::new(b, request)))
-                }
-            });
-            let result = match tls {
-                None => {
-                    let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    slot.drive(conn, |c| c.graceful_shutdown()).await
-                }
-                Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
-                        Ok(Ok(tls_stream)) => {
-                            let conn = http
-                                .serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
-                            slot.drive(conn, |c| c.graceful_shutdown()).await
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%remote, "TLS handshake timed out");
-                            return;
-                        }
-                    }
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%remote, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    connections
-}
-
-/// Answers a connection over the limit with a readable 503 (plain HTTP)
-/// or just closes it (TLS), without holding a task for long.
-fn refuse_over_limit(mut stream: tokio::net::TcpStream, remote: SocketAddr, tls: bool) {
-    tracing::warn!(%remote, "listen.max_connections reached; connection refused");
-    if tls {
-        return;
-    }
-    tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
-        let answer = format!(
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
-             Retry-After: 1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{OVER_LIMIT}",
-            OVER_LIMIT.len()
-        );
-        let _ =
-            tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
-    });
-}
 
 async fn admin_loop(
     listener: TcpListener,

@@ -26,5 +26,6 @@ mod page;
 mod proxy;
 mod request;
 pub mod seal;
+mod serve;
 pub mod session;
 mod tls;

@@ -20,6 +20,7 @@ impl Default for ListenConfig {
             idle_timeout: Duration::from_secs(90),
             max_connections: 10_000,
             max_tunnels: 1_000,
+            workers: 0,
             tunnel_idle_timeout: Duration::from_secs(300),
             cors_allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),

@@ -49,6 +49,9 @@ pub struct Config {
     pub session: SessionConfig,
 }
 
+/// Most serving threads `listen.workers` may ask for.
+pub const MAX_WORKERS: usize = 256;
+
 /// `[listen]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -87,6 +90,10 @@ pub struct ListenConfig {
     /// Connections served at once; a connection beyond it is answered
     /// `503` and closed (counted in `ado_proxy_connections_refused_total`).
     pub max_connections: usize,
+    /// Serving threads, each with its own listening socket
+    /// (`SO_REUSEPORT`) and upstream connections; 0 means one per core the
+    /// process may use (its CPU quota counted).
+    pub workers: usize,
     /// WebSocket and other upgraded connections tunnelled at once; an
     /// upgrade beyond it is refused with 503 naming this key.
     pub max_tunnels: usize,

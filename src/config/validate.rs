@@ -67,6 +67,15 @@ fn listen(config: &Config, out: &mut Vec<Problem>) {
             "must be between 1 and 1000000 (10000 is the default)",
         ));
     }
+    if l.workers > super::MAX_WORKERS {
+        out.push(Problem::new(
+            "listen.workers",
+            format!(
+                "must be between 0 and {} (0, the default, starts one per core)",
+                super::MAX_WORKERS
+            ),
+        ));
+    }
     tunnels_and_cors(l, out);
     for (i, host) in l.allowed_hosts.iter().enumerate() {
         if crate::host::HostName::parse(host).is_none() {

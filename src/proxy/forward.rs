@@ -3,17 +3,29 @@
 //! time-to-first-byte timeouts. Bodies stream both ways. Upgrades
 //! (WebSockets) go through a second, HTTP/1.1-only client: HTTP/1.1's
 //! `Upgrade` does not exist in HTTP/2.
+//!
+//! Each serving thread has its own `Forwarder`. Against an HTTP/1.1
+//! upstream, a client connection's requests go on an upstream connection
+//! of its own ([`super::affinity`]); an upstream that picks HTTP/2 is
+//! remembered and served by the pool's multiplexed connection.
 
-use std::error::Error as _;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{Request, Response, Uri};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connection as _, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower_service::Service as _;
 
+use super::affinity::{Downstream, Idle, Take};
 use super::route::Upstream;
 use crate::body::CountedBody;
 use crate::config::UpstreamConfig;
@@ -21,11 +33,26 @@ use crate::error::Error;
 use crate::metrics::UpstreamErrorKind;
 use crate::tls::{self, TlsError};
 
+type Pooled = Client<HttpsConnector<HttpConnector>, CountedBody>;
+
 /// Sends requests upstream.
 pub struct Forwarder {
-    client: Client<HttpsConnector<HttpConnector>, CountedBody>,
-    upgrades: Client<HttpsConnector<HttpConnector>, CountedBody>,
+    client: Pooled,
+    upgrades: Pooled,
+    /// What a pool of its own is built from.
+    connectors: Connectors,
+    /// This serving thread's upstream connections between clients.
+    idle: Arc<Idle>,
     response_timeout: Duration,
+}
+
+/// The connectors (TLS settings included) and pool settings, kept to
+/// build more pools.
+#[derive(Clone)]
+struct Connectors {
+    any: HttpsConnector<HttpConnector>,
+    http1: HttpsConnector<HttpConnector>,
+    pool_idle_timeout: Duration,
 }
 
 // === impl Forwarder ===
@@ -33,26 +60,99 @@ pub struct Forwarder {
 impl Forwarder {
     /// Builds the pooled clients from `[upstream]`.
     pub fn new(config: &UpstreamConfig) -> Result<Self, TlsError> {
+        let connectors = Connectors {
+            any: connector(config, true)?,
+            http1: connector(config, false)?,
+            pool_idle_timeout: config.pool_idle_timeout,
+        };
         Ok(Self {
-            client: client(config, true)?,
-            upgrades: client(config, false)?,
+            client: connectors.pool(true),
+            upgrades: connectors.pool(false),
+            idle: Arc::new(Idle::new(connectors.pool_idle_timeout)),
+            connectors,
             response_timeout: config.response_timeout,
         })
+    }
+
+    /// The same settings with pools of its own (empty).
+    pub fn with_own_pool(&self) -> Self {
+        Self {
+            client: self.connectors.pool(true),
+            upgrades: self.connectors.pool(false),
+            idle: Arc::new(Idle::new(self.connectors.pool_idle_timeout)),
+            connectors: self.connectors.clone(),
+            response_timeout: self.response_timeout,
+        }
+    }
+
+    /// A client connection from `remote`, whose requests get an upstream
+    /// connection of their own.
+    pub fn downstream(&self, remote: SocketAddr) -> Downstream {
+        Downstream::new(remote, Some(self.idle.clone()))
     }
 
     /// Sends `req` to `upstream` and waits for the response headers (at
     /// most `response_timeout`); the body then streams without a deadline.
     /// Dropping the returned future cancels the upstream request.
-    pub async fn send(
-        &self,
+    ///
+    /// The exchange is one boxed future: the request future, which holds
+    /// it, stays small (see proxy's tests).
+    pub fn send<'a>(
+        &'a self,
         req: Request<CountedBody>,
-        upstream: &Upstream,
-    ) -> Result<Response<Incoming>, Error> {
-        let client = if req.headers().contains_key(http::header::UPGRADE) {
+        upstream: &'a Upstream,
+        downstream: Option<&'a Downstream>,
+    ) -> Pin<Box<dyn Future<Output = Result<Response<Incoming>, Error>> + Send + 'a>> {
+        let upgrade = req.headers().contains_key(http::header::UPGRADE);
+        let own = !upgrade && !upstream.speaks_h2.load(Ordering::Relaxed);
+        if let Some(d) = downstream.filter(|d| own && d.keeps_connections()) {
+            match d.take(&upstream.name) {
+                Take::Pool => {}
+                Take::Own(own) => return Box::pin(self.send_own(own.sender, req, upstream, d)),
+                Take::Open => return Box::pin(self.open_and_send(req, upstream, d)),
+            }
+        }
+        let client = if upgrade {
             &self.upgrades
         } else {
             &self.client
         };
+        Box::pin(self.send_pooled(client, req, upstream))
+    }
+
+    /// Sends on a connection of the serving thread's idle list, or a new
+    /// one, and gives it to `downstream`.
+    async fn open_and_send(
+        &self,
+        req: Request<CountedBody>,
+        upstream: &Upstream,
+        downstream: &Downstream,
+    ) -> Result<Response<Incoming>, Error> {
+        let sender = match downstream.idle_connection(&upstream.name) {
+            Some(own) => own.sender,
+            None => match self.connect(req.uri(), upstream).await {
+                Ok(Some(sender)) => sender,
+                Ok(None) => {
+                    // HTTP/2: the pool multiplexes it for every client.
+                    downstream.release();
+                    return self.send_pooled(&self.client, req, upstream).await;
+                }
+                Err(e) => {
+                    downstream.release();
+                    return Err(e);
+                }
+            },
+        };
+        self.send_own(sender, req, upstream, downstream).await
+    }
+
+    /// Sends on the shared pool.
+    async fn send_pooled(
+        &self,
+        client: &Pooled,
+        req: Request<CountedBody>,
+        upstream: &Upstream,
+    ) -> Result<Response<Incoming>, Error> {
         match tokio::time::timeout(self.response_timeout, client.request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => {
@@ -63,22 +163,108 @@ impl Forwarder {
                 };
                 Err(upstream.failed(kind, innermost(&e)))
             }
-            Err(_) => Err(upstream.failed(
-                UpstreamErrorKind::Timeout,
-                format!(
-                    "no response within {} (upstream.response_timeout)",
-                    humantime::format_duration(self.response_timeout)
-                ),
-            )),
+            Err(_) => Err(self.timed_out(upstream)),
         }
+    }
+
+    /// Sends on the client connection's own upstream connection, and keeps
+    /// it for the next request. A request the connection closed on before
+    /// sending it goes to the pool instead.
+    async fn send_own(
+        &self,
+        mut sender: SendRequest<CountedBody>,
+        mut req: Request<CountedBody>,
+        upstream: &Upstream,
+        downstream: &Downstream,
+    ) -> Result<Response<Incoming>, Error> {
+        // The connection is to the upstream already: origin form, and the
+        // Host that hyper's pooled client would have set.
+        let origin = origin_form(req.uri());
+        let absolute = std::mem::replace(req.uri_mut(), origin);
+        req.headers_mut()
+            .insert(http::header::HOST, upstream.host.clone());
+        let sent = tokio::time::timeout(self.response_timeout, sender.try_send_request(req)).await;
+        match sent {
+            Ok(Ok(resp)) => {
+                downstream.put_back(&upstream.name, sender);
+                Ok(resp)
+            }
+            Ok(Err(mut e)) => {
+                downstream.release();
+                match e.take_message() {
+                    Some(mut req) => {
+                        // Not sent (the upstream closed the idle
+                        // connection): safe to send again.
+                        *req.uri_mut() = absolute;
+                        req.headers_mut().remove(http::header::HOST);
+                        self.send_pooled(&self.client, req, upstream).await
+                    }
+                    None => Err(upstream.failed(UpstreamErrorKind::Protocol, innermost(e.error()))),
+                }
+            }
+            Err(_) => {
+                downstream.release();
+                Err(self.timed_out(upstream))
+            }
+        }
+    }
+
+    /// A new HTTP/1.1 connection to `uri`'s upstream, driven by a task of
+    /// this serving thread; `None` when the upstream chose HTTP/2 (ALPN),
+    /// which is then noted so that its requests go to the pool.
+    async fn connect(
+        &self,
+        uri: &Uri,
+        upstream: &Upstream,
+    ) -> Result<Option<SendRequest<CountedBody>>, Error> {
+        let mut connector = self.connectors.any.clone();
+        let failed = |e: &(dyn std::error::Error + 'static)| {
+            upstream.failed(UpstreamErrorKind::Connect, innermost(e))
+        };
+        std::future::poll_fn(|cx| connector.poll_ready(cx))
+            .await
+            .map_err(|e| failed(&*e))?;
+        let io = connector.call(uri.clone()).await.map_err(|e| failed(&*e))?;
+        if io.connected().is_negotiated_h2() {
+            upstream.speaks_h2.store(true, Ordering::Relaxed);
+            return Ok(None);
+        }
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            // Flattened writes, as on the server side (see serve.rs).
+            .writev(false)
+            .handshake(io)
+            .await
+            .map_err(|e| failed(&e))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(Some(sender))
+    }
+
+    fn timed_out(&self, upstream: &Upstream) -> Error {
+        upstream.failed(
+            UpstreamErrorKind::Timeout,
+            format!(
+                "no response within {} (upstream.response_timeout)",
+                humantime::format_duration(self.response_timeout)
+            ),
+        )
     }
 }
 
-/// A pooled client; `http2` offers HTTP/2 by ALPN besides HTTP/1.1.
-fn client(
+/// `uri` without scheme and authority.
+fn origin_form(uri: &Uri) -> Uri {
+    uri.path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()))
+}
+
+/// A connector; `http2` offers HTTP/2 by ALPN besides HTTP/1.1.
+fn connector(
     config: &UpstreamConfig,
     http2: bool,
-) -> Result<Client<HttpsConnector<HttpConnector>, CountedBody>, TlsError> {
+) -> Result<HttpsConnector<HttpConnector>, TlsError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(config.connect_timeout));
@@ -88,22 +274,31 @@ fn client(
         .with_tls_config(tls::client_config(config.ca_file.as_deref())?)
         .https_or_http()
         .enable_http1();
-    let connector = if http2 {
+    Ok(if http2 {
         builder.enable_http2().wrap_connector(http)
     } else {
         builder.wrap_connector(http)
-    };
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(config.pool_idle_timeout)
-        // Flattened writes, as on the server side (see app.rs).
-        .http1_writev(false)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector))
+    })
+}
+
+// === impl Connectors ===
+
+impl Connectors {
+    /// A pooled client; `http2` offers HTTP/2 by ALPN besides HTTP/1.1.
+    fn pool(&self, http2: bool) -> Pooled {
+        let connector = if http2 { &self.any } else { &self.http1 };
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(self.pool_idle_timeout)
+            // Flattened writes, as on the server side (see serve.rs).
+            .http1_writev(false)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector.clone())
+    }
 }
 
 /// The most specific message in an error's chain ("Connection refused").
-fn innermost(e: &hyper_util::client::legacy::Error) -> String {
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
     let mut messages = vec![e.to_string()];
     let mut source = e.source();
     while let Some(s) = source {

@@ -2,6 +2,7 @@
 //! credential, forward it, and fix up the response (headers, `Location`,
 //! discovery documents). Every failure goes to [`crate::error::into_response`].
 
+mod affinity;
 pub mod callers;
 mod cors;
 pub mod forward;
@@ -28,6 +29,7 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use url::Url;
 
+pub use self::affinity::Downstream;
 use self::forward::Forwarder;
 use self::reading::{Bounded, Rewrite, is_encoded, read_bounded};
 use self::rewrite::{MAX_DISCOVERY_BYTES, UrlMap};
@@ -47,6 +49,8 @@ use crate::tls::TlsError;
 #[derive(Clone)]
 pub struct Proxy {
     inner: Arc<Inner>,
+    /// This serving thread's upstream pool (see [`Proxy::for_worker`]).
+    forwarder: Arc<Forwarder>,
 }
 
 struct Inner {
@@ -108,9 +112,11 @@ impl Proxy {
             &config.listen.cors_allowed_origins,
         );
         let urls = Arc::new(UrlMap::new(public_url, &router));
+        let forwarder = Forwarder::new(&config.upstream)?;
         Ok(Self {
+            forwarder: Arc::new(forwarder.with_own_pool()),
             inner: Arc::new(Inner {
-                forwarder: Forwarder::new(&config.upstream)?,
+                forwarder,
                 identity: Identity::from_config(config, plan, public_url, metrics.clone(), clock)?,
                 callers: match plan {
                     AuthPlan::Pat | AuthPlan::Service(_) => {
@@ -132,6 +138,22 @@ impl Proxy {
                 check_at_start: config.auth.check_pat_at_start,
             }),
         })
+    }
+
+    /// The same proxy with a pool of upstream connections of its own, for
+    /// one serving thread: its requests never wait on another thread's
+    /// connections.
+    pub fn for_worker(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            forwarder: Arc::new(self.inner.forwarder.with_own_pool()),
+        }
+    }
+
+    /// A client connection from `remote`, as its requests reach Azure
+    /// DevOps (with an upstream connection of its own).
+    pub fn downstream(&self, remote: SocketAddr) -> Downstream {
+        self.forwarder.downstream(remote)
     }
 
     /// Starts the identity's background tasks (see
@@ -169,12 +191,20 @@ impl Proxy {
         });
     }
 
-    /// Serves one request from `remote`. Never fails: errors become
+    /// Serves one request of `downstream`. Never fails: errors become
     /// responses. Dropping the future (client gone) cancels the upstream
     /// request.
-    pub async fn serve(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<ProxyBody> {
+    pub async fn serve(
+        &self,
+        req: Request<Incoming>,
+        downstream: &Downstream,
+    ) -> Response<ProxyBody> {
         let mut record = AccessRecord::start(self.inner.metrics.clone(), RequestCtx::new(&req));
-        let mut resp = match self.inner.pipeline(req, remote, &mut record).await {
+        let via = Via {
+            forwarder: &self.forwarder,
+            downstream,
+        };
+        let mut resp = match self.inner.pipeline(req, via, &mut record).await {
             Ok(resp) => resp,
             Err(e) => {
                 if let Error::Upstream { upstream, kind, .. } = &e {
@@ -196,6 +226,24 @@ impl Proxy {
     }
 }
 
+/// How one request reaches Azure DevOps: the serving thread's pool, and
+/// the client connection it came on.
+#[derive(Clone, Copy)]
+struct Via<'a> {
+    forwarder: &'a Forwarder,
+    downstream: &'a Downstream,
+}
+
+impl<'a> Via<'a> {
+    fn send(
+        self,
+        req: Request<CountedBody>,
+        upstream: &'a route::Upstream,
+    ) -> impl Future<Output = Result<Response<Incoming>, Error>> + 'a {
+        self.forwarder.send(req, upstream, Some(self.downstream))
+    }
+}
+
 impl Inner {
     /// The whole pipeline of one request: the origin and caller checks,
     /// `/.auth/`, the route, the credential, the exchange with Azure
@@ -204,9 +252,10 @@ impl Inner {
     async fn pipeline(
         &self,
         mut req: Request<Incoming>,
-        remote: SocketAddr,
+        via: Via<'_>,
         record: &mut AccessRecord,
     ) -> Result<Response<ProxyBody>, Error> {
+        let remote = via.downstream.remote;
         if let Some(preflight) = self.admit(&mut req, remote, record)? {
             return Ok(preflight);
         }
@@ -241,7 +290,7 @@ impl Inner {
         // once, if it has no body to replay.
         let retry = (credential.refreshable() && bodyless).then(|| clone_head(&upstream_req));
         let sent = Instant::now();
-        let mut resp = self.forwarder.send(upstream_req, upstream).await?;
+        let mut resp = via.send(upstream_req, upstream).await?;
         let renewed = self
             .identity
             .after_upstream(
@@ -255,7 +304,7 @@ impl Inner {
             drop(resp);
             again.headers_mut().insert(header::AUTHORIZATION, header);
             let again = again.map(|()| CountedBody::empty(self.metrics.clone()));
-            resp = self.forwarder.send(again, upstream).await?;
+            resp = via.send(again, upstream).await?;
         }
         upstream.duration.observe(sent.elapsed().as_secs_f64());
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -534,8 +583,8 @@ mod tests {
             std::mem::size_of::<Fut>()
         }
         let size = future_size(|p, r| async move {
-            p.serve(r, std::net::SocketAddr::from(([127, 0, 0, 1], 1)))
-                .await
+            let d = p.downstream(std::net::SocketAddr::from(([127, 0, 0, 1], 1)));
+            p.serve(r, &d).await
         });
         assert!(size <= 4096, "serve() future is {size} bytes");
     }

@@ -34,7 +34,7 @@ pub(super) async fn credential_reaches_organizations(inner: Arc<Inner>, credenti
         else {
             continue;
         };
-        match inner.forwarder.send(req, target.upstream).await {
+        match inner.forwarder.send(req, target.upstream, None).await {
             Ok(resp)
                 if resp.status().is_success()
                     && resp.status() != StatusCode::NON_AUTHORITATIVE_INFORMATION =>
@@ -75,7 +75,7 @@ pub(super) async fn directories_match(inner: Arc<Inner>, tenant: String) {
         else {
             continue;
         };
-        let resp = match inner.forwarder.send(req, target.upstream).await {
+        let resp = match inner.forwarder.send(req, target.upstream, None).await {
             Ok(resp) => resp,
             Err(e) => {
                 tracing::warn!(organization = %org, error = %e, "could not look up the organization's directory");

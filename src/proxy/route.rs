@@ -33,6 +33,13 @@ pub struct Upstream {
     org_scoped: bool,
     /// Time to response headers, this host's series (resolved once).
     pub duration: Histogram,
+    /// The `Host` header for it: the name, and the port when it is not
+    /// the scheme's default (as hyper's pooled client writes it).
+    pub host: http::HeaderValue,
+    /// Whether it chose HTTP/2 when offered (ALPN): its requests then
+    /// share the pool's multiplexed connection instead of connections of
+    /// their own (see forward.rs).
+    pub speaks_h2: std::sync::atomic::AtomicBool,
 }
 
 /// Maps request paths to upstream URLs.
@@ -55,6 +62,17 @@ pub struct Target<'a> {
     pub organization: Option<std::ops::Range<usize>>,
 }
 
+/// `host[:port]` of `base`, the port only when not the default.
+fn host_header(base: &Url) -> http::HeaderValue {
+    let host = base.host_str().unwrap_or_default();
+    let value = match base.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    // A URL's host and port are always a valid header value.
+    http::HeaderValue::try_from(value).unwrap_or(http::HeaderValue::from_static("localhost"))
+}
+
 // === impl Upstream ===
 
 impl Upstream {
@@ -65,6 +83,8 @@ impl Upstream {
             prefix: base.as_str().trim_end_matches('/').to_string(),
             org_scoped,
             duration: metrics.upstream.host(name),
+            host: host_header(base),
+            speaks_h2: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

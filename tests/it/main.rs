@@ -6,6 +6,7 @@ mod support;
 mod cae;
 mod cli;
 mod client_tokens;
+mod connections;
 mod cors;
 mod deploy;
 mod diagnose;

@@ -141,6 +141,11 @@ fn each_mistake_names_its_key() {
             "between 1",
         ),
         (
+            "[listen]\nworkers = 1000",
+            "listen.workers",
+            "between 0 and 256",
+        ),
+        (
             "[listen]\nmax_tunnels = 0",
             "listen.max_tunnels",
             "between 1",

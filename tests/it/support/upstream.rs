@@ -28,7 +28,14 @@ pub struct Recorded {
     pub version: Version,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The address the request's connection came from (the proxy's
+    /// side of an upstream connection).
+    pub peer: SocketAddr,
 }
+
+/// The connection's remote address, as a request extension.
+#[derive(Clone, Copy)]
+struct Peer(SocketAddr);
 
 type Handler = Arc<
     dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<FakeBody>> + Send>>
@@ -110,6 +117,10 @@ impl FakeUpstream {
                         .map(|p| p.to_string())
                         .unwrap_or_default(),
                     version: parts.version,
+                    peer: parts
+                        .extensions
+                        .get::<Peer>()
+                        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0),
                     headers: parts.headers,
                     body,
                 };
@@ -131,13 +142,14 @@ impl FakeUpstream {
         let acceptor = tls.map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)));
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let Ok((stream, peer)) = listener.accept().await else {
                     continue;
                 };
                 let handler = handler.clone();
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
+                    let svc = service_fn(move |mut req: Request<Incoming>| {
+                        req.extensions_mut().insert(Peer(peer));
                         let handler = handler.clone();
                         async move { Ok::<_, Infallible>(handler(req).await) }
                     });
