@@ -5,10 +5,14 @@
 # from one client to a static nginx upstream; the difference of the two
 # totals divided by 1,000 is the cost of one request.
 #
+# COUNT=allocations counts heap allocations per request instead (valgrind's
+# dhat: its "Total: ... in N blocks").
+#
 # Usage: scripts/bench-instructions.sh [BASELINE_BIN]
 # Installs valgrind and nginx with apt-get when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+COUNT=${COUNT:-instructions}
 
 missing=()
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
@@ -26,6 +30,8 @@ ADMIN_PORT=${ADMIN_PORT:-18184}
 # total BIN N: callgrind's instruction total for N requests through BIN.
 total() {
   local work; work=$(mktemp -d)
+  local tool=(--tool=callgrind --callgrind-out-file="$work/cg.out")
+  [ "$COUNT" = allocations ] && tool=(--tool=dhat --dhat-out-file="$work/dhat.out")
   cat >"$work/up.conf" <<C
 worker_processes 1; daemon on; pid $work/up.pid; error_log $work/e.log warn;
 events { worker_connections 1024; }
@@ -42,8 +48,7 @@ C
   ADO_AUTH_PROXY_UPSTREAM__URL=http://127.0.0.1:$UP_PORT ADO_AUTH_PROXY_AUTH__MODE=pat \
   ADO_AUTH_PROXY_AUTH__PAT_FILE=$work/pat ADO_AUTH_PROXY_LOG__LEVEL=warn \
   ADO_AUTH_PROXY_LISTEN__SHUTDOWN_DELAY=0s \
-    valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$1" --config "$work/b.toml" \
-    2>"$work/v.log" &
+    valgrind "${tool[@]}" "$1" --config "$work/b.toml" 2>"$work/v.log" &
   local vp=$!
   python3 - "$PROXY_PORT" "$2" <<'P'
 import http.client, socket, sys, time
@@ -60,17 +65,23 @@ for _ in range(n):
 P
   kill -TERM "$vp"; wait "$vp" || true
   kill "$(cat "$work/up.pid")"
-  sed -n 's/^summary: //p' "$work/cg.out"
+  if [ "$COUNT" = allocations ]; then
+    sed -n 's/.*Total: *[0-9,]* bytes in \([0-9,]*\) blocks.*/\1/p' "$work/v.log" | tr -d ,
+  else
+    sed -n 's/^summary: //p' "$work/cg.out"
+  fi
   rm -rf "$work"
 }
 
 per_request() {
   local small large
   small=$(total "$1" 200); large=$(total "$1" 1200)
-  echo $(( (large - small) / 1000 ))
+  python3 -c "print(round(($large - $small) / 1000, 1))"
 }
 
-echo "proxy: $(per_request target/release/ado-auth-proxy) instructions per request"
+unit="instructions"
+[ "$COUNT" = allocations ] && unit="allocations"
+echo "proxy: $(per_request target/release/ado-auth-proxy) $unit per request"
 if [ $# -ge 1 ]; then
-  echo "baseline: $(per_request "$1") instructions per request"
+  echo "baseline: $(per_request "$1") $unit per request"
 fi

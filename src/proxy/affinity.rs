@@ -35,6 +35,8 @@ pub struct Own {
 pub struct Downstream {
     /// The client's address.
     pub remote: SocketAddr,
+    /// Its `X-Forwarded-For` entry, made once.
+    pub forwarded_for: http::HeaderValue,
     slot: Mutex<Slot>,
     /// Where the own connection goes when the client leaves.
     idle: Option<Arc<Idle>>,
@@ -75,6 +77,7 @@ impl Downstream {
     pub fn new(remote: SocketAddr, idle: Option<Arc<Idle>>) -> Self {
         Self {
             remote,
+            forwarded_for: super::headers::forwarded_for(remote),
             slot: Mutex::new(Slot::Empty),
             idle,
         }

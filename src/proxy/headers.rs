@@ -20,7 +20,18 @@ const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 /// `Transfer-Encoding` and `Upgrade`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Runs twice per request: allocate only when there is something to do.
-    if headers.contains_key(header::CONNECTION) {
+    // `close` and `keep-alive`, the usual tokens, are removed below anyway.
+    let names_more = |v: &HeaderValue| {
+        v.to_str().map_or(true, |v| {
+            v.split(',').any(|n| {
+                let n = n.trim();
+                !n.is_empty()
+                    && !n.eq_ignore_ascii_case("close")
+                    && !n.eq_ignore_ascii_case("keep-alive")
+            })
+        })
+    };
+    if headers.get_all(header::CONNECTION).iter().any(names_more) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
@@ -60,10 +71,17 @@ pub fn remove_prefixed(headers: &mut HeaderMap, prefix: &str) {
     }
 }
 
-/// Prepares a client's request headers for the upstream.
+/// A client address as an `X-Forwarded-For` entry, made once per
+/// connection.
+pub fn forwarded_for(client: SocketAddr) -> HeaderValue {
+    HeaderValue::try_from(client.ip().to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+/// Prepares a client's request headers for the upstream; `client_ip` is
+/// the client's [`forwarded_for`].
 pub fn prepare_request(
     headers: &mut HeaderMap,
-    client: SocketAddr,
+    client_ip: &HeaderValue,
     scheme: &'static str,
     original_host: Option<HeaderValue>,
     credential: Option<&HeaderValue>,
@@ -72,13 +90,18 @@ pub fn prepare_request(
     // The client library sets Host from the upstream URI.
     headers.remove(header::HOST);
 
-    let client_ip = client.ip().to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {client_ip}"),
-        None => client_ip,
+    let appended = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
+        Some(prev) => HeaderValue::from_bytes(&[prev, b", ", client_ip.as_bytes()].concat()).ok(),
+        None => Some(client_ip.clone()),
     };
-    if let Ok(v) = HeaderValue::try_from(forwarded_for) {
-        headers.insert(X_FORWARDED_FOR, v);
+    match appended {
+        Some(v) => {
+            headers.insert(X_FORWARDED_FOR, v);
+        }
+        // The client's list was not a header value we can extend.
+        None => {
+            headers.insert(X_FORWARDED_FOR, client_ip.clone());
+        }
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
     match original_host {
@@ -132,6 +155,25 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_header_naming_only_close_or_keep_alive_still_goes() {
+        for value in ["close", "Keep-Alive", "keep-alive, close", " , close"] {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONNECTION, HeaderValue::from_static(value));
+            h.insert(KEEP_ALIVE, HeaderValue::from_static("timeout=5"));
+            h.insert("x-keep", HeaderValue::from_static("yes"));
+            strip_hop_by_hop(&mut h);
+            let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+            assert_eq!(left, ["x-keep"], "{value}");
+        }
+        // A named header among them is still removed.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, X-Hop"));
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty(), "{h:?}");
+    }
+
+    #[test]
     fn request_gets_forwarding_headers_and_credential() {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("localhost:8080"));
@@ -142,7 +184,7 @@ mod tests {
         );
         prepare_request(
             &mut h,
-            "127.0.0.1:5555".parse().unwrap(),
+            &forwarded_for("127.0.0.1:5555".parse().unwrap()),
             "http",
             Some(HeaderValue::from_static("localhost:8080")),
             Some(&HeaderValue::from_static("Basic abc")),
@@ -153,5 +195,14 @@ mod tests {
         assert_eq!(h[FED_AUTH_REDIRECT], "Suppress");
         assert_eq!(h[header::AUTHORIZATION], "Basic abc");
         assert!(h.get(header::HOST).is_none());
+        h.remove(X_FORWARDED_FOR);
+        prepare_request(
+            &mut h,
+            &forwarded_for("[2001:db8::1]:5555".parse().unwrap()),
+            "http",
+            None,
+            None,
+        );
+        assert_eq!(h[X_FORWARDED_FOR], "2001:db8::1");
     }
 }

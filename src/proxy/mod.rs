@@ -255,8 +255,7 @@ impl Inner {
         via: Via<'_>,
         record: &mut AccessRecord,
     ) -> Result<Response<ProxyBody>, Error> {
-        let remote = via.downstream.remote;
-        if let Some(preflight) = self.admit(&mut req, remote, record)? {
+        if let Some(preflight) = self.admit(&mut req, via.downstream.remote, record)? {
             return Ok(preflight);
         }
         if record.ctx().route == RouteClass::Auth {
@@ -276,7 +275,7 @@ impl Inner {
         let mut upstream_req = self.upstream_request(
             req,
             target.uri,
-            remote,
+            &via.downstream.forwarded_for,
             record.ctx(),
             rewrite != Rewrite::None,
             &credential,
@@ -396,7 +395,7 @@ impl Inner {
         &self,
         req: Request<Incoming>,
         uri: http::Uri,
-        remote: SocketAddr,
+        client_ip: &HeaderValue,
         ctx: &RequestCtx,
         identity_encoding: bool,
         credential: &Credential,
@@ -410,7 +409,7 @@ impl Inner {
         });
         headers::prepare_request(
             &mut parts.headers,
-            remote,
+            client_ip,
             self.scheme,
             original_host,
             credential.header(),

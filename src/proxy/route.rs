@@ -40,6 +40,9 @@ pub struct Upstream {
     /// share the pool's multiplexed connection instead of connections of
     /// their own (see forward.rs).
     pub speaks_h2: std::sync::atomic::AtomicBool,
+    /// Scheme and authority, when the base URL has no path: the client's
+    /// path and query then go upstream as they are, with no copy.
+    origin: Option<(http::uri::Scheme, http::uri::Authority)>,
 }
 
 /// Maps request paths to upstream URLs.
@@ -60,6 +63,15 @@ pub struct Target<'a> {
     /// Where the organization is in the request path (byte range), when
     /// the upstream is organization-scoped and the path names one.
     pub organization: Option<std::ops::Range<usize>>,
+}
+
+/// The scheme and authority of `base` when it has no path.
+fn origin_of(base: &Url) -> Option<(http::uri::Scheme, http::uri::Authority)> {
+    if base.path() != "/" || base.query().is_some() {
+        return None;
+    }
+    let uri: Uri = base.as_str().parse().ok()?;
+    Some((uri.scheme()?.clone(), uri.authority()?.clone()))
 }
 
 /// `host[:port]` of `base`, the port only when not the default.
@@ -85,7 +97,24 @@ impl Upstream {
             duration: metrics.upstream.host(name),
             host: host_header(base),
             speaks_h2: std::sync::atomic::AtomicBool::new(false),
+            origin: origin_of(base),
         }
+    }
+
+    /// The upstream URI for `uri` when what is forwarded (`rest`) is
+    /// its whole path and the base URL has none: the client's path and
+    /// query, shared rather than copied.
+    fn same_path(&self, uri: &Uri, rest: &str) -> Option<Uri> {
+        let (scheme, authority) = self.origin.as_ref()?;
+        let pq = uri.path_and_query()?;
+        if !std::ptr::eq(rest, pq.path()) {
+            return None;
+        }
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(scheme.clone());
+        parts.authority = Some(authority.clone());
+        parts.path_and_query = Some(pq.clone());
+        Uri::from_parts(parts).ok()
     }
 
     /// A failure of `kind` talking to this host.
@@ -183,6 +212,13 @@ impl Router {
                 organization = Some(start..start + org_raw.len());
             }
         }
+        if let Some(uri) = upstream.same_path(uri, rest) {
+            return Ok(Target {
+                upstream,
+                uri,
+                organization,
+            });
+        }
         let mut target = String::with_capacity(upstream.prefix.len() + rest.len() + 64);
         target.push_str(&upstream.prefix);
         target.push_str(rest);
@@ -261,6 +297,43 @@ mod tests_support {
 #[cfg(test)]
 mod tests {
     use super::tests_support::router;
+
+    #[test]
+    fn a_base_without_path_shares_the_clients_path_and_query() {
+        let config = UpstreamConfig {
+            url: Url::parse("https://dev.azure.com:443/").unwrap(),
+            ..Default::default()
+        };
+        let r = Router::new(&config, &Metrics::new(prometheus::Registry::new()).unwrap());
+        for (path, expected) in [
+            ("/org/_apis/x", "https://dev.azure.com/org/_apis/x"),
+            (
+                "/org/_apis/x?a=1&b=%20",
+                "https://dev.azure.com/org/_apis/x?a=1&b=%20",
+            ),
+            (
+                "/org/a%2Bb/_git/r",
+                "https://dev.azure.com/org/a%2Bb/_git/r",
+            ),
+            ("/", "https://dev.azure.com/"),
+        ] {
+            let uri: Uri = path.parse().unwrap();
+            let target = r.route(&uri).unwrap();
+            assert_eq!(target.uri.to_string(), expected);
+            assert!(
+                r.main.same_path(&uri, uri.path()).is_some(),
+                "{path} is copied"
+            );
+            if path.len() > 1 {
+                assert_eq!(r.route(&uri).unwrap().organization, Some(1..4));
+            }
+        }
+        // A sibling host's path is rewritten, so it is built.
+        let uri: Uri = "/.hosts/vssps/org/_apis/x".parse().unwrap();
+        if let Ok(t) = r.route(&uri) {
+            assert_eq!(t.uri.to_string(), "https://vssps.dev.azure.com/org/_apis/x");
+        }
+    }
     use super::*;
 
     fn check(r: &Router, path: &str, want: Result<&str, &str>) {
