@@ -12,6 +12,7 @@
 # Installs valgrind and nginx with apt-get when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-common.sh
 COUNT=${COUNT:-instructions}
 
 missing=()
@@ -32,16 +33,7 @@ total() {
   local work; work=$(mktemp -d)
   local tool=(--tool=callgrind --callgrind-out-file="$work/cg.out")
   [ "$COUNT" = allocations ] && tool=(--tool=dhat --dhat-out-file="$work/dhat.out")
-  cat >"$work/up.conf" <<C
-worker_processes 1; daemon on; pid $work/up.pid; error_log $work/e.log warn;
-events { worker_connections 1024; }
-http { access_log off; client_body_temp_path $work; proxy_temp_path $work;
-  fastcgi_temp_path $work; uwsgi_temp_path $work; scgi_temp_path $work;
-  server { listen 127.0.0.1:$UP_PORT; keepalive_requests 1000000;
-    location / { default_type application/json;
-      return 200 '{"count":1,"value":[{"id":"p1","name":"Project"}]}'; } } }
-C
-  "$NGINX" -c "$work/up.conf" -e "$work/e.log"
+  static_upstream "$NGINX" "$work" "$UP_PORT"
   echo bench-pat >"$work/pat"; : >"$work/b.toml"
   ADO_AUTH_PROXY_LISTEN__ADDRESS=127.0.0.1:$PROXY_PORT \
   ADO_AUTH_PROXY_ADMIN__ADDRESS=127.0.0.1:$ADMIN_PORT \

@@ -10,6 +10,7 @@
 # Needs perf_event access (root, or kernel.perf_event_paranoid <= 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-common.sh
 
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
@@ -40,16 +41,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-cat >"$work/up.conf" <<C
-worker_processes 1; daemon on; pid $work/up.pid; error_log $work/e.log warn;
-events { worker_connections 1024; }
-http { access_log off; client_body_temp_path $work; proxy_temp_path $work;
-  fastcgi_temp_path $work; uwsgi_temp_path $work; scgi_temp_path $work;
-  server { listen 127.0.0.1:$UP_PORT; keepalive_requests 1000000;
-    location / { default_type application/json;
-      return 200 '{"count":1,"value":[{"id":"p1","name":"Project"}]}'; } } }
-C
-"$NGINX" -c "$work/up.conf" -e "$work/e.log"
+static_upstream "$NGINX" "$work" "$UP_PORT"
 echo bench-pat >"$work/pat"; : >"$work/b.toml"
 ADO_AUTH_PROXY_LISTEN__ADDRESS=127.0.0.1:$PROXY_PORT \
 ADO_AUTH_PROXY_ADMIN__ADDRESS=127.0.0.1:$ADMIN_PORT \
@@ -102,4 +94,4 @@ for name, pct in sorted(groups.items(), key=lambda x: -x[1]):
 echo
 echo "Hottest $TOP symbols (self time):"
 perf report -i "$work/perf.data" --no-children --sort symbol --stdio -q 2>/dev/null \
-  | grep -E '^\s+[0-9.]+%' | head -"$TOP" | sed -E 's/\s+$//; s/^\s+/  /' | cut -c1-150
+  | grep -E '^\s+[0-9.]+%' | head -"$TOP" | cut -c1-150 | sed -E 's/[[:space:]]+$//; s/^[[:space:]]+/  /'
