@@ -179,3 +179,85 @@ impl Idle {
         conns.remove(i).map(|(own, _)| own)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper_util::rt::TokioIo;
+
+    /// A ready client connection over an in-memory pipe (nothing answers
+    /// on the other end; it only has to be open).
+    async fn sender() -> (SendRequest<CountedBody>, tokio::io::DuplexStream) {
+        let (ours, theirs) = tokio::io::duplex(1024);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(ours))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        sender.ready().await.unwrap();
+        (sender, theirs)
+    }
+
+    fn own(upstream: &Arc<str>, sender: SendRequest<CountedBody>) -> Own {
+        Own {
+            upstream: upstream.clone(),
+            sender,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_keeps_its_connection_and_hands_it_on() {
+        let idle = Arc::new(Idle::new(Duration::from_secs(60)));
+        let (main, other): (Arc<str>, Arc<str>) = ("default".into(), "vssps".into());
+        let d = Downstream::new("127.0.0.1:1".parse().unwrap(), Some(idle.clone()));
+        assert!(matches!(d.take(&main), Take::Open));
+        // A second request while the first is out goes to the pool.
+        assert!(matches!(d.take(&main), Take::Pool));
+        let (s, _pipe) = sender().await;
+        d.put_back(&main, s);
+        assert!(matches!(d.take(&other), Take::Pool), "another host's");
+        let Take::Own(o) = d.take(&main) else {
+            panic!("the connection is ready")
+        };
+        d.put_back(&main, o.sender);
+        drop(d);
+        // The next client finds it, for the same upstream only.
+        let next = Downstream::new("127.0.0.1:2".parse().unwrap(), Some(idle.clone()));
+        assert!(next.idle_connection(&other).is_none());
+        assert!(next.idle_connection(&main).is_some());
+        assert!(next.idle_connection(&main).is_none(), "taken once");
+    }
+
+    #[tokio::test]
+    async fn closed_and_expired_connections_are_not_handed_on() {
+        let main: Arc<str> = "default".into();
+        let idle = Idle::new(Duration::from_secs(60));
+        let (s, pipe) = sender().await;
+        idle.keep(own(&main, s));
+        drop(pipe);
+        // The connection notices its peer is gone.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(idle.checkout(&main).is_none(), "closed");
+
+        let expired = Idle::new(Duration::ZERO);
+        let (s, _pipe) = sender().await;
+        expired.keep(own(&main, s));
+        assert!(expired.checkout(&main).is_none(), "expired");
+    }
+
+    #[tokio::test]
+    async fn the_idle_list_is_bounded() {
+        let main: Arc<str> = "default".into();
+        let idle = Idle::new(Duration::from_secs(60));
+        let mut pipes = Vec::new();
+        for _ in 0..MAX_IDLE + 3 {
+            let (s, pipe) = sender().await;
+            pipes.push(pipe);
+            idle.keep(own(&main, s));
+        }
+        let mut handed = 0;
+        while idle.checkout(&main).is_some() {
+            handed += 1;
+        }
+        assert_eq!(handed, MAX_IDLE);
+    }
+}
