@@ -39,7 +39,7 @@ pub struct Downstream {
     pub forwarded_for: http::HeaderValue,
     slot: Mutex<Slot>,
     /// Where the own connection goes when the client leaves.
-    idle: Option<Arc<Idle>>,
+    idle: Arc<Idle>,
 }
 
 /// The client connection's own upstream connection.
@@ -73,20 +73,14 @@ pub struct Idle {
 
 impl Downstream {
     /// A client connection from `remote`; its upstream connection goes to
-    /// `idle` when it ends (nowhere without).
-    pub fn new(remote: SocketAddr, idle: Option<Arc<Idle>>) -> Self {
+    /// `idle` when it ends.
+    pub fn new(remote: SocketAddr, idle: Arc<Idle>) -> Self {
         Self {
             remote,
             forwarded_for: super::headers::forwarded_for(remote),
             slot: Mutex::new(Slot::Empty),
             idle,
         }
-    }
-
-    /// Whether this client connection can have upstream connections of
-    /// its own.
-    pub fn keeps_connections(&self) -> bool {
-        self.idle.is_some()
     }
 
     /// What a request to `upstream` may send on.
@@ -107,7 +101,7 @@ impl Downstream {
 
     /// A connection from the serving thread's idle list for `upstream`.
     pub fn idle_connection(&self, upstream: &Arc<str>) -> Option<Own> {
-        self.idle.as_ref()?.checkout(upstream)
+        self.idle.checkout(upstream)
     }
 
     /// Keeps `sender` (to `upstream`) for the next request.
@@ -134,8 +128,8 @@ impl Drop for Downstream {
             self.slot.get_mut().unwrap_or_else(|e| e.into_inner()),
             Slot::Empty,
         );
-        if let (Slot::Ready(own), Some(idle)) = (slot, &self.idle) {
-            idle.keep(own);
+        if let Slot::Ready(own) = slot {
+            self.idle.keep(own);
         }
     }
 }
@@ -208,7 +202,7 @@ mod tests {
     async fn a_client_keeps_its_connection_and_hands_it_on() {
         let idle = Arc::new(Idle::new(Duration::from_secs(60)));
         let (main, other): (Arc<str>, Arc<str>) = ("default".into(), "vssps".into());
-        let d = Downstream::new("127.0.0.1:1".parse().unwrap(), Some(idle.clone()));
+        let d = Downstream::new("127.0.0.1:1".parse().unwrap(), idle.clone());
         assert!(matches!(d.take(&main), Take::Open));
         // A second request while the first is out goes to the pool.
         assert!(matches!(d.take(&main), Take::Pool));
@@ -221,7 +215,7 @@ mod tests {
         d.put_back(&main, o.sender);
         drop(d);
         // The next client finds it, for the same upstream only.
-        let next = Downstream::new("127.0.0.1:2".parse().unwrap(), Some(idle.clone()));
+        let next = Downstream::new("127.0.0.1:2".parse().unwrap(), idle.clone());
         assert!(next.idle_connection(&other).is_none());
         assert!(next.idle_connection(&main).is_some());
         assert!(next.idle_connection(&main).is_none(), "taken once");

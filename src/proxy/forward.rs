@@ -88,7 +88,7 @@ impl Forwarder {
     /// A client connection from `remote`, whose requests get an upstream
     /// connection of their own.
     pub fn downstream(&self, remote: SocketAddr) -> Downstream {
-        Downstream::new(remote, Some(self.idle.clone()))
+        Downstream::new(remote, self.idle.clone())
     }
 
     /// Sends `req` to `upstream` and waits for the response headers (at
@@ -105,7 +105,7 @@ impl Forwarder {
     ) -> Pin<Box<dyn Future<Output = Result<Response<Incoming>, Error>> + Send + 'a>> {
         let upgrade = req.headers().contains_key(http::header::UPGRADE);
         let own = !upgrade && !upstream.speaks_h2.load(Ordering::Relaxed);
-        if let Some(d) = downstream.filter(|d| own && d.keeps_connections()) {
+        if let Some(d) = downstream.filter(|_| own) {
             match d.take(&upstream.name) {
                 Take::Pool => {}
                 Take::Own(own) => return Box::pin(self.send_own(own.sender, req, upstream, d)),
