@@ -138,7 +138,8 @@ impl Drop for Downstream {
 
 impl Idle {
     /// An empty list; connections idle longer than `timeout`
-    /// (`upstream.pool_idle_timeout`) are closed.
+    /// (`upstream.pool_idle_timeout`) are not reused, and are closed when
+    /// the list is next used (or by the upstream's own idle timeout).
     pub fn new(timeout: Duration) -> Self {
         Self {
             conns: Mutex::new(VecDeque::new()),
@@ -152,8 +153,19 @@ impl Idle {
             return;
         }
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        self.drop_stale(&mut conns);
         if conns.len() < MAX_IDLE {
             conns.push_back((own, Instant::now()));
+        }
+    }
+
+    /// Closes the oldest connections while they are closed or expired.
+    fn drop_stale(&self, conns: &mut VecDeque<(Own, Instant)>) {
+        while conns
+            .front()
+            .is_some_and(|(own, since)| own.sender.is_closed() || since.elapsed() >= self.timeout)
+        {
+            conns.pop_front();
         }
     }
 
@@ -161,12 +173,7 @@ impl Idle {
     /// ones (the oldest) are closed on the way.
     fn checkout(&self, upstream: &Arc<str>) -> Option<Own> {
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        while conns
-            .front()
-            .is_some_and(|(own, since)| own.sender.is_closed() || since.elapsed() >= self.timeout)
-        {
-            conns.pop_front();
-        }
+        self.drop_stale(&mut conns);
         let i = conns
             .iter()
             .rposition(|(own, _)| own.upstream == *upstream && own.sender.is_ready())?;
