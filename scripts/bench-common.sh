@@ -16,3 +16,16 @@ http { access_log off; client_body_temp_path $work; proxy_temp_path $work;
 C
   "$nginx" -c "$work/up.conf" -e "$work/e.log"
 }
+
+# install_missing COMMAND:PACKAGE...: installs with apt-get the Debian
+# package of every command not found on PATH or in /usr/sbin.
+install_missing() {
+  local pair missing=()
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || missing+=("${pair#*:}")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}

@@ -15,13 +15,7 @@ cd "$(dirname "$0")/.."
 . scripts/bench-common.sh
 COUNT=${COUNT:-instructions}
 
-missing=()
-command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
-if [ ${#missing[@]} -gt 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+install_missing valgrind:valgrind nginx:nginx
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 cargo build --release --locked -q --bin ado-auth-proxy
 UP_PORT=${UP_PORT:-18181}

@@ -18,14 +18,7 @@ TOP=${TOP:-30}
 UP_PORT=${UP_PORT:-18281}
 PROXY_PORT=${PROXY_PORT:-18283}
 ADMIN_PORT=${ADMIN_PORT:-18284}
-missing=()
-command -v perf >/dev/null 2>&1 || missing+=(linux-perf)
-command -v wrk >/dev/null 2>&1 || missing+=(wrk)
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
-if [ ${#missing[@]} -gt 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+install_missing perf:linux-perf wrk:wrk nginx:nginx
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 BIN=${1:-}
 if [ -z "$BIN" ]; then

@@ -39,6 +39,7 @@
 # (into ~/.cache/ado-auth-proxy-bench), when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-common.sh
 
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
@@ -62,15 +63,7 @@ FLOOR_MODELS=${FLOOR_MODELS:-}
 ONLY=${ONLY:-}
 PATH_UNDER_TEST=/contoso/_apis/projects
 
-missing=()
-command -v wrk >/dev/null 2>&1 || missing+=(wrk)
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
-command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
-command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
-if [ ${#missing[@]} -gt 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+install_missing wrk:wrk nginx:nginx haproxy:haproxy h2load:nghttp2-client
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 CADDY_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/ado-auth-proxy-bench/caddy
