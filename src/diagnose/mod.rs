@@ -7,11 +7,16 @@
 
 mod callers;
 pub mod catalog;
+mod provider;
 mod render;
 
 use http::{HeaderMap, StatusCode, header};
 
 pub use catalog::{Applies, CATALOG, Caller, Entry, Fixer, Symptom};
+pub use provider::{
+    CODES, Case, Code, OAUTH_ERROR, OTHER_AADSTS, ProviderSaid, ServiceFailure, TokenPath,
+    UNAVAILABLE,
+};
 
 /// Largest upstream error body read to recognise it; larger ones pass
 /// through untouched.
@@ -63,6 +68,8 @@ pub struct Vars {
     pub resource_tenant: Option<String>,
     /// `{user_tenant}`: the signed-in user's directory.
     pub user_tenant: Option<String>,
+    /// `{code}`: the identity provider's code (`AADSTS7000215`).
+    pub code: Option<String>,
 }
 
 /// The error codes Azure DevOps puts in messages: `TF400813`, `VS30063`.
@@ -223,22 +230,92 @@ fn message_of(
     } else {
         None
     };
-    let service_error = headers
-        .get("x-tfs-serviceerror")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            url::form_urlencoded::parse(format!("m={v}").as_bytes())
-                .next()
-                .map(|(_, m)| m.into_owned())
-                .unwrap_or_default()
-        });
+    let service_error = header_text(headers, "x-tfs-serviceerror");
+    let soap = header_text(headers, "x-tfs-soapexception").and_then(|x| soap_message(&x));
     let plain = (!is_html(headers) && json.is_none() && !text.trim().is_empty())
         .then(|| text.trim().chars().take(1000).collect::<String>());
     json_message
         .or(title)
-        .or(service_error)
+        .or(service_error.filter(|m| !m.trim().is_empty()))
+        .or(soap)
         .or(plain)
         .filter(|m| !m.is_empty())
+}
+
+/// A URL-encoded header's text (`+` and `%20` are spaces), at most
+/// 1000 characters.
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    let v = headers.get(name)?.as_bytes();
+    let decoded: String = url::form_urlencoded::parse(&[b"m=", v].concat())
+        .next()
+        .map(|(_, m)| m.into_owned())
+        .unwrap_or_default();
+    Some(decoded.chars().take(4000).collect())
+}
+
+/// The fault text of the SOAP envelope Azure DevOps puts (URL-encoded)
+/// in `X-TFS-SoapException`: SOAP 1.2's `<soap:Text>`, SOAP 1.1's
+/// `<faultstring>`, or a `<Message>`; failing those, the envelope's text
+/// without tags when it names an Azure DevOps code.
+fn soap_message(xml: &str) -> Option<String> {
+    let found = ["Text", "faultstring", "Message"]
+        .iter()
+        .find_map(|tag| element_text(xml, tag).map(str::to_string))
+        .or_else(|| {
+            let text = strip_tags(xml);
+            (!ado_codes(&text).is_empty()).then_some(text)
+        })?;
+    let message: String = xml_unescape(found.trim()).chars().take(1000).collect();
+    (!message.trim().is_empty()).then_some(message)
+}
+
+/// The text inside the first non-empty element whose local name is
+/// `tag` (any namespace prefix).
+fn element_text<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let mut rest = xml;
+    while let Some(open) = rest.find('<') {
+        rest = &rest[open + 1..];
+        let Some(end) = rest.find('>') else { break };
+        let head = &rest[..end];
+        let name = head.split(|c: char| c.is_whitespace()).next().unwrap_or("");
+        let local = name.rsplit(':').next().unwrap_or(name);
+        if local == tag && !head.ends_with('/') {
+            let inner = &rest[end + 1..];
+            let text = &inner[..inner.find('<').unwrap_or(inner.len())];
+            if !text.trim().is_empty() {
+                return Some(text);
+            }
+        }
+    }
+    None
+}
+
+/// `xml` without its tags, runs of space made one.
+fn strip_tags(xml: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in xml.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                out.push(' ');
+            }
+            '>' => in_tag = false,
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// XML's five predefined entities; `&amp;` last, so `&amp;lt;` stays
+/// `&lt;`.
+fn xml_unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }
 
 /// The organization's directory, from an Azure DevOps 401, when it is
@@ -313,35 +390,13 @@ fn html_title(html: &str) -> Option<String> {
 /// The catalog case of a sign-in failure: the provider's `error`, its
 /// AADSTS codes (from `error_codes` or the description).
 pub fn recognise_sign_in(error: &str, codes: &[u64], description: &str) -> Option<&'static Entry> {
-    let mut all: Vec<u64> = codes.to_vec();
-    all.extend(aadsts_codes(description));
-    let any = |set: &[u64]| all.iter().any(|c| set.contains(c));
-    let id = if any(&[54005]) {
-        "code-replayed"
-    } else if any(&[65004]) {
-        "consent-declined"
-    } else if any(&[65001, 90094, 90095]) {
-        "consent-required"
-    } else if any(&[50076, 50079, 50074, 50158]) {
-        "mfa-required"
-    } else if any(&[53000, 53001, 53002, 53003, 530032]) {
-        "conditional-access-sign-in"
-    } else if any(&[700016]) {
-        "app-not-in-tenant"
-    } else if any(&[7000215, 7000222, 7000218]) {
-        "client-credential-invalid"
-    } else if any(&[50011]) {
-        "redirect-uri-mismatch"
-    } else if any(&[50020, 90072]) {
-        "wrong-tenant-user"
-    } else if any(&[50105]) {
-        "user-not-assigned"
-    } else if error == "access_denied" {
-        "consent-declined"
-    } else {
-        return None;
+    let said = ProviderSaid {
+        error: error.to_string(),
+        codes: codes.to_vec(),
+        description: description.to_string(),
+        ..ProviderSaid::default()
     };
-    Some(catalog::entry(id))
+    Some(said.case()?.entry(TokenPath::SignIn))
 }
 
 /// Entra's trace and correlation ids from an `error_description`

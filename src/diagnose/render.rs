@@ -36,7 +36,8 @@ impl Finding {
 
 /// Fills the catalog placeholders; an unknown value reads as a hint.
 pub fn fill(text: &str, vars: &Vars) -> String {
-    text.replace("{org}", vars.org.as_deref().unwrap_or("<organization>"))
+    text.replace("{code}", vars.code.as_deref().unwrap_or("its code"))
+        .replace("{org}", vars.org.as_deref().unwrap_or("<organization>"))
         .replace(
             "{redirect_uri}",
             vars.redirect_uri

@@ -470,7 +470,8 @@ fn recognises_sign_in_failures() {
         ("invalid_request", &[90072], "", Some("wrong-tenant-user")),
         ("access_denied", &[50105], "", Some("user-not-assigned")),
         ("invalid_grant", &[70002, 54005], "", Some("code-replayed")),
-        ("invalid_grant", &[50173], "", None),
+        ("invalid_grant", &[50173], "", Some("sign-in-expired")),
+        ("invalid_grant", &[9_999_999], "AADSTS9999999: new", None),
     ];
     for (error, codes, desc, want) in cases {
         assert_eq!(
@@ -559,5 +560,117 @@ mod properties {
             let _ = recognise(status, &headers, wrapped.as_bytes(), "/x/_apis", None, Caller::ServicePrincipal);
             let _ = recognise(status, &headers, format!("<title>{text}").as_bytes(), API, None, Caller::Client);
         }
+    }
+}
+
+/// The SOAP fault Azure DevOps writes (SOAP 1.2, `soap:Reason/soap:Text`
+/// holding the exception's message, then the detail), URL-encoded the way
+/// .NET's `HttpUtility.UrlEncode` does it: `+` for spaces, lowercase hex.
+fn soap_header(message: &str) -> String {
+    let xml = format!(
+        r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Body><soap:Fault><soap:Code><soap:Value>soap:Receiver</soap:Value><soap:Subcode><soap:Value>UnauthorizedRequestException</soap:Value></soap:Subcode></soap:Code><soap:Reason><soap:Text xml:lang="en">{message}</soap:Text></soap:Reason><soap:Detail /></soap:Fault></soap:Body></soap:Envelope>"#
+    );
+    xml.bytes()
+        .map(|b| match b {
+            b' ' => "+".to_string(),
+            b if b.is_ascii_alphanumeric() || b"-_.!*()".contains(&b) => (b as char).to_string(),
+            b => format!("%{b:02x}"),
+        })
+        .collect()
+}
+
+/// A 401 whose only words are in `X-TFS-SoapException` (as real anonymous
+/// 401s from `*.visualstudio.com` are) is still explained with Azure
+/// DevOps' code and message; so is one with only `X-TFS-ServiceError`.
+#[test]
+fn codes_only_in_headers_are_quoted() {
+    let anonymous =
+        "TF400813: Resource not available for anonymous access. Client authentication required.";
+    let soap = soap_header(anonymous);
+    let f = recognise(
+        StatusCode::UNAUTHORIZED,
+        &headers(&[("x-tfs-soapexception", soap.as_str())]),
+        b"",
+        API,
+        Some("contoso"),
+        Caller::EntraUser,
+    )
+    .unwrap();
+    assert_eq!(f.entry.id, "token-not-accepted");
+    assert_eq!(f.message.as_deref(), Some(anonymous));
+    let f = recognise(
+        StatusCode::UNAUTHORIZED,
+        &headers(&[(
+            "x-tfs-serviceerror",
+            "TF400813%3a+Resource+not+available+for+anonymous+access.+Client+authentication+required.",
+        )]),
+        b"",
+        API,
+        None,
+        Caller::ServicePrincipal,
+    )
+    .unwrap();
+    assert_eq!(f.entry.id, "service-token-not-accepted");
+    assert_eq!(f.message.as_deref(), Some(anonymous));
+    // A conditional-access refusal told only in SOAP is recognised as one.
+    let ca = soap_header(
+        "VS403463: The conditional access policy defined by your Azure Active Directory administrator has failed.",
+    );
+    let f = recognise(
+        StatusCode::UNAUTHORIZED,
+        &headers(&[("x-tfs-soapexception", ca.as_str())]),
+        b"",
+        API,
+        None,
+        Caller::EntraUser,
+    )
+    .unwrap();
+    assert_eq!(f.entry.id, "conditional-access");
+}
+
+#[test]
+fn soap_faults_are_read_in_their_variants() {
+    // Entities decoded once.
+    assert_eq!(
+        soap_message("<soap:Text>a &amp;lt; b &quot;c&quot;</soap:Text>").as_deref(),
+        Some("a &lt; b \"c\"")
+    );
+    // SOAP 1.1.
+    assert_eq!(
+        soap_message("<s:Fault><faultcode>s:Client</faultcode><faultstring>TF30063: You are not authorized.</faultstring></s:Fault>").as_deref(),
+        Some("TF30063: You are not authorized.")
+    );
+    // No known element, but a code: the text without tags.
+    assert_eq!(
+        soap_message("<x><y>TF400813:</y> <z>anonymous</z></x>").as_deref(),
+        Some("TF400813: anonymous")
+    );
+    // Empty or self-closing elements are skipped; nothing useful is none.
+    assert_eq!(soap_message("<soap:Text/><soap:Text> </soap:Text>"), None);
+    assert_eq!(soap_message("<a>no code here</a>"), None);
+    assert_eq!(soap_message("<<<>>><soap:Text"), None);
+}
+
+proptest::proptest! {
+    /// Any header value (upstream-controlled) is read without panicking,
+    /// and what is quoted stays bounded and free of markup.
+    #[test]
+    fn any_soap_header_is_read_safely(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+        let Ok(v) = HeaderValue::from_bytes(&raw) else { return Ok(()) };
+        let mut h = HeaderMap::new();
+        h.insert("x-tfs-soapexception", v);
+        if let Some(m) = message_of(&h, "", None) {
+            proptest::prop_assert!(m.chars().count() <= 1000);
+        }
+        let text = String::from_utf8_lossy(&raw);
+        let _ = soap_message(&text);
+    }
+
+    #[test]
+    fn any_soap_text_element_is_quoted_verbatim(msg in "[A-Za-z0-9 .:,]{1,200}") {
+        proptest::prop_assume!(!msg.trim().is_empty());
+        let header = soap_header(&msg);
+        let h = headers(&[("x-tfs-soapexception", header.as_str())]);
+        proptest::prop_assert_eq!(message_of(&h, "", None), Some(msg.trim().to_string()));
     }
 }

@@ -3,7 +3,7 @@
 use http::{HeaderValue, StatusCode, header};
 
 use crate::answer::Answer;
-use crate::diagnose::{self, Finding, Vars};
+use crate::diagnose::{Finding, Fixer, ProviderSaid, TokenPath, Vars};
 use crate::metrics::LoginFailure;
 use crate::oauth::GrantError;
 use crate::oauth::idp::{Grant, IdpError};
@@ -74,57 +74,31 @@ pub enum LoginError {
 impl LoginError {
     /// The catalog case of a provider's refusal at sign-in, if known.
     pub(super) fn finding(&self, status: StatusCode) -> Option<Finding> {
-        let (error, codes, description, mut ids, vars) = match self {
+        let (said, vars) = match self {
             Self::Denied {
                 error,
                 description,
                 vars,
             } => (
-                error.as_str(),
-                Vec::new(),
-                description.as_str(),
-                Vec::new(),
+                ProviderSaid {
+                    error: error.clone(),
+                    description: description.clone(),
+                    ..ProviderSaid::default()
+                },
                 vars,
             ),
             Self::Redeem(GrantError::Token(IdpError::Rejected { body, .. }), vars) => {
-                let ids: Vec<(String, String)> = [
-                    ("Correlation ID", &body.correlation_id),
-                    ("Trace ID", &body.trace_id),
-                ]
-                .into_iter()
-                .filter_map(|(k, v)| Some((k.to_string(), v.clone()?)))
-                .collect();
-                (
-                    body.error.as_str(),
-                    body.error_codes.clone(),
-                    body.error_description.as_deref().unwrap_or(""),
-                    ids,
-                    vars,
-                )
+                (crate::oauth::idp::said_of(body), vars)
             }
             _ => return None,
         };
-        let entry = diagnose::recognise_sign_in(error, &codes, description)?;
-        if ids.is_empty() {
-            ids = diagnose::ids_in_description(description);
+        let mut finding = said.finding(TokenPath::SignIn, status, vars.clone())?;
+        // The status follows who fixes it: a 5xx says the proxy is broken,
+        // which is true only of its own registration or credential.
+        if finding.status.is_server_error() && finding.entry.fixer != Fixer::Operator {
+            finding.status = StatusCode::FORBIDDEN;
         }
-        // The provider's own words, without the trailing id lines.
-        let message = description
-            .split(['\r', '\n'])
-            .next()
-            .filter(|m| !m.is_empty())
-            .unwrap_or(error);
-        Some(Finding {
-            entry,
-            status,
-            message: Some(message.chars().take(500).collect()),
-            type_key: None,
-            original: None,
-            said_by: "The sign-in provider",
-            retry_after: None,
-            ids,
-            vars: vars.clone(),
-        })
+        Some(finding)
     }
 
     /// A fixed label for metrics and the answer's id.

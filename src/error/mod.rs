@@ -97,6 +97,8 @@ pub enum Error {
         source_name: &'static str,
         /// Seconds to wait.
         retry_after: u64,
+        /// Why the last acquisitions failed, if they did.
+        failure: Option<std::sync::Arc<diagnose::ServiceFailure>>,
     },
 }
 
@@ -164,6 +166,20 @@ impl Error {
                 let status = login.answer().status;
                 Some(login.finding(status)?.into_answer())
             }
+            // Callers of a service-mode proxy act as its identity: they
+            // are told the provider's code, the cause and who fixes it.
+            Self::ServiceTokenUnavailable {
+                failure: Some(failure),
+                retry_after,
+                ..
+            } => {
+                let answer = failure.finding()?.into_answer();
+                Some(if failure.retryable {
+                    answer.retry_after(*retry_after)
+                } else {
+                    answer
+                })
+            }
             _ => None,
         }
     }
@@ -204,17 +220,8 @@ impl Error {
             Self::ServiceTokenUnavailable {
                 source_name,
                 retry_after,
-            } => {
-                let ans = Answer::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "service-token-unavailable",
-                    "The proxy has no token for its service identity",
-                    format!(
-                        "The proxy acts as a fixed identity (auth.source = \"{source_name}\") and could not get a token for it from the identity provider. Try again shortly. An administrator can see why in the proxy's log (\"service token\") and in ado_proxy_service_token_refresh_failures_total; /.auth/me shows the identity in use."
-                    ),
-                );
-                ans.retry_after(*retry_after)
-            }
+                failure,
+            } => service_token_answer(source_name, *retry_after, failure.as_deref()),
             Self::TunnelsFull { max, stopping } => tunnels_full_answer(*max, *stopping),
             Self::StoreUnavailable(e) => {
                 let ans = Answer::new(
@@ -228,6 +235,38 @@ impl Error {
                 ans.retry_after(5)
             }
         }
+    }
+}
+
+/// No service token, and no provider's refusal to explain: the provider
+/// was unreachable or gave no usable answer (503 and `Retry-After`), or
+/// a refusal without an OAuth body that only an operator can fix (502).
+fn service_token_answer(
+    source_name: &str,
+    retry_after: u64,
+    failure: Option<&diagnose::ServiceFailure>,
+) -> Answer {
+    let retryable = failure.is_none_or(|f| f.retryable);
+    let (status, next) = if retryable {
+        (StatusCode::SERVICE_UNAVAILABLE, "Try again shortly.")
+    } else {
+        (
+            StatusCode::BAD_GATEWAY,
+            "Retrying does not help until an operator fixes it.",
+        )
+    };
+    let ans = Answer::new(
+        status,
+        "service-token-unavailable",
+        "The proxy has no token for its service identity",
+        format!(
+            "The proxy acts as a fixed identity (auth.source = \"{source_name}\") and could not get a token for it from the identity provider. {next} An administrator can see why in the proxy's log (\"service token\"), in /.auth/me (lastFailure) and in ado_proxy_service_token_failing_since_timestamp_seconds."
+        ),
+    );
+    if retryable {
+        ans.retry_after(retry_after)
+    } else {
+        ans
     }
 }
 

@@ -21,6 +21,7 @@ use super::source::{AcquireError, Fetched, Source};
 use crate::backoff::{self, Backoff, jitter_down};
 use crate::clock::{Clock, unix};
 use crate::config::{Config, SourcePlan};
+use crate::diagnose::ServiceFailure;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::session::Sessions;
@@ -46,6 +47,8 @@ pub struct ServiceIdentity {
     signed_in: Arc<Notify>,
     /// When the refresher calls next, and which refusals may hurry it.
     schedule: Mutex<Schedule>,
+    /// Why acquisitions fail, since when; `None` after a success.
+    failure: RwLock<Option<Arc<ServiceFailure>>>,
     /// One acquisition at a time (the refresher's or a claims round).
     acquiring: tokio::sync::Mutex<()>,
     refresh_before: Duration,
@@ -137,6 +140,7 @@ impl ServiceIdentity {
             wake: Notify::new(),
             signed_in: Arc::new(Notify::new()),
             schedule: Mutex::new(Schedule::default()),
+            failure: RwLock::new(None),
             acquiring: tokio::sync::Mutex::new(()),
             refresh_before: auth.refresh_before,
             forced_interval: auth.forced_refresh_interval,
@@ -172,6 +176,7 @@ impl ServiceIdentity {
         Err(Error::ServiceTokenUnavailable {
             source_name: self.label,
             retry_after: backoff::seconds_until(next, self.clock.now()),
+            failure: self.failure(),
         })
     }
 
@@ -262,7 +267,43 @@ impl ServiceIdentity {
             "accessTokenExpiresAt": t
                 .and_then(|t| t.expires_wall)
                 .map(|w| humantime::format_rfc3339_seconds(w).to_string()),
+            "lastFailure": self.failure().map(|f| f.describe()),
         })
+    }
+
+    /// Why acquisitions fail now, if they do.
+    pub fn failure(&self) -> Option<Arc<ServiceFailure>> {
+        match self.failure.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Records how an acquisition ended: a failure keeps its first time
+    /// while the code stays the same; a success clears it.
+    fn record_outcome(&self, outcome: Option<&AcquireError>) {
+        let next = outcome.map(|e| {
+            let mut failure = ServiceFailure {
+                said: e.said.as_deref().cloned(),
+                retryable: e.retryable,
+                since: self.clock.wall(),
+            };
+            if let Some(before) = self.failure()
+                && before.code_label() == failure.code_label()
+                && before.retryable == failure.retryable
+            {
+                failure.since = before.since;
+            }
+            Arc::new(failure)
+        });
+        self.metrics.service.failing(
+            next.as_ref()
+                .map(|f| (f.code_label(), f.retryable, unix(f.since) as i64)),
+        );
+        match self.failure.write() {
+            Ok(mut g) => *g = next,
+            Err(p) => *p.into_inner() = next,
+        }
     }
 
     fn snapshot(&self) -> Option<Token> {
@@ -287,45 +328,7 @@ impl ServiceIdentity {
         let mut said_waiting = false;
         loop {
             let result = self.acquire_once().await;
-            let failing = matches!(&result, Err(e) if !e.soon);
-            let wait = match result {
-                Ok(next) => {
-                    backoff.reset();
-                    said_waiting = false;
-                    next
-                }
-                Err(e) if e.soon => {
-                    // Said once, not every 2 s while nobody signs in.
-                    if !std::mem::replace(&mut said_waiting, true) {
-                        tracing::warn!(
-                            source = self.label,
-                            reason = %e.detail,
-                            "waiting for the service identity"
-                        );
-                    }
-                    Duration::from_secs(2)
-                }
-                Err(e) => {
-                    let wait = backoff.fail();
-                    let still_valid = self.valid().is_some();
-                    if still_valid {
-                        tracing::warn!(source = self.label, error = %e.detail, retry_in = ?wait,
-                            "service token refresh failed; the current token is used while valid");
-                    } else {
-                        tracing::error!(source = self.label, error = %e.detail, retry_in = ?wait,
-                            "no service token: requests get 503 until the identity provider answers");
-                    }
-                    self.metrics.service.refresh_failed(self.label);
-                    wait
-                }
-            };
-            {
-                let mut s = self.lock_schedule();
-                let now = self.clock.now();
-                s.last_attempt = Some(now);
-                s.next_attempt = Some(now + wait);
-                s.failing = failing;
-            }
+            let wait = self.after_attempt(result, &mut backoff, &mut said_waiting);
             self.changed.send_modify(|n| *n += 1);
             let pause = self.clock.sleep(wait);
             tokio::pin!(pause);
@@ -351,6 +354,56 @@ impl ServiceIdentity {
                 }
             }
         }
+    }
+
+    /// Records an attempt's outcome (the failure, the logs, the
+    /// timetable) and returns how long the refresher waits now.
+    fn after_attempt(
+        &self,
+        result: Result<Duration, AcquireError>,
+        backoff: &mut Backoff,
+        said_waiting: &mut bool,
+    ) -> Duration {
+        let failing = matches!(&result, Err(e) if !e.soon);
+        let wait = match result {
+            Ok(next) => {
+                self.record_outcome(None);
+                backoff.reset();
+                *said_waiting = false;
+                next
+            }
+            Err(e) if e.soon => {
+                // Said once, not every 2 s while nobody signs in.
+                if !std::mem::replace(said_waiting, true) {
+                    tracing::warn!(
+                        source = self.label,
+                        reason = %e.detail,
+                        "waiting for the service identity"
+                    );
+                }
+                Duration::from_secs(2)
+            }
+            Err(e) => {
+                self.record_outcome(Some(&e));
+                let wait = backoff.fail();
+                if self.valid().is_some() {
+                    tracing::warn!(source = self.label, error = %e.detail, retry_in = ?wait,
+                        "service token refresh failed; the current token is used while valid");
+                } else {
+                    tracing::error!(source = self.label, error = %e.detail, retry_in = ?wait,
+                        retryable = e.retryable,
+                        "no service token: requests are answered with the reason until one is acquired");
+                }
+                self.metrics.service.refresh_failed(self.label);
+                wait
+            }
+        };
+        let mut s = self.lock_schedule();
+        let now = self.clock.now();
+        s.last_attempt = Some(now);
+        s.next_attempt = Some(now + wait);
+        s.failing = failing;
+        wait
     }
 
     /// Azure DevOps refused `used` with a claims challenge (Continuous

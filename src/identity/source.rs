@@ -14,10 +14,11 @@ use super::PatSource;
 use crate::challenge::claims_request;
 use crate::clock::{Clock, unix};
 use crate::config::{ADO_RESOURCE, Config, Secret, SourcePlan};
+use crate::diagnose::ProviderSaid;
 use crate::metrics::Metrics;
 use crate::oauth::client_auth::ClientAuth;
-use crate::oauth::idp::{Grant, IdpError, IdpHttp, parse_token_response};
-use crate::session::Sessions;
+use crate::oauth::idp::{Grant, IdpError, IdpHttp, parse_token_response, said_of};
+use crate::session::{Failure, Sessions};
 
 /// Entra's instance metadata endpoint for managed identities.
 const IMDS_ENDPOINT: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
@@ -70,18 +71,42 @@ pub(super) struct Acquired {
 
 /// Why an acquisition failed: the message names the cause (never a
 /// secret).
+#[derive(Debug)]
 pub(super) struct AcquireError {
     pub detail: String,
     /// Worth asking again in a moment (waiting for `login`), not after
     /// the backoff.
     pub soon: bool,
+    /// What the provider said, when it answered with an error body.
+    pub said: Option<Box<ProviderSaid>>,
+    /// Whether asking again can succeed without anyone changing
+    /// anything (the provider was unavailable, not refusing).
+    pub retryable: bool,
 }
 
 impl AcquireError {
+    /// A failure before or around the provider's answer: retrying may
+    /// help.
     pub fn new(detail: String) -> Self {
         Self {
             detail,
             soon: false,
+            said: None,
+            retryable: true,
+        }
+    }
+
+    /// The provider's answer to a `grant` call, with its words.
+    fn provider(e: &IdpError, grant: Grant, detail: String) -> Self {
+        let said = match e {
+            IdpError::Rejected { body, .. } => Some(Box::new(said_of(body))),
+            _ => None,
+        };
+        Self {
+            detail,
+            soon: false,
+            said,
+            retryable: matches!(e.classify(grant), Failure::Transient { .. }),
         }
     }
 }
@@ -246,7 +271,8 @@ async fn client_credentials(
             post_token(http, token_endpoint, &form, Grant::ClientCredentials).await?;
         parsed = parse_token_response(status, &body);
     }
-    let set = parsed.map_err(|e| AcquireError::new(explain(&e)))?;
+    let set =
+        parsed.map_err(|e| AcquireError::provider(&e, Grant::ClientCredentials, explain(&e)))?;
     Ok(Acquired {
         token: set.access_token,
         lifetime: Some(set.expires_in),
@@ -267,7 +293,7 @@ async fn post_token(
         .form(form);
     http.send(req, grant)
         .await
-        .map_err(|e| AcquireError::new(e.to_string()))
+        .map_err(|e| AcquireError::provider(&e, grant, e.to_string()))
 }
 
 /// A token for the identity `ado-auth-proxy login` stored: its refresh
@@ -279,7 +305,10 @@ async fn device_refresh(
     (auth, claims): (Option<&ClientAuth>, Option<&str>),
     store: &Sessions,
 ) -> Result<Acquired, AcquireError> {
-    let soon = |detail: String| AcquireError { detail, soon: true };
+    let soon = |detail: String| AcquireError {
+        soon: true,
+        ..AcquireError::new(detail)
+    };
     let rec = store
         .get_service()
         .await
@@ -304,14 +333,15 @@ async fn device_refresh(
             e.classify(Grant::Refresh),
             crate::session::Failure::Relogin { .. }
         );
-        AcquireError::new(if relogin {
+        let detail = if relogin {
             format!(
                 "{}: the device-code sign-in expired or was revoked; run `ado-auth-proxy login` again",
                 explain(&e)
             )
         } else {
             explain(&e)
-        })
+        };
+        AcquireError::provider(&e, Grant::Refresh, detail)
     })?;
     if let Some(rotated) = &set.refresh_token {
         let next = crate::session::record::StoredService {
@@ -366,13 +396,14 @@ impl Managed {
             .send(req, Grant::ManagedIdentity)
             .await
             .map_err(|e| AcquireError::new(format!("managed identity endpoint: {e}")))?;
-        parse_managed(status, &body).map_err(AcquireError::new)
+        parse_managed(status, &body)
     }
 }
 
 /// Reads a managed identity answer; `expires_in` and `expires_on` may be
-/// numbers or strings.
-fn parse_managed(status: u16, body: &[u8]) -> Result<Acquired, String> {
+/// numbers or strings. A refusal keeps the endpoint's `error` and
+/// description; only a 5xx or 429 is worth retrying as it is.
+fn parse_managed(status: u16, body: &[u8]) -> Result<Acquired, AcquireError> {
     #[derive(Deserialize)]
     struct Raw {
         #[serde(default)]
@@ -386,18 +417,31 @@ fn parse_managed(status: u16, body: &[u8]) -> Result<Acquired, String> {
         #[serde(default)]
         error_description: Option<String>,
     }
-    let raw: Raw = serde_json::from_slice(body)
-        .map_err(|_| format!("managed identity endpoint: HTTP {status} with an unreadable body"))?;
+    let raw: Raw = serde_json::from_slice(body).map_err(|_| {
+        AcquireError::new(format!(
+            "managed identity endpoint: HTTP {status} with an unreadable body"
+        ))
+    })?;
     if status != 200 || raw.access_token.is_empty() {
         let what = raw.error.unwrap_or_else(|| "no access_token".into());
-        let why = raw
+        let why: String = raw
             .error_description
-            .map(|d| d.chars().take(300).collect::<String>())
+            .map(|d| d.chars().take(300).collect())
             .unwrap_or_default();
-        return Err(format!(
+        let detail = format!(
             "managed identity endpoint: HTTP {status} {what} {why} (is an identity assigned, and \
              is managed_identity_client_id right for a user-assigned one?)"
-        ));
+        );
+        return Err(AcquireError {
+            detail,
+            soon: false,
+            retryable: status >= 500 || status == 429,
+            said: Some(Box::new(ProviderSaid {
+                error: what,
+                description: why,
+                ..ProviderSaid::default()
+            })),
+        });
     }
     // `expires_on` is the endpoint's clock: compare with the system's.
     let now = unix(SystemTime::now());
@@ -444,7 +488,9 @@ mod tests {
         )
         .err()
         .unwrap();
-        assert!(err.contains("Identity not found"), "{err}");
-        assert!(parse_managed(500, b"<html>").is_err());
+        assert!(err.detail.contains("Identity not found"), "{}", err.detail);
+        assert!(!err.retryable, "a refusal waits for the operator");
+        assert_eq!(err.said.unwrap().message(), "Identity not found");
+        assert!(parse_managed(500, b"<html>").err().unwrap().retryable);
     }
 }

@@ -3,7 +3,9 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use std::sync::Mutex;
+
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::family::labels;
 
@@ -25,6 +27,9 @@ pub struct Service {
     expiry: IntGauge,
     /// Unix time the token expires (0: none yet; -1: never).
     expires_at: AtomicI64,
+    failing_since: IntGaugeVec,
+    /// The labels of the one series `failing_since` has, if any.
+    failing_labels: Mutex<Option<[&'static str; 2]>>,
 }
 
 // === impl Service ===
@@ -52,14 +57,27 @@ impl Service {
             "Seconds until the service identity's current token expires (negative: expired; \
              absent without mode service or for a PAT).",
         )?;
+        let failing_since = IntGaugeVec::new(
+            Opts::new(
+                "ado_proxy_service_token_failing_since_timestamp_seconds",
+                "Unix time since which the service identity's token acquisitions fail, with the \
+                 identity provider's code (AADSTS<n> for the codes docs/errors.md explains, \
+                 aadsts-other, oauth-error, unavailable) and whether retrying can help \
+                 (retryable: true, false); no series while they succeed.",
+            ),
+            &["code", "retryable"],
+        )?;
         registry.register(Box::new(acquisitions.clone()))?;
         registry.register(Box::new(refresh_failures.clone()))?;
+        registry.register(Box::new(failing_since.clone()))?;
         Ok(Self {
             registry: registry.clone(),
             acquisitions,
             refresh_failures,
             expiry,
             expires_at: AtomicI64::new(0),
+            failing_since,
+            failing_labels: Mutex::new(None),
         })
     }
 
@@ -83,6 +101,28 @@ impl Service {
     /// Counts a failed background refresh.
     pub fn refresh_failed(&self, source: &str) {
         self.refresh_failures.with_label_values(&[source]).inc();
+    }
+
+    /// Acquisitions fail with `code` (`retryable` or not) since `since`
+    /// (unix seconds), or succeed (`None`): one series at most, so the
+    /// labels stay bounded and an alert sees the current cause.
+    pub fn failing(&self, now: Option<(&'static str, bool, i64)>) {
+        let mut current = match self.failing_labels.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let next = now.map(|(code, retryable, since)| {
+            ([code, if retryable { "true" } else { "false" }], since)
+        });
+        if let Some(old) = current.take()
+            && next.is_none_or(|(labels, _)| labels != old)
+        {
+            let _ = self.failing_since.remove_label_values(&old);
+        }
+        if let Some((labels, since)) = next {
+            self.failing_since.with_label_values(&labels).set(since);
+            *current = Some(labels);
+        }
     }
 
     /// Records when the token expires (unix seconds; `None` for tokens

@@ -58,6 +58,9 @@ pub struct TokenErrorBody {
     /// Entra's trace id.
     #[serde(default)]
     pub trace_id: Option<String>,
+    /// When Entra answered (`2026-11-22 04:00:00Z`).
+    #[serde(default)]
+    pub timestamp: Option<String>,
     /// `error_uri`.
     #[serde(default)]
     pub error_uri: Option<String>,
@@ -256,6 +259,25 @@ pub fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenSet, IdpErr
             body: Box::new(body),
         }),
         _ => Err(IdpError::Status { status }),
+    }
+}
+
+/// Entra's (or any OAuth provider's) error body as the catalog reads it.
+pub fn said_of(body: &TokenErrorBody) -> crate::diagnose::ProviderSaid {
+    let ids = [
+        ("Trace ID", &body.trace_id),
+        ("Correlation ID", &body.correlation_id),
+        ("Timestamp", &body.timestamp),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k.to_string(), v.clone()?)))
+    .collect();
+    crate::diagnose::ProviderSaid {
+        error: body.error.clone(),
+        codes: body.error_codes.clone(),
+        description: body.error_description.clone().unwrap_or_default(),
+        suberror: body.suberror.clone(),
+        ids,
     }
 }
 

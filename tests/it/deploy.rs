@@ -5,9 +5,6 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use ado_auth_proxy::config::{AuthMode, Secret, ServiceSource};
-use url::Url;
-
 use crate::support::fake_idp::{self, CLIENT_ID, CLIENT_SECRET, FakeIdp, TENANT};
 use crate::support::{self, metrics};
 
@@ -59,15 +56,7 @@ async fn every_metric_in_the_dashboard_and_alerts_exists() {
     let idp = FakeIdp::start(Duration::from_secs(600)).await;
     let ado = fake_idp::fake_ado(&idp).await;
     let user = support::start(fake_idp::entra_config(&ado.url(), &idp)).await;
-    let mut c = fake_idp::entra_config(&ado.url(), &idp);
-    c.auth.mode = AuthMode::Service;
-    c.auth.source = Some(ServiceSource::ClientCredentials);
-    c.auth.provider = None;
-    c.auth.tenant = Some(TENANT.into());
-    c.auth.client_id = Some(CLIENT_ID.into());
-    c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
-    c.auth.authority_host = Some(Url::parse(&idp.url()).unwrap());
-    let service = support::start(c).await;
+    let service = support::start(fake_idp::service_config(&ado.url(), &idp, CLIENT_SECRET)).await;
     let resp = support::get(format!(
         "http://{}/contoso/_apis/projects",
         service.proxy_addr
@@ -88,7 +77,19 @@ async fn every_metric_in_the_dashboard_and_alerts_exists() {
     c.auth.client_secret_next_file = Some(secrets.path().join("next"));
     let legacy = support::start(c).await;
 
+    // And a service identity whose secret Entra refuses: its failure
+    // series exists only while it fails.
+    let refused =
+        support::start(fake_idp::service_config(&ado.url(), &idp, "not-the-secret")).await;
+    let resp = support::get(format!(
+        "http://{}/contoso/_apis/projects",
+        refused.proxy_addr
+    ))
+    .await;
+    assert_eq!(resp.status(), 502, "the refused service proxy has no token");
+
     let mut available = exported(&metrics(user.admin_addr).await);
+    available.extend(exported(&metrics(refused.admin_addr).await));
     available.extend(exported(&metrics(service.admin_addr).await));
     available.extend(exported(&metrics(legacy.admin_addr).await));
 
@@ -126,6 +127,7 @@ async fn every_metric_in_the_dashboard_and_alerts_exists() {
         "ado_proxy_requests_total",
         "ado_proxy_request_duration_seconds_bucket",
         "ado_proxy_service_token_expiry_seconds",
+        "ado_proxy_service_token_failing_since_timestamp_seconds",
     ] {
         assert!(used_by_alerts.contains(needed), "the alerts lack {needed}");
     }

@@ -109,6 +109,7 @@ pub async fn user_proxy(upstream: &FakeUpstream) -> (FakeIdp, Running, String) {
 pub const CASES: &[&str] = &[
     "token-not-accepted",
     "token-not-accepted-203",
+    "token-not-accepted-soap",
     "oauth-disabled",
     "not-a-member",
     "conditional-access",
@@ -120,13 +121,14 @@ pub const CASES: &[&str] = &[
 ];
 
 /// (file suffix, path, request headers) of one client language.
-type Client = (
+pub type Client = (
     &'static str,
     &'static str,
     &'static [(&'static str, &'static str)],
 );
 
-const CLIENTS: &[Client] = &[
+/// How each client language asks.
+pub const CLIENTS: &[Client] = &[
     (
         "html",
         "/contoso/_apis/git/repositories/r",
@@ -149,7 +151,9 @@ const CLIENTS: &[Client] = &[
     ),
 ];
 
-fn golden(path: &Path, actual: &str) {
+/// Compares `actual` with the golden file at `path` (`UPDATE_GOLDEN=1`
+/// writes it instead).
+pub fn golden(path: &Path, actual: &str) {
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, actual).unwrap();
@@ -239,7 +243,7 @@ async fn every_case_is_answered_in_every_client_language() {
         // An Entra user: TF400813 "not authorized" is not the legacy
         // OAuth policy, and a session sends no PAT (diagnose_modes.rs
         // covers every mode).
-        let id = match case.trim_end_matches("-203") {
+        let id = match case.trim_end_matches("-203").trim_end_matches("-soap") {
             "oauth-disabled" => "entra-access-refused",
             "pat-expired" => "token-not-accepted",
             other => other,
@@ -254,9 +258,45 @@ async fn every_case_is_answered_in_every_client_language() {
     }
 }
 
+/// Renders `finding` in the four client languages and compares each
+/// with `golden/diagnose/{dir}/{id}.{form}`.
+fn render_golden(dir: &str, finding: &ado_auth_proxy::diagnose::Finding) {
+    use ado_auth_proxy::answer::Form;
+    for (form, suffix) in [
+        (Form::Html, "html"),
+        (Form::AdoJson, "json"),
+        (Form::Problem, "problem.json"),
+        (Form::GitText, "git.txt"),
+    ] {
+        let (_, text) = finding.clone().into_answer().body(form, "golden-request");
+        let text = if suffix.ends_with("json") {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            serde_json::to_string_pretty(&v).unwrap() + "\n"
+        } else {
+            text
+        };
+        if form == Form::Html {
+            assert!(!text.contains("<refused>"), "escaped: {text}");
+        }
+        golden(
+            &root().join(format!(
+                "golden/diagnose/{dir}/{}.{suffix}",
+                finding.entry.id
+            )),
+            &text,
+        );
+    }
+}
+
+/// The description Entra sends with `code`: its words, then the ids.
+fn entra_description(code: u64) -> String {
+    format!(
+        "AADSTS{code}: <refused>.\r\nTrace ID: 0000aaaa-11bb-cccc-dd33-eeeeee333333\r\nCorrelation ID: aaaa0000-bb11-2222-33cc-444444dddddd\r\nTimestamp: 2026-11-22 04:00:00Z"
+    )
+}
+
 #[test]
 fn every_sign_in_case_renders_in_every_client_language() {
-    use ado_auth_proxy::answer::Form;
     use ado_auth_proxy::diagnose::{CATALOG, Finding, Vars, ids_in_description, recognise_sign_in};
     // One representative AADSTS code per sign-in case.
     let cases: &[(&str, u64)] = &[
@@ -270,12 +310,11 @@ fn every_sign_in_case_renders_in_every_client_language() {
         ("access_denied", 50020),
         ("access_denied", 50105),
         ("invalid_grant", 54005),
+        ("invalid_grant", 70008),
     ];
     let mut seen = Vec::new();
     for (error, code) in cases {
-        let description = format!(
-            "AADSTS{code}: <refused>.\r\nTrace ID: 0000aaaa-11bb-cccc-dd33-eeeeee333333\r\nCorrelation ID: aaaa0000-bb11-2222-33cc-444444dddddd\r\nTimestamp: 2026-11-22 04:00:00Z"
-        );
+        let description = entra_description(*code);
         let entry = recognise_sign_in(error, &[], &description).unwrap();
         seen.push(entry.id);
         let finding = Finding {
@@ -297,35 +336,56 @@ fn every_sign_in_case_renders_in_every_client_language() {
                 ..Vars::default()
             },
         };
-        for (form, suffix) in [
-            (Form::Html, "html"),
-            (Form::AdoJson, "json"),
-            (Form::Problem, "problem.json"),
-            (Form::GitText, "git.txt"),
-        ] {
-            let (_, text) = finding.clone().into_answer().body(form, "golden-request");
-            let text = if suffix.ends_with("json") {
-                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-                serde_json::to_string_pretty(&v).unwrap() + "\n"
-            } else {
-                text
-            };
-            if form == Form::Html {
-                assert!(!text.contains("<refused>"), "escaped: {text}");
-            }
-            golden(
-                &root().join(format!("golden/diagnose/sign-in/{}.{suffix}", entry.id)),
-                &text,
-            );
-        }
+        render_golden("sign-in", &finding);
     }
     // Every sign-in case of the catalog is covered.
     let sign_in: Vec<&str> = CATALOG
         .iter()
         .skip_while(|e| e.id != "consent-declined")
+        .take_while(|e| e.id != "service-consent-required")
         .map(|e| e.id)
         .collect();
     assert_eq!(seen, sign_in);
+}
+
+/// What the programs calling a service-mode proxy read when its token
+/// calls are refused, one representative code per case, 502 as only an
+/// operator or administrator can fix these.
+#[test]
+fn every_service_token_case_renders_in_every_client_language() {
+    use ado_auth_proxy::diagnose::{CATALOG, ProviderSaid, TokenPath, Vars};
+    let cases: &[(&str, u64)] = &[
+        ("invalid_grant", 65001),
+        ("invalid_grant", 50076),
+        ("interaction_required", 53003),
+        ("invalid_grant", 50105),
+        ("invalid_grant", 700082),
+        ("invalid_grant", 54005),
+    ];
+    let mut seen = Vec::new();
+    for (error, code) in cases {
+        let said = ProviderSaid {
+            error: error.to_string(),
+            codes: vec![*code],
+            description: entra_description(*code),
+            ..ProviderSaid::default()
+        };
+        let finding = said
+            .finding(
+                TokenPath::Service,
+                http::StatusCode::BAD_GATEWAY,
+                Vars::default(),
+            )
+            .unwrap();
+        seen.push(finding.entry.id);
+        render_golden("service", &finding);
+    }
+    let service: Vec<&str> = CATALOG
+        .iter()
+        .skip_while(|e| e.id != "service-consent-required")
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(seen, service);
 }
 
 /// A request for `/contoso/_apis/projects` with `accept`, not yet sent.

@@ -93,14 +93,7 @@ async fn explain(http: &reqwest::Client, base: &str, case: &str, bearer: Option<
 fn golden(mode: &str, actual: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join(format!("tests/golden/diagnose/modes/{mode}.txt"));
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 creates it)", path.display()));
-    assert_eq!(actual, expected, "{} differs", path.display());
+    crate::diagnose::golden(&path, actual);
 }
 
 /// Asks about every fixture through `proxy` and compares with the mode's

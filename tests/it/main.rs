@@ -23,6 +23,7 @@ mod login;
 mod packages;
 mod pats;
 mod personal_tokens;
+mod provider_codes;
 mod providers;
 mod service;
 mod sessions;

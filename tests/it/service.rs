@@ -99,7 +99,7 @@ async fn client_credentials_with_a_certificate_send_a_verified_assertion() {
 }
 
 #[tokio::test]
-async fn a_wrong_secret_is_a_readable_503_and_counted() {
+async fn a_wrong_secret_is_a_readable_502_naming_the_code_and_counted() {
     let idp = FakeIdp::start(Duration::from_secs(600)).await;
     let ado = fake_idp::fake_ado(&idp).await;
     let mut c = fake_idp::entra_config(&ado.url(), &idp);
@@ -108,10 +108,15 @@ async fn a_wrong_secret_is_a_readable_503_and_counted() {
     c.auth.provider_timeout = Duration::from_secs(2);
     let p = support::start(c).await;
     let resp = get(&p, PROJECTS).await;
-    assert_eq!(resp.status(), 503);
-    assert!(resp.headers().contains_key("retry-after"));
+    // Only an operator can fix a wrong secret: no Retry-After.
+    assert_eq!(resp.status(), 502);
+    assert!(!resp.headers().contains_key("retry-after"));
     let body = resp.text().await.unwrap();
-    assert!(body.contains("service identity"), "{body}");
+    assert!(body.contains("AADSTS7000215"), "{body}");
+    assert!(
+        body.contains("client secret or certificate is wrong"),
+        "{body}"
+    );
     assert!(!body.contains("not-the-secret"));
     assert!(ado.requests().is_empty(), "nothing reaches Azure DevOps");
     let m = metrics(p.admin_addr).await;
@@ -273,6 +278,37 @@ async fn managed_identity_through_imds_and_app_service() {
         let left = metric_value(&m, "ado_proxy_service_token_expiry_seconds");
         assert!((3500.0..=3600.0).contains(&left), "{left}");
         assert_eq!(me(&p).await["source"], "managed-identity");
+        p.shutdown();
+        p.wait().await;
+    }
+}
+
+/// A managed identity endpoint's refusal (no such identity) is quoted
+/// to callers as a 502 without `Retry-After`; the endpoint failing (5xx)
+/// is a 503 with one.
+#[tokio::test]
+async fn a_managed_identity_refusal_is_quoted_and_an_outage_is_retryable() {
+    let tokens = Arc::new(Mutex::new(Vec::new()));
+    let endpoint = fake_identity_endpoint(false, tokens).await;
+    let down =
+        FakeUpstream::recording(|_r: &Recorded| respond(500, &[], "<html>busy</html>")).await;
+    for (url, status) in [(endpoint.url(), 502), (down.url(), 503)] {
+        let ado = FakeUpstream::recording(|_r: &Recorded| respond(200, &[], "ok")).await;
+        let mut c = support::config(&ado.url());
+        c.auth.mode = AuthMode::Service;
+        c.auth.source = Some(ServiceSource::ManagedIdentity);
+        c.auth.managed_identity_endpoint = Some(Url::parse(&format!("{url}/msi/token")).unwrap());
+        c.auth.managed_identity_client_id = Some("not-assigned-here".into());
+        let p = support::start(c).await;
+        let resp = get(&p, PROJECTS).await;
+        assert_eq!(resp.status(), status);
+        assert_eq!(resp.headers().contains_key("retry-after"), status == 503);
+        let body = resp.text().await.unwrap();
+        if status == 502 {
+            assert!(body.contains("Identity not found"), "{body}");
+            assert_eq!(me(&p).await["lastFailure"]["code"], "invalid_request");
+        }
+        assert!(ado.requests().is_empty());
         p.shutdown();
         p.wait().await;
     }

@@ -41,6 +41,20 @@ pub enum Mode {
     AuthorizeError(&'static str, u64),
     /// Code redemption answers this status, `error` and AADSTS code.
     RedeemError(u16, &'static str, u64),
+    /// Every token call (any grant) answers this refusal, shaped like
+    /// Entra's real ones.
+    Refuse(Refusal),
+}
+
+/// An Entra token endpoint refusal: status, `error`, the AADSTS code and
+/// the description's first line, `suberror`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub error: &'static str,
+    pub code: u64,
+    pub text: &'static str,
+    pub suberror: Option<&'static str>,
 }
 
 /// What is wrong with the next ID tokens.
@@ -158,6 +172,22 @@ pub fn entra_config(upstream: &str, idp: &FakeIdp) -> ado_auth_proxy::config::Co
     c.auth.client_id = Some(CLIENT_ID.into());
     c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
     c.auth.authority_host = Some(url::Url::parse(&idp.url()).unwrap());
+    c
+}
+
+/// A proxy config in mode `service` (client credentials sending
+/// `secret`) getting its tokens from this fake, forwarding to `upstream`.
+pub fn service_config(
+    upstream: &str,
+    idp: &FakeIdp,
+    secret: &str,
+) -> ado_auth_proxy::config::Config {
+    use ado_auth_proxy::config::{AuthMode, Secret, ServiceSource};
+    let mut c = entra_config(upstream, idp);
+    c.auth.mode = AuthMode::Service;
+    c.auth.source = Some(ServiceSource::ClientCredentials);
+    c.auth.provider = None;
+    c.auth.client_secret = Some(Secret::new(secret));
     c
 }
 
@@ -875,6 +905,13 @@ fn entra_token(
     *s.token_calls.entry(grant.clone()).or_default() += 1;
     if let Some(c) = f.get("claims") {
         s.token_claims.push(c.clone());
+    }
+    if let Mode::Refuse(r) = mode {
+        let extra = match r.suberror {
+            Some(sub) => json!({ "suberror": sub }),
+            None => json!({}),
+        };
+        return aadsts(r.status, r.error, r.code, r.text, extra);
     }
     if let (Mode::RedeemError(status, error, code), "authorization_code") = (mode, grant.as_str()) {
         return aadsts(status, error, code, "The request was refused.", json!({}));
