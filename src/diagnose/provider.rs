@@ -261,6 +261,8 @@ pub struct ServiceFailure {
     pub said: Option<ProviderSaid>,
     /// Asking again can succeed without anyone changing anything.
     pub retryable: bool,
+    /// The proxy's account of the last attempt (never a secret).
+    pub detail: String,
     /// The first failure of this kind in a row.
     pub since: std::time::SystemTime,
 }
@@ -294,6 +296,7 @@ impl ServiceFailure {
             "diagnosis": finding.as_ref().map(|d| d.entry.id),
             "fixer": finding.as_ref().map(|d| d.entry.fixer.as_str()),
             "retryable": self.retryable,
+            "detail": self.detail,
             "since": humantime::format_rfc3339_seconds(self.since).to_string(),
             "ids": ids,
         })
@@ -427,6 +430,7 @@ mod tests {
         let unavailable = ServiceFailure {
             said: None,
             retryable: true,
+            detail: "connection refused".into(),
             since: std::time::UNIX_EPOCH,
         };
         assert_eq!(unavailable.code_label(), UNAVAILABLE);
@@ -464,6 +468,7 @@ mod tests {
         let failure = ServiceFailure {
             said: Some(said),
             retryable: false,
+            detail: String::new(),
             since: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000),
         };
         let f = failure.finding().unwrap();

@@ -255,12 +255,15 @@ fn service_token_answer(
             "Retrying does not help until an operator fixes it.",
         )
     };
+    let last = failure
+        .map(|f| format!(" The last attempt: {}.", f.detail.trim_end_matches('.')))
+        .unwrap_or_default();
     let ans = Answer::new(
         status,
         "service-token-unavailable",
         "The proxy has no token for its service identity",
         format!(
-            "The proxy acts as a fixed identity (auth.source = \"{source_name}\") and could not get a token for it from the identity provider. {next} An administrator can see why in the proxy's log (\"service token\"), in /.auth/me (lastFailure) and in ado_proxy_service_token_failing_since_timestamp_seconds."
+            "The proxy acts as a fixed identity (auth.source = \"{source_name}\") and could not get a token for it from the identity provider.{last} {next} An administrator can see more in the proxy's log (\"service token\"), in /.auth/me (lastFailure) and in ado_proxy_service_token_failing_since_timestamp_seconds."
         ),
     );
     if retryable {

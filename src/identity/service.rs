@@ -286,6 +286,7 @@ impl ServiceIdentity {
             let mut failure = ServiceFailure {
                 said: e.said.as_deref().cloned(),
                 retryable: e.retryable,
+                detail: e.detail.clone(),
                 since: self.clock.wall(),
             };
             if let Some(before) = self.failure()
@@ -373,6 +374,7 @@ impl ServiceIdentity {
                 next
             }
             Err(e) if e.soon => {
+                self.record_outcome(Some(&e));
                 // Said once, not every 2 s while nobody signs in.
                 if !std::mem::replace(said_waiting, true) {
                     tracing::warn!(

@@ -307,6 +307,12 @@ async fn a_managed_identity_refusal_is_quoted_and_an_outage_is_retryable() {
         if status == 502 {
             assert!(body.contains("Identity not found"), "{body}");
             assert_eq!(me(&p).await["lastFailure"]["code"], "invalid_request");
+        } else {
+            // No OAuth answer to quote: the proxy's own account of it.
+            assert!(
+                body.contains("The last attempt: managed identity endpoint: HTTP 500"),
+                "{body}"
+            );
         }
         assert!(ado.requests().is_empty());
         p.shutdown();
@@ -540,10 +546,15 @@ async fn device_code_login_while_the_proxy_runs_and_after_a_restart() {
         c
     };
     let p = support::start(config()).await;
-    // Nobody signed in yet: a readable 503.
+    // Nobody signed in yet: a readable 503 that says what to run.
     let resp = get(&p, PROJECTS).await;
     assert_eq!(resp.status(), 503);
-    assert!(resp.text().await.unwrap().contains("service identity"));
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("service identity"), "{body}");
+    assert!(
+        body.contains("not signed in yet: run `ado-auth-proxy login"),
+        "{body}"
+    );
 
     // The operator signs in while the proxy runs (it holds the database).
     idp.set_device_script(&["authorization_pending", "slow_down"]);
