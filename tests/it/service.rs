@@ -602,6 +602,59 @@ async fn device_code_login_while_the_proxy_runs_and_after_a_restart() {
     p.wait().await;
 }
 
+/// Source `device-code`: when Entra refuses the stored refresh token
+/// (AADSTS700082, inactive for 90 days), the programs calling the proxy
+/// are told that the stored sign-in expired and to run `login` again.
+#[tokio::test]
+async fn an_expired_device_code_sign_in_tells_callers_to_log_in_again() {
+    let idp = FakeIdp::start(Duration::from_secs(600)).await;
+    let ado = fake_idp::fake_ado(&idp).await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = device_toml(dir.path(), &idp, &ado.url());
+    idp.set_device_script(&[]);
+    let (ok, stdout, stderr) = login_command(&toml).await;
+    assert!(ok, "{stdout}\n{stderr}");
+    let mut c = ado_auth_proxy::config::load_file(&toml, Vec::new()).unwrap();
+    c.listen.address = "127.0.0.1:0".parse().unwrap();
+    c.admin.address = "127.0.0.1:0".parse().unwrap();
+    let p = support::start_with(c, idp.clock()).await;
+    assert_eq!(get(&p, PROJECTS).await.status(), 200);
+
+    let inactive = crate::provider_codes::REPLAYS
+        .iter()
+        .find(|r| r.code == 700082)
+        .unwrap();
+    idp.set_mode(Mode::Refuse(*inactive));
+    // Past the token's expiry: the refresher's call is refused.
+    idp.clock().advance(Duration::from_secs(601));
+    let mut answer = None;
+    for _ in 0..100 {
+        let resp = get(&p, PROJECTS).await;
+        if resp.status() == 502 {
+            answer = Some(resp.json::<serde_json::Value>().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let v = answer.expect("a 502 once the token expired");
+    assert_eq!(v["adoAuthProxy"]["id"], "service-sign-in-expired", "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("AADSTS700082"),
+        "{v}"
+    );
+    assert!(
+        v["adoAuthProxy"]["adminRemedy"]
+            .as_str()
+            .unwrap()
+            .contains("ado-auth-proxy login again"),
+        "{v}"
+    );
+    assert_eq!(
+        me(&p).await["lastFailure"]["diagnosis"],
+        "service-sign-in-expired"
+    );
+}
+
 #[tokio::test]
 async fn device_code_login_stops_on_every_final_polling_error() {
     let idp = FakeIdp::start(Duration::from_secs(600)).await;
