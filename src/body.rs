@@ -198,6 +198,11 @@ impl Body for ProxyBody {
 // === impl CountedBody ===
 
 impl CountedBody {
+    /// Another empty body counted into the same metrics, for a request
+    /// sent again.
+    pub fn empty_like(&self) -> Self {
+        Self::empty(self.metrics.clone())
+    }
     /// Wraps a client's request body.
     pub fn new(inner: Incoming, metrics: Arc<Metrics>) -> Self {
         Self {

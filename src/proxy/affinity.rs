@@ -29,6 +29,8 @@ pub struct Own {
     /// The upstream's name ([`super::route::Upstream::name`]).
     upstream: Arc<str>,
     pub sender: SendRequest<CountedBody>,
+    /// When its last exchange ended.
+    pub used: Instant,
 }
 
 /// One client connection, as the upstream exchange sees it.
@@ -64,8 +66,8 @@ pub enum Take {
 
 /// A serving thread's idle upstream connections.
 pub struct Idle {
-    /// Oldest first.
-    conns: Mutex<VecDeque<(Own, Instant)>>,
+    /// Least recently used first.
+    conns: Mutex<VecDeque<Own>>,
     timeout: Duration,
 }
 
@@ -109,6 +111,7 @@ impl Downstream {
         *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Slot::Ready(Own {
             upstream: upstream.clone(),
             sender,
+            used: Instant::now(),
         });
     }
 
@@ -155,15 +158,15 @@ impl Idle {
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
         self.drop_stale(&mut conns);
         if conns.len() < MAX_IDLE {
-            conns.push_back((own, Instant::now()));
+            conns.push_back(own);
         }
     }
 
     /// Closes the oldest connections while they are closed or expired.
-    fn drop_stale(&self, conns: &mut VecDeque<(Own, Instant)>) {
+    fn drop_stale(&self, conns: &mut VecDeque<Own>) {
         while conns
             .front()
-            .is_some_and(|(own, since)| own.sender.is_closed() || since.elapsed() >= self.timeout)
+            .is_some_and(|own| own.sender.is_closed() || own.used.elapsed() >= self.timeout)
         {
             conns.pop_front();
         }
@@ -176,8 +179,8 @@ impl Idle {
         self.drop_stale(&mut conns);
         let i = conns
             .iter()
-            .rposition(|(own, _)| own.upstream == *upstream && own.sender.is_ready())?;
-        conns.remove(i).map(|(own, _)| own)
+            .rposition(|own| own.upstream == *upstream && own.sender.is_ready())?;
+        conns.remove(i)
     }
 }
 
@@ -202,6 +205,7 @@ mod tests {
         Own {
             upstream: upstream.clone(),
             sender,
+            used: Instant::now(),
         }
     }
 

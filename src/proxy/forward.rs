@@ -108,7 +108,10 @@ impl Forwarder {
         if let Some(d) = downstream.filter(|_| own) {
             match d.take(&upstream.name) {
                 Take::Pool => {}
-                Take::Own(own) => return Box::pin(self.send_own(own.sender, req, upstream, d)),
+                Take::Own(own) => {
+                    let idle = Some(own.used.elapsed());
+                    return Box::pin(self.send_own(own.sender, idle, req, upstream, d));
+                }
                 Take::Open => return Box::pin(self.open_and_send(req, upstream, d)),
             }
         }
@@ -128,10 +131,10 @@ impl Forwarder {
         upstream: &Upstream,
         downstream: &Downstream,
     ) -> Result<Response<Incoming>, Error> {
-        let sender = match downstream.idle_connection(&upstream.name) {
-            Some(own) => own.sender,
+        let (sender, idle) = match downstream.idle_connection(&upstream.name) {
+            Some(own) => (own.sender, Some(own.used.elapsed())),
             None => match self.connect(req.uri(), upstream).await {
-                Ok(Some(sender)) => sender,
+                Ok(Some(sender)) => (sender, None),
                 Ok(None) => {
                     // HTTP/2: the pool multiplexes it for every client.
                     downstream.release();
@@ -143,7 +146,7 @@ impl Forwarder {
                 }
             },
         };
-        self.send_own(sender, req, upstream, downstream).await
+        self.send_own(sender, idle, req, upstream, downstream).await
     }
 
     /// Sends on the shared pool.
@@ -167,16 +170,25 @@ impl Forwarder {
         }
     }
 
-    /// Sends on the client connection's own upstream connection, and keeps
-    /// it for the next request. A request the connection closed on before
-    /// sending it goes to the pool instead.
+    /// Sends on the client connection's own upstream connection (idle for
+    /// `idle` since its last exchange; `None` when new), and keeps it for
+    /// the next request. A request the connection closed on before
+    /// sending it goes to the pool instead; so does, once, an idempotent
+    /// request without a body that a connection idle for a while closed
+    /// on after it was sent: the upstream's idle timeout struck as it
+    /// arrived (nginx sends such requests again too).
     async fn send_own(
         &self,
         mut sender: SendRequest<CountedBody>,
+        idle: Option<Duration>,
         mut req: Request<CountedBody>,
         upstream: &Upstream,
         downstream: &Downstream,
     ) -> Result<Response<Incoming>, Error> {
+        let again = idle
+            .is_some_and(|d| d >= REPLAY_AFTER_IDLE)
+            .then(|| Replay::of(&req))
+            .flatten();
         // The connection is to the upstream already: origin form, and the
         // Host that hyper's pooled client would have set.
         let origin = origin_form(req.uri());
@@ -191,15 +203,26 @@ impl Forwarder {
             }
             Ok(Err(mut e)) => {
                 downstream.release();
-                match e.take_message() {
-                    Some(mut req) => {
+                match (e.take_message(), again) {
+                    (Some(mut req), _) => {
                         // Not sent (the upstream closed the idle
                         // connection): safe to send again.
                         *req.uri_mut() = absolute;
                         req.headers_mut().remove(http::header::HOST);
                         self.send_pooled(&self.client, req, upstream).await
                     }
-                    None => Err(upstream.failed(UpstreamErrorKind::Protocol, innermost(e.error()))),
+                    (None, Some(again)) if closed_under_us(e.error()) => {
+                        tracing::debug!(
+                            upstream = %upstream.name,
+                            error = %e.error(),
+                            "a reused upstream connection closed under an idempotent request; sending it again"
+                        );
+                        self.send_pooled(&self.client, again.request(), upstream)
+                            .await
+                    }
+                    (None, _) => {
+                        Err(upstream.failed(UpstreamErrorKind::Protocol, innermost(e.error())))
+                    }
                 }
             }
             Err(_) => {
@@ -252,6 +275,73 @@ impl Forwarder {
             ),
         )
     }
+}
+
+/// How long a connection must have been idle before a request it closes
+/// on after sending is sent again: a connection in use keeps a server's
+/// idle timeout away, so a close right after use is the upstream's
+/// answer, not a race.
+const REPLAY_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// What it takes to send a request again: its head, when it is
+/// idempotent (RFC 9110: GET, HEAD, OPTIONS, TRACE, PUT, DELETE) and has
+/// no body, so nothing of it is lost.
+struct Replay {
+    head: http::request::Parts,
+    body: CountedBody,
+}
+
+impl Replay {
+    fn of(req: &Request<CountedBody>) -> Option<Self> {
+        use http::Method;
+        let idempotent = matches!(
+            *req.method(),
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        );
+        if !idempotent || !http_body::Body::is_end_stream(req.body()) {
+            return None;
+        }
+        let mut head = Request::new(());
+        *head.method_mut() = req.method().clone();
+        *head.uri_mut() = req.uri().clone();
+        *head.version_mut() = req.version();
+        *head.headers_mut() = req.headers().clone();
+        Some(Self {
+            head: head.into_parts().0,
+            body: req.body().empty_like(),
+        })
+    }
+
+    fn request(self) -> Request<CountedBody> {
+        Request::from_parts(self.head, self.body)
+    }
+}
+
+/// Whether the upstream closed the connection while the request was
+/// out: the answer never started, so an idempotent request may go again.
+fn closed_under_us(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() || e.is_canceled() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// `uri` without scheme and authority.

@@ -156,3 +156,119 @@ async fn a_second_proxy_on_the_same_port_is_refused_with_the_key() {
         assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     }
 }
+
+/// An upstream whose first connection answers one request with
+/// keep-alive, then reads the next request and closes without answering
+/// (its idle timeout striking as the request arrives); later connections
+/// answer every request with "ok". Counts the requests it read.
+async fn racing_upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            let closes_on_second = std::mem::replace(&mut first, false);
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                for n in 0.. {
+                    // A head (and, for a POST, its small body).
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => got.extend_from_slice(&buf[..k]),
+                        }
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    got.clear();
+                    if closes_on_second && n == 1 {
+                        return;
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await;
+                }
+            });
+        }
+    });
+    (addr, requests)
+}
+
+/// Sends `method path` with `body` on a kept-alive connection; the
+/// answer's status.
+async fn keep_alive_send(stream: &mut tokio::net::TcpStream, method: &str, body: &str) -> u16 {
+    stream
+        .write_all(
+            format!(
+                "{method} /org/_apis/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        assert!(n > 0, "the proxy closed the connection: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if rest.len() >= length {
+                return head[9..12].parse().unwrap();
+            }
+        }
+    }
+}
+
+/// A kept upstream connection that the upstream closes just as an
+/// idempotent request arrives costs the client nothing: the request goes
+/// again on a new connection. A request with a body (or a POST) is never
+/// sent twice: its client gets the 502.
+#[tokio::test]
+async fn a_request_the_upstream_closed_on_after_idling_is_sent_again_if_idempotent() {
+    for (method, body, want, reads) in [
+        ("GET", "", 200, 3),
+        ("DELETE", "", 200, 3),
+        ("POST", "{}", 502, 2),
+    ] {
+        let (up, requests) = racing_upstream().await;
+        let mut config = support::config(&format!("http://{up}"));
+        config.listen.workers = 1;
+        let proxy = support::start(config).await;
+        let mut client = tokio::net::TcpStream::connect(proxy.proxy_addr)
+            .await
+            .unwrap();
+        assert_eq!(keep_alive_send(&mut client, "GET", "").await, 200);
+        // Idle long enough that a close is the upstream's idle timeout.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(
+            keep_alive_send(&mut client, method, body).await,
+            want,
+            "{method}"
+        );
+        assert_eq!(
+            requests.load(Ordering::SeqCst),
+            reads,
+            "{method}: requests the upstream read"
+        );
+    }
+}
