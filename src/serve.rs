@@ -190,6 +190,7 @@ struct Worker {
 impl Worker {
     /// Accepts until told to stop.
     async fn accept_loop(self, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+        tokio::spawn(self.proxy.clone().sweep_idle_connections());
         loop {
             let (stream, remote) = tokio::select! {
                 accepted = listener.accept() => match accepted {

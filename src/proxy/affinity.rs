@@ -172,6 +172,18 @@ impl Idle {
         }
     }
 
+    /// Closes every connection that expired or was closed, so a quiet
+    /// thread does not hold upstream sockets until it is next used.
+    pub fn sweep(&self) {
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.retain(|own| !own.sender.is_closed() && own.used.elapsed() < self.timeout);
+    }
+
+    /// How long a connection may wait here.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The most recently kept ready connection to `upstream`; expired
     /// ones (the oldest) are closed on the way.
     fn checkout(&self, upstream: &Arc<str>) -> Option<Own> {
@@ -247,6 +259,25 @@ mod tests {
         let (s, _pipe) = sender().await;
         expired.keep(own(&main, s));
         assert!(expired.checkout(&main).is_none(), "expired");
+    }
+
+    #[tokio::test]
+    async fn a_sweep_closes_expired_connections() {
+        use tokio::io::AsyncReadExt;
+        let main: Arc<str> = "default".into();
+        let idle = Idle::new(Duration::from_millis(50));
+        let (s, mut pipe) = sender().await;
+        idle.keep(own(&main, s));
+        let (fresh, _fresh_pipe) = sender().await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        idle.keep(own(&main, fresh));
+        idle.sweep();
+        // The expired connection is closed: its peer reads the end.
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(2), pipe.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0))), "closed: {read:?}");
+        // The fresh one stays.
+        assert!(idle.checkout(&main).is_some());
     }
 
     #[tokio::test]

@@ -85,6 +85,11 @@ impl Forwarder {
         }
     }
 
+    /// This thread's idle upstream connections.
+    pub fn idle(&self) -> &Arc<Idle> {
+        &self.idle
+    }
+
     /// A client connection from `remote`, whose requests get an upstream
     /// connection of their own.
     pub fn downstream(&self, remote: SocketAddr) -> Downstream {

@@ -150,6 +150,18 @@ impl Proxy {
         }
     }
 
+    /// Closes this serving thread's idle upstream connections once they
+    /// expire (`upstream.pool_idle_timeout`), checking that often; runs
+    /// until the thread's runtime ends.
+    pub async fn sweep_idle_connections(self) {
+        let idle = self.forwarder.idle().clone();
+        let every = idle.timeout().max(std::time::Duration::from_secs(1));
+        loop {
+            tokio::time::sleep(every).await;
+            idle.sweep();
+        }
+    }
+
     /// A client connection from `remote`, as its requests reach Azure
     /// DevOps (with an upstream connection of its own).
     pub fn downstream(&self, remote: SocketAddr) -> Downstream {
