@@ -462,6 +462,17 @@ pub static CATALOG: &[Entry] = &[
         fixer: Fixer::Operator,
         applies: Applies::SERVICE,
     },
+    Entry {
+        id: "service-provider-busy",
+        title: "The identity provider cannot issue the proxy a token right now",
+        cause: "The identity provider answered the service identity's token request with a temporary failure ({code}): it is overloaded, throttling, or briefly unavailable. The proxy asks again on its own schedule (backing off) and serves requests as soon as a token is issued.",
+        user_fix: "Send the request again after the Retry-After delay.",
+        admin_fix: "No action needed if it passes; if it lasts, check the provider's service health and the proxy's log (\"service token\") for the codes and correlation ids.",
+        docs: ENTRA_ERRORS,
+        sign_in_again: false,
+        fixer: Fixer::User,
+        applies: Applies::SERVICE,
+    },
 ];
 
 impl Fixer {

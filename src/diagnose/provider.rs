@@ -312,10 +312,12 @@ impl ServiceFailure {
         } else {
             StatusCode::BAD_GATEWAY
         };
-        let mut finding =
-            self.said
-                .as_ref()?
-                .finding(TokenPath::Service, status, Vars::default())?;
+        let said = self.said.as_ref()?;
+        let mut finding = said.finding(TokenPath::Service, status, Vars::default())?;
+        if self.retryable && said.case().is_none() {
+            // Waiting helps: nobody has anything to fix.
+            finding.entry = entry("service-provider-busy");
+        }
         finding.ids.push((
             "Failing since".to_string(),
             humantime::format_rfc3339_seconds(self.since).to_string(),

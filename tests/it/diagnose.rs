@@ -380,6 +380,24 @@ fn every_service_token_case_renders_in_every_client_language() {
         seen.push(finding.entry.id);
         render_golden("service", &finding);
     }
+    // A temporary failure: waiting helps.
+    let busy = ado_auth_proxy::diagnose::ServiceFailure {
+        said: Some(ProviderSaid {
+            error: "temporarily_unavailable".into(),
+            codes: vec![90033],
+            description: entra_description(90033),
+            ..ProviderSaid::default()
+        }),
+        retryable: true,
+        detail: String::new(),
+        since: std::time::UNIX_EPOCH,
+    };
+    let mut finding = busy.finding().unwrap();
+    assert_eq!(finding.status, http::StatusCode::SERVICE_UNAVAILABLE);
+    // The one fact that changes from run to run ("Failing since") is fixed.
+    finding.ids.retain(|(k, _)| k != "Failing since");
+    seen.push(finding.entry.id);
+    render_golden("service", &finding);
     let service: Vec<&str> = CATALOG
         .iter()
         .skip_while(|e| e.id != "service-consent-required")

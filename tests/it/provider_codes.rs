@@ -414,6 +414,10 @@ async fn the_last_failure_is_in_auth_me_and_the_metrics_until_a_token_comes() {
     assert!(resp.headers().contains_key("retry-after"));
     let v: serde_json::Value = resp.json().await.unwrap();
     assert!(v["detail"].as_str().unwrap().contains("AADSTS90033"), "{v}");
+    assert_eq!(
+        v["type"], "urn:ado-auth-proxy:problem:service-provider-busy",
+        "{v}"
+    );
 
     // A token again: no series, no lastFailure.
     idp.set_mode(Mode::Normal);
