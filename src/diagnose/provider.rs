@@ -114,7 +114,7 @@ const MAX_FIELD: usize = 100;
 
 /// What the provider said when it refused: the fields of Entra's (and
 /// OAuth's) error body. Untrusted text; answers escape it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProviderSaid {
     /// `error`.
     pub error: String,

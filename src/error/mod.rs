@@ -18,7 +18,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::answer::Answer;
 use crate::body::ProxyBody;
-use crate::diagnose::{self, Finding, Vars};
+use crate::diagnose::{self, TokenPath, Vars};
 use crate::metrics::UpstreamErrorKind;
 use crate::request::{ClientKind, RequestCtx};
 use crate::session::Miss;
@@ -85,6 +85,8 @@ pub enum Error {
         retry_after: Option<u64>,
         /// What the provider said (no secrets).
         detail: String,
+        /// Its error body, when it refused with one.
+        said: Option<Box<diagnose::ProviderSaid>>,
     },
     /// The session store could not be reached for a session this process
     /// does not hold, or for a new sign-in.
@@ -140,27 +142,24 @@ impl Error {
                 operator: true,
                 detail,
                 retry_after,
+                said,
             } => {
-                let codes = diagnose::aadsts_codes(detail);
-                let entry = diagnose::recognise_sign_in("invalid_client", &codes, "")?;
-                let finding = Finding {
-                    entry,
-                    status: StatusCode::BAD_GATEWAY,
-                    message: Some(detail.clone()),
-                    type_key: None,
-                    original: None,
-                    said_by: "The sign-in provider",
-                    retry_after: retry_after.map(|r| r.to_string()),
-                    ids: Vec::new(),
-                    vars: Vars::default(),
+                let said = match said {
+                    Some(said) => (**said).clone(),
+                    // No error body: the codes in the proxy's account.
+                    None => diagnose::ProviderSaid {
+                        error: "invalid_client".into(),
+                        description: detail.clone(),
+                        ..diagnose::ProviderSaid::default()
+                    },
                 };
-                let mut answer = finding.into_answer();
-                if let Some(secs) = retry_after {
-                    answer
-                        .headers
-                        .insert(header::RETRY_AFTER, HeaderValue::from(*secs));
-                }
-                Some(answer)
+                let finding =
+                    said.finding(TokenPath::SignIn, StatusCode::BAD_GATEWAY, Vars::default())?;
+                let answer = finding.into_answer();
+                Some(match retry_after {
+                    Some(secs) => answer.retry_after(*secs),
+                    None => answer,
+                })
             }
             Self::Login(login) => {
                 let status = login.answer().status;
@@ -216,6 +215,7 @@ impl Error {
                 operator,
                 detail,
                 retry_after,
+                ..
             } => provider_failed_answer(*operator, detail, *retry_after),
             Self::ServiceTokenUnavailable {
                 source_name,

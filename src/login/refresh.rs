@@ -137,6 +137,7 @@ impl Login {
                     retry_after: Some(1),
                     detail: "another replica is refreshing this session and has not finished"
                         .into(),
+                    said: None,
                 });
             }
             tokio::time::sleep(pause).await;
@@ -278,6 +279,7 @@ impl Login {
                         operator: false,
                         retry_after: None,
                         detail: "the provider's access token cannot be sent in a header".into(),
+                        said: None,
                     })
             }
             Err(e) => {
@@ -362,7 +364,7 @@ impl Login {
                 }
                 Err(self.needs_login(Miss::Expired, return_to, claims.as_deref()))
             }
-            Some(Failure::Operator { reason }) => {
+            Some(Failure::Operator { reason, said }) => {
                 if fresh {
                     // Back off as well: asking again at once will not fix
                     // the configuration.
@@ -385,6 +387,7 @@ impl Login {
                     operator: true,
                     retry_after: Some(self.retry_after(state)),
                     detail: reason,
+                    said,
                 })
             }
             Some(Failure::Transient { reason }) => {
@@ -407,6 +410,7 @@ impl Login {
                     operator: false,
                     retry_after: Some(self.retry_after(state)),
                     detail: reason,
+                    said: None,
                 })
             }
             // A previous call succeeded for another generation: nothing to

@@ -359,18 +359,27 @@ fn classify_rejection(status: u16, body: &TokenErrorBody, grant: Grant) -> Failu
         };
     }
     if codes.iter().any(|c| OPERATOR_CODES.contains(c)) {
-        return Failure::Operator { reason };
+        return Failure::Operator {
+            reason,
+            said: Some(Box::new(said_of(body))),
+        };
     }
     match body.error.as_str() {
         "invalid_client" | "unauthorized_client" | "invalid_scope" | "unsupported_grant_type" => {
-            Failure::Operator { reason }
+            Failure::Operator {
+                reason,
+                said: Some(Box::new(said_of(body))),
+            }
         }
         // Legacy Azure DevOps answers a dead refresh token this way.
         "invalid_request" if grant == Grant::Refresh => Failure::Relogin {
             reason,
             claims: None,
         },
-        "invalid_request" => Failure::Operator { reason },
+        "invalid_request" => Failure::Operator {
+            reason,
+            said: Some(Box::new(said_of(body))),
+        },
         "temporarily_unavailable" | "server_error" | "slow_down" => Failure::Transient { reason },
         _ if status >= 500 || status == 429 => Failure::Transient { reason },
         // invalid_grant, interaction_required, consent_required,

@@ -100,6 +100,8 @@ pub enum Failure {
     Operator {
         /// What the provider said.
         reason: String,
+        /// Its error body, for the answer (code, message, ids).
+        said: Option<Box<crate::diagnose::ProviderSaid>>,
     },
     /// Worth retrying later (network, provider 5xx, throttling).
     Transient {

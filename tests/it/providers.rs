@@ -180,10 +180,17 @@ async fn a_rejected_client_secret_is_an_operator_error_and_keeps_the_session() {
         message.contains("operator error, not yours") && message.contains("7000222"),
         "{message}"
     );
-    assert!(
-        message.contains("aaaa0000-bb11-2222-33cc-444444dddddd"),
-        "correlation id: {message}"
+    // Entra's ids, which Microsoft support asks for, as facts.
+    let ids = &body["adoAuthProxy"]["correlation"];
+    assert_eq!(
+        ids["Correlation ID"], "aaaa0000-bb11-2222-33cc-444444dddddd",
+        "{body}"
     );
+    assert_eq!(
+        ids["Trace ID"], "0000aaaa-11bb-cccc-dd33-eeeeee333333",
+        "{body}"
+    );
+    assert_eq!(ids["Timestamp"], "2026-11-22 04:00:00Z", "{body}");
 
     // Once the operator fixes it, the same session works after the
     // backoff (waiting as Retry-After said): no new sign-in.
