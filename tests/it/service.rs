@@ -518,6 +518,15 @@ fn device_toml(dir: &std::path::Path, idp: &FakeIdp, ado: &str) -> std::path::Pa
     path
 }
 
+/// The config file `device_toml` wrote, on free ports, stopping quickly.
+fn device_config(toml: &std::path::Path) -> ado_auth_proxy::config::Config {
+    let mut c = ado_auth_proxy::config::load_file(toml, Vec::new()).unwrap();
+    c.listen.address = "127.0.0.1:0".parse().unwrap();
+    c.admin.address = "127.0.0.1:0".parse().unwrap();
+    c.listen.shutdown_delay = Duration::from_millis(100);
+    c
+}
+
 /// Runs `ado-auth-proxy login`; (success, stdout, stderr).
 async fn login_command(config: &std::path::Path) -> (bool, String, String) {
     let out = tokio::process::Command::new(crate::support::process::binary())
@@ -538,13 +547,7 @@ async fn device_code_login_while_the_proxy_runs_and_after_a_restart() {
     let ado = fake_idp::fake_ado(&idp).await;
     let dir = tempfile::tempdir().unwrap();
     let toml = device_toml(dir.path(), &idp, &ado.url());
-    let config = || {
-        let mut c = ado_auth_proxy::config::load_file(&toml, Vec::new()).unwrap();
-        c.listen.address = "127.0.0.1:0".parse().unwrap();
-        c.admin.address = "127.0.0.1:0".parse().unwrap();
-        c.listen.shutdown_delay = Duration::from_millis(100);
-        c
-    };
+    let config = || device_config(&toml);
     let p = support::start(config()).await;
     // Nobody signed in yet: a readable 503 that says what to run.
     let resp = get(&p, PROJECTS).await;
@@ -614,10 +617,7 @@ async fn an_expired_device_code_sign_in_tells_callers_to_log_in_again() {
     idp.set_device_script(&[]);
     let (ok, stdout, stderr) = login_command(&toml).await;
     assert!(ok, "{stdout}\n{stderr}");
-    let mut c = ado_auth_proxy::config::load_file(&toml, Vec::new()).unwrap();
-    c.listen.address = "127.0.0.1:0".parse().unwrap();
-    c.admin.address = "127.0.0.1:0".parse().unwrap();
-    let p = support::start_with(c, idp.clock()).await;
+    let p = support::start_with(device_config(&toml), idp.clock()).await;
     assert_eq!(get(&p, PROJECTS).await.status(), 200);
 
     let inactive = crate::provider_codes::REPLAYS
@@ -685,10 +685,7 @@ async fn an_allowed_operator_can_sign_the_service_identity_in_through_the_browse
     let dir = tempfile::tempdir().unwrap();
     let toml = device_toml(dir.path(), &idp, &ado.url());
     let start = |users: &[&str]| {
-        let mut c = ado_auth_proxy::config::load_file(&toml, Vec::new()).unwrap();
-        c.listen.address = "127.0.0.1:0".parse().unwrap();
-        c.admin.address = "127.0.0.1:0".parse().unwrap();
-        c.listen.shutdown_delay = Duration::from_millis(100);
+        let mut c = device_config(&toml);
         c.auth.allow_browser_login = true;
         c.auth.allowed_users = users.iter().map(|u| u.to_string()).collect();
         c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
