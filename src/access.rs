@@ -24,6 +24,9 @@ pub struct AccessRecord {
     pub complete: bool,
     e2eid: Option<String>,
     activity_id: Option<String>,
+    /// The request's place in `listen.max_requests`, kept until its
+    /// response ends.
+    permit: Option<crate::budget::Permit>,
 }
 
 // === impl AccessRecord ===
@@ -40,7 +43,13 @@ impl AccessRecord {
             complete: false,
             e2eid: None,
             activity_id: None,
+            permit: None,
         }
+    }
+
+    /// Keeps the request's place in the budget until its response ends.
+    pub fn hold(&mut self, permit: crate::budget::Permit) {
+        self.permit = Some(permit);
     }
 
     /// The request's context.

@@ -10,7 +10,9 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 
+use crate::error::Refusal;
 use crate::metrics::Metrics;
+use crate::proxy::origin::Origins;
 
 /// Readiness shared between the listeners and the shutdown sequence.
 #[derive(Default)]
@@ -25,6 +27,10 @@ pub struct Health {
 pub struct Admin {
     health: Arc<Health>,
     metrics: Arc<Metrics>,
+    /// The names the admin listener answers to (the proxy listener's
+    /// rule, with `admin.allowed_hosts`): a page that rebinds its own name
+    /// to the pod must not read `/metrics`.
+    hosts: Arc<Origins>,
 }
 
 // === impl Health ===
@@ -49,13 +55,31 @@ impl Health {
 // === impl Admin ===
 
 impl Admin {
-    /// An admin service over shared health and metrics.
-    pub fn new(health: Arc<Health>, metrics: Arc<Metrics>) -> Self {
-        Self { health, metrics }
+    /// An admin service over shared health and metrics, answering to
+    /// `hosts`.
+    pub fn new(health: Arc<Health>, metrics: Arc<Metrics>, hosts: Origins) -> Self {
+        Self {
+            health,
+            metrics,
+            hosts: Arc::new(hosts),
+        }
     }
 
     /// Serves one admin request.
     pub async fn serve<B>(&self, req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
+        if let Err(refusal) = self.hosts.check_host(&req) {
+            let status = match refusal {
+                Refusal::BadHost(_) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::MISDIRECTED_REQUEST,
+            };
+            return Ok(text(
+                status,
+                format!(
+                    "refused: {refusal}. The admin listener answers to IP addresses, localhost, \
+                     the listen.public_url host and the names in admin.allowed_hosts.\n"
+                ),
+            ));
+        }
         if !matches!(*req.method(), Method::GET | Method::HEAD) {
             return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"));
         }

@@ -169,6 +169,7 @@ impl Answer {
         }
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        crate::page::mark_own(&mut headers);
         let mut resp = Response::new(Bytes::from(text));
         *resp.status_mut() = status;
         *resp.headers_mut() = headers;

@@ -91,6 +91,7 @@ impl Running {
 
 /// Runs until SIGTERM or SIGINT, then drains and returns.
 pub async fn run(config: Config) -> Result<(), StartError> {
+    raise_descriptor_limit(config.listen.max_requests);
     let running = start(config).await?;
     wait_for_signal().await;
     tracing::info!("shutdown signal received; draining");
@@ -98,6 +99,46 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     running.wait().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the soft limit of open files to the hard one, as Go programs
+/// and nginx's `worker_rlimit_nofile` do: container runtimes often start
+/// processes at a soft 1024, fewer than `listen.max_requests` upstream
+/// connections plus the clients' own need. Says so when even the hard
+/// limit is short of that.
+fn raise_descriptor_limit(max_requests: usize) {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write the struct
+        // passed, which lives on this stack frame.
+        let raised = unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                return;
+            }
+            let before = lim.rlim_cur;
+            // An unlimited hard limit is above the kernel's nr_open.
+            lim.rlim_cur = lim.rlim_max.min(1 << 20);
+            before < lim.rlim_cur && libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0
+        };
+        if raised {
+            tracing::debug!(limit = lim.rlim_max, "raised the open-file limit");
+        }
+        let need = (max_requests as u64).saturating_mul(2).saturating_add(64);
+        if lim.rlim_max < need {
+            tracing::warn!(
+                limit = lim.rlim_max,
+                listen.max_requests = max_requests,
+                "the open-file limit is below what listen.max_requests may use (two per \
+                 request); lower listen.max_requests or raise the limit"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = max_requests;
 }
 
 async fn wait_for_signal() {
@@ -148,7 +189,14 @@ pub async fn start_with(config: Config, clock: Clock) -> Result<Running, StartEr
             Some(metrics.connections.refused.clone()),
         ),
     };
-    let admin = Admin::new(health.clone(), metrics);
+    let admin_hosts = crate::proxy::origin::Origins::new(
+        &bound.public_url,
+        &config.admin.allowed_hosts,
+        "http",
+        false,
+        &[],
+    );
+    let admin = Admin::new(health.clone(), metrics, admin_hosts);
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let store_health = health.clone();

@@ -9,6 +9,7 @@ pub mod app;
 mod assertion;
 mod backoff;
 mod body;
+mod budget;
 mod challenge;
 pub mod clock;
 pub mod config;

@@ -1,5 +1,27 @@
 //! Self-contained HTML pages for browsers: no external assets, readable on
-//! a phone, every value escaped.
+//! a phone, every value escaped, never framed.
+
+use http::header::{self, HeaderMap, HeaderValue};
+
+/// The policy of every page and answer the proxy writes itself: nothing
+/// but its own inline style loads, and no other page may frame it (a
+/// framed sign-out or token form could be clicked through by another
+/// site).
+const OWN_POLICY: HeaderValue = HeaderValue::from_static(
+    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'",
+);
+
+/// Marks an answer the proxy wrote itself (a page, an error, `/.auth/`
+/// JSON): its own content policy (replacing any an upstream answer had),
+/// no framing for browsers that predate `frame-ancestors`, no sniffing.
+pub fn mark_own(headers: &mut HeaderMap) {
+    headers.insert(header::CONTENT_SECURITY_POLICY, OWN_POLICY);
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+}
 
 /// Escapes text for HTML element content and quoted attributes.
 pub fn escape(s: &str) -> String {

@@ -308,6 +308,9 @@ pub fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .max_header_list_size(u32::try_from(config.listen.max_header_bytes).unwrap_or(u32::MAX))
         // WebSockets over HTTP/2 (RFC 8441), tunnelled by proxy::tunnel.
         .enable_connect_protocol()
+        // Each stream may hold an upstream connection (listen.max_requests
+        // bounds them all).
+        .max_concurrent_streams(config.listen.max_concurrent_streams)
         .keep_alive_interval(Duration::from_secs(30));
     builder
 }

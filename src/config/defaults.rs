@@ -19,9 +19,12 @@ impl Default for ListenConfig {
             header_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(90),
             max_connections: 10_000,
+            max_requests: 1_000,
+            max_concurrent_streams: 100,
             max_tunnels: 1_000,
             workers: 0,
             tunnel_idle_timeout: Duration::from_secs(300),
+            tunnel_protocols: vec!["websocket".into()],
             cors_allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
         }
@@ -32,6 +35,7 @@ impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             address: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            allowed_hosts: Vec::new(),
         }
     }
 }

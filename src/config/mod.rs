@@ -90,6 +90,14 @@ pub struct ListenConfig {
     /// Connections served at once; a connection beyond it is answered
     /// `503` and closed (counted in `ado_proxy_connections_refused_total`).
     pub max_connections: usize,
+    /// Requests in flight at once across all connections (HTTP/2 streams
+    /// count one each; each may hold an upstream connection); a request
+    /// beyond it is answered `503` naming this key.
+    pub max_requests: usize,
+    /// HTTP/2 streams one client connection may have open at once (its
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`): also the most upstream
+    /// connections one client connection can use.
+    pub max_concurrent_streams: u32,
     /// Serving threads, each with its own listening socket
     /// (`SO_REUSEPORT`) and upstream connections; 0 means one per core the
     /// process may use (its CPU quota counted).
@@ -100,6 +108,10 @@ pub struct ListenConfig {
     /// A tunnel with no byte in either direction for this long is closed.
     #[serde(with = "humantime_serde")]
     pub tunnel_idle_timeout: Duration,
+    /// Upgrade protocols tunnelled (`Upgrade:` tokens, or the HTTP/2
+    /// extended CONNECT `:protocol`); any other upgrade is not tunnelled
+    /// (HTTP/1.1: served as a plain request; HTTP/2: refused).
+    pub tunnel_protocols: Vec<String>,
     /// Origins (`https://app.example.com`) of single-page apps that may
     /// call the proxy from the browser with credentials (CORS). Empty:
     /// every other origin's request is refused as cross-site.
@@ -117,6 +129,10 @@ pub struct ListenConfig {
 pub struct AdminConfig {
     /// Address of the admin listener (`/healthz`, `/readyz`, `/metrics`).
     pub address: SocketAddr,
+    /// Host names (optionally `name:port`) the admin listener answers to
+    /// besides the `public_url` host, `localhost` and IP addresses; any
+    /// other `Host` gets 421 (a rebinding page would read `/metrics`).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// `[upstream]`

@@ -76,18 +76,20 @@ fn listen(config: &Config, out: &mut Vec<Problem>) {
             ),
         ));
     }
-    tunnels_and_cors(l, out);
-    for (i, host) in l.allowed_hosts.iter().enumerate() {
-        if crate::host::HostName::parse(host).is_none() {
-            out.push(Problem::new(
-                format!("listen.allowed_hosts[{i}]"),
-                format!(
-                    "\"{host}\" is not a host name: write a name such as \"ado-proxy.tools.svc\" \
-                     or \"name:8080\", without scheme or path"
-                ),
-            ));
-        }
+    if !(1..=1_000_000).contains(&l.max_requests) {
+        out.push(Problem::new(
+            "listen.max_requests",
+            "must be between 1 and 1000000 (1000 is the default)",
+        ));
     }
+    if !(1..=10_000).contains(&l.max_concurrent_streams) {
+        out.push(Problem::new(
+            "listen.max_concurrent_streams",
+            "must be between 1 and 10000 (100 is the default)",
+        ));
+    }
+    tunnels_and_cors(l, out);
+    host_names("listen.allowed_hosts", &l.allowed_hosts, out);
     if l.shutdown_delay >= l.shutdown_grace {
         out.push(Problem::new(
             "listen.shutdown_delay",
@@ -112,6 +114,7 @@ fn listen(config: &Config, out: &mut Vec<Problem>) {
             ),
         ));
     }
+    host_names("admin.allowed_hosts", &config.admin.allowed_hosts, out);
 }
 
 /// `listen.max_tunnels`, `listen.tunnel_idle_timeout` and
@@ -124,11 +127,38 @@ fn tunnels_and_cors(l: &super::ListenConfig, out: &mut Vec<Problem>) {
         ));
     }
     positive("listen.tunnel_idle_timeout", l.tunnel_idle_timeout, out);
+    for (i, p) in l.tunnel_protocols.iter().enumerate() {
+        let token = !p.is_empty()
+            && p.len() <= 64
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b));
+        if !token {
+            out.push(Problem::new(
+                format!("listen.tunnel_protocols[{i}]"),
+                format!("\"{p}\" is not an upgrade protocol token: write e.g. \"websocket\""),
+            ));
+        }
+    }
     for (i, origin) in l.cors_allowed_origins.iter().enumerate() {
         if let Err(why) = cors_origin(origin) {
             out.push(Problem::new(
                 format!("listen.cors_allowed_origins[{i}]"),
                 format!("\"{origin}\" {why}"),
+            ));
+        }
+    }
+}
+
+/// Each of `hosts` (the list at `key`) must be a `name` or `name:port`.
+fn host_names(key: &str, hosts: &[String], out: &mut Vec<Problem>) {
+    for (i, host) in hosts.iter().enumerate() {
+        if crate::host::HostName::parse(host).is_none() {
+            out.push(Problem::new(
+                format!("{key}[{i}]"),
+                format!(
+                    "\"{host}\" is not a host name: write a name such as \"ado-proxy.tools.svc\" \
+                     or \"name:8080\", without scheme or path"
+                ),
             ));
         }
     }

@@ -54,6 +54,13 @@ pub enum Error {
         stopping: bool,
     },
 
+    /// `listen.max_requests` requests are in flight already.
+    #[error("{max} requests in flight")]
+    Busy {
+        /// `listen.max_requests`.
+        max: usize,
+    },
+
     // --- the identity ---
     /// No credential could be produced for the upstream request.
     #[error(transparent)]
@@ -129,6 +136,7 @@ impl Error {
     pub fn refusal_reason(&self) -> Option<crate::metrics::RefusalReason> {
         match self {
             Self::Refused(r) => r.reason(),
+            Self::Busy { .. } => Some(crate::metrics::RefusalReason::Busy),
             _ => None,
         }
     }
@@ -223,6 +231,15 @@ impl Error {
                 failure,
             } => service_token_answer(source_name, *retry_after, failure.as_deref()),
             Self::TunnelsFull { max, stopping } => tunnels_full_answer(*max, *stopping),
+            Self::Busy { max } => Answer::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "proxy-busy",
+                "The proxy is serving as many requests as it may",
+                format!(
+                    "{max} requests are in flight through this proxy (listen.max_requests), so this one was not forwarded. Try again in a moment; if it happens under normal load, an administrator can raise listen.max_requests (each request in flight may hold one upstream connection, so keep it within the process's file-descriptor limit) or run more replicas."
+                ),
+            )
+            .retry_after(1),
             Self::StoreUnavailable(e) => {
                 let ans = Answer::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -44,6 +44,9 @@ pub enum Refusal {
         /// What the client sent (at most 100 characters).
         host: String,
     },
+    /// The request's host is ambiguous or missing (why, in words).
+    #[error("bad host: {0}")]
+    BadHost(&'static str),
     /// A browser request from another site.
     #[error("cross-site request refused: {why}")]
     CrossSite {
@@ -54,6 +57,13 @@ pub enum Refusal {
     /// in words).
     #[error("path refused: {0:?}")]
     BadPath(&'static str),
+    /// An HTTP/2 extended CONNECT for a protocol outside
+    /// `listen.tunnel_protocols`.
+    #[error("upgrade to {protocol:?} not allowed")]
+    UpgradeNotAllowed {
+        /// The `:protocol` asked for (at most 64 characters).
+        protocol: String,
+    },
     /// The caller is not admitted (address or shared secret).
     #[error("caller refused: {reason}")]
     CallerRefused {
@@ -70,13 +80,13 @@ impl Refusal {
     pub fn reason(&self) -> Option<RefusalReason> {
         match self {
             Self::BadPath(_) | Self::BadTarget(_) => Some(RefusalReason::BadPath),
-            Self::HostNotAllowed { .. } => Some(RefusalReason::Host),
+            Self::HostNotAllowed { .. } | Self::BadHost(_) => Some(RefusalReason::Host),
             Self::CrossSite { .. } => Some(RefusalReason::CrossSite),
             Self::OrganizationNotAllowed { .. } | Self::OrganizationRequired { .. } => {
                 Some(RefusalReason::Organization)
             }
             Self::CallerRefused { .. } => Some(RefusalReason::Caller),
-            Self::ReservedPath | Self::UnknownHost { .. } => None,
+            Self::ReservedPath | Self::UnknownHost { .. } | Self::UpgradeNotAllowed { .. } => None,
         }
     }
 
@@ -128,6 +138,14 @@ impl Refusal {
                     "The request was addressed to \"{host}\", which is not a name of this proxy. It answers to the host of listen.public_url, localhost and IP addresses, and to the names in listen.allowed_hosts; an operator can add a name there (a Kubernetes Service name, a DNS alias). Any other name is refused because a web page can point its own name at the proxy (DNS rebinding) and would otherwise act with the proxy's credential."
                 ),
             ),
+            Self::BadHost(why) => Answer::new(
+                StatusCode::BAD_REQUEST,
+                "bad-host",
+                "Bad Host header",
+                format!(
+                    "The proxy cannot tell which host this request is addressed to: {why}. Send exactly one Host header (over HTTP/2, none or one equal to :authority) naming the proxy."
+                ),
+            ),
             Self::CrossSite { why } => Answer::new(
                 StatusCode::FORBIDDEN,
                 "cross-site-request",
@@ -150,6 +168,14 @@ impl Refusal {
                 "bad-target",
                 "Bad request target",
                 format!("The request path cannot be forwarded: {reason}."),
+            ),
+            Self::UpgradeNotAllowed { protocol } => Answer::new(
+                StatusCode::BAD_REQUEST,
+                "upgrade-not-allowed",
+                "This proxy does not tunnel that protocol",
+                format!(
+                    "The request asks to tunnel \"{protocol}\", which is not in listen.tunnel_protocols. The proxy only tunnels the protocols an operator listed there (WebSockets by default), because a tunnel carries the proxy's credential past every later check."
+                ),
             ),
             Self::CallerRefused { reason } => Answer::new(
                 StatusCode::FORBIDDEN,

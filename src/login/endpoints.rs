@@ -511,6 +511,7 @@ pub(crate) fn json_response(status: StatusCode, value: serde_json::Value) -> Res
     );
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    crate::page::mark_own(resp.headers_mut());
     resp
 }
 
@@ -523,6 +524,7 @@ pub(super) fn html(status: StatusCode, page: String) -> Response<ProxyBody> {
     );
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    crate::page::mark_own(resp.headers_mut());
     resp
 }
 

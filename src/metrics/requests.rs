@@ -36,6 +36,8 @@ labels! {
         Organization = "organization",
         /// Not an admitted caller of a fixed-identity proxy.
         Caller = "caller",
+        /// `listen.max_requests` requests were in flight.
+        Busy = "busy",
     }
 }
 
@@ -137,7 +139,7 @@ impl Requests {
              (dot segments, backslashes, odd escapes), host (Host not the proxy's: DNS \
              rebinding), cross_site (a browser request from another site), organization \
              (outside upstream.allowed_organizations), caller (auth.allowed_client_cidrs or \
-             the caller secret).",
+             the caller secret), busy (listen.max_requests requests in flight).",
             "reason",
         )?;
         // Every (route, status) series resolved now: also 0 in /metrics

@@ -14,10 +14,12 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+/// The h2c upgrade's settings (RFC 7540 §3.2.1): connection-specific.
+const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// Removes the hop-by-hop headers (RFC 9110 §7.6.1): `Connection` and every
 /// header it names, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`,
-/// `Transfer-Encoding` and `Upgrade`.
+/// `Transfer-Encoding`, `Upgrade` and `HTTP2-Settings`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Runs twice per request: allocate only when there is something to do.
     // `close` and `keep-alive`, the usual tokens, are removed below anyway.
@@ -50,6 +52,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         header::TRAILER,
         header::TRANSFER_ENCODING,
         header::UPGRADE,
+        HTTP2_SETTINGS,
     ] {
         headers.remove(name);
     }

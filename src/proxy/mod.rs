@@ -5,6 +5,7 @@
 mod affinity;
 pub mod callers;
 mod cors;
+mod documents;
 pub mod forward;
 pub mod headers;
 mod lfs;
@@ -71,6 +72,8 @@ struct Inner {
     tunnels: tunnel::Tunnels,
     /// `auth.check_pat_at_start`.
     check_at_start: bool,
+    /// `listen.max_requests`, shared by every serving thread.
+    budget: Arc<crate::budget::Budget>,
 }
 
 /// Why the proxy could not be built.
@@ -131,11 +134,13 @@ impl Proxy {
                 tunnels: tunnel::Tunnels::new(
                     config.listen.max_tunnels,
                     config.listen.tunnel_idle_timeout,
+                    &config.listen.tunnel_protocols,
                     metrics.clone(),
                 ),
                 metrics,
                 scheme,
                 check_at_start: config.auth.check_pat_at_start,
+                budget: crate::budget::Budget::new(config.listen.max_requests),
             }),
         })
     }
@@ -216,7 +221,20 @@ impl Proxy {
             forwarder: &self.forwarder,
             downstream,
         };
-        let mut resp = match self.inner.pipeline(req, via, &mut record).await {
+        let admitted = match self.inner.budget.try_take() {
+            Some(permit) => {
+                record.hold(permit);
+                Ok(())
+            }
+            None => Err(Error::Busy {
+                max: self.inner.budget.max(),
+            }),
+        };
+        let served = match admitted {
+            Ok(()) => self.inner.pipeline(req, via, &mut record).await,
+            Err(e) => Err(e),
+        };
+        let mut resp = match served {
             Ok(resp) => resp,
             Err(e) => {
                 if let Error::Upstream { upstream, kind, .. } = &e {
@@ -349,6 +367,7 @@ impl Inner {
         parts.version = Version::default();
         record.upstream_ids(&parts.headers);
         headers::prepare_response(&mut parts.headers);
+        documents::sandbox(&mut parts.headers);
         self.rewrite_locations(parts, request_url);
         self.metrics
             .upstream
@@ -413,12 +432,12 @@ impl Inner {
         credential: &Credential,
     ) -> Result<Request<CountedBody>, Error> {
         let (mut parts, body) = req.into_parts();
-        let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::try_from(a.as_str()).ok())
-        });
+        // The name `origin` checked: the target's authority wins over
+        // `Host` (there is at most one, and on HTTP/2 it equals it).
+        let original_host = match parts.uri.authority() {
+            Some(a) => HeaderValue::try_from(a.as_str()).ok(),
+            None => parts.headers.get(header::HOST).cloned(),
+        };
         headers::prepare_request(
             &mut parts.headers,
             client_ip,

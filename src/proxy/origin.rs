@@ -12,7 +12,7 @@
 //! CORS caller (`cors.rs` answers its preflights and marks the answers).
 
 use http::header::{HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, header};
+use http::{HeaderMap, Method, Request, Version, header};
 use url::Url;
 
 use crate::error::Refusal;
@@ -84,10 +84,15 @@ impl Origins {
     /// Admits the request or says why not.
     pub fn admit<B>(&self, req: &Request<B>) -> Result<Admission, Refusal> {
         let host = self.check_host(req)?;
-        if req.uri().path() == "/.auth/callback" {
+        let path = req.uri().path();
+        if path == "/.auth/callback" {
             return Ok(Admission::Admitted);
         }
-        if let Some(origin) = self.cors_origin(req.headers()) {
+        // `/.auth/` makes and revokes credentials: a CORS origin gets no
+        // grant there (an XSS in an allowed app would otherwise mint
+        // durable tokens), only the proxy's own pages and programs.
+        let own_endpoint = path.starts_with("/.auth/") || path == "/.auth";
+        if !own_endpoint && let Some(origin) = self.cors_origin(req.headers()) {
             return Ok(if super::cors::is_preflight(req.method(), req.headers()) {
                 Admission::Preflight(origin)
             } else {
@@ -113,18 +118,8 @@ impl Origins {
 
     /// The `Host` (or HTTP/2 `:authority`, or an absolute-form target)
     /// must be a name this proxy answers to. Returns it as sent.
-    fn check_host<'r, B>(&self, req: &'r Request<B>) -> Result<Option<&'r str>, Refusal> {
-        let sent = match req.uri().authority() {
-            Some(a) => Some(a.as_str()),
-            None => match req.headers().get(header::HOST) {
-                Some(v) => Some(v.to_str().map_err(|_| Refusal::HostNotAllowed {
-                    host: String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                })?),
-                // HTTP/1.0 without Host: no browser, no rebinding.
-                None => None,
-            },
-        };
-        let Some(sent) = sent else {
+    pub fn check_host<'r, B>(&self, req: &'r Request<B>) -> Result<Option<&'r str>, Refusal> {
+        let Some(sent) = addressed_to(req)? else {
             return Ok(None);
         };
         // A rebinding attack needs a name the attacker controls; an
@@ -195,6 +190,50 @@ impl Origins {
     }
 }
 
+/// The name a request is addressed to, read as the protocol defines it:
+/// the target's authority (HTTP/2 `:authority`, an HTTP/1.1
+/// absolute-form target, which wins over `Host`, RFC 9112 §3.2.2), else
+/// the one `Host`. Refused: two `Host` headers (which would one reader
+/// take?), an HTTP/2 `host` naming another authority than `:authority`
+/// (RFC 9113 §8.3.1), and no name at all where the protocol requires one
+/// (HTTP/1.1 and later; an HTTP/1.0 client has no browser to rebind).
+fn addressed_to<B>(req: &Request<B>) -> Result<Option<&str>, Refusal> {
+    let mut all = req.headers().get_all(header::HOST).iter();
+    let host = all.next();
+    if all.next().is_some() {
+        return Err(Refusal::BadHost("it has more than one Host header"));
+    }
+    let host = host
+        .map(|v| {
+            v.to_str().map_err(|_| Refusal::HostNotAllowed {
+                host: String::from_utf8_lossy(v.as_bytes())
+                    .chars()
+                    .take(100)
+                    .collect(),
+            })
+        })
+        .transpose()?;
+    let later = req.version() >= Version::HTTP_11;
+    match (req.uri().authority(), host) {
+        (Some(a), Some(h))
+            if req.version() >= Version::HTTP_2 && !a.as_str().eq_ignore_ascii_case(h) =>
+        {
+            Err(Refusal::BadHost(
+                "its host header names another host than its :authority",
+            ))
+        }
+        (Some(a), _) => Ok(Some(a.as_str())),
+        (None, Some(h)) if h.is_empty() && later => {
+            Err(Refusal::BadHost("its Host header is empty"))
+        }
+        (None, Some(h)) => Ok(Some(h)),
+        (None, None) if later => Err(Refusal::BadHost(
+            "it names no host (HTTP/1.1 requires a Host header)",
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
 /// The name of `host[:port]` without the port and a trailing dot; an
 /// IPv6 literal keeps its brackets (and so takes the slow path).
 fn bare_name(host: &str) -> &str {
@@ -231,6 +270,7 @@ mod tests {
         o.admit(&r).map(|_| ()).map_err(|e| match e {
             Refusal::HostNotAllowed { .. } => "host",
             Refusal::CrossSite { .. } => "site",
+            Refusal::BadHost(_) => "bad",
             _ => "other",
         })
     }
@@ -260,7 +300,50 @@ mod tests {
                 "{host}"
             );
         }
-        assert_eq!(check(&o, req("GET", "/o/x", &[])), Ok(()), "no Host at all");
+        let http10 = |headers: &[(&str, &str)]| {
+            let mut r = req("GET", "/o/x", headers);
+            *r.version_mut() = Version::HTTP_10;
+            r
+        };
+        assert_eq!(check(&o, http10(&[])), Ok(()), "HTTP/1.0 without Host");
+        assert_eq!(
+            check(&o, req("GET", "/o/x", &[])),
+            Err("bad"),
+            "HTTP/1.1 without Host"
+        );
+        assert_eq!(check(&o, req("GET", "/o/x", &[("host", "")])), Err("bad"));
+        assert_eq!(
+            check(
+                &o,
+                req(
+                    "GET",
+                    "/o/x",
+                    &[("host", "localhost"), ("host", "evil.example")]
+                )
+            ),
+            Err("bad"),
+            "two Host headers"
+        );
+        let h2 = |target: &str, headers: &[(&str, &str)]| {
+            let mut r = req("GET", target, headers);
+            *r.version_mut() = Version::HTTP_2;
+            r
+        };
+        assert_eq!(check(&o, h2("http://localhost/o/x", &[])), Ok(()));
+        assert_eq!(
+            check(&o, h2("http://localhost/o/x", &[("host", "LOCALHOST")])),
+            Ok(())
+        );
+        assert_eq!(
+            check(&o, h2("http://localhost/o/x", &[("host", "evil.example")])),
+            Err("bad"),
+            "an HTTP/2 host that is not the :authority"
+        );
+        assert_eq!(
+            check(&o, h2("/o/x", &[])),
+            Err("bad"),
+            "HTTP/2 naming no host"
+        );
         assert_eq!(
             check(
                 &o,
@@ -406,6 +489,31 @@ mod tests {
                 ),
                 "{origin}"
             );
+        }
+        // `/.auth/` is the proxy's own: no grant, no preflight, and a
+        // listed origin is as foreign there as any other.
+        for path in [
+            "/.auth/tokens",
+            "/.auth/pats",
+            "/.auth/logout",
+            "/.auth/me",
+            "/.auth",
+        ] {
+            for method in ["OPTIONS", "POST", "GET"] {
+                let r = req(
+                    method,
+                    path,
+                    &[
+                        ("host", "proxy.example.com"),
+                        ("origin", "https://app.tools.example"),
+                        ("access-control-request-method", "POST"),
+                    ],
+                );
+                assert!(
+                    matches!(o.admit(&r), Err(Refusal::CrossSite { .. })),
+                    "{method} {path}"
+                );
+            }
         }
         // The Host rule still comes first.
         assert!(matches!(

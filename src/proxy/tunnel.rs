@@ -1,6 +1,10 @@
-//! Upgraded connections: a request with `Connection: upgrade` (a
-//! WebSocket handshake, or any protocol the upstream agrees to) is sent
-//! upstream with its `Upgrade` header and the credential. When Azure
+//! Upgraded connections: a request with `Connection: upgrade` naming a
+//! protocol of `listen.tunnel_protocols` (`websocket` by default) is sent
+//! upstream with its `Upgrade` header and the credential. Any other
+//! upgrade (`h2c`, made-up tokens) is not tunnelled: over HTTP/1.1 it is
+//! served as the plain request it also is (`Upgrade` is hop-by-hop and
+//! dropped, as RFC 9110 §7.8 lets a server ignore it); an HTTP/2 extended
+//! CONNECT for it is refused, as it has no plain reading. When Azure
 //! DevOps answers `101 Switching Protocols`, the proxy relays the 101 and
 //! then splices the two connections byte for byte: each direction reads
 //! only when the other side has taken the previous chunk (back-pressure),
@@ -40,6 +44,8 @@ const CHUNK: usize = 16 * 1024;
 pub struct Tunnels {
     permits: Arc<Semaphore>,
     max: usize,
+    /// `listen.tunnel_protocols`.
+    protocols: Vec<String>,
     idle: Duration,
     stop: watch::Sender<bool>,
     metrics: Arc<Metrics>,
@@ -64,11 +70,13 @@ pub struct Upgrade {
 // === impl Tunnels ===
 
 impl Tunnels {
-    /// Room for `max` tunnels, each closed after `idle` without traffic.
-    pub fn new(max: usize, idle: Duration, metrics: Arc<Metrics>) -> Self {
+    /// Room for `max` tunnels of `protocols`, each closed after `idle`
+    /// without traffic.
+    pub fn new(max: usize, idle: Duration, protocols: &[String], metrics: Arc<Metrics>) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))),
             max,
+            protocols: protocols.to_vec(),
             idle,
             stop: watch::channel(false).0,
             metrics,
@@ -106,7 +114,12 @@ impl Tunnels {
         &self,
         req: &mut http::Request<B>,
     ) -> Result<Option<Box<(Upgrade, Place)>>, Error> {
-        match Upgrade::requested(req) {
+        let allowed = |p: &[u8]| {
+            self.protocols
+                .iter()
+                .any(|a| a.as_bytes().eq_ignore_ascii_case(p))
+        };
+        match Upgrade::requested(req, allowed)? {
             Some(u) => Ok(Some(Box::new((u, self.admit()?)))),
             None => Ok(None),
         }
@@ -158,20 +171,37 @@ impl Tunnels {
 
 impl Upgrade {
     /// The upgrade an HTTP/1.1 request asks for: `Connection` names
-    /// `upgrade` and `Upgrade` is present. Takes the client's side.
-    pub fn requested<B>(req: &mut http::Request<B>) -> Option<Self> {
+    /// `upgrade` and `Upgrade` is one protocol that `allowed` admits (any
+    /// other is no upgrade: the request is served plainly), or an HTTP/2
+    /// extended CONNECT (refused when `allowed` does not admit its
+    /// `:protocol`). Takes the client's side.
+    fn requested<B>(
+        req: &mut http::Request<B>,
+        allowed: impl Fn(&[u8]) -> bool,
+    ) -> Result<Option<Self>, Error> {
         if req.version() == http::Version::HTTP_2 && req.method() == http::Method::CONNECT {
-            let protocol = req.extensions().get::<hyper::ext::Protocol>()?;
-            let protocol = HeaderValue::from_str(protocol.as_str()).ok()?;
-            return Some(Self {
+            let Some(protocol) = req.extensions().get::<hyper::ext::Protocol>() else {
+                return Ok(None);
+            };
+            let name = protocol.as_str();
+            if !allowed(name.as_bytes()) {
+                return Err(crate::error::Refusal::UpgradeNotAllowed {
+                    protocol: name.chars().take(64).collect(),
+                }
+                .into());
+            }
+            let Ok(protocol) = HeaderValue::from_str(name) else {
+                return Ok(None);
+            };
+            return Ok(Some(Self {
                 protocol,
                 client: hyper::upgrade::on(req),
                 extended_connect: true,
-            });
+            }));
         }
         // Nearly every request stops at the first check.
         if req.version() != http::Version::HTTP_11 || !req.headers().contains_key(header::UPGRADE) {
-            return None;
+            return Ok(None);
         }
         let asks = req
             .headers()
@@ -180,15 +210,19 @@ impl Upgrade {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-        let protocol = req.headers().get(header::UPGRADE)?.clone();
-        if !asks {
-            return None;
+        let mut offered = req.headers().get_all(header::UPGRADE).iter();
+        let (Some(protocol), None) = (offered.next(), offered.next()) else {
+            return Ok(None);
+        };
+        if !asks || !allowed(protocol.as_bytes().trim_ascii()) {
+            return Ok(None);
         }
-        Some(Self {
+        let protocol = protocol.clone();
+        Ok(Some(Self {
             protocol,
             client: hyper::upgrade::on(req),
             extended_connect: false,
-        })
+        }))
     }
 
     /// Makes the upstream request (hop-by-hop headers already stripped)
@@ -412,7 +446,7 @@ mod tests {
     #[tokio::test]
     async fn shutdown_ends_every_tunnel_and_admits_no_new_one() {
         let m = Arc::new(metrics());
-        let tunnels = Tunnels::new(1, Duration::from_secs(60), m.clone());
+        let tunnels = Tunnels::new(1, Duration::from_secs(60), &["websocket".into()], m.clone());
         let place = tunnels.admit().unwrap();
         assert!(
             matches!(

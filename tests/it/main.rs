@@ -29,6 +29,7 @@ mod service;
 mod sessions;
 mod store;
 mod streaming;
+mod surfaces;
 mod tenants;
 mod tls;
 mod websocket;
