@@ -54,6 +54,15 @@ pub enum Error {
         stopping: bool,
     },
 
+    /// An upstream answer the proxy must rewrite before a client may see
+    /// it could not be rewritten (it fails closed).
+    #[error("{what} not rewritable: {reason}")]
+    NotRewritable {
+        /// Which answer.
+        what: &'static str,
+        /// Why, in words.
+        reason: String,
+    },
     /// `listen.max_requests` requests are in flight already.
     #[error("{max} requests in flight")]
     Busy {
@@ -231,6 +240,14 @@ impl Error {
                 failure,
             } => service_token_answer(source_name, *retry_after, failure.as_deref()),
             Self::TunnelsFull { max, stopping } => tunnels_full_answer(*max, *stopping),
+            Self::NotRewritable { what, reason } => Answer::new(
+                StatusCode::BAD_GATEWAY,
+                "answer-not-rewritable",
+                "Azure DevOps' answer could not be passed on safely",
+                format!(
+                    "Azure DevOps answered this request with a {what} that the proxy must rewrite before passing it on (it carries URLs and credentials meant for the proxy), and {reason}, so it was not passed on. The answer's size grows with the objects asked for at once: ask for fewer (git-lfs 3.3 and later: git config lfs.transfer.batchSize 50) and try again."
+                ),
+            ),
             Self::Busy { max } => Answer::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "proxy-busy",

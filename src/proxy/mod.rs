@@ -300,7 +300,7 @@ impl Inner {
             .credential(req.headers(), record.ctx())
             .await?;
         let upgrade = self.tunnels.requested(&mut req)?;
-        let rewrite = Rewrite::of(req.method(), record.ctx().path());
+        let rewrite = Rewrite::of(req.method(), record.ctx().path(), req.headers());
         let bodyless = req.body().is_end_stream();
         let mut upstream_req = self.upstream_request(
             req,
@@ -349,7 +349,8 @@ impl Inner {
             return Box::pin(self.diagnose(parts, body, record.ctx(), upstream, &credential)).await;
         }
         let body = match rewrite {
-            Rewrite::Discovery | Rewrite::CargoConfig | Rewrite::LfsBatch => {
+            Rewrite::LfsBatch => self.rewrite_lfs_batch(&mut parts, body, upstream).await?,
+            Rewrite::Discovery | Rewrite::CargoConfig => {
                 self.rewrite_discovery(&mut parts, body, upstream, rewrite)
                     .await?
             }
@@ -579,10 +580,51 @@ impl Inner {
                 packages::prepare_headers(&mut parts.headers);
                 packages::cargo_config(&self.urls, &buf)
             }
-            Rewrite::LfsBatch => lfs::rewrite_batch(&self.urls, &buf),
             _ => self.urls.rewrite_json(&buf),
         };
         let out = rewritten.map(Bytes::from).unwrap_or(buf);
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+        Ok(ProxyBody::full(out))
+    }
+}
+
+impl Inner {
+    /// A git LFS batch answer with its actions on the proxy and without
+    /// the upstream's `Authorization`; a successful answer that cannot be
+    /// rewritten fails closed (see `lfs`). Error answers carry no actions
+    /// and pass as they are.
+    async fn rewrite_lfs_batch(
+        &self,
+        parts: &mut Parts,
+        mut body: Incoming,
+        upstream: &route::Upstream,
+    ) -> Result<ProxyBody, Error> {
+        if !parts.status.is_success() {
+            return Ok(ProxyBody::upstream(None, body));
+        }
+        let refuse = |reason: String| Error::NotRewritable {
+            what: "git LFS batch answer",
+            reason,
+        };
+        if is_encoded(&parts.headers) {
+            return Err(refuse("it arrived compressed".into()));
+        }
+        let buf = match read_bounded(&mut body, MAX_DISCOVERY_BYTES, upstream).await? {
+            Bounded::Whole(b) => b,
+            Bounded::TooLarge(_) => {
+                return Err(refuse(format!(
+                    "it is larger than {} MiB",
+                    MAX_DISCOVERY_BYTES / (1024 * 1024)
+                )));
+            }
+        };
+        let out = match lfs::rewrite_batch(&self.urls, &buf) {
+            lfs::Batch::Rewritten(out) => Bytes::from(out),
+            lfs::Batch::Unchanged => buf,
+            lfs::Batch::NotJson => return Err(refuse("it is not JSON".into())),
+        };
         parts
             .headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));

@@ -30,10 +30,10 @@ impl Rewrite {
     /// What a `method` request to `path` may need. A HEAD answer has no
     /// body to rewrite, and its Content-Length describes the GET body, so
     /// it passes untouched.
-    pub(super) fn of(method: &Method, path: &str) -> Self {
+    pub(super) fn of(method: &Method, path: &str, headers: &http::HeaderMap) -> Self {
         if *method != Method::HEAD && is_discovery_path(path) {
             Self::Discovery
-        } else if lfs::is_batch(method, path) {
+        } else if lfs::is_batch(method, path, headers) {
             Self::LfsBatch
         } else if packages::is_cargo_config(method, path) {
             Self::CargoConfig

@@ -614,3 +614,88 @@ async fn one_http2_connection_holds_at_most_max_concurrent_streams_upstream() {
     assert!(ok >= 8, "{ok}");
     assert_eq!(held.peak.load(Ordering::SeqCst), 8);
 }
+
+/// A batch answer of `objects` objects, each with an Azure DevOps href
+/// and the upstream's token in its `Authorization`.
+fn lfs_batch(base: &str, objects: usize) -> String {
+    let one = |i: usize| {
+        format!(
+            r#"{{"oid":"{i:064x}","size":3,"actions":{{"download":{{"href":"{base}/contoso/p/_git/r.git/info/lfs/objects/{i:064x}","header":{{"Authorization":"Basic UPSTREAM-SECRET-TOKEN"}}}}}}}}"#
+        )
+    };
+    let list: Vec<String> = (0..objects).map(one).collect();
+    format!(r#"{{"transfer":"basic","objects":[{}]}}"#, list.join(","))
+}
+
+#[tokio::test]
+async fn no_spelling_or_size_of_an_lfs_batch_hands_out_the_upstreams_authorization() {
+    // Answers whatever the path, as IIS routes every spelling: the body
+    // size and encoding come from the query.
+    let base = Arc::new(std::sync::OnceLock::<String>::new());
+    let b = base.clone();
+    let up = FakeUpstream::recording(move |r| {
+        let base = b.get().unwrap();
+        let objects = if r.uri.contains("big=1") { 40_000 } else { 2 };
+        let mut headers = vec![("content-type", "application/vnd.git-lfs+json")];
+        if r.uri.contains("gzip=1") {
+            headers.push(("content-encoding", "gzip"));
+        }
+        respond(200, &headers, lfs_batch(base, objects))
+    })
+    .await;
+    let url = up.url();
+    base.set(url.trim_end_matches('/').to_string()).unwrap();
+    let (proxy, _dir) = pat_proxy(&up, |c| {
+        c.upstream.url = url::Url::parse(&url).unwrap();
+    })
+    .await;
+    let post = |path: &str, content_type: &str| {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\n\
+             Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        let addr = proxy.proxy_addr;
+        async move { raw_http(addr, &request).await }
+    };
+    for path in [
+        "/contoso/p/_git/r.git/info/lfs/objects/batch",
+        "/contoso/p/_git/r.git/info/lfs/objects/Batch",
+        "/contoso/p/_git/r.git/info/lfs/objects/BATCH",
+        "/contoso/p/_git/r.git/info/lfs/objects/batch/",
+        "/contoso/p/_git/r.git/info/lfs/objects/b%61tch",
+    ] {
+        let resp = post(path, "application/json").await;
+        assert_eq!(status_of(&resp), 200, "{path}: {resp}");
+        assert!(!resp.contains("UPSTREAM-SECRET-TOKEN"), "{path}: {resp}");
+        assert!(resp.contains("/info/lfs/objects/"), "{path}: {resp}");
+        assert!(
+            !resp.contains(base.get().unwrap().as_str()),
+            "on the proxy: {resp}"
+        );
+    }
+    // Any path with git-lfs' media type is read as a batch too.
+    let resp = post(
+        "/contoso/p/_git/r.git/info/lfs/whatever",
+        "application/vnd.git-lfs+json",
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert!(!resp.contains("UPSTREAM-SECRET-TOKEN"), "{resp}");
+    // Too large or compressed: a readable 502, never the answer.
+    for (query, why) in [("big=1", "MiB"), ("gzip=1", "compressed")] {
+        let resp = post(
+            &format!("/contoso/p/_git/r.git/info/lfs/objects/batch?{query}"),
+            "application/vnd.git-lfs+json",
+        )
+        .await;
+        assert_eq!(
+            status_of(&resp),
+            502,
+            "{query}: {}",
+            &resp[..resp.len().min(600)]
+        );
+        assert!(!resp.contains("UPSTREAM-SECRET-TOKEN"), "{query}");
+        assert!(resp.contains("answer-not-rewritable"), "{query}: {resp}");
+        assert!(resp.contains(why), "{query}: {resp}");
+    }
+}
