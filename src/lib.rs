@@ -23,6 +23,7 @@ pub mod logging;
 mod login;
 pub mod metrics;
 pub mod oauth;
+mod organization;
 mod page;
 mod proxy;
 mod request;

@@ -104,6 +104,7 @@ impl Default for AuthConfig {
             personal_tokens: None,
             accept_client_tokens: false,
             max_token_lifetime: Duration::from_secs(90 * 86_400),
+            max_tokens_per_user: 50,
             provider_timeout: Duration::from_secs(15),
             source: None,
             federated_token_file: None,

@@ -265,6 +265,9 @@ pub struct AuthConfig {
     /// The longest lifetime of a personal proxy token.
     #[serde(with = "humantime_serde")]
     pub max_token_lifetime: Duration,
+    /// Personal proxy tokens one user may hold at once (each is a copy of
+    /// the user's refresh token); one more is refused naming this key.
+    pub max_tokens_per_user: usize,
     /// Mode `user`, Entra, tenant `organizations` or `common`: how long
     /// an organization's directory, once discovered, is believed.
     #[serde(with = "humantime_serde")]

@@ -29,6 +29,21 @@ pub enum TokenError {
     /// A create request that cannot be served.
     #[error("invalid token request: {0}")]
     BadRequest(String),
+    /// The user holds `auth.max_tokens_per_user` tokens already.
+    #[error("{max} personal tokens held already")]
+    TooMany {
+        /// `auth.max_tokens_per_user`.
+        max: usize,
+    },
+    /// Azure DevOps' PAT lifecycle API did not answer usefully (could
+    /// not be reached, failed, or throttled): worth trying again.
+    #[error("the PAT lifecycle API is unavailable: {reason}")]
+    PatApiUnavailable {
+        /// What happened, without secrets.
+        reason: String,
+        /// Seconds to wait, when the API said.
+        retry_after: Option<u64>,
+    },
     /// `DELETE /.auth/tokens/{id}` for a token the session does not have.
     #[error("no such token")]
     NotFound,
@@ -110,6 +125,28 @@ impl TokenError {
                  from another sign-in)."
                     .into(),
             ),
+            Self::TooMany { max } => Answer::new(
+                StatusCode::CONFLICT,
+                "too-many-tokens",
+                "You hold as many personal proxy tokens as you may",
+                format!(
+                    "You have {max} personal proxy tokens already, the most one user may hold (auth.max_tokens_per_user). Revoke the ones you no longer use at /.auth/tokens, then create this one."
+                ),
+            ),
+            Self::PatApiUnavailable {
+                reason,
+                retry_after,
+            } => {
+                let ans = Answer::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "pat-api-unavailable",
+                    "Azure DevOps' PAT service is not answering",
+                    format!(
+                        "Azure DevOps' personal access token API could not serve this request ({reason}). Nothing was changed. Try again shortly; if it persists, an administrator can check that the proxy reaches upstream.hosts.vssps."
+                    ),
+                );
+                ans.retry_after(retry_after.unwrap_or(5))
+            }
         }
     }
 }

@@ -75,6 +75,25 @@ pub enum Refusal {
 // === impl Refusal ===
 
 impl Refusal {
+    /// The refusal `verdict` of `upstream.allowed_organizations`
+    /// (`allowed`) means, if any.
+    pub fn of_verdict(
+        verdict: crate::organization::Verdict,
+        allowed: &[String],
+    ) -> Result<(), Self> {
+        use crate::organization::Verdict;
+        match verdict {
+            Verdict::Allowed => Ok(()),
+            Verdict::Required => Err(Self::OrganizationRequired {
+                allowed: allowed.to_vec(),
+            }),
+            Verdict::NotAllowed(org) => Err(Self::OrganizationNotAllowed {
+                org,
+                allowed: allowed.to_vec(),
+            }),
+        }
+    }
+
     /// The `ado_proxy_requests_refused_total` reason, for a request
     /// refused before anything was forwarded.
     pub fn reason(&self) -> Option<RefusalReason> {

@@ -18,7 +18,8 @@ use super::Login;
 use super::endpoints::{html, json_response};
 use crate::body::ProxyBody;
 use crate::config::{Config, Provider};
-use crate::error::{Error, TokenError};
+use crate::error::{Error, Refusal, TokenError};
+use crate::organization::{self, Allowlist};
 use crate::page::escape;
 use crate::request::{ClientKind, RequestCtx};
 use crate::session::Session;
@@ -45,6 +46,8 @@ const MAX_DAYS: u64 = 90;
 pub(super) struct PatApi {
     http: reqwest::Client,
     vssps: Url,
+    /// `upstream.allowed_organizations`: the API is asked only for these.
+    organizations: Allowlist,
 }
 
 impl PatApi {
@@ -61,9 +64,27 @@ impl PatApi {
                 .get("vssps")
                 .cloned()
                 .unwrap_or_else(|| Url::parse("https://vssps.dev.azure.com/").expect("a URL"));
-            Ok(Self { http, vssps })
+            Ok(Self {
+                http,
+                vssps,
+                organizations: Allowlist::new(&config.upstream.allowed_organizations),
+            })
         };
         Some(build())
+    }
+
+    /// The routing's organization rules, before any lookup or call for
+    /// `org`: a real organization name, on the allowlist when one is set.
+    fn admit(&self, org: &str) -> Result<(), Error> {
+        if !organization::is_name(org) {
+            return Err(TokenError::BadRequest(format!(
+                "\"{}\" is not an organization name (letters, digits and hyphens)",
+                org.chars().take(60).collect::<String>()
+            ))
+            .into());
+        }
+        Refusal::of_verdict(self.organizations.check(org), self.organizations.names())?;
+        Ok(())
     }
 
     fn url(&self, org: &str) -> Url {
@@ -155,7 +176,7 @@ impl Login {
         org: Option<String>,
         browser: bool,
     ) -> Result<Response<ProxyBody>, Error> {
-        let org = org.filter(|o| valid_org(o));
+        let org = org.filter(|o| organization::is_name(o));
         let listed = match &org {
             Some(o) => Some(
                 self.pat_call(api, session, o, Method::GET, None, None)
@@ -218,7 +239,7 @@ impl Login {
         form: bool,
     ) -> Result<Response<ProxyBody>, Error> {
         let org = org
-            .filter(|o| valid_org(o))
+            .filter(|o| organization::is_name(o))
             .ok_or_else(|| TokenError::BadRequest("name the organization: ?org=NAME".into()))?;
         if uuid::Uuid::parse_str(id).is_err() {
             return Err(TokenError::NotFound.into());
@@ -249,6 +270,7 @@ impl Login {
         authorization_id: Option<&str>,
         body: Option<serde_json::Value>,
     ) -> Result<serde_json::Value, Error> {
+        api.admit(org)?;
         let tokens = self.fresh(session, None, "/.auth/pats").await?;
         let header = match self.other_directory(session, Some(org), &tokens).await {
             Some((_, header, _)) => header,
@@ -266,14 +288,37 @@ impl Login {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let unreachable = |e: String| {
-            TokenError::BadRequest(format!(
-                "Azure DevOps' PAT lifecycle API could not be asked ({e}); try again shortly"
-            ))
-        };
-        let resp = req.send().await.map_err(|e| unreachable(e.to_string()))?;
+        let unavailable =
+            |reason: String, retry_after: Option<u64>| TokenError::PatApiUnavailable {
+                reason,
+                retry_after,
+            };
+        let resp = req.send().await.map_err(|e| {
+            let what = if e.is_timeout() {
+                "it did not answer in time"
+            } else if e.is_connect() {
+                "it could not be reached"
+            } else {
+                "the connection failed"
+            };
+            unavailable(what.into(), None)
+        })?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| unreachable(e.to_string()))?;
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| s.min(3600));
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|_| unavailable("its answer broke off".into(), None))?;
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(
+                unavailable(format!("it answered HTTP {}", status.as_u16()), retry_after).into(),
+            );
+        }
         if !status.is_success() {
             let message = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
@@ -293,17 +338,8 @@ impl Login {
             return Ok(json!({}));
         }
         serde_json::from_slice(&bytes)
-            .map_err(|e| unreachable(format!("an unreadable answer: {e}")).into())
+            .map_err(|_| unavailable("its answer was not JSON".into(), None).into())
     }
-}
-
-/// An organization name as Azure DevOps allows them.
-fn valid_org(org: &str) -> bool {
-    !org.is_empty()
-        && org.len() <= 50
-        && org
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 /// What a `patTokenError` means and how to get past it (the
@@ -381,7 +417,7 @@ async fn read_create(req: Request<Incoming>, form: bool) -> Result<Create, Error
         )
     };
     let org = org
-        .filter(|o| valid_org(o))
+        .filter(|o| organization::is_name(o))
         .ok_or_else(|| bad("name a valid organization"))?;
     let name = name
         .map(|n| n.trim().to_string())

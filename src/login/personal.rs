@@ -33,12 +33,23 @@ const MAX_NAME: usize = 100;
 /// A token's use is written to its list entry at most this often.
 const USE_NOTE_INTERVAL: Duration = Duration::from_secs(300);
 
+/// Locks that make a user's count-and-create one step in this process
+/// (a user's lock is picked by a hash of who they are: a fixed number,
+/// however many users there are).
+const CREATE_LOCKS: usize = 64;
+
 /// `auth.personal_tokens` and its limits.
 pub(super) struct PersonalTokens {
     /// `auth.max_token_lifetime`.
     max: Duration,
+    /// `auth.max_tokens_per_user`.
+    per_user: usize,
     /// When each token session's use was last written.
     noted: DashMap<[u8; 32], Instant>,
+    /// Held while a user's tokens are counted and one is made, so that
+    /// concurrent requests can neither pass the cap together nor
+    /// overwrite each other's list entry.
+    creating: [tokio::sync::Mutex<()>; CREATE_LOCKS],
 }
 
 impl PersonalTokens {
@@ -46,8 +57,18 @@ impl PersonalTokens {
     pub(super) fn new(config: &Config) -> Option<Self> {
         config.auth.personal_tokens_on().then(|| Self {
             max: config.auth.max_token_lifetime,
+            per_user: config.auth.max_tokens_per_user,
             noted: DashMap::new(),
+            creating: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
         })
+    }
+
+    /// The creation lock of `user`.
+    fn lock_of(&self, user: &crate::session::UserInfo) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&user.tenant, &user.object_id, &user.upn).hash(&mut h);
+        &self.creating[(h.finish() as usize) % CREATE_LOCKS]
     }
 }
 
@@ -234,6 +255,17 @@ impl Login {
             .into());
         }
         let lifetime = Duration::from_secs(days * 86_400).min(max);
+        let Some(personal) = &self.personal else {
+            return Err(crate::error::Refusal::ReservedPath.into());
+        };
+        let _creating = personal.lock_of(&session.user).lock().await;
+        let held = self.store.list_tokens(&session.user).await?.len();
+        if held >= personal.per_user {
+            return Err(TokenError::TooMany {
+                max: personal.per_user,
+            }
+            .into());
+        }
         let (value, info) = self.store.create_token(session, name, lifetime).await?;
         self.metrics.login.token(TokenOutcome::Created);
         tracing::info!(token_id = %info.id, name = %info.name, "personal proxy token created");

@@ -5,6 +5,7 @@
 //! sibling host `name`; `/.auth/...` belongs to the proxy and is never
 //! forwarded.
 
+use crate::organization::Allowlist;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -50,8 +51,8 @@ pub struct Upstream {
 pub struct Router {
     main: Upstream,
     hosts: HashMap<String, Upstream>,
-    /// Lowercased; empty means every organization is allowed.
-    allowed: Vec<String>,
+    /// `upstream.allowed_organizations`.
+    allowed: Allowlist,
 }
 
 /// Where one request goes.
@@ -145,17 +146,13 @@ impl Router {
         Self {
             main: Upstream::new(MAIN, &config.url, true, metrics),
             hosts,
-            allowed: config
-                .allowed_organizations
-                .iter()
-                .map(|o| o.to_ascii_lowercase())
-                .collect(),
+            allowed: Allowlist::new(&config.allowed_organizations),
         }
     }
 
     /// `upstream.allowed_organizations`, lowercased.
     pub fn allowed_organizations(&self) -> &[String] {
-        &self.allowed
+        self.allowed.names()
     }
 
     /// The main upstream and every sibling host.
@@ -236,24 +233,11 @@ impl Router {
 
     /// `seen` is the decoded path below the upstream's base.
     fn check_organization(&self, seen: &str) -> Result<(), Refusal> {
-        if self.allowed.is_empty() {
+        if self.allowed.names().is_empty() {
             return Ok(());
         }
         let (_, first) = org_segment(seen);
-        if first.is_empty() || first.starts_with('_') {
-            return Err(Refusal::OrganizationRequired {
-                allowed: self.allowed.clone(),
-            });
-        }
-        let org = first.to_ascii_lowercase();
-        if self.allowed.contains(&org) {
-            Ok(())
-        } else {
-            Err(Refusal::OrganizationNotAllowed {
-                org,
-                allowed: self.allowed.clone(),
-            })
-        }
+        Refusal::of_verdict(self.allowed.check(first), self.allowed.names())
     }
 
     fn known_hosts(&self) -> Vec<String> {

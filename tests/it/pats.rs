@@ -112,12 +112,17 @@ async fn lifecycle_api(idp: &FakeIdp) -> FakeUpstream {
 
 /// The binary in mode user (Entra) with `vssps` at the fake API.
 fn proxy(ado: &FakeUpstream, vssps: &FakeUpstream, idp: &FakeIdp) -> ProxyProcess {
+    proxy_at(ado, &vssps.url(), idp, "")
+}
+
+/// [`proxy`] with `vssps` at any URL and `upstream_extra` in `[upstream]`.
+fn proxy_at(ado: &FakeUpstream, vssps: &str, idp: &FakeIdp, upstream_extra: &str) -> ProxyProcess {
     let toml = format!(
-        "[upstream]\nurl = \"{}\"\n[upstream.hosts]\nvssps = \"{}/\"\n[auth]\nmode = \"user\"\n\
+        "[upstream]\nurl = \"{}\"\n{upstream_extra}\n[upstream.hosts]\nvssps = \"{}/\"\n[auth]\nmode = \"user\"\n\
          provider = \"entra\"\ntenant = \"{TENANT}\"\nclient_id = \"{CLIENT_ID}\"\n\
          authority_host = \"{}\"\n[session]\nstore = \"memory\"\n",
         ado.url(),
-        vssps.url(),
+        vssps.trim_end_matches('/'),
         idp.url()
     );
     ProxyProcess::spawn(
@@ -248,4 +253,101 @@ async fn chromium_creates_sees_once_and_revokes_a_pat() {
         "{text}"
     );
     assert!(vssps.requests().iter().any(|r| r.method == "DELETE"));
+}
+
+#[tokio::test]
+async fn pats_follow_the_organization_rules_and_an_unreachable_api_is_a_503() {
+    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
+    let ado = fake_idp::fake_ado(&idp).await;
+    let vssps = lifecycle_api(&idp).await;
+    let p = proxy_at(
+        &ado,
+        &vssps.url(),
+        &idp,
+        "allowed_organizations = [\"contoso\"]",
+    );
+    let base = format!("http://{}", p.proxy);
+    let b = Browser::new();
+    assert_eq!(fake_idp::sign_in(&b, &base, None).await.status(), 302);
+    let create =
+        |org: &str| {
+            let req = b.http.post(format!("{base}/.auth/pats")).json(&serde_json::json!({
+            "org": org, "display_name": "tool", "scopes": ["vso.code"], "expires_in_days": 7,
+        }));
+            async move { req.send().await.unwrap() }
+        };
+    for (org, status) in [
+        ("fabrikam", 403),
+        ("FABRIKAM", 403),
+        ("..", 400),
+        (".", 400),
+        ("contoso/..", 400),
+        ("a.b", 400),
+        ("", 400),
+    ] {
+        let resp = create(org).await;
+        assert_eq!(resp.status(), status, "create for {org:?}");
+        let v: serde_json::Value = resp.json().await.unwrap();
+        if status == 403 {
+            assert_eq!(v["adoAuthProxy"]["id"], "organization-not-allowed", "{v}");
+        }
+    }
+    for url in [
+        format!("{base}/.auth/pats?org=fabrikam"),
+        format!("{base}/.auth/pats/00000000-0000-0000-0000-000000000001?org=fabrikam"),
+    ] {
+        let resp = if url.contains("/pats/") {
+            b.http.delete(&url).send().await.unwrap()
+        } else {
+            b.http
+                .get(&url)
+                .header("accept", "application/json")
+                .send()
+                .await
+                .unwrap()
+        };
+        assert_eq!(resp.status(), 403, "{url}");
+    }
+    assert!(
+        vssps.requests().is_empty(),
+        "no call for another organization: {:?}",
+        vssps.requests().iter().map(|r| &r.uri).collect::<Vec<_>>()
+    );
+    // The allowed one still works.
+    assert_eq!(create("contoso").await.status(), 201, "{}", p.logs());
+    drop(p);
+
+    // Azure DevOps' PAT API unreachable, or failing: try again, not a 400.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        drop(l);
+        format!("http://{a}")
+    };
+    let failing = FakeUpstream::recording(|_| {
+        respond(
+            500,
+            &[("content-type", "application/json")],
+            "{\"message\":\"boom\"}",
+        )
+    })
+    .await;
+    let throttled = FakeUpstream::recording(|_| respond(429, &[("retry-after", "17")], "")).await;
+    for (vssps, retry) in [(closed, "5"), (failing.url(), "5"), (throttled.url(), "17")] {
+        let p = proxy_at(&ado, &vssps, &idp, "");
+        let base = format!("http://{}", p.proxy);
+        let b = Browser::new();
+        assert_eq!(fake_idp::sign_in(&b, &base, None).await.status(), 302);
+        let resp = b
+            .http
+            .get(format!("{base}/.auth/pats?org=contoso"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 503, "{vssps}");
+        assert_eq!(resp.headers()["retry-after"], retry, "{vssps}");
+        let v: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(v["adoAuthProxy"]["id"], "pat-api-unavailable", "{v}");
+    }
 }

@@ -499,3 +499,68 @@ async fn a_token_stops_readably_when_its_refresh_token_is_gone() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_user_holds_at_most_max_tokens_per_user_even_when_asking_at_once() {
+    use crate::support::fake_idp::Setup;
+    let s = Setup::start(Duration::from_secs(3600), |c, _| {
+        c.auth.max_tokens_per_user = 3;
+    })
+    .await;
+    let b = s.signed_in().await;
+    let url = format!("{}/.auth/tokens", s.url);
+    let asks: Vec<_> = (0..12)
+        .map(|i| {
+            let req = b
+                .http
+                .post(&url)
+                .json(&serde_json::json!({"name": format!("t{i}"), "expires_in_days": 7}));
+            tokio::spawn(async move {
+                let resp = req.send().await.unwrap();
+                (resp.status().as_u16(), resp.text().await.unwrap())
+            })
+        })
+        .collect();
+    let mut made = 0;
+    for a in asks {
+        let (status, body) = a.await.unwrap();
+        match status {
+            201 => made += 1,
+            409 => {
+                assert!(body.contains("auth.max_tokens_per_user"), "{body}");
+                assert!(body.contains("too-many-tokens"), "{body}");
+                assert!(!body.contains("adp_"), "{body}");
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(made, 3, "exactly the cap, concurrent or not");
+    let list: serde_json::Value = b
+        .http
+        .get(&url)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tokens = list["tokens"].as_array().unwrap();
+    assert_eq!(
+        tokens.len(),
+        3,
+        "every made token is listed (revocable): {list}"
+    );
+    // Revoking one makes room for one.
+    let id = tokens[0]["id"].as_str().unwrap();
+    let del = b.http.delete(format!("{url}/{id}")).send().await.unwrap();
+    assert_eq!(del.status(), 204);
+    let again = b
+        .http
+        .post(&url)
+        .json(&serde_json::json!({"name": "again", "expires_in_days": 7}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 201);
+}
