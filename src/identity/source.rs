@@ -258,14 +258,20 @@ async fn client_credentials(
         ("claims", claims_request(claims)),
     ];
     let mut with_secret = form.clone();
-    auth.add_to(&mut with_secret, client_id, token_endpoint.as_str())
+    let slot = auth
+        .add_to(&mut with_secret, client_id, token_endpoint.as_str(), None)
         .map_err(AcquireError::new)?;
     let (status, body) =
         post_token(http, token_endpoint, &with_secret, Grant::ClientCredentials).await?;
     let mut parsed = parse_token_response(status, &body);
-    if parsed.as_ref().is_err_and(|e| e.is_invalid_client()) && auth.try_other_secret() {
+    let other = parsed
+        .as_ref()
+        .is_err_and(|e| e.is_invalid_client())
+        .then(|| auth.other_secret(slot))
+        .flatten();
+    if let Some(other) = other {
         // The app's other secret slot.
-        auth.add_to(&mut form, client_id, token_endpoint.as_str())
+        auth.add_to(&mut form, client_id, token_endpoint.as_str(), Some(other))
             .map_err(AcquireError::new)?;
         let (status, body) =
             post_token(http, token_endpoint, &form, Grant::ClientCredentials).await?;
@@ -324,7 +330,7 @@ async fn device_refresh(
         ("claims", claims_request(claims)),
     ];
     if let Some(auth) = auth {
-        auth.add_to(&mut form, client_id, token_endpoint.as_str())
+        auth.add_to(&mut form, client_id, token_endpoint.as_str(), None)
             .map_err(AcquireError::new)?;
     }
     let (status, body) = post_token(http, token_endpoint, &form, Grant::Refresh).await?;

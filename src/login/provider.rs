@@ -418,16 +418,19 @@ impl Provider {
         form: Vec<(&str, String)>,
         grant: Grant,
     ) -> Result<TokenSet, GrantError> {
-        let result = self.token_call_once(endpoint, form.clone(), grant).await;
+        let (result, slot) = self
+            .token_call_once(endpoint, form.clone(), grant, None)
+            .await;
         match result {
-            Err(GrantError::Token(e))
-                if e.is_invalid_client()
-                    && self
-                        .credential
-                        .as_ref()
-                        .is_some_and(|c| c.try_other_secret()) =>
-            {
-                self.token_call_once(endpoint, form, grant).await
+            Err(GrantError::Token(e)) if e.is_invalid_client() => {
+                match self.credential.as_ref().and_then(|c| c.other_secret(slot)) {
+                    Some(other) => {
+                        self.token_call_once(endpoint, form, grant, Some(other))
+                            .await
+                            .0
+                    }
+                    None => Err(GrantError::Token(e)),
+                }
             }
             other => other,
         }
@@ -436,16 +439,33 @@ impl Provider {
     async fn token_call_once(
         &self,
         endpoint: &Url,
-        mut form: Vec<(&str, String)>,
+        form: Vec<(&str, String)>,
         grant: Grant,
-    ) -> Result<TokenSet, GrantError> {
+        slot: Option<usize>,
+    ) -> (Result<TokenSet, GrantError>, usize) {
         let presented = match &self.credential {
-            Some(auth) => Some(
-                auth.present(&self.client_id, endpoint.as_str())
-                    .map_err(GrantError::Local)?,
-            ),
+            Some(auth) => match auth.present_in(&self.client_id, endpoint.as_str(), slot) {
+                Ok((p, used)) => Some((p, used)),
+                Err(e) => return (Err(GrantError::Local(e)), 0),
+            },
             None => None,
         };
+        let used = presented.as_ref().map_or(0, |(_, u)| *u);
+        (
+            self.send_token_call(endpoint, form, grant, presented.map(|(p, _)| p))
+                .await,
+            used,
+        )
+    }
+
+    /// One token call presenting `presented`.
+    async fn send_token_call(
+        &self,
+        endpoint: &Url,
+        mut form: Vec<(&str, String)>,
+        grant: Grant,
+        presented: Option<Presented>,
+    ) -> Result<TokenSet, GrantError> {
         match presented {
             // Legacy Azure DevOps OAuth: the secret is the assertion, and
             // no client_id is sent.

@@ -66,6 +66,31 @@ impl ClientAuth {
     /// (an assertion is audience-bound to the endpoint). The error names
     /// the key and the cause, never a secret.
     pub fn present(&self, client_id: &str, token_endpoint: &str) -> Result<Presented, String> {
+        self.present_in(client_id, token_endpoint, None)
+            .map(|(p, _)| p)
+    }
+
+    /// [`present`](Self::present), from secret slot `slot` (the current
+    /// one with `None`); also says which slot it presented (0 for any
+    /// credential without slots).
+    pub fn present_in(
+        &self,
+        client_id: &str,
+        token_endpoint: &str,
+        slot: Option<usize>,
+    ) -> Result<(Presented, usize), String> {
+        let mut used = 0;
+        let presented = self.present_slot(client_id, token_endpoint, slot, &mut used)?;
+        Ok((presented, used))
+    }
+
+    fn present_slot(
+        &self,
+        client_id: &str,
+        token_endpoint: &str,
+        slot: Option<usize>,
+        used: &mut usize,
+    ) -> Result<Presented, String> {
         let read = |key: &str, path: &PathBuf| {
             std::fs::read_to_string(path)
                 .map(|s| s.trim().to_string())
@@ -74,7 +99,9 @@ impl ClientAuth {
         Ok(match self {
             Self::Secret(s) => Presented::Secret(s.expose().to_string()),
             Self::SecretFile(paths, current) => {
-                let i = current.load(Ordering::Relaxed) % paths.len().max(1);
+                let i =
+                    slot.unwrap_or_else(|| current.load(Ordering::Acquire)) % paths.len().max(1);
+                *used = i;
                 let key = if i == 0 {
                     "client_secret_file"
                 } else {
@@ -105,24 +132,33 @@ impl ClientAuth {
         })
     }
 
-    /// After the provider refused the presented secret as invalid:
-    /// presents the other slot from now on. False when there is none.
-    pub fn try_other_secret(&self) -> bool {
+    /// After the provider refused the secret of slot `presented` as
+    /// invalid: the other slot, to try once, and presented from now on.
+    /// Only a switch away from the slot that was refused happens
+    /// (compare-and-swap): concurrent calls that all met the bad secret
+    /// switch once, and one that presented the good slot never switches
+    /// back to the bad one. `None` when there is no other slot.
+    pub fn other_secret(&self, presented: usize) -> Option<usize> {
         match self {
             Self::SecretFile(paths, current) if paths.len() > 1 => {
-                let next = (current.load(Ordering::Relaxed) + 1) % paths.len();
-                current.store(next, Ordering::Relaxed);
-                tracing::warn!(
-                    slot = if next == 0 {
-                        "client_secret_file"
-                    } else {
-                        "client_secret_next_file"
-                    },
-                    "the identity provider refused the client secret; trying the other slot"
-                );
-                true
+                let next = (presented + 1) % paths.len();
+                if current
+                    .compare_exchange(presented, next, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    tracing::warn!(
+                        slot = if next == 0 {
+                            "client_secret_file"
+                        } else {
+                            "client_secret_next_file"
+                        },
+                        "the identity provider refused the client secret; presenting the other \
+                         slot from now on"
+                    );
+                }
+                Some(next)
             }
-            _ => false,
+            _ => None,
         }
     }
 
@@ -138,21 +174,24 @@ impl ClientAuth {
     }
 
     /// Adds the standard form fields (RFC 6749 §2.3.1 `client_secret`,
-    /// RFC 7523 `client_assertion`) for one call.
+    /// RFC 7523 `client_assertion`) for one call, from secret slot `slot`
+    /// (the current one with `None`); returns the slot presented.
     pub fn add_to(
         &self,
         form: &mut Vec<(&'static str, String)>,
         client_id: &str,
         token_endpoint: &str,
-    ) -> Result<(), String> {
-        match self.present(client_id, token_endpoint)? {
+        slot: Option<usize>,
+    ) -> Result<usize, String> {
+        let (presented, used) = self.present_in(client_id, token_endpoint, slot)?;
+        match presented {
             Presented::Secret(s) => form.push(("client_secret", s)),
             Presented::Assertion(a) => {
                 form.push(("client_assertion_type", ASSERTION_TYPE.into()));
                 form.push(("client_assertion", a));
             }
         }
-        Ok(())
+        Ok(used)
     }
 }
 
@@ -167,7 +206,8 @@ mod tests {
         std::fs::write(&path, "first\n").unwrap();
         let auth = ClientAuth::SecretFile(vec![path.clone()], AtomicUsize::new(0));
         let mut form = Vec::new();
-        auth.add_to(&mut form, "app", "https://idp/token").unwrap();
+        auth.add_to(&mut form, "app", "https://idp/token", None)
+            .unwrap();
         assert_eq!(form, [("client_secret", "first".to_string())]);
         std::fs::write(&path, "rotated").unwrap();
         let Presented::Secret(s) = auth.present("app", "https://idp/token").unwrap() else {
@@ -194,9 +234,12 @@ mod tests {
             Presented::Assertion(_) => panic!("a secret"),
         };
         assert_eq!(secret(&auth), "old");
-        assert!(auth.try_other_secret());
+        assert_eq!(auth.other_secret(0), Some(1));
         assert_eq!(secret(&auth), "new");
-        assert!(auth.try_other_secret());
+        // A late refusal of the slot already left changes nothing.
+        assert_eq!(auth.other_secret(0), Some(1));
+        assert_eq!(secret(&auth), "new");
+        assert_eq!(auth.other_secret(1), Some(0));
         assert_eq!(secret(&auth), "old");
         assert_eq!(
             auth.secret_files()
@@ -207,7 +250,47 @@ mod tests {
         );
         // One slot: nothing to try.
         let single = ClientAuth::load(&Credential::SecretFile(dir.path().join("a"), None)).unwrap();
-        assert!(!single.try_other_secret());
+        assert_eq!(single.other_secret(0), None);
+    }
+
+    /// Eight sign-ins meet the expired first slot at once: each retries
+    /// with the second, and the shared slot ends on the second, however
+    /// their refusals interleave (it used to flip once per refusal, back
+    /// to the expired secret about half the time).
+    #[test]
+    fn concurrent_refusals_of_one_slot_switch_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, "expired").unwrap();
+        std::fs::write(&b, "good").unwrap();
+        for _ in 0..200 {
+            let auth =
+                ClientAuth::load(&Credential::SecretFile(a.clone(), Some(b.clone()))).unwrap();
+            let barrier = std::sync::Barrier::new(8);
+            std::thread::scope(|s| {
+                for _ in 0..8 {
+                    s.spawn(|| {
+                        let (p, slot) = auth.present_in("app", "x", None).unwrap();
+                        barrier.wait();
+                        let Presented::Secret(first) = p else {
+                            panic!()
+                        };
+                        if first == "expired" {
+                            let other = auth.other_secret(slot).expect("another slot");
+                            let (again, _) = auth.present_in("app", "x", Some(other)).unwrap();
+                            let Presented::Secret(again) = again else {
+                                panic!()
+                            };
+                            assert_eq!(again, "good", "the retry presents the other slot");
+                        }
+                    });
+                }
+            });
+            let (Presented::Secret(now), _) = auth.present_in("app", "x", None).unwrap() else {
+                panic!()
+            };
+            assert_eq!(now, "good");
+        }
     }
 
     #[test]
@@ -217,7 +300,7 @@ mod tests {
         std::fs::write(&path, "eyJ.federated.jwt\n").unwrap();
         let mut form = Vec::new();
         ClientAuth::Federated(path)
-            .add_to(&mut form, "app", "https://idp/token")
+            .add_to(&mut form, "app", "https://idp/token", None)
             .unwrap();
         assert_eq!(
             form,
