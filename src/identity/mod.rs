@@ -117,6 +117,23 @@ impl Identity {
     }
 
     /// The sign-in state that serves `/.auth/`, if users sign in.
+    /// For a tunnel opened with `credential`: a future that resolves
+    /// when that credential ends (a user's session or proxy token
+    /// expiring, revoked or signed out), `None` when it does not end
+    /// while the process runs (a PAT, the service identity, the client's
+    /// own credential).
+    pub fn credential_end(
+        &self,
+        credential: &Credential,
+    ) -> Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> {
+        match (self.login(), credential) {
+            (Some(login), Credential::User(user)) => {
+                Some(Box::pin(login.clone().session_ended(user.session.clone())))
+            }
+            _ => None,
+        }
+    }
+
     fn login(&self) -> Option<&Arc<Login>> {
         match self {
             Self::User(login) | Self::Service(_, Some(login)) => Some(login),

@@ -151,7 +151,41 @@ pub async fn housekeeping(
 
 // === impl Login ===
 
+/// How often an open tunnel's credential is checked (and, with a shared
+/// store, its record re-read): a revocation on any replica ends the
+/// tunnel within about this long.
+const TUNNEL_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
 impl Login {
+    /// Resolves when `session` ends for a tunnel opened with it: at its
+    /// hard end (a token's expiry, the session's `max_lifetime`), or once
+    /// it is signed out or revoked here or, re-read from a shared store,
+    /// on another replica.
+    pub async fn session_ended(self: Arc<Self>, session: Arc<Session>) {
+        let hard_end = session.hard_end(self.max_lifetime);
+        loop {
+            let left = hard_end
+                .duration_since(session.clock().wall())
+                .unwrap_or_default();
+            if left.is_zero() {
+                return;
+            }
+            tokio::time::sleep(left.min(TUNNEL_CHECK_INTERVAL)).await;
+            if !self.store.holds(&session) {
+                return;
+            }
+            if self.store.shared()
+                && matches!(
+                    self.store.reload(&session).await,
+                    Ok(crate::session::Reloaded::Gone)
+                )
+            {
+                self.store.forget(&session.key);
+                return;
+            }
+        }
+    }
+
     /// Builds mode `user` from the config, keeping time by `clock`; no
     /// network is used.
     pub fn new(

@@ -16,6 +16,9 @@ labels! {
         Shutdown = "shutdown",
         /// A read or write failed.
         Error = "error",
+        /// The credential it was opened with ended (expired, revoked,
+        /// signed out).
+        CredentialEnded = "credential_ended",
     }
 }
 

@@ -340,7 +340,8 @@ impl Inner {
             && let Some(upgrade) = upgrade
         {
             let (upgrade, place) = *upgrade;
-            return Ok(self.switch(resp, upgrade, place, record.ctx()));
+            let ended = self.identity.credential_end(&credential);
+            return Ok(self.switch(resp, upgrade, place, ended, record.ctx()));
         }
 
         let (mut parts, body) = resp.into_parts();
@@ -404,6 +405,7 @@ impl Inner {
         mut resp: Response<Incoming>,
         upgrade: tunnel::Upgrade,
         place: tunnel::Place,
+        ended: Option<tunnel::CredentialEnd>,
         ctx: &RequestCtx,
     ) -> Response<ProxyBody> {
         let upstream_side = hyper::upgrade::on(&mut resp);
@@ -417,6 +419,7 @@ impl Inner {
             upgrade.client,
             upstream_side,
             ctx.request_id_str().to_string(),
+            ended,
         );
         Response::from_parts(parts, ProxyBody::empty())
     }

@@ -37,6 +37,9 @@ use tokio::time::Instant;
 use crate::error::Error;
 use crate::metrics::{Metrics, TunnelEnd};
 
+/// Resolves when a tunnel's credential ends.
+pub type CredentialEnd = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// Bytes read at once from either side.
 const CHUNK: usize = 16 * 1024;
 
@@ -132,7 +135,16 @@ impl Tunnels {
 
     /// Splices `client` and `upstream` once both have switched, holding
     /// `place` until the tunnel ends.
-    pub fn spawn(&self, place: Place, client: OnUpgrade, upstream: OnUpgrade, request_id: String) {
+    /// `ended` resolves when the credential it was opened with ends: the
+    /// tunnel closes then.
+    pub fn spawn(
+        &self,
+        place: Place,
+        client: OnUpgrade,
+        upstream: OnUpgrade,
+        request_id: String,
+        ended: Option<CredentialEnd>,
+    ) {
         let metrics = self.metrics.clone();
         let idle = self.idle;
         let stop = self.stop.subscribe();
@@ -152,6 +164,7 @@ impl Tunnels {
                 TokioIo::new(upstream),
                 idle,
                 stop,
+                ended,
                 &metrics,
             )
             .await;
@@ -314,6 +327,7 @@ async fn splice<C, U>(
     upstream: U,
     idle: Duration,
     mut stop: watch::Receiver<bool>,
+    ended: Option<CredentialEnd>,
     metrics: &Metrics,
 ) -> TunnelEnd
 where
@@ -349,6 +363,12 @@ where
             drop(r);
             TunnelEnd::Shutdown
         }
+        () = async {
+            match ended {
+                Some(ended) => ended.await,
+                None => std::future::pending().await,
+            }
+        } => TunnelEnd::CredentialEnded,
     }
 }
 
@@ -394,7 +414,7 @@ mod tests {
         let (client, mut client_peer) = duplex(64);
         let (upstream, mut upstream_peer) = duplex(64);
         let stop = watch::channel(false);
-        let tunnel = splice(client, upstream, Duration::from_secs(60), stop.1, &m);
+        let tunnel = splice(client, upstream, Duration::from_secs(60), stop.1, None, &m);
         let peers = async {
             // More than both buffers: only back-pressure gets it through.
             let big = vec![7u8; 100_000];
@@ -425,7 +445,14 @@ mod tests {
         let (upstream, mut upstream_peer) = duplex(64);
         let stop = watch::channel(false);
         let started = Instant::now();
-        let tunnel = splice(client, upstream, Duration::from_millis(300), stop.1, &m);
+        let tunnel = splice(
+            client,
+            upstream,
+            Duration::from_millis(300),
+            stop.1,
+            None,
+            &m,
+        );
         let talk = async {
             for _ in 0..4 {
                 tokio::time::sleep(Duration::from_millis(150)).await;
@@ -467,10 +494,28 @@ mod tests {
             upstream,
             Duration::from_secs(60),
             tunnels.stop.subscribe(),
+            None,
             &m,
         );
         tunnels.close_all();
         assert_eq!(tunnel.await, TunnelEnd::Shutdown);
+        // A tunnel whose credential ends is closed then.
+        let (client, _c) = duplex(64);
+        let (upstream, _u) = duplex(64);
+        let (end, ended) = tokio::sync::oneshot::channel::<()>();
+        let (_stop, stopped) = watch::channel(false);
+        let tunnel = splice(
+            client,
+            upstream,
+            Duration::from_secs(60),
+            stopped,
+            Some(Box::pin(async move {
+                let _ = ended.await;
+            })),
+            &m,
+        );
+        let _ = end.send(());
+        assert_eq!(tunnel.await, TunnelEnd::CredentialEnded);
         assert!(matches!(
             tunnels.admit(),
             Err(Error::TunnelsFull { stopping: true, .. })

@@ -288,6 +288,14 @@ impl Sessions {
             .unwrap_or(false)
     }
 
+    /// Whether this process's cache still holds `session` itself (a
+    /// sign-out or revocation here drops it).
+    pub fn holds(&self, session: &Arc<Session>) -> bool {
+        self.cache
+            .get(&session.key)
+            .is_some_and(|s| Arc::ptr_eq(s.value(), session))
+    }
+
     /// Drops a session from this process's cache only.
     pub fn forget(&self, key: &SessionKey) {
         self.cache.remove(key);

@@ -343,3 +343,96 @@ async fn an_http2_client_opens_a_websocket_with_extended_connect() {
     // Upstream it was the HTTP/1.1 handshake, with the proxy's credential.
     server.saw_one_signalr_handshake_with_the_pat();
 }
+
+/// Reads an echoed text frame of `text` from `s`.
+async fn read_echo(s: &mut TcpStream, text: &str) {
+    let mut echo = vec![0u8; 2 + text.len()];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut echo))
+        .await
+        .expect("the echo arrives")
+        .unwrap();
+    assert_eq!(&echo[2..], text.as_bytes());
+}
+
+/// Whether `s` is closed by the proxy within `limit`.
+async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(limit, s.read(&mut buf)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+#[tokio::test]
+async fn a_tunnel_ends_when_its_proxy_token_is_revoked() {
+    use crate::support::fake_idp::{self, FakeIdp};
+    let server = WsServer::start().await;
+    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
+    let c = fake_idp::entra_config(&server.url(), &idp);
+    let p = support::start_with(c, idp.clock()).await;
+    let base = format!("http://{}", p.proxy_addr);
+    let b = crate::support::oidc::Browser::new();
+    assert_eq!(fake_idp::sign_in(&b, &base, None).await.status(), 302);
+    let made: serde_json::Value = b
+        .http
+        .post(format!("{base}/.auth/tokens"))
+        .json(&serde_json::json!({"name": "ws", "expires_in_days": 7}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = made["token"].as_str().unwrap();
+    let open = |auth: String| {
+        let addr = p.proxy_addr;
+        async move {
+            let (mut s, head) = open_raw(addr, &handshake(SIGNALR, &auth)).await;
+            assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+            s.write_all(&text_frame("alive")).await.unwrap();
+            read_echo(&mut s, "alive").await;
+            s
+        }
+    };
+    // A tunnel of the token, and one of another token that stays.
+    let mut revoked = open(format!("Authorization: Bearer {token}\r\n")).await;
+    let other: serde_json::Value = b
+        .http
+        .post(format!("{base}/.auth/tokens"))
+        .json(&serde_json::json!({"name": "kept", "expires_in_days": 7}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut kept = open(format!(
+        "Authorization: Bearer {}\r\n",
+        other["token"].as_str().unwrap()
+    ))
+    .await;
+    let del = b
+        .http
+        .delete(format!(
+            "{base}/.auth/tokens/{}",
+            made["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 204);
+    assert!(
+        closed_within(&mut revoked, Duration::from_secs(10)).await,
+        "the revoked token's tunnel is closed"
+    );
+    kept.write_all(&text_frame("still")).await.unwrap();
+    read_echo(&mut kept, "still").await;
+    let m = metrics(p.admin_addr).await;
+    assert_eq!(
+        support::metric_value(
+            &m,
+            "ado_proxy_tunnels_ended_total{reason=\"credential_ended\"}"
+        ),
+        1.0
+    );
+}
