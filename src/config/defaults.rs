@@ -59,6 +59,7 @@ impl Default for UpstreamConfig {
             response_timeout: Duration::from_secs(120),
             pool_idle_timeout: Duration::from_secs(90),
             allowed_organizations: Vec::new(),
+            deployment_hosts: true,
             ca_file: None,
             hosts,
             forward_cookies: Vec::new(),

@@ -148,6 +148,11 @@ pub struct UpstreamConfig {
     /// that keeps streaming afterwards is never cut.
     #[serde(with = "humantime_serde")]
     pub response_timeout: Duration,
+    /// With `allowed_organizations` set, whether deployment-wide hosts
+    /// (`app_vssps`: profiles, accounts, no organization in their paths)
+    /// stay reachable; `false` refuses them like a path without an
+    /// organization.
+    pub deployment_hosts: bool,
     /// Idle pooled upstream connections are closed after this.
     #[serde(with = "humantime_serde")]
     pub pool_idle_timeout: Duration,

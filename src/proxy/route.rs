@@ -139,7 +139,11 @@ impl Router {
             .hosts
             .iter()
             .map(|(name, url)| {
-                let upstream = Upstream::new(name, url, name != APP_VSSPS, metrics);
+                // A deployment-wide host has no organization to check; with
+                // an allowlist and deployment_hosts = false it is refused.
+                let scoped = name != APP_VSSPS
+                    || (!config.deployment_hosts && !config.allowed_organizations.is_empty());
+                let upstream = Upstream::new(name, url, scoped, metrics);
                 (name.clone(), upstream)
             })
             .collect();
@@ -479,6 +483,26 @@ mod tests {
             &r,
             "/.hosts/app_vssps/_apis/profile/profiles/me",
             Ok("https://app.vssps.visualstudio.com/_apis/profile/profiles/me"),
+        );
+        // ... unless deployment-wide hosts are switched off.
+        let strict = Router::new(
+            &UpstreamConfig {
+                url: Url::parse("http://127.0.0.1:9/base/").unwrap(),
+                allowed_organizations: vec!["contoso".into()],
+                deployment_hosts: false,
+                ..Default::default()
+            },
+            &Metrics::new(prometheus::Registry::new()).unwrap(),
+        );
+        check(
+            &strict,
+            "/.hosts/app_vssps/_apis/profile/profiles/me",
+            Err("OrganizationRequired"),
+        );
+        check(
+            &strict,
+            "/.hosts/app_vssps/fabrikam/_apis/x",
+            Err("OrganizationNotAllowed"),
         );
     }
 }
