@@ -211,12 +211,13 @@ impl Login {
                  or an ingress in front and set listen.public_url"
             );
         }
-        let provider = Provider::new(auth, kind, callback, http)?;
+        let provider = Provider::new(auth, kind, callback, http, store.clock())?;
         if kind == ProviderKind::AzureDevops {
             // Its secrets expire 60 days after they are created.
             metrics.secret_ages.watch(provider.secret_files());
         }
         let secure = public_url.scheme() == "https";
+        let allow = Allowlist::new(config, kind);
         let directories = match kind {
             ProviderKind::Entra => {
                 tenants::OrgDirectories::new(config, store.clock(), metrics.clone()).transpose()?
@@ -238,6 +239,8 @@ impl Login {
                 (ProviderKind::Entra, None) => client_tokens::ClientTokens::new(
                     config,
                     IdpHttp::new(auth, &config.upstream, metrics.clone())?,
+                    &allow,
+                    store.clock(),
                 ),
                 _ => None,
             },
@@ -245,7 +248,7 @@ impl Login {
             service_sink,
             jar: CookieJar::new(&config.session.cookie_name, secure),
             public_url: public_url.clone(),
-            allow: Allowlist::new(config, kind),
+            allow,
             refresh_before: auth.refresh_before,
             forced_interval: auth.forced_refresh_interval,
             login_timeout: auth.login_timeout,

@@ -20,6 +20,7 @@ use url::Url;
 
 use crate::assertion::ASSERTION_TYPE;
 use crate::challenge::claims_request;
+use crate::clock::Clock;
 use crate::config::{AuthConfig, Provider as Kind, ResponseMode};
 use crate::oauth::client_auth::{ClientAuth, Presented};
 use crate::oauth::id_token::{ExpectedIssuer, IdClaims, IdTokenError, Jwks};
@@ -39,6 +40,8 @@ pub struct Provider {
     issuer_url: Option<Url>,
     metadata: OnceCell<Metadata>,
     http: IdpHttp,
+    /// Spaces the key-set fetches.
+    clock: Clock,
 }
 
 /// Endpoints and issuer.
@@ -117,12 +120,14 @@ struct Profile {
 // === impl Provider ===
 
 impl Provider {
-    /// Builds the provider for `[auth]`; `callback` is the redirect URI.
+    /// Builds the provider for `[auth]`; `callback` is the redirect URI,
+    /// `clock` spaces the fetches of its signing keys.
     pub fn new(
         auth: &AuthConfig,
         kind: Kind,
         callback: Url,
         http: IdpHttp,
+        clock: &Clock,
     ) -> Result<Self, String> {
         // None: a public client (OIDC with PKCE only).
         let credential = ClientAuth::from_config(auth)?;
@@ -139,6 +144,7 @@ impl Provider {
             authority,
             metadata: OnceCell::new(),
             http,
+            clock: clock.clone(),
         };
         if kind != Kind::Oidc {
             // Built from configuration: no network at start-up.
@@ -209,6 +215,7 @@ impl Provider {
                     token_endpoint: self.join(&format!("{tenant}/oauth2/v2.0/token")),
                     jwks: Some(Jwks::new(
                         self.join(&format!("{tenant}/discovery/v2.0/keys")),
+                        self.clock.clone(),
                     )),
                     end_session_endpoint: Some(self.join(&format!("{tenant}/oauth2/v2.0/logout"))),
                 }
@@ -244,7 +251,7 @@ impl Provider {
                     issuer: ExpectedIssuerSpec::Exact(d.issuer),
                     authorization_endpoint: d.authorization_endpoint,
                     token_endpoint: d.token_endpoint,
-                    jwks: Some(Jwks::new(d.jwks_uri)),
+                    jwks: Some(Jwks::new(d.jwks_uri, self.clock.clone())),
                     end_session_endpoint: d.end_session_endpoint,
                 })
             })
