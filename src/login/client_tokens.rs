@@ -25,7 +25,7 @@ use super::{Allowlist, Login};
 use crate::clock::Clock;
 use crate::config::{ADO_RESOURCE, Config};
 use crate::error::{Error, TokenError};
-use crate::oauth::id_token::{AccessClaims, Jwks};
+use crate::oauth::id_token::{AccessClaims, Jwks, claim_is_true};
 use crate::oauth::idp::IdpHttp;
 use crate::session::UserInfo;
 
@@ -187,12 +187,20 @@ impl Login {
                 claims.iss
             )));
         }
+        // The same rule as at sign-in: an email names someone only when
+        // Entra says its domain's owner is verified (`xms_edov`).
+        let email = claims
+            .email
+            .clone()
+            .filter(|_| claim_is_true(claims.xms_edov.as_ref()));
         let user = UserInfo {
             upn: claims
                 .upn
                 .clone()
                 .or(claims.unique_name.clone())
                 .or(claims.preferred_username.clone()),
+            email_verified: email.is_some(),
+            email,
             object_id: claims.oid.clone(),
             tenant: Some(tid),
             ..UserInfo::default()

@@ -91,7 +91,8 @@ struct Allowlist {
 /// Which of a user's names the allowlists may match.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum NameTrust {
-    /// UPN and email (a tenant this proxy admits by name, legacy OAuth).
+    /// UPN and the verified email (a tenant this proxy admits by name,
+    /// legacy OAuth).
     UpnAndEmail,
     /// Only the (verified) email: OIDC.
     Email,
@@ -525,11 +526,13 @@ impl Allowlist {
         }
     }
 
-    /// The user's names the allowlists may match, lowercased.
+    /// The user's names the allowlists may match: an email only when
+    /// the provider vouched for it (`email_verified`).
     fn trusted_names<'u>(&self, user: &'u UserInfo) -> Vec<&'u String> {
+        let email = user.email.as_ref().filter(|_| user.email_verified);
         match self.names {
-            NameTrust::UpnAndEmail => vec![&user.upn, &user.email],
-            NameTrust::Email => vec![&user.email],
+            NameTrust::UpnAndEmail => vec![user.upn.as_ref(), email],
+            NameTrust::Email => vec![email],
             NameTrust::ObjectIdOnly => vec![],
         }
         .into_iter()

@@ -72,6 +72,14 @@ pub struct AccessClaims {
     /// A user's name (v2 tokens).
     #[serde(default)]
     pub preferred_username: Option<String>,
+    /// The user's `mail` attribute (optional claim), anybody's to set
+    /// unless `xms_edov` says the domain's owner is verified.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Entra: whether the email's domain owner is verified (optional
+    /// claim).
+    #[serde(default)]
+    pub xms_edov: Option<serde_json::Value>,
     /// Expiry, seconds since the epoch.
     pub exp: u64,
 }
@@ -98,9 +106,13 @@ pub struct IdClaims {
     /// Email.
     #[serde(default)]
     pub email: Option<String>,
-    /// Whether the provider verified `email` (OIDC; `true` or `"true"`).
+    /// Whether the provider verified `email` (OIDC; see [`claim_is_true`]).
     #[serde(default)]
     pub email_verified: Option<serde_json::Value>,
+    /// Entra: whether the email's domain owner is verified (the optional
+    /// claim `xms_edov`; Entra sends no `email_verified`).
+    #[serde(default)]
+    pub xms_edov: Option<serde_json::Value>,
     /// Entra v1-style UPN.
     #[serde(default)]
     pub upn: Option<String>,
@@ -293,6 +305,18 @@ impl Jwks {
             }
         }
         Ok(claims)
+    }
+}
+
+/// Whether a yes/no claim says yes: `true`, `"true"`, `1` or `"1"`
+/// (providers differ in how they write it). Absent or anything else is
+/// no: a claim that is not there vouches for nothing.
+pub fn claim_is_true(value: Option<&serde_json::Value>) -> bool {
+    match value {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true") || s == "1",
+        Some(serde_json::Value::Number(n)) => n.as_u64() == Some(1),
+        _ => false,
     }
 }
 

@@ -460,3 +460,46 @@ async fn a_failing_key_endpoint_is_asked_again_only_after_its_backoff() {
     assert_eq!(idp.jwks_fetches(), 5);
     assert_eq!(ado.requests().len(), 2, "only the genuine tokens went on");
 }
+
+#[tokio::test]
+async fn a_client_tokens_email_counts_only_with_a_verified_domain_owner() {
+    // The sign-in rule: Entra's `email` is the `mail` attribute, which
+    // the directory's administrators set to anything.
+    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
+    let ado = echoing_ado().await;
+    let mut c = crate::support::fake_idp::entra_config(&ado.url(), &idp);
+    c.auth.allowed_email_domains = vec!["contoso.com".into()];
+    c.auth.accept_client_tokens = true;
+    let proxy = crate::support::start_with(c, idp.clock()).await;
+    let signing = &keys().signing_key;
+    let with = |edov: Option<serde_json::Value>| {
+        token(
+            |c| {
+                c["upn"] = "mallory@fabrikam.onmicrosoft.com".into();
+                c["email"] = "dana@contoso.com".into();
+                if let Some(v) = edov {
+                    c["xms_edov"] = v;
+                }
+            },
+            signing,
+            "fake-key",
+        )
+    };
+    for (what, edov) in [
+        ("no xms_edov", None),
+        ("xms_edov false", Some(false.into())),
+        ("xms_edov \"0\"", Some("0".into())),
+    ] {
+        let (status, v) = call(proxy.proxy_addr, &with(edov)).await;
+        assert_eq!(status, 401, "{what}: {v}");
+        assert_eq!(v["adoAuthProxy"]["id"], "client-token-refused", "{what}");
+    }
+    assert_eq!(
+        call(proxy.proxy_addr, &with(Some(true.into()))).await.0,
+        200
+    );
+    // A UPN of the domain is the account's own name.
+    let upn = token(|_| {}, signing, "fake-key");
+    assert_eq!(call(proxy.proxy_addr, &upn).await.0, 200);
+    assert_eq!(ado.requests().len(), 2);
+}

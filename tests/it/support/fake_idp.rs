@@ -104,6 +104,8 @@ pub struct User {
     pub tid: String,
     pub upn: String,
     pub name: String,
+    /// More claims of the ID token (`email`, `xms_edov`, `upn`, ...).
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 struct Code {
@@ -493,6 +495,7 @@ impl FakeIdp {
                 tid: TENANT.into(),
                 upn: "dana@contoso.com".into(),
                 name: "Dana Scully".into(),
+                extra: serde_json::Map::new(),
             },
             keys_status: None,
         }));
@@ -1276,6 +1279,9 @@ fn id_token_for(base: &str, k: &Knobs, nonce: Option<String>) -> String {
         "preferred_username": user.upn, "name": user.name,
         "ver": "2.0",
     });
+    if let Some(c) = claims.as_object_mut() {
+        c.extend(user.extra.clone());
+    }
     if let Some(n) = nonce {
         claims["nonce"] = json!(n);
     }
