@@ -107,6 +107,7 @@ fn user(i: usize) -> UserInfo {
         name: Some(format!("User {i}")),
         upn: Some(format!("user{i}@contoso.com")),
         email: Some(format!("user{i}@contoso.com")),
+        email_verified: true,
         object_id: Some(format!("{i:08}-0000-4000-8000-000000000000")),
         tenant: Some("72f988bf-86f1-41af-91ab-2d7cd011db47".into()),
     }

@@ -242,10 +242,11 @@ pub struct AuthConfig {
     /// tenant when it is a GUID or domain; `["*"]` allows any.
     pub allowed_tenants: Vec<String>,
     /// When non-empty, only these users (UPN, email or object id,
-    /// case-insensitive) may sign in.
+    /// case-insensitive) may sign in; an email only when the provider
+    /// vouches for it (docs/providers.md lists the claims per provider).
     pub allowed_users: Vec<String>,
-    /// When non-empty, only users whose email or UPN ends in `@` one of
-    /// these domains may sign in.
+    /// When non-empty, only users whose UPN, or email the provider
+    /// vouches for, ends in `@` one of these domains may sign in.
     pub allowed_email_domains: Vec<String>,
     /// An access token this close to expiry is refreshed before use.
     #[serde(with = "humantime_serde")]

@@ -2,21 +2,30 @@
 //! tool that already holds an Entra access token for Azure DevOps (for
 //! example from `az account get-access-token --resource
 //! 499b84ac-1321-427f-aa17-267ca6975798`) may send it instead of signing
-//! in. The proxy checks the signature against the token's tenant's keys
-//! (only for tenants it admits, so nobody makes it fetch keys of others),
-//! the audience, the expiry and the allowlists, then forwards it as is.
+//! in. The proxy checks the signature, the audience, the expiry, the
+//! issuer and the allowlists, then forwards it as is.
+//!
+//! Whose keys a token is checked against is fixed at start, so no token
+//! makes the proxy fetch anything new or remember anything it did not
+//! verify: with `allowed_tenants = ["*"]` the one key set Entra signs
+//! every directory's tokens with (`common`), the token's tenant and
+//! issuer then judged from its verified claims; otherwise each listed
+//! directory's own. A key set is fetched at most once per
+//! `REFETCH_MIN`, and a failing one not again before its backoff runs out
+//! (`oauth::id_token::Jwks`).
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use http::{HeaderMap, header};
 use url::Url;
 
-use super::Login;
+use super::{Allowlist, Login};
+use crate::clock::Clock;
 use crate::config::{ADO_RESOURCE, Config};
 use crate::error::{Error, TokenError};
-use crate::oauth::id_token::{AccessClaims, Jwks};
+use crate::oauth::id_token::{AccessClaims, Jwks, claim_is_true};
 use crate::oauth::idp::IdpHttp;
 use crate::session::UserInfo;
 
@@ -30,21 +39,68 @@ const MAX_REMEMBERED: usize = 10_000;
 pub(super) struct ClientTokens {
     http: IdpHttp,
     authority: Url,
-    /// Each admitted tenant's signing keys, fetched on first use.
-    keys: DashMap<String, Arc<Jwks>>,
+    /// The signing keys, one set per admitted directory or one for all.
+    keys: TenantKeys,
     /// SHA-256 of tokens already checked, and their expiry (s).
     valid: DashMap<[u8; 32], u64>,
 }
 
+/// Whose keys verify a token: built from `auth.allowed_tenants` at
+/// start, never grown by a request.
+enum TenantKeys {
+    /// Any directory (`["*"]`): Entra's `common` key set, which signs
+    /// the tokens of every directory.
+    Any(Box<Jwks>),
+    /// Each listed directory's key set, by tenant id.
+    Listed(HashMap<String, Jwks>),
+}
+
 impl ClientTokens {
-    /// The settings, when on.
-    pub(super) fn new(config: &Config, http: IdpHttp) -> Option<Self> {
-        config.auth.accept_client_tokens.then(|| Self {
+    /// The settings, when on: the key sets of the directories `allow`
+    /// admits, their fetches spaced by `clock`.
+    pub(super) fn new(
+        config: &Config,
+        http: IdpHttp,
+        allow: &Allowlist,
+        clock: &Clock,
+    ) -> Option<Self> {
+        if !config.auth.accept_client_tokens {
+            return None;
+        }
+        let authority = config.auth.effective_authority();
+        let base = authority.as_str().trim_end_matches('/').to_string();
+        let jwks = |tenant: &str| {
+            let uri = Url::parse(&format!("{base}/{tenant}/discovery/v2.0/keys"))
+                .unwrap_or_else(|_| authority.clone());
+            Jwks::new(uri, clock.clone())
+        };
+        let keys = if allow.tenants.iter().any(|t| t == "*") {
+            TenantKeys::Any(Box::new(jwks("common")))
+        } else {
+            // Only tenant ids: a token names its tenant by id.
+            TenantKeys::Listed(
+                allow
+                    .tenants
+                    .iter()
+                    .filter(|t| uuid::Uuid::parse_str(t).is_ok())
+                    .map(|t| (t.clone(), jwks(t)))
+                    .collect(),
+            )
+        };
+        Some(Self {
             http,
-            authority: config.auth.effective_authority(),
-            keys: DashMap::new(),
+            authority,
+            keys,
             valid: DashMap::new(),
         })
+    }
+
+    /// The key set that verifies tokens of `tid`, when it is admitted.
+    fn keys_of(&self, tid: &str) -> Option<&Jwks> {
+        match &self.keys {
+            TenantKeys::Any(jwks) => Some(jwks),
+            TenantKeys::Listed(by_tenant) => by_tenant.get(tid),
+        }
     }
 }
 
@@ -70,16 +126,11 @@ impl Login {
             return Ok(true);
         }
         let tid = self.admitted_tenant(token)?;
-        let keys = ct
-            .keys
-            .entry(tid.clone())
-            .or_insert_with(|| {
-                let base = ct.authority.as_str().trim_end_matches('/');
-                let uri = Url::parse(&format!("{base}/{tid}/discovery/v2.0/keys"))
-                    .unwrap_or_else(|_| ct.authority.clone());
-                Arc::new(Jwks::new(uri))
-            })
-            .clone();
+        let keys = ct.keys_of(&tid).ok_or_else(|| {
+            refused(format!(
+                "its tenant {tid} is not one this proxy admits (auth.allowed_tenants)"
+            ))
+        })?;
         let claims = keys
             .verify_access(&ct.http, token, AUDIENCES)
             .await
@@ -136,12 +187,20 @@ impl Login {
                 claims.iss
             )));
         }
+        // The same rule as at sign-in: an email names someone only when
+        // Entra says its domain's owner is verified (`xms_edov`).
+        let email = claims
+            .email
+            .clone()
+            .filter(|_| claim_is_true(claims.xms_edov.as_ref()));
         let user = UserInfo {
             upn: claims
                 .upn
                 .clone()
                 .or(claims.unique_name.clone())
                 .or(claims.preferred_username.clone()),
+            email_verified: email.is_some(),
+            email,
             object_id: claims.oid.clone(),
             tenant: Some(tid),
             ..UserInfo::default()

@@ -91,7 +91,8 @@ struct Allowlist {
 /// Which of a user's names the allowlists may match.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum NameTrust {
-    /// UPN and email (a tenant this proxy admits by name, legacy OAuth).
+    /// UPN and the verified email (a tenant this proxy admits by name,
+    /// legacy OAuth).
     UpnAndEmail,
     /// Only the (verified) email: OIDC.
     Email,
@@ -245,12 +246,13 @@ impl Login {
                  or an ingress in front and set listen.public_url"
             );
         }
-        let provider = Provider::new(auth, kind, callback, http)?;
+        let provider = Provider::new(auth, kind, callback, http, store.clock())?;
         if kind == ProviderKind::AzureDevops {
             // Its secrets expire 60 days after they are created.
             metrics.secret_ages.watch(provider.secret_files());
         }
         let secure = public_url.scheme() == "https";
+        let allow = Allowlist::new(config, kind);
         let directories = match kind {
             ProviderKind::Entra => {
                 tenants::OrgDirectories::new(config, store.clock(), metrics.clone()).transpose()?
@@ -272,6 +274,8 @@ impl Login {
                 (ProviderKind::Entra, None) => client_tokens::ClientTokens::new(
                     config,
                     IdpHttp::new(auth, &config.upstream, metrics.clone())?,
+                    &allow,
+                    store.clock(),
                 ),
                 _ => None,
             },
@@ -279,7 +283,7 @@ impl Login {
             service_sink,
             jar: CookieJar::new(&config.session.cookie_name, secure),
             public_url: public_url.clone(),
-            allow: Allowlist::new(config, kind),
+            allow,
             refresh_before: auth.refresh_before,
             forced_interval: auth.forced_refresh_interval,
             login_timeout: auth.login_timeout,
@@ -556,11 +560,13 @@ impl Allowlist {
         }
     }
 
-    /// The user's names the allowlists may match, lowercased.
+    /// The user's names the allowlists may match: an email only when
+    /// the provider vouched for it (`email_verified`).
     fn trusted_names<'u>(&self, user: &'u UserInfo) -> Vec<&'u String> {
+        let email = user.email.as_ref().filter(|_| user.email_verified);
         match self.names {
-            NameTrust::UpnAndEmail => vec![&user.upn, &user.email],
-            NameTrust::Email => vec![&user.email],
+            NameTrust::UpnAndEmail => vec![user.upn.as_ref(), email],
+            NameTrust::Email => vec![email],
             NameTrust::ObjectIdOnly => vec![],
         }
         .into_iter()

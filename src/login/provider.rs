@@ -20,9 +20,10 @@ use url::Url;
 
 use crate::assertion::ASSERTION_TYPE;
 use crate::challenge::claims_request;
+use crate::clock::Clock;
 use crate::config::{AuthConfig, Provider as Kind, ResponseMode};
 use crate::oauth::client_auth::{ClientAuth, Presented};
-use crate::oauth::id_token::{ExpectedIssuer, IdClaims, IdTokenError, Jwks};
+use crate::oauth::id_token::{ExpectedIssuer, IdClaims, IdTokenError, Jwks, claim_is_true};
 use crate::oauth::idp::{Grant, IdpError, IdpHttp, TokenSet, parse_token_response};
 
 /// The configured provider.
@@ -39,6 +40,8 @@ pub struct Provider {
     issuer_url: Option<Url>,
     metadata: OnceCell<Metadata>,
     http: IdpHttp,
+    /// Spaces the key-set fetches.
+    clock: Clock,
 }
 
 /// Endpoints and issuer.
@@ -117,12 +120,14 @@ struct Profile {
 // === impl Provider ===
 
 impl Provider {
-    /// Builds the provider for `[auth]`; `callback` is the redirect URI.
+    /// Builds the provider for `[auth]`; `callback` is the redirect URI,
+    /// `clock` spaces the fetches of its signing keys.
     pub fn new(
         auth: &AuthConfig,
         kind: Kind,
         callback: Url,
         http: IdpHttp,
+        clock: &Clock,
     ) -> Result<Self, String> {
         // None: a public client (OIDC with PKCE only).
         let credential = ClientAuth::from_config(auth)?;
@@ -139,6 +144,7 @@ impl Provider {
             authority,
             metadata: OnceCell::new(),
             http,
+            clock: clock.clone(),
         };
         if kind != Kind::Oidc {
             // Built from configuration: no network at start-up.
@@ -209,6 +215,7 @@ impl Provider {
                     token_endpoint: self.join(&format!("{tenant}/oauth2/v2.0/token")),
                     jwks: Some(Jwks::new(
                         self.join(&format!("{tenant}/discovery/v2.0/keys")),
+                        self.clock.clone(),
                     )),
                     end_session_endpoint: Some(self.join(&format!("{tenant}/oauth2/v2.0/logout"))),
                 }
@@ -244,7 +251,7 @@ impl Provider {
                     issuer: ExpectedIssuerSpec::Exact(d.issuer),
                     authorization_endpoint: d.authorization_endpoint,
                     token_endpoint: d.token_endpoint,
-                    jwks: Some(Jwks::new(d.jwks_uri)),
+                    jwks: Some(Jwks::new(d.jwks_uri, self.clock.clone())),
                     end_session_endpoint: d.end_session_endpoint,
                 })
             })
@@ -348,7 +355,7 @@ impl Provider {
                     ))
                 })?;
                 let claims = self.verify_id_token(meta, id_token.expose(), nonce).await?;
-                user_from_claims(claims)
+                user_from_claims(self.kind, claims)
             }
         };
         Ok((tokens, user))
@@ -532,29 +539,37 @@ impl Provider {
             .get_json(&url, Some(tokens.access_token.expose()))
             .await
             .map_err(GrantError::Metadata)?;
+        // The profile's address is the account's name, matched as such
+        // (UPN); nothing says it was verified as an email.
         Ok(UserInfo {
             name: p.display_name,
             upn: p.email_address.clone(),
             email: p.email_address,
+            email_verified: false,
             object_id: p.id.or(p.public_alias),
             tenant: None,
         })
     }
 }
 
-fn user_from_claims(c: IdClaims) -> UserInfo {
-    // An address the provider says it did not verify is anybody's to
-    // type in: it names no one (OpenID Connect Core §5.1).
-    let verified = match &c.email_verified {
-        None => true,
-        Some(serde_json::Value::Bool(b)) => *b,
-        Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true"),
-        Some(_) => false,
+fn user_from_claims(kind: Kind, c: IdClaims) -> UserInfo {
+    // An address names someone only when the provider vouches for it. An
+    // OIDC provider says so with `email_verified`; absent is not a yes
+    // (OpenID Connect Core §5.1: anybody can type any address in).
+    // Entra never sends that claim: its `email` is the `mail` attribute,
+    // which a directory's administrators set to anything ("nOAuth"), so
+    // only the optional claim `xms_edov` (the domain's owner is
+    // verified) counts.
+    let verified = match kind {
+        Kind::Entra => claim_is_true(c.xms_edov.as_ref()),
+        _ => claim_is_true(c.email_verified.as_ref()),
     };
+    let email = c.email.filter(|_| verified);
     UserInfo {
         name: c.name,
         upn: c.preferred_username.or(c.upn),
-        email: c.email.filter(|_| verified),
+        email_verified: email.is_some(),
+        email,
         object_id: c.oid.or(Some(c.sub)),
         tenant: c.tid,
     }

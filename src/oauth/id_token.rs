@@ -12,20 +12,44 @@ use tokio::sync::RwLock;
 use url::Url;
 
 use super::idp::{IdpError, IdpHttp};
+use crate::backoff::Backoff;
+use crate::clock::Clock;
 
 /// A key set is not re-fetched more often than this for unknown `kid`s,
 /// so forged tokens cannot make the proxy hammer the provider, while a
-/// real key rotation is picked up within seconds.
+/// real key rotation is picked up within seconds. It is also the first
+/// wait after a failed fetch.
 pub const REFETCH_MIN: Duration = Duration::from_secs(5);
+/// Failed fetches back off from [`REFETCH_MIN`], doubling, up to this:
+/// while the provider's key endpoint fails, requests (forged tokens
+/// included) get the remembered failure instead of a fetch each.
+pub const FAILED_MAX: Duration = Duration::from_secs(60);
 /// Keys are re-read at least this often.
 const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
 const LEEWAY_SECS: u64 = 120;
 
-/// The provider's signing keys.
+/// The provider's signing keys at one address.
 pub struct Jwks {
     uri: Url,
-    cached: RwLock<Option<(JwkSet, Instant)>>,
+    /// When fetches may happen (the proxy's clock, so tests move it).
+    clock: Clock,
+    state: RwLock<KeyState>,
+}
+
+/// What is known about the key set: the last one fetched, and when the
+/// next fetch may happen.
+struct KeyState {
+    /// The last set fetched, and when.
+    set: Option<(JwkSet, Instant)>,
+    /// No fetch before this: [`REFETCH_MIN`] after a success, the
+    /// backoff after a failure.
+    next_fetch: Option<Instant>,
+    /// Only a successful fetch resets it.
+    backoff: Backoff,
+    /// Why the last fetch failed, until one succeeds: the answer while
+    /// the backoff runs.
+    failure: Option<IdpError>,
 }
 
 /// What an Entra access token says about its holder.
@@ -48,6 +72,14 @@ pub struct AccessClaims {
     /// A user's name (v2 tokens).
     #[serde(default)]
     pub preferred_username: Option<String>,
+    /// The user's `mail` attribute (optional claim), anybody's to set
+    /// unless `xms_edov` says the domain's owner is verified.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Entra: whether the email's domain owner is verified (optional
+    /// claim).
+    #[serde(default)]
+    pub xms_edov: Option<serde_json::Value>,
     /// Expiry, seconds since the epoch.
     pub exp: u64,
 }
@@ -74,9 +106,13 @@ pub struct IdClaims {
     /// Email.
     #[serde(default)]
     pub email: Option<String>,
-    /// Whether the provider verified `email` (OIDC; `true` or `"true"`).
+    /// Whether the provider verified `email` (OIDC; see [`claim_is_true`]).
     #[serde(default)]
     pub email_verified: Option<serde_json::Value>,
+    /// Entra: whether the email's domain owner is verified (the optional
+    /// claim `xms_edov`; Entra sends no `email_verified`).
+    #[serde(default)]
+    pub xms_edov: Option<serde_json::Value>,
     /// Entra v1-style UPN.
     #[serde(default)]
     pub upn: Option<String>,
@@ -111,49 +147,87 @@ pub enum IdTokenError {
 // === impl Jwks ===
 
 impl Jwks {
-    /// Keys at `uri`, fetched on first use.
-    pub fn new(uri: Url) -> Self {
+    /// Keys at `uri`, fetched on first use; fetches are spaced by
+    /// `clock`.
+    pub fn new(uri: Url, clock: Clock) -> Self {
         Self {
             uri,
-            cached: RwLock::new(None),
+            clock,
+            state: RwLock::new(KeyState {
+                set: None,
+                next_fetch: None,
+                backoff: Backoff::new(REFETCH_MIN, FAILED_MAX),
+                failure: None,
+            }),
         }
     }
 
+    /// The key named `kid`: from the cached set, else from a fetch when
+    /// one is due (never more than one per [`REFETCH_MIN`], nor during a
+    /// failure's backoff, however many tokens ask).
     async fn key_for(
         &self,
         http: &IdpHttp,
         kid: Option<&str>,
     ) -> Result<DecodingKey, IdTokenError> {
-        if let Some(key) = self.lookup(kid, false).await? {
+        if let Some(key) = self.lookup(&*self.state.read().await, kid)? {
             return Ok(key);
         }
-        let mut slot = self.cached.write().await;
-        let stale = slot
-            .as_ref()
-            .is_none_or(|(_, at)| at.elapsed() >= REFETCH_MIN);
-        if stale {
-            let set: JwkSet = http
-                .get_json(&self.uri, None)
-                .await
-                .map_err(IdTokenError::Keys)?;
-            *slot = Some((set, Instant::now()));
+        let mut state = self.state.write().await;
+        // Another request may have fetched while this one waited.
+        if let Some(key) = self.lookup(&state, kid)? {
+            return Ok(key);
         }
-        drop(slot);
-        self.lookup(kid, true)
-            .await?
-            .ok_or_else(|| IdTokenError::Invalid(format!("no signing key with kid {kid:?}")))
+        if state.next_fetch.is_none_or(|at| self.clock.now() >= at) {
+            self.fetch(http, &mut state).await;
+            if let Some(key) = self.lookup(&state, kid)? {
+                return Ok(key);
+            }
+        }
+        match &state.failure {
+            Some(e) => Err(IdTokenError::Keys(e.clone())),
+            None => Err(IdTokenError::Invalid(format!(
+                "no signing key with kid {kid:?}"
+            ))),
+        }
     }
 
-    async fn lookup(
+    /// One fetch; its outcome decides when the next may happen.
+    async fn fetch(&self, http: &IdpHttp, state: &mut KeyState) {
+        let result = http.get_json::<JwkSet>(&self.uri, None).await;
+        let now = self.clock.now();
+        match result {
+            Ok(set) => {
+                state.set = Some((set, now));
+                state.backoff.reset();
+                state.failure = None;
+                state.next_fetch = Some(now + REFETCH_MIN);
+            }
+            Err(e) => {
+                let wait = state.backoff.fail();
+                tracing::warn!(
+                    keys = %self.uri,
+                    error = %e,
+                    retry_in_s = wait.as_secs(),
+                    "could not fetch the provider's signing keys; not asking again before the \
+                     backoff runs out"
+                );
+                state.next_fetch = Some(now + wait);
+                state.failure = Some(e);
+            }
+        }
+    }
+
+    /// The key named `kid` in a set fetched less than [`MAX_AGE`] ago.
+    fn lookup(
         &self,
+        state: &KeyState,
         kid: Option<&str>,
-        any_age: bool,
     ) -> Result<Option<DecodingKey>, IdTokenError> {
-        let slot = self.cached.read().await;
-        let Some((set, at)) = slot.as_ref() else {
+        let Some((set, at)) = state.set.as_ref() else {
             return Ok(None);
         };
-        if !any_age && at.elapsed() > MAX_AGE {
+        if self.clock.since(*at) > MAX_AGE {
             return Ok(None);
         }
         let jwk = match kid {
@@ -231,6 +305,18 @@ impl Jwks {
             }
         }
         Ok(claims)
+    }
+}
+
+/// Whether a yes/no claim says yes: `true`, `"true"`, `1` or `"1"`
+/// (providers differ in how they write it). Absent or anything else is
+/// no: a claim that is not there vouches for nothing.
+pub fn claim_is_true(value: Option<&serde_json::Value>) -> bool {
+    match value {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true") || s == "1",
+        Some(serde_json::Value::Number(n)) => n.as_u64() == Some(1),
+        _ => false,
     }
 }
 

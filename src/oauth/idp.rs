@@ -67,7 +67,7 @@ pub struct TokenErrorBody {
 }
 
 /// Why a provider call failed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum IdpError {
     /// The provider answered with an OAuth error.
     Rejected {

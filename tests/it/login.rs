@@ -624,6 +624,9 @@ async fn users_outside_the_allowlist_are_refused() {
     // provider did not verify is not bob.
     let resp = Browser::new().sign_in(&s.url, "unverified-bob", "/").await;
     assert_eq!(resp.status(), 403, "an unverified email matched");
+    // Nor is one whose provider does not say (no email_verified claim).
+    let resp = Browser::new().sign_in(&s.url, "silent-bob", "/").await;
+    assert_eq!(resp.status(), 403, "an email of unknown standing matched");
 
     let s = setup_with(5, |c| {
         c.auth.allowed_email_domains = vec!["contoso.com".into()];
@@ -643,6 +646,12 @@ async fn users_outside_the_allowlist_are_refused() {
         .sign_in(&s.url, "unverified-carol", "/")
         .await;
     assert_eq!(resp.status(), 403, "an unverified address of the domain");
+    let resp = Browser::new().sign_in(&s.url, "silent-carol", "/").await;
+    assert_eq!(
+        resp.status(),
+        403,
+        "an address of the domain nobody vouched for"
+    );
 }
 
 #[tokio::test]

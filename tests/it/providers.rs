@@ -304,6 +304,79 @@ async fn names_from_any_directory_do_not_match_the_user_allowlist() {
 }
 
 #[tokio::test]
+async fn entra_emails_match_the_allowlists_only_with_a_verified_domain_owner() {
+    // nOAuth: Entra's `email` is the `mail` attribute, which a
+    // directory's administrators set to any address, and Entra sends no
+    // `email_verified`. Only `xms_edov: true` makes it count.
+    let mallory = |email: &str, extra: &[(&str, serde_json::Value)]| {
+        let mut claims = serde_json::Map::new();
+        claims.insert("email".into(), email.into());
+        for (k, v) in extra {
+            claims.insert((*k).into(), v.clone());
+        }
+        move |u: &mut crate::support::fake_idp::User| {
+            u.oid = "0000aaaa-0000-4000-8000-00000000000e".into();
+            u.upn = "mallory@fabrikam.onmicrosoft.com".into();
+            u.extra = claims;
+        }
+    };
+    let s = setup(Duration::from_secs(60), |c, _| {
+        c.auth.allowed_email_domains = vec!["contoso.com".into()];
+    })
+    .await;
+    for (what, extra) in [
+        ("no xms_edov", vec![]),
+        ("xms_edov false", vec![("xms_edov", false.into())]),
+        ("xms_edov \"false\"", vec![("xms_edov", "false".into())]),
+        (
+            "email_verified, which Entra never sends",
+            vec![("email_verified", true.into())],
+        ),
+    ] {
+        s.idp.set_user(mallory("mallory@contoso.com", &extra));
+        let (_, resp) = s.sign_in().await;
+        assert_eq!(resp.status(), 403, "{what}");
+        assert!(resp.headers().get("set-cookie").is_none(), "{what}");
+    }
+    s.idp
+        .set_user(mallory("mallory@contoso.com", &[("xms_edov", true.into())]));
+    let (b, resp) = s.sign_in().await;
+    assert_eq!(resp.status(), 302, "a verified domain owner's address");
+    assert_eq!(me(&s, &b).await["email"], "mallory@contoso.com");
+    // A UPN of the domain is the account's own name (and an address
+    // nobody vouched for is not shown as the user's).
+    s.idp.set_user(|u| {
+        u.upn = "dana@contoso.com".into();
+        u.extra = serde_json::Map::from_iter([("email".into(), "dana@evil.example".into())]);
+    });
+    let (b, resp) = s.sign_in().await;
+    assert_eq!(resp.status(), 302, "a UPN of the domain");
+    let who = me(&s, &b).await;
+    assert_eq!(who["upn"], "dana@contoso.com");
+    assert_eq!(who["email"], serde_json::Value::Null, "{who}");
+
+    // allowed_users: the UPN or the object id, not an unvouched email.
+    let s = setup(Duration::from_secs(60), |c, _| {
+        c.auth.allowed_users = vec![
+            "dana@contoso.com".into(),
+            "0000bbbb-0000-4000-8000-00000000000b".into(),
+        ];
+    })
+    .await;
+    s.idp.set_user(mallory("dana@contoso.com", &[]));
+    assert_eq!(s.sign_in().await.1.status(), 403, "dana's address as mail");
+    s.idp
+        .set_user(|u| u.oid = "0000bbbb-0000-4000-8000-00000000000b".into());
+    assert_eq!(s.sign_in().await.1.status(), 302, "an object id");
+    s.idp.set_user(|u| {
+        u.oid = "0000cccc-0000-4000-8000-00000000000c".into();
+        u.upn = "dana@contoso.com".into();
+        u.extra = serde_json::Map::new();
+    });
+    assert_eq!(s.sign_in().await.1.status(), 302, "the UPN");
+}
+
+#[tokio::test]
 async fn a_wrong_client_secret_at_sign_in_blames_the_operator() {
     let s = setup(Duration::from_secs(60), |c, _| {
         c.auth.client_secret = Some(Secret::new("wrong"))

@@ -49,20 +49,20 @@ const provider = new Provider(issuer, {
   scopes: ['openid', 'offline_access', 'profile', 'email', 'vso.code'],
   claims: { email: ['email', 'email_verified'], profile: ['name', 'preferred_username'] },
   // "unverified-bob" claims bob's address, which the provider did not
-  // verify (an account anyone could register with any address).
+  // verify (an account anyone could register with any address);
+  // "silent-bob" claims it and says nothing about verification (no
+  // email_verified claim at all).
   findAccount: (ctx, id) => {
-    const unverified = id.startsWith('unverified-');
-    const name = unverified ? id.slice('unverified-'.length) : id;
-    return {
-      accountId: id,
-      claims: () => ({
-        sub: id,
-        email: `${name}@example.com`,
-        email_verified: !unverified,
-        name: `User ${id}`,
-        preferred_username: `${name}@example.com`,
-      }),
+    const prefix = ['unverified-', 'silent-'].find((p) => id.startsWith(p));
+    const name = prefix ? id.slice(prefix.length) : id;
+    const claims = {
+      sub: id,
+      email: `${name}@example.com`,
+      name: `User ${id}`,
+      preferred_username: `${name}@example.com`,
     };
+    if (prefix !== 'silent-') claims.email_verified = !prefix;
+    return { accountId: id, claims: () => claims };
   },
 });
 provider.on('grant.success', (ctx) => {

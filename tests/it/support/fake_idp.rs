@@ -75,6 +75,8 @@ struct Knobs {
     flaw: IdTokenFlaw,
     kid: String,
     user: User,
+    /// The key endpoints answer this status instead of the key set.
+    keys_status: Option<u16>,
 }
 
 pub const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
@@ -102,6 +104,8 @@ pub struct User {
     pub tid: String,
     pub upn: String,
     pub name: String,
+    /// More claims of the ID token (`email`, `xms_edov`, `upn`, ...).
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 struct Code {
@@ -129,6 +133,8 @@ struct State {
     token_calls: HashMap<String, u64>,
     assertions_verified: u64,
     jwks_fetches: u64,
+    /// The path of every key-set fetch, in order.
+    jwks_paths: Vec<String>,
     serial: u64,
     /// Refresh tokens are single-use (as legacy Azure DevOps OAuth and
     /// most OIDC providers with rotation): a second redemption fails.
@@ -489,7 +495,9 @@ impl FakeIdp {
                 tid: TENANT.into(),
                 upn: "dana@contoso.com".into(),
                 name: "Dana Scully".into(),
+                extra: serde_json::Map::new(),
             },
+            keys_status: None,
         }));
         let base: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
         let (s, k, b) = (state.clone(), knobs.clone(), base.clone());
@@ -533,9 +541,20 @@ impl FakeIdp {
         self.knobs.lock().unwrap().kid = kid.into();
     }
 
-    /// How often the key set was fetched.
+    /// How often a key set was fetched (any tenant's).
     pub fn jwks_fetches(&self) -> u64 {
         self.state.lock().unwrap().jwks_fetches
+    }
+
+    /// The path of every key-set fetch so far.
+    pub fn jwks_paths(&self) -> Vec<String> {
+        self.state.lock().unwrap().jwks_paths.clone()
+    }
+
+    /// The key endpoints answer `status` (as Entra's outages do), or the
+    /// key set again with `None`.
+    pub fn set_keys_status(&self, status: Option<u16>) {
+        self.knobs.lock().unwrap().keys_status = status;
     }
 
     /// Token calls so far for `grant` (`authorization_code`,
@@ -708,7 +727,6 @@ fn handle(
     let (mode, user) = (k.mode, &k.user);
     let path = r.uri.split('?').next().unwrap_or("");
     let authorize = format!("/{TENANT}/oauth2/v2.0/authorize");
-    let keys_path = format!("/{TENANT}/discovery/v2.0/keys");
     match path {
         p if p == authorize || p == "/organizations/oauth2/v2.0/authorize" => {
             entra_authorize(r, mode, s)
@@ -748,12 +766,22 @@ fn handle(
                 }),
             )
         }
-        p if p == keys_path || p == "/organizations/discovery/v2.0/keys" => {
+        p if p
+            .strip_suffix("/discovery/v2.0/keys")
+            .is_some_and(|t| is_tenant_segment(t.trim_start_matches('/'))) =>
+        {
             s.jwks_fetches += 1;
-            json_resp(
-                200,
-                json!({"keys": [{"kty": "RSA", "use": "sig", "kid": k.kid, "alg": "RS256", "n": keys().signing_n, "e": "AQAB"}]}),
-            )
+            s.jwks_paths.push(p.to_string());
+            match k.keys_status {
+                Some(status) => aadsts(
+                    status,
+                    "temporarily_unavailable",
+                    50196,
+                    "The server is temporarily unavailable.",
+                    json!({}),
+                ),
+                None => json_resp(200, key_set(&k.kid)),
+            }
         }
         "/oauth2/authorize" => legacy_authorize(r, s),
         "/oauth2/token" => legacy_token(r, mode, user, ttl, s),
@@ -776,6 +804,31 @@ fn handle(
         }
         _ => respond(404, &[], "not a fake endpoint"),
     }
+}
+
+/// A tenant segment Entra serves keys for: a tenant id (every
+/// directory's, signed with the same keys) or `common`/`organizations`.
+fn is_tenant_segment(t: &str) -> bool {
+    uuid::Uuid::parse_str(t).is_ok() || t == "common" || t == "organizations"
+}
+
+/// A key set shaped like Entra's: the signing key as `kid`, beside the
+/// other keys Entra publishes (each with its certificate chain), so a
+/// cached set weighs what a real one does.
+fn key_set(kid: &str) -> serde_json::Value {
+    let n = &keys().signing_n;
+    let mut set =
+        vec![json!({"kty": "RSA", "use": "sig", "kid": kid, "alg": "RS256", "n": n, "e": "AQAB"})];
+    for i in 0..6 {
+        let cert = STANDARD.encode(vec![i as u8; 1200]);
+        set.push(json!({
+            "kty": "RSA", "use": "sig", "kid": format!("entra-key-{i}"), "x5t": format!("entra-key-{i}"),
+            "n": n, "e": "AQAB", "x5c": [cert],
+            "cloud_instance_name": "microsoftonline.com",
+            "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
+        }));
+    }
+    json!({"keys": set})
 }
 
 fn new_token(s: &mut State, kind: &str) -> String {
@@ -1226,6 +1279,9 @@ fn id_token_for(base: &str, k: &Knobs, nonce: Option<String>) -> String {
         "preferred_username": user.upn, "name": user.name,
         "ver": "2.0",
     });
+    if let Some(c) = claims.as_object_mut() {
+        c.extend(user.extra.clone());
+    }
     if let Some(n) = nonce {
         claims["nonce"] = json!(n);
     }
