@@ -32,6 +32,14 @@ fn renderable(headers: &HeaderMap) -> bool {
     let Ok(ct) = ct.to_str() else {
         return true;
     };
+    // Browsers read a comma-separated value by the Fetch rule (the last
+    // valid type wins): any listed document type counts.
+    ct.split(',').any(is_document)
+}
+
+/// Whether one media type (parameters allowed) is a document, or none a
+/// browser would trust.
+fn is_document(ct: &str) -> bool {
     let essence = ct.split(';').next().unwrap_or("").trim();
     if essence.is_empty() || !essence.contains('/') {
         return true;
@@ -99,6 +107,8 @@ mod tests {
         }
         check(&[], true);
         check(&["application/json", "text/html"], true);
+        check(&["application/json, text/html"], true);
+        check(&["text/plain, image/svg+xml; charset=x"], true);
         for t in [
             "application/json",
             "application/json; charset=utf-8; api-version=7.1",
