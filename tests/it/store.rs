@@ -372,3 +372,71 @@ async fn rediss_speaks_tls_to_a_server_signed_by_a_private_ca() {
     let untrusted = open(None);
     assert!(untrusted.ping().await.is_err());
 }
+
+/// Redis keeps an epoch (the one key without a TTL: its disappearance is
+/// how replicas notice a store that lost its data) and a log of endings
+/// that every replica reads at its checks.
+#[tokio::test]
+async fn redis_keeps_an_epoch_and_logs_every_ending_for_the_other_replicas() {
+    let mut server = RedisServer::start();
+    let b = redis_backend(&server, "e:");
+    let first = b.check("one", 0).await.unwrap();
+    assert_eq!(first.epoch.as_deref(), Some("one"), "set when missing");
+    assert!(first.endings.is_empty());
+    let again = b.check("two", 0).await.unwrap();
+    assert_eq!(again.epoch.as_deref(), Some("one"), "kept once set");
+
+    let ttl = Duration::from_secs(600);
+    b.remove(key(7, Namespace::Session), ttl).await.unwrap();
+    b.remove(key(8, Namespace::Session), ttl).await.unwrap();
+    let seen = b.check("x", 0).await.unwrap();
+    let hashes: Vec<[u8; 32]> = seen.endings.iter().map(|(h, _)| *h).collect();
+    assert_eq!(hashes, [[7; 32], [8; 32]], "in order, by store hash");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    for (_, until) in &seen.endings {
+        let left = until.saturating_sub(now_ms);
+        assert!((590_000..=601_000).contains(&left), "{left} ms left");
+    }
+    // Read from where the last check stopped: nothing new.
+    let later = b.check("x", seen.read_to_ms + 1).await.unwrap();
+    assert!(later.endings.is_empty(), "{later:?}");
+    // The log expires like every other key; hostile members are skipped.
+    let log_ttl: i64 = server
+        .command(&["PTTL", "e:endings"])
+        .unwrap()
+        .trim_start_matches(':')
+        .parse()
+        .unwrap();
+    assert!(log_ttl > 0, "{log_ttl}");
+    server.command(&["ZADD", "e:endings", "99999999999999", "not-a-hash:1"]);
+    server.command(&["ZADD", "e:endings", "99999999999999", "zz:zz"]);
+    let hostile = b.check("x", seen.read_to_ms + 1).await.unwrap();
+    assert!(hostile.endings.is_empty(), "{hostile:?}");
+
+    // MGET answers in order, absent as None.
+    b.put(key(1, Namespace::Session), record(1, "a"), ttl)
+        .await
+        .unwrap();
+    let got = b
+        .get_many(&[key(2, Namespace::Session), key(1, Namespace::Session)])
+        .await
+        .unwrap();
+    assert_eq!(got, [None, Some(record(1, "a"))]);
+
+    // Restarted empty: the epoch is gone, the next check sets a new one.
+    server.restart();
+    let mut after = None;
+    for _ in 0..50 {
+        if let Ok(c) = b.check("three", 0).await {
+            after = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = after.expect("reconnected");
+    assert_eq!(after.epoch.as_deref(), Some("three"));
+    assert!(after.endings.is_empty());
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub use self::embedded::Embedded;
 pub use self::memory::Memory;
-pub use self::redis::{Redis, RedisSettings};
+pub use self::redis::{ENDING_LOG_FOR, Redis, RedisSettings};
 
 /// Bytes of the generation at the start of a session record: decimal,
 /// zero-padded, so Redis scripts can read it with `tonumber`.
@@ -39,6 +39,8 @@ pub enum Namespace {
     PersonalToken,
     /// A session's list of its personal tokens.
     TokenIndex,
+    /// The store-wide mark of a restore after a data loss (one key).
+    Restoring,
 }
 
 /// A store key: namespace plus the HMAC of the id.
@@ -131,6 +133,7 @@ impl Namespace {
             Self::Service => b'i',
             Self::PersonalToken => b'p',
             Self::TokenIndex => b'x',
+            Self::Restoring => b'r',
         }
     }
 }
@@ -141,6 +144,23 @@ pub fn generation_prefix(generation: u64) -> [u8; GENERATION_LEN] {
     let mut out = [0u8; GENERATION_LEN];
     out.copy_from_slice(text.as_bytes());
     out
+}
+
+/// A store hash as lowercase hex (record lists, the ending log).
+pub fn hex(bytes: &[u8; 32]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What [`hex`] wrote; `None` for anything else.
+pub fn unhex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// The generation a stored record starts with; 0 when unreadable.
@@ -184,6 +204,20 @@ impl Backend {
     /// The value under `key`, unless absent or expired.
     pub async fn get(&self, key: Key) -> Result<Option<Vec<u8>>, StoreError> {
         each!(self, b => b.get(key).await)
+    }
+
+    /// The values under `keys`, in order: one command on Redis.
+    pub async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        match self {
+            Backend::Redis(b) => b.get_many(keys).await,
+            _ => {
+                let mut out = Vec::with_capacity(keys.len());
+                for key in keys {
+                    out.push(self.get(*key).await?);
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// Stores `value` under `key` for `ttl`, whatever was there.
@@ -258,6 +292,33 @@ impl Backend {
     pub async fn ping(&self) -> Result<(), StoreError> {
         each!(self, b => b.ping().await)
     }
+
+    /// The periodic check: whether the store answers and, on Redis, its
+    /// epoch (set to `fresh_epoch` when missing: the data was lost or
+    /// this is the first replica) and the endings logged since
+    /// `since_ms` (the server's time).
+    pub async fn check(&self, fresh_epoch: &str, since_ms: u64) -> Result<Checked, StoreError> {
+        match self {
+            Backend::Redis(b) => b.check(fresh_epoch, since_ms).await,
+            _ => {
+                self.ping().await?;
+                Ok(Checked::default())
+            }
+        }
+    }
+}
+
+/// What the periodic check found.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// The store's epoch, when it keeps one (Redis): a different one than
+    /// last time means it lost its data.
+    pub epoch: Option<String>,
+    /// Endings logged by any replica: store hash, and when each would
+    /// have ended anyway (ms since the epoch).
+    pub endings: Vec<([u8; 32], u64)>,
+    /// The server's time of the latest ending read, for the next check.
+    pub read_to_ms: u64,
 }
 
 /// The decision of `update`, shared by the in-process backends.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, Script, Value};
 
-use super::{GENERATION_LEN, Key, Namespace, StoreError, Update, generation_of};
+use super::{GENERATION_LEN, Key, Namespace, StoreError, Update, generation_of, hex, unhex};
 
 /// Writes a record unless tombstoned (2) or a newer generation is stored (1).
 const UPDATE: &str = r"
@@ -17,11 +17,40 @@ if cur and (tonumber(string.sub(cur, 1, ARGV[4])) or 0) > tonumber(ARGV[3]) then
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 0
 ";
+/// Ends a session: its record and access token go, a tombstone stays,
+/// and the ending is logged (score: the server's time in ms; member: the
+/// store hash and when it would have ended) for the other replicas, which
+/// read the log at every check; entries older than ARGV[3] ms are trimmed.
 const REMOVE: &str = r"
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('SET', KEYS[3], '', 'PX', ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[4], now, ARGV[2] .. ':' .. (now + tonumber(ARGV[1])))
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[4], ARGV[3])
 return 1
 ";
+/// The periodic check: the epoch (set to ARGV[1] when missing) and the
+/// endings logged since ARGV[2] (server ms), oldest first.
+const CHECK: &str = r"
+local e = redis.call('GET', KEYS[1])
+if not e then
+  redis.call('SET', KEYS[1], ARGV[1], 'NX')
+  e = redis.call('GET', KEYS[1])
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[3]))
+local ends = redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[2], '+inf', 'WITHSCORES', 'LIMIT', 0, ARGV[4])
+return {e, ends}
+";
+
+/// How long the shared log keeps an ending: far longer than the check
+/// interval, so a replica that missed a few checks still reads it.
+pub const ENDING_LOG_FOR: Duration = Duration::from_secs(300);
+/// Endings read per check at most (the rest at the next one).
+const ENDINGS_PER_CHECK: usize = 10_000;
 const RENEW: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
@@ -40,6 +69,7 @@ pub struct Redis {
     remove: Script,
     renew: Script,
     release: Script,
+    check: Script,
 }
 
 /// What the Redis backend needs from the config.
@@ -102,11 +132,17 @@ impl Redis {
             remove: Script::new(REMOVE),
             renew: Script::new(RENEW),
             release: Script::new(RELEASE),
+            check: Script::new(CHECK),
         })
     }
 
     fn key(&self, key: Key) -> String {
         key.to_redis(&self.prefix)
+    }
+
+    /// A key of the store itself (the epoch, the ending log).
+    fn own(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
     }
 
     /// Runs one command or script with the command timeout.
@@ -130,6 +166,15 @@ impl Redis {
     pub(super) async fn get(&self, key: Key) -> Result<Option<Vec<u8>>, StoreError> {
         let k = self.key(key);
         self.run(async |c| redis::cmd("GET").arg(&k).query_async(c).await)
+            .await
+    }
+
+    pub(super) async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ks: Vec<String> = keys.iter().map(|k| self.key(*k)).collect();
+        self.run(async |c| redis::cmd("MGET").arg(&ks).query_async(c).await)
             .await
     }
 
@@ -188,14 +233,20 @@ impl Redis {
             self.key(key),
             self.key(key.with(Namespace::Access)),
             self.key(key.with(Namespace::Tombstone)),
+            self.own("endings"),
         ];
         let ms = ms(ttl);
+        let hash = hex(&key.hash);
+        let keep = ENDING_LOG_FOR.as_millis() as u64;
         self.run(async |c| {
             self.remove
                 .key(&keys[0])
                 .key(&keys[1])
                 .key(&keys[2])
+                .key(&keys[3])
                 .arg(ms)
+                .arg(&hash)
+                .arg(keep)
                 .invoke_async::<Value>(c)
                 .await
         })
@@ -256,6 +307,44 @@ impl Redis {
     pub(super) async fn purge(&self) -> Result<u64, StoreError> {
         // Every key carries a TTL; Redis expires them.
         Ok(0)
+    }
+
+    pub(super) async fn check(
+        &self,
+        fresh_epoch: &str,
+        since_ms: u64,
+    ) -> Result<super::Checked, StoreError> {
+        let (epoch, log) = (self.own("epoch"), self.own("endings"));
+        let keep = ENDING_LOG_FOR.as_millis() as u64;
+        let (e, ends): (Option<String>, Vec<(String, f64)>) = self
+            .run(async |c| {
+                self.check
+                    .key(&epoch)
+                    .key(&log)
+                    .arg(fresh_epoch)
+                    .arg(since_ms)
+                    .arg(keep)
+                    .arg(ENDINGS_PER_CHECK)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        let mut out = super::Checked {
+            epoch: e,
+            endings: Vec::with_capacity(ends.len()),
+            read_to_ms: since_ms,
+        };
+        for (member, score) in ends {
+            out.read_to_ms = out.read_to_ms.max(score as u64);
+            // Anything else in the log is not ours: skipped.
+            let Some((h, until)) = member.split_once(':') else {
+                continue;
+            };
+            if let (Some(h), Ok(until)) = (unhex(h), until.parse::<u64>()) {
+                out.endings.push((h, until));
+            }
+        }
+        Ok(out)
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
