@@ -303,8 +303,10 @@ impl Login {
     /// outer error is the store failing for a session not cached here.
     async fn session(&self, headers: &HeaderMap) -> Result<Result<Arc<Session>, Miss>, Error> {
         let mut miss = Miss::NoCookie;
-        for value in crate::cookies::values(headers, &self.jar.session) {
-            let Some(session) = self.store.lookup(&value).await? else {
+        // Every value at once: one store read, whatever the request holds.
+        let values: Vec<String> = crate::cookies::values(headers, &self.jar.session).collect();
+        for found in self.store.lookup_many(&values).await? {
+            let Some(session) = found else {
                 miss = Miss::Unknown;
                 continue;
             };

@@ -1,7 +1,7 @@
 //! The session store: whether it answers, failed operations, records
 //! that could not be used, and lookups of sessions this process lacked.
 
-use prometheus::{IntGauge, Registry};
+use prometheus::{IntCounter, IntGauge, Registry};
 
 use super::family::{Counters, labels};
 
@@ -50,6 +50,9 @@ labels! {
         Migrated = "migrated",
         /// Not there.
         Absent = "absent",
+        /// Answered from memory without a store read: an id found absent
+        /// moments ago, or a session known to have ended.
+        Remembered = "remembered",
     }
 }
 
@@ -57,6 +60,9 @@ labels! {
 pub struct Store {
     /// 1 while the session store answers, 0 while it does not.
     pub up: IntGauge,
+    /// Times the store was found to have lost its data (Redis's epoch
+    /// changed: restarted empty, flushed, failed over to an empty copy).
+    pub data_losses: IntCounter,
     errors: Counters<StoreOp>,
     unreadable: Counters<Unreadable>,
     loads: Counters<LoadOutcome>,
@@ -72,8 +78,15 @@ impl Store {
             "1 while the session store answers, 0 while it is unreachable.",
         )?;
         registry.register(Box::new(up.clone()))?;
+        let data_losses = IntCounter::new(
+            "ado_proxy_session_store_data_losses_total",
+            "Times the shared session store was found to have lost its data; sign-outs were put \
+             back first, then cached sessions.",
+        )?;
+        registry.register(Box::new(data_losses.clone()))?;
         Ok(Self {
             up,
+            data_losses,
             errors: Counters::register(
                 registry,
                 "ado_proxy_session_store_errors_total",
@@ -90,8 +103,8 @@ impl Store {
             loads: Counters::register(
                 registry,
                 "ado_proxy_session_loads_total",
-                "Sessions looked up in the store because this process did not hold them, by \
-                 outcome (loaded, migrated to the current key, absent).",
+                "Sessions looked up because this process did not hold them, by outcome (loaded, \
+                 migrated to the current key, absent, remembered: answered from memory).",
                 "outcome",
             )?,
         })

@@ -8,6 +8,7 @@
 //! (`seal.rs`) under an HMAC of the id.
 
 pub mod backend;
+mod endings;
 mod open;
 pub mod personal;
 pub(crate) mod record;
@@ -30,6 +31,7 @@ pub use store::{LEASE_TTL, Reloaded, Sessions};
 pub use tokens::{TenantToken, Tokens};
 pub use user::UserInfo;
 
+pub use self::record::TokenName;
 use self::record::{RECORD_VERSION, StoredAccess, StoredSession};
 
 /// The key a session is cached under: SHA-256 of its id.
@@ -49,6 +51,8 @@ pub struct Session {
     /// A personal proxy token's session: when it ends. It never idles out
     /// and outlives `session.max_lifetime` when the token does.
     pub until: Option<SystemTime>,
+    /// A personal proxy token's session: the token's id and name.
+    pub token: Option<TokenName>,
     created_at: Instant,
     /// Milliseconds since `created_at` of the last use.
     last_seen_ms: AtomicU64,
@@ -222,6 +226,7 @@ impl Session {
             user,
             created,
             until: None,
+            token: None,
             created_at,
             last_seen_ms: AtomicU64::new(0),
             tokens: RwLock::new(tokens),
@@ -267,6 +272,7 @@ impl Session {
         s.until = rec
             .until_ms
             .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+        s.token = rec.token;
         let seen = rec.seen_ms.saturating_sub(rec.created_ms);
         s.last_seen_ms.store(seen, Ordering::Relaxed);
         s.saved_seen_ms.store(seen, Ordering::Relaxed);
@@ -286,7 +292,7 @@ impl Session {
         key: SessionKey,
         store_key: [u8; 32],
         owner: &Session,
-        until: SystemTime,
+        (until, token): (SystemTime, TokenName),
         clock: &Clock,
     ) -> Self {
         let mut s = Self::with_tokens(
@@ -299,6 +305,7 @@ impl Session {
             clock,
         );
         s.until = Some(until);
+        s.token = Some(token);
         s
     }
 
@@ -315,6 +322,7 @@ impl Session {
             refresh_token: t.refresh_token.as_ref().map(|r| r.expose().to_string()),
             id_token: self.id_token.as_ref().map(|t| t.expose().to_string()),
             until_ms: self.until.map(unix_ms),
+            token: self.token.clone(),
         }
     }
 

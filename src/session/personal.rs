@@ -16,8 +16,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::backend::{Key, Namespace, StoreError};
-use super::{Session, SessionKey, Sessions, UserInfo};
+use super::backend::{Key, Namespace, StoreError, hex, unhex};
+use super::{Session, SessionKey, Sessions, TokenName, UserInfo};
 use crate::clock::unix_ms;
 use crate::metrics::StoreOp;
 
@@ -64,15 +64,22 @@ impl Sessions {
         let value = format!("{TOKEN_PREFIX}{}", crate::seal::random_id());
         let now = self.clock().wall();
         let until = now + lifetime;
+        let id = crate::seal::random_id()[..16].to_string();
         let session = Session::for_token(
             SessionKey::of(&value),
             self.store_key(&value),
             owner,
-            until,
+            (
+                until,
+                TokenName {
+                    id: id.clone(),
+                    name: name.to_string(),
+                },
+            ),
             self.clock(),
         );
         let info = TokenInfo {
-            id: crate::seal::random_id()[..16].to_string(),
+            id,
             name: name.to_string(),
             created_ms: unix_ms(now),
             expires_ms: unix_ms(until),
@@ -133,6 +140,49 @@ impl Sessions {
         self.save_list(&session.user, &list).await
     }
 
+    /// Puts tokens whose sessions were written back into a store that lost
+    /// its data into their owners' lists again, so each stays visible and
+    /// revocable.
+    pub(super) async fn relist(&self, sessions: &[Arc<Session>]) -> Result<usize, StoreError> {
+        let now = unix_ms(self.clock().wall());
+        let mut owners: std::collections::HashMap<String, Vec<&Arc<Session>>> =
+            std::collections::HashMap::new();
+        for s in sessions {
+            if s.token.is_some() && s.until.is_some_and(|u| unix_ms(u) > now) {
+                owners.entry(owner_id(&s.user)).or_default().push(s);
+            }
+        }
+        let mut listed = 0;
+        for tokens in owners.values() {
+            let user = &tokens[0].user;
+            let mut list = self.token_list(user).await?;
+            let before = list.tokens.len();
+            for s in tokens {
+                let (Some(name), Some(until)) = (&s.token, s.until) else {
+                    continue;
+                };
+                if list.tokens.iter().any(|t| t.id == name.id) {
+                    continue;
+                }
+                list.tokens.push(TokenInfo {
+                    id: name.id.clone(),
+                    name: name.name.clone(),
+                    created_ms: unix_ms(s.created),
+                    expires_ms: unix_ms(until),
+                    last_used_ms: None,
+                    session: hex(&s.key.to_bytes()),
+                    store: hex(&s.store_key),
+                });
+            }
+            if list.tokens.len() > before {
+                listed += list.tokens.len() - before;
+                list.tokens.sort_by_key(|t| t.created_ms);
+                self.save_list(user, &list).await?;
+            }
+        }
+        Ok(listed)
+    }
+
     fn list_key(&self, user: &UserInfo) -> Key {
         Key::new(Namespace::TokenIndex, self.store_key(&owner_id(user)))
     }
@@ -177,19 +227,4 @@ fn owner_id(user: &UserInfo) -> String {
             .or(user.email.as_deref())
             .unwrap_or("")
     )
-}
-
-fn hex(bytes: &[u8; 32]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-        out[i] = u8::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?;
-    }
-    Some(out)
 }

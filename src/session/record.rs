@@ -30,6 +30,19 @@ pub struct StoredSession {
     /// A personal proxy token's session: its end, ms since the epoch.
     #[serde(default)]
     pub until_ms: Option<u64>,
+    /// A personal proxy token's session: its list entry's id and name, so
+    /// a store that lost the owner's list can get it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenName>,
+}
+
+/// The id and name of a personal proxy token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenName {
+    /// Its stable id in the owner's list.
+    pub id: String,
+    /// The owner's name for it.
+    pub name: String,
 }
 
 /// A replica's current access token, shared through Redis.
@@ -104,6 +117,7 @@ mod tests {
             refresh_token: Some("rt".into()),
             id_token: None,
             until_ms: None,
+            token: None,
         };
         let json = serde_json::to_vec(&rec).unwrap();
         let back: StoredSession = decode(&json).unwrap();

@@ -12,13 +12,22 @@
 //!   and the current access token is shared (sealed, with a TTL no longer
 //!   than its expiry) so replicas do not refresh the same session twice.
 //! - When the store fails, cached sessions keep working; when it answers
-//!   again, every cached session and every sign-out made meanwhile is
-//!   written back, so nothing is lost even if it restarted empty.
+//!   again, every sign-out made meanwhile and every cached session is
+//!   written back.
+//! - Every ending (sign-out, revocation, idle end) is remembered here
+//!   (`endings.rs`) until it would have ended anyway, and with Redis logged
+//!   for the other replicas, which read the log at every check. A Redis
+//!   that lost its data (its epoch changed) gets every remembered ending
+//!   back as a tombstone first and the cached sessions only
+//!   [`RESTORE_SETTLE`] later, so no replica writes back what another
+//!   ended; a remembered ending is never loaded, saved or written back.
+//! - All cookie values and keys of a lookup are one read (`MGET`); ids
+//!   without a record are answered from memory for a few seconds.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use serde::Serialize;
@@ -27,6 +36,7 @@ use serde::de::DeserializeOwned;
 use super::backend::{
     Backend, GENERATION_LEN, Key, Namespace, StoreError, Update, generation_prefix,
 };
+use super::endings::{Absent, Endings};
 use super::record::{self, StoredAccess, StoredSession, Unreadable};
 use super::{Session, SessionKey, open};
 use crate::clock::Clock;
@@ -39,6 +49,34 @@ use crate::seal::Sealer;
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
 /// Unreadable records remembered so each is logged once.
 const MAX_LOGGED: usize = 10_000;
+/// After a data loss, how long cached sessions wait before they are
+/// written back: meanwhile every replica puts its endings back (each
+/// notices within one store check).
+pub const RESTORE_SETTLE: Duration = Duration::from_secs(5);
+/// The store-wide restore mark: while it stands, a session missing from
+/// the store may still be written back by another replica, so a lookup
+/// answers "try again shortly" instead of "unknown".
+const RESTORING_MARK: Key = Key {
+    ns: Namespace::Restoring,
+    hash: [0; 32],
+};
+
+/// Where getting a store that lost its data back stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restore {
+    /// Nothing to do.
+    Idle,
+    /// Remembered endings still to be put back (since the loss was seen).
+    Endings(Instant),
+    /// Endings are back; cached sessions follow after the settle time.
+    Sessions(Instant),
+}
+
+/// The store's epoch as last seen, and the restore in progress.
+struct Epoch {
+    known: Option<String>,
+    restore: Restore,
+}
 
 /// What re-reading a cached session found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +103,13 @@ pub struct Sessions {
     /// Sign-outs the store missed, replayed when it answers again.
     removals: Mutex<Vec<(Key, SystemTime)>>,
     logged: Mutex<HashSet<[u8; 32]>>,
+    /// Sessions known to have ended: never loaded, saved or written back.
+    endings: Endings,
+    /// Ids that had no record moments ago.
+    absent: Absent,
+    epoch: Mutex<Epoch>,
+    /// The server time (ms) up to which the ending log was read.
+    log_read_to: AtomicU64,
 }
 
 // === impl Sessions ===
@@ -114,6 +159,13 @@ impl Sessions {
             up: AtomicBool::new(true),
             removals: Mutex::new(Vec::new()),
             logged: Mutex::new(HashSet::new()),
+            endings: Endings::default(),
+            absent: Absent::default(),
+            epoch: Mutex::new(Epoch {
+                known: None,
+                restore: Restore::Idle,
+            }),
+            log_read_to: AtomicU64::new(0),
         })
     }
 
@@ -154,23 +206,86 @@ impl Sessions {
 
     /// The session for a cookie value: cached, or loaded from the store.
     pub async fn lookup(&self, id: &str) -> Result<Option<Arc<Session>>, StoreError> {
-        let ck = SessionKey::of(id);
-        if let Some(s) = self.cache.get(&ck).map(|e| e.value().clone()) {
-            if self.shared() && s.check_due(self.revalidate) {
-                // A failed look keeps the cached session working.
-                if let Ok(Reloaded::Gone) = self.reload(&s).await {
-                    return Ok(None);
+        Ok(self
+            .lookup_many(std::slice::from_ref(&id.to_string()))
+            .await?
+            .pop()
+            .flatten())
+    }
+
+    /// The sessions for several cookie values, in order: cached, answered
+    /// from memory (known to have ended, or absent moments ago), or read
+    /// from the store under every configured key at once (one command).
+    pub async fn lookup_many(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<Option<Arc<Session>>>, StoreError> {
+        let mut out = vec![None; ids.len()];
+        let (now, wall) = (self.clock.now(), self.clock.wall());
+        let mut wanted: Vec<(usize, SessionKey, Vec<[u8; 32]>)> = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let ck = SessionKey::of(id);
+            if let Some(s) = self.cache.get(&ck).map(|e| e.value().clone()) {
+                if self.shared() && s.check_due(self.revalidate) {
+                    // A failed look keeps the cached session working.
+                    if let Ok(Reloaded::Gone) = self.reload(&s).await {
+                        continue;
+                    }
                 }
+                out[i] = Some(s);
+                continue;
             }
-            return Ok(Some(s));
+            if wanted.iter().any(|(_, k, _)| *k == ck) {
+                continue;
+            }
+            let hashes = self.sealer.store_keys(id);
+            if self.absent.contains(&ck, now) || self.endings.contains(&hashes[0], wall) {
+                self.metrics
+                    .store
+                    .loaded(crate::metrics::LoadOutcome::Remembered);
+                continue;
+            }
+            wanted.push((i, ck, hashes));
         }
-        let hashes = self.sealer.store_keys(id);
-        if self.signed_out_meanwhile(&hashes[0]) {
-            return Ok(None);
+        if wanted.is_empty() {
+            return Ok(out);
         }
-        for (i, hash) in hashes.iter().enumerate() {
+        if self.restoring() {
+            // Another replica may still be writing this one back.
+            return Err(self.restoring_error());
+        }
+        let mut keys: Vec<Key> = wanted
+            .iter()
+            .flat_map(|(_, _, hs)| hs.iter().map(|h| Key::new(Namespace::Session, *h)))
+            .collect();
+        if self.shared() {
+            keys.push(RESTORING_MARK);
+        }
+        let mut raws = self.op(StoreOp::Get, self.backend.get_many(&keys)).await?;
+        let marked = self.shared() && raws.pop().flatten().is_some();
+        let mut raws = raws.into_iter();
+        for (i, ck, hashes) in wanted {
+            let found: Vec<Option<Vec<u8>>> = raws.by_ref().take(hashes.len()).collect();
+            if marked && found.iter().all(Option::is_none) {
+                return Err(self.restoring_error());
+            }
+            out[i] = self.load_found(ck, &hashes, found).await?;
+        }
+        Ok(out)
+    }
+
+    /// A session from what the store held under each of its hashes
+    /// (current key first), cached; `None` (and remembered as absent)
+    /// when none of them is a usable record.
+    async fn load_found(
+        &self,
+        ck: SessionKey,
+        hashes: &[[u8; 32]],
+        found: Vec<Option<Vec<u8>>>,
+    ) -> Result<Option<Arc<Session>>, StoreError> {
+        for (i, (hash, raw)) in hashes.iter().zip(found).enumerate() {
             let key = Key::new(Namespace::Session, *hash);
-            let Some(raw) = self.op(StoreOp::Get, self.backend.get(key)).await? else {
+            let Some(raw) = raw else {
                 continue;
             };
             let Some(rec) = self.open_record(key, &raw) else {
@@ -196,6 +311,7 @@ impl Sessions {
             self.gauge();
             return Ok(Some(s));
         }
+        self.absent.insert(ck, self.clock.now());
         self.metrics
             .store
             .loaded(crate::metrics::LoadOutcome::Absent);
@@ -240,6 +356,14 @@ impl Sessions {
     /// its use). `Gone` means it was signed out elsewhere: it is dropped
     /// here too.
     pub async fn save(&self, session: &Session) -> Result<Update, StoreError> {
+        if self.endings.contains(&session.store_key, self.clock.wall()) {
+            self.forget(&session.key);
+            return Ok(Update::Gone);
+        }
+        if self.restoring() {
+            // Written back with every cached session once the endings are.
+            return Ok(Update::Written);
+        }
         let key = Key::new(Namespace::Session, session.store_key);
         self.share_access(session).await;
         let value = self.seal_record(key, &session.record());
@@ -248,7 +372,7 @@ impl Sessions {
             .op(StoreOp::Update, self.backend.update(key, value, ttl))
             .await?;
         if outcome == Update::Gone {
-            self.forget(&session.key);
+            self.ended_elsewhere(session);
         }
         Ok(outcome)
     }
@@ -264,6 +388,7 @@ impl Sessions {
     /// revoked personal token's); `until` is when it would have ended.
     pub async fn remove_key(&self, cache_key: SessionKey, store_key: [u8; 32], until: SystemTime) {
         self.forget(&cache_key);
+        self.endings.remember(store_key, until, self.clock.wall());
         let key = Key::new(Namespace::Session, store_key);
         let ttl = until
             .duration_since(self.clock.wall())
@@ -277,15 +402,6 @@ impl Sessions {
         {
             q.push((key, until));
         }
-    }
-
-    /// Whether this process signed the session out while the store was
-    /// unreachable (the store still has it until written back).
-    fn signed_out_meanwhile(&self, hash: &[u8; 32]) -> bool {
-        self.removals
-            .lock()
-            .map(|q| q.iter().any(|(k, _)| &k.hash == hash))
-            .unwrap_or(false)
     }
 
     /// Whether this process's cache still holds `session` itself (a
@@ -302,9 +418,38 @@ impl Sessions {
         self.gauge();
     }
 
+    /// Notes a session that the store says ended (its tombstone).
+    fn ended_elsewhere(&self, session: &Session) {
+        self.endings.remember(
+            session.store_key,
+            session.hard_end(self.max),
+            self.clock.wall(),
+        );
+        self.forget(&session.key);
+    }
+
+    fn restoring_error(&self) -> StoreError {
+        StoreError::Unavailable {
+            backend: self.backend.name(),
+            detail: "restoring sessions after the store lost its data".into(),
+        }
+    }
+
+    /// Whether a store that lost its data is being given it back.
+    fn restoring(&self) -> bool {
+        self.epoch
+            .lock()
+            .map(|e| e.restore != Restore::Idle)
+            .unwrap_or(false)
+    }
+
     /// Re-reads a cached session: takes newer tokens, notices a sign-out,
     /// and re-creates the record if the store lost it.
     pub async fn reload(&self, session: &Session) -> Result<Reloaded, StoreError> {
+        if self.endings.contains(&session.store_key, self.clock.wall()) {
+            self.forget(&session.key);
+            return Ok(Reloaded::Gone);
+        }
         let key = Key::new(Namespace::Session, session.store_key);
         match self.op(StoreOp::Get, self.backend.get(key)).await? {
             Some(raw) => {
@@ -319,10 +464,17 @@ impl Sessions {
                     Reloaded::Same
                 })
             }
-            None => Ok(match self.save(session).await? {
-                Update::Gone => Reloaded::Gone,
-                _ => Reloaded::Same,
-            }),
+            None => {
+                // A lost record: if the store lost everything, the
+                // endings go back before any session is written back.
+                if self.shared() && self.observe().await? {
+                    return Ok(Reloaded::Same);
+                }
+                Ok(match self.save(session).await? {
+                    Update::Gone => Reloaded::Gone,
+                    _ => Reloaded::Same,
+                })
+            }
         }
     }
 
@@ -414,29 +566,166 @@ impl Sessions {
         }
     }
 
-    /// Asks the store whether it answers; when it answers again after a
-    /// failure, writes back what it may have missed. Returns whether it
-    /// is up.
+    /// Asks the store whether it answers, learns the endings other
+    /// replicas logged, and notices a store that lost its data (then puts
+    /// the endings back, and the cached sessions after [`RESTORE_SETTLE`]);
+    /// when it answers again after a failure, writes back what it may have
+    /// missed. Returns whether it is up.
     pub async fn check(&self) -> bool {
-        if let Err(e) = self.op(StoreOp::Ping, self.backend.ping()).await {
+        if let Err(e) = self.observe().await {
             tracing::debug!(error = %e, "session store check failed");
+            return false;
+        }
+        if self.restore_step().await.is_err() {
             return false;
         }
         if self.is_up() {
             return true;
         }
-        match self.flush().await {
+        let restoring = self.restoring();
+        let written = if restoring {
+            // The restore writes everything back, endings first.
+            Ok(0)
+        } else {
+            self.flush().await
+        };
+        match written {
             Ok(n) => {
                 tracing::info!(
                     store = self.backend.name(),
                     sessions = n,
-                    "session store answers again; cached sessions written back"
+                    "session store answers again{}",
+                    if restoring {
+                        "; restoring what it lost"
+                    } else {
+                        "; cached sessions written back"
+                    }
                 );
                 self.up.store(true, Ordering::Release);
                 self.metrics.store.up.set(1);
                 true
             }
             Err(_) => false,
+        }
+    }
+
+    /// One look at the store (Redis: its epoch and the ending log; the
+    /// others: a ping). Starts a restore when the epoch changed. Returns
+    /// whether a restore is under way.
+    async fn observe(&self) -> Result<bool, StoreError> {
+        let fresh = crate::seal::random_id();
+        let since = self.log_read_to.load(Ordering::Acquire);
+        let seen = self
+            .op(StoreOp::Ping, self.backend.check(&fresh, since))
+            .await?;
+        self.log_read_to
+            .fetch_max(seen.read_to_ms, Ordering::AcqRel);
+        self.learn(&seen.endings);
+        let lost = match (&seen.epoch, self.epoch.lock()) {
+            (Some(epoch), Ok(mut e)) => {
+                let lost = e.known.as_ref().is_some_and(|k| k != epoch);
+                e.known = Some(epoch.clone());
+                if lost {
+                    e.restore = Restore::Endings(self.clock.now());
+                }
+                lost
+            }
+            _ => false,
+        };
+        if lost {
+            self.data_lost();
+            self.restore_step().await?;
+        }
+        Ok(self.restoring())
+    }
+
+    /// Takes endings other replicas logged: they are remembered, and
+    /// their sessions leave this cache at once.
+    fn learn(&self, logged: &[([u8; 32], u64)]) {
+        let wall = self.clock.wall();
+        let new: HashSet<[u8; 32]> = logged
+            .iter()
+            .filter(|(hash, until)| {
+                self.endings
+                    .remember(*hash, UNIX_EPOCH + Duration::from_millis(*until), wall)
+            })
+            .map(|(hash, _)| *hash)
+            .collect();
+        if !new.is_empty() {
+            self.cache.retain(|_, s| !new.contains(&s.store_key));
+            self.gauge();
+        }
+    }
+
+    /// The store lost its data: ids it had no record of may get one back,
+    /// the log starts again, and the missed sign-outs are among the
+    /// endings put back.
+    fn data_lost(&self) {
+        self.absent.clear();
+        self.log_read_to.store(0, Ordering::Release);
+        if let Ok(mut q) = self.removals.lock() {
+            q.clear();
+        }
+        self.metrics.store.data_losses.inc();
+        tracing::warn!(
+            store = self.backend.name(),
+            endings = self.endings.len(),
+            sessions = self.cache.len(),
+            "the session store lost its data: the sign-outs and revocations this replica knows go \
+             back first, its cached sessions in {}; meanwhile sessions it does not hold wait",
+            humantime::format_duration(RESTORE_SETTLE)
+        );
+    }
+
+    /// Advances a restore: endings back first, then (after the settle
+    /// time) every cached session that is not known to have ended, with
+    /// its personal token listed again.
+    async fn restore_step(&self) -> Result<(), StoreError> {
+        let state = self
+            .epoch
+            .lock()
+            .map(|e| e.restore)
+            .unwrap_or(Restore::Idle);
+        match state {
+            Restore::Idle => Ok(()),
+            Restore::Endings(since) => {
+                // Every replica's lookups wait until all have written back.
+                let mark = (since + RESTORE_SETTLE + RESTORE_SETTLE)
+                    .saturating_duration_since(self.clock.now());
+                self.op(
+                    StoreOp::Put,
+                    self.backend.put(RESTORING_MARK, b"1".to_vec(), mark),
+                )
+                .await?;
+                let wall = self.clock.wall();
+                for (hash, until) in self.endings.live(wall) {
+                    let ttl = until.duration_since(wall).unwrap_or(Duration::from_secs(1));
+                    let key = Key::new(Namespace::Session, hash);
+                    self.op(StoreOp::Remove, self.backend.remove(key, ttl))
+                        .await?;
+                }
+                self.set_restore(Restore::Sessions(since));
+                Ok(())
+            }
+            Restore::Sessions(since) if self.clock.now() >= since + RESTORE_SETTLE => {
+                let kept = self.write_back().await?;
+                let listed = self.relist(&kept).await?;
+                self.set_restore(Restore::Idle);
+                tracing::info!(
+                    store = self.backend.name(),
+                    sessions = kept.len(),
+                    tokens_listed = listed,
+                    "session store restored: cached sessions written back"
+                );
+                Ok(())
+            }
+            Restore::Sessions(_) => Ok(()),
+        }
+    }
+
+    fn set_restore(&self, to: Restore) {
+        if let Ok(mut e) = self.epoch.lock() {
+            e.restore = to;
         }
     }
 
@@ -467,21 +756,34 @@ impl Sessions {
                 detail: "write-back of sign-outs failed".into(),
             });
         }
+        Ok(self.write_back().await?.len())
+    }
+
+    /// Writes every cached session back (generation-checked, so a newer
+    /// copy or a tombstone wins), except those known to have ended;
+    /// returns the ones written.
+    async fn write_back(&self) -> Result<Vec<Arc<Session>>, StoreError> {
+        let wall = self.clock.wall();
         let sessions: Vec<Arc<Session>> = self.cache.iter().map(|e| e.value().clone()).collect();
-        for s in &sessions {
+        let mut kept = Vec::with_capacity(sessions.len());
+        for s in sessions {
+            if self.endings.contains(&s.store_key, wall) {
+                self.forget(&s.key);
+                continue;
+            }
             let key = Key::new(Namespace::Session, s.store_key);
             let value = self.seal_record(key, &s.record());
             let ttl = s.remaining(self.idle, self.max);
             match self.backend.update(key, value, ttl).await {
-                Ok(Update::Gone) => self.forget(&s.key),
-                Ok(_) => {}
+                Ok(Update::Gone) => self.ended_elsewhere(&s),
+                Ok(_) => kept.push(s),
                 Err(e) => {
                     self.metrics.store.failed(StoreOp::Update);
                     return Err(e);
                 }
             }
         }
-        Ok(sessions.len())
+        Ok(kept)
     }
 
     /// Runs a store operation: counts failures and marks the store down.

@@ -564,3 +564,132 @@ async fn a_user_holds_at_most_max_tokens_per_user_even_when_asking_at_once() {
         .unwrap();
     assert_eq!(again.status(), 201);
 }
+
+/// The status of an API call through `p` with `b`'s session cookie.
+async fn with_cookie(p: &ProxyProcess, b: &Browser) -> u16 {
+    b.http
+        .get(format!("http://{}{PROJECTS}", p.proxy))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Redis killed and restarted empty (no persistence) right after a
+/// sign-out and a revocation on replica A, while replica B still caches
+/// both: B must not write them back, A must not accept them again, a
+/// replica started afterwards must not find them; and nothing live is
+/// lost: the other session and token keep working everywhere, the token
+/// is listed again for its owner.
+#[tokio::test]
+async fn a_redis_restarted_empty_revives_no_sign_out_and_no_revoked_token() {
+    let mut redis = RedisServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    std::fs::write(
+        &keys,
+        format!(
+            "{}\n",
+            base64::engine::general_purpose::STANDARD.encode([9u8; 32])
+        ),
+    )
+    .unwrap();
+    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
+    let up = ado(&idp, tmp.path().to_path_buf()).await;
+    let session = format!(
+        "store = \"redis\"\nredis_url = \"{}\"\nencryption_keys_file = \"{}\"\nrevalidate_interval = \"1s\"",
+        redis.url(),
+        keys.display()
+    );
+    let config = toml(&up, &idp, &session);
+    let (a, b) = (spawn(&config), spawn(&config));
+    let alice = signed_in(&a).await;
+    let bob = signed_in(&a).await;
+    let (gone_id, gone) = create(&a, &alice, "revoked").await;
+    let (_, kept) = create(&a, &alice, "kept").await;
+    // B holds every one of them.
+    for token in [&gone, &kept] {
+        assert_eq!(with_bearer(&b, token).await.status(), 200, "{}", b.logs());
+    }
+    assert_eq!(with_cookie(&b, &bob).await, 200);
+    assert_eq!(with_cookie(&b, &alice).await, 200);
+
+    // On A: Bob signs out, Alice revokes one token; Redis loses
+    // everything at once.
+    let out = bob
+        .http
+        .post(format!("http://{}/.auth/logout", a.proxy))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 200);
+    let del = alice
+        .http
+        .delete(format!("http://{}/.auth/tokens/{gone_id}", a.proxy))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 204);
+    redis.restart();
+
+    // B is used meanwhile; within a few store checks every replica
+    // knows, and the restore (endings first, sessions after 5 s) is done.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (t, c) = (
+            with_bearer(&b, &gone).await.status().as_u16(),
+            with_cookie(&b, &bob).await,
+        );
+        if (t, c) == (401, 401) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B still serves what A ended: token {t}, cookie {c}\n{}",
+            b.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let c = spawn(&config);
+    for p in [&a, &b, &c] {
+        assert_eq!(
+            with_bearer(p, &gone).await.status(),
+            401,
+            "revoked token revived"
+        );
+        assert_eq!(
+            with_cookie(p, &bob).await,
+            401,
+            "signed-out session revived"
+        );
+        assert_eq!(with_bearer(p, &kept).await.status(), 200, "live token lost");
+        assert_eq!(with_cookie(p, &alice).await, 200, "live session lost");
+    }
+    // Alice still sees (and can revoke) her live token, and only it.
+    let list: serde_json::Value = alice
+        .http
+        .get(format!("http://{}/.auth/tokens", c.proxy))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["kept"], "{list}");
+    assert!(
+        a.logs().contains("lost its data") || b.logs().contains("lost its data"),
+        "the loss is logged"
+    );
+    assert_eq!(idp.calls("authorization_code"), 2, "no one signed in again");
+}

@@ -147,6 +147,30 @@ impl RedisServer {
         format!("{}\n{}", keys.join("\n"), String::from_utf8_lossy(&out))
     }
 
+    /// How many times the server ran `command` (lower case, e.g. `mget`)
+    /// since it started, from `INFO commandstats`.
+    pub fn calls(&self, command: &str) -> u64 {
+        let mut conn = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], self.port))).unwrap();
+        conn.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        conn.write_all(b"*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n")
+            .unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = conn.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        let want = format!("cmdstat_{command}:calls=");
+        String::from_utf8_lossy(&out)
+            .lines()
+            .find_map(|l| l.strip_prefix(&want))
+            .and_then(|rest| rest.split(',').next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Every key matching `pattern`.
     pub fn keys(&self, pattern: &str) -> Vec<String> {
         let mut conn = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], self.port))).unwrap();
