@@ -23,7 +23,9 @@ use crate::challenge::claims_request;
 use crate::clock::Clock;
 use crate::config::{AuthConfig, Provider as Kind, ResponseMode};
 use crate::oauth::client_auth::{ClientAuth, Presented};
-use crate::oauth::id_token::{ExpectedIssuer, IdClaims, IdTokenError, Jwks, claim_is_true};
+use crate::oauth::id_token::{
+    ExpectedIssuer, FAILED_MAX, IdClaims, IdTokenError, Jwks, REFETCH_MIN, claim_is_true,
+};
 use crate::oauth::idp::{Grant, IdpError, IdpHttp, TokenSet, parse_token_response};
 
 /// The configured provider.
@@ -39,9 +41,19 @@ pub struct Provider {
     tenant: Option<String>,
     issuer_url: Option<Url>,
     metadata: OnceCell<Metadata>,
+    /// OIDC: the last failed discovery, answered until its backoff runs
+    /// out, so sign-in starts (anyone can make them) do not each fetch it.
+    discovery_failed: std::sync::Mutex<DiscoveryFailed>,
     http: IdpHttp,
     /// Spaces the key-set fetches.
     clock: Clock,
+}
+
+/// A failed discovery and when it may be fetched again.
+struct DiscoveryFailed {
+    error: Option<IdpError>,
+    retry_at: Option<std::time::Instant>,
+    backoff: crate::backoff::Backoff,
 }
 
 /// Endpoints and issuer.
@@ -143,6 +155,11 @@ impl Provider {
             issuer_url: auth.issuer_url.clone(),
             authority,
             metadata: OnceCell::new(),
+            discovery_failed: std::sync::Mutex::new(DiscoveryFailed {
+                error: None,
+                retry_at: None,
+                backoff: crate::backoff::Backoff::new(REFETCH_MIN, FAILED_MAX),
+            }),
             http,
             clock: clock.clone(),
         };
@@ -223,39 +240,77 @@ impl Provider {
         }
     }
 
-    /// Endpoints, reading OIDC discovery on first use.
+    /// Endpoints, reading OIDC discovery on first use. A failed read is
+    /// the answer until its backoff (5 s doubling to 60 s) runs out.
     pub async fn metadata(&self) -> Result<&Metadata, GrantError> {
         self.metadata
             .get_or_try_init(|| async {
-                let issuer = self
-                    .issuer_url
-                    .clone()
-                    .ok_or_else(|| GrantError::Local("auth.issuer_url is not set".into()))?;
-                let base = issuer.as_str().trim_end_matches('/');
-                let url = Url::parse(&format!("{base}/.well-known/openid-configuration"))
-                    .map_err(|e| GrantError::Local(e.to_string()))?;
-                let d: Discovery = self
-                    .http
-                    .get_json(&url, None)
-                    .await
-                    .map_err(GrantError::Metadata)?;
-                // OIDC Discovery §4.3: the document must name the issuer
-                // it was fetched for.
-                if d.issuer.trim_end_matches('/') != base {
-                    return Err(GrantError::Metadata(IdpError::Malformed(format!(
-                        "discovery names issuer {:?}, expected {base:?}",
-                        d.issuer
-                    ))));
+                if let Some(e) = self.discovery_backing_off() {
+                    return Err(GrantError::Metadata(e));
                 }
-                Ok(Metadata {
-                    issuer: ExpectedIssuerSpec::Exact(d.issuer),
-                    authorization_endpoint: d.authorization_endpoint,
-                    token_endpoint: d.token_endpoint,
-                    jwks: Some(Jwks::new(d.jwks_uri, self.clock.clone())),
-                    end_session_endpoint: d.end_session_endpoint,
-                })
+                let read = self.discover().await;
+                self.note_discovery(read.as_ref().err());
+                read
             })
             .await
+    }
+
+    /// The failure to answer with while its backoff runs.
+    fn discovery_backing_off(&self) -> Option<IdpError> {
+        let f = self.discovery_failed.lock().ok()?;
+        let now = self.clock.now();
+        f.retry_at
+            .is_some_and(|at| now < at)
+            .then(|| f.error.clone())
+            .flatten()
+    }
+
+    fn note_discovery(&self, failed: Option<&GrantError>) {
+        let Ok(mut f) = self.discovery_failed.lock() else {
+            return;
+        };
+        match failed {
+            Some(GrantError::Metadata(e)) => {
+                let wait = f.backoff.fail();
+                f.retry_at = Some(self.clock.now() + wait);
+                f.error = Some(e.clone());
+            }
+            _ => {
+                f.backoff.reset();
+                f.retry_at = None;
+                f.error = None;
+            }
+        }
+    }
+
+    async fn discover(&self) -> Result<Metadata, GrantError> {
+        let issuer = self
+            .issuer_url
+            .clone()
+            .ok_or_else(|| GrantError::Local("auth.issuer_url is not set".into()))?;
+        let base = issuer.as_str().trim_end_matches('/');
+        let url = Url::parse(&format!("{base}/.well-known/openid-configuration"))
+            .map_err(|e| GrantError::Local(e.to_string()))?;
+        let d: Discovery = self
+            .http
+            .get_json(&url, None)
+            .await
+            .map_err(GrantError::Metadata)?;
+        // OIDC Discovery §4.3: the document must name the issuer
+        // it was fetched for.
+        if d.issuer.trim_end_matches('/') != base {
+            return Err(GrantError::Metadata(IdpError::Malformed(format!(
+                "discovery names issuer {:?}, expected {base:?}",
+                d.issuer
+            ))));
+        }
+        Ok(Metadata {
+            issuer: ExpectedIssuerSpec::Exact(d.issuer),
+            authorization_endpoint: d.authorization_endpoint,
+            token_endpoint: d.token_endpoint,
+            jwks: Some(Jwks::new(d.jwks_uri, self.clock.clone())),
+            end_session_endpoint: d.end_session_endpoint,
+        })
     }
 
     /// The client secret files, for the age metric.

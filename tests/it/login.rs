@@ -826,3 +826,56 @@ async fn an_answer_naming_another_issuer_is_refused() {
             .contains("came from another provider")
     );
 }
+
+/// An OpenID provider whose discovery document fails: sign-in starts
+/// (anyone can make them) get the remembered failure until its backoff
+/// runs out, not a fetch each; the next fetch after it succeeds.
+#[tokio::test]
+async fn a_failing_discovery_is_fetched_again_only_after_its_backoff() {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let ok = healthy.clone();
+    let issuer = FakeUpstream::recording(move |r| {
+        if !ok.load(Ordering::SeqCst) {
+            return respond(503, &[], "down");
+        }
+        let base = format!("http://{}", r.headers["host"].to_str().unwrap());
+        respond(
+            200,
+            &[("content-type", "application/json")],
+            serde_json::json!({
+                "issuer": base,
+                "authorization_endpoint": format!("{base}/authorize"),
+                "token_endpoint": format!("{base}/token"),
+                "jwks_uri": format!("{base}/jwks"),
+            })
+            .to_string(),
+        )
+    })
+    .await;
+    let issuer_url = format!("http://{}", issuer.addr);
+    let clock = Clock::default();
+    let proxy = support::start_with(
+        user_config("http://127.0.0.1:9", &issuer_url),
+        clock.clone(),
+    )
+    .await;
+    let login = format!("http://{}/.auth/login", proxy.proxy_addr);
+    let http = client();
+    for _ in 0..50 {
+        let resp = http.get(&login).send().await.unwrap();
+        assert!(resp.status().is_server_error(), "{}", resp.status());
+    }
+    assert_eq!(
+        issuer.requests().len(),
+        1,
+        "one fetch for 50 sign-in starts"
+    );
+    // The backoff (5 s, jittered) runs out; the provider is back.
+    healthy.store(true, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(7));
+    let resp = http.get(&login).send().await.unwrap();
+    assert_eq!(resp.status(), 302, "{:?}", resp.text().await);
+    assert_eq!(issuer.requests().len(), 2);
+    proxy.shutdown();
+    proxy.wait().await;
+}
