@@ -57,6 +57,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    let names: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+    for name in config::ignored_env(names.iter().map(String::as_str)) {
+        eprintln!(
+            "warning: environment variable {name} is ignored: configuration variables are \
+             {}<SECTION>__<KEY> (two underscores between section and key, e.g. \
+             ADO_AUTH_PROXY_AUTH__MODE)",
+            config::ENV_PREFIX
+        );
+    }
     let env = std::env::vars().filter(|(k, _)| k != "ADO_AUTH_PROXY_CONFIG");
     let loaded = match &cli.config {
         Some(path) => config::load_file(path, env),

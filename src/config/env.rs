@@ -18,18 +18,66 @@ pub struct EnvProvider {
 }
 
 impl EnvProvider {
-    /// Keeps the variables that start with [`ENV_PREFIX`].
+    /// Keeps the variables of the form `ADO_AUTH_PROXY_<SECTION>__<KEY>`
+    /// (every key is in a section); others that share the prefix, such
+    /// as the ones the kubelet injects for a Service named
+    /// `ado-auth-proxy`, are no configuration.
     pub fn new(vars: impl IntoIterator<Item = (String, String)>) -> Self {
         let vars = vars
             .into_iter()
-            .filter_map(|(k, v)| {
-                let rest = k.strip_prefix(ENV_PREFIX)?;
-                let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
-                (!path.iter().any(String::is_empty)).then_some((path, v))
-            })
+            .filter_map(|(k, v)| Some((config_path(&k)?, v)))
             .collect();
         Self { vars }
     }
+}
+
+/// The config path a variable sets, when it is a configuration variable.
+fn config_path(name: &str) -> Option<Vec<String>> {
+    let rest = name.strip_prefix(ENV_PREFIX)?;
+    if !rest.contains("__") {
+        return None;
+    }
+    let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+    (!path.iter().any(String::is_empty)).then_some(path)
+}
+
+/// Variables with the prefix that are ignored and do not look like the
+/// kubelet's service links (`<NAME>_SERVICE_HOST`, `<NAME>_PORT_80_TCP`,
+/// …): likely a configuration variable with one `_` where `__` belongs.
+pub fn ignored<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    names
+        .into_iter()
+        .filter(|n| n.starts_with(ENV_PREFIX) && config_path(n).is_none())
+        .filter(|n| *n != "ADO_AUTH_PROXY_CONFIG" && !is_service_link(&n[ENV_PREFIX.len()..]))
+        .map(str::to_string)
+        .collect()
+}
+
+/// What the kubelet sets for a Service (Docker links' names): `SERVICE_HOST`,
+/// `SERVICE_PORT`, `SERVICE_PORT_<NAME>`, `PORT`, `PORT_<n>_<PROTO>` and
+/// its `_PROTO`, `_PORT`, `_ADDR`.
+fn is_service_link(rest: &str) -> bool {
+    if rest == "SERVICE_HOST" || rest == "SERVICE_PORT" || rest == "PORT" {
+        return true;
+    }
+    if rest.starts_with("SERVICE_PORT_") {
+        return true;
+    }
+    let Some(port) = rest.strip_prefix("PORT_") else {
+        return false;
+    };
+    let mut parts = port.split('_');
+    let number = parts
+        .next()
+        .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let proto = parts
+        .next()
+        .is_some_and(|p| ["TCP", "UDP", "SCTP"].contains(&p));
+    let tail = parts.next();
+    number
+        && proto
+        && parts.next().is_none()
+        && tail.is_none_or(|t| ["PROTO", "PORT", "ADDR"].contains(&t))
 }
 
 /// The variable name that sets the dotted `key`.
@@ -147,5 +195,55 @@ impl Provider for AzureEnv {
         let mut dict = Dict::new();
         dict.insert("auth".into(), Value::from(auth));
         Ok(Profile::Default.collect(dict))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_links_are_no_configuration_and_typos_are_named() {
+        let links = [
+            "ADO_AUTH_PROXY_SERVICE_HOST",
+            "ADO_AUTH_PROXY_SERVICE_PORT",
+            "ADO_AUTH_PROXY_SERVICE_PORT_HTTP",
+            "ADO_AUTH_PROXY_PORT",
+            "ADO_AUTH_PROXY_PORT_80_TCP",
+            "ADO_AUTH_PROXY_PORT_80_TCP_PROTO",
+            "ADO_AUTH_PROXY_PORT_80_TCP_PORT",
+            "ADO_AUTH_PROXY_PORT_9090_TCP_ADDR",
+        ];
+        for name in links {
+            assert_eq!(config_path(name), None, "{name}");
+        }
+        assert!(ignored(links).is_empty());
+        assert_eq!(
+            config_path("ADO_AUTH_PROXY_LISTEN__ADRESS"),
+            Some(vec!["listen".to_string(), "adress".to_string()]),
+            "a mistyped key stays configuration (and an error)"
+        );
+        assert_eq!(config_path("ADO_AUTH_PROXY___X"), None);
+        assert_eq!(
+            ignored([
+                "ADO_AUTH_PROXY_AUTH_MODE",
+                "ADO_AUTH_PROXY_PORT_80_TCP_EXTRA",
+                "ADO_AUTH_PROXY_CONFIG",
+                "OTHER",
+                "ADO_AUTH_PROXY_AUTH__MODE",
+            ]),
+            [
+                "ADO_AUTH_PROXY_AUTH_MODE",
+                "ADO_AUTH_PROXY_PORT_80_TCP_EXTRA"
+            ]
+        );
+        let p = EnvProvider::new([
+            (
+                "ADO_AUTH_PROXY_PORT".to_string(),
+                "tcp://10.0.0.1:80".to_string(),
+            ),
+            ("ADO_AUTH_PROXY_AUTH__MODE".to_string(), "pat".to_string()),
+        ]);
+        assert_eq!(p.vars.len(), 1);
     }
 }

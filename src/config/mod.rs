@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub use cidr::Cidr;
-pub use env::{ENV_PREFIX, EnvProvider};
+pub use env::{ENV_PREFIX, EnvProvider, ignored as ignored_env};
 pub use load::{Problem, Problems, figment_for, load, load_file};
 pub use plan::{AuthPlan, Credential, SourcePlan, StorePlan, credential, plan};
 pub use secret::Secret;

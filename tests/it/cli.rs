@@ -187,3 +187,59 @@ fn keygen_prints_a_fresh_32_byte_key_without_a_config() {
     }
     assert_ne!(keys[0], keys[1]);
 }
+
+/// What the kubelet injects into every pod of a namespace with a Service
+/// named `ado-auth-proxy` (as `helm install ado-auth-proxy` creates).
+const SERVICE_LINKS: [(&str, &str); 8] = [
+    ("ADO_AUTH_PROXY_SERVICE_HOST", "10.96.0.12"),
+    ("ADO_AUTH_PROXY_SERVICE_PORT", "80"),
+    ("ADO_AUTH_PROXY_SERVICE_PORT_HTTP", "80"),
+    ("ADO_AUTH_PROXY_PORT", "tcp://10.96.0.12:80"),
+    ("ADO_AUTH_PROXY_PORT_80_TCP", "tcp://10.96.0.12:80"),
+    ("ADO_AUTH_PROXY_PORT_80_TCP_PROTO", "tcp"),
+    ("ADO_AUTH_PROXY_PORT_80_TCP_PORT", "80"),
+    ("ADO_AUTH_PROXY_PORT_80_TCP_ADDR", "10.96.0.12"),
+];
+
+#[test]
+fn kubernetes_service_links_are_no_configuration_and_single_underscores_are_named() {
+    let out = run(&["check-config", "--config", &example()], &SERVICE_LINKS);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // One underscore where two belong: ignored, and said so.
+    let mut env = SERVICE_LINKS.to_vec();
+    env.push(("ADO_AUTH_PROXY_AUTH_MODE", "pat"));
+    let out = run(&["check-config", "--config", &example()], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("ADO_AUTH_PROXY_AUTH_MODE is ignored")
+            && stderr.contains("ADO_AUTH_PROXY_AUTH__MODE")
+            && !stderr.contains("SERVICE_HOST"),
+        "{stderr}"
+    );
+    // A mistyped key in a section stays an error.
+    env.push(("ADO_AUTH_PROXY_LISTEN__ADRESS", "0.0.0.0:8080"));
+    let out = run(&["check-config", "--config", &example()], &env);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("listen.adress"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_pod_given_service_links_starts_and_serves() {
+    let proxy = ProxyProcess::spawn(
+        "[upstream]\nurl = \"http://127.0.0.1:9\"\n[auth]\nmode = \"none\"\n",
+        &SERVICE_LINKS,
+    );
+    let out = crate::support::blocking_get(proxy.admin, "/healthz");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}\n{}", proxy.logs());
+}

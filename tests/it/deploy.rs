@@ -184,6 +184,13 @@ fn the_kubernetes_manifests_validate_and_their_configs_load() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    for path in &files {
+        no_service_links(
+            &std::fs::read_to_string(path).unwrap(),
+            &path.display().to_string(),
+        );
+    }
+
     // Each ConfigMap's config passes check-config once the placeholders
     // and mounted files are filled in, as a deployment would.
     let mut checked = 0;
@@ -194,6 +201,23 @@ fn the_kubernetes_manifests_validate_and_their_configs_load() {
         }
     }
     assert!(checked >= 3, "configs found: {checked}");
+}
+
+/// Every pod template turns the kubelet's Docker-link variables off: for
+/// a Service named `ado-auth-proxy` they share the configuration prefix.
+fn no_service_links(yaml: &str, origin: &str) {
+    let pods = yaml
+        .lines()
+        .filter(|l| l.trim_start() == "containers:")
+        .count();
+    let off = yaml
+        .lines()
+        .filter(|l| l.trim() == "enableServiceLinks: false")
+        .count();
+    assert_eq!(
+        pods, off,
+        "{origin}: every pod sets enableServiceLinks: false"
+    );
 }
 
 /// Runs `check-config` on `config` with the placeholders and mounted
@@ -280,7 +304,9 @@ fn the_helm_chart_renders_lints_validates_and_its_config_loads() {
         let config = std::fs::read_to_string(case["config"].as_str().unwrap()).unwrap();
         check_config(&config, &format!("chart, values {name}"));
         for m in case["manifests"].as_array().unwrap() {
-            manifests.push(m.as_str().unwrap().to_string());
+            let m = m.as_str().unwrap().to_string();
+            no_service_links(&std::fs::read_to_string(&m).unwrap(), &m);
+            manifests.push(m);
         }
     }
     // The examples exercise the optional objects.
