@@ -271,3 +271,15 @@ async fn git_lfs_pushes_clones_and_locks_through_the_proxy() {
         "{batch}"
     );
 }
+
+/// A batch answer of `objects` objects, each with an Azure DevOps href
+/// and the upstream's token in its `Authorization`.
+pub(crate) fn lfs_batch(base: &str, objects: usize) -> String {
+    let one = |i: usize| {
+        format!(
+            r#"{{"oid":"{i:064x}","size":3,"actions":{{"download":{{"href":"{base}/contoso/p/_git/r.git/info/lfs/objects/{i:064x}","header":{{"Authorization":"Basic UPSTREAM-SECRET-TOKEN"}}}}}}}}"#
+        )
+    };
+    let list: Vec<String> = (0..objects).map(one).collect();
+    format!(r#"{{"transfer":"basic","objects":[{}]}}"#, list.join(","))
+}
