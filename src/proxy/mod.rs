@@ -591,9 +591,7 @@ impl Inner {
             .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
         Ok(ProxyBody::full(out))
     }
-}
 
-impl Inner {
     /// A git LFS batch answer with its actions on the proxy and without
     /// the upstream's `Authorization`; a successful answer that cannot be
     /// rewritten fails closed (see `lfs`). Error answers carry no actions
