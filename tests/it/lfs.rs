@@ -283,3 +283,81 @@ pub(crate) fn lfs_batch(base: &str, objects: usize) -> String {
     let list: Vec<String> = (0..objects).map(one).collect();
     format!(r#"{{"transfer":"basic","objects":[{}]}}"#, list.join(","))
 }
+
+/// A raw `POST path` with `content_type` and an empty JSON body, as
+/// git-lfs sends its batch call but with no library to clean the path.
+async fn raw_post(addr: std::net::SocketAddr, path: &str, content_type: &str) -> String {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\n\
+         Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    support::raw_http(addr, &request).await
+}
+
+/// The base URL of `up` for hrefs, set once the fake listens.
+type Base = Arc<std::sync::OnceLock<String>>;
+
+#[tokio::test]
+async fn a_batch_answer_is_rewritten_or_refused_whatever_diagnosis_makes_of_it() {
+    // Answers that diagnosis inspects: a 2xx HTML answer on an `/_apis/`
+    // path (read as a batch by its media type), a 203 larger than
+    // diagnosis reads, and a refusal it quotes.
+    let base: Base = Arc::default();
+    let b = base.clone();
+    let up = FakeUpstream::recording(move |r| {
+        let base = b.get().unwrap();
+        if r.uri.contains("html=1") {
+            respond(200, &[("content-type", "text/html")], lfs_batch(base, 2))
+        } else if r.uri.contains("refused=1") {
+            let mut v: serde_json::Value = serde_json::from_str(&lfs_batch(base, 2)).unwrap();
+            v["message"] =
+                "TF400813: The user 'x' is not authorized to access this resource.".into();
+            respond(403, &[("content-type", "application/json")], v.to_string())
+        } else {
+            respond(
+                203,
+                &[("content-type", "application/vnd.git-lfs+json")],
+                lfs_batch(base, 1_000),
+            )
+        }
+    })
+    .await;
+    base.set(up.url()).unwrap();
+    let (proxy, _dir) = support::pat_proxy(&up, |_| {}).await;
+
+    let resp = raw_post(
+        proxy.proxy_addr,
+        "/contoso/_apis/lfs/objects/batch?html=1",
+        "application/vnd.git-lfs+json",
+    )
+    .await;
+    assert!(!resp.contains("UPSTREAM-SECRET-TOKEN"), "{resp}");
+    assert_eq!(support::status_of(&resp), 502, "{resp}");
+    assert!(resp.contains("answer-not-rewritable"), "{resp}");
+
+    let resp = raw_post(
+        proxy.proxy_addr,
+        "/contoso/p/_git/r.git/info/lfs/objects/batch",
+        "application/vnd.git-lfs+json",
+    )
+    .await;
+    assert!(
+        !resp.contains("UPSTREAM-SECRET-TOKEN"),
+        "{}",
+        &resp[..resp.len().min(600)]
+    );
+    // The 203 is the sign-in refusal it is, in the proxy's words.
+    assert_eq!(support::status_of(&resp), 401, "{resp}");
+
+    // A refusal in Azure DevOps' JSON shape quotes the upstream's object:
+    // not a batch answer's.
+    let resp = raw_post(
+        proxy.proxy_addr,
+        "/contoso/p/_git/r.git/info/lfs/objects/batch?refused=1",
+        "application/vnd.git-lfs+json",
+    )
+    .await;
+    assert_eq!(support::status_of(&resp), 403, "{resp}");
+    assert!(resp.contains("TF400813"), "{resp}");
+    assert!(!resp.contains("UPSTREAM-SECRET-TOKEN"), "{resp}");
+}
