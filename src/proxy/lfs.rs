@@ -5,8 +5,10 @@
 //! the proxy, so it is rewritten onto the proxy, and the action's
 //! `Authorization` header is dropped: the proxy attaches its own
 //! credential to the transfer, and a token the upstream put there is not
-//! the client's to see. An `href` elsewhere (a storage account with a
-//! signed URL) is left as it is, with its headers. The locks API
+//! the client's to see. An `href` elsewhere is left as it is. Its
+//! `Authorization` is kept only for storage outside Azure DevOps that
+//! signs its own requests, and never when it carries the proxy's own
+//! credential (see [`keeps_authorization`]). The locks API
 //! (`{repo}.git/info/lfs/locks...`) carries no URLs and passes through
 //! with the credential like any request.
 //!
@@ -18,11 +20,19 @@
 //! passed on: the proxy fails closed with a 502 rather than hand the
 //! upstream's `Authorization` to the caller.
 
-use http::{HeaderMap, Method, header};
+use base64::Engine;
+use http::{HeaderMap, HeaderValue, Method, header};
 use serde_json::Value;
+use url::Url;
 
 use super::packages::public_url_text;
 use super::rewrite::UrlMap;
+
+/// Azure DevOps' own domains: organizations, sibling services and the
+/// blob stores behind LFS and Artifacts (`*.vsblob.visualstudio.com`,
+/// `*.vsblob.vsassets.io`). A token for one of them is a token for the
+/// organization, whether or not the proxy routes the host.
+const AZURE_DEVOPS_DOMAINS: [&str; 3] = ["azure.com", "visualstudio.com", "vsassets.io"];
 
 /// git-lfs' media type (`Accept` and `Content-Type` of its API calls).
 const LFS_MEDIA_TYPE: &str = "application/vnd.git-lfs+json";
@@ -66,8 +76,10 @@ pub fn is_batch(method: &Method, path: &str, headers: &HeaderMap) -> bool {
     read.len() >= TAIL.len() && read[read.len() - TAIL.len()..].eq_ignore_ascii_case(TAIL)
 }
 
-/// The batch answer with every Azure DevOps `href` on the proxy.
-pub fn rewrite_batch(map: &UrlMap, body: &[u8]) -> Batch {
+/// The batch answer with every Azure DevOps `href` on the proxy, and no
+/// `Authorization` in an action that [`keeps_authorization`] refuses.
+/// `credential` is the `Authorization` the proxy sent with the call.
+pub fn rewrite_batch(map: &UrlMap, body: &[u8], credential: Option<&HeaderValue>) -> Batch {
     let Ok(mut doc) = serde_json::from_slice::<Value>(body) else {
         return Batch::NotJson;
     };
@@ -75,22 +87,28 @@ pub fn rewrite_batch(map: &UrlMap, body: &[u8]) -> Batch {
     let Some(objects) = doc.get_mut("objects").and_then(Value::as_array_mut) else {
         return Batch::Unchanged;
     };
+    let credential = credential.and_then(|v| v.to_str().ok()).map(secret_forms);
     for object in objects {
         let Some(actions) = object.get_mut("actions").and_then(Value::as_object_mut) else {
             continue;
         };
         for action in actions.values_mut() {
-            let Some(href) = action.get("href").and_then(Value::as_str) else {
-                continue;
-            };
-            let Some(public) = public_url_text(map, href) else {
-                continue;
-            };
-            action["href"] = Value::String(public);
-            if let Some(headers) = action.get_mut("header").and_then(Value::as_object_mut) {
-                headers.retain(|name, _| !name.eq_ignore_ascii_case("authorization"));
+            let href = action.get("href").and_then(Value::as_str);
+            let public = href.and_then(|h| public_url_text(map, h));
+            let keep = public.is_none()
+                && href.and_then(|h| Url::parse(h).ok()).is_some_and(|url| {
+                    keeps_authorization(map, &url, action, credential.as_deref())
+                });
+            if let Some(public) = public {
+                action["href"] = Value::String(public);
+                changed = true;
             }
-            changed = true;
+            if !keep && let Some(headers) = action.get_mut("header").and_then(Value::as_object_mut)
+            {
+                let before = headers.len();
+                headers.retain(|name, _| !name.eq_ignore_ascii_case("authorization"));
+                changed |= headers.len() != before;
+            }
         }
     }
     match changed.then(|| serde_json::to_vec(&doc)) {
@@ -98,6 +116,74 @@ pub fn rewrite_batch(map: &UrlMap, body: &[u8]) -> Batch {
         Some(Err(_)) => Batch::NotJson,
         None => Batch::Unchanged,
     }
+}
+
+/// Whether an action to `url` (not on the proxy) may keep its
+/// `Authorization`: only storage outside Azure DevOps needs a header of
+/// its own (a signature, never the organization's token), so the header
+/// is dropped when the host is on an Azure DevOps domain or a configured
+/// upstream, and whenever it carries the proxy's credential (`proxy`:
+/// its [`secret_forms`]).
+fn keeps_authorization(map: &UrlMap, url: &Url, action: &Value, proxy: Option<&[String]>) -> bool {
+    let Some(host) = url.host_str().map(|h| h.trim_end_matches('.')) else {
+        return false;
+    };
+    let azure_devops = AZURE_DEVOPS_DOMAINS
+        .iter()
+        .any(|domain| on_domain(host, domain));
+    if azure_devops || map.is_upstream_host(url) {
+        return false;
+    }
+    let Some(proxy) = proxy else {
+        return true;
+    };
+    let values = action
+        .get("header")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.as_str().unwrap_or_default());
+    let mut kept = true;
+    for value in values {
+        let forms = secret_forms(value);
+        kept &= !proxy
+            .iter()
+            .any(|p| forms.contains(p) || (p.len() >= 8 && value.contains(p.as_str())));
+    }
+    kept
+}
+
+/// Whether `host` is `domain` or a name under it (ASCII, any case).
+fn on_domain(host: &str, domain: &str) -> bool {
+    let (host, domain) = (host.as_bytes(), domain.as_bytes());
+    let Some(at) = host.len().checked_sub(domain.len()) else {
+        return false;
+    };
+    host[at..].eq_ignore_ascii_case(domain) && (at == 0 || host[at - 1] == b'.')
+}
+
+/// The forms the secret of an `Authorization` value can take in another
+/// one: the whole value, what follows its scheme, and for Basic the
+/// decoded `user:password` and the password alone.
+fn secret_forms(value: &str) -> Vec<String> {
+    let value = value.trim();
+    let mut forms = vec![value.to_string()];
+    if let Some((scheme, rest)) = value.split_once(' ') {
+        let rest = rest.trim();
+        forms.push(rest.to_string());
+        if scheme.eq_ignore_ascii_case("basic")
+            && let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(rest)
+            && let Ok(decoded) = String::from_utf8(decoded)
+        {
+            if let Some((_, password)) = decoded.split_once(':') {
+                forms.push(password.to_string());
+            }
+            forms.push(decoded);
+        }
+    }
+    forms.retain(|f| !f.is_empty());
+    forms
 }
 
 #[cfg(test)]
@@ -132,7 +218,8 @@ mod tests {
                 {"oid": "c3", "size": 5, "error": {"code": 404, "message": "Object does not exist"}}
             ]
         });
-        let Batch::Rewritten(out) = rewrite_batch(&map(), batch.to_string().as_bytes()) else {
+        let Batch::Rewritten(out) = rewrite_batch(&map(), batch.to_string().as_bytes(), None)
+        else {
             panic!("rewritten");
         };
         let out: Value = serde_json::from_slice(&out).unwrap();
@@ -150,15 +237,58 @@ mod tests {
         // Another host keeps its URL and headers.
         assert_eq!(out["objects"][1], batch["objects"][1]);
         assert_eq!(out["objects"][2], batch["objects"][2]);
-        assert_eq!(rewrite_batch(&map(), b"not json"), Batch::NotJson);
+        assert_eq!(rewrite_batch(&map(), b"not json", None), Batch::NotJson);
         assert_eq!(
-            rewrite_batch(&map(), br#"{"objects":[]}"#),
+            rewrite_batch(&map(), br#"{"objects":[]}"#, None),
             Batch::Unchanged
         );
         assert_eq!(
-            rewrite_batch(&map(), br#"{"message":"x"}"#),
+            rewrite_batch(&map(), br#"{"message":"x"}"#, None),
             Batch::Unchanged
         );
+    }
+
+    #[test]
+    fn only_foreign_storage_keeps_an_authorization_and_never_the_proxys() {
+        let proxy = HeaderValue::from_static("Basic OnRoZS1wcm94eS1wYXQ="); // ":the-proxy-pat"
+        let keeps = |href: &str, auth: &str| {
+            let batch = serde_json::json!({"objects": [{"oid": "a", "actions": {"download": {
+                "href": href, "header": {"Authorization": auth, "X-Keep": "1"}}}}]});
+            let out = match rewrite_batch(&map(), batch.to_string().as_bytes(), Some(&proxy)) {
+                Batch::Rewritten(out) => serde_json::from_slice::<Value>(&out).unwrap(),
+                Batch::Unchanged => batch,
+                Batch::NotJson => panic!("{href}"),
+            };
+            let header = &out["objects"][0]["actions"]["download"]["header"];
+            assert_eq!(header["X-Keep"], "1", "{href}");
+            header.get("Authorization").is_some()
+        };
+        for href in [
+            "https://contoso.vsblob.visualstudio.com/lfs/a",
+            "https://VSBLOBPROD1.vsblob.vsassets.io/a",
+            "https://unrouted.dev.azure.com/contoso/a",
+            "https://dev.azure.com./contoso/a",
+            "https://anything.azure.com/a",
+            "not a url",
+        ] {
+            assert!(!keeps(href, "Bearer minted"), "{href}");
+        }
+        let foreign = "https://store.blob.core.windows.net/lfs/a?sv=1";
+        assert!(keeps(foreign, "SharedKey store:signature"));
+        for auth in [
+            "Basic OnRoZS1wcm94eS1wYXQ=",
+            "basic   OnRoZS1wcm94eS1wYXQ= ",
+            "Bearer the-proxy-pat",
+            "token=the-proxy-pat",
+            "Basic dXNlcjp0aGUtcHJveHktcGF0", // "user:the-proxy-pat"
+        ] {
+            assert!(!keeps(foreign, auth), "{auth}");
+        }
+        assert!(!keeps(
+            "https://notazure.com.evil.example/a",
+            "Basic OnRoZS1wcm94eS1wYXQ="
+        ));
+        assert!(keeps("https://notazure.com/a", "SharedKey s"));
     }
 
     #[test]

@@ -680,7 +680,7 @@ impl Inner {
             // its type says.
             return Err(refuse("its Content-Type is not JSON".into()));
         }
-        let out = match lfs::rewrite_batch(&self.urls, &buf) {
+        let out = match lfs::rewrite_batch(&self.urls, &buf, credential.header()) {
             lfs::Batch::Rewritten(out) => Bytes::from(out),
             lfs::Batch::Unchanged => buf,
             lfs::Batch::NotJson if success => return Err(refuse("it is not JSON".into())),

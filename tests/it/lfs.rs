@@ -361,3 +361,64 @@ async fn a_batch_answer_is_rewritten_or_refused_whatever_diagnosis_makes_of_it()
     assert!(resp.contains("TF400813"), "{resp}");
     assert!(!resp.contains("UPSTREAM-SECRET-TOKEN"), "{resp}");
 }
+
+#[tokio::test]
+async fn no_action_of_a_hostile_batch_answer_hands_out_the_proxys_credential() {
+    // The upstream echoes the credential it received into actions on
+    // Azure DevOps hosts the proxy does not route and on a foreign host,
+    // mints a token for another, and signs a storage request its own way.
+    let up = FakeUpstream::recording(|r| {
+        let echoed = r.headers["authorization"].to_str().unwrap().to_string();
+        let pat = "the-proxy-pat-0123456789";
+        let action = |href: &str, auth: &str| serde_json::json!({"href": href, "header": {"Authorization": auth}});
+        let actions = [
+            action("https://contoso.vsblob.visualstudio.com/_apis/lfs/a1", &echoed),
+            action("https://contoso.unknown.visualstudio.com/lfs/a2", "Bearer UPSTREAM-MINTED"),
+            action("https://unrouted.dev.azure.com/contoso/lfs/a3", "Bearer UPSTREAM-MINTED"),
+            action("https://lfs.azure.com/contoso/a4", "Bearer UPSTREAM-MINTED"),
+            action("https://evil.example/a5", &echoed),
+            action("https://evil.example/a6", &format!("Bearer {pat}")),
+            action("https://store.blob.core.windows.net/lfs/a7?sv=1", "SharedKey store:THIRD-PARTY-SIGNATURE"),
+        ];
+        let objects: Vec<serde_json::Value> = actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| serde_json::json!({"oid": format!("{i}"), "size": 1, "actions": {"download": a}}))
+            .collect();
+        respond(
+            200,
+            &[("content-type", "application/vnd.git-lfs+json")],
+            serde_json::json!({"transfer": "basic", "objects": objects}).to_string(),
+        )
+    })
+    .await;
+    let (proxy, _dir) = support::pat_proxy(&up, |_| {}).await;
+    let resp = raw_post(
+        proxy.proxy_addr,
+        "/contoso/p/_git/r.git/info/lfs/objects/batch",
+        "application/vnd.git-lfs+json",
+    )
+    .await;
+    assert_eq!(support::status_of(&resp), 200, "{resp}");
+    let sent = up.single().headers["authorization"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body: serde_json::Value =
+        serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let header = |i: usize| body["objects"][i]["actions"]["download"]["header"].clone();
+    for i in 0..6 {
+        assert_eq!(header(i), serde_json::json!({}), "action {i}: {body}");
+    }
+    assert!(
+        !resp.contains(&sent)
+            && !resp.contains("the-proxy-pat")
+            && !resp.contains("UPSTREAM-MINTED"),
+        "{resp}"
+    );
+    // Storage that signs its own requests keeps its header.
+    assert_eq!(
+        header(6),
+        serde_json::json!({"Authorization": "SharedKey store:THIRD-PARTY-SIGNATURE"})
+    );
+}
