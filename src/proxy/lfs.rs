@@ -15,7 +15,9 @@
 //! The batch call is recognised as Azure DevOps' front end routes it
 //! (IIS: case-insensitive, a trailing slash tolerated, escapes decoded),
 //! and by what git-lfs sends (`POST` with the LFS media type), so no
-//! spelling of it reaches the upstream unrecognised. An answer that
+//! spelling of it reaches the upstream unrecognised; spellings the front
+//! end may also route there (`batch.`, `batch;x`) are refused by
+//! `path::check`. An answer that
 //! cannot be rewritten (compressed, not JSON, over the limit) is not
 //! passed on: the proxy fails closed with a 502 rather than hand the
 //! upstream's `Authorization` to the caller.
@@ -71,9 +73,7 @@ pub fn is_batch(method: &Method, path: &str, headers: &HeaderMap) -> bool {
     // As the front end reads it (decoded); a path it would read
     // differently never reaches the upstream anyway.
     let read = super::path::check(path).unwrap_or(std::borrow::Cow::Borrowed(path));
-    let read = read.trim_end_matches('/');
-    const TAIL: &str = "/info/lfs/objects/batch";
-    read.len() >= TAIL.len() && read[read.len() - TAIL.len()..].eq_ignore_ascii_case(TAIL)
+    super::path::names_lfs_batch(&read)
 }
 
 /// The batch answer with every Azure DevOps `href` on the proxy, and no

@@ -422,3 +422,50 @@ async fn no_action_of_a_hostile_batch_answer_hands_out_the_proxys_credential() {
         serde_json::json!({"Authorization": "SharedKey store:THIRD-PARTY-SIGNATURE"})
     );
 }
+
+#[tokio::test]
+async fn spellings_the_front_end_may_route_to_the_batch_call_are_refused() {
+    let base: Base = Arc::default();
+    let b = base.clone();
+    let up = FakeUpstream::recording(move |_| {
+        respond(
+            200,
+            &[("content-type", "application/json")],
+            lfs_batch(b.get().unwrap(), 2),
+        )
+    })
+    .await;
+    base.set(up.url()).unwrap();
+    let (proxy, _dir) = support::pat_proxy(&up, |_| {}).await;
+    for path in [
+        "/contoso/p/_git/r.git/info/lfs/objects/batch.",
+        "/contoso/p/_git/r.git/info/lfs/objects/batch..",
+        "/contoso/p/_git/r.git/info/lfs/objects/batch%2E",
+        "/contoso/p/_git/r.git/info/lfs/objects/batch%20",
+        "/contoso/p/_git/r.git/info/lfs/objects/batch.%20.",
+        "/contoso/p/_git/r.git/info/lfs/objects/batch;x",
+        "/contoso/p/_git/r/info/lfs/objects/batch;x",
+        "/contoso/p/_git/r.git/info/lfs/objects/batch;x/",
+        "/contoso/p/_git/r.git/info/lfs/objects/batch%3Bx",
+        "/contoso/p/_git/r.git/info/lfs/objects;x/batch",
+        "/contoso/p/_git/r.git/info/lfs./objects/batch",
+        "/contoso/p/_git/r/info/lfs/objects//batch",
+    ] {
+        let resp = raw_post(proxy.proxy_addr, path, "application/json").await;
+        assert!(!resp.contains("UPSTREAM-SECRET-TOKEN"), "{path}: {resp}");
+        assert_eq!(support::status_of(&resp), 400, "{path}: {resp}");
+    }
+    assert!(up.requests().is_empty(), "{:?}", up.requests());
+    // The call itself, and paths that only look alike, still pass.
+    for path in [
+        "/contoso/p/_git/r.git/info/lfs/objects/batch",
+        "/contoso/p/_git/r.git/info/lfs/objects/batch/",
+        "/contoso/p/_git/r.git/info/lfs/objects/batchx",
+        "/contoso/p/_git/r.git/info/lfs/objects/x.batch.",
+        "/contoso/_apis/x;y",
+        "/contoso/_apis/v1.",
+    ] {
+        let resp = raw_post(proxy.proxy_addr, path, "application/json").await;
+        assert_eq!(support::status_of(&resp), 200, "{path}: {resp}");
+    }
+}
