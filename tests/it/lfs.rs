@@ -301,13 +301,20 @@ type Base = Arc<std::sync::OnceLock<String>>;
 async fn a_batch_answer_is_rewritten_or_refused_whatever_diagnosis_makes_of_it() {
     // Answers that diagnosis inspects: a 2xx HTML answer on an `/_apis/`
     // path (read as a batch by its media type), a 203 larger than
-    // diagnosis reads, and a refusal it quotes.
+    // diagnosis reads, and a refusal it quotes; and a batch answer on a
+    // discovery path.
     let base: Base = Arc::default();
     let b = base.clone();
     let up = FakeUpstream::recording(move |r| {
         let base = b.get().unwrap();
         if r.uri.contains("html=1") {
             respond(200, &[("content-type", "text/html")], lfs_batch(base, 2))
+        } else if r.uri.contains("resourceAreas") {
+            respond(
+                200,
+                &[("content-type", "application/json")],
+                lfs_batch(base, 2),
+            )
         } else if r.uri.contains("refused=1") {
             let mut v: serde_json::Value = serde_json::from_str(&lfs_batch(base, 2)).unwrap();
             v["message"] =
@@ -348,6 +355,16 @@ async fn a_batch_answer_is_rewritten_or_refused_whatever_diagnosis_makes_of_it()
     );
     // The 203 is the sign-in refusal it is, in the proxy's words.
     assert_eq!(support::status_of(&resp), 401, "{resp}");
+
+    // A discovery path is no exception to the media type.
+    let resp = raw_post(
+        proxy.proxy_addr,
+        "/contoso/_apis/resourceAreas",
+        "application/vnd.git-lfs+json",
+    )
+    .await;
+    assert_eq!(support::status_of(&resp), 200, "{resp}");
+    assert!(!resp.contains("UPSTREAM-SECRET-TOKEN"), "{resp}");
 
     // A refusal in Azure DevOps' JSON shape quotes the upstream's object:
     // not a batch answer's.
