@@ -675,21 +675,38 @@ impl Inner {
             }
             return Ok(Response::from_parts(parts, ProxyBody::upstream(None, body)));
         };
-        if success && !is_json(&parts.headers) {
-            // Whatever its body parses as, a client would read it as
-            // its type says.
-            return Err(refuse("its Content-Type is not JSON".into()));
-        }
-        let out = match lfs::rewrite_batch(&self.urls, &buf, credential.header()) {
-            lfs::Batch::Rewritten(out) => Bytes::from(out),
-            lfs::Batch::Unchanged => buf,
-            lfs::Batch::NotJson if success => return Err(refuse("it is not JSON".into())),
-            lfs::Batch::NotJson => buf,
-        };
+        let out = self
+            .rewritten_batch(&parts, buf, credential)
+            .map_err(refuse)?;
         parts
             .headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
         Ok(Response::from_parts(parts, ProxyBody::full(out)))
+    }
+
+    /// A batch answer's body, read whole, rewritten; why not, for a
+    /// success that cannot be (an error answer that is not JSON stays
+    /// as it is).
+    fn rewritten_batch(
+        &self,
+        parts: &Parts,
+        buf: Bytes,
+        credential: &Credential,
+    ) -> Result<Bytes, String> {
+        let success = parts.status.is_success();
+        if success && !is_json(&parts.headers) {
+            // Whatever its body parses as, a client would read it as
+            // its type says.
+            return Err("its Content-Type is not JSON".into());
+        }
+        Ok(
+            match lfs::rewrite_batch(&self.urls, &buf, credential.header()) {
+                lfs::Batch::Rewritten(out) => Bytes::from(out),
+                lfs::Batch::Unchanged => buf,
+                lfs::Batch::NotJson if success => return Err("it is not JSON".into()),
+                lfs::Batch::NotJson => buf,
+            },
+        )
     }
 }
 
