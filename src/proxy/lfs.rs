@@ -7,8 +7,8 @@
 //! credential to the transfer, and a token the upstream put there is not
 //! the client's to see. An `href` elsewhere is left as it is. Its
 //! `Authorization` is kept only for storage outside Azure DevOps that
-//! signs its own requests, and never when it carries the proxy's own
-//! credential (see [`keeps_authorization`]). The locks API
+//! signs its own requests, and no header of any action may carry the
+//! proxy's own credential (see [`rewrite_batch`]). The locks API
 //! (`{repo}.git/info/lfs/locks...`) carries no URLs and passes through
 //! with the credential like any request.
 //!
@@ -76,9 +76,11 @@ pub fn is_batch(method: &Method, path: &str, headers: &HeaderMap) -> bool {
     super::path::names_lfs_batch(&read)
 }
 
-/// The batch answer with every Azure DevOps `href` on the proxy, and no
-/// `Authorization` in an action that [`keeps_authorization`] refuses.
-/// `credential` is the `Authorization` the proxy sent with the call.
+/// The batch answer with every Azure DevOps `href` on the proxy; an
+/// action keeps its `Authorization` only when its `href` is
+/// [`outside_azure_devops`], and no header that [`carries`] the proxy's
+/// credential. `credential` is the `Authorization` the proxy sent with
+/// the call.
 pub fn rewrite_batch(map: &UrlMap, body: &[u8], credential: Option<&HeaderValue>) -> Batch {
     let Ok(mut doc) = serde_json::from_slice::<Value>(body) else {
         return Batch::NotJson;
@@ -95,18 +97,21 @@ pub fn rewrite_batch(map: &UrlMap, body: &[u8], credential: Option<&HeaderValue>
         for action in actions.values_mut() {
             let href = action.get("href").and_then(Value::as_str);
             let public = href.and_then(|h| public_url_text(map, h));
-            let keep = public.is_none()
-                && href.and_then(|h| Url::parse(h).ok()).is_some_and(|url| {
-                    keeps_authorization(map, &url, action, credential.as_deref())
-                });
+            let foreign = public.is_none()
+                && href
+                    .and_then(|h| Url::parse(h).ok())
+                    .is_some_and(|url| outside_azure_devops(map, &url));
             if let Some(public) = public {
                 action["href"] = Value::String(public);
                 changed = true;
             }
-            if !keep && let Some(headers) = action.get_mut("header").and_then(Value::as_object_mut)
-            {
+            if let Some(headers) = action.get_mut("header").and_then(Value::as_object_mut) {
                 let before = headers.len();
-                headers.retain(|name, _| !name.eq_ignore_ascii_case("authorization"));
+                headers.retain(|name, value| {
+                    let may_stay = !name.eq_ignore_ascii_case("authorization")
+                        || (foreign && value.is_string());
+                    may_stay && !carries(value, credential.as_deref())
+                });
                 changed |= headers.len() != before;
             }
         }
@@ -118,40 +123,36 @@ pub fn rewrite_batch(map: &UrlMap, body: &[u8], credential: Option<&HeaderValue>
     }
 }
 
-/// Whether an action to `url` (not on the proxy) may keep its
-/// `Authorization`: only storage outside Azure DevOps needs a header of
-/// its own (a signature, never the organization's token), so the header
-/// is dropped when the host is on an Azure DevOps domain or a configured
-/// upstream, and whenever it carries the proxy's credential (`proxy`:
-/// its [`secret_forms`]).
-fn keeps_authorization(map: &UrlMap, url: &Url, action: &Value, proxy: Option<&[String]>) -> bool {
+/// Whether `url` (not on the proxy) is outside Azure DevOps: only
+/// storage there needs an `Authorization` of its own (a signature, never
+/// the organization's token), so only an action to it keeps one. Azure
+/// DevOps' domains and the configured upstreams' hosts are not outside.
+fn outside_azure_devops(map: &UrlMap, url: &Url) -> bool {
     let Some(host) = url.host_str().map(|h| h.trim_end_matches('.')) else {
         return false;
     };
-    let azure_devops = AZURE_DEVOPS_DOMAINS
+    !AZURE_DEVOPS_DOMAINS
         .iter()
-        .any(|domain| on_domain(host, domain));
-    if azure_devops || map.is_upstream_host(url) {
-        return false;
-    }
+        .any(|domain| on_domain(host, domain))
+        && !map.is_upstream_host(url)
+}
+
+/// Whether an action's header `value` carries the proxy's credential
+/// (`proxy`: its [`secret_forms`]), in any of its forms or inside a
+/// longer text; such a header never reaches the client, whatever its
+/// name or host.
+fn carries(value: &Value, proxy: Option<&[String]>) -> bool {
     let Some(proxy) = proxy else {
-        return true;
+        return false;
     };
-    let values = action
-        .get("header")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .filter(|(name, _)| name.eq_ignore_ascii_case("authorization"))
-        .map(|(_, v)| v.as_str().unwrap_or_default());
-    let mut kept = true;
-    for value in values {
-        let forms = secret_forms(value);
-        kept &= !proxy
-            .iter()
-            .any(|p| forms.contains(p) || (p.len() >= 8 && value.contains(p.as_str())));
-    }
-    kept
+    let text = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let forms = secret_forms(&text);
+    proxy
+        .iter()
+        .any(|p| forms.contains(p) || (p.len() >= 8 && text.contains(p.as_str())))
 }
 
 /// Whether `host` is `domain` or a name under it (ASCII, any case).
@@ -251,9 +252,14 @@ mod tests {
     #[test]
     fn only_foreign_storage_keeps_an_authorization_and_never_the_proxys() {
         let proxy = HeaderValue::from_static("Basic OnRoZS1wcm94eS1wYXQ="); // ":the-proxy-pat"
-        let keeps = |href: &str, auth: &str| {
+        let keeps = |href: &str, auth: Value| {
             let batch = serde_json::json!({"objects": [{"oid": "a", "actions": {"download": {
-                "href": href, "header": {"Authorization": auth, "X-Keep": "1"}}}}]});
+            "href": href, "header": {
+                "Authorization": auth,
+                "X-Keep": "1",
+                "X-Echo": "token the-proxy-pat",
+                "X-List": ["Basic OnRoZS1wcm94eS1wYXQ="],
+            }}}}]});
             let out = match rewrite_batch(&map(), batch.to_string().as_bytes(), Some(&proxy)) {
                 Batch::Rewritten(out) => serde_json::from_slice::<Value>(&out).unwrap(),
                 Batch::Unchanged => batch,
@@ -261,6 +267,8 @@ mod tests {
             };
             let header = &out["objects"][0]["actions"]["download"]["header"];
             assert_eq!(header["X-Keep"], "1", "{href}");
+            assert!(header.get("X-Echo").is_none(), "{href}: {header}");
+            assert!(header.get("X-List").is_none(), "{href}: {header}");
             header.get("Authorization").is_some()
         };
         for href in [
@@ -271,10 +279,11 @@ mod tests {
             "https://anything.azure.com/a",
             "not a url",
         ] {
-            assert!(!keeps(href, "Bearer minted"), "{href}");
+            assert!(!keeps(href, "Bearer minted".into()), "{href}");
         }
         let foreign = "https://store.blob.core.windows.net/lfs/a?sv=1";
-        assert!(keeps(foreign, "SharedKey store:signature"));
+        assert!(keeps(foreign, "SharedKey store:signature".into()));
+        assert!(!keeps(foreign, serde_json::json!(["SharedKey s"])));
         for auth in [
             "Basic OnRoZS1wcm94eS1wYXQ=",
             "basic   OnRoZS1wcm94eS1wYXQ= ",
@@ -282,13 +291,13 @@ mod tests {
             "token=the-proxy-pat",
             "Basic dXNlcjp0aGUtcHJveHktcGF0", // "user:the-proxy-pat"
         ] {
-            assert!(!keeps(foreign, auth), "{auth}");
+            assert!(!keeps(foreign, auth.into()), "{auth}");
         }
         assert!(!keeps(
             "https://notazure.com.evil.example/a",
-            "Basic OnRoZS1wcm94eS1wYXQ="
+            "Basic OnRoZS1wcm94eS1wYXQ=".into()
         ));
-        assert!(keeps("https://notazure.com/a", "SharedKey s"));
+        assert!(keeps("https://notazure.com/a", "SharedKey s".into()));
     }
 
     #[test]

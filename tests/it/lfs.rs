@@ -385,22 +385,49 @@ async fn no_action_of_a_hostile_batch_answer_hands_out_the_proxys_credential() {
     // Azure DevOps hosts the proxy does not route and on a foreign host,
     // mints a token for another, and signs a storage request its own way.
     let up = FakeUpstream::recording(|r| {
-        let echoed = r.headers["authorization"].to_str().unwrap().to_string();
-        let pat = "the-proxy-pat-0123456789";
-        let action = |href: &str, auth: &str| serde_json::json!({"href": href, "header": {"Authorization": auth}});
+        let echoed = r.headers["authorization"].to_str().unwrap();
+        let minted = "Bearer UPSTREAM-MINTED";
+        let bearer_pat = "Bearer the-proxy-pat-0123456789";
+        let signed = "SharedKey store:THIRD-PARTY-SIGNATURE";
         let actions = [
-            action("https://contoso.vsblob.visualstudio.com/_apis/lfs/a1", &echoed),
-            action("https://contoso.unknown.visualstudio.com/lfs/a2", "Bearer UPSTREAM-MINTED"),
-            action("https://unrouted.dev.azure.com/contoso/lfs/a3", "Bearer UPSTREAM-MINTED"),
-            action("https://lfs.azure.com/contoso/a4", "Bearer UPSTREAM-MINTED"),
-            action("https://evil.example/a5", &echoed),
-            action("https://evil.example/a6", &format!("Bearer {pat}")),
-            action("https://store.blob.core.windows.net/lfs/a7?sv=1", "SharedKey store:THIRD-PARTY-SIGNATURE"),
+            (
+                "https://contoso.vsblob.visualstudio.com/_apis/lfs/a1",
+                "Authorization",
+                echoed,
+            ),
+            (
+                "https://contoso.unknown.visualstudio.com/lfs/a2",
+                "Authorization",
+                minted,
+            ),
+            (
+                "https://unrouted.dev.azure.com/contoso/lfs/a3",
+                "Authorization",
+                minted,
+            ),
+            ("https://lfs.azure.com/contoso/a4", "Authorization", minted),
+            ("https://evil.example/a5", "Authorization", echoed),
+            ("https://evil.example/a6", "Authorization", bearer_pat),
+            (
+                "https://store.blob.core.windows.net/lfs/a7?sv=1",
+                "Authorization",
+                signed,
+            ),
+            // On the proxy, the credential under another name.
+            (
+                "https://dev.azure.com/contoso/p/_git/r.git/info/lfs/objects/a8",
+                "X-Echo",
+                echoed,
+            ),
         ];
         let objects: Vec<serde_json::Value> = actions
             .iter()
             .enumerate()
-            .map(|(i, a)| serde_json::json!({"oid": format!("{i}"), "size": 1, "actions": {"download": a}}))
+            .map(|(i, (href, name, value))| {
+                let actions =
+                    serde_json::json!({"download": {"href": href, "header": {*name: value}}});
+                serde_json::json!({"oid": i.to_string(), "size": 1, "actions": actions})
+            })
             .collect();
         respond(
             200,
@@ -433,6 +460,7 @@ async fn no_action_of_a_hostile_batch_answer_hands_out_the_proxys_credential() {
             && !resp.contains("UPSTREAM-MINTED"),
         "{resp}"
     );
+    assert_eq!(header(7), serde_json::json!({}), "{body}");
     // Storage that signs its own requests keeps its header.
     assert_eq!(
         header(6),
