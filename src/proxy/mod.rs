@@ -346,17 +346,24 @@ impl Inner {
 
         let (mut parts, body) = resp.into_parts();
         self.response_head(&mut parts, &request_url, record);
+        if rewrite == Rewrite::LfsBatch {
+            // Before diagnosis, not after: diagnosis passes what it does
+            // not recognise as it is, and a batch answer must never pass
+            // unrewritten (a 203, or HTML on an `/_apis/` path, would).
+            return Box::pin(self.lfs_batch(parts, body, record.ctx(), upstream, &credential))
+                .await;
+        }
         if diagnose::worth_inspecting(parts.status, &parts.headers, record.ctx().path()) {
             return Box::pin(self.diagnose(parts, body, record.ctx(), upstream, &credential)).await;
         }
         let body = match rewrite {
-            Rewrite::LfsBatch => self.rewrite_lfs_batch(&mut parts, body, upstream).await?,
             Rewrite::Discovery | Rewrite::CargoConfig => {
                 self.rewrite_discovery(&mut parts, body, upstream, rewrite)
                     .await?
             }
             Rewrite::Packages => self.rewrite_packages(&mut parts, body),
-            Rewrite::None => ProxyBody::upstream(None, body),
+            // Batch answers were answered above.
+            Rewrite::LfsBatch | Rewrite::None => ProxyBody::upstream(None, body),
         };
         Ok(Response::from_parts(parts, body))
     }
@@ -489,7 +496,7 @@ impl Inner {
     /// WWW-Authenticate, correlation ids). Anything else passes through.
     async fn diagnose(
         &self,
-        mut parts: Parts,
+        parts: Parts,
         mut body: Incoming,
         ctx: &RequestCtx,
         upstream: &route::Upstream,
@@ -508,14 +515,7 @@ impl Inner {
                 }
             }
         }
-        let Some(mut finding) = diagnose::recognise(
-            parts.status,
-            &parts.headers,
-            &buf,
-            ctx.path(),
-            ctx.organization(),
-            self.identity.caller(credential),
-        ) else {
+        let Some(finding) = self.recognise(&parts, &buf, ctx, credential) else {
             let body = if encoded {
                 ProxyBody::upstream(None, body)
             } else {
@@ -523,8 +523,41 @@ impl Inner {
             };
             return Ok(Response::from_parts(parts, body));
         };
+        Ok(self.explain(finding, parts, ctx, credential))
+    }
+
+    /// The catalog case of an upstream answer whose body is `body` (empty
+    /// when it could not be read), annotated for the identity that sent
+    /// the request; `None` when it is no recognised failure.
+    fn recognise(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        ctx: &RequestCtx,
+        credential: &Credential,
+    ) -> Option<diagnose::Finding> {
+        let mut finding = diagnose::recognise(
+            parts.status,
+            &parts.headers,
+            body,
+            ctx.path(),
+            ctx.organization(),
+            self.identity.caller(credential),
+        )?;
         self.identity
             .annotate(&mut finding, credential, &parts.headers, ctx);
+        Some(finding)
+    }
+
+    /// The readable answer for `finding`, with the upstream's status
+    /// (a success becomes the 401 it means) and headers.
+    fn explain(
+        &self,
+        finding: diagnose::Finding,
+        mut parts: Parts,
+        ctx: &RequestCtx,
+        credential: &Credential,
+    ) -> Response<ProxyBody> {
         self.metrics.upstream.denied(finding.entry.id);
         tracing::info!(
             request_id = %ctx.request_id_str(),
@@ -543,7 +576,7 @@ impl Inner {
         answer.headers = parts.headers;
         // A client sending its own credential keeps the 401 challenge.
         answer.proxy_credential = credential.supplied();
-        Ok(answer.into_response(ctx).map(ProxyBody::full))
+        answer.into_response(ctx).map(ProxyBody::full)
     }
 
     /// Streams a package document with every Azure DevOps URL in it
@@ -566,12 +599,7 @@ impl Inner {
         upstream: &route::Upstream,
         kind: Rewrite,
     ) -> Result<ProxyBody, Error> {
-        let is_json = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
-        if !parts.status.is_success() || !is_json || is_encoded(&parts.headers) {
+        if !parts.status.is_success() || !is_json(&parts.headers) || is_encoded(&parts.headers) {
             return Ok(ProxyBody::upstream(None, body));
         }
         let buf = match read_bounded(&mut body, MAX_DISCOVERY_BYTES, upstream).await? {
@@ -591,48 +619,103 @@ impl Inner {
             .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
         Ok(ProxyBody::full(out))
     }
-}
 
-impl Inner {
     /// A git LFS batch answer with its actions on the proxy and without
-    /// the upstream's `Authorization`; a successful answer that cannot be
-    /// rewritten fails closed (see `lfs`). Error answers carry no actions
-    /// and pass as they are.
-    async fn rewrite_lfs_batch(
+    /// the upstream's or the proxy's `Authorization` (see `lfs`). A
+    /// successful answer is rewritten or refused (502), never passed as
+    /// it is: compressed, over 4 MiB or not JSON, it fails closed. A
+    /// refusal diagnosis recognises (a 203 sign-in, an error) is
+    /// explained in the proxy's own words only. An error answer that is
+    /// JSON is rewritten as well; any other error passes as it is (git-lfs
+    /// takes no action from one).
+    async fn lfs_batch(
         &self,
-        parts: &mut Parts,
+        mut parts: Parts,
         mut body: Incoming,
+        ctx: &RequestCtx,
         upstream: &route::Upstream,
-    ) -> Result<ProxyBody, Error> {
-        if !parts.status.is_success() {
-            return Ok(ProxyBody::upstream(None, body));
-        }
+        credential: &Credential,
+    ) -> Result<Response<ProxyBody>, Error> {
+        let success = parts.status.is_success();
         let refuse = |reason: String| Error::NotRewritable {
             what: "git LFS batch answer",
             reason,
         };
-        if is_encoded(&parts.headers) {
-            return Err(refuse("it arrived compressed".into()));
-        }
-        let buf = match read_bounded(&mut body, MAX_DISCOVERY_BYTES, upstream).await? {
-            Bounded::Whole(b) => b,
-            Bounded::TooLarge(_) => {
-                return Err(refuse(format!(
-                    "it is larger than {} MiB",
-                    MAX_DISCOVERY_BYTES / (1024 * 1024)
-                )));
+        let buf = if is_encoded(&parts.headers) {
+            None
+        } else {
+            match read_bounded(&mut body, MAX_DISCOVERY_BYTES, upstream).await? {
+                Bounded::Whole(b) => Some(b),
+                Bounded::TooLarge(head) if !success => {
+                    return Ok(Response::from_parts(
+                        parts,
+                        ProxyBody::upstream(Some(head), body),
+                    ));
+                }
+                Bounded::TooLarge(_) => {
+                    return Err(refuse(format!(
+                        "it is larger than {} MiB",
+                        MAX_DISCOVERY_BYTES / (1024 * 1024)
+                    )));
+                }
             }
         };
-        let out = match lfs::rewrite_batch(&self.urls, &buf) {
-            lfs::Batch::Rewritten(out) => Bytes::from(out),
-            lfs::Batch::Unchanged => buf,
-            lfs::Batch::NotJson => return Err(refuse("it is not JSON".into())),
+        if diagnose::worth_inspecting(parts.status, &parts.headers, ctx.path())
+            && let Some(mut finding) =
+                self.recognise(&parts, buf.as_deref().unwrap_or_default(), ctx, credential)
+        {
+            // The upstream's JSON object would be quoted in Azure DevOps'
+            // shape, actions and all.
+            finding.original = None;
+            return Ok(self.explain(finding, parts, ctx, credential));
+        }
+        let Some(buf) = buf else {
+            if success {
+                return Err(refuse("it arrived compressed".into()));
+            }
+            return Ok(Response::from_parts(parts, ProxyBody::upstream(None, body)));
         };
+        let out = self
+            .rewritten_batch(&parts, buf, credential)
+            .map_err(refuse)?;
         parts
             .headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
-        Ok(ProxyBody::full(out))
+        Ok(Response::from_parts(parts, ProxyBody::full(out)))
     }
+
+    /// A batch answer's body, read whole, rewritten; why not, for a
+    /// success that cannot be (an error answer that is not JSON stays
+    /// as it is).
+    fn rewritten_batch(
+        &self,
+        parts: &Parts,
+        buf: Bytes,
+        credential: &Credential,
+    ) -> Result<Bytes, String> {
+        let success = parts.status.is_success();
+        if success && !is_json(&parts.headers) {
+            // Whatever its body parses as, a client would read it as
+            // its type says.
+            return Err("its Content-Type is not JSON".into());
+        }
+        Ok(
+            match lfs::rewrite_batch(&self.urls, &buf, credential.header()) {
+                lfs::Batch::Rewritten(out) => Bytes::from(out),
+                lfs::Batch::Unchanged => buf,
+                lfs::Batch::NotJson if success => return Err("it is not JSON".into()),
+                lfs::Batch::NotJson => buf,
+            },
+        )
+    }
+}
+
+/// Whether an answer's `Content-Type` is a JSON one.
+fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"))
 }
 
 /// Method, URI and headers of a prepared upstream request, to send again.

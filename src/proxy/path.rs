@@ -11,6 +11,12 @@
 //! What passes is forwarded byte for byte: it contains no dot segment,
 //! so no front end can move it out of the organization it names.
 //!
+//! One path more is refused for what it could be read as: git LFS's batch
+//! call, whose answer must be rewritten (see `lfs`), written so that the
+//! proxy does not recognise it but the front end may route it there (a
+//! `;` parameter, trailing dots or spaces, which Windows trims from a
+//! segment, or an empty segment among its last ones).
+//!
 //! An encoded `/` (`%2F`) is kept where it carries data (npm asks for
 //! scoped packages as `@scope%2Fname`) but refused in the segment that
 //! decides the route (the organization, or the `/.hosts/` name).
@@ -38,6 +44,9 @@ pub enum PathRefusal {
     BadCharacters,
     /// An encoded `/` in the organization or `/.hosts/` name segment.
     EncodedSeparator,
+    /// git LFS's batch call in a spelling the front end may route as it
+    /// but the proxy would not rewrite (`batch.`, `batch;x`).
+    DisguisedLfsBatch,
 }
 
 // === impl PathRefusal ===
@@ -59,6 +68,11 @@ impl PathRefusal {
             Self::BadCharacters => {
                 "once percent-decoded it is not UTF-8 text or contains control characters"
             }
+            Self::DisguisedLfsBatch => {
+                "it names git LFS's batch call with a \";\" parameter, trailing dots or spaces \
+                 or an empty segment, which Azure DevOps may still route to that call; send \
+                 .../info/lfs/objects/batch as it is"
+            }
             Self::EncodedSeparator => {
                 "its first segment (the organization, or the /.hosts/ name) contains an encoded \
                  / (%2F)"
@@ -78,7 +92,7 @@ pub fn check(path: &str) -> Result<Cow<'_, str>, PathRefusal> {
     let bytes = path.as_bytes();
     let escaped = bytes.contains(&b'%');
     if !escaped && !bytes.contains(&b'\\') && !bytes.contains(&b'.') {
-        return Ok(Cow::Borrowed(path));
+        return refuse_disguised_lfs_batch(Cow::Borrowed(path));
     }
     let text: Cow<'_, str> = if escaped {
         let decoded = decode_fully(path.as_bytes())?;
@@ -87,7 +101,52 @@ pub fn check(path: &str) -> Result<Cow<'_, str>, PathRefusal> {
         Cow::Borrowed(path)
     };
     scan(&text)?;
-    Ok(text)
+    refuse_disguised_lfs_batch(text)
+}
+
+/// git LFS's batch call, by segment.
+const LFS_BATCH: [&str; 4] = ["info", "lfs", "objects", "batch"];
+
+/// Whether `seen` (a path as the front end reads it) ends in git LFS's
+/// batch call as the proxy recognises it: any case, trailing slashes.
+pub fn names_lfs_batch(seen: &str) -> bool {
+    let mut segments = seen.trim_end_matches('/').rsplit('/');
+    LFS_BATCH.iter().rev().all(|want| {
+        segments
+            .next()
+            .is_some_and(|s| s.eq_ignore_ascii_case(want))
+    }) && segments.next().is_some()
+}
+
+/// `seen`, unless a front end that drops `;` parameters, trailing dots
+/// and spaces, and empty segments would read it as the batch call while
+/// [`names_lfs_batch`] does not.
+fn refuse_disguised_lfs_batch(seen: Cow<'_, str>) -> Result<Cow<'_, str>, PathRefusal> {
+    // Runs for every request: a path without "lfs" is not the call.
+    if !seen
+        .as_bytes()
+        .windows(3)
+        .any(|w| w.eq_ignore_ascii_case(b"lfs"))
+    {
+        return Ok(seen);
+    }
+    let mut lenient = seen
+        .rsplit('/')
+        .map(|s| {
+            s.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches(['.', ' '])
+        })
+        .filter(|s| !s.is_empty());
+    let read_as_batch = LFS_BATCH
+        .iter()
+        .rev()
+        .all(|want| lenient.next().is_some_and(|s| s.eq_ignore_ascii_case(want)));
+    if read_as_batch && !names_lfs_batch(&seen) {
+        return Err(PathRefusal::DisguisedLfsBatch);
+    }
+    Ok(seen)
 }
 
 /// Refuses control characters, backslashes and dot segments in a decoded
@@ -262,6 +321,38 @@ mod tests {
         ] {
             assert_eq!(refused(path), Some(why), "{path}");
         }
+    }
+
+    #[test]
+    fn the_lfs_batch_call_in_disguise_is_refused() {
+        for path in [
+            "/o/p/_git/r.git/info/lfs/objects/batch.",
+            "/o/p/_git/r.git/info/lfs/objects/batch%2e",
+            "/o/p/_git/r.git/info/lfs/objects/batch%20",
+            "/o/p/_git/r/info/lfs/objects/batch;x",
+            "/o/p/_git/r/info/lfs/objects/BATCH;x/",
+            "/o/p/_git/r/info/lfs/objects;x/batch",
+            "/o/p/_git/r/info/LFS./objects/batch",
+            "/o/p/_git/r/info/lfs/objects//batch",
+        ] {
+            assert_eq!(
+                refused(path),
+                Some(PathRefusal::DisguisedLfsBatch),
+                "{path}"
+            );
+        }
+        for path in [
+            "/o/p/_git/r.git/info/lfs/objects/batch",
+            "/o/p/_git/r/info/lfs/objects/Batch/",
+            "/o/p/_git/r/info/lfs/objects/batchx",
+            "/o/p/_git/r/info/lfs/objects/x.batch.",
+            "/o/p/_git/r/info/lfs/locks;x",
+            "/o/_apis/x;y",
+        ] {
+            assert_eq!(refused(path), None, "{path}");
+        }
+        assert!(names_lfs_batch("/o/p/_git/r/info/lfs/objects/batch//"));
+        assert!(!names_lfs_batch("info/lfs/objects/batch"));
     }
 
     #[test]

@@ -29,12 +29,13 @@ pub(super) enum Rewrite {
 impl Rewrite {
     /// What a `method` request to `path` may need. A HEAD answer has no
     /// body to rewrite, and its Content-Length describes the GET body, so
-    /// it passes untouched.
+    /// it passes untouched. A batch call wins over every other reading:
+    /// only its rewrite removes the actions' `Authorization`.
     pub(super) fn of(method: &Method, path: &str, headers: &http::HeaderMap) -> Self {
-        if *method != Method::HEAD && is_discovery_path(path) {
-            Self::Discovery
-        } else if lfs::is_batch(method, path, headers) {
+        if lfs::is_batch(method, path, headers) {
             Self::LfsBatch
+        } else if *method != Method::HEAD && is_discovery_path(path) {
+            Self::Discovery
         } else if packages::is_cargo_config(method, path) {
             Self::CargoConfig
         } else if packages::is_package_request(method, path) {
@@ -82,4 +83,53 @@ pub(super) fn is_encoded(headers: &http::HeaderMap) -> bool {
     headers
         .get(header::CONTENT_ENCODING)
         .is_some_and(|v| v.as_bytes() != b"identity")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_call_is_one_on_any_path() {
+        let mut lfs = http::HeaderMap::new();
+        lfs.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/vnd.git-lfs+json"),
+        );
+        let none = http::HeaderMap::new();
+        for (method, path, headers, want) in [
+            (
+                Method::POST,
+                "/o/_apis/resourceAreas",
+                &lfs,
+                Rewrite::LfsBatch,
+            ),
+            (
+                Method::POST,
+                "/o/_apis/connectionData",
+                &lfs,
+                Rewrite::LfsBatch,
+            ),
+            (
+                Method::GET,
+                "/o/_apis/resourceAreas",
+                &none,
+                Rewrite::Discovery,
+            ),
+            (
+                Method::POST,
+                "/o/p/_git/r.git/info/lfs/objects/batch",
+                &none,
+                Rewrite::LfsBatch,
+            ),
+            (
+                Method::GET,
+                "/o/_packaging/f/npm/registry/x",
+                &none,
+                Rewrite::Packages,
+            ),
+        ] {
+            assert_eq!(Rewrite::of(&method, path, headers), want, "{method} {path}");
+        }
+    }
 }

@@ -103,6 +103,17 @@ impl UrlMap {
         })
     }
 
+    /// Whether `url`'s host is a configured upstream's, on any scheme or
+    /// port.
+    pub fn is_upstream_host(&self, url: &Url) -> bool {
+        url.host_str().is_some_and(|host| {
+            self.bases.iter().any(|(_, base)| {
+                base.host_str()
+                    .is_some_and(|b| b.eq_ignore_ascii_case(host))
+            })
+        })
+    }
+
     fn canonical(&self, url: &Url) -> Option<(String, String)> {
         let host = url.host_str()?.to_ascii_lowercase();
         let path = url.path().to_string();

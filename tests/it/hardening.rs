@@ -5,23 +5,11 @@
 use std::time::Duration;
 
 use crate::support::upstream::{FakeUpstream, respond};
-use crate::support::{self, raw_http};
+use crate::support::{self, pat_proxy, raw_http, status_of};
 
-/// A PAT-mode proxy (the credential an attacker wants) with an
-/// organization allowlist.
-async fn pat_proxy(
-    up: &FakeUpstream,
-    edit: impl FnOnce(&mut ado_auth_proxy::config::Config),
-) -> (ado_auth_proxy::app::Running, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let pat = dir.path().join("pat");
-    std::fs::write(&pat, "the-proxy-pat-0123456789\n").unwrap();
-    let mut c = support::config(&up.url());
-    c.auth.mode = ado_auth_proxy::config::AuthMode::Pat;
-    c.auth.pat_file = Some(pat);
+/// The organization allowlist these attacks try to leave.
+fn contoso_only(c: &mut ado_auth_proxy::config::Config) {
     c.upstream.allowed_organizations = vec!["contoso".into()];
-    edit(&mut c);
-    (support::start(c).await, dir)
 }
 
 /// `GET path` over a raw socket with `Host: localhost`, `headers` (each
@@ -34,17 +22,10 @@ async fn raw_get(addr: std::net::SocketAddr, path: &str, headers: &str) -> Strin
     .await
 }
 
-fn status_of(resp: &str) -> u16 {
-    resp.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {resp:?}"))
-}
-
 #[tokio::test]
 async fn dot_segments_and_encoded_separators_never_leave_the_organization() {
     let up = FakeUpstream::recording(|_| respond(200, &[], "{}")).await;
-    let (proxy, _dir) = pat_proxy(&up, |_| {}).await;
+    let (proxy, _dir) = pat_proxy(&up, contoso_only).await;
     for path in [
         "/contoso/../fabrikam/_apis/projects",
         "/contoso/%2e%2e/fabrikam/_apis/projects",
@@ -101,6 +82,7 @@ async fn dot_segments_and_encoded_separators_never_leave_the_organization() {
 async fn rebound_names_and_cross_site_pages_do_not_get_the_credential() {
     let up = FakeUpstream::recording(|_| respond(200, &[], "{}")).await;
     let (proxy, _dir) = pat_proxy(&up, |c| {
+        contoso_only(c);
         c.listen.allowed_hosts = vec!["ado-proxy.tools.svc:8080".into()];
     })
     .await;
@@ -180,13 +162,14 @@ async fn only_configured_cookies_reach_azure_devops() {
     let up = FakeUpstream::recording(|_| respond(200, &[], "{}")).await;
     let cookie_header = "Cookie: other_app=s3cret; ado_proxy_session=abc; lang=fran\u{e7}ais\r\n\
                          Cookie: keep_me=1\r\n";
-    let (proxy, _dir) = pat_proxy(&up, |_| {}).await;
+    let (proxy, _dir) = pat_proxy(&up, contoso_only).await;
     let resp = raw_get(proxy.proxy_addr, "/contoso/_apis/projects", cookie_header).await;
     assert_eq!(status_of(&resp), 200, "{resp}");
     assert!(up.single().headers.get("cookie").is_none());
 
     let up = FakeUpstream::recording(|_| respond(200, &[], "{}")).await;
     let (proxy, _dir) = pat_proxy(&up, |c| {
+        contoso_only(c);
         c.upstream.forward_cookies = vec!["keep_me".into(), "lang".into()];
     })
     .await;
@@ -698,7 +681,7 @@ async fn html_that_a_rest_call_asked_for_passes_through() {
         }
     })
     .await;
-    let (proxy, _dir) = pat_proxy(&up, |_| {}).await;
+    let (proxy, _dir) = pat_proxy(&up, contoso_only).await;
     let http = support::client();
     let resp = http
         .get(format!(
@@ -817,7 +800,7 @@ async fn a_slow_response_is_not_idle() {
 #[tokio::test]
 async fn ambiguous_request_framing_never_reaches_the_upstream_ambiguous() {
     let up = FakeUpstream::recording(|_| respond(200, &[], "ok")).await;
-    let (proxy, _dir) = pat_proxy(&up, |_| {}).await;
+    let (proxy, _dir) = pat_proxy(&up, contoso_only).await;
     let send = |framing: &'static str| {
         let addr = proxy.proxy_addr;
         async move {

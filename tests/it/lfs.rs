@@ -271,3 +271,246 @@ async fn git_lfs_pushes_clones_and_locks_through_the_proxy() {
         "{batch}"
     );
 }
+
+/// A batch answer of `objects` objects, each with an Azure DevOps href
+/// and the upstream's token in its `Authorization`.
+pub(crate) fn lfs_batch(base: &str, objects: usize) -> String {
+    let one = |i: usize| {
+        format!(
+            r#"{{"oid":"{i:064x}","size":3,"actions":{{"download":{{"href":"{base}/contoso/p/_git/r.git/info/lfs/objects/{i:064x}","header":{{"Authorization":"Basic UPSTREAM-SECRET-TOKEN"}}}}}}}}"#
+        )
+    };
+    let list: Vec<String> = (0..objects).map(one).collect();
+    format!(r#"{{"transfer":"basic","objects":[{}]}}"#, list.join(","))
+}
+
+/// A raw `POST path` with `content_type` and an empty JSON body, as
+/// git-lfs sends its batch call but with no library to clean the path.
+async fn raw_post(addr: std::net::SocketAddr, path: &str, content_type: &str) -> String {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\n\
+         Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    support::raw_http(addr, &request).await
+}
+
+/// The base URL of `up` for hrefs, set once the fake listens.
+type Base = Arc<std::sync::OnceLock<String>>;
+
+#[tokio::test]
+async fn a_batch_answer_is_rewritten_or_refused_whatever_diagnosis_makes_of_it() {
+    // Answers that diagnosis inspects: a 2xx HTML answer on an `/_apis/`
+    // path (read as a batch by its media type), a 203 larger than
+    // diagnosis reads, and a refusal it quotes; and a batch answer on a
+    // discovery path.
+    let base: Base = Arc::default();
+    let b = base.clone();
+    let up = FakeUpstream::recording(move |r| {
+        let base = b.get().unwrap();
+        if r.uri.contains("html=1") {
+            respond(200, &[("content-type", "text/html")], lfs_batch(base, 2))
+        } else if r.uri.contains("resourceAreas") {
+            respond(
+                200,
+                &[("content-type", "application/json")],
+                lfs_batch(base, 2),
+            )
+        } else if r.uri.contains("refused=1") {
+            let mut v: serde_json::Value = serde_json::from_str(&lfs_batch(base, 2)).unwrap();
+            v["message"] =
+                "TF400813: The user 'x' is not authorized to access this resource.".into();
+            respond(403, &[("content-type", "application/json")], v.to_string())
+        } else {
+            respond(
+                203,
+                &[("content-type", "application/vnd.git-lfs+json")],
+                lfs_batch(base, 1_000),
+            )
+        }
+    })
+    .await;
+    base.set(up.url()).unwrap();
+    let (proxy, _dir) = support::pat_proxy(&up, |_| {}).await;
+
+    let resp = raw_post(
+        proxy.proxy_addr,
+        "/contoso/_apis/lfs/objects/batch?html=1",
+        "application/vnd.git-lfs+json",
+    )
+    .await;
+    assert!(!resp.contains("UPSTREAM-SECRET-TOKEN"), "{resp}");
+    assert_eq!(support::status_of(&resp), 502, "{resp}");
+    assert!(resp.contains("answer-not-rewritable"), "{resp}");
+
+    let resp = raw_post(
+        proxy.proxy_addr,
+        "/contoso/p/_git/r.git/info/lfs/objects/batch",
+        "application/vnd.git-lfs+json",
+    )
+    .await;
+    assert!(
+        !resp.contains("UPSTREAM-SECRET-TOKEN"),
+        "{}",
+        &resp[..resp.len().min(600)]
+    );
+    // The 203 is the sign-in refusal it is, in the proxy's words.
+    assert_eq!(support::status_of(&resp), 401, "{resp}");
+
+    // A discovery path is no exception to the media type.
+    let resp = raw_post(
+        proxy.proxy_addr,
+        "/contoso/_apis/resourceAreas",
+        "application/vnd.git-lfs+json",
+    )
+    .await;
+    assert_eq!(support::status_of(&resp), 200, "{resp}");
+    assert!(!resp.contains("UPSTREAM-SECRET-TOKEN"), "{resp}");
+
+    // A refusal in Azure DevOps' JSON shape quotes the upstream's object:
+    // not a batch answer's.
+    let resp = raw_post(
+        proxy.proxy_addr,
+        "/contoso/p/_git/r.git/info/lfs/objects/batch?refused=1",
+        "application/vnd.git-lfs+json",
+    )
+    .await;
+    assert_eq!(support::status_of(&resp), 403, "{resp}");
+    assert!(resp.contains("TF400813"), "{resp}");
+    assert!(!resp.contains("UPSTREAM-SECRET-TOKEN"), "{resp}");
+}
+
+#[tokio::test]
+async fn no_action_of_a_hostile_batch_answer_hands_out_the_proxys_credential() {
+    // The upstream echoes the credential it received into actions on
+    // Azure DevOps hosts the proxy does not route and on a foreign host,
+    // mints a token for another, and signs a storage request its own way.
+    let up = FakeUpstream::recording(|r| {
+        let echoed = r.headers["authorization"].to_str().unwrap();
+        let minted = "Bearer UPSTREAM-MINTED";
+        let bearer_pat = "Bearer the-proxy-pat-0123456789";
+        let signed = "SharedKey store:THIRD-PARTY-SIGNATURE";
+        let actions = [
+            (
+                "https://contoso.vsblob.visualstudio.com/_apis/lfs/a1",
+                "Authorization",
+                echoed,
+            ),
+            (
+                "https://contoso.unknown.visualstudio.com/lfs/a2",
+                "Authorization",
+                minted,
+            ),
+            (
+                "https://unrouted.dev.azure.com/contoso/lfs/a3",
+                "Authorization",
+                minted,
+            ),
+            ("https://lfs.azure.com/contoso/a4", "Authorization", minted),
+            ("https://evil.example/a5", "Authorization", echoed),
+            ("https://evil.example/a6", "Authorization", bearer_pat),
+            (
+                "https://store.blob.core.windows.net/lfs/a7?sv=1",
+                "Authorization",
+                signed,
+            ),
+            // On the proxy, the credential under another name.
+            (
+                "https://dev.azure.com/contoso/p/_git/r.git/info/lfs/objects/a8",
+                "X-Echo",
+                echoed,
+            ),
+        ];
+        let objects: Vec<serde_json::Value> = actions
+            .iter()
+            .enumerate()
+            .map(|(i, (href, name, value))| {
+                let actions =
+                    serde_json::json!({"download": {"href": href, "header": {*name: value}}});
+                serde_json::json!({"oid": i.to_string(), "size": 1, "actions": actions})
+            })
+            .collect();
+        respond(
+            200,
+            &[("content-type", "application/vnd.git-lfs+json")],
+            serde_json::json!({"transfer": "basic", "objects": objects}).to_string(),
+        )
+    })
+    .await;
+    let (proxy, _dir) = support::pat_proxy(&up, |_| {}).await;
+    let resp = raw_post(
+        proxy.proxy_addr,
+        "/contoso/p/_git/r.git/info/lfs/objects/batch",
+        "application/vnd.git-lfs+json",
+    )
+    .await;
+    assert_eq!(support::status_of(&resp), 200, "{resp}");
+    let sent = up.single().headers["authorization"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body: serde_json::Value =
+        serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let header = |i: usize| body["objects"][i]["actions"]["download"]["header"].clone();
+    for i in 0..6 {
+        assert_eq!(header(i), serde_json::json!({}), "action {i}: {body}");
+    }
+    assert!(
+        !resp.contains(&sent)
+            && !resp.contains("the-proxy-pat")
+            && !resp.contains("UPSTREAM-MINTED"),
+        "{resp}"
+    );
+    assert_eq!(header(7), serde_json::json!({}), "{body}");
+    // Storage that signs its own requests keeps its header.
+    assert_eq!(
+        header(6),
+        serde_json::json!({"Authorization": "SharedKey store:THIRD-PARTY-SIGNATURE"})
+    );
+}
+
+#[tokio::test]
+async fn spellings_the_front_end_may_route_to_the_batch_call_are_refused() {
+    let base: Base = Arc::default();
+    let b = base.clone();
+    let up = FakeUpstream::recording(move |_| {
+        respond(
+            200,
+            &[("content-type", "application/json")],
+            lfs_batch(b.get().unwrap(), 2),
+        )
+    })
+    .await;
+    base.set(up.url()).unwrap();
+    let (proxy, _dir) = support::pat_proxy(&up, |_| {}).await;
+    for path in [
+        "/contoso/p/_git/r.git/info/lfs/objects/batch.",
+        "/contoso/p/_git/r.git/info/lfs/objects/batch..",
+        "/contoso/p/_git/r.git/info/lfs/objects/batch%2E",
+        "/contoso/p/_git/r.git/info/lfs/objects/batch%20",
+        "/contoso/p/_git/r.git/info/lfs/objects/batch.%20.",
+        "/contoso/p/_git/r.git/info/lfs/objects/batch;x",
+        "/contoso/p/_git/r/info/lfs/objects/batch;x",
+        "/contoso/p/_git/r.git/info/lfs/objects/batch;x/",
+        "/contoso/p/_git/r.git/info/lfs/objects/batch%3Bx",
+        "/contoso/p/_git/r.git/info/lfs/objects;x/batch",
+        "/contoso/p/_git/r.git/info/lfs./objects/batch",
+        "/contoso/p/_git/r/info/lfs/objects//batch",
+    ] {
+        let resp = raw_post(proxy.proxy_addr, path, "application/json").await;
+        assert!(!resp.contains("UPSTREAM-SECRET-TOKEN"), "{path}: {resp}");
+        assert_eq!(support::status_of(&resp), 400, "{path}: {resp}");
+    }
+    assert!(up.requests().is_empty(), "{:?}", up.requests());
+    // The call itself, and paths that only look alike, still pass.
+    for path in [
+        "/contoso/p/_git/r.git/info/lfs/objects/batch",
+        "/contoso/p/_git/r.git/info/lfs/objects/batch/",
+        "/contoso/p/_git/r.git/info/lfs/objects/batchx",
+        "/contoso/p/_git/r.git/info/lfs/objects/x.batch.",
+        "/contoso/_apis/x;y",
+        "/contoso/_apis/v1.",
+    ] {
+        let resp = raw_post(proxy.proxy_addr, path, "application/json").await;
+        assert_eq!(support::status_of(&resp), 200, "{path}: {resp}");
+    }
+}

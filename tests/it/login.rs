@@ -668,6 +668,59 @@ async fn parallel_sign_ins_in_two_tabs_both_complete() {
     assert_eq!(resp.headers()["location"], "/first");
 }
 
+/// Rotation through the binary: Entra refuses the secret of the first
+/// slot (AADSTS7000215), and eight sign-ins redeem their codes at once.
+/// Each gets through on the second slot, and the shared slot stays
+/// there: the next sign-in presents the second at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sign_ins_meeting_a_refused_secret_all_pass_on_the_other_slot() {
+    use crate::support::fake_idp::{self, CLIENT_SECRET, Setup};
+    let secrets = tempfile::tempdir().unwrap();
+    let (current, next) = (secrets.path().join("current"), secrets.path().join("next"));
+    std::fs::write(&current, "an-expired-client-secret").unwrap();
+    std::fs::write(&next, CLIENT_SECRET).unwrap();
+    let s = Setup::start(Duration::from_secs(3600), move |c, _| {
+        c.auth.client_secret = None;
+        c.auth.client_secret_file = Some(current);
+        c.auth.client_secret_next_file = Some(next);
+    })
+    .await;
+    // Eight browsers at the callback step, redeeming together.
+    let mut pending = Vec::new();
+    for _ in 0..8 {
+        let b = Browser::new();
+        let login = b.navigate(&format!("{}/.auth/login", s.url)).await;
+        assert_eq!(login.status(), 302);
+        let authorize = login.headers()["location"].to_str().unwrap().to_string();
+        let approved = b.navigate(&authorize).await;
+        assert_eq!(approved.status(), 302);
+        let callback = approved.headers()["location"].to_str().unwrap().to_string();
+        pending.push((b, callback));
+    }
+    let callbacks = pending.into_iter().map(|(b, callback)| {
+        tokio::spawn(async move {
+            let resp = b.navigate(&callback).await;
+            let session = fake_idp::set_cookie(&resp, "ado_proxy_session");
+            (resp.status(), session)
+        })
+    });
+    for done in futures_util::future::join_all(callbacks).await {
+        let (status, session) = done.unwrap();
+        assert_eq!(status, 302, "signed in");
+        assert!(session.is_some(), "with a session");
+    }
+    let redeemed = s.idp.calls("authorization_code");
+    // Each call presented the first slot at most once.
+    assert!((9..=16).contains(&redeemed), "{redeemed} code redemptions");
+    let (_, resp) = s.sign_in().await;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(
+        s.idp.calls("authorization_code"),
+        redeemed + 1,
+        "the next sign-in presents the second slot at once"
+    );
+}
+
 #[tokio::test]
 async fn a_provider_error_on_the_callback_gets_a_readable_escaped_page() {
     let s = setup().await;

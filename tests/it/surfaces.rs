@@ -12,30 +12,9 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
+use crate::lfs::lfs_batch;
 use crate::support::upstream::{FakeUpstream, full, respond};
-use crate::support::{self, raw_http};
-
-/// A PAT-mode proxy (the credential an attacker wants).
-async fn pat_proxy(
-    up: &FakeUpstream,
-    edit: impl FnOnce(&mut ado_auth_proxy::config::Config),
-) -> (ado_auth_proxy::app::Running, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let pat = dir.path().join("pat");
-    std::fs::write(&pat, "the-proxy-pat-0123456789\n").unwrap();
-    let mut c = support::config(&up.url());
-    c.auth.mode = ado_auth_proxy::config::AuthMode::Pat;
-    c.auth.pat_file = Some(pat);
-    edit(&mut c);
-    (support::start(c).await, dir)
-}
-
-fn status_of(resp: &str) -> u16 {
-    resp.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {resp:?}"))
-}
+use crate::support::{self, pat_proxy, raw_http, status_of};
 
 /// The value of header `name` in a raw response (first one).
 fn header_of<'a>(resp: &'a str, name: &str) -> Option<&'a str> {
@@ -613,18 +592,6 @@ async fn one_http2_connection_holds_at_most_max_concurrent_streams_upstream() {
     }
     assert!(ok >= 8, "{ok}");
     assert_eq!(held.peak.load(Ordering::SeqCst), 8);
-}
-
-/// A batch answer of `objects` objects, each with an Azure DevOps href
-/// and the upstream's token in its `Authorization`.
-fn lfs_batch(base: &str, objects: usize) -> String {
-    let one = |i: usize| {
-        format!(
-            r#"{{"oid":"{i:064x}","size":3,"actions":{{"download":{{"href":"{base}/contoso/p/_git/r.git/info/lfs/objects/{i:064x}","header":{{"Authorization":"Basic UPSTREAM-SECRET-TOKEN"}}}}}}}}"#
-        )
-    };
-    let list: Vec<String> = (0..objects).map(one).collect();
-    format!(r#"{{"transfer":"basic","objects":[{}]}}"#, list.join(","))
 }
 
 #[tokio::test]

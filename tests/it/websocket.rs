@@ -363,54 +363,67 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
     )
 }
 
-#[tokio::test]
-async fn a_tunnel_ends_when_its_proxy_token_is_revoked() {
+/// Mode `user` in front of `server`, with the fake Entra it signs in at.
+async fn user_proxy(server: &WsServer) -> (crate::support::fake_idp::FakeIdp, Running) {
     use crate::support::fake_idp::{self, FakeIdp};
-    let server = WsServer::start().await;
     let idp = FakeIdp::start(Duration::from_secs(3600)).await;
     let c = fake_idp::entra_config(&server.url(), &idp);
     let p = support::start_with(c, idp.clock()).await;
+    (idp, p)
+}
+
+/// A SignalR tunnel through `addr` opened with `credential` (header
+/// lines), shown to echo.
+async fn open_tunnel(addr: std::net::SocketAddr, credential: &str) -> TcpStream {
+    let (mut s, head) = open_raw(addr, &handshake(SIGNALR, credential)).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s.write_all(&text_frame("alive")).await.unwrap();
+    read_echo(&mut s, "alive").await;
+    s
+}
+
+/// The tunnels that ended because their credential did.
+async fn ended_with_their_credential(p: &Running) -> f64 {
+    let m = metrics(p.admin_addr).await;
+    support::metric_value(
+        &m,
+        "ado_proxy_tunnels_ended_total{reason=\"credential_ended\"}",
+    )
+}
+
+#[tokio::test]
+async fn a_tunnel_ends_when_its_proxy_token_is_revoked() {
+    use crate::support::fake_idp;
+    let server = WsServer::start().await;
+    let (_idp, p) = user_proxy(&server).await;
     let base = format!("http://{}", p.proxy_addr);
     let b = crate::support::oidc::Browser::new();
     assert_eq!(fake_idp::sign_in(&b, &base, None).await.status(), 302);
-    let made: serde_json::Value = b
-        .http
-        .post(format!("{base}/.auth/tokens"))
-        .json(&serde_json::json!({"name": "ws", "expires_in_days": 7}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = made["token"].as_str().unwrap();
-    let open = |auth: String| {
-        let addr = p.proxy_addr;
+    let make_token = |name: &'static str| {
+        let (http, url) = (b.http.clone(), format!("{base}/.auth/tokens"));
         async move {
-            let (mut s, head) = open_raw(addr, &handshake(SIGNALR, &auth)).await;
-            assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-            s.write_all(&text_frame("alive")).await.unwrap();
-            read_echo(&mut s, "alive").await;
-            s
+            let made: serde_json::Value = http
+                .post(url)
+                .json(&serde_json::json!({"name": name, "expires_in_days": 7}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            made
         }
     };
+    let bearer = |made: &serde_json::Value| {
+        format!(
+            "Authorization: Bearer {}\r\n",
+            made["token"].as_str().unwrap()
+        )
+    };
     // A tunnel of the token, and one of another token that stays.
-    let mut revoked = open(format!("Authorization: Bearer {token}\r\n")).await;
-    let other: serde_json::Value = b
-        .http
-        .post(format!("{base}/.auth/tokens"))
-        .json(&serde_json::json!({"name": "kept", "expires_in_days": 7}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut kept = open(format!(
-        "Authorization: Bearer {}\r\n",
-        other["token"].as_str().unwrap()
-    ))
-    .await;
+    let made = make_token("ws").await;
+    let mut revoked = open_tunnel(p.proxy_addr, &bearer(&made)).await;
+    let mut kept = open_tunnel(p.proxy_addr, &bearer(&make_token("kept").await)).await;
     let del = b
         .http
         .delete(format!(
@@ -427,12 +440,47 @@ async fn a_tunnel_ends_when_its_proxy_token_is_revoked() {
     );
     kept.write_all(&text_frame("still")).await.unwrap();
     read_echo(&mut kept, "still").await;
-    let m = metrics(p.admin_addr).await;
-    assert_eq!(
-        support::metric_value(
-            &m,
-            "ado_proxy_tunnels_ended_total{reason=\"credential_ended\"}"
-        ),
-        1.0
+    assert_eq!(ended_with_their_credential(&p).await, 1.0);
+}
+
+#[tokio::test]
+async fn a_tunnel_ends_when_its_session_signs_out() {
+    use crate::support::fake_idp::{self, set_cookie};
+    let server = WsServer::start().await;
+    let (_idp, p) = user_proxy(&server).await;
+    let base = format!("http://{}", p.proxy_addr);
+    // Two sessions (two browsers), each with a tunnel its cookie opened.
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let b = crate::support::oidc::Browser::new();
+        let resp = fake_idp::sign_in(&b, &base, None).await;
+        assert_eq!(resp.status(), 302);
+        let cookie = set_cookie(&resp, "ado_proxy_session").expect("a session cookie");
+        let tunnel = open_tunnel(
+            p.proxy_addr,
+            &format!("Origin: {base}\r\nCookie: ado_proxy_session={cookie}\r\n"),
+        )
+        .await;
+        sessions.push((b, tunnel));
+    }
+    let (signed_out, mut ended) = sessions.remove(0);
+    let (_, mut kept) = sessions.remove(0);
+    let resp = signed_out
+        .http
+        .post(format!("{base}/.auth/logout"))
+        .header("origin", &base)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.status().is_redirection() || resp.status().is_success(),
+        "{resp:?}"
     );
+    assert!(
+        closed_within(&mut ended, Duration::from_secs(10)).await,
+        "the signed-out session's tunnel is closed"
+    );
+    kept.write_all(&text_frame("still")).await.unwrap();
+    read_echo(&mut kept, "still").await;
+    assert_eq!(ended_with_their_credential(&p).await, 1.0);
 }

@@ -140,6 +140,31 @@ pub async fn raw_http(addr: SocketAddr, request: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A proxy in mode `pat` (the credential an attacker wants, read from a
+/// PAT file in the returned directory) in front of `up`, changed by
+/// `edit` before it starts.
+pub async fn pat_proxy(
+    up: &upstream::FakeUpstream,
+    edit: impl FnOnce(&mut Config),
+) -> (Running, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let pat = dir.path().join("pat");
+    std::fs::write(&pat, "the-proxy-pat-0123456789\n").unwrap();
+    let mut c = config(&up.url());
+    c.auth.mode = ado_auth_proxy::config::AuthMode::Pat;
+    c.auth.pat_file = Some(pat);
+    edit(&mut c);
+    (start(c).await, dir)
+}
+
+/// The status code of a raw HTTP/1.1 response.
+pub fn status_of(resp: &str) -> u16 {
+    resp.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {resp:?}"))
+}
+
 /// The body of `GET /metrics` on the admin listener.
 pub async fn metrics(admin: SocketAddr) -> String {
     client()
