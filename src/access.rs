@@ -26,7 +26,7 @@ pub struct AccessRecord {
     activity_id: Option<String>,
     /// The request's place in `listen.max_requests`, kept until its
     /// response ends.
-    permit: Option<crate::budget::Permit>,
+    permit: Option<std::sync::Arc<crate::budget::Permit>>,
 }
 
 // === impl AccessRecord ===
@@ -47,9 +47,17 @@ impl AccessRecord {
         }
     }
 
-    /// Keeps the request's place in the budget until its response ends.
+    /// Keeps the request's place in the budget until its response ends
+    /// (and, through [`permit`](Self::permit), its upload).
     pub fn hold(&mut self, permit: crate::budget::Permit) {
-        self.permit = Some(permit);
+        self.permit = Some(std::sync::Arc::new(permit));
+    }
+
+    /// The request's place in the budget, to be held by its upload too:
+    /// an upstream socket busy with a body that never ends counts against
+    /// `listen.max_requests` after the answer is gone.
+    pub fn permit(&self) -> Option<std::sync::Arc<crate::budget::Permit>> {
+        self.permit.clone()
     }
 
     /// The request's context.

@@ -40,6 +40,8 @@ pub struct ProxyBody {
 pub struct CountedBody {
     inner: Option<Incoming>,
     metrics: Arc<Metrics>,
+    /// The request's place in the budget, until the upload is done.
+    permit: Option<Arc<crate::budget::Permit>>,
 }
 
 // === impl ProxyBody ===
@@ -208,7 +210,13 @@ impl CountedBody {
         Self {
             inner: Some(inner),
             metrics,
+            permit: None,
         }
+    }
+
+    /// Holds the request's place in the budget while the body is sent.
+    pub fn hold(&mut self, permit: Option<Arc<crate::budget::Permit>>) {
+        self.permit = permit;
     }
 
     /// No body (a retried request that had none).
@@ -216,6 +224,7 @@ impl CountedBody {
         Self {
             inner: None,
             metrics,
+            permit: None,
         }
     }
 }
@@ -233,13 +242,18 @@ impl Body for CountedBody {
             return Poll::Ready(None);
         };
         let polled = Pin::new(inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            this.metrics
-                .requests
-                .request_bytes
-                .inc_by(data.len() as u64);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.metrics
+                        .requests
+                        .request_bytes
+                        .inc_by(data.len() as u64);
+                }
+            }
+            // Sent whole (or broken off): the place goes back now.
+            Poll::Ready(None | Some(Err(_))) => this.permit = None,
+            Poll::Pending => {}
         }
         polled
     }

@@ -74,7 +74,7 @@ impl Login {
                     ),
                 ))
             }
-            "/.auth/logout" => Ok(self.logout(&req, ctx).await),
+            "/.auth/logout" => self.logout(&req, ctx).await,
             _ => self.me(&req).await,
         }
     }
@@ -308,9 +308,12 @@ impl Login {
         let session = Arc::new(session);
         self.store.create(session.clone()).await?;
         // A browser signing in again replaces its old session.
-        for old in crate::cookies::values(headers, &self.jar.session) {
-            if let Ok(Some(s)) = self.store.lookup(&old).await {
-                self.store.remove(&s).await;
+        let olds: Vec<String> = crate::cookies::values(headers, &self.jar.session).collect();
+        if let Ok(found) = self.store.lookup_many(&olds).await {
+            for s in found.into_iter().flatten() {
+                if s.until.is_none() {
+                    self.store.remove(&s).await;
+                }
             }
         }
         tracing::info!(
@@ -378,16 +381,25 @@ impl Login {
     /// `POST /.auth/logout` (same-origin, checked by `proxy::origin`):
     /// ends the session here and, for browsers,
     /// at the provider too when it has an end-session endpoint.
-    async fn logout(&self, req: &Request<Incoming>, ctx: &RequestCtx) -> Response<ProxyBody> {
+    async fn logout(
+        &self,
+        req: &Request<Incoming>,
+        ctx: &RequestCtx,
+    ) -> Result<Response<ProxyBody>, Error> {
         let mut id_token = None;
         let revoke_tokens = self.personal.is_some()
             && query_pairs(req.uri().query())
                 .iter()
                 .any(|(k, v)| k == "tokens" && v == "revoke");
-        for value in crate::cookies::values(req.headers(), &self.jar.session) {
-            // With the store down the session ends here now and in the
-            // store when it answers again (when this process knows it).
-            if let Ok(Some(s)) = self.store.lookup(&value).await {
+        // Every value at once (one store read). A session this process
+        // holds ends here now and in the store when it answers again; one
+        // the store cannot be asked about (down, or restoring after a data
+        // loss) is a 503: "signed out" with the cookie cleared would leave
+        // it alive on the replica that holds it.
+        let values: Vec<String> =
+            crate::cookies::values(req.headers(), &self.jar.session).collect();
+        for s in self.store.lookup_many(&values).await?.into_iter().flatten() {
+            {
                 if s.until.is_some() {
                     continue;
                 }
@@ -433,7 +445,7 @@ impl Login {
         if let Some(c) = self.jar.clear(&self.jar.session) {
             resp.headers_mut().append(header::SET_COOKIE, c);
         }
-        resp
+        Ok(resp)
     }
 
     /// `GET /.auth/me`: who is signed in, never a token.

@@ -33,11 +33,6 @@ const MAX_NAME: usize = 100;
 /// A token's use is written to its list entry at most this often.
 const USE_NOTE_INTERVAL: Duration = Duration::from_secs(300);
 
-/// Locks that make a user's count-and-create one step in this process
-/// (a user's lock is picked by a hash of who they are: a fixed number,
-/// however many users there are).
-const CREATE_LOCKS: usize = 64;
-
 /// `auth.personal_tokens` and its limits.
 pub(super) struct PersonalTokens {
     /// `auth.max_token_lifetime`.
@@ -46,10 +41,6 @@ pub(super) struct PersonalTokens {
     per_user: usize,
     /// When each token session's use was last written.
     noted: DashMap<[u8; 32], Instant>,
-    /// Held while a user's tokens are counted and one is made, so that
-    /// concurrent requests can neither pass the cap together nor
-    /// overwrite each other's list entry.
-    creating: [tokio::sync::Mutex<()>; CREATE_LOCKS],
 }
 
 impl PersonalTokens {
@@ -59,16 +50,7 @@ impl PersonalTokens {
             max: config.auth.max_token_lifetime,
             per_user: config.auth.max_tokens_per_user,
             noted: DashMap::new(),
-            creating: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
         })
-    }
-
-    /// The creation lock of `user`.
-    fn lock_of(&self, user: &crate::session::UserInfo) -> &tokio::sync::Mutex<()> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (&user.tenant, &user.object_id, &user.upn).hash(&mut h);
-        &self.creating[(h.finish() as usize) % CREATE_LOCKS]
     }
 }
 
@@ -258,15 +240,16 @@ impl Login {
         let Some(personal) = &self.personal else {
             return Err(crate::error::Refusal::ReservedPath.into());
         };
-        let _creating = personal.lock_of(&session.user).lock().await;
-        let held = self.store.list_tokens(&session.user).await?.len();
-        if held >= personal.per_user {
+        let Some((value, info)) = self
+            .store
+            .create_token(session, name, lifetime, personal.per_user)
+            .await?
+        else {
             return Err(TokenError::TooMany {
                 max: personal.per_user,
             }
             .into());
-        }
-        let (value, info) = self.store.create_token(session, name, lifetime).await?;
+        };
         self.metrics.login.token(TokenOutcome::Created);
         tracing::info!(token_id = %info.id, name = %info.name, "personal proxy token created");
         if form {

@@ -313,6 +313,9 @@ impl Inner {
         if let Some(u) = &upgrade {
             u.0.prepare_upstream(&mut upstream_req);
         }
+        if !bodyless {
+            upstream_req.body_mut().hold(record.permit());
+        }
         let request_url = upstream_req.uri().clone();
         // A user's token may be refused although it looked valid (revoked,
         // policy change): such a request can be refreshed and sent again

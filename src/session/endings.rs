@@ -8,7 +8,7 @@
 //!
 //! Both sets are bounded: an outsider cannot grow them past their caps.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,10 +23,18 @@ pub const MAX_ABSENT: usize = 10_000;
 pub const ABSENT_FOR: Duration = Duration::from_secs(5);
 
 /// Sessions known to have ended, by store key, with when each would have
-/// ended anyway (after that its record cannot come back either).
+/// ended anyway (after that its record cannot come back either). Ordered
+/// by that time too, so the expired go first and a full set makes room in
+/// O(log n), whatever it holds.
 #[derive(Default)]
 pub struct Endings {
-    map: Mutex<HashMap<[u8; 32], SystemTime>>,
+    inner: Mutex<EndingSet>,
+}
+
+#[derive(Default)]
+struct EndingSet {
+    by_hash: HashMap<[u8; 32], SystemTime>,
+    by_until: BTreeSet<(SystemTime, [u8; 32])>,
 }
 
 /// Ids that had no record when last asked.
@@ -44,43 +52,62 @@ impl Endings {
         if until <= now {
             return false;
         }
-        let Ok(mut map) = self.map.lock() else {
+        let Ok(mut set) = self.inner.lock() else {
             return false;
         };
-        if map.len() >= MAX_ENDINGS && !map.contains_key(&hash) {
-            map.retain(|_, u| *u > now);
-            if map.len() >= MAX_ENDINGS {
-                // Full of live endings: give up the one that ends first.
-                if let Some(first) = map.iter().min_by_key(|(_, u)| **u).map(|(h, _)| *h) {
-                    map.remove(&first);
-                }
+        set.drop_ended(now);
+        let new = match set.by_hash.insert(hash, until) {
+            Some(old) => {
+                set.by_until.remove(&(old, hash));
+                false
+            }
+            None => true,
+        };
+        set.by_until.insert((until, hash));
+        if set.by_hash.len() > MAX_ENDINGS {
+            // Full of live endings: give up the one that ends first.
+            if let Some((_, first)) = set.by_until.pop_first() {
+                set.by_hash.remove(&first);
             }
         }
-        map.insert(hash, until).is_none_or(|old| old < now)
+        new
     }
 
     /// Whether the session stored under `hash` is known to have ended.
     pub fn contains(&self, hash: &[u8; 32], now: SystemTime) -> bool {
-        self.map
+        self.inner
             .lock()
-            .map(|m| m.get(hash).is_some_and(|u| *u > now))
+            .map(|s| s.by_hash.get(hash).is_some_and(|u| *u > now))
             .unwrap_or(false)
     }
 
     /// Every live ending, to put back into a store that lost them.
     pub fn live(&self, now: SystemTime) -> Vec<([u8; 32], SystemTime)> {
-        self.map
+        self.inner
             .lock()
-            .map(|mut m| {
-                m.retain(|_, u| *u > now);
-                m.iter().map(|(h, u)| (*h, *u)).collect()
+            .map(|mut s| {
+                s.drop_ended(now);
+                s.by_until.iter().map(|(u, h)| (*h, *u)).collect()
             })
             .unwrap_or_default()
     }
 
     /// How many are remembered.
     pub fn len(&self) -> usize {
-        self.map.lock().map(|m| m.len()).unwrap_or(0)
+        self.inner.lock().map(|s| s.by_hash.len()).unwrap_or(0)
+    }
+}
+
+impl EndingSet {
+    /// Forgets the endings whose sessions would have ended by `now`.
+    fn drop_ended(&mut self, now: SystemTime) {
+        while let Some(&(until, hash)) = self.by_until.first() {
+            if until > now {
+                break;
+            }
+            self.by_until.pop_first();
+            self.by_hash.remove(&hash);
+        }
     }
 }
 
@@ -145,6 +172,7 @@ mod tests {
             e.remember(h, now + Duration::from_secs(10 + u64::from(i)), now);
         }
         assert_eq!(e.len(), MAX_ENDINGS);
+        assert_eq!(e.live(now).len(), MAX_ENDINGS);
         // The ones ending first made room; the newest are kept.
         let mut newest = [0u8; 32];
         newest[..4].copy_from_slice(&(MAX_ENDINGS as u32 + 9).to_le_bytes());

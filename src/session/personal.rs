@@ -21,6 +21,9 @@ use super::{Session, SessionKey, Sessions, TokenName, UserInfo};
 use crate::clock::unix_ms;
 use crate::metrics::StoreOp;
 
+/// Attempts of a compare-and-swap list edit before it gives up.
+const LIST_ATTEMPTS: usize = 8;
+
 /// The prefix of every token value: recognisable in a header, and by
 /// secret scanners.
 pub const TOKEN_PREFIX: &str = "adp_";
@@ -54,15 +57,25 @@ struct TokenList {
 
 impl Sessions {
     /// A new token acting for `owner`'s user with `owner`'s tokens until
-    /// `lifetime` from now: its value (shown once) and its list entry.
+    /// `lifetime` from now: its value (shown once) and its list entry;
+    /// `None` when the user already holds `max` live tokens. Counting,
+    /// creating and listing are one step for the user, in this process
+    /// and (the list is written compare-and-swap) across replicas.
     pub async fn create_token(
         &self,
         owner: &Session,
         name: &str,
         lifetime: Duration,
-    ) -> Result<(String, TokenInfo), StoreError> {
-        let value = format!("{TOKEN_PREFIX}{}", crate::seal::random_id());
+        max: usize,
+    ) -> Result<Option<(String, TokenInfo)>, StoreError> {
+        let _editing = self.list_lock(&owner.user).lock().await;
         let now = self.clock().wall();
+        let now_ms = unix_ms(now);
+        let live = |list: &TokenList| list.tokens.iter().filter(|t| t.expires_ms > now_ms).count();
+        if live(&self.token_list(&owner.user).await?) >= max {
+            return Ok(None);
+        }
+        let value = format!("{TOKEN_PREFIX}{}", crate::seal::random_id());
         let until = now + lifetime;
         let id = crate::seal::random_id()[..16].to_string();
         let session = Session::for_token(
@@ -81,18 +94,30 @@ impl Sessions {
         let info = TokenInfo {
             id,
             name: name.to_string(),
-            created_ms: unix_ms(now),
+            created_ms: now_ms,
             expires_ms: unix_ms(until),
             last_used_ms: None,
             session: hex(&session.key.to_bytes()),
             store: hex(&session.store_key),
         };
+        let (cache_key, store_key) = (session.key, session.store_key);
         self.create(Arc::new(session)).await?;
-        let mut list = self.token_list(&owner.user).await?;
-        list.tokens.retain(|t| t.expires_ms > info.created_ms);
-        list.tokens.push(info.clone());
-        self.save_list(&owner.user, &list).await?;
-        Ok((value, info))
+        let listed = self
+            .edit_list(&owner.user, |list| {
+                list.tokens.retain(|t| t.expires_ms > now_ms);
+                if list.tokens.len() >= max {
+                    // Another replica made one meanwhile.
+                    return Some(false);
+                }
+                list.tokens.push(info.clone());
+                Some(true)
+            })
+            .await;
+        if listed? != Some(true) {
+            self.remove_key(cache_key, store_key, until).await;
+            return Ok(None);
+        }
+        Ok(Some((value, info)))
     }
 
     /// The user's live tokens, oldest first.
@@ -104,17 +129,20 @@ impl Sessions {
     }
 
     /// Revokes the user's token `id` (all of them with `None`): their
-    /// sessions end everywhere. How many were revoked.
+    /// sessions end everywhere (first, so a failure leaves an entry for a
+    /// dead token, never a live token without one). How many were revoked.
     pub async fn revoke_tokens(
         &self,
         user: &UserInfo,
         id: Option<&str>,
     ) -> Result<usize, StoreError> {
-        let mut list = self.token_list(user).await?;
-        let (gone, kept): (Vec<TokenInfo>, Vec<TokenInfo>) = list
+        let _editing = self.list_lock(user).lock().await;
+        let list = self.token_list(user).await?;
+        let gone: Vec<&TokenInfo> = list
             .tokens
-            .into_iter()
-            .partition(|t| id.is_none_or(|id| t.id == id));
+            .iter()
+            .filter(|t| id.is_none_or(|id| t.id == id))
+            .collect();
         for t in &gone {
             if let (Some(key), Some(store)) = (unhex(&t.session), unhex(&t.store)) {
                 let until = UNIX_EPOCH + Duration::from_millis(t.expires_ms);
@@ -122,22 +150,30 @@ impl Sessions {
                     .await;
             }
         }
-        list.tokens = kept;
-        if !gone.is_empty() {
-            self.save_list(user, &list).await?;
+        if gone.is_empty() {
+            return Ok(0);
         }
-        Ok(gone.len())
+        let ids: Vec<String> = gone.iter().map(|t| t.id.clone()).collect();
+        self.edit_list(user, |list| {
+            list.tokens.retain(|t| !ids.contains(&t.id));
+            Some(())
+        })
+        .await?;
+        Ok(ids.len())
     }
 
     /// Notes a use of `session`, a token's (callers throttle).
     pub async fn token_used(&self, session: &Session) -> Result<(), StoreError> {
-        let mut list = self.token_list(&session.user).await?;
+        let _editing = self.list_lock(&session.user).lock().await;
         let store = hex(&session.store_key);
-        let Some(t) = list.tokens.iter_mut().find(|t| t.store == store) else {
-            return Ok(());
-        };
-        t.last_used_ms = Some(unix_ms(self.clock().wall()));
-        self.save_list(&session.user, &list).await
+        let now = unix_ms(self.clock().wall());
+        self.edit_list(&session.user, |list| {
+            let t = list.tokens.iter_mut().find(|t| t.store == store)?;
+            t.last_used_ms = Some(now);
+            Some(())
+        })
+        .await
+        .map(drop)
     }
 
     /// Puts tokens whose sessions were written back into a store that lost
@@ -155,32 +191,81 @@ impl Sessions {
         let mut listed = 0;
         for tokens in owners.values() {
             let user = &tokens[0].user;
-            let mut list = self.token_list(user).await?;
-            let before = list.tokens.len();
-            for s in tokens {
-                let (Some(name), Some(until)) = (&s.token, s.until) else {
-                    continue;
-                };
-                if list.tokens.iter().any(|t| t.id == name.id) {
-                    continue;
-                }
-                list.tokens.push(TokenInfo {
-                    id: name.id.clone(),
-                    name: name.name.clone(),
-                    created_ms: unix_ms(s.created),
-                    expires_ms: unix_ms(until),
-                    last_used_ms: None,
-                    session: hex(&s.key.to_bytes()),
-                    store: hex(&s.store_key),
-                });
-            }
-            if list.tokens.len() > before {
-                listed += list.tokens.len() - before;
-                list.tokens.sort_by_key(|t| t.created_ms);
-                self.save_list(user, &list).await?;
-            }
+            let _editing = self.list_lock(user).lock().await;
+            let added = self
+                .edit_list(user, |list| {
+                    let before = list.tokens.len();
+                    for s in tokens {
+                        let (Some(name), Some(until)) = (&s.token, s.until) else {
+                            continue;
+                        };
+                        if list.tokens.iter().any(|t| t.id == name.id) {
+                            continue;
+                        }
+                        list.tokens.push(TokenInfo {
+                            id: name.id.clone(),
+                            name: name.name.clone(),
+                            created_ms: unix_ms(s.created),
+                            expires_ms: unix_ms(until),
+                            last_used_ms: None,
+                            session: hex(&s.key.to_bytes()),
+                            store: hex(&s.store_key),
+                        });
+                    }
+                    let added = list.tokens.len() - before;
+                    list.tokens.sort_by_key(|t| t.created_ms);
+                    (added > 0).then_some(added)
+                })
+                .await?;
+            listed += added.unwrap_or(0);
         }
         Ok(listed)
+    }
+
+    /// The lock of `user`'s list in this process (picked by a hash of who
+    /// they are: a fixed number of locks, however many users there are).
+    fn list_lock(&self, user: &UserInfo) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        owner_id(user).hash(&mut h);
+        let locks = self.list_locks();
+        &locks[(h.finish() as usize) % locks.len()]
+    }
+
+    /// Reads, changes and writes `user`'s list; `edit` returns `None` to
+    /// leave it as it is. Written only if no one wrote it meanwhile (another
+    /// replica), else read and changed again. Callers hold the list lock.
+    async fn edit_list<T>(
+        &self,
+        user: &UserInfo,
+        mut edit: impl FnMut(&mut TokenList) -> Option<T>,
+    ) -> Result<Option<T>, StoreError> {
+        let key = self.list_key(user);
+        for _ in 0..LIST_ATTEMPTS {
+            let raw = self.op(StoreOp::Get, self.backend().get(key)).await?;
+            let mut list: TokenList = raw
+                .as_ref()
+                .and_then(|r| self.open_for(&key, r))
+                .and_then(|json| serde_json::from_slice(&json).ok())
+                .unwrap_or_default();
+            let Some(out) = edit(&mut list) else {
+                return Ok(None);
+            };
+            let (sealed, ttl) = self.seal_list(&key, &list);
+            if self
+                .op(
+                    StoreOp::Update,
+                    self.backend().swap(key, raw.as_deref(), sealed, ttl),
+                )
+                .await?
+            {
+                return Ok(Some(out));
+            }
+        }
+        Err(StoreError::Unavailable {
+            backend: self.backend_name(),
+            detail: "a token list kept changing under concurrent writes".into(),
+        })
     }
 
     fn list_key(&self, user: &UserInfo) -> Key {
@@ -198,8 +283,8 @@ impl Sessions {
             .unwrap_or_default())
     }
 
-    async fn save_list(&self, user: &UserInfo, list: &TokenList) -> Result<(), StoreError> {
-        let key = self.list_key(user);
+    /// The sealed list and how long to keep it (its last token's life).
+    fn seal_list(&self, key: &Key, list: &TokenList) -> (Vec<u8>, Duration) {
         let now = unix_ms(self.clock().wall());
         let last = list
             .tokens
@@ -209,9 +294,7 @@ impl Sessions {
             .unwrap_or(now);
         let ttl = Duration::from_millis(last.saturating_sub(now)).max(Duration::from_secs(60));
         let json = serde_json::to_vec(list).unwrap_or_default();
-        let sealed = self.seal_for(&key, &json);
-        self.op(StoreOp::Put, self.backend().put(key, sealed, ttl))
-            .await
+        (self.seal_for(key, &json), ttl)
     }
 }
 

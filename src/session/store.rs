@@ -34,7 +34,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::backend::{
-    Backend, GENERATION_LEN, Key, Namespace, StoreError, Update, generation_prefix,
+    Backend, EPOCH, GENERATION_LEN, Key, Namespace, RESTORING, StoreError, Update,
+    generation_prefix,
 };
 use super::endings::{Absent, Endings};
 use super::record::{self, StoredAccess, StoredSession, Unreadable};
@@ -53,13 +54,6 @@ const MAX_LOGGED: usize = 10_000;
 /// written back: meanwhile every replica puts its endings back (each
 /// notices within one store check).
 pub const RESTORE_SETTLE: Duration = Duration::from_secs(5);
-/// The store-wide restore mark: while it stands, a session missing from
-/// the store may still be written back by another replica, so a lookup
-/// answers "try again shortly" instead of "unknown".
-const RESTORING_MARK: Key = Key {
-    ns: Namespace::Restoring,
-    hash: [0; 32],
-};
 
 /// Where getting a store that lost its data back stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +104,12 @@ pub struct Sessions {
     epoch: Mutex<Epoch>,
     /// The server time (ms) up to which the ending log was read.
     log_read_to: AtomicU64,
+    /// Serialise the edits of a user's token list in this process.
+    list_locks: [tokio::sync::Mutex<()>; LIST_LOCKS],
 }
+
+/// Locks of users' token lists (striped).
+const LIST_LOCKS: usize = 64;
 
 // === impl Sessions ===
 
@@ -166,6 +165,7 @@ impl Sessions {
                 restore: Restore::Idle,
             }),
             log_read_to: AtomicU64::new(0),
+            list_locks: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
         })
     }
 
@@ -259,10 +259,23 @@ impl Sessions {
             .flat_map(|(_, _, hs)| hs.iter().map(|h| Key::new(Namespace::Session, *h)))
             .collect();
         if self.shared() {
-            keys.push(RESTORING_MARK);
+            // In the same read: the restore mark (while it stands, a
+            // session missing from the store may still be written back by
+            // another replica) and the epoch (a loss no check has seen yet).
+            keys.extend([RESTORING, EPOCH]);
         }
         let mut raws = self.op(StoreOp::Get, self.backend.get_many(&keys)).await?;
-        let marked = self.shared() && raws.pop().flatten().is_some();
+        let mut marked = false;
+        if self.shared() {
+            let epoch = raws.pop().flatten();
+            marked = raws.pop().flatten().is_some();
+            if self.epoch_changed(epoch.as_deref()) {
+                // Notice the loss now (the restore starts), and answer
+                // "try again shortly", never "unknown".
+                let _ = self.observe().await;
+                return Err(self.restoring_error());
+            }
+        }
         let mut raws = raws.into_iter();
         for (i, ck, hashes) in wanted {
             let found: Vec<Option<Vec<u8>>> = raws.by_ref().take(hashes.len()).collect();
@@ -435,6 +448,16 @@ impl Sessions {
         }
     }
 
+    /// Whether `seen` (the epoch as a lookup read it) differs from the
+    /// epoch this replica knows; false before it knows one.
+    fn epoch_changed(&self, seen: Option<&[u8]>) -> bool {
+        self.epoch
+            .lock()
+            .ok()
+            .and_then(|e| e.known.clone())
+            .is_some_and(|known| seen != Some(known.as_bytes()))
+    }
+
     /// Whether a store that lost its data is being given it back.
     fn restoring(&self) -> bool {
         self.epoch
@@ -504,6 +527,11 @@ impl Sessions {
     /// The backend, for the other record kinds of this module's siblings.
     pub(super) fn backend(&self) -> &Backend {
         &self.backend
+    }
+
+    /// The token-list locks.
+    pub(super) fn list_locks(&self) -> &[tokio::sync::Mutex<()>] {
+        &self.list_locks
     }
 
     /// The sealer, for records this module's siblings keep.
@@ -690,13 +718,9 @@ impl Sessions {
             Restore::Idle => Ok(()),
             Restore::Endings(since) => {
                 // Every replica's lookups wait until all have written back.
-                let mark = (since + RESTORE_SETTLE + RESTORE_SETTLE)
-                    .saturating_duration_since(self.clock.now());
-                self.op(
-                    StoreOp::Put,
-                    self.backend.put(RESTORING_MARK, b"1".to_vec(), mark),
-                )
-                .await?;
+                let until = since + RESTORE_SETTLE + RESTORE_SETTLE;
+                self.mark_restoring(until.saturating_duration_since(self.clock.now()))
+                    .await?;
                 let wall = self.clock.wall();
                 for (hash, until) in self.endings.live(wall) {
                     let ttl = until.duration_since(wall).unwrap_or(Duration::from_secs(1));
@@ -708,6 +732,9 @@ impl Sessions {
                 Ok(())
             }
             Restore::Sessions(since) if self.clock.now() >= since + RESTORE_SETTLE => {
+                // However long putting the endings back took, the mark
+                // stands while this replica writes its sessions back.
+                self.mark_restoring(RESTORE_SETTLE).await?;
                 let kept = self.write_back().await?;
                 let listed = self.relist(&kept).await?;
                 self.set_restore(Restore::Idle);
@@ -721,6 +748,16 @@ impl Sessions {
             }
             Restore::Sessions(_) => Ok(()),
         }
+    }
+
+    /// Sets (or extends) the store-wide restore mark for at least `at_least`.
+    async fn mark_restoring(&self, at_least: Duration) -> Result<(), StoreError> {
+        let ttl = at_least.max(RESTORE_SETTLE);
+        self.op(
+            StoreOp::Put,
+            self.backend.put(RESTORING, b"1".to_vec(), ttl),
+        )
+        .await
     }
 
     fn set_restore(&self, to: Restore) {

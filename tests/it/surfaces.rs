@@ -666,3 +666,114 @@ async fn no_spelling_or_size_of_an_lfs_batch_hands_out_the_upstreams_authorizati
         assert!(resp.contains(why), "{query}: {resp}");
     }
 }
+
+/// Uploads that never end, on an upstream that answers early.
+mod slow_uploads {
+    use super::*;
+    use std::convert::Infallible;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A body that sends one chunk and then never ends.
+    struct Trickle(bool);
+    impl hyper::body::Body for Trickle {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+            if self.0 {
+                return std::task::Poll::Pending;
+            }
+            self.0 = true;
+            std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(b"x")))))
+        }
+    }
+
+    /// `listen.max_requests` bounds the upstream sockets clients can make
+    /// the proxy hold: an upstream that answers before the request body
+    /// ends (as any server may: 401, 403, 413...) leaves the upload
+    /// holding the socket, so the upload keeps its place in the budget
+    /// until its body ends (found by the second review).
+    #[tokio::test]
+    async fn slow_uploads_count_against_max_requests_until_their_body_ends() {
+        let open = Arc::new(AtomicUsize::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up_addr = listener.local_addr().unwrap();
+        let counter = open.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let mut buf = vec![0u8; 65536];
+                    let mut head = Vec::new();
+                    // Answer as soon as the head is in; keep reading the body.
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let was = head.windows(4).any(|w| w == b"\r\n\r\n");
+                        head.extend_from_slice(&buf[..n]);
+                        if !was && head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let _ = s
+                                .write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno")
+                                .await;
+                        }
+                    }
+                    counter.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        let up = FakeUpstream::recording(|_| respond(200, &[], "{}")).await;
+        let (proxy, _dir) = pat_proxy(&up, |c| {
+            c.upstream.url = url::Url::parse(&format!("http://{up_addr}")).unwrap();
+            c.listen.max_requests = 5;
+        })
+        .await;
+        let addr = proxy.proxy_addr;
+        let mut conns = Vec::new();
+        let mut statuses = Vec::new();
+        for _ in 0..4 {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let (sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            for i in 0..25 {
+                let mut sender = sender.clone();
+                let req = http::Request::builder()
+                    .method("POST")
+                    .uri(format!(
+                        "http://localhost:{}/contoso/_apis/x/{i}",
+                        addr.port()
+                    ))
+                    .body(Trickle(false))
+                    .unwrap();
+                // One at a time: never more than one in flight.
+                let resp = tokio::time::timeout(Duration::from_secs(5), sender.send_request(req))
+                    .await
+                    .expect("answered")
+                    .unwrap();
+                statuses.push(resp.status().as_u16());
+                let _ = resp.into_body().collect().await;
+            }
+            conns.push(sender);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let held = open.load(Ordering::SeqCst);
+        let ok = statuses.iter().filter(|s| **s == 403).count();
+        let busy = statuses.iter().filter(|s| **s == 503).count();
+        assert!(
+            ok >= 5 && busy > 0,
+            "{ok} answered, {busy} busy: {statuses:?}"
+        );
+        assert!(
+            held <= 5,
+            "{held} upstream sockets with listen.max_requests = 5"
+        );
+        drop(conns);
+    }
+}

@@ -39,9 +39,24 @@ pub enum Namespace {
     PersonalToken,
     /// A session's list of its personal tokens.
     TokenIndex,
-    /// The store-wide mark of a restore after a data loss (one key).
+    /// The store-wide mark of a restore after a data loss (one key,
+    /// `<prefix>restoring`).
     Restoring,
+    /// The store's epoch (one key, `<prefix>epoch`, Redis only): gone or
+    /// changed means the store lost its data.
+    Epoch,
 }
+
+/// The one key of [`Namespace::Restoring`].
+pub const RESTORING: Key = Key {
+    ns: Namespace::Restoring,
+    hash: [0; 32],
+};
+/// The one key of [`Namespace::Epoch`].
+pub const EPOCH: Key = Key {
+    ns: Namespace::Epoch,
+    hash: [0; 32],
+};
 
 /// A store key: namespace plus the HMAC of the id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,8 +125,14 @@ impl Key {
         out
     }
 
-    /// Text for Redis: `<prefix><tag>:<hex>`.
+    /// Text for Redis: `<prefix><tag>:<hex>`; the store-wide keys are
+    /// `<prefix>epoch` and `<prefix>restoring`.
     pub fn to_redis(&self, prefix: &str) -> String {
+        match self.ns {
+            Namespace::Epoch => return format!("{prefix}epoch"),
+            Namespace::Restoring => return format!("{prefix}restoring"),
+            _ => {}
+        }
         let mut s = String::with_capacity(prefix.len() + 2 + 64);
         s.push_str(prefix);
         s.push(self.ns.tag() as char);
@@ -134,6 +155,7 @@ impl Namespace {
             Self::PersonalToken => b'p',
             Self::TokenIndex => b'x',
             Self::Restoring => b'r',
+            Self::Epoch => b'e',
         }
     }
 }
@@ -223,6 +245,23 @@ impl Backend {
     /// Stores `value` under `key` for `ttl`, whatever was there.
     pub async fn put(&self, key: Key, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
         each!(self, b => b.put(key, value, ttl).await)
+    }
+
+    /// Stores `value` under `key` only if it still holds `expected`
+    /// (`None`: nothing); true when written. Replicas editing one record
+    /// (a user's token list) then never lose each other's change. The
+    /// in-process stores have one writer, whose callers serialise.
+    pub async fn swap(
+        &self,
+        key: Key,
+        expected: Option<&[u8]>,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Backend::Redis(b) => b.swap(key, expected, value, ttl).await,
+            _ => self.put(key, value, ttl).await.map(|()| true),
+        }
     }
 
     /// Stores many values (one commit where the backend has commits).

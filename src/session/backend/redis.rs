@@ -31,6 +31,16 @@ redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[3]))
 redis.call('PEXPIRE', KEYS[4], ARGV[3])
 return 1
 ";
+/// Writes ARGV[1] (for ARGV[2] ms) if the key holds ARGV[4] (ARGV[3] = 1)
+/// or nothing (ARGV[3] = 0).
+const SWAP: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if (ARGV[3] == '0' and not cur) or (ARGV[3] == '1' and cur == ARGV[4]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
 /// The periodic check: the epoch (set to ARGV[1] when missing) and the
 /// endings logged since ARGV[2] (server ms), oldest first.
 const CHECK: &str = r"
@@ -65,11 +75,17 @@ pub struct Redis {
     conn: ConnectionManager,
     prefix: String,
     timeout: Duration,
+    scripts: Box<Scripts>,
+}
+
+/// The Lua scripts, loaded once per connection by their hashes.
+struct Scripts {
     update: Script,
     remove: Script,
     renew: Script,
     release: Script,
     check: Script,
+    swap: Script,
 }
 
 /// What the Redis backend needs from the config.
@@ -128,11 +144,14 @@ impl Redis {
             conn,
             prefix: s.prefix.to_string(),
             timeout: s.command_timeout + s.connect_timeout,
-            update: Script::new(UPDATE),
-            remove: Script::new(REMOVE),
-            renew: Script::new(RENEW),
-            release: Script::new(RELEASE),
-            check: Script::new(CHECK),
+            scripts: Box::new(Scripts {
+                update: Script::new(UPDATE),
+                remove: Script::new(REMOVE),
+                renew: Script::new(RENEW),
+                release: Script::new(RELEASE),
+                check: Script::new(CHECK),
+                swap: Script::new(SWAP),
+            }),
         })
     }
 
@@ -199,6 +218,35 @@ impl Redis {
         .map(drop)
     }
 
+    pub(super) async fn swap(
+        &self,
+        key: Key,
+        expected: Option<&[u8]>,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let k = self.key(key);
+        let ms = ms(ttl);
+        let (flag, old): (u8, &[u8]) = match expected {
+            Some(e) => (1, e),
+            None => (0, b""),
+        };
+        let n: i64 = self
+            .run(async |c| {
+                self.scripts
+                    .swap
+                    .key(&k)
+                    .arg(&value)
+                    .arg(ms)
+                    .arg(flag)
+                    .arg(old)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        Ok(n == 1)
+    }
+
     pub(super) async fn update(
         &self,
         key: Key,
@@ -210,7 +258,8 @@ impl Redis {
         let ms = ms(ttl);
         let code: i64 = self
             .run(async |c| {
-                self.update
+                self.scripts
+                    .update
                     .key(&k)
                     .key(&tomb)
                     .arg(&value)
@@ -239,7 +288,8 @@ impl Redis {
         let hash = hex(&key.hash);
         let keep = ENDING_LOG_FOR.as_millis() as u64;
         self.run(async |c| {
-            self.remove
+            self.scripts
+                .remove
                 .key(&keys[0])
                 .key(&keys[1])
                 .key(&keys[2])
@@ -286,7 +336,15 @@ impl Redis {
         let k = self.key(key);
         let ms = ms(ttl);
         let n: i64 = self
-            .run(async |c| self.renew.key(&k).arg(holder).arg(ms).invoke_async(c).await)
+            .run(async |c| {
+                self.scripts
+                    .renew
+                    .key(&k)
+                    .arg(holder)
+                    .arg(ms)
+                    .invoke_async(c)
+                    .await
+            })
             .await?;
         Ok(n == 1)
     }
@@ -294,7 +352,8 @@ impl Redis {
     pub(super) async fn release(&self, key: Key, holder: &str) -> Result<(), StoreError> {
         let k = self.key(key);
         self.run(async |c| {
-            self.release
+            self.scripts
+                .release
                 .key(&k)
                 .arg(holder)
                 .invoke_async::<Value>(c)
@@ -314,11 +373,12 @@ impl Redis {
         fresh_epoch: &str,
         since_ms: u64,
     ) -> Result<super::Checked, StoreError> {
-        let (epoch, log) = (self.own("epoch"), self.own("endings"));
+        let (epoch, log) = (self.key(super::EPOCH), self.own("endings"));
         let keep = ENDING_LOG_FOR.as_millis() as u64;
         let (e, ends): (Option<String>, Vec<(String, f64)>) = self
             .run(async |c| {
-                self.check
+                self.scripts
+                    .check
                     .key(&epoch)
                     .key(&log)
                     .arg(fresh_epoch)
@@ -334,6 +394,7 @@ impl Redis {
             endings: Vec::with_capacity(ends.len()),
             read_to_ms: since_ms,
         };
+        let full = ends.len() >= ENDINGS_PER_CHECK;
         for (member, score) in ends {
             out.read_to_ms = out.read_to_ms.max(score as u64);
             // Anything else in the log is not ours: skipped.
@@ -343,6 +404,11 @@ impl Redis {
             if let (Some(h), Ok(until)) = (unhex(h), until.parse::<u64>()) {
                 out.endings.push((h, until));
             }
+        }
+        if full && out.read_to_ms == since_ms {
+            // A full batch within one millisecond: move on, or the next
+            // check would read the same batch again.
+            out.read_to_ms += 1;
         }
         Ok(out)
     }
