@@ -50,6 +50,9 @@ pub enum Credential {
     Replace(HeaderValue),
     /// The service identity's token: a claims challenge may renew it.
     Service(HeaderValue),
+    /// A client's own verified Entra token, passed as it is; it expires
+    /// at this time (a tunnel opened with it ends then).
+    Client(std::time::SystemTime),
     /// A user's bearer token; a 401 from Azure DevOps may refresh it once.
     /// Boxed: it is held across the upstream exchange, and every
     /// request's future would otherwise carry its size.
@@ -130,6 +133,13 @@ impl Identity {
             (Some(login), Credential::User(user)) => {
                 Some(Box::pin(login.clone().session_ended(user.session.clone())))
             }
+            // A client's own token: at its expiry.
+            (_, Credential::Client(until)) => {
+                let left = until
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default();
+                Some(Box::pin(tokio::time::sleep(left)))
+            }
             _ => None,
         }
     }
@@ -203,8 +213,8 @@ impl Identity {
                 // it is, when that is allowed.
                 Err(e @ Error::NeedsLogin { .. }) => {
                     match Box::pin(login.client_token(headers)).await? {
-                        true => Ok(Credential::PassThrough),
-                        false => Err(e),
+                        Some(until) => Ok(Credential::Client(until)),
+                        None => Err(e),
                     }
                 }
                 Err(e) => Err(e),
@@ -300,7 +310,9 @@ impl Identity {
     /// explained.
     pub fn caller(&self, used: &Credential) -> Caller {
         match (self, used) {
-            (_, Credential::PassThrough) | (Self::PassThrough, _) => Caller::Client,
+            (_, Credential::PassThrough | Credential::Client(_)) | (Self::PassThrough, _) => {
+                Caller::Client
+            }
             (Self::Pat(_), _) => Caller::Pat,
             (Self::User(login), _) => match login.provider_kind() {
                 Provider::Entra => Caller::EntraUser,
@@ -339,7 +351,7 @@ impl Credential {
     /// Whether the proxy supplied the credential (rather than passing the
     /// client's own through).
     pub fn supplied(&self) -> bool {
-        !matches!(self, Self::PassThrough)
+        !matches!(self, Self::PassThrough | Self::Client(_))
     }
 
     /// Whether a 401 may refresh it, so a bodyless request is worth
@@ -351,7 +363,7 @@ impl Credential {
     /// The `Authorization` value to send, if the proxy sets one.
     pub fn header(&self) -> Option<&HeaderValue> {
         match self {
-            Self::PassThrough => None,
+            Self::PassThrough | Self::Client(_) => None,
             Self::Replace(v) | Self::Service(v) => Some(v),
             Self::User(u) => Some(&u.header),
         }

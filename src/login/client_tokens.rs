@@ -108,12 +108,15 @@ impl Login {
     /// Whether the request carries an Entra access token for Azure DevOps
     /// that may pass as it is: `Ok(false)` when it carries none (or the
     /// feature is off), an error naming why when it carries a bad one.
-    pub(super) async fn client_token_passes(&self, headers: &HeaderMap) -> Result<bool, Error> {
+    pub(super) async fn client_token_passes(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<u64>, Error> {
         let Some(ct) = &self.client_tokens else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(token) = bearer_jwt(headers) else {
-            return Ok(false);
+            return Ok(None);
         };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -122,8 +125,8 @@ impl Login {
         let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
         let mut hash = [0u8; 32];
         hash.copy_from_slice(digest.as_ref());
-        if ct.valid.get(&hash).is_some_and(|exp| *exp > now) {
-            return Ok(true);
+        if let Some(exp) = ct.valid.get(&hash).map(|e| *e).filter(|exp| *exp > now) {
+            return Ok(Some(exp));
         }
         let tid = self.admitted_tenant(token)?;
         let keys = ct.keys_of(&tid).ok_or_else(|| {
@@ -142,7 +145,7 @@ impl Login {
         if ct.valid.len() < MAX_REMEMBERED {
             ct.valid.insert(hash, claims.exp);
         }
-        Ok(true)
+        Ok(Some(claims.exp))
     }
 }
 

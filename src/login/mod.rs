@@ -20,7 +20,7 @@ mod tenants;
 pub(crate) use endpoints::json_response;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderValue};
 use url::Url;
@@ -466,8 +466,11 @@ impl Login {
     /// A client's own Entra token in `headers` that may be forwarded as
     /// it is (`auth.accept_client_tokens`); an error says why a bad one
     /// is not.
-    pub async fn client_token(&self, headers: &HeaderMap) -> Result<bool, Error> {
-        self.client_token_passes(headers).await
+    pub async fn client_token(&self, headers: &HeaderMap) -> Result<Option<SystemTime>, Error> {
+        Ok(self
+            .client_token_passes(headers)
+            .await?
+            .map(|exp| UNIX_EPOCH + Duration::from_secs(exp)))
     }
 
     /// Who signs users in.

@@ -15,7 +15,7 @@ use crate::support::{PROJECTS, client};
 
 /// An access token as Entra issues them for Azure DevOps (v1), with
 /// `tweak` applied to its claims, signed by `key_file` as `kid`.
-fn token(
+pub(crate) fn token(
     tweak: impl FnOnce(&mut serde_json::Value),
     key_file: &std::path::Path,
     kid: &str,

@@ -484,3 +484,33 @@ async fn a_tunnel_ends_when_its_session_signs_out() {
     read_echo(&mut kept, "still").await;
     assert_eq!(ended_with_their_credential(&p).await, 1.0);
 }
+
+/// A tunnel opened with a client's own Entra token
+/// (`auth.accept_client_tokens`) ends when that token expires.
+#[tokio::test]
+async fn a_tunnel_of_a_clients_own_token_ends_at_its_expiry() {
+    use crate::support::fake_idp::{self, FakeIdp, keys};
+    let server = WsServer::start().await;
+    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
+    let mut c = fake_idp::entra_config(&server.url(), &idp);
+    c.auth.accept_client_tokens = true;
+    c.auth.allowed_users = vec!["dana@contoso.com".into()];
+    let p = support::start(c).await;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3;
+    let short =
+        crate::client_tokens::token(|c| c["exp"] = exp.into(), &keys().signing_key, "fake-key");
+    let long = crate::client_tokens::token(|_| {}, &keys().signing_key, "fake-key");
+    let mut ending = open_tunnel(p.proxy_addr, &format!("Authorization: Bearer {short}\r\n")).await;
+    let mut kept = open_tunnel(p.proxy_addr, &format!("Authorization: Bearer {long}\r\n")).await;
+    assert!(
+        closed_within(&mut ending, Duration::from_secs(8)).await,
+        "the tunnel outlived its token"
+    );
+    kept.write_all(&text_frame("still")).await.unwrap();
+    read_echo(&mut kept, "still").await;
+    assert_eq!(ended_with_their_credential(&p).await, 1.0);
+}
