@@ -26,7 +26,16 @@ pub struct AccessRecord {
     activity_id: Option<String>,
     /// The request's place in `listen.max_requests`, kept until its
     /// response ends.
-    permit: Option<std::sync::Arc<crate::budget::Permit>>,
+    permit: Option<Held>,
+}
+
+/// How a request holds its place in the budget.
+#[derive(Debug)]
+enum Held {
+    /// Alone: the answer is all there is.
+    Own(crate::budget::Permit),
+    /// With its upload.
+    Shared(std::sync::Arc<crate::budget::Permit>),
 }
 
 // === impl AccessRecord ===
@@ -48,16 +57,22 @@ impl AccessRecord {
     }
 
     /// Keeps the request's place in the budget until its response ends
-    /// (and, through [`permit`](Self::permit), its upload).
+    /// (and, through [`share_permit`](Self::share_permit), its upload).
     pub fn hold(&mut self, permit: crate::budget::Permit) {
-        self.permit = Some(std::sync::Arc::new(permit));
+        self.permit = Some(Held::Own(permit));
     }
 
     /// The request's place in the budget, to be held by its upload too:
     /// an upstream socket busy with a body that never ends counts against
-    /// `listen.max_requests` after the answer is gone.
-    pub fn permit(&self) -> Option<std::sync::Arc<crate::budget::Permit>> {
-        self.permit.clone()
+    /// `listen.max_requests` after the answer is gone. Shared only for
+    /// requests with a body, so a `GET` costs no allocation for it.
+    pub fn share_permit(&mut self) -> Option<std::sync::Arc<crate::budget::Permit>> {
+        let shared = match self.permit.take()? {
+            Held::Own(p) => std::sync::Arc::new(p),
+            Held::Shared(p) => p,
+        };
+        self.permit = Some(Held::Shared(shared.clone()));
+        Some(shared)
     }
 
     /// The request's context.

@@ -314,7 +314,7 @@ impl Inner {
             u.0.prepare_upstream(&mut upstream_req);
         }
         if !bodyless {
-            upstream_req.body_mut().hold(record.permit());
+            upstream_req.body_mut().hold(record.share_permit());
         }
         let request_url = upstream_req.uri().clone();
         // A user's token may be refused although it looked valid (revoked,
