@@ -243,3 +243,41 @@ fn a_pod_given_service_links_starts_and_serves() {
     let out = crate::support::blocking_get(proxy.admin, "/healthz");
     assert!(out.starts_with("HTTP/1.1 200"), "{out}\n{}", proxy.logs());
 }
+
+/// A key file mounted as Kubernetes mounts a Secret for a non-root pod
+/// (`defaultMode: 0440`, group-owned through `fsGroup`) draws no warning
+/// that cannot be acted on; one every user can read does, saying how.
+#[test]
+fn only_a_key_file_every_user_can_read_draws_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    for (mode, warned) in [(0o440, false), (0o400, false), (0o644, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        std::fs::write(
+            &keys,
+            format!("{}\n", ado_auth_proxy::seal::generate_key().unwrap()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(mode)).unwrap();
+        let toml = format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\n[auth]\nmode = \"user\"\nprovider = \"entra\"\n\
+             tenant = \"72f988bf-86f1-41af-91ab-2d7cd011db47\"\nclient_id = \"11111111-2222-3333-4444-555555555555\"\n\
+             [session]\nstore = \"embedded\"\npath = \"{}\"\nencryption_keys_file = \"{}\"\n",
+            dir.path().join("s.db").display(),
+            keys.display()
+        );
+        let proxy = ProxyProcess::spawn(&toml, &[("ADO_AUTH_PROXY_AUTH__CLIENT_SECRET", "s3cret")]);
+        let out = crate::support::blocking_get(proxy.admin, "/healthz");
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        let logs = proxy.logs();
+        // Whatever the wording: no warning about the key file at all.
+        assert_eq!(
+            logs.contains("session key file"),
+            warned,
+            "mode {mode:o}: {logs}"
+        );
+        if warned {
+            assert!(logs.contains("defaultMode"), "{logs}");
+        }
+    }
+}
