@@ -28,6 +28,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The image tests render the chart (Helm's Python SDK in the test venv)
+# and run check-config: the same peers scripts/test.sh installs, so this
+# script also runs on its own on a fresh checkout.
+scripts/test-peers.sh
+
 WORK="$PWD/target/image-test"
 mkdir -p "$WORK"
 # runc: crun fails on this kind of machine's hybrid cgroups; rlimits no
