@@ -107,13 +107,25 @@ pub fn load_file(
     path: &Path,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, Problems> {
-    if let Err(e) = std::fs::metadata(path) {
+    // Opened here, not only looked at: a file that exists but cannot be
+    // read (its mode, a directory) must be named too.
+    let readable = std::fs::File::open(path).and_then(|f| {
+        if f.metadata()?.is_dir() {
+            return Err(std::io::Error::other("it is a directory"));
+        }
+        Ok(())
+    });
+    if let Err(e) = readable {
+        let fix = match e.kind() {
+            std::io::ErrorKind::NotFound => "pass an existing file with --config",
+            std::io::ErrorKind::PermissionDenied => {
+                "make it readable by the proxy's user (a mounted ConfigMap: defaultMode 0444)"
+            }
+            _ => "pass a readable file with --config",
+        };
         return Err(Problems(vec![Problem::new(
             "",
-            format!(
-                "cannot read the config file {}: {e}; pass an existing file with --config",
-                path.display()
-            ),
+            format!("cannot read the config file {}: {e}; {fix}", path.display()),
         )]));
     }
     load(&figment_for(Some(path), env))
@@ -323,6 +335,16 @@ fn describe(kind: &Kind, key: &str) -> String {
             })
             .collect::<Vec<_>>()
             .join("; "),
+        Kind::InvalidType(actual, expected) => {
+            format!(
+                "expected {}, found a {}",
+                friendly(expected),
+                kind_name(actual)
+            )
+        }
+        Kind::InvalidValue(actual, expected) => {
+            format!("expected {}, found {}", friendly(expected), actual)
+        }
         other => other.to_string(),
     };
     match hint(key) {
@@ -332,6 +354,22 @@ fn describe(kind: &Kind, key: &str) -> String {
 }
 
 /// The kind of a value, without the value.
+/// What serde expected, in words a user writes config in: not `usize`.
+fn friendly(expected: &str) -> String {
+    let e = expected.trim();
+    let words = match e {
+        "usize" | "u8" | "u16" | "u32" | "u64" | "u128" => "a whole number (0 or more)",
+        "isize" | "i8" | "i16" | "i32" | "i64" | "i128" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a boolean" | "bool" => "true or false",
+        "a string" | "a borrowed string" => "text in quotes",
+        _ if e.starts_with("struct ") || e.starts_with("a map") => "a table ([section])",
+        _ if e.starts_with("a sequence") => "a list ([...])",
+        _ => return e.to_string(),
+    };
+    words.to_string()
+}
+
 fn kind_name(actual: &figment::error::Actual) -> &'static str {
     use figment::error::Actual;
     match actual {

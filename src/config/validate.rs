@@ -23,13 +23,32 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     listen(config, &mut out);
     upstream(config, &mut out);
     auth::auth(config, &mut out);
-    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
-        out.push(Problem::new(
-            "log.level",
-            format!("not a log filter ({e}); write e.g. \"info\", \"debug\" or \"ado_auth_proxy=debug,info\""),
-        ));
+    if let Some(why) = log_level_problem(&config.log.level) {
+        out.push(Problem::new("log.level", why));
     }
     out
+}
+
+/// Level names a log filter directive may end in.
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Why `level` is no usable log filter. `tracing` reads a bare unknown
+/// word as a target name (`inof` would log nothing of this proxy and say
+/// nothing), so every directive must be a level or `target=level`.
+fn log_level_problem(level: &str) -> Option<String> {
+    let help = "use one of \"trace\", \"debug\", \"info\", \"warn\", \"error\", \"off\", or \
+                directives such as \"ado_auth_proxy=debug,info\"";
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
+        return Some(format!("not a log filter ({e}); {help}"));
+    }
+    let is_level = |s: &str| LEVELS.iter().any(|l| l.eq_ignore_ascii_case(s.trim()));
+    for directive in level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let tail = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        if !is_level(tail) {
+            return Some(format!("`{directive}` names no level; {help}"));
+        }
+    }
+    None
 }
 
 fn listen(config: &Config, out: &mut Vec<Problem>) {
@@ -303,5 +322,31 @@ pub(super) fn http_url(key: &str, url: &Url, out: &mut Vec<Problem>) {
             key,
             "must not carry credentials; use the [auth] section",
         ));
+    }
+}
+
+#[cfg(test)]
+mod log_level_tests {
+    use super::log_level_problem;
+
+    #[test]
+    fn log_levels_are_level_names_or_target_directives() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "warn",
+            "ado_auth_proxy=debug,info",
+            "hyper=off, info",
+            "off",
+        ] {
+            assert_eq!(log_level_problem(ok), None, "{ok}");
+        }
+        for bad in ["inof", "ado_auth_proxy=verbose", "info,dbug", "info=x"] {
+            let why = log_level_problem(bad).expect(bad);
+            assert!(
+                why.contains("\"info\"") && why.contains("directives such as"),
+                "{why}"
+            );
+        }
     }
 }

@@ -281,3 +281,43 @@ fn only_a_key_file_every_user_can_read_draws_a_warning() {
         }
     }
 }
+
+/// A config file that exists but cannot be read (its mode, or a
+/// directory) is named with the reason and the fix, not "Permission
+/// denied" alone.
+#[test]
+fn an_unreadable_config_file_is_named_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        &["check-config", "--config", dir.path().to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot read the config file {}",
+            dir.path().display()
+        )) && stderr.contains("directory"),
+        "{stderr}"
+    );
+
+    // As an unprivileged user (the tests run as root, who reads anything).
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, "[auth]\nmode = \"none\"\n").unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(crate::support::process::binary())
+        .args(["check-config", "--config", file.to_str().unwrap()])
+        .env_remove("ADO_AUTH_PROXY_CONFIG")
+        .output()
+        .expect("setpriv (util-linux) runs");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot read the config file {}", file.display()))
+            && stderr.contains("make it readable"),
+        "{stderr}"
+    );
+}

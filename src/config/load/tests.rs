@@ -129,7 +129,26 @@ fn each_mistake_names_its_key() {
             "upstream.connect_timeout",
             "longer than zero",
         ),
-        ("listen = 5", "listen", "invalid type"),
+        (
+            "listen = 5",
+            "listen",
+            "expected a table ([section]), found a number",
+        ),
+        (
+            "[listen]\nmax_connections = \"many\"",
+            "listen.max_connections",
+            "expected a whole number (0 or more), found a string",
+        ),
+        (
+            "[listen]\nmax_connections = -3",
+            "listen.max_connections",
+            "expected a whole number (0 or more)",
+        ),
+        (
+            "[log]\nlevel = \"inof\"",
+            "log.level",
+            "`inof` names no level; use one of \"trace\"",
+        ),
         (
             "[listen]\nallowed_hosts = [\"http://x.example/\"]",
             "listen.allowed_hosts[0]",
