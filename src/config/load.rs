@@ -209,11 +209,43 @@ fn section<T: DeserializeOwned>(
     if !figment.contains(name) {
         return;
     }
-    match figment.extract_inner::<T>(name) {
-        Ok(value) => *slot = value,
-        Err(e) => problems.extend(from_figment_error(figment, name, e)),
+    // serde stops at a section's first bad value: put the default in its
+    // place and read again, so every bad value of the section is reported
+    // at once (messages and origins come from the figment as written).
+    let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
+    let mut patched = figment.clone();
+    let mut failed = false;
+    for _ in 0..MAX_PROBLEMS_PER_SECTION {
+        match patched.extract_inner::<T>(name) {
+            Ok(value) => {
+                if !failed {
+                    *slot = value;
+                }
+                return;
+            }
+            Err(e) => {
+                failed = true;
+                let found = from_figment_error(figment, name, e);
+                let mut replaced = false;
+                for p in &found {
+                    let pointer = format!("/{}", p.key.replace('.', "/"));
+                    if let Some(d) = defaults.pointer(&pointer).filter(|d| !d.is_null()) {
+                        patched = patched
+                            .merge(figment::providers::Serialized::default(&p.key, d.clone()));
+                        replaced = true;
+                    }
+                }
+                problems.extend(found);
+                if !replaced {
+                    return;
+                }
+            }
+        }
     }
 }
+
+/// Bad values reported per section at most (each costs a re-read).
+const MAX_PROBLEMS_PER_SECTION: usize = 32;
 
 /// Keys the user wrote that no section knows. The set of known keys is the
 /// default config serialized, so it can never drift from the structs.

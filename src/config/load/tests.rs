@@ -780,3 +780,20 @@ fn a_secret_directory_holds_the_two_slots() {
         "holds no secret file",
     );
 }
+
+/// Every bad value of a section is reported, not only the first.
+#[test]
+fn every_bad_value_of_a_section_is_reported_at_once() {
+    let toml = "[listen]\nmax_connections = \"many\"\nmax_tunnels = true\nworkers = -1\n\
+                [upstream]\nconnect_timeout = 5\n";
+    let problems = load(&figment(toml, &[])).unwrap_err().0;
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    for want in [
+        "listen.max_connections",
+        "listen.max_tunnels",
+        "listen.workers",
+        "upstream.connect_timeout",
+    ] {
+        assert!(keys.contains(&want), "{want} in {keys:?}");
+    }
+}
