@@ -31,7 +31,12 @@ enum Command {
     /// Run the proxy (the default).
     Run,
     /// Validate the config and print it with secrets redacted; exit 2 on problems.
-    CheckConfig,
+    CheckConfig {
+        /// Check shapes and values only, not the files keys name (a
+        /// Kubernetes config checked where its mounted secrets are not).
+        #[arg(long)]
+        no_files: bool,
+    },
     /// Print a new random session encryption key (base64) for a key file.
     Keygen,
     /// Sign the service identity in with a device code (mode "service",
@@ -67,9 +72,10 @@ fn main() -> ExitCode {
         );
     }
     let env = std::env::vars().filter(|(k, _)| k != "ADO_AUTH_PROXY_CONFIG");
+    let files = !matches!(cli.command, Some(Command::CheckConfig { no_files: true }));
     let loaded = match &cli.config {
-        Some(path) => config::load_file(path, env),
-        None => config::load(&config::figment_for(None, env)),
+        Some(path) => config::load_file_checking(path, env, files),
+        None => config::load_checking(&config::figment_for(None, env), files),
     };
     let config = match loaded {
         Ok(config) => config,
@@ -79,9 +85,15 @@ fn main() -> ExitCode {
         }
     };
     match cli.command.unwrap_or(Command::Run) {
-        Command::CheckConfig => {
+        Command::CheckConfig { no_files } => {
             print!("{}", config.to_redacted_toml());
-            eprintln!("configuration is valid");
+            if no_files {
+                eprintln!(
+                    "configuration is valid (the files it names were not checked: --no-files)"
+                );
+            } else {
+                eprintln!("configuration is valid");
+            }
             ExitCode::SUCCESS
         }
         Command::Run => run(config),

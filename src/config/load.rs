@@ -22,6 +22,9 @@ pub struct Problem {
     pub message: String,
     /// Where the value came from (file or environment variable), if known.
     pub origin: Option<String>,
+    /// About a file the key names (missing, unreadable, empty), which
+    /// `check-config --no-files` does not look at.
+    pub file: bool,
 }
 
 /// Every problem found while loading; never empty.
@@ -37,7 +40,14 @@ impl Problem {
             key: key.into(),
             message: message.into(),
             origin: None,
+            file: false,
         }
+    }
+
+    /// The same problem, marked as about a file's presence or contents.
+    pub fn about_file(mut self) -> Self {
+        self.file = true;
+        self
     }
 
     fn with_origin(mut self, origin: Option<String>) -> Self {
@@ -107,6 +117,15 @@ pub fn load_file(
     path: &Path,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, Problems> {
+    load_file_checking(path, env, true)
+}
+
+/// [`load_file`], looking at the files keys name only when `files`.
+pub fn load_file_checking(
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+    files: bool,
+) -> Result<Config, Problems> {
     // Opened here, not only looked at: a file that exists but cannot be
     // read (its mode, a directory) must be named too.
     let readable = std::fs::File::open(path).and_then(|f| {
@@ -128,11 +147,18 @@ pub fn load_file(
             format!("cannot read the config file {}: {e}; {fix}", path.display()),
         )]));
     }
-    load(&figment_for(Some(path), env))
+    load_checking(&figment_for(Some(path), env), files)
 }
 
 /// Extracts and validates a [`Config`] from any figment.
 pub fn load(figment: &Figment) -> Result<Config, Problems> {
+    load_checking(figment, true)
+}
+
+/// [`load`]; with `files` false, the files keys name are not looked at
+/// (`check-config --no-files`: a Kubernetes config checked where the
+/// mounted secrets are not).
+pub fn load_checking(figment: &Figment, files: bool) -> Result<Config, Problems> {
     let mut problems = Vec::new();
     let root: Dict = match figment.extract() {
         Ok(root) => root,
@@ -185,6 +211,9 @@ pub fn load(figment: &Figment) -> Result<Config, Problems> {
         ));
     }
     problems.extend(validate::validate(&config));
+    if !files {
+        problems.retain(|p| !p.file);
+    }
 
     if problems.is_empty() {
         Ok(config)

@@ -26,7 +26,9 @@ use url::Url;
 
 pub use cidr::Cidr;
 pub use env::{ENV_PREFIX, EnvProvider, ignored as ignored_env};
-pub use load::{Problem, Problems, figment_for, load, load_file};
+pub use load::{
+    Problem, Problems, figment_for, load, load_checking, load_file, load_file_checking,
+};
 pub use plan::{AuthPlan, Credential, SourcePlan, StorePlan, credential, plan};
 pub use secret::Secret;
 pub use validate::validate;

@@ -275,15 +275,17 @@ fn forward_cookies(config: &Config, out: &mut Vec<Problem>) {
 /// A file that must hold a secret: readable and not empty.
 pub(super) fn secret_file(key: &str, path: &Path, what: &str, out: &mut Vec<Problem>) {
     match std::fs::read_to_string(path) {
-        Ok(s) if s.trim().is_empty() => out.push(Problem::new(
-            key,
-            format!("{} is empty; write {what} into it", path.display()),
-        )),
+        Ok(s) if s.trim().is_empty() => out.push(
+            Problem::new(
+                key,
+                format!("{} is empty; write {what} into it", path.display()),
+            )
+            .about_file(),
+        ),
         Ok(_) => {}
-        Err(e) => out.push(Problem::new(
-            key,
-            format!("cannot read {}: {e}", path.display()),
-        )),
+        Err(e) => {
+            out.push(Problem::new(key, format!("cannot read {}: {e}", path.display())).about_file())
+        }
     }
 }
 
@@ -295,10 +297,7 @@ pub(super) fn positive(key: &str, d: Duration, out: &mut Vec<Problem>) {
 
 pub(super) fn readable(key: &str, path: &Path, out: &mut Vec<Problem>) {
     if let Err(e) = std::fs::File::open(path) {
-        out.push(Problem::new(
-            key,
-            format!("cannot read {}: {e}", path.display()),
-        ));
+        out.push(Problem::new(key, format!("cannot read {}: {e}", path.display())).about_file());
     }
 }
 

@@ -321,3 +321,42 @@ fn an_unreadable_config_file_is_named_with_the_fix() {
         "{stderr}"
     );
 }
+
+/// `check-config --no-files` checks shapes and values where the files a
+/// config names are not (a Kubernetes config on a laptop): a missing
+/// secret file is then no problem, a mistake still is.
+#[test]
+fn check_config_without_files_checks_everything_but_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[auth]\nmode = \"pat\"\npat_file = \"/var/run/secrets/ado/pat\"\n",
+    )
+    .unwrap();
+    let path = config.to_str().unwrap();
+    let out = run(&["check-config", "--config", path], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("auth.pat_file: cannot read /var/run/secrets/ado/pat"));
+
+    let out = run(&["check-config", "--no-files", "--config", path], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--no-files"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    std::fs::write(
+        &config,
+        "[auth]\nmode = \"pat\"\npat_file = \"/var/run/secrets/ado/pat\"\n[listen]\nmax_connections = \"many\"\n",
+    )
+    .unwrap();
+    let out = run(&["check-config", "--no-files", "--config", path], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("listen.max_connections") && !stderr.contains("pat_file"),
+        "{stderr}"
+    );
+}

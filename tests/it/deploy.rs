@@ -221,8 +221,41 @@ fn no_service_links(yaml: &str, origin: &str) {
 }
 
 /// Runs `check-config` on `config` with the placeholders and mounted
-/// files a deployment provides filled in through the environment.
+/// files a deployment provides filled in through the environment; and
+/// `check-config --no-files` with only the placeholders, as a user checks
+/// a Kubernetes config where its Secrets are not mounted.
 fn check_config(config: &str, origin: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let toml = tmp.path().join("config.toml");
+    std::fs::write(&toml, config).unwrap();
+    let out = std::process::Command::new(crate::support::process::binary())
+        .args([
+            "check-config",
+            "--no-files",
+            "--config",
+            toml.to_str().unwrap(),
+        ])
+        .envs([
+            ("ADO_AUTH_PROXY_AUTH__TENANT", TENANT),
+            ("ADO_AUTH_PROXY_AUTH__CLIENT_ID", CLIENT_ID),
+            ("AZURE_CLIENT_ID", CLIENT_ID),
+            ("AZURE_TENANT_ID", TENANT),
+            (
+                "AZURE_FEDERATED_TOKEN_FILE",
+                "/var/run/secrets/azure/tokens/azure-identity-token",
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{origin} (--no-files): {}\n{config}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_config_with_files(config, origin);
+}
+
+fn check_config_with_files(config: &str, origin: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let file = |name: &str, content: &str| {
         let p = tmp.path().join(name);

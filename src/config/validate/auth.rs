@@ -38,19 +38,25 @@ fn callers(config: &Config, out: &mut Vec<Problem>) {
     }
     if let Some(path) = &a.caller_secret_file {
         match std::fs::read_to_string(path) {
-            Ok(s) if s.trim().len() < 16 => out.push(Problem::new(
-                "auth.caller_secret_file",
-                format!(
-                    "{} holds fewer than 16 characters; use a long random value (e.g. \
-                     `ado-auth-proxy keygen`)",
-                    path.display()
-                ),
-            )),
+            Ok(s) if s.trim().len() < 16 => out.push(
+                Problem::new(
+                    "auth.caller_secret_file",
+                    format!(
+                        "{} holds fewer than 16 characters; use a long random value (e.g. \
+                         `ado-auth-proxy keygen`)",
+                        path.display()
+                    ),
+                )
+                .about_file(),
+            ),
             Ok(_) => {}
-            Err(e) => out.push(Problem::new(
-                "auth.caller_secret_file",
-                format!("cannot read {}: {e}", path.display()),
-            )),
+            Err(e) => out.push(
+                Problem::new(
+                    "auth.caller_secret_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+                .about_file(),
+            ),
         }
     }
     let ip = config.listen.address.ip();
@@ -346,7 +352,7 @@ fn secret_files(a: &AuthConfig, out: &mut Vec<Problem>) {
                     secret_file("auth.client_secret_file", slot, "a client secret", out);
                 }
             }
-            Err(e) => out.push(Problem::new("auth.client_secret_file", e)),
+            Err(e) => out.push(Problem::new("auth.client_secret_file", e).about_file()),
         }
     }
 }

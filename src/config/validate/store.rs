@@ -12,20 +12,26 @@ pub(super) fn store(s: &SessionConfig, out: &mut Vec<Problem>) {
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 if let Err(e) = crate::seal::parse_keys(&text) {
-                    out.push(Problem::new(
-                        "session.encryption_keys_file",
-                        format!("{}: {e}", path.display()),
-                    ));
+                    out.push(
+                        Problem::new(
+                            "session.encryption_keys_file",
+                            format!("{}: {e}", path.display()),
+                        )
+                        .about_file(),
+                    );
                 }
             }
-            Err(e) => out.push(Problem::new(
-                "session.encryption_keys_file",
-                format!(
-                    "cannot read {}: {e}; create it with `ado-auth-proxy keygen > {}` (mode 0600)",
-                    path.display(),
-                    path.display()
-                ),
-            )),
+            Err(e) => out.push(
+                Problem::new(
+                    "session.encryption_keys_file",
+                    format!(
+                        "cannot read {}: {e}; create it with `ado-auth-proxy keygen > {}` (mode 0600)",
+                        path.display(),
+                        path.display()
+                    ),
+                )
+                .about_file(),
+            ),
         }
     }
     match s.store {
