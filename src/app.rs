@@ -175,6 +175,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 /// `clock` (tests move it forward instead of waiting).
 pub async fn start_with(config: Config, clock: Clock) -> Result<Running, StartError> {
     let plan = crate::config::plan(&config).map_err(StartError::Config)?;
+    // The same warnings check-config prints.
+    for w in crate::config::warnings(&config, true) {
+        tracing::warn!(key = %w.key, "{}", w.message);
+    }
     let bound = Bound::new(&config).await?;
     let metrics = Arc::new(Metrics::new(Registry::new())?);
     let health = Arc::new(Health::default());

@@ -87,6 +87,9 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig { no_files } => {
             print!("{}", config.to_redacted_toml());
+            for w in config::warnings(&config, !no_files) {
+                eprintln!("warning: {w}");
+            }
             if no_files {
                 eprintln!(
                     "configuration is valid (the files it names were not checked: --no-files)"

@@ -15,6 +15,7 @@ mod load;
 mod plan;
 mod secret;
 mod validate;
+mod warnings;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,6 +33,7 @@ pub use load::{
 pub use plan::{AuthPlan, Credential, SourcePlan, StorePlan, credential, plan};
 pub use secret::Secret;
 pub use validate::validate;
+pub use warnings::{warnings, world_readable};
 
 /// The whole configuration, one field per TOML section.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -239,13 +239,6 @@ impl Login {
         let base = public_url.as_str().trim_end_matches('/');
         let callback = Url::parse(&format!("{base}/.auth/callback"))
             .map_err(|e| format!("listen.public_url: cannot build the callback URL: {e}"))?;
-        if kind == ProviderKind::AzureDevops && callback.scheme() != "https" {
-            tracing::warn!(
-                callback = %callback,
-                "legacy Azure DevOps OAuth only accepts https callback URLs; put a TLS listener \
-                 or an ingress in front and set listen.public_url"
-            );
-        }
         let provider = Provider::new(auth, kind, callback, http, store.clock())?;
         if kind == ProviderKind::AzureDevops {
             // Its secrets expire 60 days after they are created.

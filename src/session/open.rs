@@ -19,13 +19,7 @@ pub(super) fn backend(
     owner: bool,
 ) -> Result<Backend, String> {
     Ok(match plan {
-        StorePlan::Memory => {
-            tracing::warn!(
-                "session.store = \"memory\": a restart signs everyone out and replicas do \
-                 not share sessions; use \"embedded\" or \"redis\" outside tests"
-            );
-            Backend::Memory(Memory::with_clock(clock.clone()))
-        }
+        StorePlan::Memory => Backend::Memory(Memory::with_clock(clock.clone())),
         StorePlan::Embedded if owner => Backend::Embedded(
             Embedded::open(&config.path)
                 .map_err(|e| e.to_string())?
@@ -67,8 +61,8 @@ pub(super) fn backend(
 /// The sealer for records in `backend`.
 pub(super) fn sealer(config: &SessionConfig, backend: &Backend) -> Result<Sealer, String> {
     Ok(match (&config.encryption_keys_file, backend) {
+        // A configured file's mode is among the config's warnings.
         (Some(path), _) => {
-            warn_if_shared(path);
             Sealer::from_file(path).map_err(|e| format!("session.encryption_keys_file: {e}"))?
         }
         (None, Backend::Embedded(db)) => {
@@ -143,47 +137,9 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Warns when a key file is readable by every user of the machine. Group
-/// access is how Kubernetes mounts a Secret for a non-root container
-/// (`defaultMode: 0440` with `fsGroup`), on a read-only mount that cannot
-/// be chmod-ed: that is no reason to warn.
+/// Warns when the key file beside the database is readable by every user.
 fn warn_if_shared(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path)
-            && let Some(why) = shared_warning(meta.permissions().mode())
-        {
-            tracing::warn!(path = %path.display(), "{why}");
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-}
-
-/// The warning for a key file of `mode`, if it deserves one.
-fn shared_warning(mode: u32) -> Option<String> {
-    let mode = mode & 0o777;
-    (mode & 0o007 != 0).then(|| {
-        format!(
-            "the session key file is readable by every user (mode {mode:o}): chmod 600 it, or \
-             mount its Kubernetes Secret with defaultMode: 0400 (or 0440 with the pod's fsGroup)"
-        )
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_key_file_every_user_can_read_is_warned_about() {
-        for quiet in [0o600, 0o400, 0o440, 0o640, 0o100600] {
-            assert_eq!(shared_warning(quiet), None, "{quiet:o}");
-        }
-        for loud in [0o644, 0o604, 0o666, 0o601] {
-            let w = shared_warning(loud).expect("warned");
-            assert!(w.contains("defaultMode") && w.contains("chmod 600"), "{w}");
-        }
+    if let Some(why) = crate::config::world_readable(path) {
+        tracing::warn!(path = %path.display(), "{why}");
     }
 }

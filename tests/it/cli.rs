@@ -206,7 +206,7 @@ fn kubernetes_service_links_are_no_configuration_and_single_underscores_are_name
     let out = run(&["check-config", "--config", &example()], &SERVICE_LINKS);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
-        !text(&out.stderr).contains("warning"),
+        !text(&out.stderr).contains("is ignored"),
         "{}",
         text(&out.stderr)
     );
@@ -358,5 +358,51 @@ fn check_config_without_files_checks_everything_but_the_files() {
     assert!(
         stderr.contains("listen.max_connections") && !stderr.contains("pat_file"),
         "{stderr}"
+    );
+}
+
+/// The warnings `run` logs at start are the ones `check-config` prints:
+/// a memory store, an http callback for legacy Azure DevOps OAuth, a key
+/// file every user can read (not with `--no-files`).
+#[test]
+fn check_config_prints_the_warnings_run_would_log() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(
+        &keys,
+        format!("{}\n", ado_auth_proxy::seal::generate_key().unwrap()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret").unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\nmode = \"user\"\nprovider = \"azure-devops\"\nclient_id = \"app\"\n\
+             client_secret_file = \"{}\"\n[session]\nstore = \"memory\"\nencryption_keys_file = \"{}\"\n",
+            secret.display(),
+            keys.display()
+        ),
+    )
+    .unwrap();
+    let path = config.to_str().unwrap();
+    let out = run(&["check-config", "--config", path], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    for want in [
+        "warning: session.store: \"memory\"",
+        "warning: listen.public_url: legacy Azure DevOps OAuth only accepts https",
+        "warning: session.encryption_keys_file: the session key file is readable by every user",
+    ] {
+        assert!(stderr.contains(want), "{want}: {stderr}");
+    }
+    let out = run(&["check-config", "--no-files", "--config", path], &[]);
+    assert!(
+        !text(&out.stderr).contains("key file"),
+        "{}",
+        text(&out.stderr)
     );
 }
