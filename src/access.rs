@@ -34,8 +34,8 @@ pub struct AccessRecord {
 enum Held {
     /// Alone: the answer is all there is.
     Own(crate::budget::Permit),
-    /// With its upload.
-    Shared(std::sync::Arc<crate::budget::Permit>),
+    /// With its upload, which is cut off when the answer is done.
+    Shared(std::sync::Arc<crate::budget::SharedPermit>),
 }
 
 // === impl AccessRecord ===
@@ -66,9 +66,9 @@ impl AccessRecord {
     /// an upstream socket busy with a body that never ends counts against
     /// `listen.max_requests` after the answer is gone. Shared only for
     /// requests with a body, so a `GET` costs no allocation for it.
-    pub fn share_permit(&mut self) -> Option<std::sync::Arc<crate::budget::Permit>> {
+    pub fn share_permit(&mut self) -> Option<std::sync::Arc<crate::budget::SharedPermit>> {
         let shared = match self.permit.take()? {
-            Held::Own(p) => std::sync::Arc::new(p),
+            Held::Own(p) => crate::budget::SharedPermit::new(p),
             Held::Shared(p) => p,
         };
         self.permit = Some(Held::Shared(shared.clone()));
@@ -106,6 +106,9 @@ impl AccessRecord {
 
 impl Drop for AccessRecord {
     fn drop(&mut self) {
+        if let Some(Held::Shared(p)) = &self.permit {
+            p.cut();
+        }
         let elapsed = self.ctx.start.elapsed();
         self.metrics.requests.in_flight.dec();
         self.metrics

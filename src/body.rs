@@ -40,8 +40,9 @@ pub struct ProxyBody {
 pub struct CountedBody {
     inner: Option<Incoming>,
     metrics: Arc<Metrics>,
-    /// The request's place in the budget, until the upload is done.
-    permit: Option<Arc<crate::budget::Permit>>,
+    /// The request's place in the budget, until the upload is done (or
+    /// cut off because its answer is).
+    permit: Option<Arc<crate::budget::SharedPermit>>,
 }
 
 // === impl ProxyBody ===
@@ -215,7 +216,7 @@ impl CountedBody {
     }
 
     /// Holds the request's place in the budget while the body is sent.
-    pub fn hold(&mut self, permit: Option<Arc<crate::budget::Permit>>) {
+    pub fn hold(&mut self, permit: Option<Arc<crate::budget::SharedPermit>>) {
         self.permit = permit;
     }
 
@@ -229,19 +230,39 @@ impl CountedBody {
     }
 }
 
+/// An upload stopped because its answer was done first (the upstream
+/// answered early and the client is gone, or never sent the rest).
+#[derive(Debug)]
+pub struct UploadCut;
+
+impl std::fmt::Display for UploadCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the upload was cut off: its answer was already done")
+    }
+}
+
+impl std::error::Error for UploadCut {}
+
 impl Body for CountedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        let polled = Pin::new(inner).poll_frame(cx);
+        if this.permit.as_ref().is_some_and(|p| p.poll_cut(cx)) {
+            // An error, not an end: the upstream must not take a cut
+            // body for a whole one.
+            this.permit = None;
+            this.inner = None;
+            return Poll::Ready(Some(Err(Box::new(UploadCut))));
+        }
+        let polled = Pin::new(inner).poll_frame(cx).map_err(|e| e.into());
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {

@@ -6,7 +6,7 @@
 //! open. A leaf: an atomic count and its permits.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// How many requests may be in flight, and how many are.
 #[derive(Debug)]
@@ -18,6 +18,16 @@ pub struct Budget {
 /// One request's place in the budget, given back on drop.
 #[derive(Debug)]
 pub struct Permit(Arc<Budget>);
+
+/// A request's place held by both its answer and its upload: when the
+/// answer is done (sent, or the client gone) the upload is cut off, so a
+/// body that never ends cannot keep the place, or its upstream socket.
+#[derive(Debug)]
+pub struct SharedPermit {
+    _permit: Permit,
+    cut: AtomicBool,
+    waker: futures_util::task::AtomicWaker,
+}
 
 // === impl Budget ===
 
@@ -43,6 +53,29 @@ impl Budget {
     /// `listen.max_requests`.
     pub fn max(&self) -> usize {
         self.max
+    }
+}
+
+impl SharedPermit {
+    /// Shares `permit` between an answer and an upload.
+    pub fn new(permit: Permit) -> Arc<Self> {
+        Arc::new(Self {
+            _permit: permit,
+            cut: AtomicBool::new(false),
+            waker: futures_util::task::AtomicWaker::new(),
+        })
+    }
+
+    /// The answer is done: the upload, if still going, stops.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Whether the upload must stop; wakes `cx` when it must.
+    pub fn poll_cut(&self, cx: &std::task::Context<'_>) -> bool {
+        self.waker.register(cx.waker());
+        self.cut.load(Ordering::Acquire)
     }
 }
 

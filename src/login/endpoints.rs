@@ -396,16 +396,33 @@ impl Login {
         // the store cannot be asked about (down, or restoring after a data
         // loss) is a 503: "signed out" with the cookie cleared would leave
         // it alive on the replica that holds it.
+        if revoke_tokens {
+            // Tokens are revoked from their owner's list: not while a
+            // store that lost its data has it incomplete (503, try again).
+            self.store.lists_ready().await?;
+        }
+        // The sessions held here end first, whatever the store says.
         let values: Vec<String> =
             crate::cookies::values(req.headers(), &self.jar.session).collect();
-        for s in self.store.lookup_many(&values).await?.into_iter().flatten() {
-            {
+        let (held, others) = self.store.split_held(values);
+        let mut ended = 0;
+        for group in [held, others] {
+            let found = match self.store.lookup_many(&group).await {
+                Ok(found) => found,
+                // The session this browser uses here is over; a value
+                // no replica's store can be asked about now (a stale
+                // cookie, most likely) does not undo that.
+                Err(_) if ended > 0 => break,
+                Err(e) => return Err(e.into()),
+            };
+            for s in found.into_iter().flatten() {
                 if s.until.is_some() {
                     continue;
                 }
                 id_token = s.id_token.clone();
                 tracing::info!(session = ?s.key, "signed out");
                 self.store.remove(&s).await;
+                ended += 1;
                 if revoke_tokens {
                     // A failed revocation leaves the tokens; the page
                     // still lists them.

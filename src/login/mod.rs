@@ -296,35 +296,52 @@ impl Login {
     /// outer error is the store failing for a session not cached here.
     async fn session(&self, headers: &HeaderMap) -> Result<Result<Arc<Session>, Miss>, Error> {
         let mut miss = Miss::NoCookie;
-        // Every value at once: one store read, whatever the request holds.
+        // The values this process holds first (no store read, so a store
+        // that is down or restoring does not stop a session held here),
+        // then every other value at once: one store read.
         let values: Vec<String> = crate::cookies::values(headers, &self.jar.session).collect();
-        for found in self.store.lookup_many(&values).await? {
-            let Some(session) = found else {
-                miss = Miss::Unknown;
-                continue;
-            };
-            if session.until.is_some() {
-                // A personal token's session is no cookie.
-                miss = Miss::Unknown;
-                continue;
+        let (held, others) = self.store.split_held(values);
+        for group in [held, others] {
+            for found in self.store.lookup_many(&group).await? {
+                if let Some(session) = self.live_cookie_session(found, &mut miss) {
+                    return Ok(Ok(session));
+                }
             }
-            if let Some(ended) = session.ended(self.idle_timeout, self.max_lifetime) {
-                self.end_session(&session);
-                miss = ended;
-                continue;
-            }
-            session.touch();
-            // Record the use now and then, so idleness survives restarts
-            // and is seen by other replicas.
-            if session.seen_save_due(self.idle_timeout / 4) {
-                let (store, s) = (self.store.clone(), session.clone());
-                tokio::spawn(async move {
-                    let _ = store.save(&s).await;
-                });
-            }
-            return Ok(Ok(session));
         }
         Ok(Err(miss))
+    }
+
+    /// `found` when it is a live browser session (its use noted); else
+    /// why not, in `miss`.
+    fn live_cookie_session(
+        &self,
+        found: Option<Arc<Session>>,
+        miss: &mut Miss,
+    ) -> Option<Arc<Session>> {
+        let Some(session) = found else {
+            *miss = Miss::Unknown;
+            return None;
+        };
+        if session.until.is_some() {
+            // A personal token's session is no cookie.
+            *miss = Miss::Unknown;
+            return None;
+        }
+        if let Some(ended) = session.ended(self.idle_timeout, self.max_lifetime) {
+            self.end_session(&session);
+            *miss = ended;
+            return None;
+        }
+        session.touch();
+        // Record the use now and then, so idleness survives restarts and
+        // is seen by other replicas.
+        if session.seen_save_due(self.idle_timeout / 4) {
+            let (store, s) = (self.store.clone(), session.clone());
+            tokio::spawn(async move {
+                let _ = store.save(&s).await;
+            });
+        }
+        Some(session)
     }
 
     /// Ends a session: here at once, in the store in the background.

@@ -68,6 +68,7 @@ impl Sessions {
         lifetime: Duration,
         max: usize,
     ) -> Result<Option<(String, TokenInfo)>, StoreError> {
+        self.lists_ready().await?;
         let _editing = self.list_lock(&owner.user).lock().await;
         let now = self.clock().wall();
         let now_ms = unix_ms(now);
@@ -136,6 +137,7 @@ impl Sessions {
         user: &UserInfo,
         id: Option<&str>,
     ) -> Result<usize, StoreError> {
+        self.lists_ready().await?;
         let _editing = self.list_lock(user).lock().await;
         let list = self.token_list(user).await?;
         let gone: Vec<&TokenInfo> = list

@@ -417,6 +417,23 @@ impl Sessions {
         }
     }
 
+    /// Fails (503) while a store that lost its data is being restored, or
+    /// when one look at it shows it just did: token lists are incomplete
+    /// until then, so no token is created, counted or revoked on them.
+    pub async fn lists_ready(&self) -> Result<(), StoreError> {
+        if self.shared() && (self.restoring() || self.observe().await?) {
+            return Err(self.restoring_error());
+        }
+        Ok(())
+    }
+
+    /// Splits cookie values into those this process holds and the others,
+    /// so callers settle the held ones first, without the store.
+    pub fn split_held(&self, ids: Vec<String>) -> (Vec<String>, Vec<String>) {
+        ids.into_iter()
+            .partition(|id| self.cache.contains_key(&SessionKey::of(id)))
+    }
+
     /// Whether this process's cache still holds `session` itself (a
     /// sign-out or revocation here drops it).
     pub fn holds(&self, session: &Arc<Session>) -> bool {
@@ -728,7 +745,11 @@ impl Sessions {
                     self.op(StoreOp::Remove, self.backend.remove(key, ttl))
                         .await?;
                 }
-                self.set_restore(Restore::Sessions(since));
+                if let Ok(mut e) = self.epoch.lock()
+                    && e.restore == Restore::Endings(since)
+                {
+                    e.restore = Restore::Sessions(since);
+                }
                 Ok(())
             }
             Restore::Sessions(since) if self.clock.now() >= since + RESTORE_SETTLE => {
@@ -737,7 +758,12 @@ impl Sessions {
                 self.mark_restoring(RESTORE_SETTLE).await?;
                 let kept = self.write_back().await?;
                 let listed = self.relist(&kept).await?;
-                self.set_restore(Restore::Idle);
+                // A loss seen meanwhile started its own restore: keep it.
+                if let Ok(mut e) = self.epoch.lock()
+                    && e.restore == Restore::Sessions(since)
+                {
+                    e.restore = Restore::Idle;
+                }
                 tracing::info!(
                     store = self.backend.name(),
                     sessions = kept.len(),
@@ -758,12 +784,6 @@ impl Sessions {
             self.backend.put(RESTORING, b"1".to_vec(), ttl),
         )
         .await
-    }
-
-    fn set_restore(&self, to: Restore) {
-        if let Ok(mut e) = self.epoch.lock() {
-            e.restore = to;
-        }
     }
 
     /// Writes back missed sign-outs, then every cached session.

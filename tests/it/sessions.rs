@@ -947,9 +947,6 @@ mod after_a_data_loss {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             stop(c).await;
-            eprintln!(
-                "REVIEW A-logout (sign-out {wait_ms} ms after FLUSHALL): {status} {body}; afterwards A {on_a}, B {on_b}, new C {on_c}"
-            );
             results.push((wait_ms, status, on_a, on_b, on_c));
         }
         for (wait_ms, _, on_a, on_b, on_c) in results {
@@ -961,5 +958,180 @@ mod after_a_data_loss {
         }
         stop(a).await;
         stop(b).await;
+    }
+
+    #[tokio::test]
+    async fn a_stale_second_cookie_blocks_neither_requests_nor_a_local_sign_out_while_the_store_is_down()
+     {
+        let mut r = Replicas::new(Duration::from_secs(600)).await;
+        let a = r.start().await;
+        let alice = sign_in(&a).await;
+        assert_eq!(call(&a, &alice).await, 200);
+        r.redis.kill();
+        assert_eq!(call(&a, &alice).await, 200, "cached session works alone");
+        // The same browser also carries a value this replica does not
+        // cache (an old cookie under another Path/Domain, or one planted
+        // by a sibling subdomain).
+        let two = format!("{COOKIE}={alice}; {COOKIE}=stale-value-0123456789");
+        let api = http()
+            .get(format!("{}{PROJECTS}", url(&a)))
+            .header("cookie", &two)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        let out = http()
+            .post(format!("{}/.auth/logout", url(&a)))
+            .header("cookie", &two)
+            .send()
+            .await
+            .unwrap();
+        let out_status = out.status().as_u16();
+        let out_body = out.text().await.unwrap_or_default();
+        let after = call(&a, &alice).await;
+        assert_eq!(api, 200, "a cached session with an extra cookie value");
+        assert_eq!(
+            out_status, 200,
+            "the cached session can be signed out here: {out_body}"
+        );
+        assert_eq!(after, 401, "signed out locally");
+        stop(a).await;
+    }
+
+    /// The per-user cap (auth.max_tokens_per_user) across a data loss:
+    /// between the loss and the restore's relist the user's list reads
+    /// empty, so creations wait (503) until it is whole again.
+    #[tokio::test]
+    async fn a_data_loss_lets_no_user_pass_max_tokens_per_user() {
+        let r = Replicas::new(Duration::from_secs(600)).await;
+        let a = support::start(r.w.config(|c| {
+            redis(c, &r.redis, &r.keys);
+            c.auth.max_tokens_per_user = 2;
+        }))
+        .await;
+        let cookie = sign_in(&a).await;
+        let mut tokens = Vec::new();
+        for i in 0..3 {
+            let (s, _, t) = new_token(&a, &cookie, &format!("pre{i}")).await;
+            if s == 201 {
+                tokens.push(t);
+            }
+        }
+        assert_eq!(tokens.len(), 2, "the cap holds before the loss");
+        r.redis.command(&["FLUSHALL"]);
+        let mut during = Vec::new();
+        for i in 0..4 {
+            let (s, _, t) = new_token(&a, &cookie, &format!("post{i}")).await;
+            during.push(s);
+            if s == 201 {
+                tokens.push(t);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        // Let the restore finish (endings, then sessions and lists after 5 s).
+        tokio::time::sleep(Duration::from_secs(14)).await;
+        let mut live = 0;
+        for t in &tokens {
+            if bearer(&a, t).await.0 == 200 {
+                live += 1;
+            }
+        }
+        let shown = listed(&a, &cookie).await;
+        assert!(live <= 2, "{live} live tokens with max_tokens_per_user = 2");
+        assert_eq!(live, shown, "every live token is listed again");
+        stop(a).await;
+    }
+
+    /// Creations on two replicas at once, racing past the cap.
+    #[tokio::test]
+    async fn creations_on_two_replicas_hold_the_cap() {
+        let r = Replicas::new(Duration::from_secs(600)).await;
+        let start = async || {
+            support::start(r.w.config(|c| {
+                redis(c, &r.redis, &r.keys);
+                c.auth.max_tokens_per_user = 3;
+            }))
+            .await
+        };
+        let a = start().await;
+        let b = start().await;
+        let cookie = sign_in(&a).await;
+        assert_eq!(call(&b, &cookie).await, 200);
+        let mut all = Vec::new();
+        for round in 0..5 {
+            let futs: Vec<_> = (0..8)
+                .map(|i| {
+                    let p = if i % 2 == 0 { &a } else { &b };
+                    let cookie = cookie.clone();
+                    async move { new_token(p, &cookie, &format!("r{round}-{i}")).await }
+                })
+                .collect();
+            let made = futures_util::future::join_all(futs).await;
+            let ok: Vec<_> = made.into_iter().filter(|m| m.0 == 201).collect();
+            // Revoke all on one replica while creating on the other.
+            let after_name = format!("after{round}");
+            let (_, more) = tokio::join!(
+                async {
+                    for m in &ok {
+                        let _ = http()
+                            .delete(format!("{}/.auth/tokens/{}", url(&b), m.1))
+                            .header("cookie", format!("{COOKIE}={cookie}"))
+                            .send()
+                            .await;
+                    }
+                },
+                new_token(&a, &cookie, &after_name)
+            );
+            all.extend(ok);
+            if more.0 == 201 {
+                all.push(more);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut live = 0;
+        for m in &all {
+            if bearer(&a, &m.2).await.0 == 200 {
+                live += 1;
+            }
+        }
+        let shown = listed(&a, &cookie).await;
+        assert!(live <= 3);
+        assert_eq!(live, shown);
+        for p in [a, b] {
+            stop(p).await;
+        }
+    }
+
+    /// A revocation right after a data loss (before the restore relists
+    /// the tokens) would find no list entry: it is refused with 503 (try
+    /// again), never answered "not found" with the token still working.
+    #[tokio::test]
+    async fn a_revocation_right_after_a_data_loss_is_refused_not_lost() {
+        let r = Replicas::new(Duration::from_secs(600)).await;
+        let a = r.start().await;
+        let cookie = sign_in(&a).await;
+        let (s, id, token) = new_token(&a, &cookie, "leaked").await;
+        assert_eq!(s, 201);
+        assert_eq!(bearer(&a, &token).await.0, 200);
+        r.redis.command(&["FLUSHALL"]);
+        let resp = http()
+            .delete(format!("{}/.auth/tokens/{id}", url(&a)))
+            .header("cookie", format!("{COOKIE}={cookie}"))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap_or_default();
+        tokio::time::sleep(Duration::from_secs(13)).await;
+        let after = bearer(&a, &token).await.0;
+        let shown = listed(&a, &cookie).await;
+        assert!(
+            status >= 500 || after == 401,
+            "the owner was told {status} ({body}), and the token still works: {after}"
+        );
+        assert_eq!(shown, usize::from(after == 200), "listed while it works");
+        stop(a).await;
     }
 }
