@@ -234,6 +234,7 @@ pub async fn start_with(config: Config, clock: Clock) -> Result<Running, StartEr
         workers = serve::worker_count(&config),
         "listening"
     );
+    log_what_runs(&config, &bound.public_url);
 
     let task = tokio::spawn(shutdown_sequence(
         shutdown_rx,
@@ -367,6 +368,50 @@ fn local_addr(
 ) -> Result<SocketAddr, StartError> {
     l.local_addr()
         .map_err(|source| StartError::Bind { key, addr, source })
+}
+
+/// One line saying what runs: the build, the mode and where its
+/// credential comes from, the session store, the allowlist; and in mode
+/// `user` the redirect URI to register at the identity provider.
+fn log_what_runs(config: &Config, public_url: &Url) {
+    use crate::config::AuthMode;
+    // The config's own spelling ("entra", "client-credentials").
+    fn spelled<T: serde::Serialize>(v: &T) -> String {
+        serde_json::to_value(v)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "-".into())
+    }
+    let a = &config.auth;
+    let (credential, store) = match a.mode {
+        AuthMode::User => (
+            a.provider.as_ref().map_or("-".into(), spelled),
+            spelled(&config.session.store),
+        ),
+        AuthMode::Service => (a.source.as_ref().map_or("-".into(), spelled), "-".into()),
+        AuthMode::Pat => ("pat".into(), "-".into()),
+        AuthMode::None => ("none".into(), "-".into()),
+    };
+    let organizations = if config.upstream.allowed_organizations.is_empty() {
+        "any".to_string()
+    } else {
+        config.upstream.allowed_organizations.join(",")
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        revision = env!("ADO_PROXY_BUILD_REVISION"),
+        mode = %spelled(&a.mode),
+        credential = %credential,
+        session_store = %store,
+        organizations = %organizations,
+        "ado-auth-proxy running"
+    );
+    if a.mode == AuthMode::User {
+        tracing::info!(
+            redirect_uri = %format!("{}/.auth/callback", public_url.as_str().trim_end_matches('/')),
+            "register this redirect URI for the app at the identity provider (Entra: platform Web)"
+        );
+    }
 }
 
 /// `http(s)://{address}`, with `localhost` for an unspecified address.

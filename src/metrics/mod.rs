@@ -59,10 +59,10 @@ impl Metrics {
     pub fn new(registry: Registry) -> prometheus::Result<Self> {
         let build_info = IntGaugeVec::new(
             Opts::new("ado_proxy_build_info", "Build information; always 1."),
-            &["version"],
+            &["version", "revision"],
         )?;
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("ADO_PROXY_BUILD_REVISION")])
             .set(1);
         registry.register(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
@@ -110,7 +110,7 @@ mod tests {
             "ado_proxy_requests_total{route=\"git\",status=\"4xx\"} 1",
             "ado_proxy_requests_total{route=\"auth\",status=\"5xx\"} 1",
             "ado_proxy_upstream_errors_total{kind=\"timeout\",upstream=\"vsrm\"} 1",
-            "ado_proxy_build_info{version=\"",
+            "ado_proxy_build_info{revision=\"",
             // Every value of a typed label exists from the start.
             "ado_proxy_login_failures_total{reason=\"other\"} 0",
             "ado_proxy_session_store_errors_total{op=\"ping\"} 0",
@@ -142,7 +142,7 @@ mod tests {
             for metric in family.get_metric() {
                 for pair in metric.get_label() {
                     // Values from the config, the catalog or the build.
-                    if ["upstream", "id", "source", "version"].contains(&pair.name()) {
+                    if ["upstream", "id", "source", "version", "revision"].contains(&pair.name()) {
                         continue;
                     }
                     let value = format!("`{}`", pair.value());

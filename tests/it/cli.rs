@@ -406,3 +406,54 @@ fn check_config_prints_the_warnings_run_would_log() {
         text(&out.stderr)
     );
 }
+
+/// The start-up log says what runs: the build (version and git revision),
+/// the mode and where its credential comes from, the session store, the
+/// organizations; in mode `user` the redirect URI to register.
+#[test]
+fn the_start_up_log_says_what_runs_and_the_redirect_uri_to_register() {
+    let revision = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let proxy = ProxyProcess::spawn(
+        "[upstream]\nurl = \"http://127.0.0.1:9\"\nallowed_organizations = [\"contoso\"]\n\
+         [auth]\nmode = \"user\"\nprovider = \"entra\"\n\
+         tenant = \"72f988bf-86f1-41af-91ab-2d7cd011db47\"\nclient_id = \"11111111-2222-3333-4444-555555555555\"\n\
+         [session]\nstore = \"memory\"\n",
+        &[("ADO_AUTH_PROXY_AUTH__CLIENT_SECRET", "s3cret")],
+    );
+    let out = crate::support::blocking_get(proxy.admin, "/healthz");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    // The log is read by a thread of its own: wait for the lines.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !proxy.logs().contains("redirect_uri") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let logs = proxy.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("ado-auth-proxy running"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    for want in [
+        format!("\"version\":\"{}\"", env!("CARGO_PKG_VERSION")),
+        format!("\"revision\":\"{}\"", revision.trim()),
+        "\"mode\":\"user\"".to_string(),
+        "\"credential\":\"entra\"".to_string(),
+        "\"session_store\":\"memory\"".to_string(),
+        "\"organizations\":\"contoso\"".to_string(),
+    ] {
+        assert!(line.contains(&want), "{want} in {line}");
+    }
+    let redirect = format!(
+        "\"redirect_uri\":\"http://127.0.0.1:{}/.auth/callback\"",
+        proxy.proxy.port()
+    );
+    assert!(logs.contains(&redirect), "{redirect} in {logs}");
+    assert!(!logs.contains("s3cret"));
+}

@@ -638,7 +638,7 @@ async fn metrics_count_requests_bytes_and_upstream_time() {
         "ado_proxy_request_body_bytes_total 8",
         "ado_proxy_upstream_duration_seconds_count{upstream=\"default\"} 2",
         "ado_proxy_request_duration_seconds_count{route=\"api\"} 1",
-        "ado_proxy_build_info{version=\"",
+        "ado_proxy_build_info{revision=\"",
         "process_resident_memory_bytes ",
     ] {
         assert!(m.contains(line), "missing {line:?} in\n{m}");
