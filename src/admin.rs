@@ -20,6 +20,11 @@ pub struct Health {
     ready: AtomicBool,
     /// Whether the session store answers (true without one).
     store_down: AtomicBool,
+    /// Once `/startupz` answered 200 it stays so (the kubelet stops asking).
+    started: AtomicBool,
+    /// Whether the identity has its credential (mode `service`: its first
+    /// token); unset means it needs none to start.
+    credential: std::sync::OnceLock<Arc<dyn Fn() -> bool + Send + Sync>>,
 }
 
 /// Answers admin requests.
@@ -49,6 +54,35 @@ impl Health {
     /// Whether `/readyz` answers 200.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst) && !self.store_down.load(Ordering::SeqCst)
+    }
+
+    /// What tells `/startupz` that the identity has its credential.
+    pub fn set_credential_check(&self, has: Arc<dyn Fn() -> bool + Send + Sync>) {
+        let _ = self.credential.set(has);
+    }
+
+    /// Why the proxy has not finished starting; `None` once it has (then
+    /// for good): listening, the store answering, the credential there.
+    pub fn starting(&self) -> Option<&'static str> {
+        if self.started.load(Ordering::SeqCst) {
+            return None;
+        }
+        let why = if !self.ready.load(Ordering::SeqCst) {
+            Some("not listening yet")
+        } else if self.store_down.load(Ordering::SeqCst) {
+            Some("the session store does not answer yet")
+        } else if self.credential.get().is_some_and(|has| !has()) {
+            Some(
+                "the service identity has no token yet (the log and /readyz say why; a device-code \
+                 identity needs `ado-auth-proxy login`)",
+            )
+        } else {
+            None
+        };
+        if why.is_none() {
+            self.started.store(true, Ordering::SeqCst);
+        }
+        why
     }
 }
 
@@ -95,6 +129,13 @@ impl Admin {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not ready: starting or draining\n",
             ),
+            "/startupz" => match self.health.starting() {
+                None => text(StatusCode::OK, "started\n"),
+                Some(why) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("starting: {why}\n"),
+                ),
+            },
             "/metrics" => {
                 let mut resp = text(StatusCode::OK, self.metrics.render());
                 resp.headers_mut().insert(
@@ -105,7 +146,7 @@ impl Admin {
             }
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found; try /healthz, /readyz or /metrics\n",
+                "not found; try /healthz, /readyz, /startupz or /metrics\n",
             ),
         })
     }

@@ -200,6 +200,9 @@ pub async fn start_with(config: Config, clock: Clock) -> Result<Running, StartEr
         false,
         &[],
     );
+    if let Some(check) = shared.proxy.credential_check() {
+        health.set_credential_check(check);
+    }
     let admin = Admin::new(health.clone(), metrics, admin_hosts);
 
     let (shutdown, shutdown_rx) = watch::channel(false);

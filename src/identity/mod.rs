@@ -144,6 +144,18 @@ impl Identity {
         }
     }
 
+    /// Mode `service`: what tells whether the identity holds a token
+    /// (the start-up probe waits for the first); `None` for the others.
+    pub fn credential_check(&self) -> Option<Arc<dyn Fn() -> bool + Send + Sync>> {
+        match self {
+            Self::Service(service, _) => {
+                let service = service.clone();
+                Some(Arc::new(move || service.has_token()))
+            }
+            _ => None,
+        }
+    }
+
     fn login(&self) -> Option<&Arc<Login>> {
         match self {
             Self::User(login) | Self::Service(_, Some(login)) => Some(login),

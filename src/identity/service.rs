@@ -314,6 +314,11 @@ impl ServiceIdentity {
         }
     }
 
+    /// Whether it holds a token valid now.
+    pub fn has_token(&self) -> bool {
+        self.valid().is_some()
+    }
+
     fn valid(&self) -> Option<HeaderValue> {
         let t = self.snapshot()?;
         match t.expires_at {

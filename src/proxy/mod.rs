@@ -173,6 +173,12 @@ impl Proxy {
         self.forwarder.downstream(remote)
     }
 
+    /// Mode `service`: whether the identity holds a token (see
+    /// [`Identity::credential_check`]).
+    pub fn credential_check(&self) -> Option<Arc<dyn Fn() -> bool + Send + Sync>> {
+        self.inner.identity.credential_check()
+    }
+
     /// Starts the identity's background tasks (see
     /// [`Identity::spawn_tasks`]), and closes the tunnels once `stop` is
     /// set.

@@ -218,6 +218,19 @@ fn no_service_links(yaml: &str, origin: &str) {
         pods, off,
         "{origin}: every pod sets enableServiceLinks: false"
     );
+    // Every proxy container's startup probe waits for /startupz.
+    let proxies = yaml
+        .lines()
+        .filter(|l| l.trim_start().starts_with("image:") && l.contains("ado-auth-proxy"))
+        .count();
+    let probed = yaml
+        .lines()
+        .filter(|l| l.contains("path: /startupz"))
+        .count();
+    assert_eq!(
+        proxies, probed,
+        "{origin}: each proxy container's startupProbe is /startupz"
+    );
 }
 
 /// Runs `check-config` on `config` with the placeholders and mounted

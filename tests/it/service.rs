@@ -774,3 +774,48 @@ async fn a_claims_challenge_gets_the_service_a_new_token_and_the_request_again()
         assert!(m.contains(line), "{line}\n{m}");
     }
 }
+
+/// `/startupz` (the chart's startup probe) waits for the service
+/// identity's first token; `/readyz` keeps its meaning (listening, store
+/// answering). Once started, it stays started through later outages.
+#[tokio::test]
+async fn startupz_waits_for_the_first_token_and_then_stays_started() {
+    let idp = FakeIdp::start(Duration::from_secs(600)).await;
+    let ado = fake_idp::fake_ado(&idp).await;
+    let mut c = fake_idp::entra_config(&ado.url(), &idp);
+    service(&mut c, &idp, ServiceSource::ClientCredentials);
+    c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
+    idp.set_mode(Mode::Down);
+    let clock = idp.clock();
+    let p = support::start_with(c, clock.clone()).await;
+    let admin = |path: &'static str| {
+        let url = format!("http://{}{path}", p.admin_addr);
+        async move {
+            let r = support::get(url).await;
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, body) = admin("/startupz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no token yet"), "{body}");
+    assert_eq!(admin("/readyz").await.0, 200, "/readyz keeps its meaning");
+    idp.set_mode(Mode::Normal);
+    let mut started = false;
+    for _ in 0..60 {
+        clock.advance(Duration::from_millis(500));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if admin("/startupz").await.0 == 200 {
+            started = true;
+            break;
+        }
+    }
+    assert!(started, "started once the first token came");
+    idp.set_mode(Mode::Down);
+    clock.advance(Duration::from_secs(700));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        admin("/startupz").await.0,
+        200,
+        "a later outage is /readyz's and the alerts' business"
+    );
+}
