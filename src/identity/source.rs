@@ -319,8 +319,15 @@ async fn device_refresh(
         .get_service()
         .await
         .map_err(|e| soon(format!("session store: {e}")))?
-        .ok_or_else(|| {
-            soon("not signed in yet: run `ado-auth-proxy login --config <file>`".into())
+        .ok_or_else(|| AcquireError {
+            // Asked again every 2 s, so a sign-in is picked up at once;
+            // but no client's retry helps until someone runs it.
+            retryable: false,
+            ..soon(
+                "not signed in yet: run `ado-auth-proxy login --config <file>` (requests are \
+                 served within seconds of it)"
+                    .into(),
+            )
         })?;
     let mut form: Vec<(&str, String)> = vec![
         ("grant_type", "refresh_token".into()),

@@ -549,9 +549,11 @@ async fn device_code_login_while_the_proxy_runs_and_after_a_restart() {
     let toml = device_toml(dir.path(), &idp, &ado.url());
     let config = || device_config(&toml);
     let p = support::start(config()).await;
-    // Nobody signed in yet: a readable 503 that says what to run.
+    // Nobody signed in yet: a readable answer that says what to run, and
+    // that retrying alone does not help (no Retry-After).
     let resp = get(&p, PROJECTS).await;
-    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.status(), 502);
+    assert!(!resp.headers().contains_key("retry-after"));
     let body = resp.text().await.unwrap();
     assert!(body.contains("service identity"), "{body}");
     assert!(
@@ -700,7 +702,11 @@ async fn an_allowed_operator_can_sign_the_service_identity_in_through_the_browse
     let p = start(&["someone.else@contoso.com"]).await;
     let resp = sign_in(&p).await;
     assert_eq!(resp.status(), 403);
-    assert_eq!(get(&p, PROJECTS).await.status(), 503);
+    assert_eq!(
+        get(&p, PROJECTS).await.status(),
+        502,
+        "still not signed in: not retryable"
+    );
     p.shutdown();
     p.wait().await;
 
