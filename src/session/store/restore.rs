@@ -197,7 +197,11 @@ impl Sessions {
                 self.mark_restoring(until.saturating_duration_since(self.clock.now()))
                     .await?;
                 let wall = self.clock.wall();
-                for (hash, until) in self.endings.live(wall) {
+                for (i, (hash, until)) in self.endings.live(wall).into_iter().enumerate() {
+                    if i > 0 && i % 1000 == 0 {
+                        // Many endings take a while: the mark outlasts them.
+                        self.mark_restoring(RESTORE_SETTLE + RESTORE_SETTLE).await?;
+                    }
                     let ttl = until.duration_since(wall).unwrap_or(Duration::from_secs(1));
                     let key = Key::new(Namespace::Session, hash);
                     self.op(StoreOp::Remove, self.backend.remove(key, ttl))
