@@ -114,11 +114,19 @@ impl Sessions {
                 Some(true)
             })
             .await;
-        if listed? != Some(true) {
-            self.remove_key(cache_key, store_key, until).await;
-            return Ok(None);
+        // A token that is not listed could not be revoked by its owner:
+        // it ends at once unless its entry was written.
+        match listed {
+            Ok(Some(true)) => Ok(Some((value, info))),
+            Ok(_) => {
+                self.remove_key(cache_key, store_key, until).await;
+                Ok(None)
+            }
+            Err(e) => {
+                self.remove_key(cache_key, store_key, until).await;
+                Err(e)
+            }
         }
-        Ok(Some((value, info)))
     }
 
     /// The user's live tokens, oldest first.
