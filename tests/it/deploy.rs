@@ -355,6 +355,34 @@ fn the_helm_chart_renders_lints_validates_and_its_config_loads() {
             manifests.push(m);
         }
     }
+    // No service account token in any pod (the proxy never calls the
+    // Kubernetes API); the scheduling values reach the pod.
+    for (name, case) in cases {
+        for m in case["manifests"].as_array().unwrap() {
+            let text = std::fs::read_to_string(m.as_str().unwrap()).unwrap();
+            if text.contains("kind: Deployment") {
+                assert!(
+                    text.contains("automountServiceAccountToken: false"),
+                    "{name}: {text}"
+                );
+            }
+        }
+    }
+    let shared: String = cases["shared-redis"]["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| std::fs::read_to_string(m.as_str().unwrap()).unwrap())
+        .collect();
+    for want in [
+        "imagePullSecrets:",
+        "- name: registry-credentials",
+        "priorityClassName:",
+        "tools-critical",
+        "topologySpreadConstraints:",
+    ] {
+        assert!(shared.contains(want), "{want} in the shared-redis example");
+    }
     // The examples exercise the optional objects.
     let kinds = cases["shared-redis"]["kinds"].to_string();
     for kind in [
