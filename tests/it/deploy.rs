@@ -349,6 +349,18 @@ fn the_helm_chart_renders_lints_validates_and_its_config_loads() {
         );
         let config = std::fs::read_to_string(case["config"].as_str().unwrap()).unwrap();
         check_config(&config, &format!("chart, values {name}"));
+        // In-cluster callers reach it by its Service's names (release
+        // "proxy" in namespace "tools"): no 421 for them.
+        for host in [
+            "\"proxy-ado-auth-proxy\"",
+            "\"proxy-ado-auth-proxy.tools.svc\"",
+            "\"proxy-ado-auth-proxy.tools.svc.cluster.local\"",
+        ] {
+            assert!(
+                config.contains(host),
+                "{name}: {host} in allowed_hosts: {config}"
+            );
+        }
         for m in case["manifests"].as_array().unwrap() {
             let m = m.as_str().unwrap().to_string();
             no_service_links(&std::fs::read_to_string(&m).unwrap(), &m);

@@ -66,6 +66,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- $_ := set $config "session" $session -}}
 {{- end -}}
+{{- /* The names in-cluster callers reach the proxy by: its Service's. */ -}}
+{{- $listen := default dict (get $config "listen") -}}
+{{- $svc := include "ado-auth-proxy.fullname" . -}}
+{{- $hosts := list $svc (printf "%s.%s" $svc .Release.Namespace) (printf "%s.%s.svc" $svc .Release.Namespace) (printf "%s.%s.svc.cluster.local" $svc .Release.Namespace) -}}
+{{- $_ := set $listen "allowed_hosts" (concat (default list (get $listen "allowed_hosts")) $hosts | uniq) -}}
+{{- $_ := set $config "listen" $listen -}}
 {{- range $section, $values := $config }}
 [{{ $section }}]
 {{- range $key, $value := $values }}
