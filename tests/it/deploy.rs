@@ -334,6 +334,11 @@ fn the_helm_chart_renders_lints_validates_and_its_config_loads() {
     let venv = root.join("tests/peers/.venv/bin");
     let report = render_chart(out_dir.path());
     assert_eq!(report["schema_refuses_typo"], true, "values.schema.json");
+    assert_eq!(
+        report["ingress_without_caller_secret_refused"], true,
+        "an Ingress in front of one identity needs a caller secret"
+    );
+    assert_eq!(report["ingress_with_caller_secret_renders"], true);
     let cases = report["cases"].as_object().unwrap();
     assert!(
         cases.len() >= 3,

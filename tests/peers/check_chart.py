@@ -48,4 +48,21 @@ try:
     refused = False
 except helm_python.HelmError:
     refused = True
-print(json.dumps({"cases": summary, "schema_refuses_typo": refused}))
+# An Ingress in front of one identity (modes pat, service) without a
+# caller secret is refused at render; with one it renders.
+ingress = {"enabled": True, "host": "ado.example.com"}
+open_to_all = {"config": {"auth": {"mode": "pat"}}, "ingress": ingress}
+try:
+    chart.render(open_to_all, name="proxy", namespace="tools")
+    ingress_refused = False
+except helm_python.HelmError as e:
+    ingress_refused = "caller_secret_file" in str(e)
+guarded = {"config": {"auth": {"mode": "pat", "caller_secret_file": "/run/secrets/caller"}}, "ingress": ingress}
+try:
+    chart.render(guarded, name="proxy", namespace="tools")
+    guarded_renders = True
+except helm_python.HelmError:
+    guarded_renders = False
+print(json.dumps({"cases": summary, "schema_refuses_typo": refused,
+                  "ingress_without_caller_secret_refused": ingress_refused,
+                  "ingress_with_caller_secret_renders": guarded_renders}))
