@@ -400,6 +400,32 @@ fn the_helm_chart_renders_lints_validates_and_its_config_loads() {
     ] {
         assert!(shared.contains(want), "{want} in the shared-redis example");
     }
+    // The client-facing Service carries no admin port; the ServiceMonitor
+    // scrapes a metrics Service of its own.
+    for (name, case) in cases {
+        let mut services = Vec::new();
+        for m in case["manifests"].as_array().unwrap() {
+            let text = std::fs::read_to_string(m.as_str().unwrap()).unwrap();
+            if text.contains("kind: Service\n") {
+                services.push(text);
+            }
+        }
+        let client = services
+            .iter()
+            .find(|t| !t.contains("component: metrics"))
+            .unwrap_or_else(|| panic!("{name}: a client Service"));
+        assert!(!client.contains("name: admin"), "{name}: {client}");
+        let monitored = case["kinds"].to_string().contains("ServiceMonitor");
+        let metrics = services.iter().find(|t| t.contains("component: metrics"));
+        assert_eq!(
+            metrics.is_some(),
+            monitored,
+            "{name}: a metrics Service with the ServiceMonitor"
+        );
+        if let Some(m) = metrics {
+            assert!(m.contains("name: admin"), "{name}: {m}");
+        }
+    }
     // The examples exercise the optional objects.
     let kinds = cases["shared-redis"]["kinds"].to_string();
     for kind in [
