@@ -426,6 +426,10 @@ fn the_helm_chart_renders_lints_validates_and_its_config_loads() {
             assert!(m.contains("name: admin"), "{name}: {m}");
         }
     }
+    let kinds = cases["service-workload-identity"]["kinds"].to_string();
+    for kind in ["PodMonitor", "NetworkPolicy", "PrometheusRule"] {
+        assert!(kinds.contains(kind), "{kind} in {kinds}");
+    }
     // The examples exercise the optional objects.
     let kinds = cases["shared-redis"]["kinds"].to_string();
     for kind in [
