@@ -335,6 +335,10 @@ fn the_helm_chart_renders_lints_validates_and_its_config_loads() {
     let report = render_chart(out_dir.path());
     assert_eq!(report["schema_refuses_typo"], true, "values.schema.json");
     assert_eq!(
+        report["schema_refuses_config_typo"], true,
+        "values.schema.json looks inside config:"
+    );
+    assert_eq!(
         report["ingress_without_caller_secret_refused"], true,
         "an Ingress in front of one identity needs a caller secret"
     );

@@ -48,6 +48,12 @@ try:
     refused = False
 except helm_python.HelmError:
     refused = True
+# The schema looks inside config: too (generated from the config types).
+try:
+    chart.render({"config": {"auth": {"mdoe": "pat"}}}, name="proxy", namespace="tools")
+    config_typo_refused = False
+except helm_python.HelmError:
+    config_typo_refused = True
 # An Ingress in front of one identity (modes pat, service) without a
 # caller secret is refused at render; with one it renders.
 ingress = {"enabled": True, "host": "ado.example.com"}
@@ -64,5 +70,6 @@ try:
 except helm_python.HelmError:
     guarded_renders = False
 print(json.dumps({"cases": summary, "schema_refuses_typo": refused,
+                  "schema_refuses_config_typo": config_typo_refused,
                   "ingress_without_caller_secret_refused": ingress_refused,
                   "ingress_with_caller_secret_renders": guarded_renders}))

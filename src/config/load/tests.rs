@@ -797,3 +797,60 @@ fn every_bad_value_of_a_section_is_reported_at_once() {
         assert!(keys.contains(&want), "{want} in {keys:?}");
     }
 }
+
+/// The chart's `values.schema.json` describes `config:` key for key, from
+/// the config types (the default config serialized), so a misspelt key
+/// (`auth: {mdoe: pat}`) fails at `helm install`, not at pod start.
+/// `UPDATE_CHART_SCHEMA=1 cargo test --lib chart_schema` rewrites it.
+#[test]
+fn the_chart_schema_describes_every_config_key() {
+    use serde_json::{Map, Value, json};
+    fn schema_of(path: &str, v: &Value) -> Value {
+        match v {
+            Value::Object(_) if FREE_FORM_TABLES.contains(&path) => json!({
+                "type": "object",
+                "additionalProperties": {"type": "string"}
+            }),
+            Value::Object(m) => {
+                let props: Map<String, Value> = m
+                    .iter()
+                    .map(|(k, v)| {
+                        let p = if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}.{k}")
+                        };
+                        (k.clone(), schema_of(&p, v))
+                    })
+                    .collect();
+                json!({"type": "object", "additionalProperties": false, "properties": props})
+            }
+            Value::Bool(_) => json!({"type": "boolean"}),
+            Value::Number(_) => json!({"type": "number"}),
+            Value::String(_) => json!({"type": "string"}),
+            Value::Array(_) => json!({"type": "array"}),
+            // Unset by default (an optional key): any TOML value.
+            Value::Null => json!({}),
+        }
+    }
+    let defaults = serde_json::to_value(Config::default()).unwrap();
+    let mut want = schema_of("", &defaults);
+    want["description"] = json!(
+        "The proxy's TOML config, section by section (docs/configuration.md); \
+         check-config validates the values."
+    );
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/helm/ado-auth-proxy/values.schema.json"
+    );
+    let mut chart: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    if std::env::var("UPDATE_CHART_SCHEMA").is_ok() {
+        chart["properties"]["config"] = want.clone();
+        std::fs::write(path, serde_json::to_string_pretty(&chart).unwrap() + "\n").unwrap();
+    }
+    assert_eq!(
+        chart["properties"]["config"], want,
+        "values.schema.json's config differs from the config types; run \
+         UPDATE_CHART_SCHEMA=1 cargo test --lib the_chart_schema"
+    );
+}
