@@ -181,6 +181,11 @@ pub async fn start_with(config: Config, clock: Clock) -> Result<Running, StartEr
     }
     let bound = Bound::new(&config).await?;
     let metrics = Arc::new(Metrics::new(Registry::new())?);
+    if !matches!(plan, crate::config::AuthPlan::User { .. }) {
+        // No session store to be down: the store alert must not fire on
+        // every healthy pat, service or none sidecar.
+        metrics.store.up.set(1);
+    }
     let health = Arc::new(Health::default());
     let proxy = Proxy::new(&config, &plan, &bound.public_url, metrics.clone(), &clock)?;
     let shared = serve::Shared {

@@ -532,3 +532,42 @@ fn parse_env(line: &str) -> Vec<(String, String)> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
+
+/// The shipped alerts load in a real Prometheus's `promtool`, and its unit
+/// tests (tests/prometheus/alerts_test.yaml) pass: each alert's failing
+/// case fires, the healthy one does not. A healthy PAT sidecar (no session
+/// store) exports what those tests call healthy.
+#[tokio::test]
+async fn the_alerts_pass_promtool_and_a_healthy_sidecar_looks_healthy() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for args in [
+        vec!["check", "rules", "deploy/prometheus/alerts.yaml"],
+        vec!["test", "rules", "tests/prometheus/alerts_test.yaml"],
+    ] {
+        let out = std::process::Command::new("promtool")
+            .args(&args)
+            .current_dir(root)
+            .output()
+            .expect("promtool is installed (scripts/test-peers.sh installs prometheus)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let up = crate::support::upstream::FakeUpstream::recording(|_| {
+        crate::support::upstream::respond(200, &[], "{}")
+    })
+    .await;
+    let mut c = crate::support::config(&up.url());
+    c.auth.mode = ado_auth_proxy::config::AuthMode::Pat;
+    c.auth.pat = Some(ado_auth_proxy::config::Secret::new("a-pat"));
+    let p = crate::support::start(c).await;
+    let m = crate::support::metrics(p.admin_addr).await;
+    assert_eq!(
+        crate::support::metric_value(&m, "ado_proxy_session_store_up"),
+        1.0,
+        "a sidecar without a store must not look like one whose store is down"
+    );
+}
