@@ -407,6 +407,11 @@ impl Sessions {
     /// Splits cookie values into those this process holds and the others,
     /// so callers settle the held ones first, without the store.
     pub fn split_held(&self, ids: Vec<String>) -> (Vec<String>, Vec<String>) {
+        if ids.len() < 2 {
+            // One value (nearly every request): nothing to order, and no
+            // second hash of it.
+            return (ids, Vec::new());
+        }
         ids.into_iter()
             .partition(|id| self.cache.contains_key(&SessionKey::of(id)))
     }

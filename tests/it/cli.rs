@@ -249,16 +249,9 @@ fn a_pod_given_service_links_starts_and_serves() {
 /// that cannot be acted on; one every user can read does, saying how.
 #[test]
 fn only_a_key_file_every_user_can_read_draws_a_warning() {
-    use std::os::unix::fs::PermissionsExt;
     for (mode, warned) in [(0o440, false), (0o400, false), (0o644, true)] {
         let dir = tempfile::tempdir().unwrap();
-        let keys = dir.path().join("keys");
-        std::fs::write(
-            &keys,
-            format!("{}\n", ado_auth_proxy::seal::generate_key().unwrap()),
-        )
-        .unwrap();
-        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(mode)).unwrap();
+        let keys = key_file(dir.path(), mode);
         let toml = format!(
             "[upstream]\nurl = \"http://127.0.0.1:9\"\n[auth]\nmode = \"user\"\nprovider = \"entra\"\n\
              tenant = \"72f988bf-86f1-41af-91ab-2d7cd011db47\"\nclient_id = \"11111111-2222-3333-4444-555555555555\"\n\
@@ -366,15 +359,8 @@ fn check_config_without_files_checks_everything_but_the_files() {
 /// file every user can read (not with `--no-files`).
 #[test]
 fn check_config_prints_the_warnings_run_would_log() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys");
-    std::fs::write(
-        &keys,
-        format!("{}\n", ado_auth_proxy::seal::generate_key().unwrap()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let keys = key_file(dir.path(), 0o644);
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "s3cret").unwrap();
     let config = dir.path().join("config.toml");
@@ -458,4 +444,14 @@ fn the_start_up_log_says_what_runs_and_the_redirect_uri_to_register() {
     );
     assert!(logs.contains(&redirect), "{redirect} in {logs}");
     assert!(!logs.contains("s3cret"));
+}
+
+/// A fresh session key file in `dir` with `mode`.
+fn key_file(dir: &std::path::Path, mode: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = dir.join("keys");
+    let key = ado_auth_proxy::seal::generate_key().unwrap();
+    std::fs::write(&keys, format!("{key}\n")).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(mode)).unwrap();
+    keys
 }

@@ -317,32 +317,45 @@ async fn git_and_programs_act_as_the_signed_in_user_with_a_proxy_token() {
     );
 }
 
+/// A fake Entra and Azure DevOps, and the config of replicas sharing
+/// `redis` with one key file.
+struct OnRedis {
+    idp: FakeIdp,
+    _up: FakeUpstream,
+    _dir: tempfile::TempDir,
+    config: String,
+}
+
+impl OnRedis {
+    async fn new(redis: &RedisServer) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        std::fs::write(&keys, format!("{key}\n")).unwrap();
+        let idp = FakeIdp::start(Duration::from_secs(3600)).await;
+        let up = ado(&idp, dir.path().to_path_buf()).await;
+        let session = format!(
+            "store = \"redis\"\nredis_url = \"{}\"\nencryption_keys_file = \"{}\"\nrevalidate_interval = \"1s\"",
+            redis.url(),
+            keys.display()
+        );
+        let config = toml(&up, &idp, &session);
+        Self {
+            idp,
+            _up: up,
+            _dir: dir,
+            config,
+        }
+    }
+}
+
 /// Two replicas on one Redis: a token made on one works on the other,
 /// and a revocation reaches it within the revalidation interval.
 #[tokio::test]
 async fn a_token_works_on_every_replica_and_dies_everywhere() {
     let redis = RedisServer::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let keys = tmp.path().join("keys");
-    std::fs::write(
-        &keys,
-        format!(
-            "{}\n",
-            base64::engine::general_purpose::STANDARD.encode([7u8; 32])
-        ),
-    )
-    .unwrap();
-    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
-    let up = ado(&idp, tmp.path().to_path_buf()).await;
-    let session = format!(
-        "store = \"redis\"\nredis_url = \"{}\"\nencryption_keys_file = \"{}\"\nrevalidate_interval = \"1s\"",
-        redis.url(),
-        keys.display()
-    );
-    let (a, b_proxy) = (
-        spawn(&toml(&up, &idp, &session)),
-        spawn(&toml(&up, &idp, &session)),
-    );
+    let r = OnRedis::new(&redis).await;
+    let (a, b_proxy) = (spawn(&r.config), spawn(&r.config));
     let b = signed_in(&a).await;
     let (id, token) = create(&a, &b, "ci job").await;
     assert_eq!(
@@ -586,24 +599,8 @@ async fn with_cookie(p: &ProxyProcess, b: &Browser) -> u16 {
 #[tokio::test]
 async fn a_redis_restarted_empty_revives_no_sign_out_and_no_revoked_token() {
     let mut redis = RedisServer::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let keys = tmp.path().join("keys");
-    std::fs::write(
-        &keys,
-        format!(
-            "{}\n",
-            base64::engine::general_purpose::STANDARD.encode([9u8; 32])
-        ),
-    )
-    .unwrap();
-    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
-    let up = ado(&idp, tmp.path().to_path_buf()).await;
-    let session = format!(
-        "store = \"redis\"\nredis_url = \"{}\"\nencryption_keys_file = \"{}\"\nrevalidate_interval = \"1s\"",
-        redis.url(),
-        keys.display()
-    );
-    let config = toml(&up, &idp, &session);
+    let r = OnRedis::new(&redis).await;
+    let config = r.config.clone();
     let (a, b) = (spawn(&config), spawn(&config));
     let alice = signed_in(&a).await;
     let bob = signed_in(&a).await;
@@ -691,5 +688,9 @@ async fn a_redis_restarted_empty_revives_no_sign_out_and_no_revoked_token() {
         a.logs().contains("lost its data") || b.logs().contains("lost its data"),
         "the loss is logged"
     );
-    assert_eq!(idp.calls("authorization_code"), 2, "no one signed in again");
+    assert_eq!(
+        r.idp.calls("authorization_code"),
+        2,
+        "no one signed in again"
+    );
 }

@@ -361,7 +361,16 @@ impl Replicas {
     }
 
     async fn start(&self) -> Running {
-        support::start(self.w.config(|c| redis(c, &self.redis, &self.keys))).await
+        self.start_with(|_| {}).await
+    }
+
+    /// A replica with `tweak` applied to its config.
+    async fn start_with(&self, tweak: impl FnOnce(&mut Config)) -> Running {
+        support::start(self.w.config(|c| {
+            redis(c, &self.redis, &self.keys);
+            tweak(c);
+        }))
+        .await
     }
 }
 
@@ -373,12 +382,7 @@ async fn replicas_share_sessions_refresh_once_and_see_sign_outs() {
     r.w.idp.set_strict_rotation(true);
     // Every round revokes the token at once: no floor between forced
     // refreshes (the default 5 s would answer 401 in between).
-    let start = || {
-        support::start(r.w.config(|c| {
-            redis(c, &r.redis, &r.keys);
-            c.auth.forced_refresh_interval = Duration::from_millis(1);
-        }))
-    };
+    let start = || r.start_with(|c| c.auth.forced_refresh_interval = Duration::from_millis(1));
     let a = start().await;
     let b = start().await;
     let cookie = sign_in(&a).await;
@@ -789,11 +793,7 @@ mod after_a_data_loss {
     #[tokio::test]
     async fn revocations_and_uses_racing_creations_lose_no_list_entry() {
         let r = Replicas::new(Duration::from_secs(600)).await;
-        let a = support::start(r.w.config(|c| {
-            redis(c, &r.redis, &r.keys);
-            c.auth.max_tokens_per_user = 3;
-        }))
-        .await;
+        let a = r.start_with(|c| c.auth.max_tokens_per_user = 3).await;
         let cookie = sign_in(&a).await;
         let mut made: Vec<(String, String)> = Vec::new();
         for round in 0..60 {
@@ -1016,11 +1016,7 @@ mod after_a_data_loss {
     #[tokio::test]
     async fn a_data_loss_lets_no_user_pass_max_tokens_per_user() {
         let r = Replicas::new(Duration::from_secs(600)).await;
-        let a = support::start(r.w.config(|c| {
-            redis(c, &r.redis, &r.keys);
-            c.auth.max_tokens_per_user = 2;
-        }))
-        .await;
+        let a = r.start_with(|c| c.auth.max_tokens_per_user = 2).await;
         let cookie = sign_in(&a).await;
         let mut tokens = Vec::new();
         for i in 0..3 {
@@ -1058,13 +1054,7 @@ mod after_a_data_loss {
     #[tokio::test]
     async fn creations_on_two_replicas_hold_the_cap() {
         let r = Replicas::new(Duration::from_secs(600)).await;
-        let start = async || {
-            support::start(r.w.config(|c| {
-                redis(c, &r.redis, &r.keys);
-                c.auth.max_tokens_per_user = 3;
-            }))
-            .await
-        };
+        let start = async || r.start_with(|c| c.auth.max_tokens_per_user = 3).await;
         let a = start().await;
         let b = start().await;
         let cookie = sign_in(&a).await;

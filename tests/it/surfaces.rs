@@ -697,35 +697,7 @@ mod slow_uploads {
     /// until its body ends, and is cut off once its answer is done.
     #[tokio::test]
     async fn slow_uploads_count_against_max_requests_until_their_body_ends() {
-        let open = Arc::new(AtomicUsize::new(0));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let up_addr = listener.local_addr().unwrap();
-        let counter = open.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut s, _) = listener.accept().await.unwrap();
-                let counter = counter.clone();
-                tokio::spawn(async move {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    let mut buf = vec![0u8; 65536];
-                    let mut head = Vec::new();
-                    // Answer as soon as the head is in; keep reading the body.
-                    while let Ok(n) = s.read(&mut buf).await {
-                        if n == 0 {
-                            break;
-                        }
-                        let was = head.windows(4).any(|w| w == b"\r\n\r\n");
-                        head.extend_from_slice(&buf[..n]);
-                        if !was && head.windows(4).any(|w| w == b"\r\n\r\n") {
-                            let _ = s
-                                .write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno")
-                                .await;
-                        }
-                    }
-                    counter.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
-        });
+        let (up_addr, open) = early_answering_upstream().await;
         let up = FakeUpstream::recording(|_| respond(200, &[], "{}")).await;
         let (proxy, _dir) = pat_proxy(&up, |c| {
             c.upstream.url = url::Url::parse(&format!("http://{up_addr}")).unwrap();
@@ -778,41 +750,7 @@ mod slow_uploads {
     /// no upstream socket open: afterwards the proxy is not busy.
     #[tokio::test]
     async fn aborted_uploads_leave_no_place_and_no_socket_held() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let up_addr = listener.local_addr().unwrap();
-        let open = Arc::new(AtomicUsize::new(0));
-        let counter = open.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut s, _) = listener.accept().await.unwrap();
-                let counter = counter.clone();
-                tokio::spawn(async move {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    let _gone = Gone(counter.clone());
-                    let mut buf = vec![0u8; 65536];
-                    let mut head = Vec::new();
-                    while let Ok(n) = s.read(&mut buf).await {
-                        if n == 0 {
-                            break;
-                        }
-                        let was = head.windows(4).any(|w| w == b"\r\n\r\n");
-                        head.extend_from_slice(&buf[..n]);
-                        if !was && head.windows(4).any(|w| w == b"\r\n\r\n") {
-                            let get = head.starts_with(b"GET");
-                            let answer: &[u8] = if get {
-                                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}"
-                            } else {
-                                b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno"
-                            };
-                            let _ = s.write_all(answer).await;
-                            if get {
-                                break;
-                            }
-                        }
-                    }
-                });
-            }
-        });
+        let (up_addr, open) = early_answering_upstream().await;
         let up = FakeUpstream::recording(|_| respond(200, &[], "{}")).await;
         let (proxy, _dir) = pat_proxy(&up, |c| {
             c.upstream.url = url::Url::parse(&format!("http://{up_addr}")).unwrap();
@@ -878,6 +816,48 @@ mod slow_uploads {
         }
         assert!(!after.contains(&503), "places leaked: {after:?}");
         assert_eq!(held, 0, "upstream sockets still held by aborted uploads");
+    }
+
+    /// An upstream that answers as soon as a request's head is in (GET:
+    /// 200 and close; anything else: 403) and keeps reading the body; with
+    /// the number of its connections open.
+    async fn early_answering_upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicUsize::new(0));
+        let counter = open.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let _gone = Gone(counter.clone());
+                    let mut buf = vec![0u8; 65536];
+                    let mut head = Vec::new();
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let was = head.windows(4).any(|w| w == b"\r\n\r\n");
+                        head.extend_from_slice(&buf[..n]);
+                        if !was && head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let get = head.starts_with(b"GET");
+                            let answer: &[u8] = if get {
+                                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}"
+                            } else {
+                                b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno"
+                            };
+                            let _ = s.write_all(answer).await;
+                            if get {
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, open)
     }
 
     struct Gone(Arc<AtomicUsize>);
