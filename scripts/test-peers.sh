@@ -20,9 +20,17 @@ python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # promtool checks and unit-tests the shipped alerts (tests/prometheus/).
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# squid is the corporate egress proxy of the egress tests.
+[ -x /usr/sbin/squid ] || missing+=(squid)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing test peers: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # Packages are installed, not started: no squid or prometheus service.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi

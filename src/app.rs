@@ -412,6 +412,7 @@ fn log_what_runs(config: &Config, public_url: &Url) {
         credential = %credential,
         session_store = %store,
         organizations = %organizations,
+        egress_proxy = %config.upstream.egress,
         "ado-auth-proxy running"
     );
     if a.mode == AuthMode::User {

@@ -16,6 +16,7 @@ pub mod config;
 mod connection;
 mod cookies;
 pub mod diagnose;
+mod egress;
 mod error;
 mod host;
 pub mod identity;

@@ -73,10 +73,7 @@ fn main() -> ExitCode {
     }
     let env = std::env::vars().filter(|(k, _)| k != "ADO_AUTH_PROXY_CONFIG");
     let files = !matches!(cli.command, Some(Command::CheckConfig { no_files: true }));
-    let loaded = match &cli.config {
-        Some(path) => config::load_file_checking(path, env, files),
-        None => config::load_checking(&config::figment_for(None, env), files),
-    };
+    let loaded = config::load_file_checking(cli.config.as_deref(), env, files);
     let config = match loaded {
         Ok(config) => config,
         Err(problems) => {

@@ -63,6 +63,11 @@ impl Default for UpstreamConfig {
             ca_file: None,
             hosts,
             forward_cookies: Vec::new(),
+            egress_proxy: None,
+            egress_proxy_credentials_file: None,
+            no_proxy: Vec::new(),
+            proxy_environment: Default::default(),
+            egress: Default::default(),
         }
     }
 }

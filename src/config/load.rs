@@ -10,6 +10,7 @@ use figment::value::{Dict, Value};
 use figment::{Figment, error::Kind};
 use serde::de::DeserializeOwned;
 
+use super::egress::ProxyEnvironment;
 use super::env::{AzureEnv, EnvProvider, variable_for};
 use super::{Config, validate};
 
@@ -117,17 +118,29 @@ pub fn load_file(
     path: &Path,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, Problems> {
-    load_file_checking(path, env, true)
+    load_file_checking(Some(path), env, true)
 }
 
-/// [`load_file`], looking at the files keys name only when `files`.
+/// [`load_file`], looking at the files keys name only when `files`;
+/// without a `path`, the environment alone. The proxy variables of `env`
+/// (`HTTPS_PROXY`, ...) are read here too, for the egress plan.
 pub fn load_file_checking(
-    path: &Path,
+    path: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
     files: bool,
 ) -> Result<Config, Problems> {
-    // Opened here, not only looked at: a file that exists but cannot be
-    // read (its mode, a directory) must be named too.
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    if let Some(path) = path {
+        readable(path)?;
+    }
+    let proxies = ProxyEnvironment::capture(&env);
+    load_inner(&figment_for(path, env), proxies, files)
+}
+
+/// Whether the config file at `path` can be read; opened, not only
+/// looked at: a file that exists but cannot be read (its mode, a
+/// directory) must be named too.
+fn readable(path: &Path) -> Result<(), Problems> {
     let readable = std::fs::File::open(path).and_then(|f| {
         if f.metadata()?.is_dir() {
             return Err(std::io::Error::other("it is a directory"));
@@ -147,7 +160,7 @@ pub fn load_file_checking(
             format!("cannot read the config file {}: {e}; {fix}", path.display()),
         )]));
     }
-    load_checking(&figment_for(Some(path), env), files)
+    Ok(())
 }
 
 /// Extracts and validates a [`Config`] from any figment.
@@ -159,6 +172,15 @@ pub fn load(figment: &Figment) -> Result<Config, Problems> {
 /// (`check-config --no-files`: a Kubernetes config checked where the
 /// mounted secrets are not).
 pub fn load_checking(figment: &Figment, files: bool) -> Result<Config, Problems> {
+    load_inner(figment, ProxyEnvironment::default(), files)
+}
+
+/// [`load_checking`] with the environment's proxy variables.
+fn load_inner(
+    figment: &Figment,
+    proxies: ProxyEnvironment,
+    files: bool,
+) -> Result<Config, Problems> {
     let mut problems = Vec::new();
     let root: Dict = match figment.extract() {
         Ok(root) => root,
@@ -174,6 +196,7 @@ pub fn load_checking(figment: &Figment, files: bool) -> Result<Config, Problems>
     section(figment, "listen", &mut config.listen, &mut problems);
     section(figment, "admin", &mut config.admin, &mut problems);
     section(figment, "upstream", &mut config.upstream, &mut problems);
+    config.upstream.proxy_environment = proxies;
     // [upstream.hosts] adds to and overrides the default hosts.
     for (name, url) in Config::default().upstream.hosts {
         config.upstream.hosts.entry(name).or_insert(url);
@@ -216,6 +239,10 @@ pub fn load_checking(figment: &Figment, files: bool) -> Result<Config, Problems>
     }
 
     if problems.is_empty() {
+        match super::egress::egress_plan(&config.upstream, files) {
+            Ok(egress) => config.upstream.egress = egress,
+            Err(p) => return Err(Problems(p)),
+        }
         Ok(config)
     } else {
         Err(Problems(problems))

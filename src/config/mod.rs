@@ -10,6 +10,7 @@
 
 mod cidr;
 mod defaults;
+mod egress;
 mod env;
 mod load;
 mod plan;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub use cidr::Cidr;
+pub use egress::{EgressPlan, ProxyCredentials, ProxyEnvironment, ProxyTarget, egress_plan};
 pub use env::{ENV_PREFIX, EnvProvider, ignored as ignored_env};
 pub use load::{
     Problem, Problems, figment_for, load, load_checking, load_file, load_file_checking,
@@ -172,6 +174,26 @@ pub struct UpstreamConfig {
     /// by default: the proxy drops upstream `Set-Cookie`, so every cookie
     /// a client holds belongs to another application on the same host.
     pub forward_cookies: Vec<String>,
+    /// An HTTP egress proxy (`http://host:port`) for every outbound
+    /// connection but managed identity's, tunnelling with CONNECT;
+    /// `"none"` connects directly whatever the environment says. Unset:
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (either
+    /// case), as curl reads them.
+    pub egress_proxy: Option<String>,
+    /// File holding `user:password` for the egress proxy's Basic
+    /// authentication (read at start).
+    pub egress_proxy_credentials_file: Option<PathBuf>,
+    /// Hosts reached directly, not through the egress proxy: host names
+    /// (their subdomains too), IP addresses, CIDR ranges, `*`. Replaces
+    /// `NO_PROXY` when set.
+    pub no_proxy: Vec<String>,
+    /// The proxy variables of the environment, captured at load.
+    #[serde(skip)]
+    pub proxy_environment: ProxyEnvironment,
+    /// The egress decision of the keys above and the environment, made
+    /// at load (the credentials file read once).
+    #[serde(skip)]
+    pub egress: EgressPlan,
 }
 
 /// `[log]`

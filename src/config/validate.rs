@@ -207,6 +207,9 @@ fn cors_origin(origin: &str) -> Result<(), &'static str> {
 
 fn upstream(config: &Config, out: &mut Vec<Problem>) {
     forward_cookies(config, out);
+    if let Err(problems) = super::egress::egress_plan(&config.upstream, true) {
+        out.extend(problems);
+    }
     let u = &config.upstream;
     http_url("upstream.url", &u.url, out);
     positive("upstream.connect_timeout", u.connect_timeout, out);

@@ -374,12 +374,45 @@ fn upstream_answer(upstream: &str, target: &str, kind: UpstreamErrorKind, reason
             "upstream-failed",
             "The connection to Azure DevOps failed",
         ),
+        UpstreamErrorKind::EgressAuth => (
+            StatusCode::BAD_GATEWAY,
+            "egress-proxy-credentials",
+            "The egress proxy asks for credentials",
+        ),
+        UpstreamErrorKind::EgressRefused => (
+            StatusCode::BAD_GATEWAY,
+            "egress-proxy-refused",
+            "The egress proxy refused the connection",
+        ),
+        UpstreamErrorKind::EgressFailed => (
+            StatusCode::BAD_GATEWAY,
+            "egress-proxy-failed",
+            "The egress proxy could not be used",
+        ),
+    };
+    let fix = match kind {
+        UpstreamErrorKind::EgressAuth => {
+            " The proxy needs a user and password for it: put \"user:password\" in the file \
+             named by upstream.egress_proxy_credentials_file (or write them in HTTPS_PROXY as \
+             http://user:password@host:port). If they are there already, the egress proxy did \
+             not accept them."
+        }
+        UpstreamErrorKind::EgressRefused => {
+            " Its rules do not let this proxy reach that host: ask the egress proxy's operators \
+             to allow it, or, if the host is reachable directly, name it in upstream.no_proxy \
+             (or NO_PROXY)."
+        }
+        UpstreamErrorKind::EgressFailed => {
+            " Check the egress proxy's address (upstream.egress_proxy or HTTPS_PROXY; the \
+             proxy logs the one in use at start-up) and that it is running."
+        }
+        _ => "",
     };
     Answer::new(
         status,
         id,
         title,
-        format!("Upstream {upstream} ({target}): {reason}."),
+        format!("Upstream {upstream} ({target}): {reason}.{fix}"),
     )
 }
 

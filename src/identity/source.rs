@@ -148,7 +148,8 @@ impl Source {
         };
         let managed = |resource: &str| -> Result<Managed, String> {
             Ok(Managed {
-                http: http()?,
+                // Local endpoints (IMDS, App Service): never the egress proxy.
+                http: IdpHttp::local(auth, &config.upstream, metrics.clone())?,
                 endpoint: auth
                     .managed_identity_endpoint
                     .clone()

@@ -518,11 +518,12 @@ impl Login {
 
 /// An HTTP client for the proxy's own calls to Azure DevOps (looking up
 /// an organization's directory, the PAT lifecycle API): the upstream's CA
-/// roots, no redirects, the provider's time limit.
+/// roots, the egress proxy, no redirects, the provider's time limit.
 fn upstream_client(config: &Config) -> Result<reqwest::Client, String> {
     let tls = crate::tls::client_config(config.upstream.ca_file.as_deref())
         .map_err(|e| format!("{}: {}", e.key, e.message))?;
-    reqwest::Client::builder()
+    crate::egress::Egress::new(&config.upstream.egress)
+        .configure(reqwest::Client::builder())
         .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(config.upstream.connect_timeout)

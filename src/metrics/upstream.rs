@@ -15,6 +15,12 @@ labels! {
         Timeout = "timeout",
         /// The connection broke or the upstream spoke bad HTTP.
         Protocol = "protocol",
+        /// The egress proxy answered CONNECT with 407.
+        EgressAuth = "egress_auth",
+        /// The egress proxy answered CONNECT with another refusal.
+        EgressRefused = "egress_refused",
+        /// The egress proxy could not be reached or broke the tunnel.
+        EgressFailed = "egress_failed",
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::config::{AuthConfig, Secret, UpstreamConfig};
+use crate::egress::Egress;
 use crate::metrics::Metrics;
 
 /// Largest provider response read (token responses are a few KiB).
@@ -18,6 +19,8 @@ const MAX_BODY: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct IdpHttp {
     client: reqwest::Client,
+    /// Whether calls go through the egress proxy, to say so when they fail.
+    egress: Arc<Egress>,
     metrics: Arc<Metrics>,
 }
 
@@ -95,15 +98,36 @@ pub use crate::metrics::Grant;
 // === impl IdpHttp ===
 
 impl IdpHttp {
-    /// A client trusting the web PKI roots plus `upstream.ca_file`.
+    /// A client trusting the web PKI roots plus `upstream.ca_file`,
+    /// through the egress proxy where the plan says so.
     pub fn new(
         auth: &AuthConfig,
         upstream: &UpstreamConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
+        Self::with_egress(auth, upstream, metrics, Egress::new(&upstream.egress))
+    }
+
+    /// [`IdpHttp::new`] that never uses the egress proxy: for managed
+    /// identity, whose endpoint is local to the node (IMDS) or the app.
+    pub fn local(
+        auth: &AuthConfig,
+        upstream: &UpstreamConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        Self::with_egress(auth, upstream, metrics, Egress::direct())
+    }
+
+    fn with_egress(
+        auth: &AuthConfig,
+        upstream: &UpstreamConfig,
+        metrics: Arc<Metrics>,
+        egress: Arc<Egress>,
+    ) -> Result<Self, String> {
         let tls = crate::tls::client_config(upstream.ca_file.as_deref())
             .map_err(|e| format!("{}: {}", e.key, e.message))?;
-        let client = reqwest::Client::builder()
+        let client = egress
+            .configure(reqwest::Client::builder())
             .tls_backend_preconfigured(tls)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(upstream.connect_timeout.min(auth.provider_timeout))
@@ -111,7 +135,11 @@ impl IdpHttp {
             .user_agent(concat!("ado-auth-proxy/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the provider HTTP client: {e}"))?;
-        Ok(Self { client, metrics })
+        Ok(Self {
+            client,
+            egress,
+            metrics,
+        })
     }
 
     /// Sends `req`, reads the (bounded) body, and times the call.
@@ -125,7 +153,7 @@ impl IdpHttp {
             let mut resp = req
                 .send()
                 .await
-                .map_err(|e| IdpError::Transport(describe(&e)))?;
+                .map_err(|e| IdpError::Transport(self.describe(&e)))?;
             let status = resp.status().as_u16();
             let too_large =
                 || IdpError::Malformed(format!("response larger than {MAX_BODY} bytes"));
@@ -138,7 +166,7 @@ impl IdpHttp {
             while let Some(chunk) = resp
                 .chunk()
                 .await
-                .map_err(|e| IdpError::Transport(describe(&e)))?
+                .map_err(|e| IdpError::Transport(self.describe(&e)))?
             {
                 if body.len() + chunk.len() > MAX_BODY {
                     return Err(too_large());
@@ -152,6 +180,19 @@ impl IdpHttp {
             .login
             .provider_call(grant, started.elapsed().as_secs_f64());
         result
+    }
+
+    /// [`describe`], naming the egress proxy the call went through.
+    fn describe(&self, e: &reqwest::Error) -> String {
+        let mut what = describe(e);
+        let via = e
+            .url()
+            .and_then(|u| u.as_str().parse::<http::Uri>().ok())
+            .and_then(|u| self.egress.target(&u).map(|t| (t.url(), t.from.clone())));
+        if let Some((proxy, from)) = via {
+            what.push_str(&format!(" (through the egress proxy {proxy} from {from})"));
+        }
+        what
     }
 
     /// The underlying client, for building requests.
@@ -182,7 +223,9 @@ impl IdpHttp {
 
 /// Error text without the URL's query (which may hold a code).
 pub fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
+    let kind = if let Some(tunnel) = tunnel_failure(e) {
+        tunnel
+    } else if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
         "cannot connect"
@@ -198,6 +241,29 @@ pub fn describe(e: &reqwest::Error) -> String {
         ),
         None => kind.to_string(),
     }
+}
+
+/// What the egress proxy said when reqwest's tunnel through it failed
+/// (hyper-util's tunnel errors read "tunnel error: ...").
+fn tunnel_failure(e: &reqwest::Error) -> Option<&'static str> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(what) = s.to_string().strip_prefix("tunnel error: ") {
+            return Some(match what {
+                "proxy authorization required" => {
+                    "the egress proxy asks for credentials (407 to CONNECT; set \
+                     upstream.egress_proxy_credentials_file)"
+                }
+                "unsuccessful" => {
+                    "the egress proxy refused the tunnel (no 200 to CONNECT: its rules may not \
+                     allow this host; upstream.no_proxy names hosts reached directly)"
+                }
+                _ => "the egress proxy failed the tunnel",
+            });
+        }
+        source = s.source();
+    }
+    None
 }
 
 // === token responses ===

@@ -29,11 +29,12 @@ use super::affinity::{Downstream, Idle, Take};
 use super::route::Upstream;
 use crate::body::CountedBody;
 use crate::config::UpstreamConfig;
+use crate::egress::{self, Egress, EgressError};
 use crate::error::Error;
 use crate::metrics::UpstreamErrorKind;
 use crate::tls::{self, TlsError};
 
-type Pooled = Client<HttpsConnector<HttpConnector>, CountedBody>;
+type Pooled = Client<HttpsConnector<egress::Connector>, CountedBody>;
 
 /// Sends requests upstream.
 pub struct Forwarder {
@@ -50,8 +51,8 @@ pub struct Forwarder {
 /// build more pools.
 #[derive(Clone)]
 struct Connectors {
-    any: HttpsConnector<HttpConnector>,
-    http1: HttpsConnector<HttpConnector>,
+    any: HttpsConnector<egress::Connector>,
+    http1: HttpsConnector<egress::Connector>,
     pool_idle_timeout: Duration,
 }
 
@@ -60,9 +61,10 @@ struct Connectors {
 impl Forwarder {
     /// Builds the pooled clients from `[upstream]`.
     pub fn new(config: &UpstreamConfig) -> Result<Self, TlsError> {
+        let egress = Egress::new(&config.egress);
         let connectors = Connectors {
-            any: connector(config, true)?,
-            http1: connector(config, false)?,
+            any: connector(config, &egress, true)?,
+            http1: connector(config, &egress, false)?,
             pool_idle_timeout: config.pool_idle_timeout,
         };
         Ok(Self {
@@ -163,14 +165,8 @@ impl Forwarder {
     ) -> Result<Response<Incoming>, Error> {
         match tokio::time::timeout(self.response_timeout, client.request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => {
-                let kind = if e.is_connect() {
-                    UpstreamErrorKind::Connect
-                } else {
-                    UpstreamErrorKind::Protocol
-                };
-                Err(upstream.failed(kind, innermost(&e)))
-            }
+            Ok(Err(e)) if e.is_connect() => Err(connect_failed(upstream, &e)),
+            Ok(Err(e)) => Err(upstream.failed(UpstreamErrorKind::Protocol, innermost(&e))),
             Err(_) => Err(self.timed_out(upstream)),
         }
     }
@@ -246,9 +242,7 @@ impl Forwarder {
         upstream: &Upstream,
     ) -> Result<Option<SendRequest<CountedBody>>, Error> {
         let mut connector = self.connectors.any.clone();
-        let failed = |e: &(dyn std::error::Error + 'static)| {
-            upstream.failed(UpstreamErrorKind::Connect, innermost(e))
-        };
+        let failed = |e: &(dyn std::error::Error + 'static)| connect_failed(upstream, e);
         std::future::poll_fn(|cx| connector.poll_ready(cx))
             .await
             .map_err(|e| failed(&*e))?;
@@ -355,24 +349,27 @@ fn origin_form(uri: &Uri) -> Uri {
         .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()))
 }
 
-/// A connector; `http2` offers HTTP/2 by ALPN besides HTTP/1.1.
+/// A connector, directly or through the egress proxy; `http2` offers
+/// HTTP/2 by ALPN besides HTTP/1.1.
 fn connector(
     config: &UpstreamConfig,
+    egress: &Arc<Egress>,
     http2: bool,
-) -> Result<HttpsConnector<HttpConnector>, TlsError> {
+) -> Result<HttpsConnector<egress::Connector>, TlsError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(config.connect_timeout));
     http.set_nodelay(true);
     http.set_keepalive(Some(Duration::from_secs(60)));
+    let tcp = egress::Connector::new(http, egress.clone(), config.connect_timeout);
     let builder = HttpsConnectorBuilder::new()
         .with_tls_config(tls::client_config(config.ca_file.as_deref())?)
         .https_or_http()
         .enable_http1();
     Ok(if http2 {
-        builder.enable_http2().wrap_connector(http)
+        builder.enable_http2().wrap_connector(tcp)
     } else {
-        builder.wrap_connector(http)
+        builder.wrap_connector(tcp)
     })
 }
 
@@ -390,6 +387,20 @@ impl Connectors {
             .timer(TokioTimer::new())
             .build(connector.clone())
     }
+}
+
+/// A connection to `upstream` that could not be made: the egress proxy's
+/// refusal when it was one, so the answer can say what to fix.
+fn connect_failed(upstream: &Upstream, e: &(dyn std::error::Error + 'static)) -> Error {
+    let Some(egress) = EgressError::find(e) else {
+        return upstream.failed(UpstreamErrorKind::Connect, innermost(e));
+    };
+    let kind = match egress.kind {
+        egress::EgressFailure::Refused(407, _) => UpstreamErrorKind::EgressAuth,
+        egress::EgressFailure::Refused(..) => UpstreamErrorKind::EgressRefused,
+        _ => UpstreamErrorKind::EgressFailed,
+    };
+    upstream.failed(kind, egress.to_string())
 }
 
 /// The most specific message in an error's chain ("Connection refused").

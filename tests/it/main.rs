@@ -12,6 +12,7 @@ mod deploy;
 mod diagnose;
 mod diagnose_clients;
 mod diagnose_modes;
+mod egress;
 mod federation;
 mod forwarding;
 mod git;

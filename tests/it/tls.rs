@@ -2,8 +2,6 @@
 //! upstream client speaks HTTP/2 when the upstream offers it, trusting
 //! `upstream.ca_file`.
 
-use std::sync::Arc;
-
 use http::Version;
 
 use crate::support::upstream::{FakeUpstream, respond};
@@ -58,32 +56,13 @@ async fn the_listener_speaks_tls_with_h2_and_http1() {
     );
 }
 
-fn upstream_tls(cert: &std::path::Path, key: &std::path::Path) -> rustls::ServerConfig {
-    use rustls_pki_types::pem::PemObject;
-    let certs = rustls_pki_types::CertificateDer::pem_file_iter(cert)
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
-    let mut c = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    c
-}
-
 #[tokio::test]
 async fn a_tls_upstream_gets_http2_and_its_ca_must_be_trusted() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = self_signed(dir.path());
     let up = FakeUpstream::recording_tls(
         |_| respond(200, &[], "over h2"),
-        Some(upstream_tls(&cert, &key)),
+        Some(support::server_tls(&cert, &key)),
     )
     .await;
     let upstream_url = format!("https://localhost:{}", up.addr.port());

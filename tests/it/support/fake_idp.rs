@@ -291,8 +291,13 @@ pub fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
 
 /// A fake Azure DevOps accepting the fake IdP's live access tokens.
 pub async fn fake_ado(idp: &FakeIdp) -> FakeUpstream {
+    fake_ado_over(idp, None).await
+}
+
+/// [`fake_ado`], over TLS when `tls` is set.
+pub async fn fake_ado_over(idp: &FakeIdp, tls: Option<rustls::ServerConfig>) -> FakeUpstream {
     let check = idp.checker();
-    FakeUpstream::recording(move |r: &Recorded| {
+    FakeUpstream::recording_tls(move |r: &Recorded| {
         let auth = r
             .headers
             .get("authorization")
@@ -324,7 +329,7 @@ pub async fn fake_ado(idp: &FakeIdp) -> FakeUpstream {
                 "",
             ),
         }
-    })
+    }, tls)
     .await
 }
 

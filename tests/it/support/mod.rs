@@ -7,6 +7,7 @@ pub mod oidc;
 pub mod peer;
 pub mod process;
 pub mod redis;
+pub mod squid;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -191,6 +192,11 @@ pub fn metric_value(metrics: &str, name: &str) -> f64 {
 /// `localhost`, made with the openssl command line:
 /// (CA certificate, server certificate, server key), all PEM files.
 pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    self_signed_for(dir, &[])
+}
+
+/// [`self_signed`] whose server certificate also names `hosts`.
+pub fn self_signed_for(dir: &Path, hosts: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
     let p = |name: &str| dir.join(name);
     let openssl = |args: &[&str]| {
         let status = Command::new("openssl")
@@ -242,9 +248,12 @@ pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         ]
         .concat(),
     );
+    let extra: String = hosts.iter().map(|h| format!(",DNS:{h}")).collect();
     std::fs::write(
         p("ext.cnf"),
-        "basicConstraints=critical,CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        format!(
+            "basicConstraints=critical,CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1{extra}\nextendedKeyUsage=serverAuth\n"
+        ),
     )
     .unwrap();
     openssl(&[
@@ -265,6 +274,26 @@ pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         "server.pem",
     ]);
     (p("ca.pem"), p("server.pem"), p("server.key"))
+}
+
+/// A TLS server config (ALPN h2 and http/1.1) for `cert` and `key`.
+pub fn server_tls(cert: &Path, key: &Path) -> rustls::ServerConfig {
+    use rustls_pki_types::pem::PemObject;
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+    let mut c = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    c
 }
 
 /// A blocking `GET path` with `Connection: close`, for tests without a

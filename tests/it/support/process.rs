@@ -44,6 +44,15 @@ impl ProxyProcess {
         let mut cmd = Command::new(binary());
         cmd.args(args)
             .env("ADO_AUTH_PROXY_LOG__FORMAT", "json")
+            // Hermetic: the machine's egress proxy is not the test's.
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .env_remove("HTTP_PROXY")
+            .env_remove("http_proxy")
+            .env_remove("ALL_PROXY")
+            .env_remove("all_proxy")
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in env {
