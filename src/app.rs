@@ -423,11 +423,14 @@ fn log_what_runs(config: &Config, public_url: &Url) {
     }
 }
 
-/// `http(s)://{address}`, with `localhost` for an unspecified address.
+/// `http(s)://{address}`, with `localhost` for an unspecified or loopback
+/// address: the redirect URI Entra accepts over plain http is
+/// `http://localhost:…` (not `http://127.0.0.1:…`), and it is the URL the
+/// README tells users to open and register.
 fn derive_public_url(addr: SocketAddr, tls: bool) -> Result<Url, StartError> {
     let scheme = if tls { "https" } else { "http" };
     let host = match addr.ip() {
-        ip if ip.is_unspecified() => "localhost".to_string(),
+        ip if ip.is_unspecified() || ip.is_loopback() => "localhost".to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
         IpAddr::V4(v4) => v4.to_string(),
     };
@@ -479,5 +482,26 @@ async fn admin_loop(
         tokio::spawn(async move {
             let _ = slot.drive(conn, |c| c.graceful_shutdown()).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loopback_or_unspecified_listener_is_reached_as_localhost() {
+        let url = |a: &str, tls| {
+            derive_public_url(a.parse().unwrap(), tls)
+                .unwrap()
+                .to_string()
+        };
+        // The default listen.address: the redirect URI README registers.
+        assert_eq!(url("127.0.0.1:8080", false), "http://localhost:8080/");
+        assert_eq!(url("127.0.0.2:8080", false), "http://localhost:8080/");
+        assert_eq!(url("[::1]:8443", true), "https://localhost:8443/");
+        assert_eq!(url("0.0.0.0:8080", false), "http://localhost:8080/");
+        assert_eq!(url("10.1.2.3:8080", false), "http://10.1.2.3:8080/");
+        assert_eq!(url("[fd00::1]:8080", false), "http://[fd00::1]:8080/");
     }
 }

@@ -66,7 +66,8 @@ pub struct ListenConfig {
     pub address: SocketAddr,
     /// The URL clients use to reach the proxy; upstream URLs in `Location`
     /// headers and discovery documents are rewritten onto it. Defaults to
-    /// `http(s)://{address}` (`localhost` when the address is unspecified).
+    /// `http(s)://{address}` (`localhost` when the address is loopback or
+    /// unspecified).
     pub public_url: Option<Url>,
     /// PEM certificate chain; with `tls_key_file`, the listener speaks TLS
     /// (ALPN `h2` and `http/1.1`).

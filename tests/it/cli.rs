@@ -414,7 +414,11 @@ fn the_start_up_log_says_what_runs_and_the_redirect_uri_to_register() {
          [auth]\nmode = \"user\"\nprovider = \"entra\"\n\
          tenant = \"72f988bf-86f1-41af-91ab-2d7cd011db47\"\nclient_id = \"11111111-2222-3333-4444-555555555555\"\n\
          [session]\nstore = \"memory\"\n",
-        &[("ADO_AUTH_PROXY_AUTH__CLIENT_SECRET", "s3cret")],
+        &[
+            ("ADO_AUTH_PROXY_AUTH__CLIENT_SECRET", "s3cret"),
+            // The default's shape (a loopback address, no public_url).
+            ("ADO_AUTH_PROXY_LISTEN__ADDRESS", "127.0.0.1:0"),
+        ],
     );
     let out = crate::support::blocking_get(proxy.admin, "/healthz");
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
@@ -438,8 +442,10 @@ fn the_start_up_log_says_what_runs_and_the_redirect_uri_to_register() {
     ] {
         assert!(line.contains(&want), "{want} in {line}");
     }
+    // localhost, as README says to register: Entra takes http redirect
+    // URIs only for localhost.
     let redirect = format!(
-        "\"redirect_uri\":\"http://127.0.0.1:{}/.auth/callback\"",
+        "\"redirect_uri\":\"http://localhost:{}/.auth/callback\"",
         proxy.proxy.port()
     );
     assert!(logs.contains(&redirect), "{redirect} in {logs}");

@@ -52,7 +52,34 @@ pub async fn start_with(config: Config, clock: Clock) -> Running {
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("TEST_LOG"))
         .with_test_writer()
         .try_init();
-    app::start_with(config, clock).await.expect("proxy starts")
+    // A loopback listener's derived public URL is http://localhost:PORT
+    // (what Entra accepts as an http redirect URI); the tests sign in
+    // on 127.0.0.1, where their cookie jars then hold the cookies. So a
+    // test proxy on port 0 gets a free port and 127.0.0.1 as its public
+    // URL, and another port if that one was taken in between.
+    let derive = config.listen.public_url.is_none()
+        && config.listen.address.port() == 0
+        && config.listen.address.ip().is_loopback();
+    if !derive {
+        return app::start_with(config, clock).await.expect("proxy starts");
+    }
+    for _ in 0..20 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut c = config.clone();
+        c.listen.address.set_port(port);
+        let scheme = if c.listen.tls() { "https" } else { "http" };
+        c.listen.public_url = Some(Url::parse(&format!("{scheme}://127.0.0.1:{port}")).unwrap());
+        match app::start_with(c, clock.clone()).await {
+            Ok(running) => return running,
+            Err(app::StartError::Bind { .. }) => continue,
+            Err(e) => panic!("proxy starts: {e}"),
+        }
+    }
+    panic!("no free port for the proxy in 20 tries")
 }
 
 /// The problem+json answer to a GET of `url` (no credential).

@@ -29,18 +29,65 @@ impl ProxyProcess {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, toml).unwrap();
-        let mut all = vec![
-            ("ADO_AUTH_PROXY_LISTEN__ADDRESS", "127.0.0.1:0"),
-            ("ADO_AUTH_PROXY_ADMIN__ADDRESS", "127.0.0.1:0"),
-        ];
-        all.extend_from_slice(env);
         let path = path.to_str().unwrap().to_string();
-        Self::spawn_args(&["run", "--config", &path], &all, dir)
+        let args = ["run", "--config", &path];
+        let own_listener = env.iter().any(|(k, _)| {
+            *k == "ADO_AUTH_PROXY_LISTEN__ADDRESS" || *k == "ADO_AUTH_PROXY_LISTEN__PUBLIC_URL"
+        }) || toml.contains("public_url");
+        if own_listener {
+            let mut all = vec![("ADO_AUTH_PROXY_ADMIN__ADDRESS", "127.0.0.1:0")];
+            all.extend_from_slice(env);
+            return Self::spawn_args(&args, &all, dir);
+        }
+        // A loopback listener's derived public URL is http://localhost:PORT;
+        // the tests sign in on 127.0.0.1 (see support::start_with): a free
+        // port and 127.0.0.1 as the public URL, another port when that one
+        // was taken in between.
+        let scheme = if toml.contains("tls_cert_file") {
+            "https"
+        } else {
+            "http"
+        };
+        let mut dir = Some(dir);
+        for _ in 0..20 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let address = format!("127.0.0.1:{port}");
+            let public = format!("{scheme}://127.0.0.1:{port}");
+            let mut all = vec![
+                ("ADO_AUTH_PROXY_LISTEN__ADDRESS", address.as_str()),
+                ("ADO_AUTH_PROXY_LISTEN__PUBLIC_URL", public.as_str()),
+                ("ADO_AUTH_PROXY_ADMIN__ADDRESS", "127.0.0.1:0"),
+            ];
+            all.extend_from_slice(env);
+            match Self::try_spawn_args(&args, &all, dir.take().unwrap()) {
+                Ok(p) => return p,
+                Err((d, logs)) if logs.contains("cannot listen on") => dir = Some(d),
+                Err((_, logs)) => panic!("proxy did not start; logs: {logs}"),
+            }
+        }
+        panic!("no free port for the proxy in 20 tries")
     }
 
     /// Starts the binary with exactly these arguments; JSON logs are
     /// switched on through the environment so the addresses can be read.
     pub fn spawn_args(args: &[&str], env: &[(&str, &str)], dir: tempfile::TempDir) -> Self {
+        match Self::try_spawn_args(args, env, dir) {
+            Ok(p) => p,
+            Err((_, logs)) => panic!("proxy did not start; logs: {logs}"),
+        }
+    }
+
+    /// [`ProxyProcess::spawn_args`]; a process that stops or does not
+    /// listen gives back the directory and its logs.
+    fn try_spawn_args(
+        args: &[&str],
+        env: &[(&str, &str)],
+        dir: tempfile::TempDir,
+    ) -> Result<Self, (tempfile::TempDir, String)> {
         let mut cmd = Command::new(binary());
         cmd.args(args)
             .env("ADO_AUTH_PROXY_LOG__FORMAT", "json")
@@ -78,18 +125,20 @@ impl ProxyProcess {
             Ok(line) => line,
             Err(_) => {
                 let _ = child.kill();
-                panic!("proxy did not start; logs: {:?}", logs.lock().unwrap());
+                let _ = child.wait();
+                let all = logs.lock().unwrap().join("\n");
+                return Err((dir, all));
             }
         };
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         let addr = |k: &str| v[k].as_str().unwrap().parse().unwrap();
-        Self {
+        Ok(Self {
             proxy: addr("proxy"),
             admin: addr("admin"),
             child,
             logs,
             _dir: dir,
-        }
+        })
     }
 
     /// The process id.
