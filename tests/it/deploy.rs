@@ -556,6 +556,30 @@ async fn the_alerts_pass_promtool_and_a_healthy_sidecar_looks_healthy() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // Every alert has a unit test and a runbook section it links to.
+    let rules = std::fs::read_to_string(root.join("deploy/prometheus/alerts.yaml")).unwrap();
+    let tests = std::fs::read_to_string(root.join("tests/prometheus/alerts_test.yaml")).unwrap();
+    let runbooks = std::fs::read_to_string(root.join("docs/alerts.md")).unwrap();
+    let names: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert!(names.len() >= 12, "{names:?}");
+    for name in &names {
+        assert!(
+            tests.contains(&format!("alertname: {name}\n")),
+            "{name} has no promtool unit test"
+        );
+        let link = format!(
+            "runbook_url: \"https://github.com/ado-auth-proxy/ado-auth-proxy/blob/main/docs/alerts.md#{}\"",
+            name.to_lowercase()
+        );
+        assert!(rules.contains(&link), "{name} lacks {link}");
+        assert!(
+            runbooks.contains(&format!("\n## {name}\n")),
+            "docs/alerts.md lacks {name}"
+        );
+    }
     let up = crate::support::upstream::FakeUpstream::recording(|_| {
         crate::support::upstream::respond(200, &[], "{}")
     })

@@ -21,6 +21,7 @@ mod image;
 mod lfs;
 mod lifecycle;
 mod login;
+mod monitoring;
 mod packages;
 mod pats;
 mod personal_tokens;
