@@ -241,28 +241,11 @@ impl Sessions {
             // Another replica may still be writing this one back.
             return Err(self.restoring_error());
         }
-        let mut keys: Vec<Key> = wanted
+        let keys: Vec<Key> = wanted
             .iter()
             .flat_map(|(_, _, hs)| hs.iter().map(|h| Key::new(Namespace::Session, *h)))
             .collect();
-        if self.shared() {
-            // In the same read: the restore mark (while it stands, a
-            // session missing from the store may still be written back by
-            // another replica) and the epoch (a loss no check has seen yet).
-            keys.extend([RESTORING, EPOCH]);
-        }
-        let mut raws = self.op(StoreOp::Get, self.backend.get_many(&keys)).await?;
-        let mut marked = false;
-        if self.shared() {
-            let epoch = raws.pop().flatten();
-            marked = raws.pop().flatten().is_some();
-            if self.epoch_changed(epoch.as_deref()) {
-                // Notice the loss now (the restore starts), and answer
-                // "try again shortly", never "unknown".
-                let _ = self.observe().await;
-                return Err(self.restoring_error());
-            }
-        }
+        let (raws, marked) = self.read_records(keys).await?;
         let mut raws = raws.into_iter();
         for (i, ck, hashes) in wanted {
             let found: Vec<Option<Vec<u8>>> = raws.by_ref().take(hashes.len()).collect();
@@ -272,6 +255,33 @@ impl Sessions {
             out[i] = self.load_found(ck, &hashes, found).await?;
         }
         Ok(out)
+    }
+
+    /// Reads session records; from a shared store in the same read the
+    /// restore mark (while it stands, a session missing from the store
+    /// may still be written back by another replica: the `bool`) and the
+    /// epoch (a loss no check has seen yet: noticed now, so the restore
+    /// starts, and answered "try again shortly", never "unknown"). The
+    /// epoch is compared with the one known when the read began: a read
+    /// that raced the first check (which writes the epoch) is no loss.
+    async fn read_records(
+        &self,
+        mut keys: Vec<Key>,
+    ) -> Result<(Vec<Option<Vec<u8>>>, bool), StoreError> {
+        if !self.shared() {
+            let raws = self.op(StoreOp::Get, self.backend.get_many(&keys)).await?;
+            return Ok((raws, false));
+        }
+        keys.extend([RESTORING, EPOCH]);
+        let known = self.known_epoch();
+        let mut raws = self.op(StoreOp::Get, self.backend.get_many(&keys)).await?;
+        let epoch = raws.pop().flatten();
+        let marked = raws.pop().flatten().is_some();
+        if known.is_some_and(|k| epoch.as_deref() != Some(k.as_bytes())) {
+            let _ = self.observe().await;
+            return Err(self.restoring_error());
+        }
+        Ok((raws, marked))
     }
 
     /// A session from what the store held under each of its hashes

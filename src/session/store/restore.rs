@@ -51,14 +51,10 @@ impl Sessions {
         }
     }
 
-    /// Whether `seen` (the epoch as a lookup read it) differs from the
-    /// epoch this replica knows; false before it knows one.
-    pub(super) fn epoch_changed(&self, seen: Option<&[u8]>) -> bool {
-        self.epoch
-            .lock()
-            .ok()
-            .and_then(|e| e.known.clone())
-            .is_some_and(|known| seen != Some(known.as_bytes()))
+    /// The epoch this replica knows (from its last check); `None` before
+    /// its first.
+    pub(super) fn known_epoch(&self) -> Option<String> {
+        self.epoch.lock().ok().and_then(|e| e.known.clone())
     }
 
     /// Whether a store that lost its data is being given it back.
