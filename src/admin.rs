@@ -13,6 +13,7 @@ use http_body_util::Full;
 use crate::error::Refusal;
 use crate::metrics::Metrics;
 use crate::proxy::origin::Origins;
+use crate::startup::StartupChecks;
 
 /// Readiness shared between the listeners and the shutdown sequence.
 #[derive(Default)]
@@ -25,6 +26,8 @@ pub struct Health {
     /// Whether the identity has its credential (mode `service`: its first
     /// token); unset means it needs none to start.
     credential: std::sync::OnceLock<Arc<dyn Fn() -> bool + Send + Sync>>,
+    /// The start-up checks (the look at the organizations) still running.
+    checks: StartupChecks,
 }
 
 /// Answers admin requests.
@@ -56,6 +59,11 @@ impl Health {
         self.ready.load(Ordering::SeqCst) && !self.store_down.load(Ordering::SeqCst)
     }
 
+    /// The start-up checks `/startupz` waits for.
+    pub fn startup_checks(&self) -> StartupChecks {
+        self.checks.clone()
+    }
+
     /// What tells `/startupz` that the identity has its credential.
     pub fn set_credential_check(&self, has: Arc<dyn Fn() -> bool + Send + Sync>) {
         let _ = self.credential.set(has);
@@ -76,6 +84,8 @@ impl Health {
                 "the service identity has no token yet (the log and /readyz say why; a device-code \
                  identity needs `ado-auth-proxy login`)",
             )
+        } else if self.checks.pending() {
+            Some("the start-up check of the allowed organizations is still running")
         } else {
             None
         };

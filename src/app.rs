@@ -215,6 +215,7 @@ pub async fn start_with(config: Config, clock: Clock) -> Result<Running, StartEr
     shared.proxy.spawn_tasks(
         &shutdown_rx,
         Arc::new(move |up| store_health.set_store_up(up)),
+        &health.startup_checks(),
     );
     let (stop_accepting, stop_rx) = watch::channel(false);
     let (stop_admin, admin_rx) = watch::channel(false);

@@ -31,4 +31,5 @@ mod request;
 pub mod seal;
 mod serve;
 pub mod session;
+mod startup;
 mod tls;

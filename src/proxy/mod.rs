@@ -186,6 +186,7 @@ impl Proxy {
         &self,
         stop: &tokio::sync::watch::Receiver<bool>,
         store_up: Arc<dyn Fn(bool) + Send + Sync>,
+        checks: &crate::startup::StartupChecks,
     ) {
         self.inner.identity.spawn_tasks(stop, store_up);
         if let Some(credential) = self
@@ -197,12 +198,14 @@ impl Proxy {
             tokio::spawn(probe::credential_reaches_organizations(
                 self.inner.clone(),
                 credential,
+                checks.begin(),
             ));
         }
         if let Some(tenant) = self.inner.identity.service_tenant() {
             tokio::spawn(probe::directories_match(
                 self.inner.clone(),
                 tenant.to_string(),
+                checks.begin(),
             ));
         }
         let inner = self.inner.clone();

@@ -661,6 +661,23 @@ async fn pat_checked_at_start(auth: &str) {
         "{bad}"
     );
     assert!(line("works for this organization").contains("contoso"));
+    // One line says what the whole check found.
+    let mut done = String::new();
+    for _ in 0..100 {
+        if let Some(l) = proxy
+            .logs()
+            .lines()
+            .find(|l| l.contains("start-up check of the allowed organizations done"))
+        {
+            done = l.to_string();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        done.contains("\"works\":\"contoso\"") && done.contains("\"refused\":\"fabrikam\""),
+        "{done}"
+    );
     assert!(!logs.contains(PAT), "the token never reaches the log");
     assert_eq!(
         upstream.requests().len(),

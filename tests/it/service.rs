@@ -825,3 +825,50 @@ async fn startupz_waits_for_the_first_token_and_then_stays_started() {
         "a later outage is /readyz's and the alerts' business"
     );
 }
+
+/// `/startupz` also waits for the start-up look at the allowed
+/// organizations (here an Azure DevOps that takes its time), so a rollout
+/// does not go on before the log could say whether the PAT works.
+#[tokio::test]
+async fn startupz_waits_for_the_start_up_check_of_the_organizations() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let gate = release.clone();
+    let ado = FakeUpstream::raw(move |_req| {
+        let gate = gate.clone();
+        async move {
+            gate.notified().await;
+            respond(200, &[("content-type", "application/json")], "{}")
+        }
+    })
+    .await;
+    let mut c = support::config(&ado.url());
+    c.auth.mode = AuthMode::Pat;
+    c.auth.pat = Some(Secret::new("a-personal-access-token"));
+    c.auth.check_pat_at_start = true;
+    c.upstream.allowed_organizations = vec!["contoso".into()];
+    let p = support::start(c).await;
+    let startupz = || {
+        let url = format!("http://{}/startupz", p.admin_addr);
+        async move {
+            let r = support::get(url).await;
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, body) = startupz().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("start-up check of the allowed organizations"),
+        "{body}"
+    );
+    release.notify_waiters();
+    let mut started = false;
+    for _ in 0..100 {
+        release.notify_waiters();
+        if startupz().await.0 == 200 {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(started, "started once the check finished");
+}
