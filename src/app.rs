@@ -181,11 +181,20 @@ pub async fn start_with(config: Config, clock: Clock) -> Result<Running, StartEr
     }
     let bound = Bound::new(&config).await?;
     let metrics = Arc::new(Metrics::new(Registry::new())?);
-    if !matches!(plan, crate::config::AuthPlan::User { .. }) {
+    let sessions = matches!(plan, crate::config::AuthPlan::User { .. });
+    if !sessions {
         // No session store to be down: the store alert must not fire on
         // every healthy pat, service or none sidecar.
         metrics.store.up.set(1);
+        metrics.store.trim();
     }
+    // Series that cannot move in this mode are not exported at 0.
+    let provider = sessions
+        || matches!(
+            plan,
+            crate::config::AuthPlan::Service(ref s) if !matches!(s, crate::config::SourcePlan::Pat)
+        );
+    metrics.login.trim(sessions, provider);
     let health = Arc::new(Health::default());
     let proxy = Proxy::new(&config, &plan, &bound.public_url, metrics.clone(), &clock)?;
     let shared = serve::Shared {

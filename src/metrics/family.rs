@@ -77,6 +77,12 @@ impl<L: Label> Counters<L> {
     pub fn inc(&self, value: L) {
         self.vec.with_label_values(&[value.as_str()]).inc();
     }
+
+    /// Removes the series created at 0: for a family that cannot count
+    /// anything in the running mode (a series still appears if it does).
+    pub fn clear(&self) {
+        self.vec.reset();
+    }
 }
 
 /// A histogram family with one label, of type `L`.
@@ -104,6 +110,11 @@ impl<L: Label> Histograms<L> {
     }
 
     /// Observes `seconds` for `value`.
+    /// Removes the series created at 0 (see [`Counters::clear`]).
+    pub fn clear(&self) {
+        self.vec.reset();
+    }
+
     pub fn observe(&self, value: L, seconds: f64) {
         self.vec
             .with_label_values(&[value.as_str()])

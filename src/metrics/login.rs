@@ -178,6 +178,23 @@ pub struct Login {
 
 impl Login {
     /// Registers the sign-in families into `registry`.
+    /// Drops the 0 series of what the running mode never does: sign-ins,
+    /// refreshes and tokens of users without sessions (modes other than
+    /// `user`), and token-endpoint timings without an identity provider.
+    pub fn trim(&self, sessions: bool, provider: bool) {
+        if !sessions {
+            self.logins.clear();
+            self.failures.clear();
+            self.refreshes.clear();
+            self.directories.clear();
+            self.tenant_tokens.clear();
+            self.personal_tokens.clear();
+        }
+        if !provider {
+            self.provider_duration.clear();
+        }
+    }
+
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let sessions_active = IntGauge::new(
             "ado_proxy_sessions_active",

@@ -23,7 +23,7 @@ pub use secrets::SecretAges;
 pub use service::{Acquisition, Service};
 pub use store::{LoadOutcome, Store, StoreOp, Unreadable};
 pub use tunnels::{TunnelEnd, Tunnels};
-pub use upstream::{Throttle, Upstream, UpstreamErrorKind};
+pub use upstream::{HostSeries, Throttle, Upstream, UpstreamErrorKind};
 
 /// Latency buckets from 1 ms to 2 minutes (git pushes are slow).
 const BUCKETS: &[f64] = &[
@@ -107,8 +107,8 @@ mod tests {
         m.upstream.failed("vsrm", UpstreamErrorKind::Timeout);
         let text = m.render();
         for line in [
-            "ado_proxy_requests_total{route=\"git\",status=\"4xx\"} 1",
-            "ado_proxy_requests_total{route=\"auth\",status=\"5xx\"} 1",
+            "ado_proxy_requests_total{code=\"404\",route=\"git\",status=\"4xx\"} 1",
+            "ado_proxy_requests_total{code=\"503\",route=\"auth\",status=\"5xx\"} 1",
             "ado_proxy_upstream_errors_total{kind=\"timeout\",upstream=\"vsrm\"} 1",
             "ado_proxy_build_info{revision=\"",
             // Every value of a typed label exists from the start.

@@ -1,6 +1,8 @@
 //! The client side: requests served, their duration and bytes, requests
 //! refused before forwarding, and the listener's connections.
 
+use std::sync::OnceLock;
+
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
@@ -42,15 +44,28 @@ labels! {
 }
 
 const ROUTES: usize = RouteClass::ALL.len();
-const STATUS_CLASSES: usize = 5;
-const STATUS_LABELS: [&str; STATUS_CLASSES] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The status codes counted by their own `code` label value: those the
+/// proxy and Azure DevOps answer with. Any other is `other` (with its
+/// class), so the series stay bounded whatever an upstream sends.
+const CODES: [u16; 40] = [
+    100, 101, 200, 201, 202, 203, 204, 206, 207, 300, 301, 302, 303, 304, 307, 308, 400, 401, 403,
+    404, 405, 406, 408, 409, 410, 411, 412, 413, 414, 415, 416, 421, 422, 428, 429, 431, 500, 502,
+    503, 504,
+];
+/// `CODES`, one slot per code plus `other` per status class.
+const SLOTS: usize = CODES.len() + 5;
 
 /// Requests served.
 pub struct Requests {
-    /// `ado_proxy_requests_total`, resolved per (route, status class):
-    /// the hot path never hashes label values.
-    served: [[IntCounter; STATUS_CLASSES]; ROUTES],
-    duration: [Histogram; ROUTES],
+    /// `ado_proxy_requests_total`, per (route, code): each series is
+    /// created at its first request and then reached by index, so the hot
+    /// path hashes no label values and no series exists at 0.
+    served: IntCounterVec,
+    series: [[OnceLock<IntCounter>; SLOTS]; ROUTES],
+    duration: HistogramVec,
+    /// Per route, created at its first request.
+    durations: [OnceLock<Histogram>; ROUTES],
     /// Requests currently being served (until the response body ends).
     pub in_flight: IntGauge,
     /// Request body bytes received from clients.
@@ -86,6 +101,16 @@ impl RouteClass {
     }
 }
 
+const STATUS_LABELS: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// `status`'s slot: its index in [`CODES`], or its class's `other` after
+/// them.
+fn slot(status: u16) -> usize {
+    CODES
+        .binary_search(&status)
+        .unwrap_or_else(|_| CODES.len() + status_class(status))
+}
+
 /// Index into [`STATUS_LABELS`].
 fn status_class(status: u16) -> usize {
     match status {
@@ -105,9 +130,10 @@ impl Requests {
         let served = IntCounterVec::new(
             Opts::new(
                 "ado_proxy_requests_total",
-                "Requests served, by route class and status class.",
+                "Requests served, by route class, status class (status: 2xx, ...) and status \
+                 code (code: 200, ...; other for codes outside the usual set).",
             ),
-            &["route", "status"],
+            &["route", "status", "code"],
         )?;
         let duration = HistogramVec::new(
             HistogramOpts::new(
@@ -142,18 +168,11 @@ impl Requests {
              the caller secret), busy (listen.max_requests requests in flight).",
             "reason",
         )?;
-        // Every (route, status) series resolved now: also 0 in /metrics
-        // from the start, which alerting rules like.
-        let routes: [RouteClass; ROUTES] = [
-            RouteClass::Api,
-            RouteClass::Git,
-            RouteClass::Other,
-            RouteClass::Auth,
-        ];
         Ok(Self {
-            served: routes
-                .map(|r| STATUS_LABELS.map(|s| served.with_label_values(&[r.as_str(), s]))),
-            duration: routes.map(|r| duration.with_label_values(&[r.as_str()])),
+            served,
+            series: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
+            duration,
+            durations: std::array::from_fn(|_| OnceLock::new()),
             in_flight,
             request_bytes,
             response_bytes,
@@ -163,8 +182,18 @@ impl Requests {
 
     /// Records a finished request (called once, when its response ends).
     pub fn finished(&self, route: RouteClass, status: u16, seconds: f64) {
-        self.served[route as usize][status_class(status)].inc();
-        self.duration[route as usize].observe(seconds);
+        let slot = slot(status);
+        self.series[route as usize][slot]
+            .get_or_init(|| {
+                let class = status_class(status);
+                let code = CODES.get(slot).map_or("other".to_string(), u16::to_string);
+                self.served
+                    .with_label_values(&[route.as_str(), STATUS_LABELS[class], &code])
+            })
+            .inc();
+        self.durations[route as usize]
+            .get_or_init(|| self.duration.with_label_values(&[route.as_str()]))
+            .observe(seconds);
     }
 
     /// Counts a request refused before forwarding.
@@ -202,6 +231,46 @@ mod tests {
         for (i, route) in RouteClass::ALL.iter().enumerate() {
             assert_eq!(*route as usize, i, "{route:?}");
         }
+    }
+
+    #[test]
+    fn codes_are_exact_bounded_and_only_there_once_seen() {
+        assert!(CODES.is_sorted(), "slot() binary-searches CODES");
+        let registry = Registry::new();
+        let r = Requests::register(&registry).unwrap();
+        let render = || {
+            use prometheus::Encoder as _;
+            let mut buf = Vec::new();
+            prometheus::TextEncoder::new()
+                .encode(&registry.gather(), &mut buf)
+                .unwrap();
+            String::from_utf8(buf).unwrap()
+        };
+        assert!(
+            !render().contains("ado_proxy_requests_total{"),
+            "no series before a request"
+        );
+        r.finished(RouteClass::Api, 203, 0.1);
+        r.finished(RouteClass::Api, 203, 0.1);
+        r.finished(RouteClass::Git, 401, 0.1);
+        r.finished(RouteClass::Other, 418, 0.1);
+        let text = render();
+        for line in [
+            "ado_proxy_requests_total{code=\"203\",route=\"api\",status=\"2xx\"} 2",
+            "ado_proxy_requests_total{code=\"401\",route=\"git\",status=\"4xx\"} 1",
+            "ado_proxy_requests_total{code=\"other\",route=\"other\",status=\"4xx\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        // Whatever codes an upstream sends, the series stay bounded.
+        for code in 100..=999 {
+            r.finished(RouteClass::Api, code, 0.1);
+        }
+        let series = render()
+            .lines()
+            .filter(|l| l.starts_with("ado_proxy_requests_total{") && l.contains("route=\"api\""))
+            .count();
+        assert_eq!(series, SLOTS);
     }
 
     #[test]

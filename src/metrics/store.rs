@@ -72,6 +72,13 @@ pub struct Store {
 
 impl Store {
     /// Registers the store families into `registry`.
+    /// Drops the 0 series of a proxy without a session store.
+    pub fn trim(&self) {
+        self.errors.clear();
+        self.unreadable.clear();
+        self.loads.clear();
+    }
+
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let up = IntGauge::new(
             "ado_proxy_session_store_up",

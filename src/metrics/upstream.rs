@@ -34,6 +34,24 @@ labels! {
     }
 }
 
+/// One upstream host's time-to-headers series, created when first
+/// observed.
+#[derive(Debug)]
+pub struct HostSeries {
+    vec: HistogramVec,
+    name: String,
+    series: std::sync::OnceLock<Histogram>,
+}
+
+impl HostSeries {
+    /// Observes one exchange's time to response headers.
+    pub fn observe(&self, seconds: f64) {
+        self.series
+            .get_or_init(|| self.vec.with_label_values(&[&self.name]))
+            .observe(seconds);
+    }
+}
+
 /// Upstream exchanges.
 pub struct Upstream {
     duration: HistogramVec,
@@ -98,17 +116,14 @@ impl Upstream {
         })
     }
 
-    /// The time-to-headers series of one upstream host (and its error
-    /// series at 0), resolved once when the routing table is built.
-    pub fn host(&self, upstream: &str) -> Histogram {
-        for kind in [
-            UpstreamErrorKind::Connect,
-            UpstreamErrorKind::Timeout,
-            UpstreamErrorKind::Protocol,
-        ] {
-            self.errors.with_label_values(&[upstream, kind.as_str()]);
+    /// The time-to-headers series of one upstream host, resolved once,
+    /// at its first exchange: a host nobody uses has no series.
+    pub fn host(&self, upstream: &str) -> HostSeries {
+        HostSeries {
+            vec: self.duration.clone(),
+            name: upstream.to_string(),
+            series: std::sync::OnceLock::new(),
         }
-        self.duration.with_label_values(&[upstream])
     }
 
     /// Counts a failed upstream exchange.

@@ -9,8 +9,8 @@ use crate::organization::Allowlist;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::metrics::HostSeries;
 use http::Uri;
-use prometheus::Histogram;
 use url::Url;
 
 use super::path;
@@ -32,8 +32,9 @@ pub struct Upstream {
     prefix: String,
     /// Whether the first path segment names an organization.
     org_scoped: bool,
-    /// Time to response headers, this host's series (resolved once).
-    pub duration: Histogram,
+    /// Time to response headers, this host's series (resolved at its
+    /// first exchange).
+    pub duration: HostSeries,
     /// The `Host` header for it: the name, and the port when it is not
     /// the scheme's default (as hyper's pooled client writes it).
     pub host: http::HeaderValue,

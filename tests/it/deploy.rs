@@ -88,7 +88,20 @@ async fn every_metric_in_the_dashboard_and_alerts_exists() {
     .await;
     assert_eq!(resp.status(), 502, "the refused service proxy has no token");
 
+    // And an upstream that is not there: series appear with their first
+    // event, so its error series exists only once it failed.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_url = format!("http://{}", gone.local_addr().unwrap());
+    drop(gone);
+    let mut c = support::config(&gone_url);
+    c.auth.mode = ado_auth_proxy::config::AuthMode::Pat;
+    c.auth.pat = Some(ado_auth_proxy::config::Secret::new("a-pat"));
+    let dead = support::start(c).await;
+    let resp = support::get(format!("http://{}/contoso/_apis/projects", dead.proxy_addr)).await;
+    assert_eq!(resp.status(), 502);
+
     let mut available = exported(&metrics(user.admin_addr).await);
+    available.extend(exported(&metrics(dead.admin_addr).await));
     available.extend(exported(&metrics(refused.admin_addr).await));
     available.extend(exported(&metrics(service.admin_addr).await));
     available.extend(exported(&metrics(legacy.admin_addr).await));

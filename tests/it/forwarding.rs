@@ -631,9 +631,9 @@ async fn metrics_count_requests_bytes_and_upstream_time() {
     }
     let m = support::metrics(proxy.admin_addr).await;
     for line in [
-        "ado_proxy_requests_total{route=\"api\",status=\"2xx\"} 1",
-        "ado_proxy_requests_total{route=\"git\",status=\"2xx\"} 1",
-        "ado_proxy_requests_total{route=\"auth\",status=\"4xx\"} 1",
+        "ado_proxy_requests_total{code=\"200\",route=\"api\",status=\"2xx\"} 1",
+        "ado_proxy_requests_total{code=\"200\",route=\"git\",status=\"2xx\"} 1",
+        "ado_proxy_requests_total{code=\"404\",route=\"auth\",status=\"4xx\"} 1",
         "ado_proxy_requests_in_flight 0",
         "ado_proxy_request_body_bytes_total 8",
         "ado_proxy_upstream_duration_seconds_count{upstream=\"default\"} 2",
@@ -643,6 +643,21 @@ async fn metrics_count_requests_bytes_and_upstream_time() {
     ] {
         assert!(m.contains(line), "missing {line:?} in\n{m}");
     }
+    // Only what happened has series: no unused sibling host, no route
+    // without requests, no sign-in families in mode none.
+    for absent in [
+        "ado_proxy_upstream_duration_seconds_count{upstream=\"vsrm\"}",
+        "ado_proxy_request_duration_seconds_count{route=\"other\"}",
+        "ado_proxy_requests_total{code=\"500\"",
+        "ado_proxy_login_failures_total{",
+        "ado_proxy_session_loads_total{",
+        "ado_proxy_token_endpoint_duration_seconds_count{",
+    ] {
+        assert!(!m.contains(absent), "{absent:?} in\n{m}");
+    }
+    let series = m.lines().filter(|l| !l.starts_with('#')).count();
+    // 614 before series were cut to what the mode can move.
+    assert!(series < 200, "{series} series in mode none:\n{m}");
     // 2 × 10 bytes from the upstream plus the 404 problem body.
     let out = support::metric_value(&m, "ado_proxy_response_body_bytes_total");
     assert!(out > 20.0, "{out}");

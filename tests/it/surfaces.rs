@@ -192,7 +192,7 @@ async fn the_admin_listener_answers_only_to_its_own_names() {
     ] {
         let resp = get(host.clone()).await;
         assert_eq!(status_of(&resp), 200, "{host}: {resp}");
-        assert!(resp.contains("ado_proxy_requests_total"), "{host}");
+        assert!(resp.contains("ado_proxy_build_info"), "{host}");
     }
     let resp = get(format!("127.0.0.1:{port}"))
         .await
