@@ -28,6 +28,8 @@ use crate::config::{EgressPlan, ProxyTarget};
 
 /// Largest `CONNECT` answer head read from the egress proxy.
 const MAX_ANSWER_HEAD: usize = 16 * 1024;
+/// Interim (1xx) answers skipped before the answer to `CONNECT`.
+const MAX_INTERIM: usize = 8;
 
 /// The egress decision for every outbound connection.
 pub struct Egress {
@@ -218,7 +220,16 @@ impl Service<Uri> for Connector {
             let head = connect_request(&host, port, &target);
             let answer = tokio::time::timeout(timeout, async {
                 stream.write_all(head.as_bytes()).await?;
-                read_answer_head(&mut stream).await
+                // Interim (1xx) answers come before the real one.
+                for _ in 0..MAX_INTERIM {
+                    let head = read_answer_head(&mut stream).await?;
+                    if !matches!(parse_answer(&head), Ok((100..=199, _))) {
+                        return Ok(head);
+                    }
+                }
+                Err(std::io::Error::other(format!(
+                    "it sent more than {MAX_INTERIM} interim (1xx) answers to CONNECT"
+                )))
             })
             .await;
             match answer {
@@ -274,7 +285,8 @@ async fn read_answer_head(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
             ));
         }
         head.push(byte[0]);
-        if head.ends_with(b"\r\n\r\n") || head.ends_with(b"\n\n") {
+        // A blank line ends the head, whether lines end in CRLF or LF.
+        if head.ends_with(b"\n\n") || head.ends_with(b"\n\r\n") {
             return Ok(head);
         }
         if head.len() > MAX_ANSWER_HEAD {

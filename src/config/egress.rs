@@ -1,8 +1,8 @@
 //! Where outbound connections go: straight to their host, or through a
 //! corporate egress proxy named by `upstream.egress_proxy` or, when that
 //! key is absent, by the environment as curl reads it (`https_proxy`,
-//! `HTTPS_PROXY`, `http_proxy`, `HTTP_PROXY`, `all_proxy`, `ALL_PROXY`,
-//! `no_proxy`, `NO_PROXY`; the lower-case name first). Read once, at load:
+//! `HTTPS_PROXY`, `http_proxy` (never upper case), `all_proxy`,
+//! `ALL_PROXY`, `no_proxy`, `NO_PROXY`; the lower-case name first). Read once, at load:
 //! a value the proxy cannot use is a problem naming the key or variable,
 //! not a surprise at the first request.
 
@@ -14,16 +14,27 @@ use super::{Secret, UpstreamConfig};
 /// The environment variables that can name an egress proxy, lower-case
 /// first (curl's order), for each role.
 const HTTPS_VARS: &[&str] = &["https_proxy", "HTTPS_PROXY"];
-const HTTP_VARS: &[&str] = &["http_proxy", "HTTP_PROXY"];
+/// curl reads `http_proxy` in lower case only: `HTTP_PROXY` is what a CGI
+/// server sets from a request's `Proxy:` header ("httpoxy").
+const HTTP_VARS: &[&str] = &["http_proxy"];
 const ALL_VARS: &[&str] = &["all_proxy", "ALL_PROXY"];
 const NO_VARS: &[&str] = &["no_proxy", "NO_PROXY"];
 
 /// `upstream.egress_proxy` value that ignores the environment.
 pub const DIRECT: &str = "none";
 
-/// The proxy variables of the process environment, captured at load.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The proxy variables of the process environment, captured at load
+/// (their values may carry a password: `Debug` shows only the names).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ProxyEnvironment(Vec<(String, String)>);
+
+impl std::fmt::Debug for ProxyEnvironment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
 
 /// How outbound connections leave the pod.
 #[derive(Debug, Clone, Default)]
@@ -144,12 +155,14 @@ pub fn egress_plan(upstream: &UpstreamConfig, files: bool) -> Result<EgressPlan,
         None => from_environment(env, upstream, &mut plan, &mut problems),
     }
     for (i, entry) in upstream.no_proxy.iter().enumerate() {
-        if entry.trim().is_empty() || (entry.contains([',', '/', ' ']) && !is_cidr(entry)) {
+        let port =
+            entry.contains(':') && entry.parse::<std::net::IpAddr>().is_err() && !is_cidr(entry);
+        if entry.trim().is_empty() || port || (entry.contains([',', '/', ' ']) && !is_cidr(entry)) {
             problems.push(Problem::new(
                 format!("upstream.no_proxy[{i}]"),
                 format!(
                     "\"{entry}\" is not a host name, IP address or CIDR range (one per entry, \
-                     e.g. \"corp.example\", \"10.0.0.0/8\")"
+                     without a port or brackets, e.g. \"corp.example\", \"10.0.0.0/8\", \"::1\")"
                 ),
             ));
         }

@@ -178,8 +178,8 @@ pub struct UpstreamConfig {
     /// An HTTP egress proxy (`http://host:port`) for every outbound
     /// connection but managed identity's, tunnelling with CONNECT;
     /// `"none"` connects directly whatever the environment says. Unset:
-    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (either
-    /// case), as curl reads them.
+    /// `HTTPS_PROXY`, `http_proxy` (lower case only), `ALL_PROXY` and
+    /// `NO_PROXY` (either case), as curl reads them.
     pub egress_proxy: Option<String>,
     /// File holding `user:password` for the egress proxy's Basic
     /// authentication (read at start).

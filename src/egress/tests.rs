@@ -220,3 +220,43 @@ fn no_proxy_decides_as_curl_does() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn interim_answers_and_mixed_line_ends_are_read_as_proxies_send_them() {
+    for answer in [
+        &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 Connection established\r\n\r\n"[..],
+        &b"HTTP/1.1 200 OK\n\r\n"[..],
+        &b"HTTP/1.0 200 OK\n\n"[..],
+    ] {
+        let answer: &'static [u8] = Box::leak(answer.to_vec().into_boxed_slice());
+        let (port, _proxy) = fake_proxy(answer).await;
+        let started = std::time::Instant::now();
+        let io = connect(&plan(port, false, ""), "https://dev.azure.test").await;
+        assert!(
+            io.is_ok(),
+            "{:?}: {:?}",
+            String::from_utf8_lossy(answer),
+            io.err()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "no wait for a timeout"
+        );
+    }
+    // Endless interim answers are a broken tunnel, not a hang.
+    let many: &'static [u8] = Box::leak(
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+            .repeat(20)
+            .into_boxed_slice(),
+    );
+    let (port, _proxy) = fake_proxy(many).await;
+    let e = failure(
+        connect(&plan(port, false, ""), "https://dev.azure.test")
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        matches!(&e.kind, EgressFailure::Broken(w) if w.contains("interim")),
+        "{e:?}"
+    );
+}

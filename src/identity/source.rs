@@ -46,6 +46,9 @@ pub(super) enum Source {
     /// trusts it (the app may live in another tenant).
     ManagedFederation {
         managed: Managed,
+        /// The exchange at Entra: through the egress proxy, unlike the
+        /// local managed identity endpoint.
+        http: IdpHttp,
         token_endpoint: Url,
         client_id: String,
     },
@@ -170,6 +173,7 @@ impl Source {
             SourcePlan::ManagedIdentity => Source::Managed(managed(ADO_RESOURCE)?),
             SourcePlan::ManagedIdentityFederation => Source::ManagedFederation {
                 managed: managed(auth.federated_audience.trim())?,
+                http: http()?,
                 token_endpoint: token_endpoint()?,
                 client_id: auth.client_id.clone().unwrap_or_default(),
             },
@@ -215,6 +219,7 @@ impl Source {
             Self::Managed(m) => m.fetch().await.map(Fetched::Token),
             Self::ManagedFederation {
                 managed,
+                http,
                 token_endpoint,
                 client_id,
             } => {
@@ -222,7 +227,7 @@ impl Source {
                 // app's assertion, fetched fresh for each exchange.
                 let assertion = managed.fetch().await?;
                 let auth = ClientAuth::Assertion(assertion.token);
-                client_credentials(&managed.http, token_endpoint, client_id, &auth, claims)
+                client_credentials(http, token_endpoint, client_id, &auth, claims)
                     .await
                     .map(Fetched::Token)
             }

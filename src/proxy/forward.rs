@@ -45,6 +45,9 @@ pub struct Forwarder {
     /// This serving thread's upstream connections between clients.
     idle: Arc<Idle>,
     response_timeout: Duration,
+    /// Bounds a connection of a client's own: TCP, the egress proxy's
+    /// tunnel, TLS and the HTTP/1.1 handshake.
+    connect_timeout: Duration,
 }
 
 /// The connectors (TLS settings included) and pool settings, kept to
@@ -73,6 +76,7 @@ impl Forwarder {
             idle: Arc::new(Idle::new(connectors.pool_idle_timeout)),
             connectors,
             response_timeout: config.response_timeout,
+            connect_timeout: config.connect_timeout,
         })
     }
 
@@ -84,6 +88,7 @@ impl Forwarder {
             idle: Arc::new(Idle::new(self.connectors.pool_idle_timeout)),
             connectors: self.connectors.clone(),
             response_timeout: self.response_timeout,
+            connect_timeout: self.connect_timeout,
         }
     }
 
@@ -237,6 +242,28 @@ impl Forwarder {
     /// this serving thread; `None` when the upstream chose HTTP/2 (ALPN),
     /// which is then noted so that its requests go to the pool.
     async fn connect(
+        &self,
+        uri: &Uri,
+        upstream: &Upstream,
+    ) -> Result<Option<SendRequest<CountedBody>>, Error> {
+        // An upstream (or an egress proxy's tunnel) that accepts and then
+        // says nothing must not hold the request without a deadline.
+        match tokio::time::timeout(self.connect_timeout, self.connect_unbounded(uri, upstream))
+            .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(upstream.failed(
+                UpstreamErrorKind::Connect,
+                format!(
+                    "no connection within {} (upstream.connect_timeout): the TLS or HTTP \
+                     handshake did not complete",
+                    humantime::format_duration(self.connect_timeout)
+                ),
+            )),
+        }
+    }
+
+    async fn connect_unbounded(
         &self,
         uri: &Uri,
         upstream: &Upstream,

@@ -357,3 +357,108 @@ fn an_unusable_proxy_variable_stops_the_start_naming_it() {
     assert!(err.contains("upstream.egress_proxy"), "{err}");
     assert!(!err.contains("Socks-Secret-1"), "{err}");
 }
+
+/// An egress proxy that answers 200 to CONNECT and then says nothing,
+/// or an upstream that accepts and never speaks TLS: the request gets a
+/// 502 within upstream.connect_timeout, not a hang (found by review).
+#[tokio::test]
+async fn a_tunnel_or_upstream_that_goes_quiet_is_a_502_within_the_connect_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut s, _)) = silent.accept().await {
+            // Answer a CONNECT with 200, then keep quiet; say nothing to TLS.
+            let mut buf = [0u8; 1024];
+            if let Ok(n) = s.read(&mut buf).await
+                && buf[..n].starts_with(b"CONNECT ")
+            {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await;
+            }
+            held.push(s);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    for via_proxy in [true, false] {
+        let mut c = support::config(&format!("https://{ADO_HOST}:443"));
+        if !via_proxy {
+            c.upstream.url = Url::parse(&format!("https://127.0.0.1:{silent_port}")).unwrap();
+        }
+        c.auth.mode = AuthMode::Pat;
+        c.auth.pat = Some(Secret::new("a-personal-access-token"));
+        c.upstream.connect_timeout = Duration::from_millis(500);
+        c.upstream.response_timeout = Duration::from_secs(60);
+        if via_proxy {
+            through(
+                &mut c,
+                &format!("http://127.0.0.1:{silent_port}"),
+                None,
+                dir.path(),
+            );
+        }
+        let p = support::start(c).await;
+        let started = Instant::now();
+        let (status, body) = problem(format!("http://{}{PROJECTS}", p.proxy_addr)).await;
+        assert_eq!(status, 502, "via proxy {via_proxy}: {body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains("upstream.connect_timeout"), "{detail}");
+    }
+}
+
+/// Managed identity federation: the managed identity endpoint is local
+/// and reached directly (squid never sees it, with no NO_PROXY at all),
+/// the token exchange at Entra goes through the egress proxy (its name
+/// resolves only in squid). Found by review: the exchange went direct.
+#[tokio::test]
+async fn managed_identity_is_direct_and_its_token_exchange_goes_through_squid() {
+    use crate::support::fake_idp::OTHER_TENANT;
+    let squid = Squid::start(&[LOGIN_HOST]);
+    let idp = FakeIdp::start(Duration::from_secs(600)).await;
+    let ado = fake_idp::fake_ado_tenants(&idp, &[("contoso", OTHER_TENANT)]).await;
+    idp.set_federated_token("mi-exchange-token");
+    let imds = FakeUpstream::recording(|_| {
+        respond(
+            200,
+            &[("content-type", "application/json")],
+            r#"{"access_token":"mi-exchange-token","expires_in":"86399","resource":"api://AzureADTokenExchange","token_type":"Bearer"}"#,
+        )
+    })
+    .await;
+    let idp_port = Url::parse(&idp.url()).unwrap().port().unwrap();
+    let toml = format!(
+        "[upstream]\nurl = \"{}\"\n[auth]\nmode = \"service\"\n\
+         source = \"managed-identity-federation\"\ntenant = \"{OTHER_TENANT}\"\n\
+         client_id = \"{CLIENT_ID}\"\nmanaged_identity_client_id = \"mi-client-id\"\n\
+         managed_identity_endpoint = \"{}/metadata/identity/oauth2/token\"\n\
+         authority_host = \"http://{LOGIN_HOST}:{idp_port}\"\n",
+        ado.url(),
+        imds.url(),
+    );
+    let via = squid.url_with(USER, PASSWORD);
+    let p = ProxyProcess::spawn(&toml, &[("HTTPS_PROXY", &via), ("http_proxy", &via)]);
+    let body = get_ok(&format!("http://{}{PROJECTS}", p.proxy)).await;
+    assert!(body.contains("\"user\""), "{body}");
+    assert!(
+        !imds.requests().is_empty(),
+        "the managed identity endpoint was asked"
+    );
+    drop(p);
+    let log = squid.wait_logged(&format!("POST http://{LOGIN_HOST}:{idp_port}/"));
+    assert!(
+        log.contains(&format!("POST http://{LOGIN_HOST}:{idp_port}/")),
+        "{log}"
+    );
+    let imds_port = imds.addr.port();
+    assert!(
+        !log.contains(&format!(":{imds_port}")),
+        "IMDS went through squid: {log}"
+    );
+}

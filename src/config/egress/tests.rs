@@ -56,12 +56,29 @@ fn the_environment_is_read_as_curl_reads_it() {
         ("all", 8080, "ALL_PROXY")
     );
     assert_eq!(p.no_proxy, "corp.example,10.0.0.0/8");
+    // Upper-case HTTP_PROXY is what a CGI server sets from a request's
+    // Proxy header: curl ignores it, and so does the proxy.
+    let p = plan(&upstream(&[("HTTP_PROXY", "http://evil:1")]));
+    assert!(p.http.is_none() && p.https.is_none());
+    // Upper-case HTTP_PROXY is what a CGI server sets from a request's
+    // Proxy header: curl ignores it, and so does the proxy.
+    let p = plan(&upstream(&[("HTTP_PROXY", "http://evil:1")]));
+    assert!(p.http.is_none() && p.https.is_none());
     // An empty variable is unset.
     let p = plan(&upstream(&[
         ("https_proxy", " "),
         ("HTTPS_PROXY", "http://upper:1"),
     ]));
     assert_eq!(p.https.unwrap().from, "HTTPS_PROXY");
+}
+
+#[test]
+fn the_captured_environment_never_shows_a_value() {
+    let mut u = upstream(&[]);
+    u.proxy_environment = env(&[("HTTPS_PROXY", "http://svc:Top-Secret-77@10.0.0.5:3128")]);
+    let shown = format!("{u:?}");
+    assert!(!shown.contains("Top-Secret-77"), "{shown}");
+    assert!(shown.contains("HTTPS_PROXY"), "{shown}");
 }
 
 #[test]
@@ -169,11 +186,16 @@ fn no_proxy_entries_are_one_name_each() {
         "a.example, b.example".into(),
         "".into(),
         "10.0.0.0/8".into(),
+        "corp.example:443".into(),
+        "[::1]".into(),
+        "::1".into(),
+        "fd00::/8".into(),
     ];
     let found = problems(&u);
-    assert_eq!(found.len(), 2, "{found:?}");
-    assert!(found[0].starts_with("upstream.no_proxy[0]: "));
-    assert!(found[1].starts_with("upstream.no_proxy[1]: "));
+    assert_eq!(found.len(), 4, "{found:?}");
+    for (p, i) in found.iter().zip([0, 1, 3, 4]) {
+        assert!(p.starts_with(&format!("upstream.no_proxy[{i}]: ")), "{p}");
+    }
 }
 
 #[test]
