@@ -91,6 +91,8 @@ pub struct Sessions {
     epoch: Mutex<Epoch>,
     /// The server time (ms) up to which the ending log was read.
     log_read_to: AtomicU64,
+    /// Whether the start-up log has said that the store answers.
+    announced: AtomicBool,
     /// Serialise the edits of a user's token list in this process.
     list_locks: [tokio::sync::Mutex<()>; LIST_LOCKS],
 }
@@ -152,6 +154,7 @@ impl Sessions {
                 restore: Restore::Idle,
             }),
             log_read_to: AtomicU64::new(0),
+            announced: AtomicBool::new(false),
             list_locks: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
         })
     }

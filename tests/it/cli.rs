@@ -449,6 +449,18 @@ fn the_start_up_log_says_what_runs_and_the_redirect_uri_to_register() {
         proxy.proxy.port()
     );
     assert!(logs.contains(&redirect), "{redirect} in {logs}");
+    // And the store's state once it answered.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !proxy.logs().contains("the session store answers")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        proxy.logs().contains("the session store answers"),
+        "{}",
+        proxy.logs()
+    );
     assert!(!logs.contains("s3cret"));
 }
 

@@ -356,6 +356,10 @@ fn the_helm_chart_renders_lints_validates_and_its_config_loads() {
         "an Ingress in front of one identity needs a caller secret"
     );
     assert_eq!(report["ingress_with_caller_secret_renders"], true);
+    assert_eq!(
+        report["open_identity_refused"], true,
+        "mode pat behind the Service without a caller rule would crash-loop"
+    );
     let cases = report["cases"].as_object().unwrap();
     assert!(
         cases.len() >= 3,

@@ -63,13 +63,20 @@ try:
     ingress_refused = False
 except helm_python.HelmError as e:
     ingress_refused = "caller_secret_file" in str(e)
-guarded = {"config": {"auth": {"mode": "pat", "caller_secret_file": "/run/secrets/caller"}}, "ingress": ingress}
+guarded = {"config": {"auth": {"mode": "pat", "caller_secret_file": "/run/secrets/caller", "allow_remote_callers": True}}, "ingress": ingress}
 try:
     chart.render(guarded, name="proxy", namespace="tools")
     guarded_renders = True
 except helm_python.HelmError:
     guarded_renders = False
-print(json.dumps({"cases": summary, "schema_refuses_typo": refused,
+# Modes pat and service behind the chart's Service need a caller rule (the
+# proxy would refuse to start): refused at render, naming the keys.
+try:
+    chart.render({"config": {"auth": {"mode": "pat"}}}, name="proxy", namespace="tools")
+    open_identity_refused = False
+except helm_python.HelmError as e:
+    open_identity_refused = "allow_remote_callers" in str(e)
+print(json.dumps({"cases": summary, "open_identity_refused": open_identity_refused, "schema_refuses_typo": refused,
                   "schema_refuses_config_typo": config_typo_refused,
                   "ingress_without_caller_secret_refused": ingress_refused,
                   "ingress_with_caller_secret_renders": guarded_renders}))

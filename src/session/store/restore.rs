@@ -78,6 +78,10 @@ impl Sessions {
         if self.restore_step().await.is_err() {
             return false;
         }
+        if !self.announced.swap(true, Ordering::AcqRel) {
+            // The start-up log's last word on the store: it answers.
+            tracing::info!(store = self.backend.name(), "the session store answers");
+        }
         if self.is_up() {
             return true;
         }
