@@ -9,10 +9,9 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ado_auth_proxy::config::{AuthMode, Config, Secret, ServiceSource};
-use url::Url;
+use ado_auth_proxy::config::{AuthMode, Config, Secret};
 
-use crate::support::fake_idp::{self, CLIENT_ID, CLIENT_SECRET, FakeIdp, Mode, TENANT};
+use crate::support::fake_idp::{self, CLIENT_SECRET, FakeIdp, Mode};
 use crate::support::upstream::{FakeUpstream, respond};
 use crate::support::{self, PROJECTS};
 
@@ -117,16 +116,6 @@ impl Drop for Prometheus {
     }
 }
 
-fn service(c: &mut Config, idp: &FakeIdp) {
-    c.auth.mode = AuthMode::Service;
-    c.auth.source = Some(ServiceSource::ClientCredentials);
-    c.auth.provider = None;
-    c.auth.tenant = Some(TENANT.into());
-    c.auth.client_id = Some(CLIENT_ID.into());
-    c.auth.client_secret = Some(Secret::new(CLIENT_SECRET));
-    c.auth.authority_host = Some(Url::parse(&idp.url()).unwrap());
-}
-
 /// A dashboard query with Grafana's variables as Prometheus reads them.
 fn as_prometheus(expr: &str) -> String {
     expr.replace("$__rate_interval", "1m")
@@ -153,12 +142,14 @@ async fn a_real_prometheus_sees_healthy_modes_quiet_and_a_refused_identity_alert
     pat.auth.pat = Some(Secret::new("a-personal-access-token"));
     modes.push(("pat", pat));
     modes.push(("user", fake_idp::entra_config(&ado.url(), &idp)));
-    let mut ok = fake_idp::entra_config(&ado.url(), &idp);
-    service(&mut ok, &idp);
-    modes.push(("service", ok));
-    let mut refused = fake_idp::entra_config(&ado.url(), &refusing);
-    service(&mut refused, &refusing);
-    modes.push(("service-refused", refused));
+    modes.push((
+        "service",
+        fake_idp::service_config(&ado.url(), &idp, CLIENT_SECRET),
+    ));
+    modes.push((
+        "service-refused",
+        fake_idp::service_config(&ado.url(), &refusing, CLIENT_SECRET),
+    ));
 
     let mut proxies = Vec::new();
     let mut mode_of = HashMap::new();
