@@ -9,6 +9,7 @@ mod callers;
 pub mod catalog;
 mod provider;
 mod render;
+mod said;
 
 use http::{HeaderMap, StatusCode, header};
 
@@ -17,6 +18,7 @@ pub use provider::{
     CODES, Case, Code, OAUTH_ERROR, OTHER_AADSTS, ProviderSaid, ServiceFailure, TokenPath,
     UNAVAILABLE,
 };
+pub use said::read as read_provider_body;
 
 /// Largest upstream error body read to recognise it; larger ones pass
 /// through untouched.

@@ -33,12 +33,28 @@ pub enum Case {
     ConsentRequired,
     /// Multi-factor authentication or another interactive step.
     Interaction,
+    /// Conditional Access requires a registered, managed or compliant
+    /// device.
+    DeviceState,
     /// Conditional Access blocked the token.
     ConditionalAccess,
     /// The client id is not known in the directory.
     AppNotInTenant,
+    /// A federated assertion's issuer or subject matches no federated
+    /// credential of the app.
+    FederationMismatch,
+    /// The client assertion is outside its valid time range.
+    AssertionExpired,
+    /// The client assertion is signed with a key the app does not have.
+    AssertionKeyUnknown,
     /// The client secret or certificate is wrong or expired.
     CredentialInvalid,
+    /// The scope the proxy asks for is not valid.
+    InvalidScope,
+    /// Azure DevOps is not among the app's API permissions.
+    ResourceNotPermitted,
+    /// Azure DevOps' service principal is not in the directory.
+    ResourceNotFound,
     /// The redirect URI is not registered.
     RedirectMismatch,
     /// The account is not in the directory.
@@ -47,6 +63,10 @@ pub enum Case {
     NotAssigned,
     /// The grant (code or refresh token) expired or was revoked.
     GrantExpired,
+    /// No managed identity is assigned (or the one named is not):
+    /// IMDS's "Identity not found", App Service's "Unable to load the
+    /// proper Managed Identity". No AADSTS code.
+    IdentityMissing,
 }
 
 /// One AADSTS code the catalog explains.
@@ -80,12 +100,25 @@ codes! {
     50079 => Interaction,
     50074 => Interaction,
     50158 => Interaction,
-    53000 => ConditionalAccess,
+    50097 => DeviceState,
+    50155 => DeviceState,
+    53000 => DeviceState,
+    530003 => DeviceState,
     53001 => ConditionalAccess,
     53002 => ConditionalAccess,
     53003 => ConditionalAccess,
     530032 => ConditionalAccess,
     700016 => AppNotInTenant,
+    70021 => FederationMismatch,
+    700211 => FederationMismatch,
+    700213 => FederationMismatch,
+    7002137 => FederationMismatch,
+    7002138 => FederationMismatch,
+    700024 => AssertionExpired,
+    700027 => AssertionKeyUnknown,
+    70011 => InvalidScope,
+    650057 => ResourceNotPermitted,
+    500011 => ResourceNotFound,
     7000215 => CredentialInvalid,
     7000222 => CredentialInvalid,
     7000218 => CredentialInvalid,
@@ -137,13 +170,36 @@ impl Case {
             Self::Declined => ("consent-declined", "service-consent-required"),
             Self::ConsentRequired => ("consent-required", "service-consent-required"),
             Self::Interaction => ("mfa-required", "service-interaction-required"),
+            Self::DeviceState => ("device-required", "service-device-required"),
             Self::ConditionalAccess => ("conditional-access-sign-in", "service-conditional-access"),
             Self::AppNotInTenant => ("app-not-in-tenant", "app-not-in-tenant"),
+            Self::FederationMismatch => (
+                "federated-credential-mismatch",
+                "federated-credential-mismatch",
+            ),
+            Self::AssertionExpired => ("client-assertion-expired", "client-assertion-expired"),
+            Self::AssertionKeyUnknown => (
+                "client-assertion-key-unknown",
+                "client-assertion-key-unknown",
+            ),
             Self::CredentialInvalid => ("client-credential-invalid", "client-credential-invalid"),
+            Self::InvalidScope => ("invalid-scope", "invalid-scope"),
+            Self::ResourceNotPermitted => (
+                "azure-devops-permission-missing",
+                "azure-devops-permission-missing",
+            ),
+            Self::ResourceNotFound => (
+                "azure-devops-not-in-directory",
+                "azure-devops-not-in-directory",
+            ),
             Self::RedirectMismatch => ("redirect-uri-mismatch", "service-token-refused"),
             Self::WrongTenantUser => ("wrong-tenant-user", "service-account-refused"),
             Self::NotAssigned => ("user-not-assigned", "service-account-refused"),
             Self::GrantExpired => ("sign-in-expired", "service-sign-in-expired"),
+            Self::IdentityMissing => (
+                "managed-identity-not-assigned",
+                "managed-identity-not-assigned",
+            ),
         };
         entry(match path {
             TokenPath::SignIn => sign_in,
@@ -158,7 +214,11 @@ impl ProviderSaid {
     /// Every AADSTS number: `error_codes`, then those in the description.
     pub fn all_codes(&self) -> Vec<u64> {
         let mut all = self.codes.clone();
-        all.extend(aadsts_codes(&self.description));
+        for n in aadsts_codes(&self.description) {
+            if !all.contains(&n) {
+                all.push(n);
+            }
+        }
         all
     }
 
@@ -176,6 +236,12 @@ impl ProviderSaid {
         match self.known() {
             Some(c) => Some(c.case),
             None if self.error == "access_denied" => Some(Case::Declined),
+            None if super::said::IDENTITY_MISSING
+                .iter()
+                .any(|p| self.description.contains(p)) =>
+            {
+                Some(Case::IdentityMissing)
+            }
             None => None,
         }
     }
@@ -194,8 +260,25 @@ impl ProviderSaid {
     pub fn code(&self) -> String {
         match self.all_codes().first() {
             Some(n) => format!("AADSTS{n}"),
+            None if self.error.is_empty() => "no error code".to_string(),
             None => self.error.chars().take(MAX_FIELD).collect(),
         }
+    }
+    /// The catalog's explanation as one paragraph of text (title, cause,
+    /// fix for whoever reads it), for a terminal: the device-code sign-in
+    /// of `ado-auth-proxy login`, read by the operator.
+    pub fn explained(&self, path: TokenPath) -> Option<String> {
+        let e = self.case()?.entry(path);
+        let vars = Vars {
+            code: Some(self.code()),
+            ..Vars::default()
+        };
+        let fix = match e.fixer {
+            super::Fixer::User => e.user_fix,
+            _ => e.admin_fix,
+        };
+        let fill = |t| super::render::fill(t, &vars);
+        Some(format!("{}. {} {}", e.title, fill(e.cause), fill(fix)))
     }
 
     /// The provider's own words: the description's first line (the

@@ -141,6 +141,10 @@ async fn sign_in(
                 interval += Duration::from_secs(5);
             }
             Err(IdpError::Rejected { body, .. }) => return Err(refusal(&body)),
+            // A 5xx or 429 without anything to read: a passing failure.
+            Err(IdpError::Status { status }) if status >= 500 || status == 429 => {
+                let _ = writeln!(out, "(provider answered HTTP {status}; still waiting)");
+            }
             Err(e) => return Err(format!("polling failed: {e}")),
         }
     }
@@ -182,21 +186,18 @@ fn refusal(body: &crate::oauth::idp::TokenErrorBody) -> String {
         "bad_verification_code" => {
             "the provider does not know this device code; run login again".into()
         }
-        other => {
-            let codes = body
-                .error_codes
-                .first()
-                .map(|c| format!(" (AADSTS{c})"))
-                .unwrap_or_default();
-            format!(
-                "the provider refused the sign-in: {other}{codes}: {}",
-                body.error_description
-                    .as_deref()
-                    .unwrap_or_default()
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-            )
+        _ => {
+            let said = crate::oauth::idp::said_of(body);
+            let mut text = format!(
+                "the provider refused the sign-in: {}: {}",
+                said.code(),
+                said.message()
+            );
+            if let Some(why) = said.explained(crate::diagnose::TokenPath::SignIn) {
+                text.push('\n');
+                text.push_str(&why);
+            }
+            text
         }
     }
 }

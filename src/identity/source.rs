@@ -420,8 +420,10 @@ impl Managed {
 }
 
 /// Reads a managed identity answer; `expires_in` and `expires_on` may be
-/// numbers or strings. A refusal keeps the endpoint's `error` and
-/// description; only a 5xx or 429 is worth retrying as it is.
+/// numbers or strings. A refusal is read whatever its shape (IMDS's OAuth
+/// JSON, App Service's `statusCode`/`message`, an AADSTS code relayed
+/// from Entra, text): a refusal the catalog explains is not retried as
+/// it is; otherwise only a 5xx or 429 is.
 fn parse_managed(status: u16, body: &[u8]) -> Result<Acquired, AcquireError> {
     #[derive(Deserialize)]
     struct Raw {
@@ -431,37 +433,13 @@ fn parse_managed(status: u16, body: &[u8]) -> Result<Acquired, AcquireError> {
         expires_in: Option<u64>,
         #[serde(default, deserialize_with = "crate::oauth::idp::lenient_seconds")]
         expires_on: Option<u64>,
-        #[serde(default)]
-        error: Option<String>,
-        #[serde(default)]
-        error_description: Option<String>,
     }
-    let raw: Raw = serde_json::from_slice(body).map_err(|_| {
-        AcquireError::new(format!(
-            "managed identity endpoint: HTTP {status} with an unreadable body"
-        ))
-    })?;
-    if status != 200 || raw.access_token.is_empty() {
-        let what = raw.error.unwrap_or_else(|| "no access_token".into());
-        let why: String = raw
-            .error_description
-            .map(|d| d.chars().take(300).collect())
-            .unwrap_or_default();
-        let detail = format!(
-            "managed identity endpoint: HTTP {status} {what} {why} (is an identity assigned, and \
-             is managed_identity_client_id right for a user-assigned one?)"
-        );
-        return Err(AcquireError {
-            detail,
-            soon: false,
-            retryable: status >= 500 || status == 429,
-            said: Some(Box::new(ProviderSaid {
-                error: what,
-                description: why,
-                ..ProviderSaid::default()
-            })),
-        });
-    }
+    let raw = serde_json::from_slice::<Raw>(body)
+        .ok()
+        .filter(|r| status == 200 && !r.access_token.is_empty());
+    let Some(raw) = raw else {
+        return Err(managed_refusal(status, body));
+    };
     // `expires_on` is the endpoint's clock: compare with the system's.
     let now = unix(SystemTime::now());
     let lifetime = raw
@@ -472,6 +450,43 @@ fn parse_managed(status: u16, body: &[u8]) -> Result<Acquired, AcquireError> {
         token: Secret::new(raw.access_token),
         lifetime,
     })
+}
+
+/// A managed identity endpoint's answer without a token, in words.
+fn managed_refusal(status: u16, body: &[u8]) -> AcquireError {
+    let Some(said) = crate::diagnose::read_provider_body(body) else {
+        let what = if status == 200 {
+            "no access_token"
+        } else {
+            "an unreadable body"
+        };
+        return AcquireError {
+            detail: format!("managed identity endpoint: HTTP {status} with {what}"),
+            soon: false,
+            retryable: status != 200 && (status >= 500 || status == 429),
+            said: None,
+        };
+    };
+    let known = said.case();
+    let what = if said.error.is_empty() {
+        said.code()
+    } else {
+        said.error.clone()
+    };
+    let why: String = said.message().chars().take(300).collect();
+    let hint = match known {
+        None | Some(crate::diagnose::Case::IdentityMissing) => {
+            " (is an identity assigned, and is managed_identity_client_id right for a \
+             user-assigned one?)"
+        }
+        Some(_) => "",
+    };
+    AcquireError {
+        detail: format!("managed identity endpoint: HTTP {status} {what} {why}{hint}"),
+        soon: false,
+        retryable: known.is_none() && (status >= 500 || status == 429),
+        said: Some(Box::new(said)),
+    }
 }
 
 /// The provider's refusal in words, with the AADSTS code.

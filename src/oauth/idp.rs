@@ -319,13 +319,40 @@ pub fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenSet, IdpErr
             id_token: raw.id_token.map(Secret::new),
         });
     }
-    match serde_json::from_slice::<TokenErrorBody>(body) {
-        Ok(body) if !body.error.is_empty() => Err(IdpError::Rejected {
+    let read = serde_json::from_slice::<TokenErrorBody>(body)
+        .ok()
+        .filter(|b| !b.error.is_empty())
+        .or_else(|| lenient_error(body));
+    match read {
+        Some(body) => Err(IdpError::Rejected {
             status,
             body: Box::new(body),
         }),
-        _ => Err(IdpError::Status { status }),
+        None => Err(IdpError::Status { status }),
     }
+}
+
+/// An error body that is not Entra's clean JSON (cut, wrapped, text with
+/// an `AADSTS<n>` line), read by the catalog's lenient reader.
+fn lenient_error(body: &[u8]) -> Option<TokenErrorBody> {
+    let said = crate::diagnose::read_provider_body(body)?;
+    let id = |label: &str| {
+        said.ids
+            .iter()
+            .find(|(k, _)| k == label)
+            .map(|(_, v)| v.clone())
+    };
+    Some(TokenErrorBody {
+        error: said.error.clone(),
+        error_description: Some(said.description.clone()).filter(|d| !d.is_empty()),
+        error_codes: said.all_codes(),
+        suberror: said.suberror.clone(),
+        claims: None,
+        correlation_id: id("Correlation ID"),
+        trace_id: id("Trace ID"),
+        timestamp: id("Timestamp"),
+        error_uri: None,
+    })
 }
 
 /// Entra's (or any OAuth provider's) error body as the catalog reads it.
@@ -353,8 +380,11 @@ impl fmt::Display for IdpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Rejected { status, body } => {
-                write!(f, "HTTP {status} {}", body.error)?;
-                if let Some(code) = body.error_codes.first() {
+                write!(f, "HTTP {status}")?;
+                if !body.error.is_empty() {
+                    write!(f, " {}", body.error)?;
+                }
+                if let Some(code) = said_of(body).all_codes().first() {
                     write!(f, " (AADSTS{code})")?;
                 }
                 if let Some(s) = &body.suberror {
@@ -378,7 +408,8 @@ impl fmt::Display for IdpError {
 /// authentication and authorization error codes"), whatever `error` says.
 const OPERATOR_CODES: &[u64] = &[
     7000215, 7000222, 7000218, 700016, 700011, 50011, 70004, 70011, 28002, 28003, 700022, 90009,
-    9002313, 900144, 700025, 500011, 700005,
+    9002313, 900144, 700025, 500011, 700005, 70021, 700211, 700213, 7002137, 7002138, 700024,
+    700027, 650057,
 ];
 
 impl IdpError {
@@ -416,7 +447,12 @@ fn classify_rejection(status: u16, body: &TokenErrorBody, grant: Grant) -> Failu
         body: Box::new(body.clone()),
     }
     .to_string();
-    let codes = &body.error_codes;
+    let said = said_of(body);
+    // Codes in the description count as much as `error_codes`.
+    let codes = said.all_codes();
+    // A code the catalog explains is never "try again later", whatever
+    // the status it came with.
+    let explained = said.case().is_some();
     // A replayed code (54005) arrives as invalid_grant with 70002 beside it.
     if codes.contains(&54005) {
         return Failure::Relogin {
@@ -427,14 +463,14 @@ fn classify_rejection(status: u16, body: &TokenErrorBody, grant: Grant) -> Failu
     if codes.iter().any(|c| OPERATOR_CODES.contains(c)) {
         return Failure::Operator {
             reason,
-            said: Some(Box::new(said_of(body))),
+            said: Some(Box::new(said)),
         };
     }
     match body.error.as_str() {
         "invalid_client" | "unauthorized_client" | "invalid_scope" | "unsupported_grant_type" => {
             Failure::Operator {
                 reason,
-                said: Some(Box::new(said_of(body))),
+                said: Some(Box::new(said)),
             }
         }
         // Legacy Azure DevOps answers a dead refresh token this way.
@@ -444,10 +480,12 @@ fn classify_rejection(status: u16, body: &TokenErrorBody, grant: Grant) -> Failu
         },
         "invalid_request" => Failure::Operator {
             reason,
-            said: Some(Box::new(said_of(body))),
+            said: Some(Box::new(said)),
         },
-        "temporarily_unavailable" | "server_error" | "slow_down" => Failure::Transient { reason },
-        _ if status >= 500 || status == 429 => Failure::Transient { reason },
+        "temporarily_unavailable" | "server_error" | "slow_down" if !explained => {
+            Failure::Transient { reason }
+        }
+        _ if (status >= 500 || status == 429) && !explained => Failure::Transient { reason },
         // invalid_grant, interaction_required, consent_required,
         // login_required and anything unknown: the grant is no good.
         _ => Failure::Relogin {
@@ -522,6 +560,33 @@ mod tests {
             ),
             ("<html>oops</html>", 500, "transient"),
             ("", 502, "transient"),
+            // Not clean JSON: the code inside decides, whatever the status.
+            (
+                "AADSTS7000222: The provided client secret keys for app 'x' are expired.",
+                500,
+                "operator",
+            ),
+            (
+                r#"{"error":"server_error","error_description":"AADSTS700213: No matching federated identity record found for presented assertion subject 'system:serviceaccount:a:b'."}"#,
+                500,
+                "operator",
+            ),
+            (
+                r#"{"error":"invalid_client","error_description":"AADSTS7002138: No matching fed"#,
+                401,
+                "operator",
+            ),
+            (
+                r#"{"status":502,"responseBody":"{\"error\":\"invalid_grant\",\"error_description\":\"AADSTS50076: Due to a configuration change made by your administrator\"}"}"#,
+                502,
+                "relogin",
+            ),
+            ("<p>AADSTS90999: something new</p>", 503, "transient"),
+            (
+                r#"{"error":"server_error","error_codes":[53000]}"#,
+                500,
+                "relogin",
+            ),
         ];
         for (body, status, want) in cases {
             let got = rejected(body, status).classify(Grant::Refresh);

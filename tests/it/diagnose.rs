@@ -303,8 +303,15 @@ fn every_sign_in_case_renders_in_every_client_language() {
         ("access_denied", 65004),
         ("invalid_grant", 65001),
         ("invalid_grant", 50076),
+        ("interaction_required", 50097),
         ("access_denied", 53003),
         ("unauthorized_client", 700016),
+        ("invalid_request", 700213),
+        ("invalid_client", 700024),
+        ("invalid_client", 700027),
+        ("invalid_scope", 70011),
+        ("invalid_client", 650057),
+        ("invalid_resource", 500011),
         ("invalid_client", 7000222),
         ("invalid_request", 50011),
         ("access_denied", 50020),
@@ -358,17 +365,27 @@ fn every_service_token_case_renders_in_every_client_language() {
         ("invalid_grant", 65001),
         ("invalid_grant", 50076),
         ("interaction_required", 53003),
+        ("interaction_required", 53000),
+        // No code: IMDS's words for a missing identity.
+        ("invalid_request", 0),
         ("invalid_grant", 50105),
         ("invalid_grant", 700082),
         ("invalid_grant", 54005),
     ];
     let mut seen = Vec::new();
     for (error, code) in cases {
-        let said = ProviderSaid {
-            error: error.to_string(),
-            codes: vec![*code],
-            description: entra_description(*code),
-            ..ProviderSaid::default()
+        let said = match code {
+            0 => ProviderSaid {
+                error: error.to_string(),
+                description: "Identity not found".into(),
+                ..ProviderSaid::default()
+            },
+            _ => ProviderSaid {
+                error: error.to_string(),
+                codes: vec![*code],
+                description: entra_description(*code),
+                ..ProviderSaid::default()
+            },
         };
         let finding = said
             .finding(

@@ -26,6 +26,7 @@ mod packages;
 mod pats;
 mod personal_tokens;
 mod provider_codes;
+mod provider_shapes;
 mod providers;
 mod service;
 mod sessions;

@@ -102,7 +102,28 @@ pub const REPLAYS: &[Refusal] = &[
         400,
         "interaction_required",
         53000,
-        "Device is not in required device state: compliant. Conditional Access policy requires a compliant device, and the device is not compliant.",
+        "Device is not in required device state: compliant. Conditional Access policy requires a compliant device, and the device is not compliant. The user must enroll their device with an approved MDM provider like Intune.",
+        None,
+    ),
+    r(
+        400,
+        "interaction_required",
+        50097,
+        "Device authentication is required.",
+        Some("device_authentication_failed"),
+    ),
+    r(
+        400,
+        "invalid_grant",
+        50155,
+        "Device authentication failed for this user.",
+        None,
+    ),
+    r(
+        400,
+        "invalid_grant",
+        530003,
+        "Your device is required to be managed to access this resource.",
         None,
     ),
     r(
@@ -138,6 +159,76 @@ pub const REPLAYS: &[Refusal] = &[
         "unauthorized_client",
         700016,
         "Application with identifier '4b7c5e8a-2f1d-4c3b-9a6e-0d8f7e6c5b4a' was not found in the directory 'Contoso'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.",
+        None,
+    ),
+    r(
+        400,
+        "invalid_request",
+        70021,
+        "No matching federated identity record found for presented assertion. Assertion Issuer: 'https://oidc.prod-aks.azure.com/0000aaaa-11bb-cccc-dd33-eeeeee333333/'. Assertion Subject: 'system:serviceaccount:tools:ado-auth-proxy'. Assertion Audience: 'api://AzureADTokenExchange'.",
+        None,
+    ),
+    r(
+        400,
+        "invalid_request",
+        700211,
+        "No matching federated identity record found for presented assertion issuer 'https://oidc.prod-aks.azure.com/0000aaaa-11bb-cccc-dd33-eeeeee333333/'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion.",
+        None,
+    ),
+    r(
+        400,
+        "invalid_request",
+        700213,
+        "No matching federated identity record found for presented assertion subject 'system:serviceaccount:tools:ado-auth-proxy'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion.",
+        None,
+    ),
+    r(
+        401,
+        "invalid_client",
+        7002137,
+        "No matching federated identity record found for presented assertion subject 'system:serviceaccount:tools:ado-auth-proxy'. Check your federated identity credential Subject, Audience and Issuer against the presented assertion.",
+        None,
+    ),
+    r(
+        400,
+        "invalid_request",
+        7002138,
+        "No matching federated identity record found for presented assertion subject 'system:serviceaccount:Tools:ado-auth-proxy'. The subject matches with case-insensitive comparison, but not with case-sensitive comparison. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion.",
+        None,
+    ),
+    r(
+        400,
+        "invalid_client",
+        700024,
+        "Client assertion is not within its valid time range. Current time: 2026-11-22T04:00:00.0000000Z, assertion valid from 2026-11-21T02:00:00.0000000Z, expiry time of assertion 2026-11-21T03:00:00.0000000Z.",
+        None,
+    ),
+    r(
+        401,
+        "invalid_client",
+        700027,
+        "Client assertion contains an invalid signature. [Reason - The key was not found., Thumbprint of key used by client: '7A3F9C0E5B2D4816A9C3E7F1D0B5A8C2E4F6D1B3']",
+        None,
+    ),
+    r(
+        400,
+        "invalid_scope",
+        70011,
+        "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope https://dev.azure.com/user_impersonation is not valid.",
+        None,
+    ),
+    r(
+        400,
+        "invalid_client",
+        650057,
+        "Invalid resource. The client has requested access to a resource which is not listed in the requested permissions in the client's application registration. Client app ID: 4b7c5e8a-2f1d-4c3b-9a6e-0d8f7e6c5b4a(ado-auth-proxy). Resource value from request: 499b84ac-1321-427f-aa17-267ca6975798. Resource app ID: 499b84ac-1321-427f-aa17-267ca6975798.",
+        None,
+    ),
+    r(
+        400,
+        "invalid_resource",
+        500011,
+        "The resource principal named 499b84ac-1321-427f-aa17-267ca6975798 was not found in the tenant named Contoso. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.",
         None,
     ),
     r(
@@ -242,14 +333,16 @@ fn golden(name: &str, actual: &str) {
 
 /// A service-mode proxy (client credentials with a secret) in front of
 /// `idp`'s fake Azure DevOps.
-async fn service_proxy(idp: &FakeIdp) -> (Running, crate::support::upstream::FakeUpstream) {
+pub(crate) async fn service_proxy(
+    idp: &FakeIdp,
+) -> (Running, crate::support::upstream::FakeUpstream) {
     let ado = fake_idp::fake_ado(idp).await;
     let mut c = fake_idp::service_config(&ado.url(), idp, CLIENT_SECRET);
     c.auth.provider_timeout = Duration::from_secs(2);
     (support::start_with(c, idp.clock()).await, ado)
 }
 
-async fn ask(p: &Running, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+pub(crate) async fn ask(p: &Running, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
     let mut req = support::client().get(format!("http://{}{path}", p.proxy_addr));
     for (k, v) in headers {
         req = req.header(*k, *v);

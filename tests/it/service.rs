@@ -306,7 +306,13 @@ async fn a_managed_identity_refusal_is_quoted_and_an_outage_is_retryable() {
         let body = resp.text().await.unwrap();
         if status == 502 {
             assert!(body.contains("Identity not found"), "{body}");
-            assert_eq!(me(&p).await["lastFailure"]["code"], "invalid_request");
+            assert!(body.contains("managed-identity-not-assigned"), "{body}");
+            let me = me(&p).await;
+            assert_eq!(me["lastFailure"]["code"], "invalid_request");
+            assert_eq!(
+                me["lastFailure"]["diagnosis"],
+                "managed-identity-not-assigned"
+            );
         } else {
             // No OAuth answer to quote: the proxy's own account of it.
             assert!(
@@ -314,6 +320,63 @@ async fn a_managed_identity_refusal_is_quoted_and_an_outage_is_retryable() {
                 "{body}"
             );
         }
+        assert!(ado.requests().is_empty());
+        p.shutdown();
+        p.wait().await;
+    }
+}
+
+/// Refusals of managed identity endpoints in their other shapes: App
+/// Service's `statusCode`/`message` when no identity is assigned, and an
+/// AADSTS code Entra gave IMDS, relayed in a 500: both final (502, no
+/// `Retry-After`), each with its catalog entry.
+#[tokio::test]
+async fn managed_identity_refusals_in_app_service_and_relayed_shapes() {
+    let cases: &[(u16, &str, &str, &str)] = &[
+        (
+            400,
+            r#"{"statusCode":400,"message":"Unable to load the proper Managed Identity.","correlationId":"bf68136a-73f7-4ca4-9903-9ee8af3ab2ee"}"#,
+            "managed-identity-not-assigned",
+            "bf68136a-73f7-4ca4-9903-9ee8af3ab2ee",
+        ),
+        (
+            500,
+            r#"{"error":"invalid_resource","error_description":"AADSTS500011: The resource principal named 499b84ac-1321-427f-aa17-267ca6975798 was not found in the tenant named Contoso. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.\r\nTrace ID: 0000aaaa-11bb-cccc-dd33-eeeeee333333\r\nCorrelation ID: aaaa0000-bb11-2222-33cc-444444dddddd","error_codes":[500011]}"#,
+            "azure-devops-not-in-directory",
+            "aaaa0000-bb11-2222-33cc-444444dddddd",
+        ),
+        (
+            500,
+            "AADSTS500011: The resource principal named 499b84ac-1321-427f-aa17-267ca6975798 was not found in the tenant named Contoso.",
+            "azure-devops-not-in-directory",
+            "AADSTS500011",
+        ),
+    ];
+    for (status, body, id, shown) in cases {
+        let (status, body) = (*status, body.to_string());
+        let endpoint = FakeUpstream::recording(move |_r: &Recorded| {
+            respond(
+                status,
+                &[("content-type", "application/json")],
+                body.clone(),
+            )
+        })
+        .await;
+        let ado = FakeUpstream::recording(|_r: &Recorded| respond(200, &[], "ok")).await;
+        let mut c = support::config(&ado.url());
+        c.auth.mode = AuthMode::Service;
+        c.auth.source = Some(ServiceSource::ManagedIdentity);
+        c.auth.managed_identity_endpoint =
+            Some(Url::parse(&format!("{}/msi/token", endpoint.url())).unwrap());
+        c.auth.managed_identity_header = Some(Secret::new("app-service-secret"));
+        let p = support::start(c).await;
+        let resp = get(&p, PROJECTS).await;
+        assert_eq!(resp.status(), 502, "{id}");
+        assert!(!resp.headers().contains_key("retry-after"), "{id}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains(id) && text.contains(shown), "{text}");
+        assert!(!text.contains("app-service-secret"), "{text}");
+        assert_eq!(me(&p).await["lastFailure"]["diagnosis"], *id);
         assert!(ado.requests().is_empty());
         p.shutdown();
         p.wait().await;
@@ -672,6 +735,20 @@ async fn device_code_login_stops_on_every_final_polling_error() {
         assert!(!ok, "{error}: {stdout}");
         assert!(stderr.contains(words), "{error}: {stderr}");
     }
+    // A refusal that is only Entra's description line, as a gateway
+    // passed it on: the code and the catalog's explanation.
+    idp.set_mode(fake_idp::Mode::Raw(
+        400,
+        "AADSTS50097: Device authentication is required.\r\nTrace ID: 0000aaaa-11bb-cccc-dd33-eeeeee333333",
+    ));
+    let (ok, _, stderr) = login_command(&toml).await;
+    assert!(!ok);
+    assert!(stderr.contains("AADSTS50097"), "{stderr}");
+    assert!(
+        stderr.contains("This sign-in needs a registered or compliant device"),
+        "{stderr}"
+    );
+    idp.set_mode(fake_idp::Mode::Normal);
     // A config of another mode is refused with the key named.
     let other = dir.path().join("other.toml");
     std::fs::write(&other, "[auth]\nmode = \"none\"\n").unwrap();

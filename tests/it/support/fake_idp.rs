@@ -44,6 +44,9 @@ pub enum Mode {
     /// Every token call (any grant) answers this refusal, shaped like
     /// Entra's real ones.
     Refuse(Refusal),
+    /// Every token call answers this status and body verbatim, as
+    /// `text/plain`: a refusal cut, wrapped or flattened on its way.
+    Raw(u16, &'static str),
 }
 
 /// An Entra token endpoint refusal: status, `error`, the AADSTS code and
@@ -963,6 +966,9 @@ fn entra_token(
     *s.token_calls.entry(grant.clone()).or_default() += 1;
     if let Some(c) = f.get("claims") {
         s.token_claims.push(c.clone());
+    }
+    if let Mode::Raw(status, body) = mode {
+        return respond(status, &[("content-type", "text/plain")], body);
     }
     if let Mode::Refuse(r) = mode {
         let extra = match r.suberror {

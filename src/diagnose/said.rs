@@ -1,0 +1,374 @@
+//! Reading what an identity provider said from any body it (or a
+//! gateway in front of it) sent: Entra's JSON error, the legacy
+//! PascalCase one, an App Service managed-identity answer
+//! (`statusCode`/`message`/`correlationId`), an `{"error":{"code",
+//! "message"}}` wrapper, a JSON body quoted inside another one's field,
+//! a form-encoded error, JSON cut off mid-way, or plain text and HTML
+//! that only carry an `AADSTS<n>: ...` line. Bodies are untrusted: the
+//! reader is bounded and total (property-tested).
+
+use serde_json::{Map, Value};
+
+use super::ProviderSaid;
+
+/// Most bytes of a body read: Entra's answers are a few KiB.
+const MAX_READ: usize = 64 * 1024;
+/// Nesting followed into quoted JSON bodies (`responseBody`).
+const MAX_DEPTH: usize = 3;
+/// Longest text kept of a field (the answer cuts further).
+const MAX_TEXT: usize = 4000;
+
+/// Words of managed-identity endpoints that carry no AADSTS code but say
+/// the identity is not there: IMDS and App Service.
+pub const IDENTITY_MISSING: &[&str] = &[
+    "Identity not found",
+    "Unable to load the proper Managed Identity",
+    "Unable to load the requested Managed Identity",
+];
+
+/// What `body` says, if anything the catalog can use: an `error`, an
+/// AADSTS code, or a managed-identity phrase. `None` for a body without
+/// any (an HTML error page of a gateway, an empty body).
+pub fn read(body: &[u8]) -> Option<ProviderSaid> {
+    let body = &body[..body.len().min(MAX_READ)];
+    let text = String::from_utf8_lossy(body);
+    let said = match serde_json::from_str::<Value>(text.trim()) {
+        Ok(v) => from_json(&v, 0).unwrap_or_else(|| from_text(&text)),
+        Err(_) => from_form(text.trim()).unwrap_or_else(|| from_text(&text)),
+    };
+    useful(&said).then_some(said)
+}
+
+fn useful(s: &ProviderSaid) -> bool {
+    !s.error.is_empty()
+        || !s.all_codes().is_empty()
+        || IDENTITY_MISSING.iter().any(|p| s.description.contains(p))
+}
+
+fn cut(s: &str) -> String {
+    s.chars().take(MAX_TEXT).collect()
+}
+
+fn str_field<'a>(o: &'a Map<String, Value>, names: &[&str]) -> Option<&'a str> {
+    names
+        .iter()
+        .find_map(|n| o.get(*n).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+}
+
+/// A JSON value: an error object (any of the known shapes), a quoted
+/// body, or a string of text.
+fn from_json(v: &Value, depth: usize) -> Option<ProviderSaid> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    match v {
+        Value::String(s) => {
+            let inner = serde_json::from_str::<Value>(s.trim()).ok();
+            match inner.and_then(|i| from_json(&i, depth + 1)) {
+                Some(said) => Some(said),
+                None => Some(from_text(s)).filter(useful),
+            }
+        }
+        Value::Object(o) => from_object(o, depth),
+        Value::Array(items) => items.iter().find_map(|i| from_json(i, depth + 1)),
+        _ => None,
+    }
+}
+
+fn from_object(o: &Map<String, Value>, depth: usize) -> Option<ProviderSaid> {
+    // An `error` object: `{"error":{"code":"...","message":"..."}}`.
+    if let Some(Value::Object(inner)) = o.get("error").or_else(|| o.get("Error")) {
+        let mut said = from_object(inner, depth + 1).unwrap_or_default();
+        if said.error.is_empty() {
+            said.error = str_field(inner, &["code", "Code"])
+                .map(cut)
+                .unwrap_or_default();
+        }
+        if said.description.is_empty() {
+            said.description = str_field(inner, &["message", "Message"])
+                .map(cut)
+                .unwrap_or_default();
+        }
+        return Some(said).filter(useful);
+    }
+    let error = str_field(o, &["error", "Error"])
+        .map(cut)
+        .unwrap_or_default();
+    let description = str_field(
+        o,
+        &[
+            "error_description",
+            "ErrorDescription",
+            "message",
+            "Message",
+        ],
+    )
+    .map(cut)
+    .unwrap_or_default();
+    let codes: Vec<u64> = o
+        .get("error_codes")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_u64).take(16).collect())
+        .unwrap_or_default();
+    let ids: Vec<(String, String)> = [
+        ("Trace ID", &["trace_id", "traceId"][..]),
+        ("Correlation ID", &["correlation_id", "correlationId"][..]),
+        ("Timestamp", &["timestamp"][..]),
+    ]
+    .into_iter()
+    .filter_map(|(label, names)| Some((label.to_string(), cut(str_field(o, names)?))))
+    .collect();
+    let said = ProviderSaid {
+        error,
+        codes,
+        description,
+        suberror: str_field(o, &["suberror"]).map(cut),
+        ids,
+    };
+    if useful(&said) {
+        return Some(said);
+    }
+    // A gateway's wrapper around the provider's body: its string or
+    // object fields (`responseBody`, `content`, `details`).
+    o.values()
+        .filter(|v| v.is_string() || v.is_object() || v.is_array())
+        .find_map(|v| from_json(v, depth + 1))
+}
+
+/// `error=invalid_client&error_description=AADSTS...` (a redirect's
+/// query pasted as a body, or a form-encoding gateway).
+fn from_form(text: &str) -> Option<ProviderSaid> {
+    if !text.starts_with("error=") && !text.contains("&error=") {
+        return None;
+    }
+    let mut said = ProviderSaid::default();
+    for (k, v) in url::form_urlencoded::parse(text.as_bytes()) {
+        match k.as_ref() {
+            "error" => said.error = cut(&v),
+            "error_description" => said.description = cut(&v),
+            "error_codes" => {
+                said.codes = v
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|n| n.parse().ok())
+                    .take(16)
+                    .collect();
+            }
+            "error_subcode" | "suberror" => said.suberror = Some(cut(&v)),
+            _ => {}
+        }
+    }
+    Some(said).filter(useful)
+}
+
+/// Text that is not JSON: JSON cut off (its `"error"` and
+/// `"error_description"` read up to where it ends), HTML (its text), or
+/// plain text; the description is the first line naming an AADSTS code
+/// (or a managed-identity phrase).
+fn from_text(text: &str) -> ProviderSaid {
+    let mut said = ProviderSaid {
+        error: json_string_after(text, "\"error\"")
+            .or_else(|| json_string_after(text, "\"Error\""))
+            .unwrap_or_default(),
+        description: json_string_after(text, "\"error_description\"")
+            .or_else(|| json_string_after(text, "\"ErrorDescription\""))
+            .unwrap_or_default(),
+        ..ProviderSaid::default()
+    };
+    if (said.description.is_empty() || !said.description.contains("AADSTS"))
+        && let Some(line) = telling_line(text)
+    {
+        said.description = line;
+    }
+    if said.description.is_empty() && !said.error.is_empty() {
+        said.description.clone_from(&said.error);
+    }
+    said
+}
+
+/// The line from the first `AADSTS<n>` (or managed-identity phrase) on,
+/// with Entra's `Trace ID:` lines after it kept.
+fn telling_line(text: &str) -> Option<String> {
+    let start = text
+        .match_indices("AADSTS")
+        .map(|(i, _)| i)
+        .find(|i| text[i + 6..].starts_with(|c: char| c.is_ascii_digit()))
+        .or_else(|| IDENTITY_MISSING.iter().find_map(|p| text.find(p)))?;
+    let rest = &text[start..];
+    let end = rest.find(['\n', '"', '<']).unwrap_or(rest.len());
+    let mut line = unescape_html(rest[..end].trim_end());
+    // Entra's ids follow the description on their own lines, or on the
+    // same line when an intermediary flattened it.
+    for label in ["Trace ID: ", "Correlation ID: ", "Timestamp: "] {
+        if !line.contains(label)
+            && let Some(i) = rest.find(label)
+        {
+            let v: String = rest[i..]
+                .chars()
+                .take_while(|c| !matches!(c, '\r' | '\n' | '"' | '<'))
+                .collect();
+            line.push_str("\r\n");
+            line.push_str(&v);
+        }
+    }
+    Some(cut(&line))
+}
+
+/// The (JSON-escaped) string value after `key` and a colon, read to its
+/// closing quote or, when the body was cut, to the end.
+fn json_string_after(text: &str, key: &str) -> Option<String> {
+    let i = text.find(key)? + key.len();
+    let rest = text[i..].trim_start().strip_prefix(':')?.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    let mut out = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => break,
+            '\\' => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('r') => out.push('\r'),
+                Some('t') => out.push('\t'),
+                Some('u') => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    if let Some(c) = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                        out.push(c);
+                    }
+                }
+                Some(other) => out.push(other),
+                None => break,
+            },
+            c => out.push(c),
+        }
+        if out.len() >= MAX_TEXT {
+            break;
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+fn unescape_html(text: &str) -> String {
+    text.replace("&#39;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRACE: &str = "Trace ID: 0000aaaa-11bb-cccc-dd33-eeeeee333333";
+
+    #[test]
+    fn every_shape_gives_its_code_error_and_words() {
+        // Entra's own JSON.
+        let s = read(br#"{"error":"invalid_client","error_description":"AADSTS7000222: The provided client secret keys for app '4b7c5e8a' are expired.\r\nTrace ID: t\r\nCorrelation ID: c","error_codes":[7000222],"correlation_id":"c"}"#).unwrap();
+        assert_eq!(
+            (s.error.as_str(), s.codes.as_slice()),
+            ("invalid_client", &[7000222][..])
+        );
+        assert_eq!(s.ids, [("Correlation ID".to_string(), "c".to_string())]);
+        // Only the description line, as a gateway logged it.
+        let s = read(format!("AADSTS7000222: The provided client secret keys for app '4b7c5e8a' are expired. Visit the Azure portal to create new keys for your app.\n{TRACE}\n").as_bytes()).unwrap();
+        assert_eq!(s.all_codes(), [7000222]);
+        assert!(s.error.is_empty());
+        assert!(
+            s.description.starts_with("AADSTS7000222: The provided"),
+            "{}",
+            s.description
+        );
+        assert!(s.description.contains(TRACE), "{}", s.description);
+        // Cut in the middle of the description.
+        let s = read(br#"{"error":"invalid_client","error_description":"AADSTS700213: No matching federated identity record found for presented assertion subject 'system:serviceaccount:tools:proxy'. Check your feder"#).unwrap();
+        assert_eq!(s.error, "invalid_client");
+        assert_eq!(s.all_codes(), [700213]);
+        // Redacted: the description replaced, the code kept.
+        let s = read(
+            br#"{"error":"invalid_grant","error_description":"[REDACTED]","error_codes":[50076]}"#,
+        )
+        .unwrap();
+        assert_eq!(s.all_codes(), [50076]);
+        // Wrapped by an intermediary, the provider's body quoted.
+        let s = read(br#"{"message":"Login failed","statusCode":401,"responseBody":"{\"error\":\"invalid_client\",\"error_description\":\"AADSTS7002137: No matching federated identity record found for presented assertion subject 'x'.\",\"error_codes\":[7002137]}"}"#).unwrap();
+        assert_eq!(
+            (s.error.as_str(), s.all_codes()),
+            ("invalid_client", vec![7002137])
+        );
+        // An ARM-style error object.
+        let s = read(br#"{"error":{"code":"AuthenticationFailed","message":"AADSTS500011: The resource principal named 499b84ac-1321-427f-aa17-267ca6975798 was not found in the tenant named Contoso."}}"#).unwrap();
+        assert_eq!(s.error, "AuthenticationFailed");
+        assert_eq!(s.all_codes(), [500011]);
+        // App Service's managed-identity answer.
+        let s = read(br#"{"statusCode":400,"message":"Unable to load the proper Managed Identity.","correlationId":"bf68136a-73f7-4ca4-9903-9ee8af3ab2ee"}"#).unwrap();
+        assert_eq!(s.message(), "Unable to load the proper Managed Identity.");
+        assert_eq!(s.ids[0].1, "bf68136a-73f7-4ca4-9903-9ee8af3ab2ee");
+        // A gateway's HTML page quoting the code.
+        let s = read(b"<html><body><h1>502</h1><p>upstream said AADSTS50097: Device authentication is required.</p></body></html>").unwrap();
+        assert_eq!(s.all_codes(), [50097]);
+        assert_eq!(
+            s.message(),
+            "AADSTS50097: Device authentication is required."
+        );
+        // Form-encoded.
+        let s = read(b"error=access_denied&error_description=AADSTS53000%3A+Device+is+not+in+required+device+state").unwrap();
+        assert_eq!(
+            (s.error.as_str(), s.all_codes()),
+            ("access_denied", vec![53000])
+        );
+        // Legacy Azure DevOps OAuth.
+        let s = read(br#"{"Error":"invalid_client","ErrorDescription":"Invalid client secret"}"#)
+            .unwrap();
+        assert_eq!(s.error, "invalid_client");
+        // Nothing to read.
+        for nothing in [
+            &b""[..],
+            b"<html>busy</html>",
+            b"{}",
+            b"[]",
+            b"null",
+            b"Service Unavailable",
+            b"AADSTS: no digits",
+        ] {
+            assert!(
+                read(nothing).is_none(),
+                "{}",
+                String::from_utf8_lossy(nothing)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_body_is_read_safely(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            if let Some(s) = read(&raw) {
+                proptest::prop_assert!(s.description.chars().count() <= MAX_TEXT);
+                proptest::prop_assert!(s.error.chars().count() <= MAX_TEXT);
+            }
+        }
+
+        #[test]
+        fn a_code_anywhere_in_text_is_found(
+            before in "[a-zA-Z {}\":,<>/]{0,40}",
+            code in 10_000u64..10_000_000,
+            after in "[a-zA-Z .:]{0,40}",
+        ) {
+            let body = format!("{before}AADSTS{code}: {after}");
+            let s = read(body.as_bytes());
+            proptest::prop_assert!(s.is_some(), "{}", body);
+            proptest::prop_assert!(s.unwrap().all_codes().contains(&code), "{}", body);
+        }
+    }
+
+    #[test]
+    fn nesting_and_size_are_bounded() {
+        let mut deep = String::from("\"AADSTS50076: x\"");
+        for _ in 0..12 {
+            deep = serde_json::to_string(&deep).unwrap();
+        }
+        let _ = read(deep.as_bytes());
+        let huge = format!("{}AADSTS50076: late", "x".repeat(200_000));
+        assert!(read(huge.as_bytes()).is_none(), "past the read limit");
+    }
+}
