@@ -173,7 +173,47 @@ impl Answer {
         let mut resp = Response::new(Bytes::from(text));
         *resp.status_mut() = status;
         *resp.headers_mut() = headers;
+        if ctx.client == ClientKind::Program
+            && let Some(reason) = self.reason_phrase(status)
+        {
+            resp.extensions_mut().insert(reason);
+        }
         resp
+    }
+
+    /// The HTTP/1 reason phrase for programs: package managers (NuGet,
+    /// pip, twine, npm) print it and not the body, as Azure Artifacts
+    /// puts its words there. `Forbidden - <Azure DevOps' words> -
+    /// [ado-auth-proxy] <title>. <what you can do>`, printable ASCII only,
+    /// bounded.
+    fn reason_phrase(&self, status: StatusCode) -> Option<hyper::ext::ReasonPhrase> {
+        const MAX: usize = 600;
+        let mut text = status.canonical_reason().unwrap_or("Error").to_string();
+        if let Some(m) = self.message().filter(|m| !m.is_empty()) {
+            text.push_str(" - ");
+            text.push_str(m);
+        }
+        text.push_str(" - [ado-auth-proxy] ");
+        text.push_str(self.title);
+        text.push('.');
+        if let Some(fix) = &self.fix {
+            text.push(' ');
+            text.push_str(&fix.user);
+        }
+        let mut out = String::with_capacity(MAX);
+        for c in text.chars() {
+            let c = match c {
+                ' '..='~' => c,
+                '\u{2018}' | '\u{2019}' => '\'',
+                '\u{201c}' | '\u{201d}' => '"',
+                _ => ' ',
+            };
+            if out.len() + 1 > MAX {
+                break;
+            }
+            out.push(c);
+        }
+        hyper::ext::ReasonPhrase::try_from(out.trim_end().to_string()).ok()
     }
 
     /// The body in `form` and its content type.

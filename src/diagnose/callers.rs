@@ -56,6 +56,11 @@ pub enum Symptom {
     PatExpired,
     /// TF401019, VS800075, TF200016.
     NotFound,
+    /// Azure Artifacts: "lacks permission to complete this action. You
+    /// need to have '<permission>'".
+    FeedPermission,
+    /// Azure Artifacts: "The feed with ID '<feed>' doesn't exist".
+    FeedNotFound,
     /// Any other 403.
     PermissionDenied,
     /// 429 or TF400733.
@@ -165,7 +170,7 @@ const NOT_ACCEPTED: &[&str] = &[
 
 impl Symptom {
     /// Every symptom, for tests.
-    pub const ALL: [Symptom; 11] = [
+    pub const ALL: [Symptom; 13] = [
         Self::NotAccepted,
         Self::ClaimsChallenge,
         Self::AccessRefused,
@@ -173,6 +178,8 @@ impl Symptom {
         Self::NotMember,
         Self::ConditionalAccess,
         Self::PatExpired,
+        Self::FeedPermission,
+        Self::FeedNotFound,
         Self::NotFound,
         Self::PermissionDenied,
         Self::Throttled,
@@ -204,6 +211,8 @@ impl Symptom {
                 "token-not-accepted",
                 "service-token-not-accepted",
             ],
+            Self::FeedPermission => &["feed-permission-missing"],
+            Self::FeedNotFound => &["feed-not-found"],
             Self::NotFound => &["not-found-or-no-permission"],
             Self::PermissionDenied => &["permission-denied"],
             Self::Throttled => &["throttled"],

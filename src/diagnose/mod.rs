@@ -5,6 +5,7 @@
 //! answer should keep: the original status and message and the
 //! correlation ids. `render.rs` writes the answer in the client's language.
 
+mod artifacts;
 mod callers;
 pub mod catalog;
 mod provider;
@@ -72,6 +73,38 @@ pub struct Vars {
     pub user_tenant: Option<String>,
     /// `{code}`: the identity provider's code (`AADSTS7000215`).
     pub code: Option<String>,
+    /// `{feed}`: the Azure Artifacts feed of the request.
+    pub feed: Option<String>,
+    /// `{permission}`: the feed permission Azure Artifacts asks for.
+    pub permission: Option<String>,
+    /// `{feed_role}`: the least feed role that grants it.
+    pub feed_role: Option<&'static str>,
+}
+
+/// An upstream answer as the diagnosis reads it: its status, headers,
+/// body (empty when it could not be read) and HTTP/1 reason phrase.
+#[derive(Debug, Clone, Copy)]
+pub struct Upstream<'a> {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: &'a HeaderMap,
+    /// The body, read bounded; empty when compressed or too large.
+    pub body: &'a [u8],
+    /// The reason phrase when it is not the canonical one.
+    pub reason: Option<&'a str>,
+}
+
+impl<'a> Upstream<'a> {
+    /// An answer without a reason phrase of its own.
+    pub fn new(status: StatusCode, headers: &'a HeaderMap, body: &'a [u8]) -> Self {
+        Self {
+            status,
+            headers,
+            body,
+            reason: None,
+        }
+    }
 }
 
 /// The error codes Azure DevOps puts in messages: `TF400813`, `VS30063`.
@@ -137,20 +170,33 @@ fn is_html(headers: &HeaderMap) -> bool {
 /// be read (compressed or too large); `organization` is the one the
 /// router found in the path.
 pub fn recognise(
-    status: StatusCode,
-    headers: &HeaderMap,
-    body: &[u8],
+    answer: Upstream<'_>,
     path: &str,
     organization: Option<&str>,
     caller: Caller,
 ) -> Option<Finding> {
+    let Upstream {
+        status,
+        headers,
+        body,
+        reason,
+    } = answer;
     let text = String::from_utf8_lossy(body);
     let json: Option<serde_json::Map<String, serde_json::Value>> =
         serde_json::from_slice::<serde_json::Value>(body)
             .ok()
             .and_then(|v| v.as_object().cloned());
-    let message = message_of(headers, &text, json.as_ref());
+    let type_key = json
+        .as_ref()
+        .and_then(|o| o.get("typeKey"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    // Azure Artifacts' words in the reason phrase, and its activity id.
+    let reason = reason.and_then(artifacts::reason_words);
+    let message = message_of(headers, &text, json.as_ref())
+        .or_else(|| reason.as_ref().map(|(words, _)| words.clone()));
     let m = message.as_deref().unwrap_or("");
+    let tk = type_key.as_deref();
     let codes = ado_codes(m);
     let has = |code: &str| codes.contains(&code);
     let s = status.as_u16();
@@ -179,6 +225,10 @@ pub fn recognise(
         Symptom::ClaimsChallenge
     } else if s == 401 {
         Symptom::NotAccepted
+    } else if artifacts::lacks_permission(m, tk) {
+        Symptom::FeedPermission
+    } else if artifacts::feed_missing(m, tk) {
+        Symptom::FeedNotFound
     } else if has("TF401019") || has("VS800075") || has("TF200016") {
         Symptom::NotFound
     } else if s == 403 {
@@ -186,11 +236,14 @@ pub fn recognise(
     } else {
         return None;
     };
-    let type_key = json
-        .as_ref()
-        .and_then(|o| o.get("typeKey"))
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
+    let mut ids = correlation_ids(headers);
+    if let Some((_, Some(activity))) = &reason
+        && !ids.iter().any(|(_, v)| v.eq_ignore_ascii_case(activity))
+    {
+        ids.push(("DevOps Activity ID".to_string(), activity.clone()));
+    }
+    let permission = artifacts::permission(m);
+    let feed = artifacts::feed(m, path);
     Some(Finding {
         entry: symptom.entry_for(caller),
         // A sign-in page with 203 (or 200) is a success to every HTTP
@@ -204,13 +257,16 @@ pub fn recognise(
         type_key,
         original: json.filter(|o| o.contains_key("message")),
         said_by: "Azure DevOps",
-        ids: correlation_ids(headers),
+        ids,
         retry_after: headers
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         vars: Vars {
             org: organization.map(str::to_string),
+            feed,
+            feed_role: permission.as_deref().map(artifacts::role_for),
+            permission,
             ..Vars::default()
         },
     })

@@ -55,6 +55,24 @@ pub fn fill(text: &str, vars: &Vars) -> String {
             vars.user_tenant.as_deref().unwrap_or("<your tenant>"),
         )
         .replace(
+            "{feed}",
+            &vars
+                .feed
+                .as_deref()
+                .map_or_else(|| "the feed".to_string(), |f| format!("feed '{f}'")),
+        )
+        .replace(
+            "{permission}",
+            vars.permission
+                .as_deref()
+                .unwrap_or("the permission it names"),
+        )
+        .replace(
+            "{feed_role}",
+            vars.feed_role
+                .unwrap_or("Feed Publisher (Contributor) to publish, Feed Reader to read"),
+        )
+        .replace(
             "{admin_consent_url}",
             vars.admin_consent_url
                 .as_deref()

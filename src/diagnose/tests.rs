@@ -2,6 +2,18 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::*;
 
+/// [`recognise`] of an answer without a reason phrase.
+fn recognise_(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    path: &str,
+    org: Option<&str>,
+    caller: Caller,
+) -> Option<Finding> {
+    recognise(Upstream::new(status, headers, body), path, org, caller)
+}
+
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (k, v) in pairs {
@@ -14,7 +26,7 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
 }
 
 fn check(status: u16, head: &[(&str, &str)], body: &str, path: &str, want: Option<&str>) {
-    let got = recognise(
+    let got = recognise_(
         StatusCode::from_u16(status).unwrap(),
         &headers(head),
         body.as_bytes(),
@@ -134,7 +146,7 @@ fn the_same_answer_is_explained_per_provider_and_mode() {
         ),
     ];
     let id = |status: u16, body: &str, caller| {
-        recognise(
+        recognise_(
             StatusCode::from_u16(status).unwrap(),
             &headers(&[JSON]),
             body.as_bytes(),
@@ -297,7 +309,7 @@ fn recognises_azure_devops_answers() {
         "Access Denied: The Personal Access Token used has expired.",
         "AccessCheckException",
     );
-    let pat = recognise(
+    let pat = recognise_(
         StatusCode::UNAUTHORIZED,
         &headers(&[JSON]),
         expired.as_bytes(),
@@ -361,7 +373,7 @@ fn recognises_azure_devops_answers() {
 
 #[test]
 fn keeps_message_type_key_ids_and_organization() {
-    let f = recognise(
+    let f = recognise_(
         StatusCode::UNAUTHORIZED,
         &headers(&[JSON, ("activityid", "a-1"), ("x-vss-e2eid", "e-2"), ("x-tfs-session", "s-3")]),
         br#"{"$id":"1","innerException":null,"message":"VS30063: You are not authorized to access https://dev.azure.com.","typeName":"X","typeKey":"UnauthorizedRequestException","errorCode":0,"eventId":3000}"#,
@@ -554,11 +566,11 @@ mod properties {
             }
             let headers = super::headers(&head);
             let status = http::StatusCode::from_u16(status).unwrap();
-            let _ = recognise(status, &headers, &body, API, None, Caller::Pat);
-            let _ = recognise(status, &headers, text.as_bytes(), API, None, Caller::EntraUser);
+            let _ = recognise_(status, &headers, &body, API, None, Caller::Pat);
+            let _ = recognise_(status, &headers, text.as_bytes(), API, None, Caller::EntraUser);
             let wrapped = serde_json::json!({ "message": json_message, "typeKey": text }).to_string();
-            let _ = recognise(status, &headers, wrapped.as_bytes(), "/x/_apis", None, Caller::ServicePrincipal);
-            let _ = recognise(status, &headers, format!("<title>{text}").as_bytes(), API, None, Caller::Client);
+            let _ = recognise_(status, &headers, wrapped.as_bytes(), "/x/_apis", None, Caller::ServicePrincipal);
+            let _ = recognise_(status, &headers, format!("<title>{text}").as_bytes(), API, None, Caller::Client);
         }
     }
 }
@@ -587,7 +599,7 @@ fn codes_only_in_headers_are_quoted() {
     let anonymous =
         "TF400813: Resource not available for anonymous access. Client authentication required.";
     let soap = soap_header(anonymous);
-    let f = recognise(
+    let f = recognise_(
         StatusCode::UNAUTHORIZED,
         &headers(&[("x-tfs-soapexception", soap.as_str())]),
         b"",
@@ -598,7 +610,7 @@ fn codes_only_in_headers_are_quoted() {
     .unwrap();
     assert_eq!(f.entry.id, "token-not-accepted");
     assert_eq!(f.message.as_deref(), Some(anonymous));
-    let f = recognise(
+    let f = recognise_(
         StatusCode::UNAUTHORIZED,
         &headers(&[(
             "x-tfs-serviceerror",
@@ -616,7 +628,7 @@ fn codes_only_in_headers_are_quoted() {
     let ca = soap_header(
         "VS403463: The conditional access policy defined by your Azure Active Directory administrator has failed.",
     );
-    let f = recognise(
+    let f = recognise_(
         StatusCode::UNAUTHORIZED,
         &headers(&[("x-tfs-soapexception", ca.as_str())]),
         b"",

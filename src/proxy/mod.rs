@@ -548,10 +548,18 @@ impl Inner {
         ctx: &RequestCtx,
         credential: &Credential,
     ) -> Option<diagnose::Finding> {
-        let mut finding = diagnose::recognise(
-            parts.status,
-            &parts.headers,
+        let reason = parts
+            .extensions
+            .get::<hyper::ext::ReasonPhrase>()
+            .and_then(|r| std::str::from_utf8(r.as_bytes()).ok());
+        let answer = diagnose::Upstream {
+            status: parts.status,
+            headers: &parts.headers,
             body,
+            reason,
+        };
+        let mut finding = diagnose::recognise(
+            answer,
             ctx.path(),
             ctx.organization(),
             self.identity.caller(credential),

@@ -20,6 +20,8 @@ use crate::support::{self, client, metrics};
 /// A recorded upstream answer.
 pub struct Fixture {
     pub status: u16,
+    /// The reason phrase, when it is not the canonical one.
+    pub reason: Option<String>,
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
@@ -35,14 +37,16 @@ pub fn fixture(name: &str) -> Fixture {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let (head, body) = text.split_once("\n\n").unwrap();
     let mut lines = head.lines();
-    let status: u16 = lines
+    let mut status_line = lines.next().unwrap().splitn(3, ' ').skip(1);
+    let status: u16 = status_line.next().unwrap().parse().unwrap();
+    let canonical = http::StatusCode::from_u16(status)
+        .unwrap()
+        .canonical_reason()
+        .unwrap_or("");
+    let reason = status_line
         .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+        .filter(|r| *r != canonical)
+        .map(str::to_string);
     let headers = lines
         .map(|l| {
             let (k, v) = l.split_once(": ").unwrap();
@@ -51,6 +55,7 @@ pub fn fixture(name: &str) -> Fixture {
         .collect();
     Fixture {
         status,
+        reason,
         headers,
         body: body.strip_suffix('\n').unwrap_or(body).to_string(),
     }
@@ -64,7 +69,12 @@ impl Fixture {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        respond(self.status, &headers, self.body.clone())
+        let mut resp = respond(self.status, &headers, self.body.clone());
+        if let Some(r) = &self.reason {
+            resp.extensions_mut()
+                .insert(hyper::ext::ReasonPhrase::try_from(r.clone()).unwrap());
+        }
+        resp
     }
 }
 
@@ -116,6 +126,9 @@ pub const CASES: &[&str] = &[
     "first-sign-in-required",
     "pat-expired",
     "not-found-or-no-permission",
+    "feed-permission-missing",
+    "feed-read-permission-json",
+    "feed-not-found",
     "permission-denied",
     "throttled",
 ];
@@ -246,6 +259,7 @@ async fn every_case_is_answered_in_every_client_language() {
         let id = match case.trim_end_matches("-203").trim_end_matches("-soap") {
             "oauth-disabled" => "entra-access-refused",
             "pat-expired" => "token-not-accepted",
+            "feed-read-permission-json" => "feed-permission-missing",
             other => other,
         };
         let m = metrics(proxy.admin_addr).await;

@@ -225,9 +225,40 @@ impl Feed {
                 })
                 .to_string(),
             ),
+            // Azure Artifacts' refusals: its words in the reason phrase,
+            // a plain-text body or none.
+            "/npm/registry/private-pkg" => artifacts_refusal(
+                403,
+                "Forbidden - User 'a0b1c2d3-0000-4000-8000-000000000001' lacks permission to complete this action. You need to have 'ReadPackages'. (DevOps Activity ID: 8E6A5C1B-2D3F-4A5B-9C8D-7E6F5A4B3C2D)",
+                "User 'a0b1c2d3-0000-4000-8000-000000000001' lacks permission to complete this action. You need to have 'ReadPackages'.",
+            ),
+            "/pypi/download/gone/1.0/gone-1.0-py3-none-any.whl" => artifacts_refusal(
+                404,
+                "Not Found - The feed with ID 'feed' doesn't exist. (DevOps Activity ID: 3B1C9E0A-7D2F-4C6B-8A5E-0F9D8C7B6A51)",
+                "",
+            ),
             _ => respond(404, &[], "no such package"),
         }
     }
+}
+
+/// An Azure Artifacts refusal with `reason` as its reason phrase.
+fn artifacts_refusal(
+    status: u16,
+    reason: &str,
+    body: &'static str,
+) -> http::Response<crate::support::upstream::FakeBody> {
+    let mut resp = respond(
+        status,
+        &[
+            ("content-type", "text/plain; charset=utf-8"),
+            ("activityid", "8e6a5c1b-2d3f-4a5b-9c8d-7e6f5a4b3c2d"),
+        ],
+        body,
+    );
+    resp.extensions_mut()
+        .insert(hyper::ext::ReasonPhrase::try_from(reason.to_string()).unwrap());
+    resp
 }
 
 /// The fake feed on the `pkgs` host, behind a PAT-mode proxy.
@@ -482,4 +513,121 @@ async fn npm_and_pip_use_a_personal_proxy_token_in_mode_user() {
         );
         assert!(!auth.contains(&token[4..]), "never the proxy token");
     }
+}
+
+/// Azure Artifacts' refusals reach npm and pip, which print the status
+/// line's reason phrase: its words are kept and the explanation follows
+/// (which permission, which role grants it, that a missing feed may be
+/// one the identity cannot see).
+#[tokio::test]
+async fn npm_and_pip_print_artifacts_refusals_with_the_explanation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_up, p, base) = feed_and_proxy(dir.path()).await;
+
+    // The status line itself, as a raw HTTP/1.1 client reads it.
+    let path = base.split_once(&p.proxy_addr.to_string()).unwrap().1;
+    let head = raw_status_line(p.proxy_addr, &format!("{path}/npm/registry/private-pkg")).await;
+    assert!(
+        head.starts_with("HTTP/1.1 403 Forbidden - User 'a0b1c2d3-0000-4000-8000-000000000001' lacks permission to complete this action. You need to have 'ReadPackages'. - [ado-auth-proxy] This identity lacks a permission on the Azure Artifacts feed. Ask a feed owner to give your account"),
+        "{head}"
+    );
+    assert!(
+        head.contains("the Feed Reader role on feed 'feed'"),
+        "{head}"
+    );
+    assert!(head.len() < 700, "{head}");
+
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("package.json"),
+        r#"{"name":"p","version":"1.0.0"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        project.join(".npmrc"),
+        format!("registry={base}/npm/registry/\n"),
+    )
+    .unwrap();
+    let mut npm = tokio::process::Command::new("npm");
+    npm.current_dir(&project)
+        .args([
+            "install",
+            "private-pkg",
+            "--no-audit",
+            "--no-fund",
+            "--no-update-notifier",
+        ])
+        .env("npm_config_cache", dir.path().join("cache"))
+        .env("npm_config_userconfig", dir.path().join("no-user-npmrc"))
+        .env("npm_config_fetch_retries", "0");
+    let out = run_failing(npm).await;
+    assert!(out.contains("403"), "{out}");
+    assert!(
+        out.contains("You need to have 'ReadPackages'"),
+        "the original words: {out}"
+    );
+    assert!(
+        out.contains(
+            "[ado-auth-proxy] This identity lacks a permission on the Azure Artifacts feed"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("Feed Reader"), "{out}");
+
+    let mut pip = tokio::process::Command::new(python());
+    pip.args([
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "--no-cache-dir",
+        "-d",
+    ])
+    .arg(dir.path().join("wheels"))
+    .arg(format!(
+        "{base}/pypi/download/gone/1.0/gone-1.0-py3-none-any.whl"
+    ))
+    .env("PIP_CONFIG_FILE", "/dev/null");
+    let out = run_failing(pip).await;
+    assert!(out.contains("404"), "{out}");
+    assert!(
+        out.contains("The feed with ID 'feed' doesn't exist"),
+        "the original words: {out}"
+    );
+    assert!(
+        out.contains(
+            "[ado-auth-proxy] Azure Artifacts has no such feed, or hides it from this identity"
+        ),
+        "{out}"
+    );
+}
+
+/// Runs a client expected to fail; its stdout and stderr together.
+async fn run_failing(mut cmd: tokio::process::Command) -> String {
+    let out = tokio::time::timeout(Duration::from_secs(180), cmd.kill_on_drop(true).output())
+        .await
+        .expect("the client finished in time")
+        .expect("the client runs");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{cmd:?} succeeded: {text}");
+    text
+}
+
+/// The status line of a GET of `path`, read over a raw socket.
+async fn raw_status_line(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost:8080\r\nAccept: application/json\r\nUser-Agent: npm/10.9.0 node/v22.0.0\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    text.split("\r\n").next().unwrap_or_default().to_string()
 }
