@@ -56,6 +56,8 @@ pub enum Symptom {
     PatExpired,
     /// TF401019, VS800075, TF200016.
     NotFound,
+    /// A PAT policy's name as the message (`FullScopePatPolicyViolation`).
+    PatPolicy,
     /// Azure Artifacts: "lacks permission to complete this action. You
     /// need to have '<permission>'".
     FeedPermission,
@@ -170,7 +172,7 @@ const NOT_ACCEPTED: &[&str] = &[
 
 impl Symptom {
     /// Every symptom, for tests.
-    pub const ALL: [Symptom; 13] = [
+    pub const ALL: [Symptom; 14] = [
         Self::NotAccepted,
         Self::ClaimsChallenge,
         Self::AccessRefused,
@@ -178,6 +180,7 @@ impl Symptom {
         Self::NotMember,
         Self::ConditionalAccess,
         Self::PatExpired,
+        Self::PatPolicy,
         Self::FeedPermission,
         Self::FeedNotFound,
         Self::NotFound,
@@ -211,6 +214,7 @@ impl Symptom {
                 "token-not-accepted",
                 "service-token-not-accepted",
             ],
+            Self::PatPolicy => &["pat-policy-refused"],
             Self::FeedPermission => &["feed-permission-missing"],
             Self::FeedNotFound => &["feed-not-found"],
             Self::NotFound => &["not-found-or-no-permission"],

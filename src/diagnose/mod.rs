@@ -147,7 +147,7 @@ pub fn aadsts_codes(text: &str) -> Vec<u64> {
 /// alone: the body is then read (bounded) and [`recognise`]d.
 pub fn worth_inspecting(status: StatusCode, headers: &HeaderMap, path: &str) -> bool {
     match status.as_u16() {
-        203 | 401 | 403 | 404 | 429 => true,
+        203 | 400 | 401 | 403 | 404 | 429 => true,
         200..=299 => is_api_path(path) && is_html(headers),
         _ => false,
     }
@@ -207,6 +207,7 @@ pub fn recognise(
         // not a failure.
         return None;
     }
+    let mut pat_violation = None;
     let symptom = if s == 203 || html_on_api {
         Symptom::NotAccepted
     } else if s == 429 || has("TF400733") {
@@ -225,6 +226,9 @@ pub fn recognise(
         Symptom::ClaimsChallenge
     } else if s == 401 {
         Symptom::NotAccepted
+    } else if let Some(policy) = pat_policy(m) {
+        pat_violation = Some(policy);
+        Symptom::PatPolicy
     } else if artifacts::lacks_permission(m, tk) {
         Symptom::FeedPermission
     } else if artifacts::feed_missing(m, tk) {
@@ -264,11 +268,48 @@ pub fn recognise(
             .map(str::to_string),
         vars: Vars {
             org: organization.map(str::to_string),
+            code: pat_violation.map(str::to_string),
             feed,
             feed_role: permission.as_deref().map(artifacts::role_for),
             permission,
             ..Vars::default()
         },
+    })
+}
+
+/// An entry as one paragraph of text (title, cause, what the reader can
+/// do), its placeholders filled: for answers that quote the catalog in a
+/// sentence of their own (`/.auth/pats`).
+pub fn entry_text(entry: &Entry, vars: &Vars) -> String {
+    format!(
+        "{}. {} {}",
+        entry.title,
+        render::fill(entry.cause, vars),
+        render::fill(entry.user_fix, vars)
+    )
+}
+
+/// The personal access token policies Azure DevOps names, as the whole
+/// message, when it refuses a token or its creation.
+pub const PAT_POLICIES: &[&str] = &[
+    "FullScopePatPolicyViolation",
+    "DisablePatCreationPolicyViolation",
+    "GlobalPatPolicyViolation",
+    "PatLifespanPolicyViolation",
+    "FailedToReadTenantPolicy",
+];
+
+/// The policy a message names, if it is (or starts with) one of
+/// [`PAT_POLICIES`], in any case.
+pub fn pat_policy(message: &str) -> Option<&'static str> {
+    let m = message.trim();
+    PAT_POLICIES.iter().copied().find(|p| {
+        m.get(..p.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(p))
+            && m[p.len()..]
+                .chars()
+                .next()
+                .is_none_or(|c| !c.is_ascii_alphanumeric())
     })
 }
 

@@ -686,3 +686,44 @@ proptest::proptest! {
         proptest::prop_assert_eq!(message_of(&h, "", None), Some(msg.trim().to_string()));
     }
 }
+
+#[test]
+fn pat_policy_names_are_read_whole_and_in_any_case() {
+    assert_eq!(
+        pat_policy("FullScopePatPolicyViolation"),
+        Some("FullScopePatPolicyViolation")
+    );
+    assert_eq!(
+        pat_policy(" disablepatcreationpolicyviolation: not allowed"),
+        Some("DisablePatCreationPolicyViolation")
+    );
+    assert_eq!(
+        pat_policy("FailedToReadTenantPolicy"),
+        Some("FailedToReadTenantPolicy")
+    );
+    for not in [
+        "",
+        "FullScopePatPolicyViolationX",
+        "a FullScopePatPolicyViolation",
+        "Full",
+        "é",
+    ] {
+        assert_eq!(pat_policy(not), None, "{not}");
+    }
+    // A 400 that names none passes through; one that does is explained.
+    let h = headers(&[JSON]);
+    let plain = br#"{"message":"VS402371: invalid query"}"#;
+    assert!(recognise_(StatusCode::BAD_REQUEST, &h, plain, API, None, Caller::Pat).is_none());
+    let policy = br#"{"message":"FullScopePatPolicyViolation"}"#;
+    let f = recognise_(
+        StatusCode::BAD_REQUEST,
+        &h,
+        policy,
+        API,
+        Some("contoso"),
+        Caller::Client,
+    )
+    .unwrap();
+    assert_eq!(f.entry.id, "pat-policy-refused");
+    assert_eq!(f.vars.code.as_deref(), Some("FullScopePatPolicyViolation"));
+}

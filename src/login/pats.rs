@@ -323,7 +323,36 @@ impl Login {
             let message = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
                 .and_then(|v| v["message"].as_str().map(str::to_string))
-                .unwrap_or_default();
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+            if let Some(policy) = crate::diagnose::pat_policy(&message) {
+                let vars = crate::diagnose::Vars {
+                    code: Some(policy.to_string()),
+                    org: Some(org.to_string()),
+                    ..crate::diagnose::Vars::default()
+                };
+                let entry = crate::diagnose::catalog::entry("pat-policy-refused");
+                return Err(TokenError::BadRequest(format!(
+                    "Azure DevOps refused the PAT request for organization {org} (HTTP {}: \
+                     {policy}): {}",
+                    status.as_u16(),
+                    crate::diagnose::entry_text(entry, &vars)
+                ))
+                .into());
+            }
+            if matches!(status.as_u16(), 401 | 403) {
+                return Err(TokenError::BadRequest(format!(
+                    "Azure DevOps refused the PAT request for organization {org} (HTTP {}{}{}): \
+                     the sign-in token was not accepted by the PAT lifecycle API. The proxy's \
+                     app registration needs the Azure DevOps delegated permissions vso.pats and \
+                     vso.pats_manage (required since June 2025; user_impersonation was enough \
+                     before) with admin consent, and your account needs access to the \
+                     organization; sign out and in again after the permissions change",
+                    status.as_u16(),
+                    if message.is_empty() { "" } else { ": " },
+                    message.chars().take(300).collect::<String>()
+                ))
+                .into());
+            }
             return Err(TokenError::BadRequest(format!(
                 "Azure DevOps refused the PAT request for organization {org} (HTTP {}{}{}): the \
                  organization may restrict PAT creation, your account may have no access to it, \
@@ -353,6 +382,17 @@ fn pat_error(error: &str, days: u64) -> String {
         }
         "fullScopePatPolicyViolation" => {
             "your directory's policy forbids full-scoped PATs: pick specific scopes".to_string()
+        }
+        "failedToReadTenantPolicy" => {
+            "Azure DevOps could not read your directory's PAT policies; try again later (if it \
+             persists, the organization's Microsoft Entra connection is broken)"
+                .to_string()
+        }
+        "disablePatCreationPolicyViolation" => {
+            "the organization's \"Restrict personal access token (PAT) creation\" policy does \
+             not allow you to create one: ask an organization administrator to add you to its \
+             allowlist"
+                .to_string()
         }
         "patLifespanPolicyViolation" => {
             format!("{days} days is longer than your directory's policy allows: pick fewer days")

@@ -54,10 +54,12 @@ pub(super) async fn credential_reaches_organizations(
                 organization = %org,
                 status = resp.status().as_u16(),
                 "the personal access token does not work for this organization: requests to it \
-                 will be refused. It may be revoked, expired, created for other organizations, \
-                 a global token (these stop working on 2026-12-01), or the organization may \
-                 restrict personal access tokens. Write a token scoped to this organization to \
-                 auth.pat_file, or use mode \"service\""
+                 will be refused. Global tokens (\"all accessible organizations\") stopped \
+                 working on 2026-12-01, the likely cause if it worked before; otherwise it is \
+                 revoked, expired (expired tokens can no longer be extended: create or \
+                 regenerate one), created for other organizations, or the organization \
+                 restricts personal access tokens. Write a token scoped to this organization to \
+                 auth.pat_file, or use mode \"service\" with an Entra identity"
                 )
             }
             Err(e) => {

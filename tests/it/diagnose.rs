@@ -126,6 +126,7 @@ pub const CASES: &[&str] = &[
     "first-sign-in-required",
     "pat-expired",
     "not-found-or-no-permission",
+    "pat-policy-refused",
     "feed-permission-missing",
     "feed-read-permission-json",
     "feed-not-found",

@@ -81,6 +81,24 @@ async fn lifecycle_api(idp: &FakeIdp) -> FakeUpstream {
                 if b["allOrgs"] != false {
                     return error("globalPatPolicyViolation");
                 }
+                let scope = b["scope"].as_str().unwrap_or_default();
+                // The organization's "Restrict PAT creation" policy: the
+                // bare policy name as the message, HTTP 400.
+                if scope.contains("vso.work_write") {
+                    return json(
+                        400,
+                        serde_json::json!({
+                            "$id": "1", "innerException": null,
+                            "message": "DisablePatCreationPolicyViolation",
+                            "typeName": "Microsoft.VisualStudio.Services.Common.VssServiceException, Microsoft.VisualStudio.Services.Common",
+                            "typeKey": "VssServiceException", "errorCode": 0, "eventId": 3000,
+                        }),
+                    );
+                }
+                // A token without the API's delegated permissions.
+                if scope.contains("vso.build_execute") {
+                    return respond(403, &[], "");
+                }
                 let valid_to = humantime::parse_rfc3339(b["validTo"].as_str().unwrap()).unwrap();
                 if valid_to > SystemTime::now() + Duration::from_secs(POLICY_DAYS * 86_400) {
                     return error("patLifespanPolicyViolation");
@@ -192,6 +210,26 @@ async fn a_signed_in_user_manages_their_azure_devops_pats() {
             .as_str()
             .unwrap()
             .contains("longer than your directory's policy allows"),
+        "{v}"
+    );
+    // The organization's creation policy, named and explained.
+    let resp = create(7, serde_json::json!(["vso.work_write"])).await;
+    assert_eq!(resp.status(), 400);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    let m = v["message"].as_str().unwrap();
+    assert!(m.contains("DisablePatCreationPolicyViolation"), "{v}");
+    assert!(
+        m.contains("Restrict personal access token (PAT) creation"),
+        "{v}"
+    );
+    assert!(m.contains("allowlist"), "{v}");
+    // A 403 names the delegated permissions the API needs.
+    let resp = create(7, serde_json::json!(["vso.build_execute"])).await;
+    assert_eq!(resp.status(), 400);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    let m = v["message"].as_str().unwrap();
+    assert!(
+        m.contains("vso.pats") && m.contains("vso.pats_manage"),
         "{v}"
     );
     // Scopes outside the offered list never reach Azure DevOps.
