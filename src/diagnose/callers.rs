@@ -7,6 +7,7 @@
 //! specific first.
 
 use super::catalog::{Entry, entry};
+use super::client_token::ClientToken;
 
 /// Whose credential Azure DevOps refused, or who was signing in: the
 /// explanation and the fix depend on it.
@@ -226,6 +227,24 @@ impl Symptom {
                 "pat-not-accepted",
                 "client-token-not-accepted",
             ],
+        }
+    }
+
+    /// The entry explaining this symptom to `caller`, whose own token (in
+    /// mode `none`) is of kind `token`: TF400813 "not authorized" is the
+    /// OAuth policy for a legacy Azure DevOps OAuth token (or one that
+    /// cannot be told), never for an Entra token.
+    pub fn entry_for_token(self, caller: Caller, token: ClientToken) -> &'static Entry {
+        match (self, caller, token) {
+            (
+                Self::AccessRefused,
+                Caller::Client,
+                ClientToken::LegacyOAuth | ClientToken::Unknown,
+            ) => entry("client-oauth-policy"),
+            (Self::AccessRefused, Caller::Client, ClientToken::Entra) => {
+                entry("client-entra-access-refused")
+            }
+            _ => self.entry_for(caller),
         }
     }
 

@@ -8,6 +8,7 @@
 mod artifacts;
 mod callers;
 pub mod catalog;
+mod client_token;
 mod provider;
 mod render;
 mod said;
@@ -15,6 +16,7 @@ mod said;
 use http::{HeaderMap, StatusCode, header};
 
 pub use catalog::{Applies, CATALOG, Caller, Entry, Fixer, Symptom};
+pub use client_token::ClientToken;
 pub use provider::{
     CODES, Case, Code, OAUTH_ERROR, OTHER_AADSTS, ProviderSaid, ServiceFailure, TokenPath,
     UNAVAILABLE,
@@ -175,6 +177,18 @@ pub fn recognise(
     organization: Option<&str>,
     caller: Caller,
 ) -> Option<Finding> {
+    recognise_for(answer, path, organization, caller, ClientToken::None)
+}
+
+/// [`recognise`], knowing the kind of the client's own token (mode
+/// `none`).
+pub fn recognise_for(
+    answer: Upstream<'_>,
+    path: &str,
+    organization: Option<&str>,
+    caller: Caller,
+    token: ClientToken,
+) -> Option<Finding> {
     let Upstream {
         status,
         headers,
@@ -249,7 +263,7 @@ pub fn recognise(
     let permission = artifacts::permission(m);
     let feed = artifacts::feed(m, path);
     Some(Finding {
-        entry: symptom.entry_for(caller),
+        entry: symptom.entry_for_token(caller, token),
         // A sign-in page with 203 (or 200) is a success to every HTTP
         // library: the refusal is answered as the 401 it is.
         status: if status.is_success() {

@@ -69,6 +69,15 @@ fn every_caller_gets_an_entry_that_applies_to_it() {
     let mut reached = std::collections::HashSet::new();
     for s in Symptom::ALL {
         for c in Caller::ALL {
+            for t in ClientToken::ALL {
+                let e = s.entry_for_token(c, t);
+                assert!(
+                    e.applies.has(c),
+                    "{s:?} for {c:?} with {t:?} gives {}",
+                    e.id
+                );
+                reached.insert(e.id);
+            }
             let e = s.entry_for(c);
             assert!(e.applies.has(c), "{s:?} for {c:?} gives {}", e.id);
             reached.insert(e.id);

@@ -44,8 +44,10 @@ pub enum Identity {
 
 /// What to do with the `Authorization` header of one request.
 pub enum Credential {
-    /// Leave whatever the client sent.
-    PassThrough,
+    /// Leave whatever the client sent; its `Authorization` (marked
+    /// sensitive) is kept only to tell what kind of token a refusal was
+    /// for.
+    PassThrough(Option<HeaderValue>),
     /// Replace it with this value (marked sensitive).
     Replace(HeaderValue),
     /// The service identity's token: a claims challenge may renew it.
@@ -215,7 +217,13 @@ impl Identity {
     ) -> Result<Credential, Error> {
         let (return_to, org) = (ctx.path_and_query(), ctx.organization());
         match self {
-            Self::PassThrough => Ok(Credential::PassThrough),
+            Self::PassThrough => Ok(Credential::PassThrough(
+                headers.get(http::header::AUTHORIZATION).map(|v| {
+                    let mut v = v.clone();
+                    v.set_sensitive(true);
+                    v
+                }),
+            )),
             Self::Pat(pat) => Ok(Credential::Replace(pat.header()?)),
             // Boxed: the sign-in future (refresh, provider call) is large
             // and would otherwise inflate every request's future, PAT or not.
@@ -322,7 +330,7 @@ impl Identity {
     /// explained.
     pub fn caller(&self, used: &Credential) -> Caller {
         match (self, used) {
-            (_, Credential::PassThrough | Credential::Client(_)) | (Self::PassThrough, _) => {
+            (_, Credential::PassThrough(_) | Credential::Client(_)) | (Self::PassThrough, _) => {
                 Caller::Client
             }
             (Self::Pat(_), _) => Caller::Pat,
@@ -363,7 +371,7 @@ impl Credential {
     /// Whether the proxy supplied the credential (rather than passing the
     /// client's own through).
     pub fn supplied(&self) -> bool {
-        !matches!(self, Self::PassThrough | Self::Client(_))
+        !matches!(self, Self::PassThrough(_) | Self::Client(_))
     }
 
     /// Whether a 401 may refresh it, so a bodyless request is worth
@@ -375,9 +383,21 @@ impl Credential {
     /// The `Authorization` value to send, if the proxy sets one.
     pub fn header(&self) -> Option<&HeaderValue> {
         match self {
-            Self::PassThrough | Self::Client(_) => None,
+            Self::PassThrough(_) | Self::Client(_) => None,
             Self::Replace(v) | Self::Service(v) => Some(v),
             Self::User(u) => Some(&u.header),
+        }
+    }
+
+    /// The kind of the client's own token, when it sent one and the
+    /// proxy passed it on (unverified: only to explain a refusal).
+    pub fn client_token(&self) -> crate::diagnose::ClientToken {
+        match self {
+            Self::PassThrough(v) => {
+                crate::diagnose::ClientToken::of(v.as_ref().map(HeaderValue::as_bytes))
+            }
+            Self::Client(_) => crate::diagnose::ClientToken::Entra,
+            _ => crate::diagnose::ClientToken::None,
         }
     }
 }

@@ -558,11 +558,12 @@ impl Inner {
             body,
             reason,
         };
-        let mut finding = diagnose::recognise(
+        let mut finding = diagnose::recognise_for(
             answer,
             ctx.path(),
             ctx.organization(),
             self.identity.caller(credential),
+            credential.client_token(),
         )?;
         self.identity
             .annotate(&mut finding, credential, &parts.headers, ctx);

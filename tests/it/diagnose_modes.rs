@@ -133,6 +133,27 @@ async fn each_mode_explains_the_same_answer_in_its_own_terms() {
     // Mode none: the client's own token.
     let p = ProxyProcess::spawn(&toml(&ado, "mode = \"none\""), &[]);
     check_mode("none", &p, &client(), Some("a-client-token")).await;
+    // The same, with an Entra token and a legacy Azure DevOps OAuth token
+    // (unsigned look-alikes: the proxy only reads their issuer to explain).
+    let jwt = |claims: serde_json::Value| {
+        use base64::Engine;
+        let b = |s: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!(
+            "{}.{}.sig",
+            b(r#"{"alg":"RS256","typ":"JWT"}"#.into()),
+            b(claims.to_string())
+        )
+    };
+    let entra = jwt(serde_json::json!({
+        "iss": "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/",
+        "aud": "499b84ac-1321-427f-aa17-267ca6975798",
+    }));
+    check_mode("none-entra", &p, &client(), Some(&entra)).await;
+    let legacy = jwt(serde_json::json!({
+        "iss": "app.vstoken.visualstudio.com",
+        "aud": "app.vstoken.visualstudio.com|vso:4b7c5e8a-2f1d-4c3b-9a6e-0d8f7e6c5b4a",
+    }));
+    check_mode("none-legacy", &p, &client(), Some(&legacy)).await;
 
     // Mode pat: the proxy's PAT.
     let p = ProxyProcess::spawn(
