@@ -27,6 +27,15 @@ pub fn warnings(config: &Config, files: bool) -> Vec<Problem> {
              \"embedded\" or \"redis\" outside tests",
         ));
     }
+    if sessions && a.provider == Some(Provider::AzureDevops) {
+        out.push(Problem::new(
+            "auth.provider",
+            "\"azure-devops\": Microsoft retires the legacy Azure DevOps OAuth in 2026 (no new \
+             app registrations since 2025-04; no end date published): sign-ins and refreshes stop \
+             working the day it ends. Register an Entra app and set provider = \"entra\" (see \
+             docs/providers.md, Retirement)",
+        ));
+    }
     if sessions && a.provider == Some(Provider::AzureDevops) && !public_https(config) {
         out.push(Problem::new(
             "listen.public_url",
@@ -105,9 +114,19 @@ mod tests {
         c.auth.provider = Some(Provider::AzureDevops);
         c.session.store = StoreKind::Memory;
         let keys: Vec<String> = warnings(&c, true).into_iter().map(|p| p.key).collect();
-        assert_eq!(keys, ["session.store", "listen.public_url"]);
+        assert_eq!(
+            keys,
+            ["session.store", "auth.provider", "listen.public_url"]
+        );
         c.listen.public_url = Some(url::Url::parse("https://proxy.example.com").unwrap());
         c.session.store = StoreKind::Embedded;
+        let keys: Vec<String> = warnings(&c, true).into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            ["auth.provider"],
+            "the retirement is said until the switch"
+        );
+        c.auth.provider = Some(Provider::Entra);
         assert!(warnings(&c, true).is_empty());
     }
 }

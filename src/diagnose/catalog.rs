@@ -527,6 +527,17 @@ pub static CATALOG: &[Entry] = &[
         fixer: Fixer::User,
         applies: Applies::ENTRA_SIGN_IN,
     },
+    Entry {
+        id: "legacy-oauth-retired",
+        title: "Azure DevOps OAuth, which this proxy signs in with, has been retired",
+        cause: "The legacy Azure DevOps OAuth token endpoint answered the proxy's token call as a retired service does (HTTP 404 or 410, or a notice that the flow is deprecated or retired). Microsoft has accepted no new Azure DevOps OAuth apps since April 2025 and retires the flow in 2026; once it has ended, no sign-in or refresh through it works again, however often it is retried.",
+        user_fix: "Nothing you can fix: tell the proxy's operator. Once the proxy uses Microsoft Entra ID, you sign in once more.",
+        admin_fix: "Move the proxy to Microsoft Entra ID: register an Entra app with the Azure DevOps user_impersonation permission and set auth.provider = \"entra\" with auth.tenant and auth.client_id (docs/providers.md, Retirement). Sessions of the legacy app end with the switch.",
+        docs: "https://learn.microsoft.com/azure/devops/integrate/get-started/authentication/azure-devops-oauth",
+        sign_in_again: false,
+        fixer: Fixer::Operator,
+        applies: Applies::LEGACY_USER,
+    },
     // --- the service identity's token calls (Microsoft Entra ID) ---
     Entry {
         id: "service-consent-required",

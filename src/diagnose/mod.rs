@@ -21,7 +21,7 @@ pub use provider::{
     CODES, Case, Code, OAUTH_ERROR, OTHER_AADSTS, ProviderSaid, ServiceFailure, TokenPath,
     UNAVAILABLE,
 };
-pub use said::read as read_provider_body;
+pub use said::{LEGACY_RETIRED, legacy_retired, read as read_provider_body};
 
 /// Largest upstream error body read to recognise it; larger ones pass
 /// through untouched.

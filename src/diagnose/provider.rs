@@ -67,6 +67,9 @@ pub enum Case {
     /// IMDS's "Identity not found", App Service's "Unable to load the
     /// proper Managed Identity". No AADSTS code.
     IdentityMissing,
+    /// The legacy Azure DevOps OAuth token endpoint says the flow is
+    /// gone ([`super::LEGACY_RETIRED`]).
+    LegacyRetired,
 }
 
 /// One AADSTS code the catalog explains.
@@ -200,6 +203,8 @@ impl Case {
                 "managed-identity-not-assigned",
                 "managed-identity-not-assigned",
             ),
+            // Legacy OAuth signs users in only; no service source uses it.
+            Self::LegacyRetired => ("legacy-oauth-retired", "service-token-refused"),
         };
         entry(match path {
             TokenPath::SignIn => sign_in,
@@ -233,6 +238,9 @@ impl ProviderSaid {
 
     /// What it means, if the catalog knows.
     pub fn case(&self) -> Option<Case> {
+        if self.error == super::LEGACY_RETIRED {
+            return Some(Case::LegacyRetired);
+        }
         match self.known() {
             Some(c) => Some(c.case),
             None if self.error == "access_denied" => Some(Case::Declined),

@@ -255,6 +255,103 @@ fn unescape_html(text: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// The `error` given to a legacy Azure DevOps OAuth answer that says the
+/// flow itself is gone (no OAuth provider sends it).
+pub const LEGACY_RETIRED: &str = "legacy_oauth_retired";
+
+/// Words of an answer that says a service was retired. Microsoft has not
+/// published what the legacy token endpoint will answer once the flow
+/// ends; these are the words such notices use.
+const RETIRED_WORDS: &[&str] = &[
+    "deprecated",
+    "retired",
+    "no longer supported",
+    "no longer available",
+    "discontinued",
+    "end of life",
+];
+
+/// Most characters of the retirement notice kept.
+const MAX_NOTICE: usize = 300;
+
+/// Whether an answer of the legacy Azure DevOps OAuth token endpoint says
+/// the flow is gone: 404 or 410 (the endpoint no longer exists), or any
+/// refusal whose text says deprecated, retired, no longer supported.
+/// What it said, as an OAuth error [`LEGACY_RETIRED`] whose description
+/// is the notice (or the status), for the catalog.
+pub fn legacy_retired(status: u16, body: &[u8]) -> Option<ProviderSaid> {
+    if status < 400 {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_READ)]);
+    let notice = retirement_notice(&text);
+    if notice.is_none() && !matches!(status, 404 | 410) {
+        return None;
+    }
+    let description = notice.unwrap_or_else(|| {
+        format!("the legacy token endpoint answered HTTP {status}: it no longer exists")
+    });
+    Some(ProviderSaid {
+        error: LEGACY_RETIRED.to_string(),
+        description,
+        ..ProviderSaid::default()
+    })
+}
+
+/// The sentence of `text` (markup removed) that carries a retirement word.
+fn retirement_notice(text: &str) -> Option<String> {
+    let plain = unescape_html(&strip_tags(text));
+    let lower = plain.to_ascii_lowercase();
+    let at = RETIRED_WORDS.iter().filter_map(|w| lower.find(w)).min()?;
+    let start = lower[..at]
+        .rfind(['.', '\n', '"', '{', ':'])
+        .map_or(0, |i| i + 1);
+    // The sentence's full stop is kept; a quote or line end is not.
+    let end = lower[at..].find(['.', '\n', '"']).map_or(lower.len(), |i| {
+        at + i + usize::from(lower[at + i..].starts_with('.'))
+    });
+    let notice: String = plain[start..end]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(MAX_NOTICE)
+        .collect();
+    (!notice.is_empty()).then_some(notice)
+}
+
+/// `text` without its `<...>` markup: block tags end a line (a heading
+/// is not part of the sentence after it), inline ones are a space.
+fn strip_tags(text: &str) -> String {
+    const INLINE: &[&str] = &["a", "b", "i", "em", "strong", "span", "code", "small"];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('<') {
+        out.push_str(&rest[..open]);
+        let tag = &rest[open + 1..];
+        let Some(close) = tag.find('>') else {
+            // A lone '<' is text.
+            out.push_str(&rest[open..]);
+            rest = "";
+            break;
+        };
+        let name: String = tag[..close]
+            .trim_start_matches('/')
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect::<String>()
+            .to_ascii_lowercase();
+        out.push(if INLINE.contains(&name.as_str()) {
+            ' '
+        } else {
+            '\n'
+        });
+        rest = &tag[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,5 +467,59 @@ mod tests {
         let _ = read(deep.as_bytes());
         let huge = format!("{}AADSTS50076: late", "x".repeat(200_000));
         assert!(read(huge.as_bytes()).is_none(), "past the read limit");
+    }
+
+    #[test]
+    fn a_retired_legacy_endpoint_is_told_from_an_ordinary_refusal() {
+        // Gone: 404 and 410, whatever the body.
+        for status in [404, 410] {
+            let s = legacy_retired(status, b"<html><body>Not Found</body></html>").unwrap();
+            assert_eq!(s.error, LEGACY_RETIRED);
+            assert!(
+                s.description.contains(&status.to_string()),
+                "{}",
+                s.description
+            );
+        }
+        // A notice in a page or in JSON, at any refusal status: its sentence.
+        let page = b"<html><head><title>Error</title></head><body><h1>Azure DevOps OAuth</h1><p>Azure DevOps OAuth has been retired. Use Microsoft Entra ID.</p></body></html>";
+        let s = legacy_retired(400, page).unwrap();
+        assert_eq!(s.description, "Azure DevOps OAuth has been retired.");
+        let json = br#"{"Error":"unsupported_grant_type","ErrorDescription":"This grant is no longer supported by Azure DevOps OAuth"}"#;
+        let s = legacy_retired(400, json).unwrap();
+        assert_eq!(
+            s.description,
+            "This grant is no longer supported by Azure DevOps OAuth"
+        );
+        // Markup and entities do not reach the notice; it is bounded.
+        let s = legacy_retired(
+            403,
+            b"<p><b>OAuth</b> is <i>deprecated</i> &amp; retired</p>",
+        )
+        .unwrap();
+        assert_eq!(s.description, "OAuth is deprecated & retired");
+        let s = legacy_retired(403, format!("{} deprecated", "x".repeat(5000)).as_bytes()).unwrap();
+        assert_eq!(s.description.chars().count(), MAX_NOTICE);
+        // Ordinary refusals and successes are not the retirement.
+        for (status, body) in [
+            (
+                400,
+                &br#"{"Error":"invalid_request","ErrorDescription":"Refresh token is invalid"}"#[..],
+            ),
+            (401, b"<html>Unauthorized</html>"),
+            (503, b"Service Unavailable"),
+            (200, b"deprecated"),
+        ] {
+            assert_eq!(legacy_retired(status, body), None, "{status}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_retirement_reader_is_total_and_bounded(status in 0u16..1000, body in proptest::collection::vec(proptest::num::u8::ANY, 0..2000)) {
+            if let Some(s) = legacy_retired(status, &body) {
+                proptest::prop_assert!(s.description.chars().count() <= MAX_NOTICE.max(80));
+            }
+        }
     }
 }

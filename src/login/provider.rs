@@ -26,7 +26,7 @@ use crate::oauth::client_auth::{ClientAuth, Presented};
 use crate::oauth::id_token::{
     ExpectedIssuer, FAILED_MAX, IdClaims, IdTokenError, Jwks, REFETCH_MIN, claim_is_true,
 };
-use crate::oauth::idp::{Grant, IdpError, IdpHttp, TokenSet, parse_token_response};
+use crate::oauth::idp::{Grant, IdpError, IdpHttp, TokenSet, parse_token_response, rejected};
 
 /// The configured provider.
 pub struct Provider {
@@ -557,6 +557,13 @@ impl Provider {
             .send(req, grant)
             .await
             .map_err(GrantError::Token)?;
+        // Microsoft has not said how the endpoint answers once the flow
+        // ends; an answer that looks like it is explained as such.
+        if self.kind == Kind::AzureDevops
+            && let Some(said) = crate::diagnose::legacy_retired(status, &body)
+        {
+            return Err(GrantError::Token(rejected(status, &said)));
+        }
         parse_token_response(status, &body).map_err(GrantError::Token)
     }
 

@@ -335,14 +335,25 @@ pub fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenSet, IdpErr
 /// An error body that is not Entra's clean JSON (cut, wrapped, text with
 /// an `AADSTS<n>` line), read by the catalog's lenient reader.
 fn lenient_error(body: &[u8]) -> Option<TokenErrorBody> {
-    let said = crate::diagnose::read_provider_body(body)?;
+    crate::diagnose::read_provider_body(body).map(|said| body_of(&said))
+}
+
+/// The refusal `said` describes, as the token call's error.
+pub fn rejected(status: u16, said: &crate::diagnose::ProviderSaid) -> IdpError {
+    IdpError::Rejected {
+        status,
+        body: Box::new(body_of(said)),
+    }
+}
+
+fn body_of(said: &crate::diagnose::ProviderSaid) -> TokenErrorBody {
     let id = |label: &str| {
         said.ids
             .iter()
             .find(|(k, _)| k == label)
             .map(|(_, v)| v.clone())
     };
-    Some(TokenErrorBody {
+    TokenErrorBody {
         error: said.error.clone(),
         error_description: Some(said.description.clone()).filter(|d| !d.is_empty()),
         error_codes: said.all_codes(),
@@ -352,7 +363,7 @@ fn lenient_error(body: &[u8]) -> Option<TokenErrorBody> {
         trace_id: id("Trace ID"),
         timestamp: id("Timestamp"),
         error_uri: None,
-    })
+    }
 }
 
 /// Entra's (or any OAuth provider's) error body as the catalog reads it.
@@ -467,6 +478,11 @@ fn classify_rejection(status: u16, body: &TokenErrorBody, grant: Grant) -> Failu
         };
     }
     match body.error.as_str() {
+        // Nothing but another provider helps.
+        crate::diagnose::LEGACY_RETIRED => Failure::Operator {
+            reason,
+            said: Some(Box::new(said)),
+        },
         "invalid_client" | "unauthorized_client" | "invalid_scope" | "unsupported_grant_type" => {
             Failure::Operator {
                 reason,

@@ -380,6 +380,7 @@ fn check_config_prints_the_warnings_run_would_log() {
     let stderr = text(&out.stderr);
     for want in [
         "warning: session.store: \"memory\"",
+        "warning: auth.provider: \"azure-devops\": Microsoft retires the legacy Azure DevOps OAuth in 2026",
         "warning: listen.public_url: legacy Azure DevOps OAuth only accepts https",
         "warning: session.encryption_keys_file: the session key file is readable by every user",
     ] {

@@ -333,16 +333,24 @@ fn every_sign_in_case_renders_in_every_client_language() {
         ("access_denied", 50105),
         ("invalid_grant", 54005),
         ("invalid_grant", 70008),
+        // No code: the legacy token endpoint's retirement.
+        (ado_auth_proxy::diagnose::LEGACY_RETIRED, 0),
     ];
     let mut seen = Vec::new();
     for (error, code) in cases {
-        let description = entra_description(*code);
+        let description = match code {
+            0 => "the legacy token endpoint answered HTTP 410: it no longer exists".to_string(),
+            _ => entra_description(*code),
+        };
         let entry = recognise_sign_in(error, &[], &description).unwrap();
         seen.push(entry.id);
         let finding = Finding {
             entry,
             status: http::StatusCode::BAD_REQUEST,
-            message: Some(format!("AADSTS{code}: <refused>.")),
+            message: Some(match code {
+                0 => description.clone(),
+                _ => format!("AADSTS{code}: <refused>."),
+            }),
             type_key: None,
             original: None,
             said_by: "The sign-in provider",

@@ -460,6 +460,60 @@ async fn legacy_errors_in_pascal_case_are_understood() {
     assert_eq!(api(&s, &b).await.status(), 401);
 }
 
+/// Microsoft retires the legacy flow in 2026 without saying how its token
+/// endpoint will answer then: a 404 or 410, or a notice that it is
+/// retired, is named as the retirement (the operator's to fix, by moving
+/// to Entra), at a refresh and at sign-in; sessions are kept meanwhile.
+#[tokio::test]
+async fn a_retired_legacy_oauth_is_named_at_refresh_and_at_sign_in() {
+    let s = legacy(Duration::from_secs(3), LEGACY_SECRET).await;
+    let b = s.signed_in().await;
+    s.idp.set_mode(Mode::Raw(
+        410,
+        "<html><body><h1>410 Gone</h1></body></html>",
+    ));
+    s.advance(Duration::from_millis(3200));
+    let resp = api(&s, &b).await;
+    assert_eq!(resp.status(), 502);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["adoAuthProxy"]["id"], "legacy-oauth-retired", "{body}");
+    assert_eq!(body["adoAuthProxy"]["fixer"], "operator");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("has been retired") && message.contains("HTTP 410"),
+        "{message}"
+    );
+    assert!(s.idp.calls("legacy_raw") >= 1);
+    let m = metrics(s.proxy.admin_addr).await;
+    assert!(
+        m.contains("ado_proxy_token_refreshes_total{outcome=\"operator_error\"} 1"),
+        "{m}"
+    );
+
+    // A notice in the page, at sign-in: its words, and the way out.
+    s.idp.set_mode(Mode::Raw(
+        400,
+        "<html><body><p>Azure DevOps OAuth has been retired. Use Microsoft Entra ID.</p></body></html>",
+    ));
+    let (_, resp) = s.sign_in().await;
+    assert_eq!(resp.status(), 502);
+    let html = resp.text().await.unwrap();
+    for want in [
+        "has been retired",
+        "Azure DevOps OAuth has been retired.",
+        "auth.provider",
+    ] {
+        assert!(html.contains(want), "{want}: {html}");
+    }
+
+    // The session was kept: if the endpoint answers again, it goes on
+    // without a new sign-in (its refresh token was never redeemed).
+    s.idp.set_mode(Mode::Normal);
+    s.advance(Duration::from_secs(60));
+    assert_eq!(api(&s, &b).await.status(), 200);
+    assert_eq!(s.idp.calls("legacy_code"), 1);
+}
+
 #[tokio::test]
 async fn no_token_secret_or_cookie_value_reaches_the_logs() {
     use crate::support::process::ProxyProcess;

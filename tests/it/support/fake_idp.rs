@@ -1367,6 +1367,11 @@ fn legacy_token(
     }
     let f = form(&r.body);
     let grant = f.get("grant_type").cloned().unwrap_or_default();
+    // The endpoint as it may answer once Microsoft ends the flow.
+    if let Mode::Raw(status, body) = mode {
+        *s.token_calls.entry("legacy_raw".into()).or_default() += 1;
+        return respond(status, &[("content-type", "text/html")], body);
+    }
     if f.get("client_assertion_type").map(String::as_str)
         != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
         || f.get("client_assertion").map(String::as_str) != Some(LEGACY_SECRET)
