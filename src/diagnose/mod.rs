@@ -27,6 +27,10 @@ pub use said::{LEGACY_RETIRED, legacy_retired, read as read_provider_body};
 /// through untouched.
 pub const MAX_ERROR_BODY: usize = 64 * 1024;
 
+/// Most characters of an `X-TFS-ServiceError` an answer repeats beside
+/// the message it chose.
+const MAX_SERVICE_ERROR: usize = 500;
+
 /// Correlation headers Azure DevOps and Entra send, kept on every answer.
 const CORRELATION_HEADERS: &[&str] = &[
     "x-vss-e2eid",
@@ -211,7 +215,13 @@ pub fn recognise_for(
         .or_else(|| reason.as_ref().map(|(words, _)| words.clone()));
     let m = message.as_deref().unwrap_or("");
     let tk = type_key.as_deref();
-    let codes = ado_codes(m);
+    // `X-TFS-ServiceError` when it says more than the message chosen
+    // (a page's title): its codes count, and the answer keeps its text.
+    let service_error = header_text(headers, "x-tfs-serviceerror")
+        .map(|t| t.trim().chars().take(MAX_SERVICE_ERROR).collect::<String>())
+        .filter(|t| !t.is_empty() && !m.contains(t.as_str()) && !t.contains(m));
+    let mut codes = ado_codes(m);
+    codes.extend(service_error.as_deref().map(ado_codes).unwrap_or_default());
     let has = |code: &str| codes.contains(&code);
     let s = status.as_u16();
 
@@ -259,6 +269,9 @@ pub fn recognise_for(
         && !ids.iter().any(|(_, v)| v.eq_ignore_ascii_case(activity))
     {
         ids.push(("DevOps Activity ID".to_string(), activity.clone()));
+    }
+    if let Some(text) = service_error {
+        ids.push(("X-TFS-ServiceError".to_string(), text));
     }
     let permission = artifacts::permission(m);
     let feed = artifacts::feed(m, path);

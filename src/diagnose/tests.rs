@@ -649,6 +649,73 @@ fn codes_only_in_headers_are_quoted() {
     assert_eq!(f.entry.id, "conditional-access");
 }
 
+/// When the message chosen is a page's title, `X-TFS-ServiceError` still
+/// decides the case and its text is kept beside the ids; when it repeats
+/// the message it is not said twice.
+#[test]
+fn a_service_error_beside_another_message_is_kept_and_counts() {
+    let ca = "VS403463: The conditional access policy defined by your Azure Active Directory administrator has failed.";
+    let encoded: String = url::form_urlencoded::byte_serialize(ca.as_bytes()).collect();
+    let f = recognise_(
+        StatusCode::UNAUTHORIZED,
+        &headers(&[
+            ("content-type", "text/html; charset=utf-8"),
+            ("x-tfs-serviceerror", encoded.as_str()),
+            ("activityid", "cbf4682a-915d-42b3-ac36-a714328098e8"),
+        ]),
+        b"<html><head><title>Azure DevOps Services | Sign In</title></head></html>",
+        API,
+        Some("contoso"),
+        Caller::EntraUser,
+    )
+    .unwrap();
+    assert_eq!(f.entry.id, "conditional-access");
+    assert_eq!(
+        f.message.as_deref(),
+        Some("Azure DevOps Services | Sign In")
+    );
+    assert_eq!(
+        f.ids,
+        [
+            (
+                "ActivityId".to_string(),
+                "cbf4682a-915d-42b3-ac36-a714328098e8".to_string()
+            ),
+            ("X-TFS-ServiceError".to_string(), ca.to_string()),
+        ]
+    );
+    // The same words as the JSON message: only the ids.
+    let body = serde_json::json!({ "message": ca, "typeKey": "x" }).to_string();
+    let f = recognise_(
+        StatusCode::UNAUTHORIZED,
+        &headers(&[
+            ("content-type", "application/json"),
+            ("x-tfs-serviceerror", encoded.as_str()),
+        ]),
+        body.as_bytes(),
+        API,
+        None,
+        Caller::EntraUser,
+    )
+    .unwrap();
+    assert!(f.ids.is_empty(), "{:?}", f.ids);
+    // Bounded: a huge header is cut.
+    let long = format!("TF400813%3a+{}", "x".repeat(10_000));
+    let f = recognise_(
+        StatusCode::UNAUTHORIZED,
+        &headers(&[
+            ("content-type", "text/html"),
+            ("x-tfs-serviceerror", long.as_str()),
+        ]),
+        b"<html><head><title>Sign In</title></head></html>",
+        API,
+        None,
+        Caller::EntraUser,
+    )
+    .unwrap();
+    assert_eq!(f.ids[0].1.chars().count(), MAX_SERVICE_ERROR);
+}
+
 #[test]
 fn soap_faults_are_read_in_their_variants() {
     // Entities decoded once.

@@ -197,6 +197,7 @@ async fn every_case_is_answered_in_every_client_language() {
             .iter()
             .find(|(k, _)| k == "Retry-After")
             .map(|(_, v)| v.clone());
+        let kept = what_an_answer_keeps(&fx);
         let upstream = replay(fx).await;
         let (_idp, proxy, cookie) = user_proxy(&upstream).await;
         for (suffix, path, headers) in CLIENTS {
@@ -229,6 +230,7 @@ async fn every_case_is_answered_in_every_client_language() {
                     "{case} {suffix}: a 401 carries a challenge"
                 );
             }
+            let resp_headers = resp.headers().clone();
             let content_type = resp.headers()["content-type"].to_str().unwrap().to_string();
             let expected_type = match *suffix {
                 "html" => "text/html; charset=utf-8",
@@ -243,6 +245,26 @@ async fn every_case_is_answered_in_every_client_language() {
                 .await
                 .unwrap()
                 .replace(&proxy.proxy_addr.to_string(), "127.0.0.1:PORT");
+            // Azure DevOps' ids and words, in the headers and in the text,
+            // in every language.
+            for (name, value) in &kept.headers {
+                assert_eq!(
+                    resp_headers[name.as_str()],
+                    value.as_str(),
+                    "{case} {suffix}"
+                );
+            }
+            let readable = match *suffix {
+                "html" => html_text(&body),
+                s if s.ends_with("json") => json_strings(&body),
+                _ => body.clone(),
+            };
+            for words in &kept.words {
+                assert!(
+                    readable.contains(words.as_str()),
+                    "{case} {suffix} keeps {words:?}: {readable}"
+                );
+            }
             let text = if suffix.ends_with("json") {
                 let v: serde_json::Value = serde_json::from_str(&body).unwrap();
                 serde_json::to_string_pretty(&v).unwrap() + "\n"
@@ -271,6 +293,90 @@ async fn every_case_is_answered_in_every_client_language() {
             "{case}: {m}"
         );
     }
+}
+
+/// What every explained answer to `fx` keeps: Azure DevOps' correlation
+/// headers (also as text), `X-TFS-ServiceError`, and its own words
+/// wherever they were (the JSON `message`, the page title, the service
+/// error header, the reason phrase, a plain-text body).
+struct Kept {
+    headers: Vec<(String, String)>,
+    words: Vec<String>,
+}
+
+fn what_an_answer_keeps(fx: &Fixture) -> Kept {
+    let header = |name: &str| {
+        fx.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let mut headers = Vec::new();
+    let mut words = Vec::new();
+    for name in ["ActivityId", "X-VSS-E2EID", "X-TFS-Session"] {
+        if let Some(v) = header(name) {
+            headers.push((name.to_ascii_lowercase(), v.clone()));
+            words.push(v);
+        }
+    }
+    if let Some(v) = header("X-TFS-ServiceError") {
+        headers.push(("x-tfs-serviceerror".into(), v.clone()));
+        let decoded = url::form_urlencoded::parse(format!("m={v}").as_bytes())
+            .next()
+            .unwrap()
+            .1
+            .into_owned();
+        words.push(decoded);
+    }
+    let json: Option<serde_json::Value> = serde_json::from_str(&fx.body).ok();
+    if let Some(m) = json.as_ref().and_then(|v| v["message"].as_str()) {
+        words.push(m.to_string());
+    } else if let Some(title) = fx
+        .body
+        .split_once("<title>")
+        .and_then(|(_, rest)| rest.split_once("</title>"))
+    {
+        words.push(title.0.to_string());
+    } else if header("Content-Type").is_some_and(|t| t.starts_with("text/plain")) {
+        words.push(fx.body.trim().to_string());
+    }
+    // Azure Artifacts: "Forbidden - <words> (DevOps Activity ID: ...)".
+    if let Some((_, said)) = fx.reason.as_deref().and_then(|r| r.split_once(" - ")) {
+        words.push(
+            said.split(" (DevOps Activity ID")
+                .next()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    Kept { headers, words }
+}
+
+/// An HTML answer's text as a reader sees it (entities decoded).
+fn html_text(html: &str) -> String {
+    html.replace("&#39;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// Every string in a JSON answer, one per line.
+fn json_strings(body: &str) -> String {
+    fn walk(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::String(s) => {
+                out.push_str(s);
+                out.push('\n');
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            serde_json::Value::Object(o) => o.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    walk(&serde_json::from_str(body).unwrap(), &mut out);
+    out
 }
 
 /// Renders `finding` in the four client languages and compares each
