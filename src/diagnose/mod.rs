@@ -193,96 +193,37 @@ pub fn recognise_for(
     caller: Caller,
     token: ClientToken,
 ) -> Option<Finding> {
-    let Upstream {
-        status,
-        headers,
-        body,
-        reason,
-    } = answer;
-    let text = String::from_utf8_lossy(body);
-    let json: Option<serde_json::Map<String, serde_json::Value>> =
-        serde_json::from_slice::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| v.as_object().cloned());
-    let type_key = json
-        .as_ref()
-        .and_then(|o| o.get("typeKey"))
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
-    // Azure Artifacts' words in the reason phrase, and its activity id.
-    let reason = reason.and_then(artifacts::reason_words);
-    let message = message_of(headers, &text, json.as_ref())
-        .or_else(|| reason.as_ref().map(|(words, _)| words.clone()));
-    let m = message.as_deref().unwrap_or("");
-    let tk = type_key.as_deref();
-    // `X-TFS-ServiceError` when it says more than the message chosen
-    // (a page's title): its codes count, and the answer keeps its text.
-    let service_error = header_text(headers, "x-tfs-serviceerror")
-        .map(|t| t.trim().chars().take(MAX_SERVICE_ERROR).collect::<String>())
-        .filter(|t| !t.is_empty() && !m.contains(t.as_str()) && !t.contains(m));
-    let mut codes = ado_codes(m);
-    codes.extend(service_error.as_deref().map(ado_codes).unwrap_or_default());
-    let has = |code: &str| codes.contains(&code);
-    let s = status.as_u16();
-
-    let html_on_api = (200..300).contains(&s) && is_api_path(path) && is_html(headers);
-    if html_on_api && s != 203 && !looks_like_sign_in(headers, &text) {
-        // HTML that REST asked for (a rendered wiki page, a preview):
-        // not a failure.
-        return None;
-    }
-    let mut pat_violation = None;
-    let symptom = if s == 203 || html_on_api {
-        Symptom::NotAccepted
-    } else if s == 429 || has("TF400733") {
-        Symptom::Throttled
-    } else if has("VS403463") {
-        Symptom::ConditionalAccess
-    } else if has("TF401444") {
-        Symptom::FirstSignIn
-    } else if has("VS30063") {
-        Symptom::NotMember
-    } else if m.contains("Personal Access Token used has expired") {
-        Symptom::PatExpired
-    } else if has("TF400813") && m.contains("is not authorized to access") {
-        Symptom::AccessRefused
-    } else if s == 401 && crate::challenge::insufficient_claims(headers).is_some() {
-        Symptom::ClaimsChallenge
-    } else if s == 401 {
-        Symptom::NotAccepted
-    } else if let Some(policy) = pat_policy(m) {
-        pat_violation = Some(policy);
-        Symptom::PatPolicy
-    } else if artifacts::lacks_permission(m, tk) {
-        Symptom::FeedPermission
-    } else if artifacts::feed_missing(m, tk) {
-        Symptom::FeedNotFound
-    } else if has("TF401019") || has("VS800075") || has("TF200016") {
-        Symptom::NotFound
-    } else if s == 403 {
-        Symptom::PermissionDenied
-    } else {
-        return None;
-    };
+    let words = Words::read(&answer);
+    let (symptom, pat_violation) = symptom_of(&answer, path, &words)?;
+    let Words {
+        json,
+        type_key,
+        message,
+        service_error,
+        activity,
+        ..
+    } = words;
+    let headers = answer.headers;
     let mut ids = correlation_ids(headers);
-    if let Some((_, Some(activity))) = &reason
-        && !ids.iter().any(|(_, v)| v.eq_ignore_ascii_case(activity))
+    if let Some(activity) = activity
+        && !ids.iter().any(|(_, v)| v.eq_ignore_ascii_case(&activity))
     {
-        ids.push(("DevOps Activity ID".to_string(), activity.clone()));
+        ids.push(("DevOps Activity ID".to_string(), activity));
     }
     if let Some(text) = service_error {
         ids.push(("X-TFS-ServiceError".to_string(), text));
     }
+    let m = message.as_deref().unwrap_or("");
     let permission = artifacts::permission(m);
     let feed = artifacts::feed(m, path);
     Some(Finding {
         entry: symptom.entry_for_token(caller, token),
         // A sign-in page with 203 (or 200) is a success to every HTTP
         // library: the refusal is answered as the 401 it is.
-        status: if status.is_success() {
+        status: if answer.status.is_success() {
             StatusCode::UNAUTHORIZED
         } else {
-            status
+            answer.status
         },
         message,
         type_key,
@@ -302,6 +243,124 @@ pub fn recognise_for(
             ..Vars::default()
         },
     })
+}
+
+/// What an upstream answer says, read once.
+struct Words {
+    /// The body as text (lossy).
+    text: String,
+    /// The body's JSON object, if it is one.
+    json: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Its `typeKey`.
+    type_key: Option<String>,
+    /// Azure DevOps' own words ([`message_of`], else the reason phrase's).
+    message: Option<String>,
+    /// `X-TFS-ServiceError` when it says more than the message chosen (a
+    /// page's title): its codes count, and the answer keeps its text.
+    service_error: Option<String>,
+    /// Azure Artifacts' activity id from the reason phrase.
+    activity: Option<String>,
+}
+
+impl Words {
+    fn read(answer: &Upstream<'_>) -> Self {
+        let text = String::from_utf8_lossy(answer.body).into_owned();
+        let json = serde_json::from_slice::<serde_json::Value>(answer.body)
+            .ok()
+            .and_then(|v| match v {
+                serde_json::Value::Object(o) => Some(o),
+                _ => None,
+            });
+        let type_key = json
+            .as_ref()
+            .and_then(|o| o.get("typeKey"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        // Azure Artifacts' words in the reason phrase, and its activity id.
+        let (reason, activity) = answer
+            .reason
+            .and_then(artifacts::reason_words)
+            .map_or((None, None), |(words, id)| (Some(words), id));
+        let message = message_of(answer.headers, &text, json.as_ref()).or(reason);
+        let m = message.as_deref().unwrap_or("");
+        let service_error = header_text(answer.headers, "x-tfs-serviceerror")
+            .map(|t| t.trim().chars().take(MAX_SERVICE_ERROR).collect::<String>())
+            .filter(|t| !t.is_empty() && !m.contains(t.as_str()) && !t.contains(m));
+        Self {
+            text,
+            json,
+            type_key,
+            message,
+            service_error,
+            activity,
+        }
+    }
+
+    /// Azure DevOps' codes (TF…, VS…) in the message and the service error.
+    fn codes(&self) -> Vec<&str> {
+        let mut codes = ado_codes(self.message.as_deref().unwrap_or(""));
+        codes.extend(
+            self.service_error
+                .as_deref()
+                .map(ado_codes)
+                .unwrap_or_default(),
+        );
+        codes
+    }
+}
+
+/// The symptom an upstream answer shows, with the PAT policy it names;
+/// `None` when it is no failure the catalog knows.
+fn symptom_of(
+    answer: &Upstream<'_>,
+    path: &str,
+    words: &Words,
+) -> Option<(Symptom, Option<&'static str>)> {
+    let headers = answer.headers;
+    let m = words.message.as_deref().unwrap_or("");
+    let tk = words.type_key.as_deref();
+    let codes = words.codes();
+    let has = |code: &str| codes.contains(&code);
+    let s = answer.status.as_u16();
+
+    let html_on_api = (200..300).contains(&s) && is_api_path(path) && is_html(headers);
+    if html_on_api && s != 203 && !looks_like_sign_in(headers, &words.text) {
+        // HTML that REST asked for (a rendered wiki page, a preview):
+        // not a failure.
+        return None;
+    }
+    let symptom = if s == 203 || html_on_api {
+        Symptom::NotAccepted
+    } else if s == 429 || has("TF400733") {
+        Symptom::Throttled
+    } else if has("VS403463") {
+        Symptom::ConditionalAccess
+    } else if has("TF401444") {
+        Symptom::FirstSignIn
+    } else if has("VS30063") {
+        Symptom::NotMember
+    } else if m.contains("Personal Access Token used has expired") {
+        Symptom::PatExpired
+    } else if has("TF400813") && m.contains("is not authorized to access") {
+        Symptom::AccessRefused
+    } else if s == 401 && crate::challenge::insufficient_claims(headers).is_some() {
+        Symptom::ClaimsChallenge
+    } else if s == 401 {
+        Symptom::NotAccepted
+    } else if let Some(policy) = pat_policy(m) {
+        return Some((Symptom::PatPolicy, Some(policy)));
+    } else if artifacts::lacks_permission(m, tk) {
+        Symptom::FeedPermission
+    } else if artifacts::feed_missing(m, tk) {
+        Symptom::FeedNotFound
+    } else if has("TF401019") || has("VS800075") || has("TF200016") {
+        Symptom::NotFound
+    } else if s == 403 {
+        Symptom::PermissionDenied
+    } else {
+        return None;
+    };
+    Some((symptom, None))
 }
 
 /// An entry as one paragraph of text (title, cause, what the reader can
