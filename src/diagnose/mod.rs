@@ -9,6 +9,7 @@ mod artifacts;
 mod callers;
 pub mod catalog;
 mod client_token;
+mod markup;
 mod provider;
 mod render;
 mod said;
@@ -447,10 +448,10 @@ fn soap_message(xml: &str) -> Option<String> {
         .iter()
         .find_map(|tag| element_text(xml, tag).map(str::to_string))
         .or_else(|| {
-            let text = strip_tags(xml);
+            let text = markup::plain(xml);
             (!ado_codes(&text).is_empty()).then_some(text)
         })?;
-    let message: String = xml_unescape(found.trim()).chars().take(1000).collect();
+    let message: String = markup::unescape(found.trim()).chars().take(1000).collect();
     (!message.trim().is_empty()).then_some(message)
 }
 
@@ -473,34 +474,6 @@ fn element_text<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
         }
     }
     None
-}
-
-/// `xml` without its tags, runs of space made one.
-fn strip_tags(xml: &str) -> String {
-    let mut out = String::new();
-    let mut in_tag = false;
-    for c in xml.chars() {
-        match c {
-            '<' => {
-                in_tag = true;
-                out.push(' ');
-            }
-            '>' => in_tag = false,
-            _ if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// XML's five predefined entities; `&amp;` last, so `&amp;lt;` stays
-/// `&lt;`.
-fn xml_unescape(text: &str) -> String {
-    text.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
 }
 
 /// The organization's directory, from an Azure DevOps 401, when it is
@@ -568,8 +541,8 @@ fn html_title(html: &str) -> Option<String> {
     let start = lower.find("<title")?;
     let open_end = lower[start..].find('>')? + start + 1;
     let end = lower[open_end..].find("</title>")? + open_end;
-    let title = html[open_end..end].trim();
-    (!title.is_empty()).then(|| title.to_string())
+    let title = markup::unescape(html[open_end..end].trim());
+    (!title.is_empty()).then_some(title)
 }
 
 /// The catalog case of a sign-in failure: the provider's `error`, its

@@ -10,6 +10,7 @@
 use serde_json::{Map, Value};
 
 use super::ProviderSaid;
+use super::markup::{strip_tags, unescape};
 
 /// Most bytes of a body read: Entra's answers are a few KiB.
 const MAX_READ: usize = 64 * 1024;
@@ -196,7 +197,7 @@ fn telling_line(text: &str) -> Option<String> {
         .or_else(|| IDENTITY_MISSING.iter().find_map(|p| text.find(p)))?;
     let rest = &text[start..];
     let end = rest.find(['\n', '"', '<']).unwrap_or(rest.len());
-    let mut line = unescape_html(rest[..end].trim_end());
+    let mut line = unescape(rest[..end].trim_end());
     // Entra's ids follow the description on their own lines, or on the
     // same line when an intermediary flattened it.
     for label in ["Trace ID: ", "Correlation ID: ", "Timestamp: "] {
@@ -247,14 +248,6 @@ fn json_string_after(text: &str, key: &str) -> Option<String> {
     (!out.is_empty()).then_some(out)
 }
 
-fn unescape_html(text: &str) -> String {
-    text.replace("&#39;", "'")
-        .replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
 /// The `error` given to a legacy Azure DevOps OAuth answer that says the
 /// flow itself is gone (no OAuth provider sends it).
 pub const LEGACY_RETIRED: &str = "legacy_oauth_retired";
@@ -300,7 +293,7 @@ pub fn legacy_retired(status: u16, body: &[u8]) -> Option<ProviderSaid> {
 
 /// The sentence of `text` (markup removed) that carries a retirement word.
 fn retirement_notice(text: &str) -> Option<String> {
-    let plain = unescape_html(&strip_tags(text));
+    let plain = unescape(&strip_tags(text));
     let lower = plain.to_ascii_lowercase();
     let at = RETIRED_WORDS.iter().filter_map(|w| lower.find(w)).min()?;
     let start = lower[..at]
@@ -318,38 +311,6 @@ fn retirement_notice(text: &str) -> Option<String> {
         .take(MAX_NOTICE)
         .collect();
     (!notice.is_empty()).then_some(notice)
-}
-
-/// `text` without its `<...>` markup: block tags end a line (a heading
-/// is not part of the sentence after it), inline ones are a space.
-fn strip_tags(text: &str) -> String {
-    const INLINE: &[&str] = &["a", "b", "i", "em", "strong", "span", "code", "small"];
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find('<') {
-        out.push_str(&rest[..open]);
-        let tag = &rest[open + 1..];
-        let Some(close) = tag.find('>') else {
-            // A lone '<' is text.
-            out.push_str(&rest[open..]);
-            rest = "";
-            break;
-        };
-        let name: String = tag[..close]
-            .trim_start_matches('/')
-            .chars()
-            .take_while(char::is_ascii_alphanumeric)
-            .collect::<String>()
-            .to_ascii_lowercase();
-        out.push(if INLINE.contains(&name.as_str()) {
-            ' '
-        } else {
-            '\n'
-        });
-        rest = &tag[close + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]

@@ -674,6 +674,20 @@ fn a_service_error_beside_another_message_is_kept_and_counts() {
         f.message.as_deref(),
         Some("Azure DevOps Services | Sign In")
     );
+    // A title's entities are decoded once (the answer escapes them again).
+    let titled = recognise_(
+        StatusCode::FORBIDDEN,
+        &headers(&[("content-type", "text/html")]),
+        b"<html><head><title>VS403463: You don&#39;t meet the &quot;policy&quot; &amp;c</title></head></html>",
+        API,
+        None,
+        Caller::EntraUser,
+    )
+    .unwrap();
+    assert_eq!(
+        titled.message.as_deref(),
+        Some("VS403463: You don't meet the \"policy\" &c")
+    );
     assert_eq!(
         f.ids,
         [
