@@ -53,6 +53,21 @@ pub fn plain(text: &str) -> String {
         .join(" ")
 }
 
+/// `text` on one line: every control character (CR, LF, NUL, escapes,
+/// the Unicode line separators) a space, so words from Azure DevOps
+/// cannot start a line of their own in git's output or a log.
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +77,14 @@ mod tests {
         assert_eq!(
             unescape("it&#39;s &lt;b&gt; &amp;lt; &quot;q&quot; &apos;"),
             "it's <b> &lt; \"q\" '"
+        );
+    }
+
+    #[test]
+    fn one_line_has_no_control_characters() {
+        assert_eq!(
+            one_line("a\r\nremote: b\0\u{1b}[31m\u{2028}c\u{85}"),
+            "a  remote: b  [31m c "
         );
     }
 

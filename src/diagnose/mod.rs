@@ -282,10 +282,18 @@ impl Words {
             .reason
             .and_then(artifacts::reason_words)
             .map_or((None, None), |(words, id)| (Some(words), id));
-        let message = message_of(answer.headers, &text, json.as_ref()).or(reason);
+        // Upstream words stay on one line in every answer.
+        let message = message_of(answer.headers, &text, json.as_ref())
+            .or(reason)
+            .map(|m| markup::one_line(&m));
         let m = message.as_deref().unwrap_or("");
         let service_error = header_text(answer.headers, "x-tfs-serviceerror")
-            .map(|t| t.trim().chars().take(MAX_SERVICE_ERROR).collect::<String>())
+            .map(|t| {
+                markup::one_line(t.trim())
+                    .chars()
+                    .take(MAX_SERVICE_ERROR)
+                    .collect::<String>()
+            })
             .filter(|t| !t.is_empty() && !m.contains(t.as_str()) && !t.contains(m));
         Self {
             text,

@@ -34,48 +34,59 @@ impl Finding {
     }
 }
 
-/// Fills the catalog placeholders; an unknown value reads as a hint.
+/// Fills the catalog placeholders in one pass over the catalog's text,
+/// so a value (a feed name from the request, a code from the provider)
+/// that looks like a placeholder stays as it is; an unknown value reads
+/// as a hint.
 pub fn fill(text: &str, vars: &Vars) -> String {
-    text.replace("{code}", vars.code.as_deref().unwrap_or("its code"))
-        .replace("{org}", vars.org.as_deref().unwrap_or("<organization>"))
-        .replace(
-            "{redirect_uri}",
-            vars.redirect_uri
-                .as_deref()
-                .unwrap_or("<the proxy's callback URL>"),
-        )
-        .replace(
-            "{resource_tenant}",
-            vars.resource_tenant
-                .as_deref()
-                .unwrap_or("<the organization's tenant>"),
-        )
-        .replace(
-            "{user_tenant}",
-            vars.user_tenant.as_deref().unwrap_or("<your tenant>"),
-        )
-        .replace(
-            "{feed}",
-            &vars
-                .feed
-                .as_deref()
-                .map_or_else(|| "the feed".to_string(), |f| format!("feed '{f}'")),
-        )
-        .replace(
-            "{permission}",
-            vars.permission
-                .as_deref()
-                .unwrap_or("the permission it names"),
-        )
-        .replace(
-            "{feed_role}",
-            vars.feed_role
-                .unwrap_or("Feed Publisher (Contributor) to publish, Feed Reader to read"),
-        )
-        .replace(
-            "{admin_consent_url}",
-            vars.admin_consent_url
-                .as_deref()
-                .unwrap_or("Entra admin center > Enterprise applications > the app > Permissions"),
-        )
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after
+            .find('}')
+            .and_then(|close| value_of(&after[..close], vars).map(|v| (close, v)))
+        {
+            Some((close, value)) => {
+                out.push_str(&value);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The text standing for placeholder `name`, `None` for no placeholder.
+fn value_of(name: &str, vars: &Vars) -> Option<String> {
+    let or = |v: Option<&str>, hint: &str| v.unwrap_or(hint).to_string();
+    Some(match name {
+        "code" => or(vars.code.as_deref(), "its code"),
+        "org" => or(vars.org.as_deref(), "<organization>"),
+        "redirect_uri" => or(vars.redirect_uri.as_deref(), "<the proxy's callback URL>"),
+        "resource_tenant" => or(
+            vars.resource_tenant.as_deref(),
+            "<the organization's tenant>",
+        ),
+        "user_tenant" => or(vars.user_tenant.as_deref(), "<your tenant>"),
+        "feed" => vars
+            .feed
+            .as_deref()
+            .map_or_else(|| "the feed".to_string(), |f| format!("feed '{f}'")),
+        "permission" => or(vars.permission.as_deref(), "the permission it names"),
+        "feed_role" => or(
+            vars.feed_role,
+            "Feed Publisher (Contributor) to publish, Feed Reader to read",
+        ),
+        "admin_consent_url" => or(
+            vars.admin_consent_url.as_deref(),
+            "Entra admin center > Enterprise applications > the app > Permissions",
+        ),
+        _ => return None,
+    })
 }

