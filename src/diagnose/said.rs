@@ -42,7 +42,8 @@ pub fn read(body: &[u8]) -> Option<ProviderSaid> {
 
 /// The `error` values of OAuth 2.0 (RFC 6749 §4.1.2.1 and §5.2), device
 /// authorization (RFC 8628), OpenID Connect, resource indicators
-/// (RFC 8707) and Entra's `invalid_resource`. An `error` outside them
+/// (RFC 8707) and Entra's `invalid_resource`, `authorization_declined`
+/// and `bad_verification_code`. An `error` outside them
 /// (a gateway's `{"error":{"code":"Forbidden"}}`, a page's script) is not
 /// a provider's refusal.
 const OAUTH_ERRORS: &[&str] = &[
@@ -57,6 +58,8 @@ const OAUTH_ERRORS: &[&str] = &[
     "server_error",
     "temporarily_unavailable",
     "authorization_pending",
+    "authorization_declined",
+    "bad_verification_code",
     "slow_down",
     "expired_token",
     "interaction_required",

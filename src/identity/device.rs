@@ -50,6 +50,22 @@ pub fn endpoint(config: &Config, name: &str) -> Result<Url, String> {
 /// Runs the device-code flow, printing the instructions to `out`, and
 /// stores the result. Returns who signed in.
 pub async fn login(config: &Config, out: &mut (dyn Write + Send)) -> Result<String, String> {
+    // What the provider says reaches the operator's terminal: no escape
+    // sequences in it.
+    signed_in(config, out)
+        .await
+        .map(|who| printable(&who))
+        .map_err(|e| printable(&e))
+}
+
+/// `text` without control characters but line ends, for a terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+        .collect()
+}
+
+async fn signed_in(config: &Config, out: &mut (dyn Write + Send)) -> Result<String, String> {
     let metrics =
         Arc::new(Metrics::new(prometheus::Registry::new()).map_err(|e| format!("metrics: {e}"))?);
     let plan = crate::config::plan(config).map_err(|e| e.to_string())?;
@@ -104,7 +120,7 @@ async fn sign_in(
             code.verification_uri, code.user_code
         )
     });
-    let _ = writeln!(out, "{text}");
+    let _ = writeln!(out, "{}", printable(&text));
     let _ = writeln!(out, "Waiting for the sign-in to complete...");
     let _ = out.flush();
 
@@ -208,4 +224,14 @@ pub fn claim(jwt: &str, names: &[&str]) -> Option<String> {
     names
         .iter()
         .find_map(|n| v.get(*n).and_then(|c| c.as_str()).map(str::to_string))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_terminal_gets_no_escape_sequences() {
+        assert_eq!(printable("a\u{1b}[2Jb\r\nc\0"), "a [2Jb \nc ");
+    }
 }

@@ -214,6 +214,10 @@ async fn a_gateways_own_refusal_of_a_refresh_keeps_the_session() {
     assert!(!m.contains("outcome=\"relogin\"} 1"), "{m}");
     s.idp.set_mode(Mode::Normal);
     s.advance(Duration::from_secs(61));
-    assert_eq!(api().await.status(), 200, "the same session, no new sign-in");
+    assert_eq!(
+        api().await.status(),
+        200,
+        "the same session, no new sign-in"
+    );
     assert_eq!(s.idp.calls("authorization_code"), 1);
 }
