@@ -18,6 +18,7 @@ mod cookies;
 pub mod diagnose;
 mod egress;
 mod error;
+pub mod gate;
 mod host;
 pub mod identity;
 pub mod logging;

@@ -4,10 +4,10 @@ use http::{HeaderValue, StatusCode, header};
 
 use crate::answer::Answer;
 use crate::diagnose::{Finding, Fixer, ProviderSaid, TokenPath, Vars};
+use crate::gate::Failure;
 use crate::metrics::LoginFailure;
 use crate::oauth::GrantError;
 use crate::oauth::idp::{Grant, IdpError};
-use crate::session::Failure;
 
 /// Why a sign-in step failed.
 #[derive(Debug, thiserror::Error)]

@@ -23,11 +23,9 @@ use crate::clock::{Clock, unix};
 use crate::config::{Config, SourcePlan};
 use crate::diagnose::ServiceFailure;
 use crate::error::Error;
+use crate::gate::Gate;
 use crate::metrics::Metrics;
 use crate::session::Sessions;
-
-/// A token this close to expiry is not sent any more.
-const MIN_VALIDITY: Duration = Duration::from_secs(2);
 
 /// The service identity shared by all connections.
 pub struct ServiceIdentity {
@@ -51,9 +49,9 @@ pub struct ServiceIdentity {
     failure: RwLock<Option<Arc<ServiceFailure>>>,
     /// One acquisition at a time (the refresher's or a claims round).
     acquiring: tokio::sync::Mutex<()>,
-    refresh_before: Duration,
-    /// `auth.forced_refresh_interval`.
-    forced_interval: Duration,
+    /// When tokens are refreshed (`auth.refresh_before`,
+    /// `auth.forced_refresh_interval`).
+    gate: Gate,
     first_wait: Duration,
     metrics: Arc<Metrics>,
     clock: Clock,
@@ -142,8 +140,7 @@ impl ServiceIdentity {
             schedule: Mutex::new(Schedule::default()),
             failure: RwLock::new(None),
             acquiring: tokio::sync::Mutex::new(()),
-            refresh_before: auth.refresh_before,
-            forced_interval: auth.forced_refresh_interval,
+            gate: Gate::new(auth.refresh_before, auth.forced_refresh_interval),
             first_wait: auth.provider_timeout,
             metrics,
             clock: clock.clone(),
@@ -204,9 +201,7 @@ impl ServiceIdentity {
         let current = self.snapshot();
         let mut s = self.lock_schedule();
         let same_token = current.is_some_and(|t| t.header == *used);
-        let recent = s
-            .last_attempt
-            .is_some_and(|t| self.clock.since(t) < self.forced_interval);
+        let recent = !self.gate.may_force(s.last_attempt, self.clock.now());
         if !same_token || s.failing || recent || s.forced_generation == s.generation {
             return;
         }
@@ -322,7 +317,7 @@ impl ServiceIdentity {
     fn valid(&self) -> Option<HeaderValue> {
         let t = self.snapshot()?;
         match t.expires_at {
-            Some(at) if at <= self.clock.now() + MIN_VALIDITY => None,
+            Some(at) if !Gate::usable(at, self.clock.now()) => None,
             _ => Some(t.header),
         }
     }
@@ -346,9 +341,7 @@ impl ServiceIdentity {
                     // again, as a wake-up may have been stored earlier.
                     _ = self.wake.notified() => {
                         let s = self.lock_schedule();
-                        let rested = s
-                            .last_attempt
-                            .is_none_or(|t| self.clock.since(t) >= self.forced_interval);
+                        let rested = self.gate.may_force(s.last_attempt, self.clock.now());
                         if !s.failing && rested {
                             break;
                         }
@@ -428,9 +421,7 @@ impl ServiceIdentity {
         }
         {
             let mut s = self.lock_schedule();
-            let recent = s
-                .last_claims
-                .is_some_and(|t| self.clock.since(t) < self.forced_interval);
+            let recent = !self.gate.may_force(s.last_claims, self.clock.now());
             if recent || s.claims_generation == s.generation {
                 self.metrics.login.claims(ClaimsOutcome::ServiceFailed);
                 return None;
@@ -507,8 +498,9 @@ impl ServiceIdentity {
         tracing::info!(source = self.label, expires_in = ?lifetime, "service token acquired");
         // Refresh `refresh_before` the expiry, at half-life for short
         // tokens, a little early at random so replicas spread out.
-        let margin = self.refresh_before.min(lifetime / 2);
-        Ok(jitter_down(lifetime.saturating_sub(margin)))
+        Ok(jitter_down(
+            lifetime.saturating_sub(self.gate.margin(lifetime)),
+        ))
     }
 
     fn store(&self, token: Token) {

@@ -15,10 +15,11 @@ use crate::challenge::claims_request;
 use crate::clock::{Clock, unix};
 use crate::config::{ADO_RESOURCE, Config, Secret, SourcePlan};
 use crate::diagnose::ProviderSaid;
+use crate::gate::Failure;
 use crate::metrics::Metrics;
 use crate::oauth::client_auth::ClientAuth;
 use crate::oauth::idp::{Grant, IdpError, IdpHttp, parse_token_response, said_of};
-use crate::session::{Failure, Sessions};
+use crate::session::Sessions;
 
 /// Entra's instance metadata endpoint for managed identities.
 const IMDS_ENDPOINT: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
@@ -350,7 +351,7 @@ async fn device_refresh(
     let set = parse_token_response(status, &body).map_err(|e| {
         let relogin = matches!(
             e.classify(Grant::Refresh),
-            crate::session::Failure::Relogin { .. }
+            crate::gate::Failure::Relogin { .. }
         );
         let detail = if relogin {
             format!(

@@ -52,9 +52,9 @@ pub struct Login {
     jar: CookieJar,
     public_url: Url,
     allow: Allowlist,
-    refresh_before: Duration,
-    /// `auth.forced_refresh_interval`.
-    forced_interval: Duration,
+    /// When tokens are refreshed (`auth.refresh_before`,
+    /// `auth.forced_refresh_interval`).
+    gate: crate::gate::Gate,
     login_timeout: Duration,
     provider_timeout: Duration,
     idle_timeout: Duration,
@@ -277,8 +277,7 @@ impl Login {
             jar: CookieJar::new(&config.session.cookie_name, secure),
             public_url: public_url.clone(),
             allow,
-            refresh_before: auth.refresh_before,
-            forced_interval: auth.forced_refresh_interval,
+            gate: crate::gate::Gate::new(auth.refresh_before, auth.forced_refresh_interval),
             login_timeout: auth.login_timeout,
             provider_timeout: auth.provider_timeout,
             idle_timeout: config.session.idle_timeout,

@@ -10,14 +10,11 @@ use crate::clock::Clock;
 use super::Login;
 use crate::backoff;
 use crate::error::Error;
+use crate::gate::{Attempts, Decision, Failure, Gate, Held, Refusal};
 use crate::metrics::ClaimsOutcome;
 use crate::oauth::idp::Grant;
-use crate::session::Failure;
 use crate::session::backend::{StoreError, Update};
-use crate::session::{LEASE_TTL, Miss, RefreshState, Reloaded, Session, Tokens};
-
-/// A token this close to expiry is not sent any more.
-const MIN_VALIDITY: Duration = Duration::from_secs(2);
+use crate::session::{LEASE_TTL, Miss, Reloaded, Session, Tokens};
 
 /// Azure DevOps refused a session's token: which generation, and the
 /// claims of its claims challenge (CAE) when it sent one.
@@ -46,45 +43,39 @@ impl Login {
         let seen = session.attempts();
         let mut state = session.refresh.lock().await;
         let tokens = session.tokens();
-        if !self.due(&tokens, forced) {
-            // Another request refreshed while this one waited.
-            self.metrics
-                .login
-                .refresh(crate::metrics::RefreshOutcome::Shared);
-            return Ok(tokens);
-        }
-        if forced.is_some() && !self.near_expiry(&tokens) {
-            // Azure DevOps refused a token that is not near expiry: one
-            // forced refresh per generation (`due`) and per interval, so
-            // a stream of 401s cannot drive the provider.
-            if state
-                .last_forced
-                .is_some_and(|t| self.clock().since(t) < self.forced_interval)
-            {
-                if let Some(claims) = forced.and_then(|f| f.claims) {
-                    // A fresh token was challenged again: only a sign-in
-                    // can satisfy these claims.
-                    self.metrics.login.claims(ClaimsOutcome::SignIn);
-                    return Err(self.needs_login(Miss::Expired, return_to, Some(claims)));
-                }
+        let now = self.clock().now();
+        let waited = session.attempts() != seen;
+        match self
+            .gate
+            .decide(&held(&tokens), refusal(forced), &mut state, waited, now)
+        {
+            Decision::Use => {
+                // Another request refreshed while this one waited.
+                self.metrics
+                    .login
+                    .refresh(crate::metrics::RefreshOutcome::Shared);
+                return Ok(tokens);
+            }
+            Decision::SignInAgain => {
+                // A fresh token was challenged again: only a sign-in can
+                // satisfy these claims.
+                self.metrics.login.claims(ClaimsOutcome::SignIn);
+                let claims = forced.and_then(|f| f.claims);
+                return Err(self.needs_login(Miss::Expired, return_to, claims));
+            }
+            Decision::Throttled => {
                 self.metrics
                     .login
                     .refresh(crate::metrics::RefreshOutcome::Throttled);
                 return Ok(tokens);
             }
-            state.last_forced = Some(self.clock().now());
-        }
-        if session.attempts() != seen {
-            // A call ended while we waited without new tokens: share its
-            // outcome instead of calling again.
-            let failure = state.last_failure.clone();
-            return self.after_failure(session, &mut state, tokens, failure, false, return_to);
-        }
-        if let Some(at) = state.retry_at
-            && self.clock().now() < at
-        {
-            let failure = state.last_failure.clone();
-            return self.after_failure(session, &mut state, tokens, failure, false, return_to);
+            // A call ended while we waited without new tokens, or the
+            // backoff runs: its outcome is ours.
+            Decision::Share | Decision::BackingOff => {
+                let failure = state.last_failure.clone();
+                return self.after_failure(session, &mut state, tokens, failure, false, return_to);
+            }
+            Decision::Refresh => {}
         }
         if !self.store.shared() {
             let claims = forced.and_then(|f| f.claims);
@@ -109,7 +100,7 @@ impl Login {
     async fn fresh_shared(
         &self,
         session: &Arc<Session>,
-        state: &mut RefreshState,
+        state: &mut Attempts,
         forced: Option<Refused<'_>>,
         return_to: &str,
     ) -> Result<Tokens, Error> {
@@ -176,7 +167,7 @@ impl Login {
     async fn redeem_holding(
         &self,
         session: &Arc<Session>,
-        state: &mut RefreshState,
+        state: &mut Attempts,
         (holder, claims): (&str, Option<&str>),
         return_to: &str,
     ) -> Result<Tokens, Error> {
@@ -243,7 +234,7 @@ impl Login {
     async fn redeem(
         &self,
         session: &Arc<Session>,
-        state: &mut RefreshState,
+        state: &mut Attempts,
         tokens: Tokens,
         claims: Option<&str>,
         return_to: &str,
@@ -267,9 +258,7 @@ impl Login {
                 if claims.is_some() {
                     self.metrics.login.claims(ClaimsOutcome::Refreshed);
                 }
-                state.last_failure = None;
-                state.retry_at = None;
-                state.backoff.reset();
+                state.succeeded();
                 self.metrics
                     .login
                     .refresh(crate::metrics::RefreshOutcome::Ok);
@@ -303,14 +292,13 @@ impl Login {
 
     /// Seconds until the next refresh attempt, rounded up so a client that
     /// waits this long finds the backoff over.
-    fn retry_after(&self, state: &RefreshState) -> u64 {
+    fn retry_after(&self, state: &Attempts) -> u64 {
         backoff::seconds_until(state.retry_at, self.clock().now())
     }
 
     /// The next (jittered) backoff step: 1 s, doubling, at most 60 s.
-    fn back_off(&self, state: &mut RefreshState) {
-        let wait = state.backoff.fail();
-        state.retry_at = Some(self.clock().now() + wait);
+    fn back_off(&self, state: &mut Attempts) {
+        state.back_off(self.clock().now());
     }
 
     /// The time tokens and backoffs are kept by (the session store's).
@@ -320,24 +308,14 @@ impl Login {
 
     /// Whether the token can still be sent.
     fn usable(&self, tokens: &Tokens) -> bool {
-        tokens.expires_at > self.clock().now() + MIN_VALIDITY
-    }
-
-    /// Whether the token is within its refresh margin of expiry.
-    /// Short-lived tokens (under twice `refresh_before`) are refreshed at
-    /// half-life, not on every request.
-    fn near_expiry(&self, tokens: &Tokens) -> bool {
-        let margin = self.refresh_before.min(tokens.lifetime / 2);
-        tokens
-            .expires_at
-            .saturating_duration_since(self.clock().now())
-            <= margin
+        Gate::usable(tokens.expires_at, self.clock().now())
     }
 
     /// Whether to refresh: the refused generation is still current, or
     /// the token is near expiry.
     fn due(&self, tokens: &Tokens, forced: Option<Refused<'_>>) -> bool {
-        forced.is_some_and(|f| f.generation == tokens.generation) || self.near_expiry(tokens)
+        self.gate
+            .due(&held(tokens), refusal(forced), self.clock().now())
     }
 
     /// What a failed (or skipped) refresh means for this request. `fresh`
@@ -345,7 +323,7 @@ impl Login {
     fn after_failure(
         &self,
         session: &Arc<Session>,
-        state: &mut RefreshState,
+        state: &mut Attempts,
         tokens: Tokens,
         failure: Option<Failure>,
         fresh: bool,
@@ -418,4 +396,20 @@ impl Login {
             None => Ok(tokens),
         }
     }
+}
+
+/// A session's tokens as the gate sees them.
+fn held(tokens: &Tokens) -> Held {
+    Held {
+        expires_at: tokens.expires_at,
+        lifetime: tokens.lifetime,
+        generation: tokens.generation,
+    }
+}
+
+fn refusal(forced: Option<Refused<'_>>) -> Option<Refusal> {
+    forced.map(|f| Refusal {
+        generation: f.generation,
+        claims: f.claims.is_some(),
+    })
 }

@@ -23,6 +23,7 @@ use super::Login;
 use crate::challenge::Directory;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::gate::{Gate, Held, Refusal};
 use crate::metrics::{DirectoryOutcome, Metrics, TenantTokenOutcome};
 use crate::session::{Session, TenantToken, Tokens};
 
@@ -32,8 +33,6 @@ const FAILED_LOOK_TTL: Duration = Duration::from_secs(60);
 /// How long a directory that refused to issue a user's token is not
 /// asked again for that session.
 const REFUSED_TTL: Duration = Duration::from_secs(60);
-/// A token this close to expiry is redeemed again first.
-const MIN_VALIDITY: Duration = Duration::from_secs(60);
 /// At most this many organizations are remembered.
 const MAX_ORGANIZATIONS: usize = 10_000;
 
@@ -209,7 +208,7 @@ impl Login {
             return None;
         }
         let mut held = session.other_tenants.lock().await;
-        let generation = match Self::held(held.get(tenant), self.clock().now(), refused, claims) {
+        let generation = match self.held(held.get(tenant), self.clock().now(), refused, claims) {
             Ok(token) => return token.map(|(header, g)| (tenant.to_string(), header, g)),
             Err(next) => next,
         };
@@ -225,17 +224,33 @@ impl Login {
     /// `None`: refused lately, send the home token), or `Err` with the
     /// generation a new one gets.
     fn held(
+        &self,
         held: Option<&TenantToken>,
         now: Instant,
         refused: Option<u64>,
         claims: Option<&str>,
     ) -> Result<Option<(HeaderValue, u64)>, u64> {
+        let refusal = refused.map(|generation| Refusal {
+            generation,
+            claims: claims.is_some(),
+        });
         match held {
             Some(TenantToken::Issued {
                 header,
                 expires_at,
+                lifetime,
                 generation,
-            }) if *expires_at > now + MIN_VALIDITY && refused != Some(*generation) => {
+            }) if Gate::usable(*expires_at, now)
+                && !self.gate.due(
+                    &Held {
+                        expires_at: *expires_at,
+                        lifetime: *lifetime,
+                        generation: *generation,
+                    },
+                    refusal,
+                    now,
+                ) =>
+            {
                 Ok(Some((header.clone(), *generation)))
             }
             Some(TenantToken::Refused { until, .. }) if *until > now && claims.is_none() => {
@@ -275,6 +290,7 @@ impl Login {
             let entry = TenantToken::Issued {
                 header: header.clone(),
                 expires_at: now + lifetime,
+                lifetime,
                 generation,
             };
             return (entry, Some(header));

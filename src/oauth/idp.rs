@@ -90,7 +90,7 @@ pub enum IdpError {
     Transport(String),
 }
 
-use crate::session::Failure;
+use crate::gate::Failure;
 
 /// Which grant a call was, for metrics and classification.
 pub use crate::metrics::Grant;

@@ -58,8 +58,8 @@ pub struct Session {
     last_seen_ms: AtomicU64,
     tokens: RwLock<Tokens>,
     /// Serialises refreshes: one token call per session at a time.
-    pub refresh: tokio::sync::Mutex<RefreshState>,
-    /// Mirrors `RefreshState::attempts`, readable without the lock, so a
+    pub refresh: tokio::sync::Mutex<crate::gate::Attempts>,
+    /// Mirrors `Attempts::count`, readable without the lock, so a
     /// waiter can tell that an attempt finished while it waited.
     attempts: AtomicU64,
     /// The ID token, kept only as a logout hint for the provider.
@@ -86,47 +86,6 @@ pub struct Issued {
     pub refresh_token: Option<Secret>,
     /// The ID token, kept only as a logout hint.
     pub id_token: Option<Secret>,
-}
-
-/// What a failed refresh (or code redemption) means for the session;
-/// the identity provider client classifies its answers into this.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// The grant is dead (expired, revoked, MFA or consent needed): the
-    /// user must sign in again, passing `claims` on when given.
-    Relogin {
-        /// Short reason for logs and the answer.
-        reason: String,
-        /// A claims challenge for `/authorize`.
-        claims: Option<String>,
-    },
-    /// The proxy's own registration or credential is wrong.
-    Operator {
-        /// What the provider said.
-        reason: String,
-        /// Its error body, for the answer (code, message, ids).
-        said: Option<Box<crate::diagnose::ProviderSaid>>,
-    },
-    /// Worth retrying later (network, provider 5xx, throttling).
-    Transient {
-        /// What happened.
-        reason: String,
-    },
-}
-
-/// Bookkeeping of the refresh single flight (held under `Session::refresh`).
-#[derive(Default)]
-pub struct RefreshState {
-    /// Token calls made so far.
-    pub attempts: u64,
-    /// The outcome of the last call, shared with requests that waited for it.
-    pub last_failure: Option<Failure>,
-    /// No new call before this (backoff after failures).
-    pub retry_at: Option<Instant>,
-    /// The backoff after failures; only a success resets it.
-    pub backoff: crate::backoff::Backoff,
-    /// The last refresh forced by Azure DevOps refusing a token.
-    pub last_forced: Option<Instant>,
 }
 
 /// Why a cookie did not lead to a session.
@@ -230,7 +189,7 @@ impl Session {
             created_at,
             last_seen_ms: AtomicU64::new(0),
             tokens: RwLock::new(tokens),
-            refresh: tokio::sync::Mutex::new(RefreshState::default()),
+            refresh: tokio::sync::Mutex::new(crate::gate::Attempts::default()),
             attempts: AtomicU64::new(0),
             id_token,
             other_tenants: tokio::sync::Mutex::default(),
@@ -437,15 +396,15 @@ impl Session {
         Some(next)
     }
 
-    /// Calls started so far (see [`RefreshState::attempts`]).
+    /// Calls started so far (see [`crate::gate::Attempts::count`]).
     pub fn attempts(&self) -> u64 {
         self.attempts.load(Ordering::Acquire)
     }
 
     /// Records that a token call starts.
-    pub fn note_attempt(&self, state: &mut RefreshState) {
-        state.attempts += 1;
-        self.attempts.store(state.attempts, Ordering::Release);
+    pub fn note_attempt(&self, state: &mut crate::gate::Attempts) {
+        state.count += 1;
+        self.attempts.store(state.count, Ordering::Release);
     }
 
     /// Marks the session used now.

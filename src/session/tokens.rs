@@ -38,6 +38,8 @@ pub enum TenantToken {
         header: HeaderValue,
         /// When it expires.
         expires_at: Instant,
+        /// How long it was issued for.
+        lifetime: Duration,
         /// Counts the tokens of this session and directory.
         generation: u64,
     },
