@@ -182,20 +182,59 @@ pub fn recognise(
     organization: Option<&str>,
     caller: Caller,
 ) -> Option<Finding> {
-    recognise_for(answer, path, organization, caller, ClientToken::None)
+    recognise_for(answer, path, organization, Sender::new(caller))
 }
 
-/// [`recognise`], knowing the kind of the client's own token (mode
-/// `none`).
+/// What the identity knows of a request whose answer is diagnosed: whose
+/// credential it sent, and the facts that decide between entries.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    /// Whose credential it was.
+    pub caller: Caller,
+    /// Mode `none`: the kind of the client's own token.
+    pub token: ClientToken,
+    /// The directory of the token the proxy sent (its `tid`), when known:
+    /// told apart from the organization's (`X-VSS-ResourceTenant`).
+    pub token_tenant: Option<String>,
+    /// Where to sign in again, when the proxy signs users in.
+    pub sign_in_url: Option<String>,
+}
+
+impl Sender {
+    /// `caller`, with nothing else known.
+    pub fn new(caller: Caller) -> Self {
+        Self {
+            caller,
+            token: ClientToken::None,
+            token_tenant: None,
+            sign_in_url: None,
+        }
+    }
+}
+
+/// [`recognise`], knowing what the identity knows of the request.
 pub fn recognise_for(
     answer: Upstream<'_>,
     path: &str,
     organization: Option<&str>,
-    caller: Caller,
-    token: ClientToken,
+    sender: Sender,
 ) -> Option<Finding> {
     let words = Words::read(&answer);
-    let (symptom, pat_violation) = symptom_of(&answer, path, &words)?;
+    let (mut symptom, pat_violation) = symptom_of(&answer, path, &words)?;
+    // A token of one directory refused by an organization backed by
+    // another: Azure DevOps names its tenant in `X-VSS-ResourceTenant`
+    // (or the Bearer challenge).
+    let mut tenants = (None, None);
+    if symptom == Symptom::NotAccepted
+        && let (Some(resource), Some(mine)) = (
+            resource_tenant(answer.headers),
+            sender.token_tenant.as_deref().map(str::to_ascii_lowercase),
+        )
+        && resource != mine
+    {
+        symptom = Symptom::WrongDirectory;
+        tenants = (Some(resource), Some(mine));
+    }
     let Words {
         json,
         type_key,
@@ -218,7 +257,7 @@ pub fn recognise_for(
     let permission = artifacts::permission(m);
     let feed = artifacts::feed(m, path);
     Some(Finding {
-        entry: symptom.entry_for_token(caller, token),
+        entry: symptom.entry_for_token(sender.caller, sender.token),
         // A sign-in page with 203 (or 200) is a success to every HTTP
         // library: the refusal is answered as the 401 it is.
         status: if answer.status.is_success() {
@@ -241,6 +280,9 @@ pub fn recognise_for(
             feed,
             feed_role: permission.as_deref().map(artifacts::role_for),
             permission,
+            resource_tenant: tenants.0,
+            user_tenant: tenants.1,
+            sign_in_url: sender.sign_in_url,
             ..Vars::default()
         },
     })

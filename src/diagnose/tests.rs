@@ -853,3 +853,45 @@ fn placeholders_are_filled_once() {
         "<organization>"
     );
 }
+
+/// The directory of the token sent, told apart from the organization's,
+/// decides between "not accepted" and "wrong directory" in the one
+/// recognition; the sign-in URL the identity knows reaches the vars.
+#[test]
+fn the_senders_facts_decide_the_wrong_directory() {
+    let h = headers(&[(
+        "x-vss-resourcetenant",
+        "0F1E2D3C-4B5A-4968-8776-A5B4C3D2E1F0",
+    )]);
+    let ask = |tenant: Option<&str>| {
+        let mut sender = Sender::new(Caller::EntraUser);
+        sender.token_tenant = tenant.map(str::to_string);
+        sender.sign_in_url = Some("https://proxy.example/.auth/login".into());
+        recognise_for(
+            Upstream::new(StatusCode::UNAUTHORIZED, &h, b""),
+            API,
+            Some("contoso"),
+            sender,
+        )
+        .unwrap()
+    };
+    let f = ask(Some("72f988bf-86f1-41af-91ab-2d7cd011db47"));
+    assert_eq!(f.entry.id, "wrong-directory");
+    assert_eq!(
+        f.vars.resource_tenant.as_deref(),
+        Some("0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0")
+    );
+    assert_eq!(
+        f.vars.user_tenant.as_deref(),
+        Some("72f988bf-86f1-41af-91ab-2d7cd011db47")
+    );
+    assert_eq!(
+        f.vars.sign_in_url.as_deref(),
+        Some("https://proxy.example/.auth/login")
+    );
+    assert_eq!(
+        ask(Some("0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0")).entry.id,
+        "token-not-accepted"
+    );
+    assert_eq!(ask(None).entry.id, "token-not-accepted");
+}

@@ -1,8 +1,8 @@
 //! Where the credential sent upstream comes from: the one seam between
 //! the pipeline and the modes (`none`, `pat`, `user`, `service`). The
 //! pipeline asks [`Identity`] for a credential, tells it what Azure DevOps
-//! answered, lets it annotate a diagnosis and hands it `/.auth/`; it never
-//! learns which mode is configured. `app` starts its background tasks.
+//! answered, gives a diagnosis the facts it knows (`sender`) and hands it
+//! `/.auth/`; it never learns which mode is configured. `app` starts its background tasks.
 
 pub mod device;
 mod pat;
@@ -20,7 +20,7 @@ use crate::body::ProxyBody;
 use crate::clock::Clock;
 use crate::config::Provider;
 use crate::config::{AuthPlan, Config};
-use crate::diagnose::{self, Caller, Finding, Symptom};
+use crate::diagnose::{Caller, Sender};
 use crate::error::{Error, Refusal};
 use crate::login::{Login, UserCredential};
 use crate::metrics::Metrics;
@@ -289,27 +289,22 @@ impl Identity {
         }
     }
 
-    /// Adds what the identity knows to a diagnosis of Azure DevOps'
-    /// answer (`headers`) to a request sent with `used`: whose fix a
-    /// refused token is, and where to sign in again.
-    pub fn annotate(
-        &self,
-        finding: &mut Finding,
-        used: &Credential,
-        headers: &HeaderMap,
-        ctx: &RequestCtx,
-    ) {
-        let caller = self.caller(used);
+    /// What the identity knows of a request sent with `used`, for the
+    /// diagnosis of Azure DevOps' answer: whose credential it was, its
+    /// kind (a client's own), the directory of the token the proxy sent,
+    /// and where to sign in again.
+    pub fn sender(&self, used: &Credential, ctx: &RequestCtx) -> Sender {
+        let mut sender = Sender::new(self.caller(used));
+        sender.token = used.client_token();
         match (self, used) {
             (Self::User(login), _) => {
                 if let Credential::User(user) = used {
                     // A token of the organization's directory, or the
                     // user's own.
-                    let mine = user
+                    sender.token_tenant = user
                         .tenant
-                        .as_deref()
-                        .or(user.session.user.tenant.as_deref());
-                    wrong_directory(finding, caller, mine, headers);
+                        .clone()
+                        .or_else(|| user.session.user.tenant.clone());
                 }
                 let mut url = login.login_url();
                 // A browser returns to the page; git URLs are no page.
@@ -317,13 +312,14 @@ impl Identity {
                     url.query_pairs_mut()
                         .append_pair("rd", ctx.path_and_query());
                 }
-                finding.vars.sign_in_url = Some(url.to_string());
+                sender.sign_in_url = Some(url.to_string());
             }
             (Self::Service(service, _), Credential::Service(_)) => {
-                wrong_directory(finding, caller, service.token_tenant().as_deref(), headers);
+                sender.token_tenant = service.token_tenant();
             }
             _ => {}
         }
+        sender
     }
 
     /// Whose credential `used` is, which decides how a refusal of it is
@@ -342,26 +338,6 @@ impl Identity {
             // A browser sign-in replaces a device-code identity.
             (Self::Service(service, _), _) => service.caller(),
         }
-    }
-}
-
-/// A token of one directory, refused by an organization backed by
-/// another: Azure DevOps names the organization's tenant in
-/// `X-VSS-ResourceTenant` (or the Bearer challenge).
-fn wrong_directory(finding: &mut Finding, caller: Caller, mine: Option<&str>, headers: &HeaderMap) {
-    if !Symptom::NotAccepted
-        .candidates()
-        .contains(&finding.entry.id)
-    {
-        return;
-    }
-    let resource = diagnose::resource_tenant(headers);
-    if let (Some(r), Some(m)) = (resource, mine.map(str::to_ascii_lowercase))
-        && r != m
-    {
-        finding.entry = Symptom::WrongDirectory.entry_for(caller);
-        finding.vars.resource_tenant = Some(r);
-        finding.vars.user_tenant = Some(m);
     }
 }
 

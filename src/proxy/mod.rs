@@ -539,7 +539,7 @@ impl Inner {
     }
 
     /// The catalog case of an upstream answer whose body is `body` (empty
-    /// when it could not be read), annotated for the identity that sent
+    /// when it could not be read), knowing what the identity knows of
     /// the request; `None` when it is no recognised failure.
     fn recognise(
         &self,
@@ -558,16 +558,12 @@ impl Inner {
             body,
             reason,
         };
-        let mut finding = diagnose::recognise_for(
+        diagnose::recognise_for(
             answer,
             ctx.path(),
             ctx.organization(),
-            self.identity.caller(credential),
-            credential.client_token(),
-        )?;
-        self.identity
-            .annotate(&mut finding, credential, &parts.headers, ctx);
-        Some(finding)
+            self.identity.sender(credential, ctx),
+        )
     }
 
     /// The readable answer for `finding`, with the upstream's status
