@@ -17,6 +17,7 @@ mod connection;
 mod cookies;
 pub mod diagnose;
 mod egress;
+mod endpoint;
 mod error;
 pub mod gate;
 mod host;

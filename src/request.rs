@@ -9,6 +9,7 @@ use std::time::Instant;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request};
 
+use crate::endpoint::Endpoint;
 use crate::metrics::RouteClass;
 
 /// Request id header, taken from the client when sane and always echoed.
@@ -36,7 +37,10 @@ pub struct RequestCtx {
     /// The request target; only its path is ever shown (the query string
     /// may carry secrets).
     uri: http::Uri,
-    /// For metric labels.
+    /// The proxy's own endpoint the path names (`/.auth/...`), served
+    /// instead of forwarded.
+    pub own: Option<Endpoint>,
+    /// For metric labels (derived from `own` and the path).
     pub route: RouteClass,
     /// For error wording.
     pub client: ClientKind,
@@ -56,11 +60,16 @@ impl RequestCtx {
     /// Reads what the pipeline needs to know from the request head.
     pub fn new<B>(req: &Request<B>) -> Self {
         let path = req.uri().path();
+        let own = Endpoint::of(path);
         Self {
             request_id: request_id(req.headers()),
             start: Instant::now(),
             method: req.method().clone(),
-            route: RouteClass::of_path(path),
+            route: match own {
+                Some(_) => RouteClass::Auth,
+                None => RouteClass::of_upstream_path(path),
+            },
+            own,
             client: ClientKind::of(req, path),
             wants_problem: req
                 .headers()

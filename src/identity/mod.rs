@@ -194,7 +194,7 @@ impl Identity {
         ctx: &RequestCtx,
     ) -> Result<Response<ProxyBody>, Error> {
         if let Self::Service(service, _) = self
-            && ctx.path() == "/.auth/me"
+            && ctx.own == Some(crate::endpoint::Endpoint::Me)
         {
             return Ok(crate::login::json_response(
                 StatusCode::OK,

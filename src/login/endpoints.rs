@@ -14,6 +14,7 @@ use super::provider::random_token;
 use super::{Login, Pending, cookies, redirect};
 use crate::body::ProxyBody;
 use crate::clock::unix;
+use crate::endpoint::Endpoint;
 use crate::error::{Error, LoginError};
 use crate::request::{ClientKind, RequestCtx};
 use crate::session::{Issued, Session, SessionKey};
@@ -29,20 +30,23 @@ impl Login {
         ctx: &RequestCtx,
     ) -> Result<Response<ProxyBody>, Error> {
         let method = req.method().clone();
-        if ctx.path() == "/.auth/tokens" || ctx.path().starts_with("/.auth/tokens/") {
-            return Box::pin(self.tokens_endpoint(req, ctx)).await;
-        }
-        if ctx.path() == "/.auth/pats" || ctx.path().starts_with("/.auth/pats/") {
-            return Box::pin(self.pats_endpoint(req, ctx)).await;
-        }
-        let allowed: &[Method] = match ctx.path() {
-            "/.auth/login" | "/.auth/me" => &[Method::GET],
-            "/.auth/callback" => &[Method::GET, Method::POST],
+        let Some(endpoint) = ctx.own.clone() else {
+            return Err(crate::error::Refusal::ReservedPath.into());
+        };
+        let allowed: &[Method] = match &endpoint {
+            Endpoint::Tokens(id) => {
+                return Box::pin(self.tokens_endpoint(req, ctx, id.as_deref())).await;
+            }
+            Endpoint::Pats(id) => {
+                return Box::pin(self.pats_endpoint(req, ctx, id.as_deref())).await;
+            }
+            Endpoint::Login | Endpoint::Me => &[Method::GET],
+            Endpoint::Callback => &[Method::GET, Method::POST],
             // GET only asks for confirmation: a link or an image from
             // another site must not sign anyone out.
-            "/.auth/logout" if ctx.client == ClientKind::Browser => &[Method::GET, Method::POST],
-            "/.auth/logout" => &[Method::POST],
-            _ => return Err(crate::error::Refusal::ReservedPath.into()),
+            Endpoint::Logout if ctx.client == ClientKind::Browser => &[Method::GET, Method::POST],
+            Endpoint::Logout => &[Method::POST],
+            Endpoint::Reserved => return Err(crate::error::Refusal::ReservedPath.into()),
         };
         if !allowed.contains(&method) {
             return Err(Error::from(LoginError::MethodNotAllowed {
@@ -53,10 +57,10 @@ impl Login {
                     .join(", "),
             }));
         }
-        match ctx.path() {
-            "/.auth/login" => self.start(&req).await,
-            "/.auth/callback" => self.callback(req).await,
-            "/.auth/logout" if method == Method::GET => {
+        match endpoint {
+            Endpoint::Login => self.start(&req).await,
+            Endpoint::Callback => self.callback(req).await,
+            Endpoint::Logout if method == Method::GET => {
                 let mut choices = vec![("Sign out", "/.auth/logout")];
                 if self.personal.is_some() {
                     choices.push((
@@ -74,7 +78,7 @@ impl Login {
                     ),
                 ))
             }
-            "/.auth/logout" => self.logout(&req, ctx).await,
+            Endpoint::Logout => self.logout(&req, ctx).await,
             _ => self.me(&req).await,
         }
     }

@@ -18,6 +18,7 @@ use super::Login;
 use super::endpoints::{html, json_response};
 use crate::body::ProxyBody;
 use crate::config::{Config, Provider};
+use crate::endpoint::{Action, action};
 use crate::error::{Error, Refusal, TokenError};
 use crate::organization::{self, Allowlist};
 use crate::page::escape;
@@ -112,6 +113,7 @@ impl Login {
         &self,
         req: Request<Incoming>,
         ctx: &RequestCtx,
+        id: Option<&str>,
     ) -> Result<Response<ProxyBody>, Error> {
         let browser = ctx.client == ClientKind::Browser;
         let session = match self.session(req.headers()).await? {
@@ -142,28 +144,16 @@ impl Login {
             .iter()
             .find(|(k, _)| k == "org")
             .map(|(_, v)| v.clone());
-        let id = ctx
-            .path()
-            .strip_prefix("/.auth/pats/")
-            .filter(|i| !i.is_empty());
-        match (req.method().clone(), id) {
-            (Method::GET, None) => self.list_pats(api, &session, org, browser).await,
-            (Method::POST, None) => {
+        match action(req.method(), id) {
+            Action::List => self.list_pats(api, &session, org, browser).await,
+            Action::Create => {
                 let form = is_form(req.headers());
                 let c = read_create(req, form).await?;
                 self.create_pat(api, &session, c, form).await
             }
-            (method @ (Method::DELETE | Method::POST), Some(id)) => {
-                self.revoke_pat(api, &session, org, id, method == Method::POST)
-                    .await
-            }
-            _ => Err(crate::error::LoginError::MethodNotAllowed {
-                allowed: if id.is_some() {
-                    "DELETE, POST"
-                } else {
-                    "GET, POST"
-                }
-                .into(),
+            Action::Revoke { id, form } => self.revoke_pat(api, &session, org, id, form).await,
+            Action::NotAllowed(allowed) => Err(crate::error::LoginError::MethodNotAllowed {
+                allowed: allowed.into(),
             }
             .into()),
         }

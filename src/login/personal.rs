@@ -19,6 +19,7 @@ use super::Login;
 use super::endpoints::{html, json_response};
 use crate::body::ProxyBody;
 use crate::config::Config;
+use crate::endpoint::{Action, action};
 use crate::error::{Error, TokenError};
 use crate::metrics::TokenOutcome;
 use crate::page::escape;
@@ -135,6 +136,7 @@ impl Login {
         &self,
         req: Request<Incoming>,
         ctx: &RequestCtx,
+        id: Option<&str>,
     ) -> Result<Response<ProxyBody>, Error> {
         let Some(max) = self.personal.as_ref().map(|p| p.max) else {
             return Err(crate::error::Refusal::ReservedPath.into());
@@ -152,27 +154,17 @@ impl Login {
                 .into());
             }
         };
-        let id = ctx
-            .path()
-            .strip_prefix("/.auth/tokens/")
-            .filter(|id| !id.is_empty());
-        match (req.method().clone(), id) {
-            (Method::GET, None) => self.list_answer(&session, browser).await,
-            (Method::POST, None) => {
+        match action(req.method(), id) {
+            Action::List => self.list_answer(&session, browser).await,
+            Action::Create => {
                 let form = is_form(req.headers());
                 let (name, days) = read_request(req, form).await?;
                 self.create_answer(&session, &name, days, max, form).await
             }
-            (Method::DELETE, Some(id)) => self.revoke_answer(&session, id, false).await,
-            // The page's forms: revoke one, or all.
-            (Method::POST, Some(id)) => self.revoke_answer(&session, id, true).await,
-            _ => Err(crate::error::LoginError::MethodNotAllowed {
-                allowed: if id.is_some() {
-                    "DELETE, POST"
-                } else {
-                    "GET, POST"
-                }
-                .into(),
+            // The page's forms revoke one, or all.
+            Action::Revoke { id, form } => self.revoke_answer(&session, id, form).await,
+            Action::NotAllowed(allowed) => Err(crate::error::LoginError::MethodNotAllowed {
+                allowed: allowed.into(),
             }
             .into()),
         }

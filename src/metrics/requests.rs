@@ -87,11 +87,10 @@ pub struct Connections {
 // === impl RouteClass ===
 
 impl RouteClass {
-    /// Classifies a request path.
-    pub fn of_path(path: &str) -> Self {
-        if path.starts_with("/.auth/") || path == "/.auth" {
-            Self::Auth
-        } else if path.contains("/_apis/") || path.ends_with("/_apis") {
+    /// Classifies a path forwarded upstream (own endpoints are
+    /// [`Self::Auth`], told by `endpoint::Endpoint`).
+    pub fn of_upstream_path(path: &str) -> Self {
+        if path.contains("/_apis/") || path.ends_with("/_apis") {
             Self::Api
         } else if path.contains("/_git/") {
             Self::Git
@@ -275,11 +274,11 @@ mod tests {
 
     #[test]
     fn route_classes() {
-        let check = |path, want: RouteClass| assert_eq!(RouteClass::of_path(path), want, "{path}");
+        let check =
+            |path, want: RouteClass| assert_eq!(RouteClass::of_upstream_path(path), want, "{path}");
         check("/org/_apis/projects", RouteClass::Api);
         check("/.hosts/vsrm/org/_apis/release/releases", RouteClass::Api);
         check("/org/proj/_git/repo/info/refs", RouteClass::Git);
         check("/org/proj", RouteClass::Other);
-        check("/.auth/login", RouteClass::Auth);
     }
 }

@@ -42,7 +42,7 @@ use crate::config::{AuthPlan, Config};
 use crate::diagnose;
 use crate::error::{self, Error};
 use crate::identity::{Credential, Identity, IdentityError};
-use crate::metrics::{Metrics, RouteClass};
+use crate::metrics::Metrics;
 use crate::request::{RequestCtx, X_REQUEST_ID};
 use crate::tls::TlsError;
 
@@ -297,7 +297,7 @@ impl Inner {
         if let Some(preflight) = self.admit(&mut req, via.downstream.remote, record)? {
             return Ok(preflight);
         }
-        if record.ctx().route == RouteClass::Auth {
+        if record.ctx().own.is_some() {
             return Box::pin(self.identity.serve_auth(req, record.ctx())).await;
         }
         let target = self.router.route(req.uri())?;

@@ -84,15 +84,16 @@ impl Origins {
     /// Admits the request or says why not.
     pub fn admit<B>(&self, req: &Request<B>) -> Result<Admission, Refusal> {
         let host = self.check_host(req)?;
-        let path = req.uri().path();
-        if path == "/.auth/callback" {
+        let own = crate::endpoint::Endpoint::of(req.uri().path());
+        if own == Some(crate::endpoint::Endpoint::Callback) {
             return Ok(Admission::Admitted);
         }
         // `/.auth/` makes and revokes credentials: a CORS origin gets no
         // grant there (an XSS in an allowed app would otherwise mint
         // durable tokens), only the proxy's own pages and programs.
-        let own_endpoint = path.starts_with("/.auth/") || path == "/.auth";
-        if !own_endpoint && let Some(origin) = self.cors_origin(req.headers()) {
+        if own.is_none()
+            && let Some(origin) = self.cors_origin(req.headers())
+        {
             return Ok(if super::cors::is_preflight(req.method(), req.headers()) {
                 Admission::Preflight(origin)
             } else {

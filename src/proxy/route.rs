@@ -178,7 +178,7 @@ impl Router {
                 "only paths starting with / are forwarded, not {path:?}"
             )));
         }
-        if path == "/.auth" || path.starts_with("/.auth/") {
+        if crate::endpoint::Endpoint::of(path).is_some() {
             return Err(Refusal::ReservedPath);
         }
         let seen = path::check(path).map_err(|w| Refusal::BadPath(w.explain()))?;
