@@ -109,28 +109,27 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 fn raise_descriptor_limit(max_requests: usize) {
     #[cfg(unix)]
     {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit/setrlimit only read and write the struct
-        // passed, which lives on this stack frame.
-        let raised = unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-                return;
-            }
-            let before = lim.rlim_cur;
-            // An unlimited hard limit is above the kernel's nr_open.
-            lim.rlim_cur = lim.rlim_max.min(1 << 20);
-            before < lim.rlim_cur && libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0
-        };
+        use rustix::process::{Resource, getrlimit, setrlimit};
+        let lim = getrlimit(Resource::Nofile);
+        // An unlimited hard limit (`None`) is above the kernel's nr_open.
+        let hard = lim.maximum.unwrap_or(1 << 20);
+        let wanted = hard.min(1 << 20);
+        let raised = lim.current.is_some_and(|soft| soft < wanted)
+            && setrlimit(
+                Resource::Nofile,
+                rustix::process::Rlimit {
+                    current: Some(wanted),
+                    maximum: lim.maximum,
+                },
+            )
+            .is_ok();
         if raised {
-            tracing::debug!(limit = lim.rlim_max, "raised the open-file limit");
+            tracing::debug!(limit = wanted, "raised the open-file limit");
         }
         let need = (max_requests as u64).saturating_mul(2).saturating_add(64);
-        if lim.rlim_max < need {
+        if hard < need {
             tracing::warn!(
-                limit = lim.rlim_max,
+                limit = hard,
                 listen.max_requests = max_requests,
                 "the open-file limit is below what listen.max_requests may use (two per \
                  request); lower listen.max_requests or raise the limit"

@@ -115,6 +115,7 @@ impl<L: Label> Histograms<L> {
         self.vec.reset();
     }
 
+    /// Records `seconds` under the label `value`.
     pub fn observe(&self, value: L, seconds: f64) {
         self.vec
             .with_label_values(&[value.as_str()])

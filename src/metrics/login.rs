@@ -195,6 +195,7 @@ impl Login {
         }
     }
 
+    /// Registers the sign-in and session families into `registry`.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let sessions_active = IntGauge::new(
             "ado_proxy_sessions_active",

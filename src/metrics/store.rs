@@ -79,6 +79,7 @@ impl Store {
         self.loads.clear();
     }
 
+    /// Registers the session-store families into `registry`.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let up = IntGauge::new(
             "ado_proxy_session_store_up",

@@ -31,7 +31,7 @@ async fn sigterm_turns_not_ready_keeps_serving_then_drains_in_flight_requests() 
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let signalled = Instant::now();
-    proxy.signal(libc::SIGTERM);
+    proxy.signal(rustix::process::Signal::TERM);
     tokio::time::sleep(Duration::from_millis(150)).await;
 
     // Not ready at once, but still accepting during shutdown_delay.
@@ -106,7 +106,7 @@ async fn shutdown_grace_bounds_how_long_a_request_may_hold_the_exit_after_sigint
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     // SIGINT (Ctrl-C) runs the same sequence as SIGTERM.
-    proxy.signal(libc::SIGINT);
+    proxy.signal(rustix::process::Signal::INT);
     let status = tokio::task::spawn_blocking(move || proxy.wait_exit(Duration::from_secs(10)))
         .await
         .unwrap();

@@ -266,7 +266,7 @@ async fn git_and_programs_act_as_the_signed_in_user_with_a_proxy_token() {
     assert_eq!(as_cookie.status(), 401, "a token is no cookie");
 
     // It survives a restart of the proxy (embedded store).
-    p.signal(libc::SIGTERM);
+    p.signal(rustix::process::Signal::TERM);
     p.wait_exit(Duration::from_secs(20));
     let logs_before = p.logs();
     let p = spawn(&config);

@@ -151,12 +151,12 @@ impl ProxyProcess {
         self.logs.lock().unwrap().join("\n")
     }
 
-    /// Sends a signal (`libc::SIGTERM`, `libc::SIGINT`).
-    pub fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) has no memory-safety preconditions.
-        let rc = unsafe { libc::kill(pid, signal) };
-        assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+    /// Sends a signal (`Signal::TERM`, `Signal::INT`).
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let raw = i32::try_from(self.child.id()).unwrap();
+        let pid = rustix::process::Pid::from_raw(raw).unwrap();
+        rustix::process::kill_process(pid, signal)
+            .unwrap_or_else(|e| panic!("kill({raw}, {signal:?}): {e}"));
     }
 
     /// Waits for the process to exit, at most `limit`.
