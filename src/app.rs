@@ -10,7 +10,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -354,7 +354,7 @@ async fn shutdown_sequence(
 ) {
     // An error means the handle was dropped: shut down as well.
     let _ = signal.wait_for(|stop| *stop).await;
-    let started = Instant::now();
+    let started = crate::clock::real_instant();
     health.set_ready(false);
     tokio::time::sleep(phases.delay).await;
     stop_accepting.send_replace(true);

@@ -110,7 +110,7 @@ impl Signer {
         client_id: &str,
         audience: &str,
     ) -> Result<String, jsonwebtoken::errors::Error> {
-        let now = SystemTime::now()
+        let now = crate::clock::real_wall()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);

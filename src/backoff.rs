@@ -107,7 +107,7 @@ mod tests {
             let d = jitter_down(Duration::from_secs(100));
             assert!(d >= Duration::from_secs(90) && d <= Duration::from_secs(100));
         }
-        let now = Instant::now();
+        let now = crate::clock::real_instant();
         assert_eq!(seconds_until(None, now), 1);
         assert_eq!(
             seconds_until(Some(now + Duration::from_millis(1500)), now),

@@ -12,6 +12,24 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
+/// The system's monotonic time, for real waiting and measuring: the
+/// deadline of a real call, a duration for the metrics or the log, an
+/// idle connection. Never for token, session or backoff time, which is
+/// the [`Clock`]'s.
+#[allow(clippy::disallowed_methods, reason = "the one real-time source")]
+pub fn real_instant() -> Instant {
+    Instant::now()
+}
+
+/// The system's wall-clock time, for times another party checks (an
+/// assertion's `iat`/`exp`, a file's age, a managed identity's
+/// `expires_on`, a PAT's `validTo`): moving the proxy's clock cannot
+/// change theirs.
+#[allow(clippy::disallowed_methods, reason = "the one real-time source")]
+pub fn real_wall() -> SystemTime {
+    SystemTime::now()
+}
+
 /// The system clock plus an offset only tests set. Clones share it.
 #[derive(Clone, Debug)]
 pub struct Clock {
@@ -46,12 +64,12 @@ impl Clock {
 
     /// Now, as a monotonic instant.
     pub fn now(&self) -> Instant {
-        Instant::now() + self.ahead()
+        real_instant() + self.ahead()
     }
 
     /// Now, as wall-clock time.
     pub fn wall(&self) -> SystemTime {
-        SystemTime::now() + self.ahead()
+        real_wall() + self.ahead()
     }
 
     /// Milliseconds since the epoch.

@@ -343,7 +343,7 @@ mod tests {
                 false,
             ),
         ];
-        let start = Instant::now() + secs(1000);
+        let start = crate::clock::real_instant() + secs(1000);
         for (i, &(left, lifetime, refusal, forced_ago, retry_in, waited, want, recorded)) in
             rows.iter().enumerate()
         {
@@ -372,7 +372,7 @@ mod tests {
 
     #[test]
     fn a_token_is_not_sent_in_its_last_two_seconds() {
-        let now = Instant::now();
+        let now = crate::clock::real_instant();
         assert!(Gate::usable(now + secs(3), now));
         assert!(!Gate::usable(now + secs(2), now));
         assert!(!Gate::usable(now, now + secs(1)));
@@ -380,7 +380,7 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_a_success_resets_it() {
-        let now = Instant::now();
+        let now = crate::clock::real_instant();
         let mut a = Attempts::default();
         a.back_off(now);
         let first = a.retry_at.unwrap() - now;

@@ -63,7 +63,7 @@ impl RequestCtx {
         let own = Endpoint::of(path);
         Self {
             request_id: request_id(req.headers()),
-            start: Instant::now(),
+            start: crate::clock::real_instant(),
             method: req.method().clone(),
             route: match own {
                 Some(_) => RouteClass::Auth,

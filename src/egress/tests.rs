@@ -230,7 +230,7 @@ async fn interim_answers_and_mixed_line_ends_are_read_as_proxies_send_them() {
     ] {
         let answer: &'static [u8] = Box::leak(answer.to_vec().into_boxed_slice());
         let (port, _proxy) = fake_proxy(answer).await;
-        let started = std::time::Instant::now();
+        let started = crate::clock::real_instant();
         let io = connect(&plan(port, false, ""), "https://dev.azure.test").await;
         assert!(
             io.is_ok(),

@@ -6,7 +6,7 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 use url::Url;
@@ -125,11 +125,12 @@ async fn sign_in(
     let _ = out.flush();
 
     let mut interval = Duration::from_secs(code.interval.unwrap_or(5).max(1));
-    let deadline = Instant::now() + Duration::from_secs(code.expires_in.unwrap_or(900));
+    let deadline =
+        crate::clock::real_instant() + Duration::from_secs(code.expires_in.unwrap_or(900));
     let token_url = endpoint(config, "token")?;
     loop {
         tokio::time::sleep(interval).await;
-        if Instant::now() >= deadline {
+        if crate::clock::real_instant() >= deadline {
             return Err("the code expired before the sign-in completed; run login again".into());
         }
         let req = http

@@ -138,7 +138,7 @@ impl Identity {
             // A client's own token: at its expiry.
             (_, Credential::Client(until)) => {
                 let left = until
-                    .duration_since(std::time::SystemTime::now())
+                    .duration_since(crate::clock::real_wall())
                     .unwrap_or_default();
                 Some(Box::pin(tokio::time::sleep(left)))
             }

@@ -41,7 +41,7 @@ impl PatSource {
             return Ok(Self {
                 file: Some(PatFile {
                     path: path.clone(),
-                    started: Instant::now(),
+                    started: crate::clock::real_instant(),
                     next_check_ms: AtomicU64::new(RECHECK_MS),
                     version: RwLock::new(version),
                 }),

@@ -4,7 +4,7 @@
 //! token `ado-auth-proxy login` stored (device code), or a PAT.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::HeaderValue;
 use serde::Deserialize;
@@ -442,7 +442,7 @@ fn parse_managed(status: u16, body: &[u8]) -> Result<Acquired, AcquireError> {
         return Err(managed_refusal(status, body));
     };
     // `expires_on` is the endpoint's clock: compare with the system's.
-    let now = unix(SystemTime::now());
+    let now = unix(crate::clock::real_wall());
     let lifetime = raw
         .expires_in
         .or_else(|| raw.expires_on.map(|on| on.saturating_sub(now)))
@@ -503,7 +503,7 @@ mod tests {
 
     #[test]
     fn managed_identity_answers_with_string_or_number_expiry() {
-        let now = unix(SystemTime::now());
+        let now = unix(crate::clock::real_wall());
         // IMDS: strings.
         let imds = format!(
             r#"{{"access_token":"eyJ0.x.y","expires_in":"3599","expires_on":"{}","resource":"{ADO_RESOURCE}","token_type":"Bearer"}}"#,

@@ -15,7 +15,7 @@
 //! (`oauth::id_token::Jwks`).
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use http::{HeaderMap, header};
@@ -118,7 +118,7 @@ impl Login {
         let Some(token) = bearer_jwt(headers) else {
             return Ok(None);
         };
-        let now = SystemTime::now()
+        let now = crate::clock::real_wall()
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
             .as_secs();

@@ -6,7 +6,7 @@
 //! other tokens, so with the other providers the page says so.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
@@ -193,7 +193,7 @@ impl Login {
         c: Create,
         form: bool,
     ) -> Result<Response<ProxyBody>, Error> {
-        let valid_to = SystemTime::now() + Duration::from_secs(c.days * 86_400);
+        let valid_to = crate::clock::real_wall() + Duration::from_secs(c.days * 86_400);
         let body = json!({
             "displayName": c.name,
             "scope": c.scopes.join(" "),

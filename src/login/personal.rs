@@ -109,7 +109,9 @@ impl Login {
             .get(&session.store_key)
             .is_none_or(|t| t.elapsed() >= USE_NOTE_INTERVAL);
         if due {
-            tokens.noted.insert(session.store_key, Instant::now());
+            tokens
+                .noted
+                .insert(session.store_key, crate::clock::real_instant());
             let (store, s) = (self.store.clone(), session.clone());
             tokio::spawn(async move {
                 let _ = store.token_used(&s).await;

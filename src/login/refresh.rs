@@ -3,7 +3,7 @@
 //! requests wait (they share its outcome), and failures handled by cause.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::clock::Clock;
 
@@ -107,7 +107,10 @@ impl Login {
         let holder = super::provider::random_token();
         // A bound on real waiting (the lease holder's token call), so the
         // system clock, not the proxy's.
-        let deadline = Instant::now() + self.provider_timeout + LEASE_TTL + Duration::from_secs(1);
+        let deadline = crate::clock::real_instant()
+            + self.provider_timeout
+            + LEASE_TTL
+            + Duration::from_secs(1);
         let mut pause = Duration::from_millis(5);
         loop {
             if let Some(done) = self.look_again(session, forced, return_to).await {
@@ -118,7 +121,7 @@ impl Login {
                 Ok(false) => {}
                 Err(e) => return self.store_down(session, e),
             }
-            if Instant::now() >= deadline {
+            if crate::clock::real_instant() >= deadline {
                 let tokens = session.tokens();
                 if self.usable(&tokens) {
                     return Ok(tokens);

@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 use prometheus::{IntGaugeVec, Opts, Registry};
 
@@ -53,7 +52,7 @@ impl SecretAges {
             let age = std::fs::metadata(path)
                 .and_then(|m| m.modified())
                 .ok()
-                .and_then(|t| SystemTime::now().duration_since(t).ok());
+                .and_then(|t| crate::clock::real_wall().duration_since(t).ok());
             match age {
                 Some(age) => self
                     .gauge

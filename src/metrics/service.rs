@@ -138,7 +138,7 @@ impl Service {
     pub(super) fn before_scrape(&self) {
         let at = self.expires_at.load(Ordering::Relaxed);
         if at > 0 {
-            let now = std::time::SystemTime::now()
+            let now = crate::clock::real_wall()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);

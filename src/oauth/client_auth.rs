@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use crate::assertion::{ASSERTION_TYPE, Signer};
 use crate::config::{AuthConfig, Credential, Secret};
@@ -118,7 +118,7 @@ impl ClientAuth {
                 let token = read("federated_token_file", path)?;
                 // Entra would only say AADSTS700024; whatever writes the
                 // file (a CI step, the kubelet) must renew it.
-                if let Some(exp) = crate::assertion::expired_at(&token, SystemTime::now()) {
+                if let Some(exp) = crate::assertion::expired_at(&token, crate::clock::real_wall()) {
                     return Err(format!(
                         "auth.federated_token_file: the token in {} expired at {} (exp {exp}); \
                          whatever writes the file must renew it before it expires",

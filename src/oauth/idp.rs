@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -148,7 +148,7 @@ impl IdpHttp {
         req: reqwest::RequestBuilder,
         grant: Grant,
     ) -> Result<(u16, bytes::Bytes), IdpError> {
-        let started = Instant::now();
+        let started = crate::clock::real_instant();
         let result = async {
             let mut resp = req
                 .send()

@@ -111,7 +111,7 @@ impl Downstream {
         *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Slot::Ready(Own {
             upstream: upstream.clone(),
             sender,
-            used: Instant::now(),
+            used: crate::clock::real_instant(),
         });
     }
 
@@ -217,7 +217,7 @@ mod tests {
         Own {
             upstream: upstream.clone(),
             sender,
-            used: Instant::now(),
+            used: crate::clock::real_instant(),
         }
     }
 

@@ -20,7 +20,6 @@ mod tunnel;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -330,7 +329,7 @@ impl Inner {
         // policy change): such a request can be refreshed and sent again
         // once, if it has no body to replay.
         let retry = (credential.refreshable() && bodyless).then(|| clone_head(&upstream_req));
-        let sent = Instant::now();
+        let sent = crate::clock::real_instant();
         let mut resp = via.send(upstream_req, upstream).await?;
         let renewed = self
             .identity
