@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the benchmark scripts (sourced, not run).
 
 # static_upstream NGINX WORK PORT: starts nginx on 127.0.0.1:PORT answering

@@ -87,9 +87,9 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   # Let them release their ports: a run right after must be able to bind.
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  [ -f "$work/up.pid" ] && kill "$(cat "$work/up.pid")" 2>/dev/null || true
-  [ -f "$work/px.pid" ] && kill "$(cat "$work/px.pid")" 2>/dev/null || true
-  [ -f "$work/haproxy.pid" ] && kill "$(cat "$work/haproxy.pid")" 2>/dev/null || true
+  for f in up px haproxy; do
+    if [ -f "$work/$f.pid" ]; then kill "$(cat "$work/$f.pid")" 2>/dev/null || true; fi
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -180,10 +180,10 @@ start_proxy() {
   local bin=$1 port=$2 admin=$3 log=$4
   shift 4
   local auth=("$@")
-  [ ${#auth[@]} -eq 0 ] && auth=(ADO_AUTH_PROXY_AUTH__MODE=pat ADO_AUTH_PROXY_AUTH__PAT_FILE=$work/pat)
-  env ADO_AUTH_PROXY_LISTEN__ADDRESS=127.0.0.1:$port \
-    ADO_AUTH_PROXY_ADMIN__ADDRESS=127.0.0.1:$admin \
-    ADO_AUTH_PROXY_UPSTREAM__URL=http://127.0.0.1:$UP_PORT \
+  [ ${#auth[@]} -eq 0 ] && auth=(ADO_AUTH_PROXY_AUTH__MODE=pat "ADO_AUTH_PROXY_AUTH__PAT_FILE=$work/pat")
+  env "ADO_AUTH_PROXY_LISTEN__ADDRESS=127.0.0.1:$port" \
+    "ADO_AUTH_PROXY_ADMIN__ADDRESS=127.0.0.1:$admin" \
+    "ADO_AUTH_PROXY_UPSTREAM__URL=http://127.0.0.1:$UP_PORT" \
     ADO_AUTH_PROXY_LOG__LEVEL=warn ADO_AUTH_PROXY_LISTEN__SHUTDOWN_DELAY=0s \
     "${auth[@]}" "$bin" --config "$work/bench.toml" 2>"$log" &
 }
@@ -199,7 +199,7 @@ mkdir -p "$work/user"
 cookie="ado_proxy_session=$(target/release/examples/session_bench --write-session "$work/user/sessions.db")"
 start_proxy "$BIN" "$USER_PORT" "$((USER_PORT + 1))" "$work/user.log" \
   ADO_AUTH_PROXY_AUTH__MODE=user ADO_AUTH_PROXY_AUTH__PROVIDER=oidc \
-  ADO_AUTH_PROXY_AUTH__CLIENT_ID=bench ADO_AUTH_PROXY_AUTH__ISSUER_URL=http://127.0.0.1:$IDP_PORT \
+  ADO_AUTH_PROXY_AUTH__CLIENT_ID=bench "ADO_AUTH_PROXY_AUTH__ISSUER_URL=http://127.0.0.1:$IDP_PORT" \
   ADO_AUTH_PROXY_SESSION__PATH="$work/user/sessions.db"
 pids+=($!)
 user_pid=$!
@@ -213,7 +213,7 @@ if [ -n "$BASELINE_BIN" ]; then
   targets="$targets baseline"
   ports="$ports $BASELINE_PORT"
 fi
-target/release/examples/hyper_floor 127.0.0.1:$FLOOR_PORT http://127.0.0.1:$UP_PORT &
+target/release/examples/hyper_floor "127.0.0.1:$FLOOR_PORT" "http://127.0.0.1:$UP_PORT" &
 pids+=($!)
 floor_pid=$!
 declare -A model_port model_pid

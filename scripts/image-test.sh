@@ -59,7 +59,8 @@ export CONTAINERS_CONF="$WORK/containers.conf" CONTAINERS_STORAGE_CONF="$WORK/st
 base() {
   local name=$1 packages=$2
   podman image exists "$name" && return 0
-  local tar="$WORK/$(basename "${name%%:*}").tar"
+  local tar
+  tar="$WORK/$(basename "${name%%:*}").tar"
   mmdebstrap --quiet --variant=extract --include="$packages" bookworm "$tar"
   mkdir -p "$WORK/extra/etc/ssl/certs"
   cp /etc/ssl/certs/ca-certificates.crt "$WORK/extra/etc/ssl/certs/"

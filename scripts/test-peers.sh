@@ -22,6 +22,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # squid is the corporate egress proxy of the egress tests.
 [ -x /usr/sbin/squid ] || missing+=(squid)
+# The scripts are checked with ShellCheck (scripts/test.sh).
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing test peers: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

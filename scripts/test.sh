@@ -5,6 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The toolchain rust-toolchain.toml pins: a machine whose stable is that
+# version links it under the pinned name instead of downloading it.
+pinned=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
+if ! rustup toolchain list | grep -qE "^${pinned}(-| |\$)"; then
+  stable=$(rustup run stable rustc --version | cut -d' ' -f2)
+  if [ "$stable" = "$pinned" ]; then
+    rustup toolchain link "$pinned" "$(rustup run stable rustc --print sysroot)"
+  fi
+fi
+
 # Test peers (apt packages, npm and PyPI packages), installed when missing.
 scripts/test-peers.sh
 for component in rustfmt clippy; do
@@ -12,6 +22,7 @@ for component in rustfmt clippy; do
 done
 
 cargo fmt --all -- --check
+shellcheck scripts/*.sh .ci/run
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
 # The container image, built from deploy/Dockerfile and run with podman
