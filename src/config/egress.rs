@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use super::load::Problem;
+use super::problem::Problem;
 use super::{Secret, UpstreamConfig};
 
 /// The environment variables that can name an egress proxy, lower-case

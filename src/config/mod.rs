@@ -14,7 +14,9 @@ mod egress;
 mod env;
 mod load;
 mod plan;
+mod problem;
 mod secret;
+mod secret_slots;
 mod validate;
 mod warnings;
 
@@ -29,10 +31,9 @@ use url::Url;
 pub use cidr::Cidr;
 pub use egress::{EgressPlan, ProxyCredentials, ProxyEnvironment, ProxyTarget, egress_plan};
 pub use env::{ENV_PREFIX, EnvProvider, ignored as ignored_env};
-pub use load::{
-    Problem, Problems, figment_for, load, load_checking, load_file, load_file_checking,
-};
+pub use load::{figment_for, load, load_checking, load_file, load_file_checking};
 pub use plan::{AuthPlan, Credential, SourcePlan, StorePlan, credential, plan};
+pub use problem::{Problem, Problems};
 pub use secret::Secret;
 pub use validate::validate;
 pub use warnings::{warnings, world_readable};

@@ -11,7 +11,7 @@ mod auth;
 mod store;
 
 use super::Config;
-use super::load::Problem;
+use super::problem::Problem;
 
 /// The smallest header limit hyper accepts.
 const MIN_HEADER_BYTES: usize = 8 * 1024;

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::load::Problem;
+use super::problem::Problem;
 use super::{AuthMode, Config, Provider, StoreKind};
 
 /// The warnings of a valid `config`; with `files`, also those about the

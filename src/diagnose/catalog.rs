@@ -10,7 +10,7 @@
 //! credentials: each entry says which [`Caller`]s it [`Applies`] to
 //! (`callers.rs`).
 
-pub use super::callers::{Applies, Caller, Symptom};
+pub use super::callers::{Applies, Caller};
 
 /// Who can fix the problem; decides the wording and the status for git.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,16 +13,18 @@ mod markup;
 mod provider;
 mod render;
 mod said;
+mod symptom;
 
 use http::{HeaderMap, StatusCode, header};
 
-pub use catalog::{Applies, CATALOG, Caller, Entry, Fixer, Symptom};
+pub use catalog::{Applies, CATALOG, Caller, Entry, Fixer};
 pub use client_token::ClientToken;
 pub use provider::{
     CODES, Case, Code, OAUTH_ERROR, OTHER_AADSTS, ProviderSaid, ServiceFailure, TokenPath,
     UNAVAILABLE,
 };
 pub use said::{LEGACY_RETIRED, legacy_retired, read as read_provider_body};
+pub use symptom::Symptom;
 
 /// Largest upstream error body read to recognise it; larger ones pass
 /// through untouched.

@@ -221,7 +221,7 @@ fn refusal(body: &crate::oauth::idp::TokenErrorBody) -> String {
 
 /// A string claim of a JWT (not verified; only shown).
 pub fn claim(jwt: &str, names: &[&str]) -> Option<String> {
-    let v: serde_json::Value = super::service::jwt_payload(jwt)?;
+    let v: serde_json::Value = crate::assertion::jwt_payload(jwt)?;
     names
         .iter()
         .find_map(|n| v.get(*n).and_then(|c| c.as_str()).map(str::to_string))

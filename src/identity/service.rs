@@ -524,10 +524,8 @@ impl ServiceIdentity {
 /// The identity claims of a JWT access token (not verified: Azure DevOps
 /// does that; these are only shown).
 fn claims_of(token: &str) -> Option<Claims> {
-    jwt_payload(token)
+    crate::assertion::jwt_payload(token)
 }
-
-pub(crate) use crate::assertion::jwt_payload;
 
 /// The `source` label: the configured `auth.source`.
 fn source_label(plan: &SourcePlan) -> &'static str {

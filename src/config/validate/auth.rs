@@ -1,6 +1,6 @@
 //! `[auth]`: what each mode, source and provider needs, and who may call.
 
-use super::super::load::Problem;
+use super::super::problem::Problem;
 use super::super::{AuthConfig, AuthMode, Config, Provider, ServiceSource};
 use super::store::store;
 use super::{http_url, positive, readable, secret_file};
@@ -338,7 +338,7 @@ fn secret_files(a: &AuthConfig, out: &mut Vec<Problem>) {
         );
     }
     if let Some(path) = &a.client_secret_file {
-        match super::super::plan::secret_slots(path) {
+        match super::super::secret_slots::secret_slots(path) {
             Ok(None) => secret_file("auth.client_secret_file", path, "the client secret", out),
             Ok(Some(slots)) => {
                 if a.client_secret_next_file.is_some() {

@@ -2,7 +2,7 @@
 
 use url::Url;
 
-use super::super::load::Problem;
+use super::super::problem::Problem;
 use super::super::{SessionConfig, StoreKind};
 use super::{positive, readable, secret_file};
 
