@@ -32,7 +32,7 @@ pub use cidr::Cidr;
 pub use egress::{EgressPlan, ProxyCredentials, ProxyEnvironment, ProxyTarget, egress_plan};
 pub use env::{ENV_PREFIX, EnvProvider, ignored as ignored_env};
 pub use load::{figment_for, load, load_checking, load_file, load_file_checking};
-pub use plan::{AuthPlan, Credential, SourcePlan, StorePlan, credential, plan};
+pub use plan::{AppCredential, AuthPlan, SourcePlan, StorePlan, credential, plan};
 pub use problem::{Problem, Problems};
 pub use secret::Secret;
 pub use validate::validate;

@@ -49,7 +49,7 @@ pub enum SourcePlan {
     /// A PAT.
     Pat,
     /// Entra client credentials with the app's credential.
-    ClientCredentials(Credential),
+    ClientCredentials(AppCredential),
     /// Azure Workload Identity: the projected token is the assertion.
     WorkloadIdentity {
         /// `auth.federated_token_file`.
@@ -74,7 +74,7 @@ pub enum SourcePlan {
 
 /// The app's credential at a token endpoint.
 #[derive(Debug, Clone)]
-pub enum Credential {
+pub enum AppCredential {
     /// `auth.client_secret`.
     Secret(Secret),
     /// `auth.client_secret_file`, and `auth.client_secret_next_file`.
@@ -157,14 +157,14 @@ fn auth_plan(config: &Config) -> AuthPlan {
 
 /// The configured credential, a certificate first; `None` for a public
 /// client.
-pub fn credential(a: &AuthConfig) -> Option<Credential> {
+pub fn credential(a: &AuthConfig) -> Option<AppCredential> {
     match (
         &a.client_certificate_file,
         &a.client_key_file,
         &a.client_secret_file,
         &a.client_secret,
     ) {
-        (Some(cert), Some(key), _, _) => Some(Credential::Certificate {
+        (Some(cert), Some(key), _, _) => Some(AppCredential::Certificate {
             cert: cert.clone(),
             key: key.clone(),
         }),
@@ -173,11 +173,11 @@ pub fn credential(a: &AuthConfig) -> Option<Credential> {
             Ok(Some(slots)) => {
                 let mut slots = slots.into_iter();
                 let first = slots.next().unwrap_or_else(|| f.clone());
-                Credential::SecretFile(first, slots.next())
+                AppCredential::SecretFile(first, slots.next())
             }
-            _ => Credential::SecretFile(f.clone(), a.client_secret_next_file.clone()),
+            _ => AppCredential::SecretFile(f.clone(), a.client_secret_next_file.clone()),
         }),
-        (_, _, None, Some(s)) => Some(Credential::Secret(s.clone())),
+        (_, _, None, Some(s)) => Some(AppCredential::Secret(s.clone())),
         _ => None,
     }
 }

@@ -26,7 +26,7 @@ use http::{HeaderMap, HeaderValue};
 use url::Url;
 
 use self::cookies::CookieJar;
-use self::provider::Provider;
+use self::provider::ProviderClient;
 use crate::clock::Clock;
 use crate::config::{Config, Provider as ProviderKind, StorePlan};
 use crate::error::Error;
@@ -37,7 +37,7 @@ use crate::session::{Miss, Session, Sessions};
 
 /// Everything mode `user` needs, shared by all connections.
 pub struct Login {
-    provider: Provider,
+    provider: ProviderClient,
     store: Arc<Sessions>,
     /// Multi-tenant Entra: each organization's directory.
     directories: Option<tenants::OrgDirectories>,
@@ -239,7 +239,7 @@ impl Login {
         let base = public_url.as_str().trim_end_matches('/');
         let callback = Url::parse(&format!("{base}/.auth/callback"))
             .map_err(|e| format!("listen.public_url: cannot build the callback URL: {e}"))?;
-        let provider = Provider::new(auth, kind, callback, http, store.clock())?;
+        let provider = ProviderClient::new(auth, kind, callback, http, store.clock())?;
         if kind == ProviderKind::AzureDevops {
             // Its secrets expire 60 days after they are created.
             metrics.secret_ages.watch(provider.secret_files());

@@ -28,8 +28,9 @@ use crate::oauth::id_token::{
 };
 use crate::oauth::idp::{Grant, IdpError, IdpHttp, TokenSet, parse_token_response, rejected};
 
-/// The configured provider.
-pub struct Provider {
+/// The client of the configured sign-in provider (`config::Provider` names
+/// which kind it is).
+pub struct ProviderClient {
     kind: Kind,
     client_id: String,
     credential: Option<ClientAuth>,
@@ -129,9 +130,9 @@ struct Profile {
     public_alias: Option<String>,
 }
 
-// === impl Provider ===
+// === impl ProviderClient ===
 
-impl Provider {
+impl ProviderClient {
     /// Builds the provider for `[auth]`; `callback` is the redirect URI,
     /// `clock` spaces the fetches of its signing keys.
     pub fn new(

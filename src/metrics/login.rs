@@ -161,7 +161,7 @@ const PROVIDER_BUCKETS: &[f64] = &[
 ];
 
 /// Sign-ins and tokens.
-pub struct Login {
+pub struct LoginMetrics {
     logins: Counters<LoginOutcome>,
     failures: Counters<LoginFailure>,
     refreshes: Counters<RefreshOutcome>,
@@ -174,9 +174,9 @@ pub struct Login {
     pub sessions_active: IntGauge,
 }
 
-// === impl Login ===
+// === impl LoginMetrics ===
 
-impl Login {
+impl LoginMetrics {
     /// Registers the sign-in families into `registry`.
     /// Drops the 0 series of what the running mode never does: sign-ins,
     /// refreshes and tokens of users without sessions (modes other than

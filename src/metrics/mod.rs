@@ -15,8 +15,8 @@ mod upstream;
 use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 
 pub use login::{
-    ClaimsOutcome, DirectoryOutcome, Grant, Login, LoginFailure, LoginOutcome, RefreshOutcome,
-    TenantTokenOutcome, TokenOutcome,
+    ClaimsOutcome, DirectoryOutcome, Grant, LoginFailure, LoginMetrics, LoginOutcome,
+    RefreshOutcome, TenantTokenOutcome, TokenOutcome,
 };
 pub use requests::{Connections, RefusalReason, Requests, RouteClass};
 pub use secrets::SecretAges;
@@ -40,7 +40,7 @@ pub struct Metrics {
     /// Upstream exchanges.
     pub upstream: Upstream,
     /// Sign-ins, refreshes, provider calls.
-    pub login: Login,
+    pub login: LoginMetrics,
     /// The session store.
     pub store: Store,
     /// The service identity's tokens.
@@ -73,7 +73,7 @@ impl Metrics {
             requests: Requests::register(&registry)?,
             connections: Connections::register(&registry)?,
             upstream: Upstream::register(&registry)?,
-            login: Login::register(&registry)?,
+            login: LoginMetrics::register(&registry)?,
             store: Store::register(&registry)?,
             service: Service::register(&registry)?,
             tunnels: Tunnels::register(&registry)?,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::assertion::{ASSERTION_TYPE, Signer};
-use crate::config::{AuthConfig, Credential, Secret};
+use crate::config::{AppCredential, AuthConfig, Secret};
 
 /// The app's credential.
 pub enum ClientAuth {
@@ -49,14 +49,14 @@ impl ClientAuth {
     }
 
     /// The credential a plan names; a certificate is read and checked now.
-    pub fn load(credential: &Credential) -> Result<Self, String> {
+    pub fn load(credential: &AppCredential) -> Result<Self, String> {
         Ok(match credential {
-            Credential::Secret(s) => Self::Secret(s.clone()),
-            Credential::SecretFile(f, next) => Self::SecretFile(
+            AppCredential::Secret(s) => Self::Secret(s.clone()),
+            AppCredential::SecretFile(f, next) => Self::SecretFile(
                 std::iter::once(f.clone()).chain(next.clone()).collect(),
                 AtomicUsize::new(0),
             ),
-            Credential::Certificate { cert, key } => Self::Certificate(
+            AppCredential::Certificate { cert, key } => Self::Certificate(
                 Signer::load(cert, key).map_err(|e| format!("{}: {}", e.key, e.message))?,
             ),
         })
@@ -228,7 +228,7 @@ mod tests {
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         std::fs::write(&a, "old").unwrap();
         std::fs::write(&b, "new").unwrap();
-        let auth = ClientAuth::load(&Credential::SecretFile(a, Some(b))).unwrap();
+        let auth = ClientAuth::load(&AppCredential::SecretFile(a, Some(b))).unwrap();
         let secret = |auth: &ClientAuth| match auth.present("app", "x").unwrap() {
             Presented::Secret(s) => s,
             Presented::Assertion(_) => panic!("a secret"),
@@ -249,7 +249,8 @@ mod tests {
             ["current", "next"]
         );
         // One slot: nothing to try.
-        let single = ClientAuth::load(&Credential::SecretFile(dir.path().join("a"), None)).unwrap();
+        let single =
+            ClientAuth::load(&AppCredential::SecretFile(dir.path().join("a"), None)).unwrap();
         assert_eq!(single.other_secret(0), None);
     }
 
@@ -265,7 +266,7 @@ mod tests {
         std::fs::write(&b, "good").unwrap();
         for _ in 0..200 {
             let auth =
-                ClientAuth::load(&Credential::SecretFile(a.clone(), Some(b.clone()))).unwrap();
+                ClientAuth::load(&AppCredential::SecretFile(a.clone(), Some(b.clone()))).unwrap();
             let barrier = std::sync::Barrier::new(8);
             std::thread::scope(|s| {
                 for _ in 0..8 {

@@ -754,7 +754,7 @@ fn a_secret_directory_holds_the_two_slots() {
     );
     let config = load(&figment(&toml, &[])).unwrap_or_else(|e| panic!("{e}"));
     match crate::config::credential(&config.auth) {
-        Some(crate::config::Credential::SecretFile(first, Some(next))) => {
+        Some(crate::config::AppCredential::SecretFile(first, Some(next))) => {
             assert_eq!(first, dir.path().join("secret-a"));
             assert_eq!(next, dir.path().join("secret-b"));
         }
