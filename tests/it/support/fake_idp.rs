@@ -1,6 +1,7 @@
 //! An in-process fake of Microsoft Entra ID (v2 endpoints) and of the
-//! legacy Azure DevOps OAuth service, faithful to the shapes in
-//! `shared/reference/azure-devops-auth.md` §1, §3 and §7: codes bound to
+//! legacy Azure DevOps OAuth service, faithful to the shapes Microsoft
+//! documents (Microsoft identity platform: authorization code flow, error
+//! codes; Azure DevOps OAuth 2.0): codes bound to
 //! client, redirect URI and PKCE challenge; single-use codes (54005);
 //! rotating refresh tokens (Entra keeps old ones valid, legacy does not);
 //! AADSTS error bodies with trace and correlation ids; legacy PascalCase
