@@ -1,5 +1,6 @@
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
+use super::words::{MAX_SERVICE_ERROR, message_of, soap_message};
 use super::*;
 
 /// [`recognise`] of an answer without a reason phrase.
