@@ -47,8 +47,14 @@ const API: &str = "/contoso/_apis/projects";
 /// case the catalog does not have.
 #[test]
 fn the_errors_guide_lists_the_catalog() {
-    let doc =
+    let whole =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/errors.md")).unwrap();
+    // The proxy's own answers have a table of their own (error::OWN_IDS).
+    let doc = whole
+        .split("## The proxy's own answers")
+        .next()
+        .unwrap()
+        .to_string();
     let rows: Vec<&str> = doc
         .lines()
         .filter_map(|l| l.strip_prefix("| `")?.split('`').next())

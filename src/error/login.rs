@@ -101,7 +101,29 @@ impl LoginError {
         Some(finding)
     }
 
-    /// A fixed label for metrics and the answer's id.
+    /// The answer's id: the metric label's meaning, spelled as every
+    /// answer id is.
+    pub fn id(&self) -> &'static str {
+        match self {
+            Self::MethodNotAllowed { .. } => "method-not-allowed",
+            Self::BadReturnPath => "bad-return-path",
+            Self::Provider(_) => "sign-in-provider-unavailable",
+            Self::MissingState => "missing-state",
+            Self::UnknownState => "unknown-state",
+            Self::Expired => "sign-in-timed-out",
+            Self::NotThisBrowser => "wrong-browser",
+            Self::Denied { .. } => "provider-error",
+            Self::MissingCode => "missing-code",
+            Self::WrongIssuer => "wrong-issuer",
+            Self::Redeem(GrantError::IdToken(_), _) => "id-token-invalid",
+            Self::Redeem(..) => "code-redemption-failed",
+            Self::NotAllowed { .. } => "user-not-allowed",
+            Self::NotSignedIn => "not-signed-in",
+            Self::BadForm => "bad-form",
+        }
+    }
+
+    /// A fixed label for metrics.
     pub fn slug(&self) -> LoginFailure {
         use LoginFailure as F;
         match self {
@@ -125,9 +147,8 @@ impl LoginError {
 
     pub(super) fn answer(&self) -> Answer {
         use StatusCode as S;
-        let a = |status, title, detail: &str| {
-            Answer::new(status, self.slug().as_str(), title, detail.to_string())
-        };
+        let a =
+            |status, title, detail: &str| Answer::new(status, self.id(), title, detail.to_string());
         match self {
             Self::MethodNotAllowed { allowed } => {
                 let mut ans = a(S::METHOD_NOT_ALLOWED, "Method not allowed", &format!("This endpoint accepts {allowed}."));
@@ -164,7 +185,7 @@ impl LoginError {
                 "The answer names an issuer other than the one this sign-in was started with, which is how a mix-up attack looks. Start again.").sign_in_again("/.auth/login"),
             Self::MissingCode => a(S::BAD_REQUEST, "The sign-in answer is incomplete",
                 "The provider's answer carried no authorization code. Start again.").sign_in_again("/.auth/login"),
-            Self::Redeem(e, _) => redeem_answer(e, self.slug().as_str()),
+            Self::Redeem(e, _) => redeem_answer(e, self.id()),
             Self::NotAllowed { reason } => a(S::FORBIDDEN, "You may not use this proxy",
                 &format!("You signed in successfully, but {reason}. Ask the proxy's administrator for access (auth.allowed_tenants, auth.allowed_users, auth.allowed_email_domains).")),
             Self::NotSignedIn => a(S::UNAUTHORIZED, "Not signed in",

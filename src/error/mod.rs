@@ -11,6 +11,7 @@ mod personal;
 mod refusal;
 
 pub use login::LoginError;
+
 pub use personal::{BASIC_CHALLENGE, TokenError};
 pub use refusal::Refusal;
 
@@ -521,4 +522,113 @@ fn redirect_to_sign_in(login_url: &str, clear_cookie: Option<&HeaderValue>) -> R
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+#[cfg(test)]
+mod ids {
+    /// Every id of the proxy's own answers (the catalog's are in
+    /// `diagnose::CATALOG`), in the order of docs/errors.md's table.
+    const OWN_IDS: &[&str] = &[
+        "reserved-path",
+        "unknown-host",
+        "organization-not-allowed",
+        "organization-required",
+        "host-not-allowed",
+        "bad-host",
+        "cross-site-request",
+        "bad-path",
+        "bad-target",
+        "upgrade-not-allowed",
+        "caller-not-allowed",
+        "proxy-token-refused",
+        "sign-in-required",
+        "token-request-invalid",
+        "client-token-refused",
+        "token-not-found",
+        "too-many-tokens",
+        "pat-api-unavailable",
+        "no-credential",
+        "answer-not-rewritable",
+        "proxy-busy",
+        "session-store-unavailable",
+        "service-token-unavailable",
+        "tunnels-full",
+        "provider-configuration",
+        "provider-unavailable",
+        "upstream-unreachable",
+        "upstream-timeout",
+        "upstream-failed",
+        "egress-proxy-credentials",
+        "egress-proxy-refused",
+        "egress-proxy-failed",
+        "method-not-allowed",
+        "bad-return-path",
+        "sign-in-provider-unavailable",
+        "missing-state",
+        "unknown-state",
+        "sign-in-timed-out",
+        "wrong-browser",
+        "provider-error",
+        "missing-code",
+        "wrong-issuer",
+        "id-token-invalid",
+        "code-redemption-failed",
+        "user-not-allowed",
+        "not-signed-in",
+        "bad-form",
+    ];
+
+    /// The kebab-case literals of the error sources: the ids they write.
+    fn written() -> Vec<String> {
+        let sources = [
+            include_str!("mod.rs"),
+            include_str!("refusal.rs"),
+            include_str!("personal.rs"),
+            include_str!("login.rs"),
+        ];
+        let mut out = Vec::new();
+        for src in sources {
+            let code = src.split("#[cfg(test)]").next().unwrap_or(src);
+            for lit in code.split('"').skip(1).step_by(2) {
+                let kebab = lit.contains('-')
+                    && lit
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                // Cache-Control's value is no id.
+                if kebab && lit != "no-store" && !out.iter().any(|o| o == lit) {
+                    out.push(lit.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_id_written_is_listed_once_and_apart_from_the_catalog() {
+        for id in written() {
+            assert!(OWN_IDS.contains(&id.as_str()), "{id} is not in OWN_IDS");
+        }
+        for (i, id) in OWN_IDS.iter().enumerate() {
+            assert!(!OWN_IDS[..i].contains(id), "{id} twice");
+            assert!(
+                crate::diagnose::CATALOG.iter().all(|e| e.id != *id),
+                "{id} is also a catalog entry"
+            );
+        }
+    }
+
+    #[test]
+    fn every_own_id_is_documented_in_order() {
+        let doc = include_str!("../../docs/errors.md");
+        let table = doc
+            .split("## The proxy's own answers")
+            .nth(1)
+            .expect("docs/errors.md has the own answers' section");
+        let documented: Vec<&str> = table
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        assert_eq!(documented, OWN_IDS);
+    }
 }
