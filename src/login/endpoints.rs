@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::provider::random_token;
-use super::{Login, Pending, cookies, redirect};
+use super::{AfterSignIn, Login, Pending, cookies, redirect};
 use crate::body::ProxyBody;
 use crate::clock::unix;
 use crate::endpoint::Endpoint;
@@ -236,9 +236,11 @@ impl Login {
             return Err(Error::from(LoginError::NotAllowed { reason }));
         }
         let used = self.jar.clear(&cookie);
-        let mut resp = match &self.service_sink {
-            Some(signed_in) => self.become_service(tokens, user, signed_in).await?,
-            None => self.start_session(headers, tokens, user, &pending).await?,
+        let mut resp = match &self.after {
+            AfterSignIn::ServiceIdentity(signed_in) => {
+                self.become_service(tokens, user, signed_in).await?
+            }
+            AfterSignIn::Session => self.start_session(headers, tokens, user, &pending).await?,
         };
         resp.headers_mut()
             .extend(used.map(|c| (header::SET_COOKIE, c)));

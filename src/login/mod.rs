@@ -47,8 +47,8 @@ pub struct Login {
     client_tokens: Option<client_tokens::ClientTokens>,
     /// Entra: Azure DevOps' PAT lifecycle API, for `/.auth/pats`.
     pats: Option<pats::PatApi>,
-    /// Mode `service`: sign-ins become the service identity; notified.
-    service_sink: Option<Arc<tokio::sync::Notify>>,
+    /// What a completed sign-in becomes.
+    after: AfterSignIn,
     jar: CookieJar,
     public_url: Url,
     allow: Allowlist,
@@ -60,6 +60,15 @@ pub struct Login {
     idle_timeout: Duration,
     max_lifetime: Duration,
     metrics: Arc<Metrics>,
+}
+
+/// What a completed sign-in becomes.
+enum AfterSignIn {
+    /// A session of the user (mode `user`).
+    Session,
+    /// The service identity (mode `service` with `allow_browser_login`):
+    /// stored, then the identity is told.
+    ServiceIdentity(Arc<tokio::sync::Notify>),
 }
 
 /// A sign-in between `/.auth/login` and `/.auth/callback`, sealed into
@@ -203,7 +212,14 @@ impl Login {
             metrics.clone(),
             clock,
         )?);
-        Self::with_store(config, provider, public_url, metrics, store, None)
+        Self::with_store(
+            config,
+            provider,
+            public_url,
+            metrics,
+            store,
+            AfterSignIn::Session,
+        )
     }
 
     /// Mode `service` with `allow_browser_login`: a sign-in at
@@ -222,7 +238,7 @@ impl Login {
             public_url,
             metrics,
             store,
-            Some(signed_in),
+            AfterSignIn::ServiceIdentity(signed_in),
         )
     }
 
@@ -232,7 +248,7 @@ impl Login {
         public_url: &Url,
         metrics: Arc<Metrics>,
         store: Arc<Sessions>,
-        service_sink: Option<Arc<tokio::sync::Notify>>,
+        after: AfterSignIn,
     ) -> Result<Self, String> {
         let auth = &config.auth;
         let http = IdpHttp::new(auth, &config.upstream, metrics.clone())?;
@@ -255,16 +271,19 @@ impl Login {
         Ok(Self {
             provider,
             directories,
-            personal: match service_sink {
-                None => personal::PersonalTokens::new(config),
-                Some(_) => None,
+            // Sessions' own features; the service identity has none.
+            personal: match after {
+                AfterSignIn::Session => personal::PersonalTokens::new(config),
+                AfterSignIn::ServiceIdentity(_) => None,
             },
-            pats: match (kind, &service_sink) {
-                (ProviderKind::Entra, None) => pats::PatApi::new(config).transpose()?,
+            pats: match (kind, &after) {
+                (ProviderKind::Entra, AfterSignIn::Session) => {
+                    pats::PatApi::new(config).transpose()?
+                }
                 _ => None,
             },
-            client_tokens: match (kind, &service_sink) {
-                (ProviderKind::Entra, None) => client_tokens::ClientTokens::new(
+            client_tokens: match (kind, &after) {
+                (ProviderKind::Entra, AfterSignIn::Session) => client_tokens::ClientTokens::new(
                     config,
                     IdpHttp::new(auth, &config.upstream, metrics.clone())?,
                     &allow,
@@ -273,7 +292,7 @@ impl Login {
                 _ => None,
             },
             store,
-            service_sink,
+            after,
             jar: CookieJar::new(&config.session.cookie_name, secure),
             public_url: public_url.clone(),
             allow,
