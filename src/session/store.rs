@@ -30,15 +30,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use dashmap::DashMap;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-use super::backend::{
-    Backend, EPOCH, GENERATION_LEN, Key, Namespace, RESTORING, StoreError, Update,
-    generation_prefix,
-};
+use super::backend::{Backend, EPOCH, Key, Namespace, RESTORING, StoreError, Update};
 use super::endings::{Absent, Endings};
-use super::record::{self, StoredAccess, StoredSession, Unreadable};
+use super::record::{self, StoredAccess};
 use super::{Session, SessionKey, open};
 use crate::clock::Clock;
 use crate::config::{SessionConfig, StorePlan};
@@ -46,7 +41,9 @@ use crate::metrics::Metrics;
 use crate::metrics::StoreOp;
 use crate::seal::Sealer;
 
+mod leases;
 mod restore;
+mod sealing;
 
 use self::restore::{Epoch, Restore};
 
@@ -488,29 +485,6 @@ impl Sessions {
         }
     }
 
-    /// Takes the refresh lease of `session` for `holder`.
-    pub async fn lease(&self, session: &Session, holder: &str) -> Result<bool, StoreError> {
-        let key = Key::new(Namespace::Lease, session.store_key);
-        self.op(StoreOp::Lease, self.backend.lease(key, holder, LEASE_TTL))
-            .await
-    }
-
-    /// Keeps the lease while a slow token call is in flight.
-    pub async fn renew(&self, session: &Session, holder: &str) -> Result<bool, StoreError> {
-        let key = Key::new(Namespace::Lease, session.store_key);
-        self.op(StoreOp::Lease, self.backend.renew(key, holder, LEASE_TTL))
-            .await
-    }
-
-    /// Gives the lease up.
-    pub async fn release(&self, session: &Session, holder: &str) {
-        let key = Key::new(Namespace::Lease, session.store_key);
-        // An error leaves it to expire.
-        let _ = self
-            .op(StoreOp::Lease, self.backend.release(key, holder))
-            .await;
-    }
-
     /// The backend, for the other record kinds of this module's siblings.
     pub(super) fn backend(&self) -> &Backend {
         &self.backend
@@ -546,30 +520,6 @@ impl Sessions {
         self.sealer.open(&key.to_bytes(), sealed).ok()
     }
 
-    /// Seals a pending sign-in for the browser's pre-auth cookie. Nothing
-    /// is stored: starting a sign-in costs no store write, so a flood of
-    /// anonymous starts fills nothing and locks nobody out, and every
-    /// replica holding the key file can finish it. `state` is bound in as
-    /// associated data, so the cookie opens only for its own callback.
-    pub fn seal_pending<T: Serialize>(&self, state: &str, value: &T) -> String {
-        use base64::Engine;
-        let json = serde_json::to_vec(value).unwrap_or_default();
-        let sealed = self.sealer.seal(&pending_binding(state), &json);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
-    }
-
-    /// Opens what [`seal_pending`](Self::seal_pending) sealed for `state`;
-    /// `None` when it was sealed for another state, under an unknown key,
-    /// or tampered with.
-    pub fn open_pending<T: DeserializeOwned>(&self, state: &str, sealed: &str) -> Option<T> {
-        use base64::Engine;
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(sealed)
-            .ok()?;
-        let json = self.sealer.open(&pending_binding(state), &raw).ok()?;
-        serde_json::from_slice(&json).ok()
-    }
-
     /// Housekeeping: forgets ended sessions here, expired entries in the
     /// embedded or memory store.
     pub async fn sweep(&self, ended: &(dyn Fn(&Session) -> bool + Sync)) {
@@ -599,51 +549,6 @@ impl Sessions {
             }
         }
         r
-    }
-
-    fn seal_record(&self, key: Key, rec: &StoredSession) -> Vec<u8> {
-        let json = serde_json::to_vec(rec).unwrap_or_default();
-        let mut out = generation_prefix(rec.generation).to_vec();
-        out.extend_from_slice(&self.sealer.seal(&key.to_bytes(), &json));
-        out
-    }
-
-    /// A record's contents, or `None` (logged once, counted) when it
-    /// cannot be used.
-    fn open_record(&self, key: Key, raw: &[u8]) -> Option<StoredSession> {
-        let sealed = raw.get(GENERATION_LEN..).ok_or(Unreadable::Format);
-        let result = sealed.and_then(|s| {
-            let json = self.sealer.open(&key.to_bytes(), s)?;
-            record::decode::<StoredSession>(&json)
-        });
-        match result {
-            Ok(rec) => Some(rec),
-            Err(why) => {
-                self.metrics.store.unreadable(why);
-                let first = self
-                    .logged
-                    .lock()
-                    .map(|mut set| set.len() < MAX_LOGGED && set.insert(key.hash))
-                    .unwrap_or(true);
-                if first {
-                    tracing::warn!(
-                        reason = why.as_str(),
-                        record = format!(
-                            "{:02x}{:02x}{:02x}{:02x}",
-                            key.hash[0], key.hash[1], key.hash[2], key.hash[3]
-                        ),
-                        "a stored session cannot be used and is treated as absent{}",
-                        match why {
-                            Unreadable::UnknownKey =>
-                                " (sealed with a key no longer in session.encryption_keys_file)",
-                            Unreadable::FutureVersion => " (written by a newer ado-auth-proxy)",
-                            _ => "",
-                        }
-                    );
-                }
-                None
-            }
-        }
     }
 
     /// Another replica's access token for this session, if shared.
@@ -691,13 +596,4 @@ impl Sessions {
             .sessions_active
             .set(self.cache.len() as i64);
     }
-}
-
-/// The associated data of a sealed pending sign-in: a hash of its
-/// `state` (not an HMAC under the current key, so a key rotation during a
-/// sign-in does not break it; the sealing key itself authenticates).
-fn pending_binding(state: &str) -> Vec<u8> {
-    let mut out = b"pending:".to_vec();
-    out.extend_from_slice(ring::digest::digest(&ring::digest::SHA256, state.as_bytes()).as_ref());
-    out
 }
