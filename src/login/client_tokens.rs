@@ -74,13 +74,13 @@ impl ClientTokens {
                 .unwrap_or_else(|_| authority.clone());
             Jwks::new(uri, clock.clone())
         };
-        let keys = if allow.tenants.iter().any(|t| t == "*") {
+        let keys = if allow.tenants().iter().any(|t| t == "*") {
             TenantKeys::Any(Box::new(jwks("common")))
         } else {
             // Only tenant ids: a token names its tenant by id.
             TenantKeys::Listed(
                 allow
-                    .tenants
+                    .tenants()
                     .iter()
                     .filter(|t| uuid::Uuid::parse_str(t).is_ok())
                     .map(|t| (t.clone(), jwks(t)))

@@ -7,6 +7,7 @@
 //! Entra, legacy Azure DevOps OAuth or any OIDC issuer; `tenants.rs`
 //! gets tokens of other directories for their organizations.
 
+mod allowlist;
 mod client_tokens;
 pub mod cookies;
 mod endpoints;
@@ -25,6 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::{HeaderMap, HeaderValue};
 use url::Url;
 
+use self::allowlist::Allowlist;
 use self::cookies::CookieJar;
 use self::provider::ProviderClient;
 use crate::clock::Clock;
@@ -32,7 +34,7 @@ use crate::config::{Config, Provider as ProviderKind, StorePlan};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::oauth::idp::IdpHttp;
-use crate::session::UserInfo;
+
 use crate::session::{Miss, Session, Sessions};
 
 /// Everything mode `user` needs, shared by all connections.
@@ -81,32 +83,6 @@ struct Pending {
     return_to: String,
     /// Start, ms since the epoch.
     created_ms: u64,
-}
-
-/// Who may sign in.
-struct Allowlist {
-    tenants: Vec<String>,
-    any_tenant: bool,
-    /// Whether the provider's user names (UPN, `preferred_username`,
-    /// email) identify someone: not for an Entra user of an arbitrary
-    /// tenant (`allowed_tenants = ["*"]`), whose admin can give anyone
-    /// any name, nor `preferred_username` of a generic OIDC issuer,
-    /// which the user may choose.
-    names: NameTrust,
-    users: Vec<String>,
-    domains: Vec<String>,
-}
-
-/// Which of a user's names the allowlists may match.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum NameTrust {
-    /// UPN and the verified email (a tenant this proxy admits by name,
-    /// legacy OAuth).
-    UpnAndEmail,
-    /// Only the (verified) email: OIDC.
-    Email,
-    /// Only the object id: Entra users of any tenant.
-    ObjectIdOnly,
 }
 
 /// The bearer for one request, with what a retry after a 401 needs.
@@ -549,106 +525,4 @@ fn upstream_client(config: &Config) -> Result<reqwest::Client, String> {
         .user_agent(concat!("ado-auth-proxy/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("upstream: cannot build an HTTP client: {e}"))
-}
-
-// === impl Allowlist ===
-
-impl Allowlist {
-    fn new(config: &Config, provider: ProviderKind) -> Self {
-        let a = &config.auth;
-        let lower = |v: &[String]| -> Vec<String> {
-            v.iter().map(|s| s.trim().to_ascii_lowercase()).collect()
-        };
-        let mut tenants = lower(&a.allowed_tenants);
-        if tenants.is_empty()
-            && let Some(t) = &a.tenant
-        {
-            tenants.push(t.trim().to_ascii_lowercase());
-        }
-        // A domain tenant cannot be compared with the `tid` GUID offline;
-        // Entra only issues tokens of that tenant at its authority, so the
-        // tenant check is the authority itself. (`common` and
-        // `organizations` are refused without allowed_tenants at load.)
-        let domain_tenant = a.allowed_tenants.is_empty()
-            && a.tenant.as_deref().map(str::trim).is_some_and(|t| {
-                uuid::Uuid::parse_str(t).is_err()
-                    && !["common", "organizations", "consumers"]
-                        .iter()
-                        .any(|m| t.eq_ignore_ascii_case(m))
-            });
-        let star = tenants.iter().any(|t| t == "*");
-        let entra = provider == ProviderKind::Entra;
-        Self {
-            any_tenant: star || domain_tenant || !entra,
-            names: match provider {
-                ProviderKind::Entra if star => NameTrust::ObjectIdOnly,
-                ProviderKind::Oidc => NameTrust::Email,
-                _ => NameTrust::UpnAndEmail,
-            },
-            tenants,
-            users: lower(&a.allowed_users),
-            domains: lower(&a.allowed_email_domains)
-                .into_iter()
-                .map(|d| d.trim_start_matches('@').to_string())
-                .collect(),
-        }
-    }
-
-    /// The user's names the allowlists may match: an email only when
-    /// the provider vouched for it (`email_verified`).
-    fn trusted_names<'u>(&self, user: &'u UserInfo) -> Vec<&'u String> {
-        let email = user.email.as_ref().filter(|_| user.email_verified);
-        match self.names {
-            NameTrust::UpnAndEmail => vec![user.upn.as_ref(), email],
-            NameTrust::Email => vec![email],
-            NameTrust::ObjectIdOnly => vec![],
-        }
-        .into_iter()
-        .flatten()
-        .collect()
-    }
-
-    /// Whether tokens of tenant `tid` may be checked at all: it is
-    /// listed, or any tenant is (`["*"]`).
-    fn admits_tenant(&self, tid: &str) -> bool {
-        self.tenants.iter().any(|t| t == "*" || t == tid)
-    }
-
-    /// Why `user` may not sign in, or `None` when they may.
-    fn refuse(&self, user: &UserInfo) -> Option<String> {
-        if !self.any_tenant {
-            let tid = user.tenant.as_deref().unwrap_or("").to_ascii_lowercase();
-            if !self.tenants.contains(&tid) {
-                return Some(format!(
-                    "your account belongs to directory (tenant) {}, which this proxy does not admit",
-                    if tid.is_empty() { "unknown" } else { &tid }
-                ));
-            }
-        }
-        let names = self.trusted_names(user);
-        if !self.users.is_empty() {
-            let known = names
-                .iter()
-                .copied()
-                .chain(user.object_id.as_ref())
-                .any(|n| self.users.contains(&n.to_ascii_lowercase()));
-            if !known {
-                return Some("your account is not on this proxy's list of allowed users".into());
-            }
-        }
-        if !self.domains.is_empty() {
-            let ok = names.iter().any(|addr| {
-                addr.rsplit_once('@')
-                    .is_some_and(|(_, d)| self.domains.contains(&d.to_ascii_lowercase()))
-            });
-            if !ok {
-                return Some(format!(
-                    "only accounts of the domains {} (with an address the provider verified) may \
-                     sign in",
-                    self.domains.join(", ")
-                ));
-            }
-        }
-        None
-    }
 }
