@@ -310,48 +310,7 @@ impl Login {
             );
         }
         if !status.is_success() {
-            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
-            if let Some(policy) = crate::diagnose::pat_policy(&message) {
-                let vars = crate::diagnose::Vars {
-                    code: Some(policy.to_string()),
-                    org: Some(org.to_string()),
-                    ..crate::diagnose::Vars::default()
-                };
-                let entry = crate::diagnose::catalog::entry("pat-policy-refused");
-                return Err(TokenError::BadRequest(format!(
-                    "Azure DevOps refused the PAT request for organization {org} (HTTP {}: \
-                     {policy}): {}",
-                    status.as_u16(),
-                    crate::diagnose::entry_text(entry, &vars)
-                ))
-                .into());
-            }
-            if matches!(status.as_u16(), 401 | 403) {
-                return Err(TokenError::BadRequest(format!(
-                    "Azure DevOps refused the PAT request for organization {org} (HTTP {}{}{}): \
-                     the sign-in token was not accepted by the PAT lifecycle API. The proxy's \
-                     app registration needs the Azure DevOps delegated permissions vso.pats and \
-                     vso.pats_manage (required since June 2025; user_impersonation was enough \
-                     before) with admin consent, and your account needs access to the \
-                     organization; sign out and in again after the permissions change",
-                    status.as_u16(),
-                    if message.is_empty() { "" } else { ": " },
-                    message.chars().take(300).collect::<String>()
-                ))
-                .into());
-            }
-            return Err(TokenError::BadRequest(format!(
-                "Azure DevOps refused the PAT request for organization {org} (HTTP {}{}{}): the \
-                 organization may restrict PAT creation, your account may have no access to it, \
-                 or only Entra tokens are accepted",
-                status.as_u16(),
-                if message.is_empty() { "" } else { ": " },
-                message.chars().take(300).collect::<String>()
-            ))
-            .into());
+            return Err(refusal(org, status, &bytes).into());
         }
         if bytes.is_empty() {
             return Ok(json!({}));
@@ -359,6 +318,50 @@ impl Login {
         serde_json::from_slice(&bytes)
             .map_err(|_| unavailable("its answer was not JSON".into(), None).into())
     }
+}
+
+/// Why Azure DevOps' PAT lifecycle API refused a request for `org`
+/// (`status`, its `body`): a PAT policy named as the catalog explains it,
+/// the permissions the API needs for a 401 or 403, else its words.
+fn refusal(org: &str, status: StatusCode, bytes: &[u8]) -> TokenError {
+    let message = serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(bytes).trim().to_string());
+    let code = status.as_u16();
+    if let Some(policy) = crate::diagnose::pat_policy(&message) {
+        let vars = crate::diagnose::Vars {
+            code: Some(policy.to_string()),
+            org: Some(org.to_string()),
+            ..crate::diagnose::Vars::default()
+        };
+        let entry = crate::diagnose::catalog::entry("pat-policy-refused");
+        return TokenError::BadRequest(format!(
+            "Azure DevOps refused the PAT request for organization {org} (HTTP {code}: \
+             {policy}): {}",
+            crate::diagnose::entry_text(entry, &vars)
+        ));
+    }
+    let said = if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", message.chars().take(300).collect::<String>())
+    };
+    if matches!(code, 401 | 403) {
+        return TokenError::BadRequest(format!(
+            "Azure DevOps refused the PAT request for organization {org} (HTTP {code}{said}): \
+             the sign-in token was not accepted by the PAT lifecycle API. The proxy's app \
+             registration needs the Azure DevOps delegated permissions vso.pats and \
+             vso.pats_manage (required since June 2025; user_impersonation was enough before) \
+             with admin consent, and your account needs access to the organization; sign out \
+             and in again after the permissions change"
+        ));
+    }
+    TokenError::BadRequest(format!(
+        "Azure DevOps refused the PAT request for organization {org} (HTTP {code}{said}): the \
+         organization may restrict PAT creation, your account may have no access to it, or \
+         only Entra tokens are accepted"
+    ))
 }
 
 /// What a `patTokenError` means and how to get past it (the
@@ -546,4 +549,37 @@ fn pats_page(
         escape(org),
     ));
     crate::page::wrap_html("Personal access tokens", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn said(status: u16, body: &str) -> String {
+        match refusal(
+            "contoso",
+            StatusCode::from_u16(status).unwrap(),
+            body.as_bytes(),
+        ) {
+            TokenError::BadRequest(why) => why,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_the_policy_the_permissions_or_the_words() {
+        let why = said(400, r#"{"message":"DisablePatCreationPolicyViolation"}"#);
+        assert!(
+            why.contains("HTTP 400: DisablePatCreationPolicyViolation") && why.contains("contoso"),
+            "{why}"
+        );
+        let why = said(403, "");
+        assert!(
+            why.contains("HTTP 403)") && why.contains("vso.pats_manage"),
+            "{why}"
+        );
+        let why = said(404, &format!("{}x", "y".repeat(400)));
+        assert!(why.contains("may restrict PAT creation"), "{why}");
+        assert!(!why.contains(&"y".repeat(301)), "the words are cut");
+    }
 }
