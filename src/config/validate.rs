@@ -53,6 +53,40 @@ fn log_level_problem(level: &str) -> Option<String> {
 
 fn listen(config: &Config, out: &mut Vec<Problem>) {
     let l = &config.listen;
+    listen_tls(l, out);
+    if let Some(url) = &l.public_url {
+        http_url("listen.public_url", url, out);
+    }
+    positive("listen.shutdown_grace", l.shutdown_grace, out);
+    positive("listen.header_read_timeout", l.header_read_timeout, out);
+    positive("listen.idle_timeout", l.idle_timeout, out);
+    listen_limits(l, out);
+    tunnels_and_cors(l, out);
+    host_names("listen.allowed_hosts", &l.allowed_hosts, out);
+    if l.shutdown_delay >= l.shutdown_grace {
+        out.push(Problem::new(
+            "listen.shutdown_delay",
+            format!(
+                "must be shorter than listen.shutdown_grace ({}), which it is counted in",
+                humantime::format_duration(l.shutdown_grace)
+            ),
+        ));
+    }
+    if l.address == config.admin.address && l.address.port() != 0 {
+        out.push(Problem::new(
+            "admin.address",
+            format!(
+                "is the same as listen.address ({}); give the admin listener its own port",
+                l.address
+            ),
+        ));
+    }
+    host_names("admin.allowed_hosts", &config.admin.allowed_hosts, out);
+}
+
+/// `listen.tls_cert_file` and `listen.tls_key_file`: both or neither,
+/// readable, and a chain and key rustls accepts.
+fn listen_tls(l: &super::ListenConfig, out: &mut Vec<Problem>) {
     match (&l.tls_cert_file, &l.tls_key_file) {
         (Some(_), None) => out.push(Problem::new(
             "listen.tls_key_file",
@@ -74,12 +108,10 @@ fn listen(config: &Config, out: &mut Vec<Problem>) {
         }
         (None, None) => {}
     }
-    if let Some(url) = &l.public_url {
-        http_url("listen.public_url", url, out);
-    }
-    positive("listen.shutdown_grace", l.shutdown_grace, out);
-    positive("listen.header_read_timeout", l.header_read_timeout, out);
-    positive("listen.idle_timeout", l.idle_timeout, out);
+}
+
+/// The listener's numeric limits, each within its range.
+fn listen_limits(l: &super::ListenConfig, out: &mut Vec<Problem>) {
     if !(1..=1_000_000).contains(&l.max_connections) {
         out.push(Problem::new(
             "listen.max_connections",
@@ -107,33 +139,12 @@ fn listen(config: &Config, out: &mut Vec<Problem>) {
             "must be between 1 and 10000 (100 is the default)",
         ));
     }
-    tunnels_and_cors(l, out);
-    host_names("listen.allowed_hosts", &l.allowed_hosts, out);
-    if l.shutdown_delay >= l.shutdown_grace {
-        out.push(Problem::new(
-            "listen.shutdown_delay",
-            format!(
-                "must be shorter than listen.shutdown_grace ({}), which it is counted in",
-                humantime::format_duration(l.shutdown_grace)
-            ),
-        ));
-    }
     if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&l.max_header_bytes) {
         out.push(Problem::new(
             "listen.max_header_bytes",
             format!("must be between {MIN_HEADER_BYTES} and {MAX_HEADER_BYTES}"),
         ));
     }
-    if l.address == config.admin.address && l.address.port() != 0 {
-        out.push(Problem::new(
-            "admin.address",
-            format!(
-                "is the same as listen.address ({}); give the admin listener its own port",
-                l.address
-            ),
-        ));
-    }
-    host_names("admin.allowed_hosts", &config.admin.allowed_hosts, out);
 }
 
 /// `listen.max_tunnels`, `listen.tunnel_idle_timeout` and

@@ -392,7 +392,6 @@ impl Login {
         req: &Request<Incoming>,
         ctx: &RequestCtx,
     ) -> Result<Response<ProxyBody>, Error> {
-        let mut id_token = None;
         let revoke_tokens = self.personal.is_some()
             && query_pairs(req.uri().query())
                 .iter()
@@ -407,9 +406,41 @@ impl Login {
             // store that lost its data has it incomplete (503, try again).
             self.store.lists_ready().await?;
         }
+        let id_token = self.end_sessions_of(req.headers(), revoke_tokens).await?;
+        let end_session = self.end_session_url(id_token.as_ref()).await;
+        let mut resp = if ctx.client == ClientKind::Browser {
+            match &end_session {
+                Some(url) => redirect_to(url.as_str()),
+                None => html(
+                    StatusCode::OK,
+                    crate::page::render(
+                        "Signed out",
+                        &["You are signed out of this proxy."],
+                        Some(("Sign in again", "/.auth/login")),
+                        &[],
+                    ),
+                ),
+            }
+        } else {
+            json_response(StatusCode::OK, json!({ "signedOut": true }))
+        };
+        if let Some(c) = self.jar.clear(&self.jar.session) {
+            resp.headers_mut().append(header::SET_COOKIE, c);
+        }
+        Ok(resp)
+    }
+
+    /// Ends every session the request's cookies name (revoking their
+    /// proxy tokens too when asked): those held here first, whatever the
+    /// store says. The ID token of the last one ended, as the logout hint.
+    async fn end_sessions_of(
+        &self,
+        headers: &http::HeaderMap,
+        revoke_tokens: bool,
+    ) -> Result<Option<crate::config::Secret>, Error> {
+        let mut id_token = None;
         // The sessions held here end first, whatever the store says.
-        let values: Vec<String> =
-            crate::cookies::values(req.headers(), &self.jar.session).collect();
+        let values: Vec<String> = crate::cookies::values(headers, &self.jar.session).collect();
         let (held, others) = self.store.split_held(values);
         let mut ended = 0;
         for group in [held, others] {
@@ -438,37 +469,23 @@ impl Login {
                 }
             }
         }
-        let end_session = self.provider.metadata().await.ok().and_then(|m| {
+        Ok(id_token)
+    }
+
+    /// Where the browser signs out at the provider too, when it has an
+    /// end-session endpoint.
+    async fn end_session_url(&self, id_token: Option<&crate::config::Secret>) -> Option<url::Url> {
+        self.provider.metadata().await.ok().and_then(|m| {
             let mut url = m.end_session_endpoint.clone()?;
             {
                 let mut q = url.query_pairs_mut();
                 q.append_pair("client_id", self.provider.client_id());
-                if let Some(t) = &id_token {
+                if let Some(t) = id_token {
                     q.append_pair("id_token_hint", t.expose());
                 }
             }
             Some(url)
-        });
-        let mut resp = if ctx.client == ClientKind::Browser {
-            match &end_session {
-                Some(url) => redirect_to(url.as_str()),
-                None => html(
-                    StatusCode::OK,
-                    crate::page::render(
-                        "Signed out",
-                        &["You are signed out of this proxy."],
-                        Some(("Sign in again", "/.auth/login")),
-                        &[],
-                    ),
-                ),
-            }
-        } else {
-            json_response(StatusCode::OK, json!({ "signedOut": true }))
-        };
-        if let Some(c) = self.jar.clear(&self.jar.session) {
-            resp.headers_mut().append(header::SET_COOKIE, c);
-        }
-        Ok(resp)
+        })
     }
 
     /// `GET /.auth/me`: who is signed in, never a token.
