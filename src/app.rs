@@ -179,21 +179,7 @@ pub async fn start_with(config: Config, clock: Clock) -> Result<Running, StartEr
         tracing::warn!(key = %w.key, "{}", w.message);
     }
     let bound = Bound::new(&config).await?;
-    let metrics = Arc::new(Metrics::new(Registry::new())?);
-    let sessions = matches!(plan, crate::config::AuthPlan::User { .. });
-    if !sessions {
-        // No session store to be down: the store alert must not fire on
-        // every healthy pat, service or none sidecar.
-        metrics.store.up.set(1);
-        metrics.store.trim();
-    }
-    // Series that cannot move in this mode are not exported at 0.
-    let provider = sessions
-        || matches!(
-            plan,
-            crate::config::AuthPlan::Service(ref s) if !matches!(s, crate::config::SourcePlan::Pat)
-        );
-    metrics.login.trim(sessions, provider);
+    let metrics = metrics_for(&plan)?;
     let health = Arc::new(Health::default());
     let proxy = Proxy::new(&config, &plan, &bound.public_url, metrics.clone(), &clock)?;
     let shared = serve::Shared {
@@ -206,17 +192,10 @@ pub async fn start_with(config: Config, clock: Clock) -> Result<Running, StartEr
             Some(metrics.connections.refused.clone()),
         ),
     };
-    let admin_hosts = crate::proxy::origin::Origins::new(
-        &bound.public_url,
-        &config.admin.allowed_hosts,
-        "http",
-        false,
-        &[],
-    );
     if let Some(check) = shared.proxy.credential_check() {
         health.set_credential_check(check);
     }
-    let admin = Admin::new(health.clone(), metrics, admin_hosts);
+    let admin = admin_for(&config, &bound.public_url, health.clone(), metrics);
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let store_health = health.clone();
@@ -271,6 +250,43 @@ pub async fn start_with(config: Config, clock: Clock) -> Result<Running, StartEr
         shutdown,
         task,
     })
+}
+
+/// The admin listener's endpoints, reachable by the admin hosts only.
+fn admin_for(
+    config: &Config,
+    public_url: &Url,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+) -> Admin {
+    let hosts = crate::proxy::origin::Origins::new(
+        public_url,
+        &config.admin.allowed_hosts,
+        "http",
+        false,
+        &[],
+    );
+    Admin::new(health, metrics, hosts)
+}
+
+/// The metrics of a proxy running `plan`: series that cannot move in
+/// its mode are not exported at 0.
+fn metrics_for(plan: &crate::config::AuthPlan) -> Result<Arc<Metrics>, StartError> {
+    let metrics = Arc::new(Metrics::new(Registry::new())?);
+    let sessions = matches!(plan, crate::config::AuthPlan::User { .. });
+    if !sessions {
+        // No session store to be down: the store alert must not fire on
+        // every healthy pat, service or none sidecar.
+        metrics.store.up.set(1);
+        metrics.store.trim();
+    }
+    let provider = sessions
+        || matches!(
+            plan,
+            crate::config::AuthPlan::Service(s) if !matches!(s, crate::config::SourcePlan::Pat)
+        );
+    metrics.login.trim(sessions, provider);
+    Ok(metrics)
 }
 
 /// Both listeners, bound, and the URL clients use.
