@@ -137,6 +137,16 @@ async fn the_sign_in_callback_reads_a_plain_text_refusal() {
     }
 }
 
+/// `GET` of the projects list as a program, with the browser's session.
+async fn projects(s: &Setup, b: &crate::support::oidc::Browser) -> reqwest::Response {
+    b.http
+        .get(format!("{}{PROJECTS}", s.url))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A user's refresh answered with a 500 whose text says the grant was
 /// revoked ends the session (sign in again), once, instead of backing
 /// off as if the provider were down.
@@ -147,14 +157,7 @@ async fn a_refresh_refused_in_plain_text_ends_the_session_once() {
     })
     .await;
     let b = s.signed_in().await;
-    let api = || async {
-        b.http
-            .get(format!("{}{PROJECTS}", s.url))
-            .header("accept", "application/json")
-            .send()
-            .await
-            .unwrap()
-    };
+    let api = || projects(&s, &b);
     assert_eq!(api().await.status(), 200);
     s.idp.set_mode(Mode::Raw(
         500,
@@ -182,15 +185,8 @@ async fn a_gateways_own_refusal_of_a_refresh_keeps_the_session() {
     })
     .await;
     let b = s.signed_in().await;
-    let api = || async {
-        b.http
-            .get(format!("{}{PROJECTS}", s.url))
-            .header("accept", "application/json")
-            .send()
-            .await
-            .unwrap()
-    };
-    for (status, body) in [
+    let api = || projects(&s, &b);
+    for (i, (status, body)) in [
         (
             403,
             r#"{"error":{"code":"Forbidden","message":"The request was blocked by the web application firewall."}}"#,
@@ -203,15 +199,24 @@ async fn a_gateways_own_refusal_of_a_refresh_keeps_the_session() {
             403,
             r#"<html><script>window.cfg={"error": "request_blocked"}</script></html>"#,
         ),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         s.idp.set_mode(Mode::Raw(status, body));
         s.advance(Duration::from_millis(3200));
         let resp = api().await;
         assert_eq!(resp.status(), 503, "{body}");
         assert!(resp.headers().contains_key("retry-after"), "{body}");
+        // Each body reached the proxy: the backoff had run out.
+        assert_eq!(s.idp.calls("refresh_token"), i as u64 + 1, "{body}");
     }
     let m = metrics(s.proxy.admin_addr).await;
-    assert!(!m.contains("outcome=\"relogin\"} 1"), "{m}");
+    assert_eq!(
+        crate::support::metric_value(&m, "ado_proxy_token_refreshes_total{outcome=\"relogin\"}"),
+        0.0,
+        "{m}"
+    );
     s.idp.set_mode(Mode::Normal);
     s.advance(Duration::from_secs(61));
     assert_eq!(
