@@ -15,13 +15,14 @@
 //! (`oauth::id_token::Jwks`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use http::{HeaderMap, header};
 use url::Url;
 
-use super::{Allowlist, Login};
+use super::Allowlist;
 use crate::clock::Clock;
 use crate::config::{ADO_RESOURCE, Config};
 use crate::error::{Error, TokenError};
@@ -43,6 +44,8 @@ pub(super) struct ClientTokens {
     keys: TenantKeys,
     /// SHA-256 of tokens already checked, and their expiry (s).
     valid: DashMap<[u8; 32], u64>,
+    /// Who may use the proxy: a token's holder must pass it too.
+    allow: Arc<Allowlist>,
 }
 
 /// Whose keys verify a token: built from `auth.allowed_tenants` at
@@ -61,7 +64,7 @@ impl ClientTokens {
     pub(super) fn new(
         config: &Config,
         http: IdpHttp,
-        allow: &Allowlist,
+        allow: Arc<Allowlist>,
         clock: &Clock,
     ) -> Option<Self> {
         if !config.auth.accept_client_tokens {
@@ -92,6 +95,7 @@ impl ClientTokens {
             authority,
             keys,
             valid: DashMap::new(),
+            allow,
         })
     }
 
@@ -102,19 +106,11 @@ impl ClientTokens {
             TenantKeys::Listed(by_tenant) => by_tenant.get(tid),
         }
     }
-}
 
-impl Login {
     /// Whether the request carries an Entra access token for Azure DevOps
-    /// that may pass as it is: `Ok(false)` when it carries none (or the
-    /// feature is off), an error naming why when it carries a bad one.
-    pub(super) async fn client_token_passes(
-        &self,
-        headers: &HeaderMap,
-    ) -> Result<Option<u64>, Error> {
-        let Some(ct) = &self.client_tokens else {
-            return Ok(None);
-        };
+    /// that may pass as it is, and its expiry (s): `Ok(None)` when it
+    /// carries none, an error naming why when it carries a bad one.
+    pub(super) async fn passes(&self, headers: &HeaderMap) -> Result<Option<u64>, Error> {
         let Some(token) = bearer_jwt(headers) else {
             return Ok(None);
         };
@@ -125,35 +121,28 @@ impl Login {
         let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
         let mut hash = [0u8; 32];
         hash.copy_from_slice(digest.as_ref());
-        if let Some(exp) = ct.valid.get(&hash).map(|e| *e).filter(|exp| *exp > now) {
+        if let Some(exp) = self.valid.get(&hash).map(|e| *e).filter(|exp| *exp > now) {
             return Ok(Some(exp));
         }
         let tid = self.admitted_tenant(token)?;
-        let keys = ct.keys_of(&tid).ok_or_else(|| {
+        let keys = self.keys_of(&tid).ok_or_else(|| {
             refused(format!(
                 "its tenant {tid} is not one this proxy admits (auth.allowed_tenants)"
             ))
         })?;
         let claims = keys
-            .verify_access(&ct.http, token, AUDIENCES)
+            .verify_access(&self.http, token, AUDIENCES)
             .await
             .map_err(|e| refused(e.to_string()))?;
-        self.holder_allowed(&claims, tid, &ct.authority)?;
-        if ct.valid.len() >= MAX_REMEMBERED {
-            ct.valid.retain(|_, exp| *exp > now);
+        self.holder_allowed(&claims, tid, &self.authority)?;
+        if self.valid.len() >= MAX_REMEMBERED {
+            self.valid.retain(|_, exp| *exp > now);
         }
-        if ct.valid.len() < MAX_REMEMBERED {
-            ct.valid.insert(hash, claims.exp);
+        if self.valid.len() < MAX_REMEMBERED {
+            self.valid.insert(hash, claims.exp);
         }
         Ok(Some(claims.exp))
     }
-}
-
-fn refused(why: String) -> Error {
-    Error::from(TokenError::ClientTokenRefused(why))
-}
-
-impl Login {
     /// The tenant an unverified token names, when this proxy admits it:
     /// it decides whose keys are fetched, so only admitted ones are.
     fn admitted_tenant(&self, token: &str) -> Result<String, Error> {
@@ -213,6 +202,10 @@ impl Login {
             None => Ok(()),
         }
     }
+}
+
+fn refused(why: String) -> Error {
+    Error::from(TokenError::ClientTokenRefused(why))
 }
 
 /// A JWT in `Authorization: Bearer` (not a proxy token).

@@ -1,13 +1,17 @@
 //! User sign-in (mode `user`): the `/.auth/` endpoints, the session a
 //! sign-in creates, and the bearer token each request is sent with.
 //!
-//! `endpoints.rs` serves `/.auth/login`, `/.auth/callback`,
-//! `/.auth/logout` and `/.auth/me`; `refresh.rs` keeps a session's access
-//! token fresh with one token call at a time; `provider.rs` speaks to
-//! Entra, legacy Azure DevOps OAuth or any OIDC issuer; `tenants.rs`
-//! gets tokens of other directories for their organizations.
+//! [`Login`] is a façade over components that own their state:
+//! `sign_in.rs` ([`SignIn`]: login, callback, logout, cookies, the
+//! allowlist), `refresh.rs` ([`Refresher`]: one token call per session),
+//! `tenants.rs` (tokens of other directories), `personal.rs` (personal
+//! proxy tokens), `pats.rs` (Azure DevOps' PAT lifecycle API) and
+//! `client_tokens.rs` (clients' own Entra tokens). `endpoints.rs` hands
+//! each `/.auth/` request to its component; `provider.rs` speaks to
+//! Entra, legacy Azure DevOps OAuth or any OIDC issuer.
 
 mod allowlist;
+mod answers;
 mod client_tokens;
 pub mod cookies;
 mod endpoints;
@@ -16,9 +20,12 @@ mod personal;
 pub mod provider;
 pub mod redirect;
 mod refresh;
+mod sign_in;
 mod tenants;
+#[cfg(test)]
+mod tests;
 
-pub(crate) use endpoints::json_response;
+pub(crate) use answers::json_response;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,62 +34,59 @@ use http::{HeaderMap, HeaderValue};
 use url::Url;
 
 use self::allowlist::Allowlist;
+use self::client_tokens::ClientTokens;
 use self::cookies::CookieJar;
+use self::pats::PatApi;
+use self::personal::PersonalTokens;
 use self::provider::ProviderClient;
+use self::refresh::{Refresher, Stale};
+use self::sign_in::{AfterSignIn, SignIn, SignInParts};
+use self::tenants::OrgDirectories;
 use crate::clock::Clock;
 use crate::config::{Config, Provider as ProviderKind, StorePlan};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::oauth::idp::IdpHttp;
 
-use crate::session::{Miss, Session, Sessions};
+use crate::session::{Miss, Session, Sessions, Tokens};
 
-/// Everything mode `user` needs, shared by all connections.
+/// Everything mode `user` needs, shared by all connections: a façade
+/// over the components that do the work.
 pub struct Login {
-    provider: ProviderClient,
+    sign_in: SignIn,
+    refresher: Refresher,
     store: Arc<Sessions>,
     /// Multi-tenant Entra: each organization's directory.
-    directories: Option<tenants::OrgDirectories>,
+    directories: Option<OrgDirectories>,
     /// Personal proxy tokens, when on.
-    personal: Option<personal::PersonalTokens>,
+    personal: Option<PersonalTokens>,
     /// Clients' own Entra tokens, when accepted.
-    client_tokens: Option<client_tokens::ClientTokens>,
+    client_tokens: Option<ClientTokens>,
     /// Entra: Azure DevOps' PAT lifecycle API, for `/.auth/pats`.
-    pats: Option<pats::PatApi>,
-    /// What a completed sign-in becomes.
-    after: AfterSignIn,
-    jar: CookieJar,
-    public_url: Url,
-    allow: Allowlist,
-    /// When tokens are refreshed (`auth.refresh_before`,
-    /// `auth.forced_refresh_interval`).
-    gate: crate::gate::Gate,
-    login_timeout: Duration,
-    provider_timeout: Duration,
-    idle_timeout: Duration,
-    max_lifetime: Duration,
-    metrics: Arc<Metrics>,
+    pats: Option<PatApi>,
+    lifetimes: Lifetimes,
 }
 
-/// What a completed sign-in becomes.
-enum AfterSignIn {
-    /// A session of the user (mode `user`).
-    Session,
-    /// The service identity (mode `service` with `allow_browser_login`):
-    /// stored, then the identity is told.
-    ServiceIdentity(Arc<tokio::sync::Notify>),
+/// How long sessions live: `session.idle_timeout` and
+/// `session.max_lifetime`.
+#[derive(Debug, Clone, Copy)]
+struct Lifetimes {
+    idle: Duration,
+    max: Duration,
 }
 
-/// A sign-in between `/.auth/login` and `/.auth/callback`, sealed into
-/// the starting browser's pre-auth cookie (bound to its `state`), so any
-/// replica can finish it and the server stores nothing.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Pending {
-    pkce_verifier: Option<String>,
-    nonce: Option<String>,
-    return_to: String,
-    /// Start, ms since the epoch.
-    created_ms: u64,
+impl Lifetimes {
+    /// Why `session` is over, if it is.
+    fn ended(&self, session: &Session) -> Option<Miss> {
+        session.ended(self.idle, self.max)
+    }
+}
+
+/// Ends a session: here at once, in the store in the background.
+fn end_session(store: &Arc<Sessions>, session: &Arc<Session>) {
+    store.forget(&session.key);
+    let (store, s) = (store.clone(), session.clone());
+    tokio::spawn(async move { store.remove(&s).await });
 }
 
 /// The bearer for one request, with what a retry after a 401 needs.
@@ -148,7 +152,7 @@ impl Login {
     /// it is signed out or revoked here or, re-read from a shared store,
     /// on another replica.
     pub async fn session_ended(self: Arc<Self>, session: Arc<Session>) {
-        let hard_end = session.hard_end(self.max_lifetime);
+        let hard_end = session.hard_end(self.lifetimes.max);
         loop {
             let left = hard_end
                 .duration_since(session.clock().wall())
@@ -231,118 +235,90 @@ impl Login {
         let base = public_url.as_str().trim_end_matches('/');
         let callback = Url::parse(&format!("{base}/.auth/callback"))
             .map_err(|e| format!("listen.public_url: cannot build the callback URL: {e}"))?;
-        let provider = ProviderClient::new(auth, kind, callback, http, store.clock())?;
+        let provider = Arc::new(ProviderClient::new(
+            auth,
+            kind,
+            callback,
+            http,
+            store.clock(),
+        )?);
         if kind == ProviderKind::AzureDevops {
             // Its secrets expire 60 days after they are created.
             metrics.secret_ages.watch(provider.secret_files());
         }
-        let secure = public_url.scheme() == "https";
-        let allow = Allowlist::new(config, kind);
-        let directories = match kind {
-            ProviderKind::Entra => {
-                tenants::OrgDirectories::new(config, store.clock(), metrics.clone()).transpose()?
-            }
-            _ => None,
+        let allow = Arc::new(Allowlist::new(config, kind));
+        let gate = crate::gate::Gate::new(auth.refresh_before, auth.forced_refresh_interval);
+        let lifetimes = Lifetimes {
+            idle: config.session.idle_timeout,
+            max: config.session.max_lifetime,
+        };
+        // Sessions' own features; the service identity has none.
+        let sessions = matches!(after, AfterSignIn::Session);
+        let entra_sessions = sessions && kind == ProviderKind::Entra;
+        let personal = sessions
+            .then(|| {
+                let keeping = personal::Keeping {
+                    store: store.clone(),
+                    allow: allow.clone(),
+                    lifetimes,
+                    metrics: metrics.clone(),
+                };
+                PersonalTokens::new(config, base, keeping)
+            })
+            .flatten();
+        let client_tokens = match entra_sessions {
+            true => ClientTokens::new(
+                config,
+                IdpHttp::new(auth, &config.upstream, metrics.clone())?,
+                allow.clone(),
+                store.clock(),
+            ),
+            false => None,
         };
         Ok(Self {
-            provider,
-            directories,
-            // Sessions' own features; the service identity has none.
-            personal: match after {
-                AfterSignIn::Session => personal::PersonalTokens::new(config),
-                AfterSignIn::ServiceIdentity(_) => None,
-            },
-            pats: match (kind, &after) {
-                (ProviderKind::Entra, AfterSignIn::Session) => {
-                    pats::PatApi::new(config).transpose()?
-                }
-                _ => None,
-            },
-            client_tokens: match (kind, &after) {
-                (ProviderKind::Entra, AfterSignIn::Session) => client_tokens::ClientTokens::new(
+            directories: match kind {
+                ProviderKind::Entra => OrgDirectories::new(
                     config,
-                    IdpHttp::new(auth, &config.upstream, metrics.clone())?,
-                    &allow,
+                    (provider.clone(), gate),
                     store.clock(),
-                ),
+                    metrics.clone(),
+                )
+                .transpose()?,
                 _ => None,
             },
+            pats: match entra_sessions {
+                true => PatApi::new(config).transpose()?,
+                false => None,
+            },
+            refresher: Refresher::new(
+                provider.clone(),
+                store.clone(),
+                gate,
+                auth.provider_timeout,
+                metrics.clone(),
+            ),
+            sign_in: SignIn::new(SignInParts {
+                provider,
+                store: store.clone(),
+                jar: CookieJar::new(&config.session.cookie_name, public_url.scheme() == "https"),
+                allow,
+                after,
+                public_url: public_url.clone(),
+                tokens_url: personal.as_ref().map(|p| p.url().to_string()),
+                login_timeout: auth.login_timeout,
+                lifetimes,
+                metrics,
+            }),
+            personal,
+            client_tokens,
             store,
-            after,
-            jar: CookieJar::new(&config.session.cookie_name, secure),
-            public_url: public_url.clone(),
-            allow,
-            gate: crate::gate::Gate::new(auth.refresh_before, auth.forced_refresh_interval),
-            login_timeout: auth.login_timeout,
-            provider_timeout: auth.provider_timeout,
-            idle_timeout: config.session.idle_timeout,
-            max_lifetime: config.session.max_lifetime,
-            metrics,
+            lifetimes,
         })
     }
 
     /// The session store.
     pub fn sessions(&self) -> &Arc<Sessions> {
         &self.store
-    }
-
-    /// The session named by the request's cookie, if it is alive. The
-    /// outer error is the store failing for a session not cached here.
-    async fn session(&self, headers: &HeaderMap) -> Result<Result<Arc<Session>, Miss>, Error> {
-        let mut miss = Miss::NoCookie;
-        // The values this process holds first (no store read, so a store
-        // that is down or restoring does not stop a session held here),
-        // then every other value at once: one store read.
-        let values: Vec<String> = crate::cookies::values(headers, &self.jar.session).collect();
-        let (held, others) = self.store.split_held(values);
-        for group in [held, others] {
-            for found in self.store.lookup_many(&group).await? {
-                if let Some(session) = self.live_cookie_session(found, &mut miss) {
-                    return Ok(Ok(session));
-                }
-            }
-        }
-        Ok(Err(miss))
-    }
-
-    /// `found` when it is a live browser session (its use noted); else
-    /// why not, in `miss`.
-    fn live_cookie_session(
-        &self,
-        found: Option<Arc<Session>>,
-        miss: &mut Miss,
-    ) -> Option<Arc<Session>> {
-        let Some(session) = found else {
-            *miss = Miss::Unknown;
-            return None;
-        };
-        if session.until.is_some() {
-            // A personal token's session is no cookie.
-            *miss = Miss::Unknown;
-            return None;
-        }
-        if let Some(ended) = session.ended(self.idle_timeout, self.max_lifetime) {
-            self.end_session(&session);
-            *miss = ended;
-            return None;
-        }
-        session.touch();
-        // Record the use now and then, so idleness survives restarts and
-        // is seen by other replicas.
-        if session.seen_save_due(self.idle_timeout / 4) {
-            let (store, s) = (self.store.clone(), session.clone());
-            tokio::spawn(async move {
-                let _ = store.save(&s).await;
-            });
-        }
-        Some(session)
-    }
-
-    /// Ends a session: here at once, in the store in the background.
-    fn end_session(&self, session: &Arc<Session>) {
-        self.store.forget(&session.key);
-        let (store, s) = (self.store.clone(), session.clone());
-        tokio::spawn(async move { store.remove(&s).await });
     }
 
     /// The bearer for a forwarded request to `org`, refreshed when due:
@@ -354,17 +330,14 @@ impl Login {
         return_to: &str,
         org: Option<&str>,
     ) -> Result<UserCredential, Error> {
-        let session = match self.session(headers).await? {
+        let session = match self.sign_in.session(headers).await? {
             Ok(s) => s,
             Err(miss) => match self.token_session(headers).await? {
                 Some(s) => s,
-                None => return Err(self.needs_login(miss, return_to, None)),
+                None => return Err(self.sign_in.needs_login(miss, return_to, None)),
             },
         };
-        let tokens = self
-            .fresh(&session, None, return_to)
-            .await
-            .map_err(|e| self.for_token(&session, e))?;
+        let tokens = self.fresh(&session, None, return_to).await?;
         if let Some((tenant, header, generation)) =
             self.other_directory(&session, org, &tokens).await
         {
@@ -383,6 +356,71 @@ impl Login {
         })
     }
 
+    /// The session a personal proxy token in `headers` acts for, when
+    /// tokens are on and one is presented.
+    async fn token_session(&self, headers: &HeaderMap) -> Result<Option<Arc<Session>>, Error> {
+        match &self.personal {
+            Some(personal) => personal.session_of(headers).await,
+            None => Ok(None),
+        }
+    }
+
+    /// `session`'s tokens, refreshed when due (or when Azure DevOps
+    /// refused generation `forced`); a session that must sign in again is
+    /// sent to sign in and back to `return_to`, or, for a personal
+    /// token, told its sign-in ended.
+    async fn fresh(
+        &self,
+        session: &Arc<Session>,
+        forced: Option<refresh::Refused<'_>>,
+        return_to: &str,
+    ) -> Result<Tokens, Error> {
+        self.refresher
+            .fresh(session, forced)
+            .await
+            .map_err(|stale| match (stale, &self.personal) {
+                (Stale::Failed(e), _) => e,
+                (Stale::SignInAgain { .. }, Some(personal)) if session.until.is_some() => {
+                    personal.sign_in_ended()
+                }
+                (Stale::SignInAgain { miss, claims }, _) => {
+                    self.sign_in.needs_login(miss, return_to, claims.as_deref())
+                }
+            })
+    }
+
+    /// The token of `org`'s directory for `session`, when it is not the
+    /// home directory and may be asked (see `tenants.rs`).
+    async fn other_directory(
+        &self,
+        session: &Session,
+        org: Option<&str>,
+        tokens: &Tokens,
+    ) -> Option<(String, HeaderValue, u64)> {
+        self.directories
+            .as_ref()?
+            .other_directory(session, org, tokens)
+            .await
+    }
+
+    /// The user's bearer for a call of the proxy's own about `org` (the
+    /// PAT lifecycle API): refreshed when due, of the organization's
+    /// directory.
+    async fn bearer_of(
+        &self,
+        session: &Arc<Session>,
+        org: &str,
+        return_to: &str,
+    ) -> Result<HeaderValue, Error> {
+        let tokens = self.fresh(session, None, return_to).await?;
+        Ok(
+            match self.other_directory(session, Some(org), &tokens).await {
+                Some((_, header, _)) => header,
+                None => tokens.header,
+            },
+        )
+    }
+
     /// After Azure DevOps refused a token the proxy believed valid (its
     /// answer's `headers`, for a request to `org`): one forced refresh
     /// (shared with concurrent requests), asking for the `claims` of a
@@ -396,9 +434,9 @@ impl Login {
         return_to: &str,
         (org, headers): (Option<&str>, &HeaderMap),
     ) -> Result<HeaderValue, Error> {
-        let named = match (&self.directories, org) {
-            (Some(dirs), Some(org)) => dirs.learn(org, headers),
-            _ => None,
+        let (named, dirs) = match (&self.directories, org) {
+            (Some(dirs), Some(org)) => (dirs.learn(org, headers), Some(dirs)),
+            (dirs, _) => (None, dirs.as_ref()),
         };
         let tokens = used.session.tokens();
         let home = used
@@ -408,20 +446,20 @@ impl Login {
             .as_deref()
             .map(str::to_ascii_lowercase);
         let sent_from = used.tenant.clone().or(home);
-        if let Some(crate::challenge::Directory::Tenant(wanted)) = named
+        if let (Some(crate::challenge::Directory::Tenant(wanted)), Some(dirs)) = (named, dirs)
             && sent_from.as_ref() != Some(&wanted)
         {
             // The organization wants another directory's token: a new
             // one of the same directory would be refused too.
-            let other = self
+            let other = dirs
                 .tenant_token(&used.session, &wanted, &tokens, None, claims)
                 .await;
             return Ok(other.map_or_else(|| used.header.clone(), |(_, header, _)| header));
         }
-        if let Some(tenant) = &used.tenant {
+        if let (Some(tenant), Some(dirs)) = (&used.tenant, dirs) {
             // Refused although from the organization's directory: renew
             // it once.
-            let renewed = self
+            let renewed = dirs
                 .tenant_token(
                     &used.session,
                     tenant,
@@ -436,77 +474,46 @@ impl Login {
             generation: used.generation,
             claims,
         };
-        let tokens = self
-            .fresh(&used.session, Some(refused), return_to)
-            .await
-            .map_err(|e| self.for_token(&used.session, e))?;
+        let tokens = self.fresh(&used.session, Some(refused), return_to).await?;
         Ok(tokens.header)
-    }
-
-    /// The answer for a request without a usable session.
-    fn needs_login(&self, miss: Miss, return_to: &str, claims: Option<&str>) -> Error {
-        let mut url = self.login_url();
-        {
-            let mut q = url.query_pairs_mut();
-            if redirect::safe_return_path(return_to).is_some() {
-                q.append_pair("rd", return_to);
-            }
-            if let Some(c) = claims {
-                q.append_pair("claims", c);
-            }
-        }
-        let clear = match miss {
-            Miss::NoCookie => None,
-            _ => self.jar.clear(&self.jar.session),
-        };
-        Error::NeedsLogin {
-            login_url: url.to_string(),
-            reason: miss,
-            clear_cookie: clear,
-            tokens_url: self.tokens_url(),
-        }
     }
 
     /// A client's own Entra token in `headers` that may be forwarded as
     /// it is (`auth.accept_client_tokens`); an error says why a bad one
     /// is not.
     pub async fn client_token(&self, headers: &HeaderMap) -> Result<Option<SystemTime>, Error> {
-        Ok(self
-            .client_token_passes(headers)
+        let Some(client_tokens) = &self.client_tokens else {
+            return Ok(None);
+        };
+        Ok(client_tokens
+            .passes(headers)
             .await?
             .map(|exp| UNIX_EPOCH + Duration::from_secs(exp)))
     }
 
     /// Who signs users in.
     pub fn provider_kind(&self) -> ProviderKind {
-        self.provider.kind()
+        self.sign_in.provider_kind()
     }
 
     /// `/.auth/login` on the public URL: where a browser starts signing in.
     pub fn login_url(&self) -> Url {
-        let base = self.public_url.as_str().trim_end_matches('/');
-        Url::parse(&format!("{base}/.auth/login")).unwrap_or_else(|_| self.public_url.clone())
+        self.sign_in.login_url()
     }
 
     /// Housekeeping, run periodically: forgets ended sessions here and
     /// expired records and abandoned sign-ins in the store, which are
     /// otherwise only noticed when used.
     pub async fn sweep(&self) {
-        let (idle, max) = (self.idle_timeout, self.max_lifetime);
+        let lifetimes = self.lifetimes;
         self.store
-            .sweep(&|s: &Session| s.ended(idle, max).is_some())
+            .sweep(&|s: &Session| lifetimes.ended(s).is_some())
             .await;
     }
 
     /// What sign-in answers fill into the catalog texts.
     pub fn vars(&self) -> crate::diagnose::Vars {
-        crate::diagnose::Vars {
-            org: None,
-            redirect_uri: Some(self.provider.redirect_uri().to_string()),
-            admin_consent_url: self.provider.admin_consent_url(),
-            sign_in_url: Some(self.login_url().to_string()),
-            ..crate::diagnose::Vars::default()
-        }
+        self.sign_in.vars()
     }
 }
 

@@ -10,22 +10,22 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use dashmap::DashMap;
-use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use super::Login;
-use super::endpoints::{html, json_response};
+use super::answers::{html, json_response};
+use super::{Allowlist, Lifetimes};
 use crate::body::ProxyBody;
 use crate::config::Config;
 use crate::endpoint::{Action, action};
 use crate::error::{Error, TokenError};
-use crate::metrics::TokenOutcome;
+use crate::metrics::{Metrics, TokenOutcome};
 use crate::page::escape;
 use crate::request::{ClientKind, RequestCtx};
-use crate::session::Session;
 use crate::session::personal::{TOKEN_PREFIX, TokenInfo};
+use crate::session::{Session, Sessions};
 
 /// The longest token request body.
 const MAX_BODY: usize = 16 * 1024;
@@ -34,7 +34,8 @@ const MAX_NAME: usize = 100;
 /// A token's use is written to its list entry at most this often.
 const USE_NOTE_INTERVAL: Duration = Duration::from_secs(300);
 
-/// `auth.personal_tokens` and its limits.
+/// `auth.personal_tokens`: the tokens' sessions and the page that
+/// manages them.
 pub(super) struct PersonalTokens {
     /// `auth.max_token_lifetime`.
     max: Duration,
@@ -42,47 +43,61 @@ pub(super) struct PersonalTokens {
     per_user: usize,
     /// When each token session's use was last written.
     noted: DashMap<[u8; 32], Instant>,
-}
-
-impl PersonalTokens {
-    /// The settings, when tokens are on.
-    pub(super) fn new(config: &Config) -> Option<Self> {
-        config.auth.personal_tokens_on().then(|| Self {
-            max: config.auth.max_token_lifetime,
-            per_user: config.auth.max_tokens_per_user,
-            noted: DashMap::new(),
-        })
-    }
+    /// `/.auth/tokens` on the public URL.
+    url: String,
+    store: Arc<Sessions>,
+    /// A token's owner must still pass it.
+    allow: Arc<Allowlist>,
+    lifetimes: Lifetimes,
+    metrics: Arc<Metrics>,
 }
 
 /// The default lifetime of a new token, in days.
 const DEFAULT_DAYS: u64 = 30;
 
-impl Login {
+/// What personal tokens are kept by and checked against.
+pub(super) struct Keeping {
+    pub store: Arc<Sessions>,
+    pub allow: Arc<Allowlist>,
+    pub lifetimes: Lifetimes,
+    pub metrics: Arc<Metrics>,
+}
+
+impl PersonalTokens {
+    /// The settings, when tokens are on; `base` is the public URL
+    /// without its final slash.
+    pub(super) fn new(config: &Config, base: &str, keeping: Keeping) -> Option<Self> {
+        config.auth.personal_tokens_on().then(|| Self {
+            max: config.auth.max_token_lifetime,
+            per_user: config.auth.max_tokens_per_user,
+            noted: DashMap::new(),
+            url: format!("{base}/.auth/tokens"),
+            store: keeping.store,
+            allow: keeping.allow,
+            lifetimes: keeping.lifetimes,
+            metrics: keeping.metrics,
+        })
+    }
+
     /// Where tokens are made, on the public URL.
-    pub(super) fn tokens_url(&self) -> Option<String> {
-        self.personal.as_ref()?;
-        let base = self.public_url.as_str().trim_end_matches('/');
-        Some(format!("{base}/.auth/tokens"))
+    pub(super) fn url(&self) -> &str {
+        &self.url
     }
 
     fn refused(&self, reason: &'static str) -> Error {
         self.metrics.login.token(TokenOutcome::Refused);
         Error::from(TokenError::Refused {
             reason,
-            tokens_url: self.tokens_url().unwrap_or_default(),
+            tokens_url: self.url.clone(),
         })
     }
 
     /// The session a personal token in `headers` acts for; `None` when
     /// the request presents none (or tokens are off).
-    pub(super) async fn token_session(
+    pub(super) async fn session_of(
         &self,
         headers: &HeaderMap,
     ) -> Result<Option<Arc<Session>>, Error> {
-        let Some(tokens) = &self.personal else {
-            return Ok(None);
-        };
         let Some(value) = presented(headers) else {
             return Ok(None);
         };
@@ -93,24 +108,20 @@ impl Login {
             // A browser session's id is no token.
             return Err(self.refused("The proxy token is not known: revoked, expired or mistyped"));
         }
-        if session
-            .ended(self.idle_timeout, self.max_lifetime)
-            .is_some()
-        {
-            self.end_session(&session);
+        if self.lifetimes.ended(&session).is_some() {
+            super::end_session(&self.store, &session);
             return Err(self.refused("The proxy token has expired"));
         }
         if self.allow.refuse(&session.user).is_some() {
             return Err(self.refused("The proxy token's owner may no longer use this proxy"));
         }
         session.touch();
-        let due = tokens
+        let due = self
             .noted
             .get(&session.store_key)
             .is_none_or(|t| t.elapsed() >= USE_NOTE_INTERVAL);
         if due {
-            tokens
-                .noted
+            self.noted
                 .insert(session.store_key, crate::clock::real_instant());
             let (store, s) = (self.store.clone(), session.clone());
             tokio::spawn(async move {
@@ -123,48 +134,32 @@ impl Login {
 
     /// A token session's sign-in ended (its refresh token is gone): the
     /// client reads that instead of being sent to sign in.
-    pub(super) fn for_token(&self, session: &Session, err: Error) -> Error {
-        match err {
-            Error::NeedsLogin { .. } if session.until.is_some() => self.refused(
-                "The sign-in behind this proxy token has ended (its refresh token was revoked or \
-                 expired)",
-            ),
-            other => other,
-        }
+    pub(super) fn sign_in_ended(&self) -> Error {
+        self.refused(
+            "The sign-in behind this proxy token has ended (its refresh token was revoked or \
+             expired)",
+        )
     }
 
-    /// `/.auth/tokens` and `/.auth/tokens/{id}`.
-    pub(super) async fn tokens_endpoint(
+    /// `/.auth/tokens` and `/.auth/tokens/{id}` for the signed-in
+    /// browser `session`.
+    pub(super) async fn answer(
         &self,
         req: Request<Incoming>,
         ctx: &RequestCtx,
         id: Option<&str>,
+        session: &Session,
     ) -> Result<Response<ProxyBody>, Error> {
-        let Some(max) = self.personal.as_ref().map(|p| p.max) else {
-            return Err(crate::error::Refusal::ReservedPath.into());
-        };
         let browser = ctx.client == ClientKind::Browser;
-        let session = match self.session(req.headers()).await? {
-            Ok(s) => s,
-            Err(miss) if browser && req.method() == Method::GET => {
-                return Err(self.needs_login(miss, "/.auth/tokens", None));
-            }
-            Err(_) => {
-                return Err(TokenError::NeedsSession {
-                    login_url: self.login_url().to_string(),
-                }
-                .into());
-            }
-        };
         match action(req.method(), id) {
-            Action::List => self.list_answer(&session, browser).await,
+            Action::List => self.list_answer(session, browser).await,
             Action::Create => {
                 let form = is_form(req.headers());
                 let (name, days) = read_request(req, form).await?;
-                self.create_answer(&session, &name, days, max, form).await
+                self.create_answer(session, &name, days, form).await
             }
             // The page's forms revoke one, or all.
-            Action::Revoke { id, form } => self.revoke_answer(&session, id, form).await,
+            Action::Revoke { id, form } => self.revoke_answer(session, id, form).await,
             Action::NotAllowed(allowed) => Err(crate::error::LoginError::MethodNotAllowed {
                 allowed: allowed.into(),
             }
@@ -219,9 +214,9 @@ impl Login {
         session: &Session,
         name: &str,
         days: Option<u64>,
-        max: Duration,
         form: bool,
     ) -> Result<Response<ProxyBody>, Error> {
+        let max = self.max;
         let max_days = (max.as_secs() / 86_400).max(1);
         let days = days.unwrap_or(DEFAULT_DAYS.min(max_days));
         if days == 0 || days > max_days {
@@ -231,18 +226,12 @@ impl Login {
             .into());
         }
         let lifetime = Duration::from_secs(days * 86_400).min(max);
-        let Some(personal) = &self.personal else {
-            return Err(crate::error::Refusal::ReservedPath.into());
-        };
         let Some((value, info)) = self
             .store
-            .create_token(session, name, lifetime, personal.per_user)
+            .create_token(session, name, lifetime, self.per_user)
             .await?
         else {
-            return Err(TokenError::TooMany {
-                max: personal.per_user,
-            }
-            .into());
+            return Err(TokenError::TooMany { max: self.per_user }.into());
         };
         self.metrics.login.token(TokenOutcome::Created);
         tracing::info!(token_id = %info.id, name = %info.name, "personal proxy token created");

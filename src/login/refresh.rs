@@ -1,20 +1,22 @@
 //! Keeping a session's access token fresh: refresh when it is within
 //! `refresh_before` of expiry, one token call per session however many
 //! requests wait (they share its outcome), and failures handled by cause.
+//! The [`Refresher`] answers with tokens or a [`Stale`] outcome; what a
+//! request is told (sign-in URLs, cookies) is the façade's.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
 
-use super::Login;
+use super::provider::ProviderClient;
 use crate::backoff;
 use crate::error::Error;
 use crate::gate::{Attempts, Decision, Failure, Gate, Held, Refusal};
-use crate::metrics::ClaimsOutcome;
+use crate::metrics::{ClaimsOutcome, Metrics};
 use crate::oauth::idp::Grant;
 use crate::session::backend::{StoreError, Update};
-use crate::session::{LEASE_TTL, Miss, Reloaded, Session, Tokens};
+use crate::session::{LEASE_TTL, Miss, Reloaded, Session, Sessions, Tokens};
 
 /// Azure DevOps refused a session's token: which generation, and the
 /// claims of its claims challenge (CAE) when it sent one.
@@ -26,7 +28,61 @@ pub struct Refused<'a> {
     pub claims: Option<&'a str>,
 }
 
-impl Login {
+/// Why a session has no token to send.
+#[derive(Debug)]
+pub(super) enum Stale {
+    /// The user must sign in again (asking for `claims` when a claims
+    /// challenge demands them): the refresh token is refused, missing,
+    /// or the session ended.
+    SignInAgain {
+        /// What the sign-in answer tells the user.
+        miss: Miss,
+        /// The claims a new sign-in must satisfy.
+        claims: Option<String>,
+    },
+    /// The refresh failed in a way a sign-in does not fix (the provider
+    /// or the store): the answer as it is.
+    Failed(Error),
+}
+
+impl From<Error> for Stale {
+    fn from(e: Error) -> Self {
+        Self::Failed(e)
+    }
+}
+
+/// A session's tokens kept fresh: one token call per session at a time
+/// (and, with a shared store, per session across replicas).
+pub(super) struct Refresher {
+    provider: Arc<ProviderClient>,
+    store: Arc<Sessions>,
+    /// When tokens are refreshed (`auth.refresh_before`,
+    /// `auth.forced_refresh_interval`).
+    gate: Gate,
+    /// How long a token call may take (bounds waiting for another
+    /// replica's).
+    provider_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl Refresher {
+    /// Keeps the tokens of `store`'s sessions, redeeming at `provider`.
+    pub(super) fn new(
+        provider: Arc<ProviderClient>,
+        store: Arc<Sessions>,
+        gate: Gate,
+        provider_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            provider,
+            store,
+            gate,
+            provider_timeout,
+            metrics,
+        }
+    }
+
     /// The session's tokens, refreshed first when due. `forced` names the
     /// generation Azure DevOps just refused (and its claims challenge):
     /// refresh unless a newer one exists already.
@@ -34,8 +90,7 @@ impl Login {
         &self,
         session: &Arc<Session>,
         forced: Option<Refused<'_>>,
-        return_to: &str,
-    ) -> Result<Tokens, Error> {
+    ) -> Result<Tokens, Stale> {
         let tokens = session.tokens();
         if !self.due(&tokens, forced) {
             return Ok(tokens);
@@ -60,8 +115,10 @@ impl Login {
                 // A fresh token was challenged again: only a sign-in can
                 // satisfy these claims.
                 self.metrics.login.claims(ClaimsOutcome::SignIn);
-                let claims = forced.and_then(|f| f.claims);
-                return Err(self.needs_login(Miss::Expired, return_to, claims));
+                return Err(Stale::SignInAgain {
+                    miss: Miss::Expired,
+                    claims: forced.and_then(|f| f.claims).map(str::to_string),
+                });
             }
             Decision::Throttled => {
                 self.metrics
@@ -73,15 +130,13 @@ impl Login {
             // backoff runs: its outcome is ours.
             Decision::Share | Decision::BackingOff => {
                 let failure = state.last_failure.clone();
-                return self.after_failure(session, &mut state, tokens, failure, false, return_to);
+                return self.after_failure(session, &mut state, tokens, failure, false);
             }
             Decision::Refresh => {}
         }
         if !self.store.shared() {
             let claims = forced.and_then(|f| f.claims);
-            let result = self
-                .redeem(session, &mut state, tokens, claims, return_to)
-                .await;
+            let result = self.redeem(session, &mut state, tokens, claims).await;
             if result.is_ok() {
                 // A failed write is retried when the store answers again;
                 // the new tokens are in memory meanwhile.
@@ -89,7 +144,7 @@ impl Login {
             }
             return result;
         }
-        Box::pin(self.fresh_shared(session, &mut state, forced, return_to)).await
+        Box::pin(self.fresh_shared(session, &mut state, forced)).await
     }
 
     /// Refresh with replicas: re-read the store (another replica may have
@@ -102,8 +157,7 @@ impl Login {
         session: &Arc<Session>,
         state: &mut Attempts,
         forced: Option<Refused<'_>>,
-        return_to: &str,
-    ) -> Result<Tokens, Error> {
+    ) -> Result<Tokens, Stale> {
         let holder = super::provider::random_token();
         // A bound on real waiting (the lease holder's token call), so the
         // system clock, not the proxy's.
@@ -113,45 +167,46 @@ impl Login {
             + Duration::from_secs(1);
         let mut pause = Duration::from_millis(5);
         loop {
-            if let Some(done) = self.look_again(session, forced, return_to).await {
+            if let Some(done) = self.look_again(session, forced).await {
                 return done;
             }
             match self.store.lease(session, &holder).await {
                 Ok(true) => break,
                 Ok(false) => {}
-                Err(e) => return self.store_down(session, e),
+                Err(e) => return Ok(self.store_down(session, e)?),
             }
             if crate::clock::real_instant() >= deadline {
                 let tokens = session.tokens();
                 if self.usable(&tokens) {
                     return Ok(tokens);
                 }
-                return Err(Error::ProviderFailed {
+                return Err(Stale::Failed(Error::ProviderFailed {
                     operator: false,
                     retry_after: Some(1),
                     detail: "another replica is refreshing this session and has not finished"
                         .into(),
                     said: None,
-                });
+                }));
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(100));
         }
         // The holder before us may have finished between our look and
         // the lease.
-        if let Some(done) = self.look_again(session, forced, return_to).await {
+        if let Some(done) = self.look_again(session, forced).await {
             self.store.release(session, &holder).await;
             return done;
         }
         let claims = forced.and_then(|f| f.claims);
-        let result = self
-            .redeem_holding(session, state, (&holder, claims), return_to)
-            .await;
+        let result = self.redeem_holding(session, state, (&holder, claims)).await;
         if result.is_ok() {
             match self.store.save(session).await {
                 Ok(Update::Gone) => {
                     self.store.release(session, &holder).await;
-                    return Err(self.needs_login(Miss::Unknown, return_to, None));
+                    return Err(Stale::SignInAgain {
+                        miss: Miss::Unknown,
+                        claims: None,
+                    });
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(
@@ -172,9 +227,8 @@ impl Login {
         session: &Arc<Session>,
         state: &mut Attempts,
         (holder, claims): (&str, Option<&str>),
-        return_to: &str,
-    ) -> Result<Tokens, Error> {
-        let call = self.redeem(session, state, session.tokens(), claims, return_to);
+    ) -> Result<Tokens, Stale> {
+        let call = self.redeem(session, state, session.tokens(), claims);
         tokio::pin!(call);
         let mut renew =
             tokio::time::interval_at(tokio::time::Instant::now() + LEASE_TTL / 3, LEASE_TTL / 3);
@@ -200,12 +254,14 @@ impl Login {
         &self,
         session: &Arc<Session>,
         forced: Option<Refused<'_>>,
-        return_to: &str,
-    ) -> Option<Result<Tokens, Error>> {
+    ) -> Option<Result<Tokens, Stale>> {
         match self.store.reload(session).await {
             Ok(Reloaded::Gone) => {
                 self.store.forget(&session.key);
-                Some(Err(self.needs_login(Miss::Unknown, return_to, None)))
+                Some(Err(Stale::SignInAgain {
+                    miss: Miss::Unknown,
+                    claims: None,
+                }))
             }
             Ok(_) => {
                 let tokens = session.tokens();
@@ -217,7 +273,7 @@ impl Login {
                     .refresh(crate::metrics::RefreshOutcome::Replica);
                 Some(Ok(tokens))
             }
-            Err(e) => Some(self.store_down(session, e)),
+            Err(e) => Some(self.store_down(session, e).map_err(Stale::Failed)),
         }
     }
 
@@ -240,8 +296,7 @@ impl Login {
         state: &mut Attempts,
         tokens: Tokens,
         claims: Option<&str>,
-        return_to: &str,
-    ) -> Result<Tokens, Error> {
+    ) -> Result<Tokens, Stale> {
         let Some(refresh_token) = tokens.refresh_token.clone() else {
             // Nothing to refresh with: use the token while it lasts.
             if self.usable(&tokens) {
@@ -253,7 +308,7 @@ impl Login {
                     .into(),
                 claims: None,
             });
-            return self.after_failure(session, state, tokens, failure, true, return_to);
+            return self.after_failure(session, state, tokens, failure, true);
         };
         session.note_attempt(state);
         match self.provider.refresh(refresh_token.expose(), claims).await {
@@ -267,11 +322,13 @@ impl Login {
                     .refresh(crate::metrics::RefreshOutcome::Ok);
                 session
                     .set_tokens(&set.access_token, set.expires_in, set.refresh_token)
-                    .ok_or_else(|| Error::ProviderFailed {
-                        operator: false,
-                        retry_after: None,
-                        detail: "the provider's access token cannot be sent in a header".into(),
-                        said: None,
+                    .ok_or_else(|| {
+                        Stale::Failed(Error::ProviderFailed {
+                            operator: false,
+                            retry_after: None,
+                            detail: "the provider's access token cannot be sent in a header".into(),
+                            said: None,
+                        })
                     })
             }
             Err(e) => {
@@ -288,7 +345,7 @@ impl Login {
                     self.metrics.login.claims(outcome);
                 }
                 state.last_failure = Some(failure.clone());
-                self.after_failure(session, state, tokens, Some(failure), true, return_to)
+                self.after_failure(session, state, tokens, Some(failure), true)
             }
         }
     }
@@ -305,12 +362,12 @@ impl Login {
     }
 
     /// The time tokens and backoffs are kept by (the session store's).
-    pub(super) fn clock(&self) -> &Clock {
+    fn clock(&self) -> &Clock {
         self.store.clock()
     }
 
     /// Whether the token can still be sent.
-    fn usable(&self, tokens: &Tokens) -> bool {
+    pub(super) fn usable(&self, tokens: &Tokens) -> bool {
         Gate::usable(tokens.expires_at, self.clock().now())
     }
 
@@ -330,8 +387,7 @@ impl Login {
         tokens: Tokens,
         failure: Option<Failure>,
         fresh: bool,
-        return_to: &str,
-    ) -> Result<Tokens, Error> {
+    ) -> Result<Tokens, Stale> {
         let still_valid = self.usable(&tokens);
         let key = format!("{:?}", session.key);
         match failure {
@@ -341,9 +397,12 @@ impl Login {
                     self.metrics
                         .login
                         .refresh(crate::metrics::RefreshOutcome::Relogin);
-                    self.end_session(session);
+                    super::end_session(&self.store, session);
                 }
-                Err(self.needs_login(Miss::Expired, return_to, claims.as_deref()))
+                Err(Stale::SignInAgain {
+                    miss: Miss::Expired,
+                    claims,
+                })
             }
             Some(Failure::Operator { reason, said }) => {
                 if fresh {
@@ -364,12 +423,12 @@ impl Login {
                 if still_valid {
                     return Ok(tokens);
                 }
-                Err(Error::ProviderFailed {
+                Err(Stale::Failed(Error::ProviderFailed {
                     operator: true,
                     retry_after: Some(self.retry_after(state)),
                     detail: reason,
                     said,
-                })
+                }))
             }
             Some(Failure::Transient { reason }) => {
                 if fresh {
@@ -387,12 +446,12 @@ impl Login {
                 if still_valid {
                     return Ok(tokens);
                 }
-                Err(Error::ProviderFailed {
+                Err(Stale::Failed(Error::ProviderFailed {
                     operator: false,
                     retry_after: Some(self.retry_after(state)),
                     detail: reason,
                     said: None,
-                })
+                }))
             }
             // A previous call succeeded for another generation: nothing to
             // share; use what is there.

@@ -19,7 +19,7 @@ use dashmap::DashMap;
 use http::{HeaderMap, HeaderValue};
 use url::Url;
 
-use super::Login;
+use super::provider::ProviderClient;
 use crate::challenge::Directory;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -45,6 +45,10 @@ pub struct OrgDirectories {
     allowed: Vec<String>,
     any: bool,
     cache: DashMap<String, (Option<Directory>, Instant)>,
+    /// Redeems the user's refresh token at another directory.
+    provider: Arc<ProviderClient>,
+    /// When a held directory token is renewed.
+    gate: Gate,
     clock: Clock,
     metrics: Arc<Metrics>,
 }
@@ -55,8 +59,9 @@ impl OrgDirectories {
     /// For a multi-tenant Entra configuration; `None` otherwise (a
     /// single-tenant proxy signs everyone in to the organization's
     /// directory already).
-    pub fn new(
+    pub(super) fn new(
         config: &Config,
+        (provider, gate): (Arc<ProviderClient>, Gate),
         clock: &Clock,
         metrics: Arc<Metrics>,
     ) -> Option<Result<Self, String>> {
@@ -79,6 +84,8 @@ impl OrgDirectories {
                 any: allowed.iter().any(|t| t == "*"),
                 allowed,
                 cache: DashMap::new(),
+                provider,
+                gate,
                 clock: clock.clone(),
                 metrics,
             })
@@ -163,9 +170,7 @@ impl OrgDirectories {
         tracing::debug!(organization = org, directory = ?found, "organization's directory");
         Ok(found)
     }
-}
 
-impl Login {
     /// The token of `org`'s directory for `session`, when that directory
     /// is not the one the user signed in to and may be asked: `(tenant,
     /// header, generation)`. `None` means the home token is the one to
@@ -177,8 +182,7 @@ impl Login {
         org: Option<&str>,
         tokens: &Tokens,
     ) -> Option<(String, HeaderValue, u64)> {
-        let dirs = self.directories.as_ref()?;
-        let Directory::Tenant(tenant) = dirs.of(org?).await? else {
+        let Directory::Tenant(tenant) = self.of(org?).await? else {
             return None;
         };
         self.tenant_token(session, &tenant, tokens, None, None)
@@ -196,19 +200,18 @@ impl Login {
         refused: Option<u64>,
         claims: Option<&str>,
     ) -> Option<(String, HeaderValue, u64)> {
-        let dirs = self.directories.as_ref()?;
         let home = session.user.tenant.as_deref().map(str::to_ascii_lowercase);
         if home.as_deref() == Some(tenant) {
             return None;
         }
-        if !dirs.allows(tenant) {
+        if !self.allows(tenant) {
             self.metrics
                 .login
                 .tenant_token(TenantTokenOutcome::NotAllowed);
             return None;
         }
         let mut held = session.other_tenants.lock().await;
-        let generation = match self.held(held.get(tenant), self.clock().now(), refused, claims) {
+        let generation = match self.held(held.get(tenant), self.clock.now(), refused, claims) {
             Ok(token) => return token.map(|(header, g)| (tenant.to_string(), header, g)),
             Err(next) => next,
         };
@@ -272,7 +275,7 @@ impl Login {
         claims: Option<&str>,
         generation: u64,
     ) -> (TenantToken, Option<HeaderValue>) {
-        let now = self.clock().now();
+        let now = self.clock.now();
         let result = self
             .provider
             .refresh_at(tenant, refresh_token, claims)
@@ -307,5 +310,52 @@ impl Login {
             generation,
         };
         (entry, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::login::tests::login_with;
+
+    #[test]
+    fn a_directory_token_is_used_until_due_refused_or_challenged() {
+        let (login, clock) = login_with(|c| {
+            c.auth.tenant = Some("organizations".into());
+            c.auth.allowed_tenants = vec!["*".into()];
+        });
+        let d = login.directories.as_ref().expect("multi-tenant Entra");
+        let (now, hour) = (clock.now(), Duration::from_secs(3600));
+        let issued = TenantToken::Issued {
+            header: HeaderValue::from_static("Bearer t"),
+            expires_at: now + hour,
+            lifetime: hour,
+            generation: 3,
+        };
+        assert!(matches!(
+            d.held(Some(&issued), now, None, None),
+            Ok(Some((_, 3)))
+        ));
+        // An older generation's refusal changes nothing; this one's does.
+        assert!(matches!(
+            d.held(Some(&issued), now, Some(2), None),
+            Ok(Some(_))
+        ));
+        assert_eq!(d.held(Some(&issued), now, Some(3), None).err(), Some(4));
+        // Near expiry: renewed.
+        let late = now + hour - Duration::from_secs(10);
+        assert_eq!(d.held(Some(&issued), late, None, None).err(), Some(4));
+
+        let refused = TenantToken::Refused {
+            until: now + REFUSED_TTL,
+            generation: 5,
+        };
+        assert!(matches!(d.held(Some(&refused), now, None, None), Ok(None)));
+        // A claims challenge asks again at once; so does the end of the pause.
+        assert_eq!(d.held(Some(&refused), now, None, Some("{}")).err(), Some(6));
+        let after = now + REFUSED_TTL + Duration::from_secs(1);
+        assert_eq!(d.held(Some(&refused), after, None, None).err(), Some(6));
+        assert_eq!(d.held(None, now, None, None).err(), Some(1));
+        assert!(d.allows("any-tenant"));
     }
 }
