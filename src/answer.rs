@@ -15,6 +15,34 @@ use serde_json::{Map, Value, json};
 
 use crate::request::{ClientKind, RequestCtx};
 
+/// Fills `{placeholders}` in `text` in one pass: `value_of` gives a
+/// name's text, `None` leaves the braces as they are. A value that looks
+/// like a placeholder (a feed name from the request, a code from the
+/// provider) is never filled again.
+pub fn fill(text: &str, value_of: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after
+            .find('}')
+            .and_then(|close| value_of(&after[..close]).map(|v| (close, v)))
+        {
+            Some((close, value)) => {
+                out.push_str(&value);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// An answer, before it is written in a client's language.
 #[derive(Debug, Clone)]
 pub struct Answer {

@@ -39,27 +39,7 @@ impl Finding {
 /// that looks like a placeholder stays as it is; an unknown value reads
 /// as a hint.
 pub fn fill(text: &str, vars: &Vars) -> String {
-    let mut out = String::with_capacity(text.len() + 64);
-    let mut rest = text;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        match after
-            .find('}')
-            .and_then(|close| value_of(&after[..close], vars).map(|v| (close, v)))
-        {
-            Some((close, value)) => {
-                out.push_str(&value);
-                rest = &after[close + 1..];
-            }
-            None => {
-                out.push('{');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+    crate::answer::fill(text, |name| value_of(name, vars))
 }
 
 /// The text standing for placeholder `name`, `None` for no placeholder.

@@ -146,77 +146,65 @@ impl LoginError {
     }
 
     pub(super) fn answer(&self) -> Answer {
-        use StatusCode as S;
-        let a =
-            |status, title, detail: &str| Answer::new(status, self.id(), title, detail.to_string());
+        use super::own::answer;
         match self {
             Self::MethodNotAllowed { allowed } => {
-                let mut ans = a(S::METHOD_NOT_ALLOWED, "Method not allowed", &format!("This endpoint accepts {allowed}."));
+                let mut ans = answer("method-not-allowed", &[("allowed", allowed)]);
                 if let Ok(v) = HeaderValue::try_from(allowed.as_str()) {
                     ans.headers.insert(header::ALLOW, v);
                 }
                 ans
             }
-            Self::BadReturnPath => a(S::BAD_REQUEST, "Return address refused",
-                "After signing in, the proxy only returns to a path on itself (such as /contoso/_apis/projects), never to another site."),
-            Self::Provider(detail) => a(S::BAD_GATEWAY, "The sign-in provider could not be reached",
-                &format!("{detail}. Try again shortly; if it persists, an administrator should check auth.issuer_url or auth.authority_host.")),
-            Self::MissingState | Self::UnknownState => a(S::BAD_REQUEST, "This sign-in link is not valid",
-                "The sign-in answer does not match a sign-in this proxy started, or it was already used. Start again.").sign_in_again("/.auth/login"),
-            Self::Expired => a(S::BAD_REQUEST, "The sign-in took too long",
-                "The sign-in was started too long ago and has expired. Start again.").sign_in_again("/.auth/login"),
-            Self::NotThisBrowser => a(S::BAD_REQUEST, "The sign-in was started elsewhere",
-                "The sign-in answer arrived without the cookie of the browser that started it (started in another browser, or cookies are blocked). Start again in this browser and allow cookies for this site.").sign_in_again("/.auth/login"),
+            Self::Provider(detail) => answer("sign-in-provider-unavailable", &[("detail", detail)]),
             Self::Denied {
                 error, description, ..
             } => {
-                let status = if error == "access_denied" { S::FORBIDDEN } else { S::BAD_REQUEST };
-                let mut text = format!("The sign-in provider answered \"{error}\"");
-                if !description.is_empty() {
-                    text.push_str(&format!(": {description}"));
-                }
-                text.push('.');
-                if error == "access_denied" {
-                    text.push_str(" If you declined, sign in again and accept; if an administrator must approve the app, ask them.");
-                }
-                a(status, "Sign-in was not completed", &text).sign_in_again("/.auth/login")
+                let key = match error.as_str() {
+                    "access_denied" => "provider-error/access-denied",
+                    _ => "provider-error",
+                };
+                let description = match description.is_empty() {
+                    true => String::new(),
+                    false => format!(": {description}"),
+                };
+                answer(key, &[("error", error), ("description", &description)])
             }
-            Self::WrongIssuer => a(S::BAD_REQUEST, "The sign-in answer came from another provider",
-                "The answer names an issuer other than the one this sign-in was started with, which is how a mix-up attack looks. Start again.").sign_in_again("/.auth/login"),
-            Self::MissingCode => a(S::BAD_REQUEST, "The sign-in answer is incomplete",
-                "The provider's answer carried no authorization code. Start again.").sign_in_again("/.auth/login"),
-            Self::Redeem(e, _) => redeem_answer(e, self.id()),
-            Self::NotAllowed { reason } => a(S::FORBIDDEN, "You may not use this proxy",
-                &format!("You signed in successfully, but {reason}. Ask the proxy's administrator for access (auth.allowed_tenants, auth.allowed_users, auth.allowed_email_domains).")),
-            Self::NotSignedIn => a(S::UNAUTHORIZED, "Not signed in",
-                "There is no session for this request. Sign in at /.auth/login.").sign_in_again("/.auth/login"),
-            Self::BadForm => a(S::BAD_REQUEST, "Unreadable sign-in answer",
-                "The provider's form could not be read.").sign_in_again("/.auth/login"),
+            Self::Redeem(e, _) => redeem_answer(e),
+            Self::NotAllowed { reason } => answer("user-not-allowed", &[("reason", reason)]),
+            Self::BadReturnPath
+            | Self::MissingState
+            | Self::UnknownState
+            | Self::Expired
+            | Self::NotThisBrowser
+            | Self::WrongIssuer
+            | Self::MissingCode
+            | Self::NotSignedIn
+            | Self::BadForm => answer(self.id(), &[]),
         }
     }
 }
 
-fn redeem_answer(e: &GrantError, slug: &'static str) -> Answer {
-    use StatusCode as S;
-    match e {
-        GrantError::Token(idp) => match idp.classify(Grant::Code) {
-            Failure::Relogin { .. } => Answer::new(S::BAD_REQUEST, slug, "The sign-in code was refused",
-                format!("The provider refused the sign-in code ({idp}). A code works once and only with the browser session that asked for it. Start again.")).sign_in_again("/.auth/login"),
-            Failure::Operator { .. } => Answer::new(S::BAD_GATEWAY, slug, "The proxy's sign-in configuration is broken",
-                format!("The provider refused the proxy's own credentials ({idp}). This is not your fault: an administrator must fix auth.client_id, the tenant, the redirect URI registration or the client secret/certificate.")),
-            Failure::Transient { .. } => {
-                let ans = Answer::new(S::SERVICE_UNAVAILABLE, slug, "The sign-in provider is not answering",
-                    format!("Redeeming the sign-in code failed ({idp}). Try again in a moment.")).sign_in_again("/.auth/login");
-                ans.retry_after(5)
-            }
-        },
-        GrantError::IdToken(crate::oauth::id_token::IdTokenError::Keys(idp)) => Answer::new(S::SERVICE_UNAVAILABLE, slug,
-            "The sign-in provider is not answering", format!("Its signing keys could not be read ({idp}). Try again in a moment.")).sign_in_again("/.auth/login"),
-        GrantError::IdToken(e) => Answer::new(S::BAD_REQUEST, slug, "The sign-in answer could not be verified",
-            format!("{e}. Start again; if it persists, the provider or the proxy's clock is misconfigured.")).sign_in_again("/.auth/login"),
-        GrantError::Metadata(idp) => Answer::new(S::BAD_GATEWAY, slug, "The sign-in provider answered badly",
-            format!("Reading the provider's metadata or the user's profile failed ({idp}).")).sign_in_again("/.auth/login"),
-        GrantError::Local(detail) => Answer::new(S::INTERNAL_SERVER_ERROR, slug, "The proxy could not complete the sign-in",
-            format!("{detail}.")),
+/// Why redeeming the sign-in code failed, by cause.
+fn redeem_answer(e: &GrantError) -> Answer {
+    let (key, error) = match e {
+        GrantError::Token(idp) => (
+            match idp.classify(Grant::Code) {
+                Failure::Relogin { .. } => "code-redemption-failed/refused",
+                Failure::Operator { .. } => "code-redemption-failed/operator",
+                Failure::Transient { .. } => "code-redemption-failed/transient",
+            },
+            idp.to_string(),
+        ),
+        GrantError::IdToken(crate::oauth::id_token::IdTokenError::Keys(idp)) => {
+            ("id-token-invalid/keys", idp.to_string())
+        }
+        GrantError::IdToken(e) => ("id-token-invalid", e.to_string()),
+        GrantError::Metadata(idp) => ("code-redemption-failed/metadata", idp.to_string()),
+        GrantError::Local(detail) => ("code-redemption-failed/local", detail.clone()),
+    };
+    let ans = super::own::answer(key, &[("error", &error)]);
+    match key {
+        "code-redemption-failed/transient" => ans.retry_after(5),
+        _ => ans,
     }
 }

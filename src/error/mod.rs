@@ -7,6 +7,7 @@
 //! (`crate::answer` picks the client's language).
 
 mod login;
+pub mod own;
 mod personal;
 mod refusal;
 
@@ -210,12 +211,7 @@ impl Error {
                 kind,
                 reason,
             } => upstream_answer(upstream, target, *kind, reason),
-            Self::Identity(e) => Answer::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no-credential",
-                "The proxy has no usable credential",
-                format!("{e}. An operator must fix the [auth] configuration."),
-            ),
+            Self::Identity(e) => own::answer("no-credential", &[("error", &e.to_string())]),
             Self::NeedsLogin {
                 login_url,
                 reason,
@@ -241,33 +237,16 @@ impl Error {
                 failure,
             } => service_token_answer(source_name, *retry_after, failure.as_deref()),
             Self::TunnelsFull { max, stopping } => tunnels_full_answer(*max, *stopping),
-            Self::NotRewritable { what, reason } => Answer::new(
-                StatusCode::BAD_GATEWAY,
+            Self::NotRewritable { what, reason } => own::answer(
                 "answer-not-rewritable",
-                "Azure DevOps' answer could not be passed on safely",
-                format!(
-                    "Azure DevOps answered this request with a {what} that the proxy must rewrite before passing it on (it carries URLs and credentials meant for the proxy), and {reason}, so it was not passed on. The answer's size grows with the objects asked for at once: ask for fewer (git-lfs 3.3 and later: git config lfs.transfer.batchSize 50) and try again."
-                ),
+                &[("what", what), ("reason", reason)],
             ),
-            Self::Busy { max } => Answer::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "proxy-busy",
-                "The proxy is serving as many requests as it may",
-                format!(
-                    "{max} requests are in flight through this proxy (listen.max_requests), so this one was not forwarded. Try again in a moment; if it happens under normal load, an administrator can raise listen.max_requests (each request in flight may hold one upstream connection, so keep it within the process's file-descriptor limit) or run more replicas."
-                ),
-            )
-            .retry_after(1),
+            Self::Busy { max } => {
+                own::answer("proxy-busy", &[("max", &max.to_string())]).retry_after(1)
+            }
             Self::StoreUnavailable(e) => {
-                let ans = Answer::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "session-store-unavailable",
-                    "The proxy cannot reach its session store",
-                    format!(
-                        "Signing in, or resuming a session this proxy instance has not seen yet, needs the session store, and it is not answering ({e}). Sessions already in use here keep working. Try again in a few seconds; if it persists, an administrator must check the store (session.store, session.redis_url, or the disk holding session.path). The admin /readyz endpoint reports not ready meanwhile."
-                    ),
-                );
-                ans.retry_after(5)
+                own::answer("session-store-unavailable", &[("error", &e.to_string())])
+                    .retry_after(5)
             }
         }
     }
@@ -282,25 +261,14 @@ fn service_token_answer(
     failure: Option<&diagnose::ServiceFailure>,
 ) -> Answer {
     let retryable = failure.is_none_or(|f| f.retryable);
-    let (status, next) = if retryable {
-        (StatusCode::SERVICE_UNAVAILABLE, "Try again shortly.")
-    } else {
-        (
-            StatusCode::BAD_GATEWAY,
-            "Retrying does not help until an operator fixes it.",
-        )
-    };
     let last = failure
         .map(|f| format!(" The last attempt: {}.", f.detail.trim_end_matches('.')))
         .unwrap_or_default();
-    let ans = Answer::new(
-        status,
-        "service-token-unavailable",
-        "The proxy has no token for its service identity",
-        format!(
-            "The proxy acts as a fixed identity (auth.source = \"{source_name}\") and could not get a token for it from the identity provider.{last} {next} An administrator can see more in the proxy's log (\"service token\"), in /.auth/me (lastFailure) and in ado_proxy_service_token_failing_since_timestamp_seconds."
-        ),
-    );
+    let key = match retryable {
+        true => "service-token-unavailable",
+        false => "service-token-unavailable/permanent",
+    };
+    let ans = own::answer(key, &[("source", source_name), ("last", &last)]);
     if retryable {
         ans.retry_after(retry_after)
     } else {
@@ -310,48 +278,21 @@ fn service_token_answer(
 
 /// An upgrade that cannot be tunnelled now.
 fn tunnels_full_answer(max: usize, stopping: bool) -> Answer {
-    let cause = if stopping {
-        "The proxy is shutting down and opens no new WebSocket or upgraded connection; connect \
-         again and another instance will serve you."
-            .to_string()
-    } else {
-        format!(
-            "The proxy already carries {max} WebSocket or upgraded connections, as many as \
-             listen.max_tunnels allows. Try again shortly; an operator can raise \
-             listen.max_tunnels."
-        )
-    };
-    Answer::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "tunnels-full",
-        "No room for another WebSocket",
-        cause,
-    )
+    match stopping {
+        true => own::answer("tunnels-full/stopping", &[]),
+        false => own::answer("tunnels-full", &[("max", &max.to_string())]),
+    }
     .retry_after(1)
 }
 
 /// A refresh failed: the proxy's own credentials (`operator`) or the
 /// provider being unavailable.
 fn provider_failed_answer(operator: bool, detail: &str, retry_after: Option<u64>) -> Answer {
-    let ans = if operator {
-        Answer::new(
-            StatusCode::BAD_GATEWAY,
-            "provider-configuration",
-            "The proxy's sign-in configuration is broken",
-            format!(
-                "Your access token expired and the identity provider refused the proxy's own credentials ({detail}). This is not your fault: an administrator must fix the client secret or certificate, auth.client_id or the tenant. Your session is kept."
-            ),
-        )
-    } else {
-        Answer::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "provider-unavailable",
-            "The identity provider is not answering",
-            format!(
-                "Your access token expired and refreshing it failed ({detail}). Your session is kept; try again shortly."
-            ),
-        )
+    let key = match operator {
+        true => "provider-configuration",
+        false => "provider-unavailable",
     };
+    let ans = own::answer(key, &[("detail", detail)]);
     match retry_after {
         Some(secs) => ans.retry_after(secs),
         None => ans,
@@ -359,61 +300,21 @@ fn provider_failed_answer(operator: bool, detail: &str, retry_after: Option<u64>
 }
 
 fn upstream_answer(upstream: &str, target: &str, kind: UpstreamErrorKind, reason: &str) -> Answer {
-    let (status, id, title) = match kind {
-        UpstreamErrorKind::Connect => (
-            StatusCode::BAD_GATEWAY,
-            "upstream-unreachable",
-            "Azure DevOps could not be reached",
-        ),
-        UpstreamErrorKind::Timeout => (
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream-timeout",
-            "Azure DevOps did not answer in time",
-        ),
-        UpstreamErrorKind::Protocol => (
-            StatusCode::BAD_GATEWAY,
-            "upstream-failed",
-            "The connection to Azure DevOps failed",
-        ),
-        UpstreamErrorKind::EgressAuth => (
-            StatusCode::BAD_GATEWAY,
-            "egress-proxy-credentials",
-            "The egress proxy asks for credentials",
-        ),
-        UpstreamErrorKind::EgressRefused => (
-            StatusCode::BAD_GATEWAY,
-            "egress-proxy-refused",
-            "The egress proxy refused the connection",
-        ),
-        UpstreamErrorKind::EgressFailed => (
-            StatusCode::BAD_GATEWAY,
-            "egress-proxy-failed",
-            "The egress proxy could not be used",
-        ),
+    let key = match kind {
+        UpstreamErrorKind::Connect => "upstream-unreachable",
+        UpstreamErrorKind::Timeout => "upstream-timeout",
+        UpstreamErrorKind::Protocol => "upstream-failed",
+        UpstreamErrorKind::EgressAuth => "egress-proxy-credentials",
+        UpstreamErrorKind::EgressRefused => "egress-proxy-refused",
+        UpstreamErrorKind::EgressFailed => "egress-proxy-failed",
     };
-    let fix = match kind {
-        UpstreamErrorKind::EgressAuth => {
-            " The proxy needs a user and password for it: put \"user:password\" in the file \
-             named by upstream.egress_proxy_credentials_file (or write them in HTTPS_PROXY as \
-             http://user:password@host:port). If they are there already, the egress proxy did \
-             not accept them."
-        }
-        UpstreamErrorKind::EgressRefused => {
-            " Its rules do not let this proxy reach that host: ask the egress proxy's operators \
-             to allow it, or, if the host is reachable directly, name it in upstream.no_proxy \
-             (or NO_PROXY)."
-        }
-        UpstreamErrorKind::EgressFailed => {
-            " Check the egress proxy's address (upstream.egress_proxy or HTTPS_PROXY; the \
-             proxy logs the one in use at start-up) and that it is running."
-        }
-        _ => "",
-    };
-    Answer::new(
-        status,
-        id,
-        title,
-        format!("Upstream {upstream} ({target}): {reason}.{fix}"),
+    own::answer(
+        key,
+        &[
+            ("upstream", upstream),
+            ("target", target),
+            ("reason", reason),
+        ],
     )
 }
 
@@ -423,29 +324,21 @@ fn needs_login_answer(
     clear_cookie: Option<&HeaderValue>,
     tokens_url: Option<&str>,
 ) -> Answer {
-    let why = match reason {
-        Miss::NoCookie => "You are not signed in.",
-        Miss::Unknown => {
-            "Your session is not known to the proxy (it restarted, or the cookie is not valid)."
-        }
-        Miss::Idle => "Your session ended after a period without use.",
-        Miss::Expired => "Your session has ended.",
-    };
-    let detail = match tokens_url {
-        Some(tokens) => format!(
-            "{why} Programs (git, curl, package managers) use a personal proxy token: sign in at \
-             {login_url} in a browser, create one at {tokens}, and send it as the password of \
-             HTTP Basic (any user name; git's credential helper asks for it) or as \
-             Authorization: Bearer."
+    let why = own::no_session(reason);
+    let mut ans = match tokens_url {
+        Some(tokens) => own::answer(
+            "sign-in-required/tokens",
+            &[
+                ("why", why),
+                ("login_url", login_url),
+                ("tokens_url", tokens),
+            ],
         ),
-        None => format!("{why} Sign in at {login_url} in a browser, then try again."),
+        None => own::answer(
+            "sign-in-required",
+            &[("why", why), ("login_url", login_url)],
+        ),
     };
-    let mut ans = Answer::new(
-        StatusCode::UNAUTHORIZED,
-        "sign-in-required",
-        "Sign-in required",
-        detail,
-    );
     match tokens_url {
         // git answers a Basic challenge with its credential helper or a
         // prompt, where the token goes.
@@ -526,74 +419,45 @@ fn redirect_to_sign_in(login_url: &str, clear_cookie: Option<&HeaderValue>) -> R
 
 #[cfg(test)]
 mod ids {
-    /// Every id of the proxy's own answers (the catalog's are in
-    /// `diagnose::CATALOG`), in the order of docs/errors.md's table.
-    const OWN_IDS: &[&str] = &[
-        "reserved-path",
-        "unknown-host",
-        "organization-not-allowed",
-        "organization-required",
-        "host-not-allowed",
-        "bad-host",
-        "cross-site-request",
-        "bad-path",
-        "bad-target",
-        "upgrade-not-allowed",
-        "caller-not-allowed",
-        "proxy-token-refused",
-        "sign-in-required",
-        "token-request-invalid",
-        "client-token-refused",
-        "token-not-found",
-        "too-many-tokens",
-        "pat-api-unavailable",
-        "no-credential",
-        "answer-not-rewritable",
-        "proxy-busy",
-        "session-store-unavailable",
-        "service-token-unavailable",
-        "tunnels-full",
-        "provider-configuration",
-        "provider-unavailable",
-        "upstream-unreachable",
-        "upstream-timeout",
-        "upstream-failed",
-        "egress-proxy-credentials",
-        "egress-proxy-refused",
-        "egress-proxy-failed",
-        "method-not-allowed",
-        "bad-return-path",
-        "sign-in-provider-unavailable",
-        "missing-state",
-        "unknown-state",
-        "sign-in-timed-out",
-        "wrong-browser",
-        "provider-error",
-        "missing-code",
-        "wrong-issuer",
-        "id-token-invalid",
-        "code-redemption-failed",
-        "user-not-allowed",
-        "not-signed-in",
-        "bad-form",
-    ];
+    use super::own::{OWN, answer, id_of};
+    use http::StatusCode as S;
 
-    /// The kebab-case literals of the error sources: the ids they write.
-    fn written() -> Vec<String> {
-        let sources = [
+    /// Every id of the proxy's own answers (the catalog's are in
+    /// `diagnose::CATALOG`), in the order of `own::OWN`.
+    fn own_ids() -> Vec<&'static str> {
+        let mut ids: Vec<&str> = Vec::new();
+        for e in OWN {
+            let id = id_of(e.key);
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids
+    }
+
+    /// The error sources without their tests.
+    fn sources() -> Vec<&'static str> {
+        [
             include_str!("mod.rs"),
             include_str!("refusal.rs"),
             include_str!("personal.rs"),
             include_str!("login.rs"),
-        ];
+        ]
+        .into_iter()
+        .map(|src| src.split("#[cfg(test)]").next().unwrap_or(src))
+        .collect()
+    }
+
+    /// The kebab-case literals of the error sources (with a variant
+    /// after a `/`): the ids and keys they write.
+    fn written() -> Vec<String> {
         let mut out = Vec::new();
-        for src in sources {
-            let code = src.split("#[cfg(test)]").next().unwrap_or(src);
+        for code in sources() {
             for lit in code.split('"').skip(1).step_by(2) {
                 let kebab = lit.contains('-')
-                    && lit
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                    && lit.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '/'
+                    });
                 // Cache-Control's value is no id.
                 if kebab && lit != "no-store" && !out.iter().any(|o| o == lit) {
                     out.push(lit.to_string());
@@ -604,15 +468,26 @@ mod ids {
     }
 
     #[test]
-    fn every_id_written_is_listed_once_and_apart_from_the_catalog() {
-        for id in written() {
-            assert!(OWN_IDS.contains(&id.as_str()), "{id} is not in OWN_IDS");
-        }
-        for (i, id) in OWN_IDS.iter().enumerate() {
-            assert!(!OWN_IDS[..i].contains(id), "{id} twice");
+    fn every_key_written_is_an_own_answer_apart_from_the_catalog() {
+        for key in written() {
             assert!(
-                crate::diagnose::CATALOG.iter().all(|e| e.id != *id),
+                OWN.iter().any(|e| e.key == key || id_of(e.key) == key),
+                "{key} is not an entry or id of own::OWN"
+            );
+        }
+        for id in own_ids() {
+            assert!(
+                crate::diagnose::CATALOG.iter().all(|e| e.id != id),
                 "{id} is also a catalog entry"
+            );
+        }
+        // And every entry is written somewhere.
+        let written = written();
+        for e in OWN {
+            assert!(
+                written.iter().any(|w| w == e.key),
+                "{} is never written",
+                e.key
             );
         }
     }
@@ -629,6 +504,77 @@ mod ids {
             .filter_map(|l| l.strip_prefix("| `"))
             .filter_map(|l| l.split('`').next())
             .collect();
-        assert_eq!(documented, OWN_IDS);
+        assert_eq!(documented, own_ids());
+    }
+
+    #[test]
+    fn keys_are_unique_and_an_ids_variants_stand_together() {
+        for (i, e) in OWN.iter().enumerate() {
+            assert!(OWN[..i].iter().all(|o| o.key != e.key), "{} twice", e.key);
+            // One id's entries stand together: the ids' order is the
+            // docs' table's.
+            let id = id_of(e.key);
+            let first = OWN.iter().position(|o| id_of(o.key) == id).unwrap();
+            assert!(
+                OWN[first..=i].iter().all(|o| id_of(o.key) == id),
+                "{}: apart from the other entries of {id}",
+                e.key
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_that_looks_like_a_placeholder_stays_as_it_is() {
+        let a = answer("reserved-path", &[("path", "/.auth/{path}")]);
+        assert!(a.cause.starts_with("/.auth/{path} belongs"), "{}", a.cause);
+        assert_eq!(a.id, "reserved-path");
+        let a = answer("tunnels-full/stopping", &[]);
+        assert_eq!((a.id, a.status), ("tunnels-full", S::SERVICE_UNAVAILABLE));
+        assert_eq!(
+            answer("missing-code", &[]).sign_in.as_deref(),
+            Some("/.auth/login")
+        );
+    }
+
+    #[test]
+    fn every_text_names_only_placeholders_it_is_given_somewhere() {
+        // The names the call sites fill; a typo in a text shows here.
+        const NAMES: &[&str] = &[
+            "path",
+            "name",
+            "known",
+            "allowed",
+            "org",
+            "first",
+            "host",
+            "why",
+            "reason",
+            "protocol",
+            "tokens_url",
+            "login_url",
+            "max",
+            "error",
+            "what",
+            "source",
+            "last",
+            "detail",
+            "upstream",
+            "target",
+            "description",
+        ];
+        for e in OWN {
+            let mut rest = e.text;
+            while let Some(open) = rest.find('{') {
+                let after = &rest[open + 1..];
+                let close = after.find('}').expect("a closed placeholder");
+                assert!(
+                    NAMES.contains(&&after[..close]),
+                    "{}: {{{}}}",
+                    e.key,
+                    &after[..close]
+                );
+                rest = &after[close + 1..];
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Why a personal proxy token was refused, or a `/.auth/tokens` call
 //! failed, and what the client is told.
 
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, header};
 
 use crate::answer::Answer;
 
@@ -57,17 +57,12 @@ pub enum TokenError {
 
 impl TokenError {
     pub(super) fn answer(&self) -> Answer {
+        use super::own::answer;
         match self {
             Self::Refused { reason, tokens_url } => {
-                let mut ans = Answer::new(
-                    StatusCode::UNAUTHORIZED,
+                let mut ans = answer(
                     "proxy-token-refused",
-                    "The proxy token was not accepted",
-                    format!(
-                        "{reason}. Sign in at {tokens_url} in a browser and create a new proxy \
-                         token there; send it as the password of HTTP Basic (any user name; git's \
-                         credential helper asks for it) or as Authorization: Bearer."
-                    ),
+                    &[("reason", reason), ("tokens_url", tokens_url)],
                 );
                 ans.headers.insert(
                     header::WWW_AUTHENTICATE,
@@ -77,38 +72,17 @@ impl TokenError {
                 ans
             }
             Self::NeedsSession { login_url } => {
-                let mut ans = Answer::new(
-                    StatusCode::UNAUTHORIZED,
-                    "sign-in-required",
-                    "Sign-in required",
-                    format!(
-                        "Proxy tokens are managed from a signed-in browser: sign in at \
-                         {login_url}, then open /.auth/tokens. A proxy token cannot create or \
-                         list tokens."
-                    ),
+                let mut ans = answer(
+                    "sign-in-required/manage-tokens",
+                    &[("login_url", login_url)],
                 );
                 ans.login_url = Some(login_url.clone());
                 ans.action = Some(("Sign in", login_url.clone()));
                 ans
             }
-            Self::BadRequest(why) => Answer::new(
-                StatusCode::BAD_REQUEST,
-                "token-request-invalid",
-                "The token request cannot be served",
-                format!("{why}."),
-            ),
+            Self::BadRequest(why) => answer("token-request-invalid", &[("why", why)]),
             Self::ClientTokenRefused(why) => {
-                let mut ans = Answer::new(
-                    StatusCode::UNAUTHORIZED,
-                    "client-token-refused",
-                    "Your Entra token was not accepted",
-                    format!(
-                        "The proxy accepts clients' own Entra access tokens for Azure DevOps, but \
-                         not this one: {why}. Get a new one (az account get-access-token \
-                         --resource 499b84ac-1321-427f-aa17-267ca6975798) with an account this \
-                         proxy admits, or sign in in a browser."
-                    ),
-                );
+                let mut ans = answer("client-token-refused", &[("why", why)]);
                 ans.headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static(
@@ -117,36 +91,13 @@ impl TokenError {
                 );
                 ans
             }
-            Self::NotFound => Answer::new(
-                StatusCode::NOT_FOUND,
-                "token-not-found",
-                "No such token",
-                "This sign-in has no token with that id (revoked already, expired, or created \
-                 from another sign-in)."
-                    .into(),
-            ),
-            Self::TooMany { max } => Answer::new(
-                StatusCode::CONFLICT,
-                "too-many-tokens",
-                "You hold as many personal proxy tokens as you may",
-                format!(
-                    "You have {max} personal proxy tokens already, the most one user may hold (auth.max_tokens_per_user). Revoke the ones you no longer use at /.auth/tokens, then create this one."
-                ),
-            ),
+            Self::NotFound => answer("token-not-found", &[]),
+            Self::TooMany { max } => answer("too-many-tokens", &[("max", &max.to_string())]),
             Self::PatApiUnavailable {
                 reason,
                 retry_after,
-            } => {
-                let ans = Answer::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "pat-api-unavailable",
-                    "Azure DevOps' PAT service is not answering",
-                    format!(
-                        "Azure DevOps' personal access token API could not serve this request ({reason}). Nothing was changed. Try again shortly; if it persists, an administrator can check that the proxy reaches upstream.hosts.vssps."
-                    ),
-                );
-                ans.retry_after(retry_after.unwrap_or(5))
-            }
+            } => answer("pat-api-unavailable", &[("reason", reason)])
+                .retry_after(retry_after.unwrap_or(5)),
         }
     }
 }

@@ -1,8 +1,6 @@
 //! The proxy refusing a request before anything is forwarded: its path,
 //! its host, where it came from, or who sent it.
 
-use http::StatusCode;
-
 use crate::answer::Answer;
 use crate::metrics::RefusalReason;
 use crate::request::RequestCtx;
@@ -111,99 +109,33 @@ impl Refusal {
 
     /// What the client is told.
     pub(super) fn answer(&self, ctx: &RequestCtx) -> Answer {
+        use super::own::answer;
         match self {
-            Self::ReservedPath => Answer::new(
-                StatusCode::NOT_FOUND,
-                "reserved-path",
-                "Not found",
-                format!(
-                    "{} belongs to the proxy's own endpoints and is not forwarded to Azure DevOps.",
-                    ctx.path()
-                ),
-            ),
-            Self::UnknownHost { name, known } => Answer::new(
-                StatusCode::NOT_FOUND,
+            Self::ReservedPath => answer("reserved-path", &[("path", ctx.path())]),
+            Self::UnknownHost { name, known } => answer(
                 "unknown-host",
-                "Unknown Azure DevOps host",
-                format!(
-                    "/.hosts/{name}/ names no configured host. Known hosts: {}. Add it under [upstream.hosts] to reach it.",
-                    known.join(", ")
-                ),
+                &[("name", name), ("known", &known.join(", "))],
             ),
-            Self::OrganizationNotAllowed { org, allowed } => Answer::new(
-                StatusCode::FORBIDDEN,
+            Self::OrganizationNotAllowed { org, allowed } => answer(
                 "organization-not-allowed",
-                "Organization not allowed",
-                format!(
-                    "This proxy only serves the organizations {}; \"{org}\" is not one of them. An operator can add it to upstream.allowed_organizations.",
-                    allowed.join(", ")
-                ),
+                &[("org", org), ("allowed", &allowed.join(", "))],
             ),
-            Self::OrganizationRequired { allowed } => Answer::new(
-                StatusCode::FORBIDDEN,
+            Self::OrganizationRequired { allowed } => answer(
                 "organization-required",
-                "Organization required",
-                format!(
-                    "This proxy only serves the organizations {}; start the path with one of them, e.g. /{}/_apis/projects.",
-                    allowed.join(", "),
-                    allowed.first().map(String::as_str).unwrap_or("contoso")
-                ),
+                &[
+                    ("allowed", &allowed.join(", ")),
+                    ("first", allowed.first().map_or("contoso", String::as_str)),
+                ],
             ),
-            Self::HostNotAllowed { host } => Answer::new(
-                StatusCode::MISDIRECTED_REQUEST,
-                "host-not-allowed",
-                "This proxy does not answer to that name",
-                format!(
-                    "The request was addressed to \"{host}\", which is not a name of this proxy. It answers to the host of listen.public_url, localhost and IP addresses, and to the names in listen.allowed_hosts; an operator can add a name there (a Kubernetes Service name, a DNS alias). Any other name is refused because a web page can point its own name at the proxy (DNS rebinding) and would otherwise act with the proxy's credential."
-                ),
-            ),
-            Self::BadHost(why) => Answer::new(
-                StatusCode::BAD_REQUEST,
-                "bad-host",
-                "Bad Host header",
-                format!(
-                    "The proxy cannot tell which host this request is addressed to: {why}. Send exactly one Host header (over HTTP/2, none or one equal to :authority) naming the proxy."
-                ),
-            ),
-            Self::CrossSite { why } => Answer::new(
-                StatusCode::FORBIDDEN,
-                "cross-site-request",
-                "Requests from other sites are refused",
-                format!(
-                    "This request came from a web page of another site ({why}). The proxy attaches its own credential to what it forwards, so it only serves pages of its own origin and programs that are not browsers. Open the page from the proxy itself, or call it from a program."
-                ),
-            ),
-            Self::BadPath(why) => Answer::new(
-                StatusCode::BAD_REQUEST,
-                "bad-path",
-                "Path refused",
-                format!(
-                    "The proxy does not forward this path: {}. A path is only forwarded when Azure DevOps reads it exactly as the proxy does, so that it cannot leave the organization it names.",
-                    why
-                ),
-            ),
-            Self::BadTarget(reason) => Answer::new(
-                StatusCode::BAD_REQUEST,
-                "bad-target",
-                "Bad request target",
-                format!("The request path cannot be forwarded: {reason}."),
-            ),
-            Self::UpgradeNotAllowed { protocol } => Answer::new(
-                StatusCode::BAD_REQUEST,
-                "upgrade-not-allowed",
-                "This proxy does not tunnel that protocol",
-                format!(
-                    "The request asks to tunnel \"{protocol}\", which is not in listen.tunnel_protocols. The proxy only tunnels the protocols an operator listed there (WebSockets by default), because a tunnel carries the proxy's credential past every later check."
-                ),
-            ),
-            Self::CallerRefused { reason } => Answer::new(
-                StatusCode::FORBIDDEN,
-                "caller-not-allowed",
-                "This proxy does not accept requests from you",
-                format!(
-                    "The proxy acts as a fixed identity, so it only serves callers it was told to trust: {reason}. If you should be allowed, ask the administrator to add your address to auth.allowed_client_cidrs or to give you the caller secret."
-                ),
-            ),
+            Self::HostNotAllowed { host } => answer("host-not-allowed", &[("host", host)]),
+            Self::BadHost(why) => answer("bad-host", &[("why", why)]),
+            Self::CrossSite { why } => answer("cross-site-request", &[("why", why)]),
+            Self::BadPath(why) => answer("bad-path", &[("why", why)]),
+            Self::BadTarget(reason) => answer("bad-target", &[("reason", reason)]),
+            Self::UpgradeNotAllowed { protocol } => {
+                answer("upgrade-not-allowed", &[("protocol", protocol)])
+            }
+            Self::CallerRefused { reason } => answer("caller-not-allowed", &[("reason", reason)]),
         }
     }
 }
