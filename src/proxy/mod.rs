@@ -265,6 +265,14 @@ impl Proxy {
     }
 }
 
+/// A request ready for Azure DevOps (see [`Inner::prepare`]).
+struct Prepared {
+    request: Request<CountedBody>,
+    upgrade: Option<Box<(tunnel::Upgrade, tunnel::Place)>>,
+    rewrite: Rewrite,
+    bodyless: bool,
+}
+
 /// How one request reaches Azure DevOps: the serving thread's pool, and
 /// the client connection it came on.
 #[derive(Clone, Copy)]
@@ -308,23 +316,12 @@ impl Inner {
             .identity
             .credential(req.headers(), record.ctx())
             .await?;
-        let upgrade = self.tunnels.requested(&mut req)?;
-        let rewrite = Rewrite::of(req.method(), record.ctx().path(), req.headers());
-        let bodyless = req.body().is_end_stream();
-        let mut upstream_req = self.upstream_request(
-            req,
-            target.uri,
-            &via.downstream.forwarded_for,
-            record.ctx(),
-            rewrite != Rewrite::None,
-            &credential,
-        )?;
-        if let Some(u) = &upgrade {
-            u.0.prepare_upstream(&mut upstream_req);
-        }
-        if !bodyless {
-            upstream_req.body_mut().hold(record.share_permit());
-        }
+        let Prepared {
+            request: upstream_req,
+            upgrade,
+            rewrite,
+            bodyless,
+        } = self.prepare(req, target.uri, via, record, &credential)?;
         let request_url = upstream_req.uri().clone();
         // A user's token may be refused although it looked valid (revoked,
         // policy change): such a request can be refreshed and sent again
@@ -378,6 +375,42 @@ impl Inner {
             Rewrite::LfsBatch | Rewrite::None => ProxyBody::upstream(None, body),
         };
         Ok(Response::from_parts(parts, body))
+    }
+
+    /// The request as it is sent to Azure DevOps (`uri`), with what its
+    /// answer needs: an upgrade it asks for, the rewrite its answer gets,
+    /// and whether it has a body (only one without can be sent again).
+    fn prepare(
+        &self,
+        mut req: Request<Incoming>,
+        uri: http::Uri,
+        via: Via<'_>,
+        record: &mut AccessRecord,
+        credential: &Credential,
+    ) -> Result<Prepared, Error> {
+        let upgrade = self.tunnels.requested(&mut req)?;
+        let rewrite = Rewrite::of(req.method(), record.ctx().path(), req.headers());
+        let bodyless = req.body().is_end_stream();
+        let mut request = self.upstream_request(
+            req,
+            uri,
+            &via.downstream.forwarded_for,
+            record.ctx(),
+            rewrite != Rewrite::None,
+            credential,
+        )?;
+        if let Some(u) = &upgrade {
+            u.0.prepare_upstream(&mut request);
+        }
+        if !bodyless {
+            request.body_mut().hold(record.share_permit());
+        }
+        Ok(Prepared {
+            request,
+            upgrade,
+            rewrite,
+            bodyless,
+        })
     }
 
     /// The upstream's response head as the client gets it: its own HTTP
