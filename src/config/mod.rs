@@ -17,6 +17,8 @@ mod plan;
 mod problem;
 mod secret;
 mod secret_slots;
+mod service_plan;
+mod user_plan;
 mod validate;
 mod warnings;
 
@@ -35,6 +37,13 @@ pub use load::{figment_for, load, load_checking, load_file, load_file_checking};
 pub use plan::{AppCredential, AuthPlan, SourcePlan, StorePlan, credential, plan};
 pub use problem::{Problem, Problems};
 pub use secret::Secret;
+pub use service_plan::{
+    EntraApp, IMDS_ENDPOINT, ManagedPlan, PatSourcePlan, ServicePlan, service_plan,
+};
+pub use user_plan::{
+    AllowPlan, CallsPlan, ClientTokensPlan, DirectoriesPlan, NameTrust, PatApiPlan, PersonalPlan,
+    ProviderPlan, UserPlan, user_plan,
+};
 pub use validate::validate;
 pub use warnings::{warnings, world_readable};
 

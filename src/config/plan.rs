@@ -7,8 +7,7 @@ use std::path::PathBuf;
 
 use super::validate::validate;
 use super::{
-    AuthConfig, AuthMode, Config, Problems, Provider, Secret, ServiceSource, SessionConfig,
-    StoreKind,
+    AuthConfig, AuthMode, Config, Problems, Secret, ServiceSource, SessionConfig, StoreKind,
 };
 
 /// The session store.
@@ -32,10 +31,10 @@ pub enum AuthPlan {
     PassThrough,
     /// Mode `pat`.
     Pat,
-    /// Mode `user`, signing in through `provider`.
+    /// Mode `user`, each component's plan.
     User {
-        /// The identity provider.
-        provider: Provider,
+        /// The sign-in, its provider and its features.
+        plan: Box<super::UserPlan>,
         /// Where sessions are kept.
         store: StorePlan,
     },
@@ -119,9 +118,11 @@ fn auth_plan(config: &Config) -> AuthPlan {
         AuthMode::None => AuthPlan::PassThrough,
         AuthMode::Pat => AuthPlan::Pat,
         AuthMode::User => AuthPlan::User {
-            provider: a
-                .provider
-                .expect("validate requires auth.provider in mode user"),
+            plan: Box::new(super::user_plan(
+                config,
+                a.provider
+                    .expect("validate requires auth.provider in mode user"),
+            )),
             store: store_plan(&config.session),
         },
         AuthMode::Service => AuthPlan::Service(

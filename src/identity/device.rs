@@ -39,12 +39,7 @@ struct DeviceCode {
 
 /// Entra's endpoints for the configured tenant.
 pub fn endpoint(config: &Config, name: &str) -> Result<Url, String> {
-    let tenant = config.auth.tenant.as_deref().unwrap_or_default().trim();
-    config
-        .auth
-        .effective_authority()
-        .join(&format!("{tenant}/oauth2/v2.0/{name}"))
-        .map_err(|e| format!("auth.authority_host: {e}"))
+    crate::config::EntraApp::of(&config.auth).endpoint(name)
 }
 
 /// Runs the device-code flow, printing the instructions to `out`, and
@@ -76,7 +71,7 @@ async fn signed_in(config: &Config, out: &mut (dyn Write + Send)) -> Result<Stri
         );
     };
     let store = Sessions::open_for_tool(&config.session, store, metrics.clone())?;
-    let http = IdpHttp::new(&config.auth, &config.upstream, metrics)?;
+    let http = IdpHttp::new(&crate::config::CallsPlan::of(config), metrics)?;
     let client_id = config.auth.client_id.clone().unwrap_or_default();
     let set = sign_in(&http, config, &client_id, out).await?;
     let refresh_token = set.refresh_token.ok_or(

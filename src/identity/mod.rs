@@ -19,12 +19,13 @@ use url::Url;
 use crate::body::ProxyBody;
 use crate::clock::Clock;
 use crate::config::Provider;
-use crate::config::{AuthPlan, Config};
+use crate::config::{AuthPlan, Config, SourcePlan, StorePlan};
 use crate::diagnose::{Caller, Sender};
 use crate::error::{Error, Refusal};
 use crate::login::{Login, UserCredential};
 use crate::metrics::Metrics;
 use crate::request::{ClientKind, RequestCtx};
+use crate::session::Sessions;
 
 pub use pat::PatSource;
 pub use service::ServiceIdentity;
@@ -63,6 +64,18 @@ pub enum Credential {
 
 pub use crate::error::IdentityError;
 
+/// The session store `store` names, kept by `clock`.
+fn open_store(
+    config: &Config,
+    store: &StorePlan,
+    metrics: &Arc<Metrics>,
+    clock: &Clock,
+) -> Result<Arc<Sessions>, IdentityError> {
+    Sessions::open(&config.session, store, metrics.clone(), clock)
+        .map(Arc::new)
+        .map_err(IdentityError::Login)
+}
+
 // === impl Identity ===
 
 impl Identity {
@@ -78,22 +91,35 @@ impl Identity {
     ) -> Result<Self, IdentityError> {
         match plan {
             AuthPlan::PassThrough => Ok(Self::PassThrough),
-            AuthPlan::Pat => Ok(Self::Pat(PatSource::from_config(&config.auth)?)),
-            AuthPlan::User { provider, store } => {
-                Login::new(config, *provider, store, public_url, metrics, clock)
+            AuthPlan::Pat => Ok(Self::Pat(PatSource::from_plan(
+                &crate::config::PatSourcePlan::of(&config.auth),
+            )?)),
+            AuthPlan::User { plan, store } => {
+                let sessions = open_store(config, store, &metrics, clock)?;
+                Login::new(plan, sessions, public_url, metrics)
                     .map(|l| Self::User(Arc::new(l)))
                     .map_err(IdentityError::Login)
             }
             AuthPlan::Service(source) => {
+                let device_store = match source {
+                    SourcePlan::DeviceCode { store } => {
+                        Some(open_store(config, store, &metrics, clock)?)
+                    }
+                    _ => None,
+                };
+                let plan = crate::config::service_plan(config, source);
                 let service = Arc::new(
-                    ServiceIdentity::new(config, source, metrics.clone(), clock)
+                    ServiceIdentity::new(&plan, device_store, metrics.clone(), clock)
                         .map_err(IdentityError::Login)?,
                 );
                 let login = match (config.auth.allow_browser_login, service.device_store()) {
-                    (true, Some((store, wake))) => Some(Arc::new(
-                        Login::for_service(config, public_url, metrics, store, wake)
-                            .map_err(IdentityError::Login)?,
-                    )),
+                    (true, Some((store, wake))) => {
+                        // The operator's browser sign-in, through the app.
+                        let sign_in = crate::config::user_plan(config, Provider::Entra);
+                        let login = Login::for_service(&sign_in, public_url, metrics, store, wake)
+                            .map_err(IdentityError::Login)?;
+                        Some(Arc::new(login))
+                    }
                     _ => None,
                 };
                 Ok(Self::Service(service, login))

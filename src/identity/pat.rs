@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use http::HeaderValue;
 
 use super::IdentityError;
-use crate::config::AuthConfig;
+use crate::config::PatSourcePlan;
 
 /// How often, at most, the file's metadata is checked for a change.
 const RECHECK_MS: u64 = 1000;
@@ -35,8 +35,8 @@ struct PatFile {
 
 impl PatSource {
     /// Reads the token from `pat_file` or the `pat` value.
-    pub fn from_config(auth: &AuthConfig) -> Result<Self, IdentityError> {
-        if let Some(path) = &auth.pat_file {
+    pub fn from_plan(plan: &PatSourcePlan) -> Result<Self, IdentityError> {
+        if let Some(path) = &plan.file {
             let (value, version) = read(path)?;
             return Ok(Self {
                 file: Some(PatFile {
@@ -48,8 +48,8 @@ impl PatSource {
                 current: RwLock::new(value),
             });
         }
-        let pat = auth
-            .pat
+        let pat = plan
+            .value
             .as_ref()
             .ok_or_else(|| IdentityError::PatUnavailable("no pat_file and no pat".into()))?;
         Ok(Self {

@@ -20,7 +20,7 @@ use tokio::sync::{Notify, watch};
 use super::source::{AcquireError, Fetched, Source};
 use crate::backoff::{self, Backoff, jitter_down};
 use crate::clock::{Clock, unix};
-use crate::config::{Config, SourcePlan};
+use crate::config::{ServicePlan, SourcePlan};
 use crate::diagnose::ServiceFailure;
 use crate::error::Error;
 use crate::gate::Gate;
@@ -110,29 +110,21 @@ pub struct Claims {
 // === impl ServiceIdentity ===
 
 impl ServiceIdentity {
-    /// Builds the identity `plan` names, with `[auth]`'s settings,
-    /// keeping time by `clock`; no network is used.
+    /// Builds the identity `plan` names (`device_store`: where source
+    /// `device-code` finds its sign-in), keeping time by `clock`; no
+    /// network is used.
     pub fn new(
-        config: &Config,
-        plan: &SourcePlan,
+        plan: &ServicePlan,
+        device_store: Option<Arc<Sessions>>,
         metrics: Arc<Metrics>,
         clock: &Clock,
     ) -> Result<Self, String> {
-        let auth = &config.auth;
-        let source = Source::new(config, plan, &metrics, clock)?;
-        metrics.service.init_source(source_label(plan));
-        let configured_tenant = match plan {
-            SourcePlan::Pat | SourcePlan::ManagedIdentity => None,
-            _ => auth
-                .tenant
-                .as_deref()
-                .and_then(|t| uuid::Uuid::parse_str(t.trim()).ok())
-                .map(|t| t.to_string()),
-        };
+        let source = Source::new(plan, device_store, &metrics)?;
+        metrics.service.init_source(source_label(&plan.source));
         Ok(Self {
             source,
-            label: source_label(plan),
-            configured_tenant,
+            label: source_label(&plan.source),
+            configured_tenant: plan.configured_tenant.clone(),
             current: RwLock::new(None),
             changed: watch::channel(0).0,
             wake: Notify::new(),
@@ -140,8 +132,8 @@ impl ServiceIdentity {
             schedule: Mutex::new(Schedule::default()),
             failure: RwLock::new(None),
             acquiring: tokio::sync::Mutex::new(()),
-            gate: Gate::new(auth.refresh_before, auth.forced_refresh_interval),
-            first_wait: auth.provider_timeout,
+            gate: Gate::new(plan.refresh_before, plan.forced_refresh_interval),
+            first_wait: plan.provider_timeout,
             metrics,
             clock: clock.clone(),
         })

@@ -12,17 +12,14 @@ use url::Url;
 
 use super::PatSource;
 use crate::challenge::claims_request;
-use crate::clock::{Clock, unix};
-use crate::config::{ADO_RESOURCE, Config, Secret, SourcePlan};
+use crate::clock::unix;
+use crate::config::{ADO_RESOURCE, Secret, ServicePlan, SourcePlan};
 use crate::diagnose::ProviderSaid;
 use crate::gate::Failure;
 use crate::metrics::Metrics;
 use crate::oauth::client_auth::ClientAuth;
 use crate::oauth::idp::{Grant, IdpError, IdpHttp, parse_token_response, said_of};
 use crate::session::Sessions;
-
-/// Entra's instance metadata endpoint for managed identities.
-const IMDS_ENDPOINT: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
 
 /// A configured source.
 pub(super) enum Source {
@@ -126,46 +123,36 @@ pub(super) enum Fetched {
 // === impl Source ===
 
 impl Source {
-    /// The source `plan` names, with `[auth]`'s settings; no network is
-    /// used.
+    /// The source `plan` names; `device_store` holds the refresh token
+    /// of source `device-code`. No network is used.
     pub fn new(
-        config: &Config,
-        plan: &SourcePlan,
+        plan: &ServicePlan,
+        device_store: Option<Arc<Sessions>>,
         metrics: &Arc<Metrics>,
-        clock: &Clock,
     ) -> Result<Self, String> {
-        let auth = &config.auth;
-        let http = || IdpHttp::new(auth, &config.upstream, metrics.clone());
-        let token_endpoint = || {
-            let tenant = auth.tenant.as_deref().unwrap_or_default().trim();
-            auth.effective_authority()
-                .join(&format!("{tenant}/oauth2/v2.0/token"))
-                .map_err(|e| format!("auth.authority_host: {e}"))
-        };
+        let http = || IdpHttp::new(&plan.calls, metrics.clone());
+        let app = &plan.app;
         let entra = |auth_kind: ClientAuth| -> Result<Source, String> {
             Ok(Source::Entra {
                 http: http()?,
-                token_endpoint: token_endpoint()?,
-                client_id: auth.client_id.clone().unwrap_or_default(),
+                token_endpoint: app.endpoint("token")?,
+                client_id: app.client_id.clone(),
                 auth: auth_kind,
             })
         };
         let managed = |resource: &str| -> Result<Managed, String> {
             Ok(Managed {
                 // Local endpoints (IMDS, App Service): never the egress proxy.
-                http: IdpHttp::local(auth, &config.upstream, metrics.clone())?,
-                endpoint: auth
-                    .managed_identity_endpoint
-                    .clone()
-                    .unwrap_or_else(|| Url::parse(IMDS_ENDPOINT).expect("a valid URL")),
-                header: auth.managed_identity_header.clone(),
-                client_id: auth.managed_identity_client_id.clone(),
+                http: IdpHttp::local(&plan.calls, metrics.clone())?,
+                endpoint: plan.managed.endpoint.clone(),
+                header: plan.managed.header.clone(),
+                client_id: plan.managed.client_id.clone(),
                 resource: resource.to_string(),
             })
         };
-        Ok(match plan {
+        Ok(match &plan.source {
             SourcePlan::Pat => {
-                Source::Pat(PatSource::from_config(auth).map_err(|e| e.to_string())?)
+                Source::Pat(PatSource::from_plan(&plan.pat).map_err(|e| e.to_string())?)
             }
             SourcePlan::ClientCredentials(credential) => entra(ClientAuth::load(credential)?)?,
             SourcePlan::WorkloadIdentity { token_file } | SourcePlan::Federated { token_file } => {
@@ -173,22 +160,18 @@ impl Source {
             }
             SourcePlan::ManagedIdentity => Source::Managed(managed(ADO_RESOURCE)?),
             SourcePlan::ManagedIdentityFederation => Source::ManagedFederation {
-                managed: managed(auth.federated_audience.trim())?,
+                managed: managed(&plan.federated_audience)?,
                 http: http()?,
-                token_endpoint: token_endpoint()?,
-                client_id: auth.client_id.clone().unwrap_or_default(),
+                token_endpoint: app.endpoint("token")?,
+                client_id: app.client_id.clone(),
             },
-            SourcePlan::DeviceCode { store } => Source::Device {
+            SourcePlan::DeviceCode { .. } => Source::Device {
                 http: http()?,
-                token_endpoint: super::device::endpoint(config, "token")?,
-                client_id: auth.client_id.clone().unwrap_or_default(),
-                auth: ClientAuth::from_config(auth)?,
-                store: Arc::new(Sessions::open(
-                    &config.session,
-                    store,
-                    metrics.clone(),
-                    clock,
-                )?),
+                token_endpoint: app.endpoint("token")?,
+                client_id: app.client_id.clone(),
+                auth: plan.credential.as_ref().map(ClientAuth::load).transpose()?,
+                store: device_store
+                    .ok_or("source device-code: no session store to read the sign-in from")?,
             },
         })
     }

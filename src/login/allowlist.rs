@@ -2,6 +2,8 @@
 //! `allowed_email_domains`, matched only against the names the provider
 //! vouches for.
 
+use crate::config::{AllowPlan, NameTrust};
+#[cfg(test)]
 use crate::config::{Config, Provider as ProviderKind};
 use crate::session::UserInfo;
 
@@ -19,58 +21,18 @@ pub(super) struct Allowlist {
     domains: Vec<String>,
 }
 
-/// Which of a user's names the allowlists may match.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum NameTrust {
-    /// UPN and the verified email (a tenant this proxy admits by name,
-    /// legacy OAuth).
-    UpnAndEmail,
-    /// Only the (verified) email: OIDC.
-    Email,
-    /// Only the object id: Entra users of any tenant.
-    ObjectIdOnly,
-}
-
 // === impl Allowlist ===
 
 impl Allowlist {
-    pub(super) fn new(config: &Config, provider: ProviderKind) -> Self {
-        let a = &config.auth;
-        let lower = |v: &[String]| -> Vec<String> {
-            v.iter().map(|s| s.trim().to_ascii_lowercase()).collect()
-        };
-        let mut tenants = lower(&a.allowed_tenants);
-        if tenants.is_empty()
-            && let Some(t) = &a.tenant
-        {
-            tenants.push(t.trim().to_ascii_lowercase());
-        }
-        // A domain tenant cannot be compared with the `tid` GUID offline;
-        // Entra only issues tokens of that tenant at its authority, so the
-        // tenant check is the authority itself. (`common` and
-        // `organizations` are refused without allowed_tenants at load.)
-        let domain_tenant = a.allowed_tenants.is_empty()
-            && a.tenant.as_deref().map(str::trim).is_some_and(|t| {
-                uuid::Uuid::parse_str(t).is_err()
-                    && !["common", "organizations", "consumers"]
-                        .iter()
-                        .any(|m| t.eq_ignore_ascii_case(m))
-            });
-        let star = tenants.iter().any(|t| t == "*");
-        let entra = provider == ProviderKind::Entra;
+    /// The allowlists `plan` sets.
+    pub(super) fn new(plan: &AllowPlan) -> Self {
+        let p = plan.clone();
         Self {
-            any_tenant: star || domain_tenant || !entra,
-            names: match provider {
-                ProviderKind::Entra if star => NameTrust::ObjectIdOnly,
-                ProviderKind::Oidc => NameTrust::Email,
-                _ => NameTrust::UpnAndEmail,
-            },
-            tenants,
-            users: lower(&a.allowed_users),
-            domains: lower(&a.allowed_email_domains)
-                .into_iter()
-                .map(|d| d.trim_start_matches('@').to_string())
-                .collect(),
+            tenants: p.tenants,
+            any_tenant: p.any_tenant,
+            names: p.names,
+            users: p.users,
+            domains: p.domains,
         }
     }
 
@@ -158,7 +120,7 @@ mod tests {
     fn allow(f: impl FnOnce(&mut Config), provider: ProviderKind) -> Allowlist {
         let mut c = Config::default();
         f(&mut c);
-        Allowlist::new(&c, provider)
+        Allowlist::new(&crate::config::user_plan(&c, provider).allow)
     }
 
     #[test]

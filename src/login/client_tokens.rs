@@ -24,7 +24,7 @@ use url::Url;
 
 use super::Allowlist;
 use crate::clock::Clock;
-use crate::config::{ADO_RESOURCE, Config};
+use crate::config::{ADO_RESOURCE, ClientTokensPlan};
 use crate::error::{Error, TokenError};
 use crate::oauth::id_token::{AccessClaims, Jwks, claim_is_true};
 use crate::oauth::idp::IdpHttp;
@@ -59,18 +59,15 @@ enum TenantKeys {
 }
 
 impl ClientTokens {
-    /// The settings, when on: the key sets of the directories `allow`
-    /// admits, their fetches spaced by `clock`.
+    /// The key sets of the directories `allow` admits, at `plan`'s
+    /// authority, their fetches spaced by `clock`.
     pub(super) fn new(
-        config: &Config,
+        plan: &ClientTokensPlan,
         http: IdpHttp,
         allow: Arc<Allowlist>,
         clock: &Clock,
-    ) -> Option<Self> {
-        if !config.auth.accept_client_tokens {
-            return None;
-        }
-        let authority = config.auth.effective_authority();
+    ) -> Self {
+        let authority = plan.authority.clone();
         let base = authority.as_str().trim_end_matches('/').to_string();
         let jwks = |tenant: &str| {
             let uri = Url::parse(&format!("{base}/{tenant}/discovery/v2.0/keys"))
@@ -90,13 +87,13 @@ impl ClientTokens {
                     .collect(),
             )
         };
-        Some(Self {
+        Self {
             http,
             authority,
             keys,
             valid: DashMap::new(),
             allow,
-        })
+        }
     }
 
     /// The key set that verifies tokens of `tid`, when it is admitted.

@@ -42,8 +42,7 @@ use self::provider::ProviderClient;
 use self::refresh::{Refresher, Stale};
 use self::sign_in::{AfterSignIn, SignIn, SignInParts};
 use self::tenants::OrgDirectories;
-use crate::clock::Clock;
-use crate::config::{Config, Provider as ProviderKind, StorePlan};
+use crate::config::{CallsPlan, Provider as ProviderKind, UserPlan};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::oauth::idp::IdpHttp;
@@ -176,45 +175,29 @@ impl Login {
         }
     }
 
-    /// Builds mode `user` from the config, keeping time by `clock`; no
+    /// Builds mode `user` from its plan, keeping sessions in `store`; no
     /// network is used.
     pub fn new(
-        config: &Config,
-        provider: ProviderKind,
-        store: &StorePlan,
+        plan: &UserPlan,
+        store: Arc<Sessions>,
         public_url: &Url,
         metrics: Arc<Metrics>,
-        clock: &Clock,
     ) -> Result<Self, String> {
-        let store = Arc::new(Sessions::open(
-            &config.session,
-            store,
-            metrics.clone(),
-            clock,
-        )?);
-        Self::with_store(
-            config,
-            provider,
-            public_url,
-            metrics,
-            store,
-            AfterSignIn::Session,
-        )
+        Self::with_store(plan, public_url, metrics, store, AfterSignIn::Session)
     }
 
     /// Mode `service` with `allow_browser_login`: a sign-in at
     /// `/.auth/login` becomes the service identity (stored in `store`,
     /// then `signed_in` is notified) instead of a session.
     pub fn for_service(
-        config: &Config,
+        plan: &UserPlan,
         public_url: &Url,
         metrics: Arc<Metrics>,
         store: Arc<Sessions>,
         signed_in: Arc<tokio::sync::Notify>,
     ) -> Result<Self, String> {
         Self::with_store(
-            config,
-            ProviderKind::Entra,
+            plan,
             public_url,
             metrics,
             store,
@@ -223,89 +206,85 @@ impl Login {
     }
 
     fn with_store(
-        config: &Config,
-        kind: ProviderKind,
+        plan: &UserPlan,
         public_url: &Url,
         metrics: Arc<Metrics>,
         store: Arc<Sessions>,
         after: AfterSignIn,
     ) -> Result<Self, String> {
-        let auth = &config.auth;
-        let http = IdpHttp::new(auth, &config.upstream, metrics.clone())?;
+        let kind = plan.provider.kind;
         let base = public_url.as_str().trim_end_matches('/');
         let callback = Url::parse(&format!("{base}/.auth/callback"))
             .map_err(|e| format!("listen.public_url: cannot build the callback URL: {e}"))?;
         let provider = Arc::new(ProviderClient::new(
-            auth,
-            kind,
+            &plan.provider,
             callback,
-            http,
+            IdpHttp::new(&plan.calls, metrics.clone())?,
             store.clock(),
         )?);
         if kind == ProviderKind::AzureDevops {
             // Its secrets expire 60 days after they are created.
             metrics.secret_ages.watch(provider.secret_files());
         }
-        let allow = Arc::new(Allowlist::new(config, kind));
-        let gate = crate::gate::Gate::new(auth.refresh_before, auth.forced_refresh_interval);
+        let allow = Arc::new(Allowlist::new(&plan.allow));
+        let gate = crate::gate::Gate::new(plan.refresh_before, plan.forced_refresh_interval);
         let lifetimes = Lifetimes {
-            idle: config.session.idle_timeout,
-            max: config.session.max_lifetime,
+            idle: plan.idle_timeout,
+            max: plan.max_lifetime,
         };
         // Sessions' own features; the service identity has none.
         let sessions = matches!(after, AfterSignIn::Session);
-        let entra_sessions = sessions && kind == ProviderKind::Entra;
-        let personal = sessions
-            .then(|| {
-                let keeping = personal::Keeping {
-                    store: store.clone(),
-                    allow: allow.clone(),
-                    lifetimes,
-                    metrics: metrics.clone(),
-                };
-                PersonalTokens::new(config, base, keeping)
-            })
-            .flatten();
-        let client_tokens = match entra_sessions {
-            true => ClientTokens::new(
-                config,
-                IdpHttp::new(auth, &config.upstream, metrics.clone())?,
+        let personal = plan.personal.filter(|_| sessions).map(|p| {
+            let keeping = personal::Keeping {
+                store: store.clone(),
+                allow: allow.clone(),
+                lifetimes,
+                metrics: metrics.clone(),
+            };
+            PersonalTokens::new(p, base, keeping)
+        });
+        let client_tokens = match (&plan.client_tokens, sessions) {
+            (Some(p), true) => Some(ClientTokens::new(
+                p,
+                IdpHttp::new(&plan.calls, metrics.clone())?,
                 allow.clone(),
                 store.clock(),
-            ),
-            false => None,
+            )),
+            _ => None,
+        };
+        let pats = match (&plan.pats, sessions) {
+            (Some(p), true) => Some(PatApi::new(p, &plan.calls)?),
+            _ => None,
+        };
+        let directories = match &plan.directories {
+            Some(p) => Some(OrgDirectories::new(
+                p,
+                &plan.calls,
+                (provider.clone(), gate),
+                store.clock(),
+                metrics.clone(),
+            )?),
+            None => None,
         };
         Ok(Self {
-            directories: match kind {
-                ProviderKind::Entra => OrgDirectories::new(
-                    config,
-                    (provider.clone(), gate),
-                    store.clock(),
-                    metrics.clone(),
-                )
-                .transpose()?,
-                _ => None,
-            },
-            pats: match entra_sessions {
-                true => PatApi::new(config).transpose()?,
-                false => None,
-            },
+            directories,
+            pats,
             refresher: Refresher::new(
                 provider.clone(),
                 store.clone(),
                 gate,
-                auth.provider_timeout,
+                plan.calls.timeout,
                 metrics.clone(),
             ),
             sign_in: SignIn::new(SignInParts {
                 provider,
                 store: store.clone(),
-                jar: CookieJar::new(&config.session.cookie_name, public_url.scheme() == "https"),
+                jar: CookieJar::new(&plan.cookie_name, public_url.scheme() == "https"),
                 allow,
                 after,
                 public_url: public_url.clone(),
                 tokens_url: personal.as_ref().map(|p| p.url().to_string()),
-                login_timeout: auth.login_timeout,
+                login_timeout: plan.login_timeout,
                 lifetimes,
                 metrics,
             }),
@@ -520,15 +499,15 @@ impl Login {
 /// An HTTP client for the proxy's own calls to Azure DevOps (looking up
 /// an organization's directory, the PAT lifecycle API): the upstream's CA
 /// roots, the egress proxy, no redirects, the provider's time limit.
-fn upstream_client(config: &Config) -> Result<reqwest::Client, String> {
-    let tls = crate::tls::client_config(config.upstream.ca_file.as_deref())
+fn upstream_client(calls: &CallsPlan) -> Result<reqwest::Client, String> {
+    let tls = crate::tls::client_config(calls.ca_file.as_deref())
         .map_err(|e| format!("{}: {}", e.key, e.message))?;
-    crate::egress::Egress::new(&config.upstream.egress)
+    crate::egress::Egress::new(&calls.egress)
         .configure(reqwest::Client::builder())
         .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(config.upstream.connect_timeout)
-        .timeout(config.auth.provider_timeout)
+        .connect_timeout(calls.connect_timeout)
+        .timeout(calls.timeout)
         .user_agent(concat!("ado-auth-proxy/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("upstream: cannot build an HTTP client: {e}"))

@@ -18,7 +18,7 @@ use serde_json::json;
 use super::answers::{html, json_response};
 use super::{Allowlist, Lifetimes};
 use crate::body::ProxyBody;
-use crate::config::Config;
+use crate::config::PersonalPlan;
 use crate::endpoint::{Action, action};
 use crate::error::{Error, TokenError};
 use crate::metrics::{Metrics, TokenOutcome};
@@ -64,19 +64,19 @@ pub(super) struct Keeping {
 }
 
 impl PersonalTokens {
-    /// The settings, when tokens are on; `base` is the public URL
-    /// without its final slash.
-    pub(super) fn new(config: &Config, base: &str, keeping: Keeping) -> Option<Self> {
-        config.auth.personal_tokens_on().then(|| Self {
-            max: config.auth.max_token_lifetime,
-            per_user: config.auth.max_tokens_per_user,
+    /// Tokens as `plan` sets them; `base` is the public URL without its
+    /// final slash.
+    pub(super) fn new(plan: PersonalPlan, base: &str, keeping: Keeping) -> Self {
+        Self {
+            max: plan.max_lifetime,
+            per_user: plan.per_user,
             noted: DashMap::new(),
             url: format!("{base}/.auth/tokens"),
             store: keeping.store,
             allow: keeping.allow,
             lifetimes: keeping.lifetimes,
             metrics: keeping.metrics,
-        })
+        }
     }
 
     /// Where tokens are made, on the public URL.

@@ -21,7 +21,7 @@ use url::Url;
 use crate::assertion::ASSERTION_TYPE;
 use crate::challenge::claims_request;
 use crate::clock::Clock;
-use crate::config::{AuthConfig, Provider as Kind, ResponseMode};
+use crate::config::{Provider as Kind, ProviderPlan, ResponseMode};
 use crate::oauth::client_auth::{ClientAuth, Presented};
 use crate::oauth::id_token::{
     ExpectedIssuer, FAILED_MAX, IdClaims, IdTokenError, REFETCH_MIN, claim_is_true,
@@ -87,28 +87,27 @@ struct Profile {
 // === impl ProviderClient ===
 
 impl ProviderClient {
-    /// Builds the provider for `[auth]`; `callback` is the redirect URI,
+    /// Builds the provider `plan` names; `callback` is the redirect URI,
     /// `clock` spaces the fetches of its signing keys.
     pub fn new(
-        auth: &AuthConfig,
-        kind: Kind,
+        plan: &ProviderPlan,
         callback: Url,
         http: IdpHttp,
         clock: &Clock,
     ) -> Result<Self, String> {
         // None: a public client (OIDC with PKCE only).
-        let credential = ClientAuth::from_config(auth)?;
-        let authority = auth.effective_authority();
+        let credential = plan.credential.as_ref().map(ClientAuth::load).transpose()?;
+        let kind = plan.kind;
         let provider = Self {
             kind,
-            client_id: auth.client_id.clone().unwrap_or_default(),
+            client_id: plan.client_id.clone(),
             credential,
             redirect_uri: callback,
-            scopes: auth.effective_scopes(),
-            response_mode: auth.response_mode,
-            tenant: auth.tenant.as_ref().map(|t| t.trim().to_string()),
-            issuer_url: auth.issuer_url.clone(),
-            authority,
+            scopes: plan.scopes.clone(),
+            response_mode: plan.response_mode,
+            tenant: plan.tenant.clone(),
+            issuer_url: plan.issuer_url.clone(),
+            authority: plan.authority.clone(),
             metadata: OnceCell::new(),
             discovery_failed: std::sync::Mutex::new(DiscoveryFailed {
                 error: None,

@@ -22,7 +22,7 @@ use url::Url;
 use super::provider::ProviderClient;
 use crate::challenge::Directory;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{CallsPlan, DirectoriesPlan};
 use crate::gate::{Gate, Held, Refusal};
 use crate::metrics::{DirectoryOutcome, Metrics, TenantTokenOutcome};
 use crate::session::{Session, TenantToken, Tokens};
@@ -56,41 +56,27 @@ pub struct OrgDirectories {
 // === impl OrgDirectories ===
 
 impl OrgDirectories {
-    /// For a multi-tenant Entra configuration; `None` otherwise (a
-    /// single-tenant proxy signs everyone in to the organization's
-    /// directory already).
+    /// For a multi-tenant Entra sign-in (a single-tenant proxy signs
+    /// everyone in to the organization's directory already).
     pub(super) fn new(
-        config: &Config,
+        plan: &DirectoriesPlan,
+        calls: &CallsPlan,
         (provider, gate): (Arc<ProviderClient>, Gate),
         clock: &Clock,
         metrics: Arc<Metrics>,
-    ) -> Option<Result<Self, String>> {
-        let a = &config.auth;
-        let tenant = a.tenant.as_deref().unwrap_or_default().trim();
-        if !matches!(tenant, "organizations" | "common") {
-            return None;
-        }
-        let build = || {
-            let http = super::upstream_client(config)?;
-            let allowed: Vec<String> = a
-                .allowed_tenants
-                .iter()
-                .map(|t| t.trim().to_ascii_lowercase())
-                .collect();
-            Ok(Self {
-                http,
-                upstream: config.upstream.url.clone(),
-                ttl: a.organization_tenant_ttl,
-                any: allowed.iter().any(|t| t == "*"),
-                allowed,
-                cache: DashMap::new(),
-                provider,
-                gate,
-                clock: clock.clone(),
-                metrics,
-            })
-        };
-        Some(build())
+    ) -> Result<Self, String> {
+        Ok(Self {
+            http: super::upstream_client(calls)?,
+            upstream: plan.upstream.clone(),
+            ttl: plan.ttl,
+            any: plan.allowed.iter().any(|t| t == "*"),
+            allowed: plan.allowed.clone(),
+            cache: DashMap::new(),
+            provider,
+            gate,
+            clock: clock.clone(),
+            metrics,
+        })
     }
 
     /// Whether users' tokens may be asked of `tenant`.

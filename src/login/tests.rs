@@ -10,7 +10,8 @@ use url::Url;
 
 use super::refresh::{Refused, Stale};
 use super::*;
-use crate::config::Secret;
+use crate::clock::Clock;
+use crate::config::{Config, Secret};
 use crate::session::{Issued, SessionKey, UserInfo};
 
 /// The session cookie's name (configured `_ado_proxy`; the public URL is
@@ -34,15 +35,15 @@ pub(super) fn login_with(f: impl FnOnce(&mut Config)) -> (Login, Clock) {
     let clock = Clock::default();
     let metrics = Arc::new(Metrics::new(prometheus::Registry::new()).unwrap());
     let public = Url::parse("https://proxy.example/").unwrap();
-    let login = Login::new(
-        &c,
-        ProviderKind::Entra,
-        &StorePlan::Memory,
-        &public,
-        metrics,
+    let store = Sessions::open(
+        &c.session,
+        &crate::config::StorePlan::Memory,
+        metrics.clone(),
         &clock,
     )
     .unwrap();
+    let plan = crate::config::user_plan(&c, ProviderKind::Entra);
+    let login = Login::new(&plan, Arc::new(store), &public, metrics).unwrap();
     (login, clock)
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::config::{AuthConfig, Secret, UpstreamConfig};
+use crate::config::{CallsPlan, Secret};
 use crate::egress::Egress;
 use crate::metrics::Metrics;
 
@@ -100,38 +100,29 @@ pub use crate::metrics::Grant;
 impl IdpHttp {
     /// A client trusting the web PKI roots plus `upstream.ca_file`,
     /// through the egress proxy where the plan says so.
-    pub fn new(
-        auth: &AuthConfig,
-        upstream: &UpstreamConfig,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, String> {
-        Self::with_egress(auth, upstream, metrics, Egress::new(&upstream.egress))
+    pub fn new(calls: &CallsPlan, metrics: Arc<Metrics>) -> Result<Self, String> {
+        Self::with_egress(calls, metrics, Egress::new(&calls.egress))
     }
 
     /// [`IdpHttp::new`] that never uses the egress proxy: for managed
     /// identity, whose endpoint is local to the node (IMDS) or the app.
-    pub fn local(
-        auth: &AuthConfig,
-        upstream: &UpstreamConfig,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, String> {
-        Self::with_egress(auth, upstream, metrics, Egress::direct())
+    pub fn local(calls: &CallsPlan, metrics: Arc<Metrics>) -> Result<Self, String> {
+        Self::with_egress(calls, metrics, Egress::direct())
     }
 
     fn with_egress(
-        auth: &AuthConfig,
-        upstream: &UpstreamConfig,
+        calls: &CallsPlan,
         metrics: Arc<Metrics>,
         egress: Arc<Egress>,
     ) -> Result<Self, String> {
-        let tls = crate::tls::client_config(upstream.ca_file.as_deref())
+        let tls = crate::tls::client_config(calls.ca_file.as_deref())
             .map_err(|e| format!("{}: {}", e.key, e.message))?;
         let client = egress
             .configure(reqwest::Client::builder())
             .tls_backend_preconfigured(tls)
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(upstream.connect_timeout.min(auth.provider_timeout))
-            .timeout(auth.provider_timeout)
+            .connect_timeout(calls.connect_timeout.min(calls.timeout))
+            .timeout(calls.timeout)
             .user_agent(concat!("ado-auth-proxy/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the provider HTTP client: {e}"))?;

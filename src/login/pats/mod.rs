@@ -22,7 +22,7 @@ use self::page::pats_page;
 use self::said::{pat_error, refusal};
 use super::answers::{html, json_response};
 use crate::body::ProxyBody;
-use crate::config::{Config, Provider};
+use crate::config::{CallsPlan, PatApiPlan};
 use crate::endpoint::{Action, action};
 use crate::error::{Error, Refusal, TokenError};
 use crate::organization::{self, Allowlist};
@@ -55,26 +55,13 @@ pub(super) struct PatApi {
 }
 
 impl PatApi {
-    /// For the Entra provider.
-    pub(super) fn new(config: &Config) -> Option<Result<Self, String>> {
-        if config.auth.provider != Some(Provider::Entra) {
-            return None;
-        }
-        let build = || {
-            let http = super::upstream_client(config)?;
-            let vssps = config
-                .upstream
-                .hosts
-                .get("vssps")
-                .cloned()
-                .unwrap_or_else(|| Url::parse("https://vssps.dev.azure.com/").expect("a URL"));
-            Ok(Self {
-                http,
-                vssps,
-                organizations: Allowlist::new(&config.upstream.allowed_organizations),
-            })
-        };
-        Some(build())
+    /// The API as `plan` names it, called as `calls` says.
+    pub(super) fn new(plan: &PatApiPlan, calls: &CallsPlan) -> Result<Self, String> {
+        Ok(Self {
+            http: super::upstream_client(calls)?,
+            vssps: plan.vssps.clone(),
+            organizations: Allowlist::new(&plan.organizations),
+        })
     }
 
     /// The routing's organization rules, before any lookup or call for
@@ -452,10 +439,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_organization_off_the_allowlist_is_never_called() {
-        let mut c = Config::default();
-        c.auth.provider = Some(Provider::Entra);
+        let mut c = crate::config::Config::default();
+        c.auth.provider = Some(crate::config::Provider::Entra);
         c.upstream.allowed_organizations = vec!["contoso".into()];
-        let api = PatApi::new(&c).unwrap().unwrap();
+        let plan = crate::config::user_plan(&c, crate::config::Provider::Entra);
+        let api = PatApi::new(plan.pats.as_ref().unwrap(), &plan.calls).unwrap();
         assert!(api.admit("contoso").is_ok());
         assert!(api.admit("fabrikam").is_err());
         assert!(api.admit("../x").is_err());
