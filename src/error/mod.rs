@@ -493,6 +493,25 @@ mod ids {
     }
 
     #[test]
+    fn every_literal_given_to_answer_is_an_exact_key() {
+        let mut seen = 0;
+        for code in sources() {
+            for after in code.split("answer(").skip(1) {
+                let Some(rest) = after.trim_start().strip_prefix('"') else {
+                    continue;
+                };
+                let key = rest.split('"').next().unwrap_or_default();
+                assert!(
+                    OWN.iter().any(|e| e.key == key),
+                    "answer({key:?}) names no entry (an id with variants needs one)"
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen > 20, "the scan found {seen} calls");
+    }
+
+    #[test]
     fn every_own_id_is_documented_in_order() {
         let doc = include_str!("../../docs/errors.md");
         let table = doc

@@ -5,7 +5,7 @@
 //! `UPDATE_GOLDEN=1 cargo test --test it diagnose::`). Real clients (the
 //! Python SDK, git, Chromium) read the answers in `diagnose_clients.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use std::time::Duration;
 
@@ -165,28 +165,6 @@ pub const CLIENTS: &[Client] = &[
     ),
 ];
 
-/// Compares `actual` with the golden file at `path` (`UPDATE_GOLDEN=1`
-/// writes it instead).
-pub fn golden(path: &Path, actual: &str) {
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
-            path.display()
-        )
-    });
-    assert_eq!(
-        actual,
-        expected,
-        "{} differs (UPDATE_GOLDEN=1 rewrites it)",
-        path.display()
-    );
-}
-
 #[tokio::test]
 async fn every_case_is_answered_in_every_client_language() {
     for case in CASES {
@@ -271,7 +249,7 @@ async fn every_case_is_answered_in_every_client_language() {
             } else {
                 body
             };
-            golden(
+            crate::support::golden(
                 &root().join(format!("golden/diagnose/{case}.{suffix}")),
                 &text,
             );
@@ -399,7 +377,7 @@ fn render_golden(dir: &str, finding: &ado_auth_proxy::diagnose::Finding) {
         if form == Form::Html {
             assert!(!text.contains("<refused>"), "escaped: {text}");
         }
-        golden(
+        crate::support::golden(
             &root().join(format!(
                 "golden/diagnose/{dir}/{}.{suffix}",
                 finding.entry.id
@@ -618,7 +596,7 @@ async fn a_refused_personal_access_token_is_the_operators_to_fix() {
         !html.contains("Sign in again"),
         "no sign-in in PAT mode: {html}"
     );
-    golden(&root().join("golden/diagnose/pat-not-accepted.html"), &html);
+    crate::support::golden(&root().join("golden/diagnose/pat-not-accepted.html"), &html);
 }
 
 #[tokio::test]

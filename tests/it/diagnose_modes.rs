@@ -93,7 +93,7 @@ async fn explain(http: &reqwest::Client, base: &str, case: &str, bearer: Option<
 fn golden(mode: &str, actual: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join(format!("tests/golden/diagnose/modes/{mode}.txt"));
-    crate::diagnose::golden(&path, actual);
+    crate::support::golden(&path, actual);
 }
 
 /// Asks about every fixture through `proxy` and compares with the mode's

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::support::upstream::{FakeUpstream, respond};
-use crate::support::{self, pat_proxy, raw_http, status_of};
+use crate::support::{self, closed_within, pat_proxy, raw_http, status_of};
 
 /// The organization allowlist these attacks try to leave.
 fn contoso_only(c: &mut ado_auth_proxy::config::Config) {
@@ -548,15 +548,6 @@ async fn refusals_do_not_drive_a_users_refreshes() {
         support::metric_value(&m, "ado_proxy_token_refreshes_total{outcome=\"throttled\"}") >= 50.0,
         "{m}"
     );
-}
-
-/// Whether the server closes `s` within `limit` (reads until EOF).
-async fn closed_within(s: &mut tokio::net::TcpStream, limit: Duration) -> bool {
-    use tokio::io::AsyncReadExt;
-    let mut buf = Vec::new();
-    tokio::time::timeout(limit, s.read_to_end(&mut buf))
-        .await
-        .is_ok()
 }
 
 #[tokio::test]

@@ -328,7 +328,7 @@ fn every_code_the_catalog_explains_is_replayed() {
 fn golden(name: &str, actual: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join(format!("tests/golden/provider-codes/{name}"));
-    crate::diagnose::golden(&path, actual);
+    crate::support::golden(&path, actual);
 }
 
 /// A service-mode proxy (client credentials with a secret) in front of

@@ -13,6 +13,7 @@ use ado_auth_proxy::seal::{Sealer, generate_key, parse_keys};
 use ado_auth_proxy::session::backend::{Backend, Embedded, Key, Namespace, generation_prefix};
 use url::Url;
 
+use crate::support::eventually;
 use crate::support::fake_idp::{self, FakeIdp};
 use crate::support::oidc::Browser;
 use crate::support::redis::RedisServer;
@@ -138,18 +139,6 @@ async fn readyz(p: &Running) -> u16 {
         .await
         .status()
         .as_u16()
-}
-
-/// Polls `f` until it is true or `limit` passes.
-async fn eventually<F: AsyncFnMut() -> bool>(limit: Duration, mut f: F) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
 }
 
 #[cfg(unix)]

@@ -11,7 +11,7 @@ use ado_auth_proxy::config::{AuthMode, Config, Secret};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::support::{self, metrics};
+use crate::support::{self, closed_within, metrics};
 
 /// A SignalR connect path as Azure DevOps' web UI uses it.
 const SIGNALR: &str = "/_signalr/contoso/_apis/0f2b7a9c-0000-4000-8000-000000000001/signalr/connect\
@@ -352,15 +352,6 @@ async fn read_echo(s: &mut TcpStream, text: &str) {
         .expect("the echo arrives")
         .unwrap();
     assert_eq!(&echo[2..], text.as_bytes());
-}
-
-/// Whether `s` is closed by the proxy within `limit`.
-async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
-    let mut buf = [0u8; 64];
-    matches!(
-        tokio::time::timeout(limit, s.read(&mut buf)).await,
-        Ok(Ok(0)) | Ok(Err(_))
-    )
 }
 
 /// Mode `user` in front of `server`, with the fake Entra it signs in at.

@@ -3,12 +3,17 @@
 
 pub mod fake_idp;
 pub mod git_backend;
+pub mod golden;
 pub mod oidc;
 pub mod peer;
 pub mod process;
 pub mod redis;
 pub mod squid;
 pub mod upstream;
+pub mod wait;
+
+pub use golden::golden;
+pub use wait::{closed_within, eventually};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
