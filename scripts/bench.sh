@@ -20,7 +20,9 @@
 #                 its embedded store by examples/session_bench.rs): the
 #                 session lookup and bearer attach on top of (c)
 #   (g) baseline - only with BASELINE_BIN=path/to/another/ado-auth-proxy:
-#                 the same proxy config on an older build, for A/B runs
+#                 the same proxy config on an older build, for A/B runs;
+#                 baseline-user is (h) on that build, with a session of
+#                 its own (one embedded store per process)
 #
 # SHAPE=keepalive (default): CONNECTIONS keep-alive connections.
 # SHAPE=churn: every request on a new connection (wrk sends
@@ -57,6 +59,7 @@ CADDY_PORT=${CADDY_PORT:-18089}
 NGINX_H2_PORT=${NGINX_H2_PORT:-18090}
 HAPROXY_H2_PORT=${HAPROXY_H2_PORT:-18091}
 USER_PORT=${USER_PORT:-18092}
+BASELINE_USER_PORT=${BASELINE_USER_PORT:-18096}
 IDP_PORT=${IDP_PORT:-18094}
 SHAPE=${SHAPE:-keepalive}
 FLOOR_MODELS=${FLOOR_MODELS:-}
@@ -195,14 +198,19 @@ pids+=($!)
 proxy_pid=$!
 # Mode user: a session signed in beforehand (its access token is not
 # stored; the first request redeems the refresh token once).
-mkdir -p "$work/user"
-cookie="ado_proxy_session=$(target/release/examples/session_bench --write-session "$work/user/sessions.db")"
-start_proxy "$BIN" "$USER_PORT" "$((USER_PORT + 1))" "$work/user.log" \
-  ADO_AUTH_PROXY_AUTH__MODE=user ADO_AUTH_PROXY_AUTH__PROVIDER=oidc \
-  ADO_AUTH_PROXY_AUTH__CLIENT_ID=bench "ADO_AUTH_PROXY_AUTH__ISSUER_URL=http://127.0.0.1:$IDP_PORT" \
-  ADO_AUTH_PROXY_SESSION__PATH="$work/user/sessions.db"
-pids+=($!)
-user_pid=$!
+# start_user BINARY PORT DIR LOG: prints the session's cookie.
+start_user() {
+  local bin=$1 port=$2 dir=$3 log=$4
+  mkdir -p "$dir"
+  echo "ado_proxy_session=$(target/release/examples/session_bench --write-session "$dir/sessions.db")"
+  start_proxy "$bin" "$port" "$((port + 1))" "$log" \
+    ADO_AUTH_PROXY_AUTH__MODE=user ADO_AUTH_PROXY_AUTH__PROVIDER=oidc \
+    ADO_AUTH_PROXY_AUTH__CLIENT_ID=bench "ADO_AUTH_PROXY_AUTH__ISSUER_URL=http://127.0.0.1:$IDP_PORT" \
+    ADO_AUTH_PROXY_SESSION__PATH="$dir/sessions.db" >/dev/null
+}
+cookie=$(start_user "$BIN" "$USER_PORT" "$work/user" "$work/user.log")
+user_pid=$(pgrep -n -f -- "--config $work/bench.toml")
+pids+=("$user_pid")
 targets="direct nginx haproxy caddy proxy user floor"
 [ "$SHAPE" = h2 ] && targets="nginx haproxy caddy proxy user floor"
 ports="$UP_PORT $NGINX_PORT $HAPROXY_PORT $CADDY_PORT $PROXY_PORT $FLOOR_PORT"
@@ -212,6 +220,10 @@ if [ -n "$BASELINE_BIN" ]; then
   baseline_pid=$!
   targets="$targets baseline"
   ports="$ports $BASELINE_PORT"
+  baseline_cookie=$(start_user "$BASELINE_BIN" "$BASELINE_USER_PORT" "$work/baseline-user" "$work/baseline-user.log")
+  baseline_user_pid=$(pgrep -n -f -- "--config $work/bench.toml")
+  pids+=("$baseline_user_pid")
+  targets="$targets baseline-user"
 fi
 target/release/examples/hyper_floor "127.0.0.1:$FLOOR_PORT" "http://127.0.0.1:$UP_PORT" &
 pids+=($!)
@@ -241,16 +253,19 @@ for port in $ports; do
     sleep 0.1
   done
 done
-for _ in $(seq 100); do
-  curl -sf -o /dev/null -H "Cookie: $cookie" "http://127.0.0.1:$USER_PORT$PATH_UNDER_TEST" && break
-  sleep 0.1
-done
-if ! curl -sf -o /dev/null -H "Cookie: $cookie" "http://127.0.0.1:$USER_PORT$PATH_UNDER_TEST"; then
-  echo "the user-mode proxy refuses the benchmark's session:" >&2
-  curl -s -H "Cookie: $cookie" "http://127.0.0.1:$USER_PORT$PATH_UNDER_TEST" >&2 || true
-  cat "$work/user.log" >&2
+# user_ready PORT COOKIE LOG: the user-mode proxy serves its session.
+user_ready() {
+  for _ in $(seq 100); do
+    curl -sf -o /dev/null -H "Cookie: $2" "http://127.0.0.1:$1$PATH_UNDER_TEST" && return 0
+    sleep 0.1
+  done
+  echo "the user-mode proxy on port $1 refuses the benchmark's session:" >&2
+  curl -s -H "Cookie: $2" "http://127.0.0.1:$1$PATH_UNDER_TEST" >&2 || true
+  cat "$3" >&2
   exit 1
-fi
+}
+user_ready "$USER_PORT" "$cookie" "$work/user.log"
+[ -n "$BASELINE_BIN" ] && user_ready "$BASELINE_USER_PORT" "$baseline_cookie" "$work/baseline-user.log"
 
 # RSS in KiB of a process and its children (nginx master + workers).
 rss_kib() {
@@ -283,6 +298,7 @@ for round in $(seq "$ROUNDS"); do
       user) port=$USER_PORT; pid=$user_pid ;;
       floor) port=$FLOOR_PORT; pid=$floor_pid ;;
       baseline) port=$BASELINE_PORT; pid=$baseline_pid ;;
+      baseline-user) port=$BASELINE_USER_PORT; pid=$baseline_user_pid ;;
       floor-*) port=${model_port[${target#floor-}]}; pid=${model_pid[${target#floor-}]} ;;
     esac
     if [ "$SHAPE" = h2 ]; then
@@ -294,6 +310,7 @@ for round in $(seq "$ROUNDS"); do
     before=$(cpu_ticks "$pid")
     headers=()
     [ "$target" = user ] && headers=(-H "Cookie: $cookie")
+    [ "$target" = baseline-user ] && headers=(-H "Cookie: $baseline_cookie")
     if [ "$SHAPE" = h2 ]; then
       out=$(h2load -t"$THREADS" -c"$CONNECTIONS" -m10 -D"$DURATION" --warm-up-time=1s "${headers[@]}" "http://127.0.0.1:$port$PATH_UNDER_TEST")
     else
@@ -372,4 +389,7 @@ for t in sorted(t for t in med if t.startswith("floor-")):
 if "baseline" in med:
     b = med["baseline"]
     print(f"- proxy/baseline: throughput {p[0]/b[0]:.2f}, p99 {p[2]/b[2]:.2f}, CPU per request {p[4]/b[4]:.2f}")
+if "baseline-user" in med and "user" in med:
+    b, u = med["baseline-user"], med["user"]
+    print(f"- user/baseline-user: throughput {u[0]/b[0]:.2f}, p99 {u[2]/b[2]:.2f}, CPU per request {u[4]/b[4]:.2f}")
 PY
