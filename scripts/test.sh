@@ -23,6 +23,10 @@ done
 
 cargo fmt --all -- --check
 shellcheck scripts/*.sh .ci/run
+# Licenses, duplicate versions and sources of the dependency tree
+# (deny.toml); cargo-deny is built from crates.io when missing (~2 min).
+command -v cargo-deny >/dev/null 2>&1 || cargo install -q --locked cargo-deny --version 0.20.2
+cargo deny --locked check bans licenses sources
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
 # The container image, built from deploy/Dockerfile and run with podman
