@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod oauth;
 mod organization;
 mod page;
+mod path_glob;
 mod proxy;
 mod request;
 pub mod seal;

@@ -130,6 +130,7 @@ fn load_inner(
     section(figment, "log", &mut config.log, &mut problems);
     section(figment, "auth", &mut config.auth, &mut problems);
     section(figment, "session", &mut config.session, &mut problems);
+    section(figment, "access", &mut config.access, &mut problems);
 
     for (key, file_key, present) in [
         ("pat", "pat_file", config.auth.pat.is_some()),

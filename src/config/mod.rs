@@ -8,6 +8,7 @@
 //! `deny_unknown_fields`, so one typo does not hide the other problems of
 //! its section.
 
+mod access;
 mod cidr;
 mod defaults;
 mod egress;
@@ -30,6 +31,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use access::{
+    AccessConfig, AccessPlan, AccessRule, GitOp, METHODS, RuleAction, RulePlan, access_plan,
+    validate as validate_access,
+};
 pub use cidr::Cidr;
 pub use egress::{EgressPlan, ProxyCredentials, ProxyEnvironment, ProxyTarget, egress_plan};
 pub use env::{ENV_PREFIX, EnvProvider, ignored as ignored_env};
@@ -63,6 +68,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[session]`: the signed-in users' sessions (mode `user`).
     pub session: SessionConfig,
+    /// `[access]`: which requests are forwarded at all.
+    pub access: AccessConfig,
 }
 
 /// Most serving threads `listen.workers` may ask for.

@@ -23,6 +23,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     listen(config, &mut out);
     upstream(config, &mut out);
     auth::auth(config, &mut out);
+    super::access::validate(config, &mut out);
     if let Some(why) = log_level_problem(&config.log.level) {
         out.push(Problem::new("log.level", why));
     }

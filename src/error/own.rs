@@ -138,6 +138,22 @@ pub const OWN: &[Own] = &[
          {reason}. If you should be allowed, ask the administrator to add your address to \
          auth.allowed_client_cidrs or to give you the caller secret.",
     ),
+    own(
+        "access-rule-refused",
+        S::FORBIDDEN,
+        "Refused by the proxy's access rules",
+        "The proxy's access rules do not let this request through: {why}. Its administrator \
+         sets them ([access] in the proxy's configuration); ask them if you need this.",
+    ),
+    own(
+        "access-rule-refused/read-only",
+        S::FORBIDDEN,
+        "This proxy only reads",
+        "The proxy forwards only requests that read (access.read_only = true), and {why}: it \
+         passes GET, HEAD and OPTIONS, git fetches and the POSTs that only read (WIQL queries, \
+         batch reads, search) and refuses every write. Use a tool or proxy that may write, or \
+         ask its administrator.",
+    ),
     // Personal proxy tokens, clients' tokens and PATs (`TokenError`).
     own(
         "proxy-token-refused",

@@ -68,6 +68,16 @@ pub enum Refusal {
         /// Why, in words for the caller.
         reason: &'static str,
     },
+    /// `[access]` refuses the request.
+    #[error("refused by access rule {rule}: {why}")]
+    Access {
+        /// The rule, `read-only` or `default`.
+        rule: String,
+        /// What was refused, in words.
+        why: String,
+        /// `access.read_only` refused it.
+        read_only: bool,
+    },
 }
 
 // === impl Refusal ===
@@ -103,7 +113,11 @@ impl Refusal {
                 Some(RefusalReason::Organization)
             }
             Self::CallerRefused { .. } => Some(RefusalReason::Caller),
-            Self::ReservedPath | Self::UnknownHost { .. } | Self::UpgradeNotAllowed { .. } => None,
+            // Counted by rule, in ado_proxy_access_refused_total.
+            Self::ReservedPath
+            | Self::UnknownHost { .. }
+            | Self::UpgradeNotAllowed { .. }
+            | Self::Access { .. } => None,
         }
     }
 
@@ -136,6 +150,12 @@ impl Refusal {
                 answer("upgrade-not-allowed", &[("protocol", protocol)])
             }
             Self::CallerRefused { reason } => answer("caller-not-allowed", &[("reason", reason)]),
+            Self::Access {
+                why,
+                read_only: true,
+                ..
+            } => answer("access-rule-refused/read-only", &[("why", why)]),
+            Self::Access { why, .. } => answer("access-rule-refused", &[("why", why)]),
         }
     }
 }

@@ -73,6 +73,8 @@ pub struct Requests {
     /// Response body bytes sent to clients.
     pub response_bytes: IntCounter,
     refused: Counters<RefusalReason>,
+    /// `ado_proxy_access_refused_total`, per rule.
+    access_refused: IntCounterVec,
 }
 
 /// The proxy listener's connections.
@@ -167,7 +169,17 @@ impl Requests {
              the caller secret), busy (listen.max_requests requests in flight).",
             "reason",
         )?;
+        let access_refused = IntCounterVec::new(
+            Opts::new(
+                "ado_proxy_access_refused_total",
+                "Requests [access] refused, by rule: a rule's name, read-only \
+                 (access.read_only) or default (access.default = deny).",
+            ),
+            &["rule"],
+        )?;
+        registry.register(Box::new(access_refused.clone()))?;
         Ok(Self {
+            access_refused,
             served,
             series: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
             duration,
@@ -198,6 +210,18 @@ impl Requests {
     /// Counts a request refused before forwarding.
     pub fn refused(&self, reason: RefusalReason) {
         self.refused.inc(reason);
+    }
+
+    /// Creates the series of the access rules `rules` at 0.
+    pub fn init_access(&self, rules: &[&str]) {
+        for rule in rules {
+            self.access_refused.with_label_values(&[rule]);
+        }
+    }
+
+    /// Counts a request `[access]` refused by `rule` (a configured name).
+    pub fn access_refused(&self, rule: &str) {
+        self.access_refused.with_label_values(&[rule]).inc();
     }
 }
 

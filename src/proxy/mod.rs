@@ -13,6 +13,7 @@ mod lfs;
 pub mod origin;
 mod packages;
 pub mod path;
+mod policy;
 mod probe;
 mod reading;
 pub mod rewrite;
@@ -40,7 +41,7 @@ use crate::body::{CountedBody, ProxyBody};
 use crate::clock::Clock;
 use crate::config::{AuthPlan, Config};
 use crate::diagnose;
-use crate::error::{self, Error};
+use crate::error::{self, Error, Refusal};
 use crate::identity::{Credential, Identity, IdentityError};
 use crate::metrics::Metrics;
 use crate::request::{RequestCtx, X_REQUEST_ID};
@@ -72,6 +73,8 @@ struct Inner {
     tunnels: tunnel::Tunnels,
     /// `auth.check_pat_at_start`.
     check_at_start: bool,
+    /// `[access]`, when it checks anything.
+    policy: Option<policy::Policy>,
     /// `listen.max_requests`, shared by every serving thread.
     budget: Arc<crate::budget::Budget>,
 }
@@ -115,6 +118,17 @@ impl Proxy {
             &config.listen.cors_allowed_origins,
         );
         let urls = Arc::new(UrlMap::new(public_url, &router));
+        let policy = {
+            let names = match plan {
+                AuthPlan::User { plan, .. } => plan.allow.names,
+                _ => crate::config::NameTrust::UpnAndEmail,
+            };
+            let policy = policy::Policy::new(crate::config::access_plan(config), names);
+            if let Some(p) = &policy {
+                metrics.requests.init_access(&p.rule_names());
+            }
+            policy
+        };
         let forwarder = Forwarder::new(&config.upstream)?;
         Ok(Self {
             forwarder: Arc::new(forwarder.with_own_pool()),
@@ -140,6 +154,7 @@ impl Proxy {
                 metrics,
                 scheme,
                 check_at_start: config.auth.check_pat_at_start,
+                policy,
                 budget: crate::budget::Budget::new(config.listen.max_requests),
             }),
         })
@@ -388,6 +403,9 @@ impl Inner {
         record: &mut AccessRecord,
         credential: &Credential,
     ) -> Result<Prepared, Error> {
+        if let Some(policy) = &self.policy {
+            self.admit_access(policy, &req, credential)?;
+        }
         let upgrade = self.tunnels.requested(&mut req)?;
         let rewrite = Rewrite::of(req.method(), record.ctx().path(), req.headers());
         let bodyless = req.body().is_end_stream();
@@ -410,6 +428,36 @@ impl Inner {
             upgrade,
             rewrite,
             bodyless,
+        })
+    }
+
+    /// `[access]`'s verdict on `req`, sent with `credential`; a refusal
+    /// is counted by rule and logged.
+    fn admit_access(
+        &self,
+        policy: &policy::Policy,
+        req: &Request<Incoming>,
+        credential: &Credential,
+    ) -> Result<(), Error> {
+        let user = match credential {
+            Credential::User(u) => Some(Some(&u.session.user)),
+            Credential::Client(_) => Some(None),
+            _ => None,
+        };
+        let asked = policy::Asked {
+            method: req.method(),
+            path: req.uri().path(),
+            query: req.uri().query(),
+            user,
+        };
+        policy.decide(&asked).map_err(|refused| {
+            self.metrics.requests.access_refused(&refused.rule);
+            tracing::info!(rule = %refused.rule, why = %refused.why, "refused by [access]");
+            Error::from(Refusal::Access {
+                rule: refused.rule,
+                why: refused.why,
+                read_only: refused.read_only,
+            })
         })
     }
 

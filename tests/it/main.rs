@@ -7,6 +7,7 @@
 
 mod support;
 
+mod access;
 mod cae;
 mod cli;
 mod client_tokens;

@@ -1,0 +1,271 @@
+//! `[access]`: whether a request is forwarded at all. `access.read_only`
+//! refuses every write first; then the first `[[access.rules]]` that
+//! matches decides, and `access.default` when none does. A refusal names
+//! the rule, in the answer and in `ado_proxy_access_refused_total{rule}`.
+//!
+//! Paths are read as Azure DevOps reads them (`path_glob`), below a
+//! `/.hosts/{name}` prefix. A rule for users applies to a request whose
+//! user the proxy cannot name (a client's own token) when it denies, and
+//! not when it allows: not knowing who asks never opens a door.
+
+use http::Method;
+
+use super::path;
+use crate::config::{AccessPlan, GitOp, NameTrust, RuleAction, RulePlan};
+use crate::path_glob::segments;
+use crate::session::UserInfo;
+
+/// The access rules in force.
+#[derive(Debug)]
+pub struct Policy {
+    plan: AccessPlan,
+    /// Which of a user's names a rule's `users` may match.
+    names: NameTrust,
+}
+
+/// What a request asks for, as the rules read it.
+pub struct Asked<'a> {
+    /// Its method.
+    pub method: &'a Method,
+    /// Its path as sent (percent-encoded), already accepted by routing.
+    pub path: &'a str,
+    /// Its query, for git's `service=` parameter.
+    pub query: Option<&'a str>,
+    /// Who asks: `Some(None)` for a caller the proxy cannot name (a
+    /// client's own token), `None` outside mode `user`.
+    pub user: Option<Option<&'a UserInfo>>,
+}
+
+/// A refused request: which rule, and why in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The rule's name, `read-only` or `default`.
+    pub rule: String,
+    /// What was refused, in words.
+    pub why: String,
+    /// `access.read_only` refused it.
+    pub read_only: bool,
+}
+
+/// The POSTs that only read, by their last path segments (`*` for any
+/// one segment): WIQL, the batch reads, and search.
+const READING_POSTS: &[&[&str]] = &[
+    &["_apis", "wit", "wiql"],
+    &["_apis", "wit", "workitemsbatch"],
+    &["_apis", "wit", "reporting", "workitemrevisions"],
+    &["_apis", "git", "repositories", "*", "commitsbatch"],
+    &["_apis", "git", "repositories", "*", "itemsbatch"],
+    &["_apis", "search", "codesearchresults"],
+    &["_apis", "search", "workitemsearchresults"],
+    &["_apis", "search", "wikisearchresults"],
+    &["_apis", "search", "packagesearchresults"],
+    // git LFS's batch call only hands out URLs; an upload is a PUT.
+    &["info", "lfs", "objects", "batch"],
+];
+
+// === impl Policy ===
+
+impl Policy {
+    /// The rules of `plan`, `None` when they admit everything; users'
+    /// names are trusted as `names` says.
+    pub fn new(plan: AccessPlan, names: NameTrust) -> Option<Self> {
+        (!plan.is_open()).then_some(Self { plan, names })
+    }
+
+    /// The names of the rules, for the metric's series.
+    pub fn rule_names(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.plan.rules.iter().map(|r| r.name.as_str()).collect();
+        if self.plan.read_only {
+            out.push("read-only");
+        }
+        if self.plan.default == RuleAction::Deny {
+            out.push("default");
+        }
+        out
+    }
+
+    /// Whether `asked` is forwarded; why not when it is refused.
+    pub fn decide(&self, asked: &Asked<'_>) -> Result<(), Refused> {
+        let seen = path::check(asked.path).unwrap_or(std::borrow::Cow::Borrowed(asked.path));
+        let below = below_host(&seen);
+        let segs = segments(below);
+        let git = git_op(asked.method, &segs, asked.query);
+        if self.plan.read_only && !reads_only(asked.method, &segs, git) {
+            return Err(Refused {
+                rule: "read-only".into(),
+                why: match git {
+                    Some(GitOp::Push) => "git push is a write".into(),
+                    _ => format!("{} {below} is a write", asked.method),
+                },
+                read_only: true,
+            });
+        }
+        for rule in &self.plan.rules {
+            if !self.applies(rule, asked, &segs, git) {
+                continue;
+            }
+            return match rule.action {
+                RuleAction::Allow => Ok(()),
+                RuleAction::Deny => Err(Refused {
+                    rule: rule.name.clone(),
+                    why: match git {
+                        Some(op) if rule.git.is_some() => {
+                            format!("rule \"{}\" refuses git {}", rule.name, op_name(op))
+                        }
+                        _ => format!("rule \"{}\" refuses {} {below}", rule.name, asked.method),
+                    },
+                    read_only: false,
+                }),
+            };
+        }
+        match self.plan.default {
+            RuleAction::Allow => Ok(()),
+            RuleAction::Deny => Err(Refused {
+                rule: "default".into(),
+                why: format!(
+                    "no rule allows {} {below}, and access.default is \"deny\"",
+                    asked.method
+                ),
+                read_only: false,
+            }),
+        }
+    }
+
+    /// Whether every condition of `rule` holds for the request.
+    fn applies(
+        &self,
+        rule: &RulePlan,
+        asked: &Asked<'_>,
+        segs: &[String],
+        git: Option<GitOp>,
+    ) -> bool {
+        if let Some(methods) = &rule.methods
+            && !methods.contains(asked.method)
+        {
+            return false;
+        }
+        if let Some(globs) = &rule.paths
+            && !globs.iter().any(|g| g.matches(segs))
+        {
+            return false;
+        }
+        if let Some(ops) = &rule.git
+            && !git.is_some_and(|op| ops.contains(&op))
+        {
+            return false;
+        }
+        if rule.users.is_empty() {
+            return true;
+        }
+        match asked.user {
+            // Nobody the proxy can name: deny rules hold, allow rules not.
+            None | Some(None) => rule.action == RuleAction::Deny,
+            Some(Some(user)) => self.names_of(user).iter().any(|n| rule.users.contains(n)),
+        }
+    }
+
+    /// The user's names a rule may match, lowercase: the object id, and
+    /// the UPN and verified email when the provider vouches for them
+    /// (as the sign-in allowlists read them).
+    fn names_of(&self, user: &UserInfo) -> Vec<String> {
+        let mut out: Vec<String> = user
+            .object_id
+            .iter()
+            .map(|o| o.to_ascii_lowercase())
+            .collect();
+        let email = user.email.as_ref().filter(|_| user.email_verified);
+        match self.names {
+            NameTrust::UpnAndEmail => {
+                out.extend(user.upn.iter().chain(email).map(|n| n.to_ascii_lowercase()))
+            }
+            NameTrust::Email => out.extend(email.map(|n| n.to_ascii_lowercase())),
+            NameTrust::ObjectIdOnly => {}
+        }
+        out
+    }
+}
+
+/// The path below a `/.hosts/{name}` prefix (the path its host reads).
+fn below_host(seen: &str) -> &str {
+    match seen.strip_prefix("/.hosts/") {
+        Some(after) => after.find('/').map_or("/", |i| &after[i..]),
+        None => seen,
+    }
+}
+
+fn op_name(op: GitOp) -> &'static str {
+    match op {
+        GitOp::Fetch => "fetch",
+        GitOp::Push => "push",
+    }
+}
+
+/// The git smart-HTTP or LFS operation a request is part of, if any.
+pub fn git_op(method: &Method, segs: &[String], query: Option<&str>) -> Option<GitOp> {
+    let ends = |tail: &[&str]| {
+        segs.len() >= tail.len()
+            && segs[segs.len() - tail.len()..]
+                .iter()
+                .zip(tail)
+                .all(|(s, t)| s == t)
+    };
+    if ends(&["git-receive-pack"]) {
+        return Some(GitOp::Push);
+    }
+    // Anything but git's own methods on its endpoints counts as a write.
+    if ends(&["git-upload-pack"]) {
+        let fetch = *method == Method::POST || reading(method);
+        return Some(if fetch { GitOp::Fetch } else { GitOp::Push });
+    }
+    if ends(&["info", "refs"]) {
+        let push = !reading(method)
+            || query.is_some_and(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .any(|(k, v)| k == "service" && v.eq_ignore_ascii_case("git-receive-pack"))
+            });
+        return Some(if push { GitOp::Push } else { GitOp::Fetch });
+    }
+    let lfs = segs
+        .windows(2)
+        .position(|w| w[0] == "info" && w[1] == "lfs")?;
+    let after = &segs[lfs + 2..];
+    match after.first().map(String::as_str) {
+        // The batch call hands out URLs: what follows is the operation.
+        Some("objects") if after.get(1).is_some_and(|s| s == "batch") && after.len() == 2 => None,
+        Some("objects") if after.get(1).is_some_and(|s| s == "verify") => Some(GitOp::Push),
+        Some("objects") | Some("locks") => Some(if reading(method) {
+            GitOp::Fetch
+        } else {
+            GitOp::Push
+        }),
+        _ => None,
+    }
+}
+
+fn reading(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Whether the request only reads: GET, HEAD and OPTIONS (but not the
+/// start of a push), git fetch, and the POSTs of [`READING_POSTS`].
+fn reads_only(method: &Method, segs: &[String], git: Option<GitOp>) -> bool {
+    match git {
+        Some(GitOp::Push) => return false,
+        Some(GitOp::Fetch) => return true,
+        None => {}
+    }
+    if reading(method) {
+        return true;
+    }
+    *method == Method::POST
+        && READING_POSTS.iter().any(|tail| {
+            segs.len() >= tail.len()
+                && segs[segs.len() - tail.len()..]
+                    .iter()
+                    .zip(tail.iter())
+                    .all(|(s, t)| *t == "*" || s == t)
+        })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,333 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::{AccessConfig, AccessRule, AuthMode, Config, access_plan};
+
+fn policy(f: impl FnOnce(&mut AccessConfig), mode: AuthMode) -> Policy {
+    let mut c = Config::default();
+    c.auth.mode = mode;
+    f(&mut c.access);
+    let mut problems = Vec::new();
+    crate::config::validate_access(&c, &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    Policy::new(access_plan(&c), NameTrust::UpnAndEmail).expect("rules")
+}
+
+fn rule(name: &str, action: RuleAction) -> AccessRule {
+    AccessRule {
+        name: name.into(),
+        action,
+        methods: None,
+        paths: None,
+        git: None,
+        users: vec![],
+        groups: vec![],
+        roles: vec![],
+    }
+}
+
+fn ask(p: &Policy, method: &str, target: &str) -> Result<(), Refused> {
+    ask_as(p, method, target, None)
+}
+
+fn ask_as(
+    p: &Policy,
+    method: &str,
+    target: &str,
+    user: Option<Option<&UserInfo>>,
+) -> Result<(), Refused> {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let method = Method::from_bytes(method.as_bytes()).unwrap();
+    p.decide(&Asked {
+        method: &method,
+        path,
+        query,
+        user,
+    })
+}
+
+#[test]
+fn read_only_forwards_reads_and_refuses_writes() {
+    let p = policy(|a| a.read_only = true, AuthMode::Pat);
+    for (method, target) in [
+        ("GET", "/contoso/_apis/projects"),
+        ("HEAD", "/contoso/_apis/projects"),
+        ("OPTIONS", "/contoso/_apis/projects"),
+        ("GET", "/contoso/p/_git/r/info/refs?service=git-upload-pack"),
+        ("POST", "/contoso/p/_git/r/git-upload-pack"),
+        ("POST", "/contoso/p/_apis/wit/wiql?api-version=7.1"),
+        ("POST", "/contoso/_apis/wit/workitemsbatch"),
+        ("POST", "/contoso/p/_apis/git/repositories/r/commitsbatch"),
+        (
+            "POST",
+            "/.hosts/almsearch/contoso/_apis/search/codesearchresults",
+        ),
+        ("POST", "/contoso/p/_git/r.git/info/lfs/objects/batch"),
+        ("GET", "/contoso/p/_git/r.git/info/lfs/objects/0123abcd"),
+    ] {
+        assert_eq!(ask(&p, method, target), Ok(()), "{method} {target}");
+    }
+    for (method, target) in [
+        ("POST", "/contoso/p/_apis/wit/workitems/$Task"),
+        ("PATCH", "/contoso/_apis/wit/workitems/1"),
+        ("DELETE", "/contoso/_apis/git/repositories/r"),
+        ("PUT", "/contoso/_apis/packaging/feeds/f"),
+        (
+            "GET",
+            "/contoso/p/_git/r/info/refs?service=git-receive-pack",
+        ),
+        ("POST", "/contoso/p/_git/r/git-receive-pack"),
+        ("PUT", "/contoso/p/_git/r.git/info/lfs/objects/0123abcd"),
+        ("POST", "/contoso/p/_git/r.git/info/lfs/objects/verify"),
+        ("POST", "/contoso/p/_git/r.git/info/lfs/locks"),
+        ("DELETE", "/contoso/p/_git/r/info/refs"),
+        // A reading endpoint's name elsewhere in the path is no read.
+        ("POST", "/contoso/p/_apis/wit/wiql/extra"),
+    ] {
+        let e = ask(&p, method, target).unwrap_err();
+        assert!(
+            e.read_only && e.rule == "read-only",
+            "{method} {target}: {e:?}"
+        );
+    }
+    let e = ask(&p, "POST", "/contoso/p/_git/r/git-receive-pack").unwrap_err();
+    assert_eq!(e.why, "git push is a write");
+}
+
+#[test]
+fn the_first_matching_rule_decides_then_the_default() {
+    let p = policy(
+        |a| {
+            a.default = RuleAction::Deny;
+            a.rules = vec![
+                AccessRule {
+                    methods: Some(vec!["post".into(), "PATCH".into()]),
+                    paths: Some(vec!["/*/*/_apis/wit/**".into()]),
+                    ..rule("no-work-item-writes", RuleAction::Deny)
+                },
+                AccessRule {
+                    git: Some(vec![GitOp::Push]),
+                    ..rule("no-push", RuleAction::Deny)
+                },
+                AccessRule {
+                    paths: Some(vec!["/contoso/**".into()]),
+                    ..rule("contoso", RuleAction::Allow)
+                },
+            ]
+        },
+        AuthMode::Pat,
+    );
+    assert_eq!(ask(&p, "GET", "/contoso/p/_apis/wit/workitems/1"), Ok(()));
+    let e = ask(&p, "PATCH", "/contoso/p/_apis/wit/workitems/1").unwrap_err();
+    assert_eq!(e.rule, "no-work-item-writes");
+    assert!(
+        e.why.contains("PATCH /contoso/p/_apis/wit/workitems/1"),
+        "{}",
+        e.why
+    );
+    // Spellings Azure DevOps reads the same way are refused the same way.
+    for target in [
+        "/contoso/p/_APIS/Wit/workitems/1",
+        "/contoso/p/_apis/wi%74/workitems/1",
+        "/contoso/p/_apis/wit./workitems/1",
+        "/contoso/p/_apis/wit;v=1/workitems/1",
+        "/.hosts/vsrm/contoso/p/_apis/wit/x",
+    ] {
+        assert_eq!(
+            ask(&p, "POST", target).unwrap_err().rule,
+            "no-work-item-writes",
+            "{target}"
+        );
+    }
+    let e = ask(&p, "POST", "/contoso/p/_git/r/git-receive-pack").unwrap_err();
+    assert_eq!(
+        (e.rule.as_str(), e.why.as_str()),
+        ("no-push", "rule \"no-push\" refuses git push")
+    );
+    assert_eq!(ask(&p, "POST", "/contoso/p/_git/r/git-upload-pack"), Ok(()));
+    let e = ask(&p, "GET", "/fabrikam/_apis/projects").unwrap_err();
+    assert_eq!(e.rule, "default");
+    assert!(e.why.contains("access.default"), "{}", e.why);
+}
+
+#[test]
+fn a_users_rule_opens_only_for_a_named_user_and_closes_for_an_unknown_one() {
+    let dana = UserInfo {
+        upn: Some("Dana@Contoso.com".into()),
+        object_id: Some("oid-dana".into()),
+        ..UserInfo::default()
+    };
+    let eve = UserInfo {
+        upn: Some("eve@contoso.com".into()),
+        object_id: Some("oid-eve".into()),
+        ..UserInfo::default()
+    };
+    let p = policy(
+        |a| {
+            a.default = RuleAction::Deny;
+            a.rules = vec![
+                AccessRule {
+                    users: vec!["eve@contoso.com".into()],
+                    ..rule("not-eve", RuleAction::Deny)
+                },
+                AccessRule {
+                    users: vec!["dana@contoso.com".into(), "OID-EVE".into()],
+                    ..rule("dana", RuleAction::Allow)
+                },
+            ]
+        },
+        AuthMode::User,
+    );
+    let path = "/contoso/_apis/projects";
+    assert_eq!(ask_as(&p, "GET", path, Some(Some(&dana))), Ok(()));
+    assert_eq!(
+        ask_as(&p, "GET", path, Some(Some(&eve))).unwrap_err().rule,
+        "not-eve"
+    );
+    // A caller the proxy cannot name: the deny rule holds, the allow not.
+    assert_eq!(
+        ask_as(&p, "GET", path, Some(None)).unwrap_err().rule,
+        "not-eve"
+    );
+    // An unverified email names nobody.
+    let mallory = UserInfo {
+        email: Some("dana@contoso.com".into()),
+        email_verified: false,
+        object_id: Some("oid-m".into()),
+        ..UserInfo::default()
+    };
+    assert_eq!(
+        ask_as(&p, "GET", path, Some(Some(&mallory)))
+            .unwrap_err()
+            .rule,
+        "default"
+    );
+}
+
+#[test]
+fn rules_are_checked_at_load_and_each_problem_names_its_rule() {
+    let problems = |f: &dyn Fn(&mut Config)| {
+        let mut c = Config::default();
+        f(&mut c);
+        let mut out = Vec::new();
+        crate::config::validate_access(&c, &mut out);
+        out.iter()
+            .map(|p| format!("{}: {}", p.key, p.message))
+            .collect::<Vec<_>>()
+    };
+    let one = |r: AccessRule, mode: AuthMode| {
+        problems(&|c: &mut Config| {
+            c.auth.mode = mode;
+            c.access.rules = vec![r.clone()];
+        })
+    };
+    let cases: Vec<(AccessRule, AuthMode, &str)> = vec![
+        (
+            AccessRule {
+                methods: Some(vec!["FETCH".into()]),
+                ..rule("m", RuleAction::Deny)
+            },
+            AuthMode::Pat,
+            "rule \"m\": unknown method \"FETCH\"",
+        ),
+        (
+            AccessRule {
+                methods: Some(vec![]),
+                ..rule("m", RuleAction::Deny)
+            },
+            AuthMode::Pat,
+            "matches nothing",
+        ),
+        (
+            AccessRule {
+                paths: Some(vec!["/a*b".into()]),
+                ..rule("g", RuleAction::Deny)
+            },
+            AuthMode::Pat,
+            "rule \"g\": bad path glob",
+        ),
+        (
+            AccessRule {
+                paths: Some(vec!["_apis".into()]),
+                ..rule("g", RuleAction::Deny)
+            },
+            AuthMode::Pat,
+            "does not start with /",
+        ),
+        (
+            AccessRule {
+                users: vec!["x".into()],
+                ..rule("u", RuleAction::Deny)
+            },
+            AuthMode::Service,
+            "need auth.mode = \"user\"",
+        ),
+        (
+            AccessRule {
+                groups: vec!["x".into()],
+                ..rule("g", RuleAction::Deny)
+            },
+            AuthMode::User,
+            "not supported yet",
+        ),
+        (
+            rule("bad name!", RuleAction::Deny),
+            AuthMode::Pat,
+            "metric label",
+        ),
+    ];
+    for (r, mode, says) in cases {
+        let out = one(r, mode);
+        assert!(
+            out.len() == 1 && out[0].starts_with("access.rules[0]") && out[0].contains(says),
+            "{out:?} lacks {says}"
+        );
+    }
+    let twice = problems(&|c: &mut Config| {
+        c.access.rules = vec![
+            rule("same", RuleAction::Deny),
+            rule("same", RuleAction::Allow),
+        ]
+    });
+    assert!(
+        twice.len() == 1 && twice[0].starts_with("access.rules[1].name"),
+        "{twice:?}"
+    );
+}
+
+#[test]
+fn no_rules_and_allow_check_nothing() {
+    let mut c = Config::default();
+    c.auth.mode = AuthMode::Pat;
+    assert!(Policy::new(access_plan(&c), NameTrust::UpnAndEmail).is_none());
+}
+
+proptest! {
+    /// Whatever the spelling, read-only forwards no write: only GET,
+    /// HEAD, OPTIONS and POST can pass, never a git push.
+    #[test]
+    fn read_only_never_forwards_a_write(
+        method in prop::sample::select(vec!["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"]),
+        segs in prop::collection::vec(prop::sample::select(vec![
+            "contoso", "p", "_git", "r", "info", "refs", "lfs", "objects", "batch", "locks",
+            "git-receive-pack", "git-upload-pack", "_apis", "wit", "wiql", "WIQL.", "x;y",
+            "workitems", "%2e", "%77iql", "verify",
+        ]), 0..8),
+        query in prop::sample::select(vec!["", "service=git-receive-pack", "service=GIT-RECEIVE-PACK", "service=git-upload-pack"]),
+    ) {
+        let p = policy(|a| a.read_only = true, AuthMode::Pat);
+        let path = format!("/{}", segs.join("/"));
+        let q = (!query.is_empty()).then_some(query);
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        let passed = p.decide(&Asked { method: &m, path: &path, query: q, user: None }).is_ok();
+        if passed {
+            prop_assert!(matches!(method, "GET" | "HEAD" | "OPTIONS" | "POST"), "{method} {path}");
+            let seen = super::path::check(&path).map(|c| c.into_owned()).unwrap_or(path.clone());
+            let read = segments(&seen);
+            prop_assert_ne!(git_op(&m, &read, q), Some(GitOp::Push), "{} {}", method, path);
+        }
+    }
+}
