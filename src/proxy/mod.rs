@@ -444,13 +444,7 @@ impl Inner {
             Credential::Client(_) => Some(None),
             _ => None,
         };
-        let asked = policy::Asked {
-            method: req.method(),
-            path: req.uri().path(),
-            query: req.uri().query(),
-            user,
-        };
-        policy.decide(&asked).map_err(|refused| {
+        let refuse = |refused: policy::Refused| {
             self.metrics.requests.access_refused(&refused.rule);
             tracing::info!(rule = %refused.rule, why = %refused.why, "refused by [access]");
             Error::from(Refusal::Access {
@@ -458,7 +452,15 @@ impl Inner {
                 why: refused.why,
                 read_only: refused.read_only,
             })
-        })
+        };
+        let method = policy::effective_method(req.method(), req.headers()).map_err(refuse)?;
+        let asked = policy::Asked {
+            method: &method,
+            path: req.uri().path(),
+            query: req.uri().query(),
+            user,
+        };
+        policy.decide(&asked).map_err(refuse)
     }
 
     /// The upstream's response head as the client gets it: its own HTTP

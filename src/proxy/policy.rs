@@ -47,6 +47,43 @@ pub struct Refused {
     pub read_only: bool,
 }
 
+/// Headers with which a client asks a front end to act as another
+/// method than the request's own (Azure DevOps honours
+/// `X-HTTP-Method-Override` on a POST): the rules judge that method.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// The method Azure DevOps will act on: the request's, or the one an
+/// override header names. Several, or one that is no method, is refused:
+/// what it means upstream cannot be told.
+pub fn effective_method(method: &Method, headers: &http::HeaderMap) -> Result<Method, Refused> {
+    let mut named: Option<Method> = None;
+    for value in METHOD_OVERRIDES.iter().flat_map(|h| headers.get_all(*h)) {
+        let parsed = value
+            .to_str()
+            .ok()
+            .map(|v| v.trim().to_ascii_uppercase())
+            .and_then(|v| Method::from_bytes(v.as_bytes()).ok());
+        match (parsed, &named) {
+            (Some(m), None) => named = Some(m),
+            (Some(m), Some(n)) if m == *n => {}
+            _ => {
+                return Err(Refused {
+                    rule: "method-override".into(),
+                    why: "the request names its method more than once, or not as a method, \
+                          in X-HTTP-Method-Override"
+                        .into(),
+                    read_only: false,
+                });
+            }
+        }
+    }
+    Ok(named.unwrap_or_else(|| method.clone()))
+}
+
 /// The POSTs that only read, by their last path segments (`*` for any
 /// one segment): WIQL, the batch reads, and search.
 const READING_POSTS: &[&[&str]] = &[

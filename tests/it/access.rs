@@ -172,6 +172,16 @@ async fn read_only_forwards_reads_and_refuses_writes_before_azure_devops_sees_th
             );
         }
     }
+    // A reading POST that asks Azure DevOps to act as another method is
+    // judged as that method.
+    let overridden = http
+        .post(format!("{base}/contoso/proj/_apis/wit/wiql"))
+        .header("X-HTTP-Method-Override", "delete")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(overridden.status(), 403);
     assert_eq!(
         up.requests().len(),
         seen,
@@ -180,7 +190,7 @@ async fn read_only_forwards_reads_and_refuses_writes_before_azure_devops_sees_th
     let m = metrics(proxy.admin_addr).await;
     assert_eq!(
         metric_value(&m, "ado_proxy_access_refused_total{rule=\"read-only\"}"),
-        4.0
+        5.0
     );
 }
 

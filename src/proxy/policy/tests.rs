@@ -331,3 +331,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_method_override_is_judged_as_the_method_it_names() {
+    let mut h = http::HeaderMap::new();
+    assert_eq!(effective_method(&Method::POST, &h), Ok(Method::POST));
+    h.insert("x-http-method-override", "patch".parse().unwrap());
+    assert_eq!(effective_method(&Method::POST, &h), Ok(Method::PATCH));
+    h.insert("x-http-method", "PATCH".parse().unwrap());
+    assert_eq!(effective_method(&Method::POST, &h), Ok(Method::PATCH));
+    h.insert("x-method-override", "DELETE".parse().unwrap());
+    assert_eq!(
+        effective_method(&Method::POST, &h).unwrap_err().rule,
+        "method-override"
+    );
+    let mut bad = http::HeaderMap::new();
+    bad.insert("x-http-method-override", "PAT CH".parse().unwrap());
+    assert!(effective_method(&Method::POST, &bad).is_err());
+    let mut twice = http::HeaderMap::new();
+    twice.append("x-http-method-override", "GET".parse().unwrap());
+    twice.append("x-http-method-override", "PATCH".parse().unwrap());
+    assert!(effective_method(&Method::POST, &twice).is_err());
+}
