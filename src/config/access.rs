@@ -114,10 +114,30 @@ impl AccessPlan {
 /// Every problem of `[access]`, each naming the rule.
 pub fn validate(config: &Config, out: &mut Vec<Problem>) {
     let mut names: Vec<&str> = Vec::new();
+    // With any directory admitted, only object ids name someone.
+    let ids_only = config.auth.mode == AuthMode::User
+        && config.auth.provider.is_some_and(|kind| {
+            super::user_plan::allow_plan(config, kind).names == super::NameTrust::ObjectIdOnly
+        });
     for (i, rule) in config.access.rules.iter().enumerate() {
         let key = format!("access.rules[{i}]");
         if let Err(why) = rule_plan(rule, config.auth.mode) {
             out.push(Problem::new(key.clone(), why));
+        }
+        if let Some(name) = rule
+            .users
+            .iter()
+            .find(|u| ids_only && uuid::Uuid::parse_str(u.trim()).is_err())
+        {
+            out.push(Problem::new(
+                format!("{key}.users"),
+                format!(
+                    "rule \"{}\": {name:?} would match nobody: with auth.allowed_tenants = \
+                     [\"*\"] any directory's administrator can give anyone any name, so users \
+                     are named by object id",
+                    rule.name
+                ),
+            ));
         }
         if names.contains(&rule.name.as_str()) {
             out.push(Problem::new(

@@ -211,7 +211,7 @@ pub fn user_plan(config: &Config, kind: Provider) -> UserPlan {
 }
 
 /// Who may sign in through `kind`.
-fn allow_plan(config: &Config, kind: Provider) -> AllowPlan {
+pub(super) fn allow_plan(config: &Config, kind: Provider) -> AllowPlan {
     let a = &config.auth;
     let lower =
         |v: &[String]| -> Vec<String> { v.iter().map(|s| s.trim().to_ascii_lowercase()).collect() };

@@ -459,6 +459,8 @@ impl Inner {
             path: req.uri().path(),
             query: req.uri().query(),
             user,
+            upgrade: req.headers().contains_key(header::UPGRADE)
+                || req.method() == http::Method::CONNECT,
         };
         policy.decide(&asked).map_err(refuse)
     }
@@ -496,6 +498,18 @@ impl Inner {
         }
         if let Some(callers) = &self.callers {
             callers.admit(remote.ip(), req.headers_mut())?;
+        }
+        if let (Some(policy), Some(crate::endpoint::Endpoint::Pats(_))) =
+            (&self.policy, &record.ctx().own)
+        {
+            policy.own_pats(req.method()).map_err(|refused| {
+                self.metrics.requests.access_refused(&refused.rule);
+                Error::from(Refusal::Access {
+                    rule: refused.rule,
+                    why: refused.why,
+                    read_only: refused.read_only,
+                })
+            })?;
         }
         Ok(None)
     }

@@ -34,6 +34,8 @@ pub struct Asked<'a> {
     /// Who asks: `Some(None)` for a caller the proxy cannot name (a
     /// client's own token), `None` outside mode `user`.
     pub user: Option<Option<&'a UserInfo>>,
+    /// It asks for an upgrade (a WebSocket).
+    pub upgrade: bool,
 }
 
 /// A refused request: which rule, and why in words.
@@ -81,24 +83,93 @@ pub fn effective_method(method: &Method, headers: &http::HeaderMap) -> Result<Me
             }
         }
     }
-    Ok(named.unwrap_or_else(|| method.clone()))
+    // Azure DevOps reads methods without regard to case.
+    let method = named.unwrap_or_else(|| method.clone());
+    Ok(Method::from_bytes(method.as_str().to_ascii_uppercase().as_bytes()).unwrap_or(method))
 }
 
-/// The POSTs that only read, by their last path segments (`*` for any
-/// one segment): WIQL, the batch reads, and search.
-const READING_POSTS: &[&[&str]] = &[
-    &["_apis", "wit", "wiql"],
-    &["_apis", "wit", "workitemsbatch"],
-    &["_apis", "wit", "reporting", "workitemrevisions"],
-    &["_apis", "git", "repositories", "*", "commitsbatch"],
-    &["_apis", "git", "repositories", "*", "itemsbatch"],
-    &["_apis", "search", "codesearchresults"],
-    &["_apis", "search", "workitemsearchresults"],
-    &["_apis", "search", "wikisearchresults"],
-    &["_apis", "search", "packagesearchresults"],
-    // git LFS's batch call only hands out URLs; an upload is a PUT.
-    &["info", "lfs", "objects", "batch"],
+/// One part of a path shape.
+#[derive(Clone, Copy)]
+enum Part {
+    /// The organization, project and team: up to three segments, none
+    /// starting with `_`; only first.
+    Scope,
+    /// Any one segment.
+    One,
+    /// This segment.
+    Name(&'static str),
+}
+
+use Part::{Name as N, One, Scope};
+
+/// The POSTs that only read, as whole path shapes: WIQL, the batch
+/// reads, search, and git LFS's batch call (which only hands out URLs;
+/// an upload is a PUT).
+const READING_POSTS: &[&[Part]] = &[
+    &[Scope, N("_apis"), N("wit"), N("wiql")],
+    &[Scope, N("_apis"), N("wit"), N("workitemsbatch")],
+    &[
+        Scope,
+        N("_apis"),
+        N("wit"),
+        N("reporting"),
+        N("workitemrevisions"),
+    ],
+    &[
+        Scope,
+        N("_apis"),
+        N("git"),
+        N("repositories"),
+        One,
+        N("commitsbatch"),
+    ],
+    &[
+        Scope,
+        N("_apis"),
+        N("git"),
+        N("repositories"),
+        One,
+        N("itemsbatch"),
+    ],
+    &[Scope, N("_apis"), N("search"), N("codesearchresults")],
+    &[Scope, N("_apis"), N("search"), N("workitemsearchresults")],
+    &[Scope, N("_apis"), N("search"), N("wikisearchresults")],
+    &[Scope, N("_apis"), N("search"), N("packagesearchresults")],
+    LFS_BATCH,
 ];
+
+/// git LFS's batch call.
+const LFS_BATCH: &[Part] = &[
+    Scope,
+    N("_git"),
+    One,
+    N("info"),
+    N("lfs"),
+    N("objects"),
+    N("batch"),
+];
+
+/// Whether `segs` is exactly `shape`.
+fn shaped(segs: &[String], shape: &[Part]) -> bool {
+    let (segs, shape) = match shape.first() {
+        Some(Part::Scope) => {
+            let Some(k) = segs.iter().position(|s| s.starts_with('_')) else {
+                return false;
+            };
+            if k > 3 {
+                return false;
+            }
+            (&segs[k..], &shape[1..])
+        }
+        _ => (segs, shape),
+    };
+    segs.len() == shape.len()
+        && segs.iter().zip(shape).all(|(s, p)| match p {
+            Part::Scope => false,
+            Part::One => true,
+            Part::Name(n) => s == n,
+        })
+}
 
 // === impl Policy ===
 
@@ -118,7 +189,25 @@ impl Policy {
         if self.plan.default == RuleAction::Deny {
             out.push("default");
         }
+        out.push("pat-api");
         out
+    }
+
+    /// Whether the proxy's own `/.auth/pats` may be asked with `method`:
+    /// creating or revoking an Azure DevOps PAT would hand out (or end) a
+    /// credential that acts past these rules, so while they restrict
+    /// anything, it only lists.
+    pub fn own_pats(&self, method: &Method) -> Result<(), Refused> {
+        if reading(method) {
+            return Ok(());
+        }
+        Err(Refused {
+            rule: "pat-api".into(),
+            why: "creating or revoking Azure DevOps PATs at /.auth/pats would hand out a \
+                  credential that acts past the proxy's rules"
+                .into(),
+            read_only: self.plan.read_only,
+        })
     }
 
     /// Whether `asked` is forwarded; why not when it is refused.
@@ -127,11 +216,14 @@ impl Policy {
         let below = below_host(&seen);
         let segs = segments(below);
         let git = git_op(asked.method, &segs, asked.query);
-        if self.plan.read_only && !reads_only(asked.method, &segs, git) {
+        if self.plan.read_only && !reads_only(asked.method, &segs, git, asked.upgrade) {
             return Err(Refused {
                 rule: "read-only".into(),
                 why: match git {
                     Some(GitOp::Push) => "git push is a write".into(),
+                    _ if asked.upgrade => {
+                        "a WebSocket carries writes past every check, so none is opened".into()
+                    }
                     _ => format!("{} {below} is a write", asked.method),
                 },
                 read_only: true,
@@ -238,45 +330,49 @@ fn op_name(op: GitOp) -> &'static str {
 }
 
 /// The git smart-HTTP or LFS operation a request is part of, if any.
+/// Anything that may write a repository is a push, wherever it sits in
+/// the path (a write misread as a push is refused, never let through); a
+/// fetch only in git's own shapes, since a fetch is what read-only lets
+/// pass.
 pub fn git_op(method: &Method, segs: &[String], query: Option<&str>) -> Option<GitOp> {
-    let ends = |tail: &[&str]| {
+    let ends = |tail: &[Part]| {
         segs.len() >= tail.len()
             && segs[segs.len() - tail.len()..]
                 .iter()
                 .zip(tail)
-                .all(|(s, t)| s == t)
+                .all(|(s, t)| match t {
+                    Part::Name(n) => s == n,
+                    _ => true,
+                })
     };
-    if ends(&["git-receive-pack"]) {
+    let read = reading(method);
+    let receive = query.is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| {
+            k.eq_ignore_ascii_case("service") && v.trim().eq_ignore_ascii_case("git-receive-pack")
+        })
+    });
+    let lfs = segs.windows(2).any(|w| w[0] == "info" && w[1] == "lfs");
+    let lfs_batch = shaped(segs, LFS_BATCH);
+    let push = ends(&[N("git-receive-pack")])
+        || (ends(&[N("info"), N("refs")]) && (receive || !read))
+        || (ends(&[N("git-upload-pack")]) && !read && *method != Method::POST)
+        || (lfs && !read && !lfs_batch)
+        || (!read
+            && (ends(&[N("_apis"), N("git"), N("repositories"), One, N("pushes")])
+                || ends(&[N("_apis"), N("git"), N("repositories"), One, N("refs")])));
+    if push {
         return Some(GitOp::Push);
     }
-    // Anything but git's own methods on its endpoints counts as a write.
-    if ends(&["git-upload-pack"]) {
-        let fetch = *method == Method::POST || reading(method);
-        return Some(if fetch { GitOp::Fetch } else { GitOp::Push });
-    }
-    if ends(&["info", "refs"]) {
-        let push = !reading(method)
-            || query.is_some_and(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .any(|(k, v)| k == "service" && v.eq_ignore_ascii_case("git-receive-pack"))
-            });
-        return Some(if push { GitOp::Push } else { GitOp::Fetch });
-    }
-    let lfs = segs
-        .windows(2)
-        .position(|w| w[0] == "info" && w[1] == "lfs")?;
-    let after = &segs[lfs + 2..];
-    match after.first().map(String::as_str) {
-        // The batch call hands out URLs: what follows is the operation.
-        Some("objects") if after.get(1).is_some_and(|s| s == "batch") && after.len() == 2 => None,
-        Some("objects") if after.get(1).is_some_and(|s| s == "verify") => Some(GitOp::Push),
-        Some("objects") | Some("locks") => Some(if reading(method) {
-            GitOp::Fetch
-        } else {
-            GitOp::Push
-        }),
-        _ => None,
-    }
+    let repo = |tail: &[Part]| {
+        let mut shape = vec![Scope, N("_git"), One];
+        shape.extend_from_slice(tail);
+        shaped(segs, &shape)
+    };
+    let fetch = (read && repo(&[N("info"), N("refs")]))
+        || (*method == Method::POST && repo(&[N("git-upload-pack")]))
+        || (read && repo(&[N("info"), N("lfs"), N("objects"), One]))
+        || (read && repo(&[N("info"), N("lfs"), N("locks")]));
+    fetch.then_some(GitOp::Fetch)
 }
 
 fn reading(method: &Method) -> bool {
@@ -284,24 +380,19 @@ fn reading(method: &Method) -> bool {
 }
 
 /// Whether the request only reads: GET, HEAD and OPTIONS (but not the
-/// start of a push), git fetch, and the POSTs of [`READING_POSTS`].
-fn reads_only(method: &Method, segs: &[String], git: Option<GitOp>) -> bool {
+/// start of a push, nor an upgrade, whose tunnel carries anything), git
+/// fetch, and the POSTs of [`READING_POSTS`].
+fn reads_only(method: &Method, segs: &[String], git: Option<GitOp>, upgrade: bool) -> bool {
+    if upgrade {
+        return false;
+    }
     match git {
         Some(GitOp::Push) => return false,
         Some(GitOp::Fetch) => return true,
         None => {}
     }
-    if reading(method) {
-        return true;
-    }
-    *method == Method::POST
-        && READING_POSTS.iter().any(|tail| {
-            segs.len() >= tail.len()
-                && segs[segs.len() - tail.len()..]
-                    .iter()
-                    .zip(tail.iter())
-                    .all(|(s, t)| *t == "*" || s == t)
-        })
+    reading(method)
+        || (*method == Method::POST && READING_POSTS.iter().any(|shape| shaped(segs, shape)))
 }
 
 #[cfg(test)]

@@ -389,3 +389,43 @@ async fn pats_follow_the_organization_rules_and_an_unreachable_api_is_a_503() {
         assert_eq!(v["adoAuthProxy"]["id"], "pat-api-unavailable", "{v}");
     }
 }
+
+#[tokio::test]
+async fn a_read_only_proxy_lists_pats_but_makes_none() {
+    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
+    let ado = fake_idp::fake_ado(&idp).await;
+    let vssps = lifecycle_api(&idp).await;
+    // Ends [upstream] early: [access] is its own table.
+    let p = proxy_at(&ado, &vssps.url(), &idp, "[access]\nread_only = true");
+    let base = format!("http://{}", p.proxy);
+    let b = Browser::new();
+    assert_eq!(fake_idp::sign_in(&b, &base, None).await.status(), 302);
+    let resp = b
+        .http
+        .post(format!("{base}/.auth/pats"))
+        .header("accept", "application/problem+json")
+        .json(&serde_json::json!({
+            "org": "contoso", "display_name": "x", "scopes": ["vso.code_write"], "expires_in_days": 7,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403, "{}", p.logs());
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("access-rule-refused") && text.contains("/.auth/pats"),
+        "{text}"
+    );
+    assert!(
+        vssps.requests().iter().all(|r| r.method != "POST"),
+        "a PAT was asked for"
+    );
+    let list = b
+        .http
+        .get(format!("{base}/.auth/pats?org=contoso"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200);
+}

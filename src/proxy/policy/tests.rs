@@ -46,6 +46,7 @@ fn ask_as(
         path,
         query,
         user,
+        upgrade: false,
     })
 }
 
@@ -322,7 +323,9 @@ proptest! {
         let path = format!("/{}", segs.join("/"));
         let q = (!query.is_empty()).then_some(query);
         let m = Method::from_bytes(method.as_bytes()).unwrap();
-        let passed = p.decide(&Asked { method: &m, path: &path, query: q, user: None }).is_ok();
+        let passed = p
+            .decide(&Asked { method: &m, path: &path, query: q, user: None, upgrade: false })
+            .is_ok();
         if passed {
             prop_assert!(matches!(method, "GET" | "HEAD" | "OPTIONS" | "POST"), "{method} {path}");
             let seen = super::path::check(&path).map(|c| c.into_owned()).unwrap_or(path.clone());
@@ -352,4 +355,154 @@ fn a_method_override_is_judged_as_the_method_it_names() {
     twice.append("x-http-method-override", "GET".parse().unwrap());
     twice.append("x-http-method-override", "PATCH".parse().unwrap());
     assert!(effective_method(&Method::POST, &twice).is_err());
+}
+
+#[test]
+fn a_method_in_any_case_is_the_method() {
+    let lower = Method::from_bytes(b"patch").unwrap();
+    assert_eq!(
+        effective_method(&lower, &http::HeaderMap::new()),
+        Ok(Method::PATCH)
+    );
+    let mixed = Method::from_bytes(b"Delete").unwrap();
+    assert_eq!(
+        effective_method(&mixed, &http::HeaderMap::new()),
+        Ok(Method::DELETE)
+    );
+}
+
+#[test]
+fn reading_shapes_are_whole_paths_not_endings() {
+    let p = policy(|a| a.read_only = true, AuthMode::Pat);
+    for (method, target) in [
+        // A write whose decoded path ends like a read.
+        (
+            "POST",
+            "/contoso/proj/_apis/wit/workitems/$Task%2F_apis%2Fwit%2Fwiql",
+        ),
+        ("POST", "/contoso/proj/_apis/wit/workitems;/_apis/wit/wiql"),
+        (
+            "POST",
+            "/contoso/proj/_apis/wit/queries/Shared%20Queries/_apis/wit/wiql",
+        ),
+        (
+            "POST",
+            "/contoso/proj/_apis/wit/workitems/$Task%2Fgit-upload-pack",
+        ),
+        (
+            "POST",
+            "/contoso/proj/_apis/wit/workitems/$Task%2F_git%2Fr%2Fgit-upload-pack",
+        ),
+        // The start of a push, its query key in another case.
+        (
+            "GET",
+            "/contoso/proj/_git/r/info/refs?Service=git-receive-pack",
+        ),
+        (
+            "GET",
+            "/contoso/proj/_git/r/info/refs?SERVICE=Git-Receive-Pack",
+        ),
+    ] {
+        let e = ask(&p, method, target).unwrap_err();
+        assert!(e.read_only, "{method} {target}");
+    }
+    // Team-scoped and organization-less reads pass.
+    for target in [
+        "/contoso/proj/team/_apis/wit/wiql",
+        "/_apis/wit/wiql",
+        "/contoso/_git/r/git-upload-pack",
+    ] {
+        assert_eq!(ask(&p, "POST", target), Ok(()), "{target}");
+    }
+    // An upgrade carries anything: refused.
+    let m = Method::GET;
+    let e = p
+        .decide(&Asked {
+            method: &m,
+            path: "/contoso/_apis/signalr",
+            query: None,
+            user: None,
+            upgrade: true,
+        })
+        .unwrap_err();
+    assert!(e.why.contains("WebSocket"), "{}", e.why);
+}
+
+#[test]
+fn git_push_covers_the_rest_apis_that_write_a_repository() {
+    let p = policy(
+        |a| {
+            a.rules = vec![AccessRule {
+                git: Some(vec![GitOp::Push]),
+                ..rule("no-push", RuleAction::Deny)
+            }]
+        },
+        AuthMode::Pat,
+    );
+    for (method, target) in [
+        (
+            "POST",
+            "/contoso/proj/_apis/git/repositories/r/pushes?api-version=7.1",
+        ),
+        (
+            "POST",
+            "/contoso/proj/_apis/git/repositories/r/refs?api-version=7.1",
+        ),
+        ("POST", "/contoso/proj/_git/r.git/info/lfs/verify"),
+        ("POST", "/contoso/proj/_git/r.git/info/lfs/objects/verify"),
+        ("PUT", "/contoso/proj/_git/r.git/info/lfs/objects/abc"),
+        ("POST", "/contoso/proj/_git/r.git/info/lfs/locks"),
+        (
+            "GET",
+            "/contoso/proj/_git/r/info/refs?Service=git-receive-pack",
+        ),
+    ] {
+        assert_eq!(
+            ask(&p, method, target).unwrap_err().rule,
+            "no-push",
+            "{method} {target}"
+        );
+    }
+    for (method, target) in [
+        ("GET", "/contoso/proj/_apis/git/repositories/r/refs"),
+        ("POST", "/contoso/proj/_git/r/git-upload-pack"),
+        ("POST", "/contoso/proj/_git/r.git/info/lfs/objects/batch"),
+    ] {
+        assert_eq!(ask(&p, method, target), Ok(()), "{method} {target}");
+    }
+}
+
+#[test]
+fn while_rules_restrict_anything_the_pat_api_only_lists() {
+    let p = policy(|a| a.default = RuleAction::Deny, AuthMode::User);
+    assert_eq!(p.own_pats(&Method::GET), Ok(()));
+    for m in [Method::POST, Method::DELETE] {
+        let e = p.own_pats(&m).unwrap_err();
+        assert_eq!(e.rule, "pat-api");
+    }
+    assert!(p.rule_names().contains(&"pat-api"));
+}
+
+#[test]
+fn with_any_directory_admitted_users_are_named_by_object_id() {
+    let mut c = Config::default();
+    c.auth.mode = AuthMode::User;
+    c.auth.provider = Some(crate::config::Provider::Entra);
+    c.auth.allowed_tenants = vec!["*".into()];
+    c.access.rules = vec![AccessRule {
+        users: vec!["dana@contoso.com".into()],
+        ..rule("dana", RuleAction::Deny)
+    }];
+    let mut out = Vec::new();
+    crate::config::validate_access(&c, &mut out);
+    assert!(
+        out.len() == 1
+            && out[0].key == "access.rules[0].users"
+            && out[0].message.contains("object id"),
+        "{out:?}"
+    );
+    c.access.rules[0].users = vec!["72f988bf-86f1-41af-91ab-2d7cd011db47".into()];
+    let mut out = Vec::new();
+    crate::config::validate_access(&c, &mut out);
+    assert!(out.is_empty(), "{out:?}");
 }
