@@ -27,6 +27,29 @@ pub struct AccessRecord {
     /// The request's place in `listen.max_requests`, kept until its
     /// response ends.
     permit: Option<Held>,
+    /// What its audit line says, with `log.audit`.
+    audit: Option<Box<Audit>>,
+}
+
+/// What an audit line says beyond the access line (`log.audit`).
+#[derive(Debug, Default)]
+pub struct Audit {
+    /// The UPN is written too (`log.audit_names`).
+    names: bool,
+    /// The caller's address.
+    caller: Option<std::net::IpAddr>,
+    /// The caller secret was asked for and matched (modes pat, service).
+    pub caller_secret: bool,
+    /// `session`, `proxy-token:<id>`, `client-token`, `service:<source>`,
+    /// `pat` or `passthrough`; unset when none was attached.
+    pub credential: Option<String>,
+    /// The acting user's object id, tenant and UPN.
+    pub user: Option<(Option<String>, Option<String>, Option<String>)>,
+    /// The `[access]` rule that allowed or refused it.
+    pub rule: Option<String>,
+    /// Its token was refreshed after Azure DevOps refused it, and the
+    /// request sent again.
+    pub refreshed: bool,
 }
 
 /// How a request holds its place in the budget.
@@ -53,7 +76,23 @@ impl AccessRecord {
             e2eid: None,
             activity_id: None,
             permit: None,
+            audit: None,
         }
+    }
+
+    /// Writes an audit line for this request when it ends (`log.audit`):
+    /// it came from `caller`; `names` adds the user's UPN.
+    pub fn audit(&mut self, caller: std::net::IpAddr, names: bool) {
+        self.audit = Some(Box::new(Audit {
+            names,
+            caller: Some(caller),
+            ..Audit::default()
+        }));
+    }
+
+    /// What the audit line will say, when there is one.
+    pub fn audit_mut(&mut self) -> Option<&mut Audit> {
+        self.audit.as_deref_mut()
     }
 
     /// Keeps the request's place in the budget until its response ends
@@ -127,6 +166,38 @@ impl Drop for AccessRecord {
             e2eid = self.e2eid.as_deref().unwrap_or("-"),
             activity_id = self.activity_id.as_deref().unwrap_or("-"),
             "request"
+        );
+        if let Some(a) = self.audit.as_deref()
+            && self.ctx.own.is_none()
+        {
+            self.write_audit(a);
+        }
+    }
+}
+
+impl AccessRecord {
+    /// The audit line: who, with which credential, from where, what, and
+    /// the answer. The path without its query; never a token or cookie.
+    fn write_audit(&self, a: &Audit) {
+        let (oid, tenant, upn) = a.user.clone().unwrap_or_default();
+        let upn = upn.filter(|_| a.names);
+        tracing::info!(
+            target: "audit",
+            request_id = %self.ctx.request_id_str(),
+            user_oid = oid.as_deref().unwrap_or("-"),
+            user_tenant = tenant.as_deref().unwrap_or("-"),
+            user = upn.as_deref().unwrap_or("-"),
+            credential = a.credential.as_deref().unwrap_or("-"),
+            caller = %a.caller.map_or_else(|| "-".to_string(), |c| c.to_string()),
+            caller_secret = a.caller_secret,
+            organization = self.ctx.organization().unwrap_or("-"),
+            method = %self.ctx.method,
+            path = %self.ctx.path(),
+            status = self.status,
+            activity_id = self.activity_id.as_deref().unwrap_or("-"),
+            rule = a.rule.as_deref().unwrap_or("-"),
+            refreshed = a.refreshed,
+            "audit"
         );
     }
 }

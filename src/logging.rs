@@ -7,7 +7,13 @@ use crate::config::{LogConfig, LogFormat};
 
 /// Installs the global subscriber. The level was validated at load.
 pub fn init(config: &LogConfig) {
-    let filter = EnvFilter::try_new(&config.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_new(&config.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    if config.audit {
+        // The audit trail is not subject to the level.
+        if let Ok(d) = "audit=info".parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

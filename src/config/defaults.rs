@@ -77,6 +77,8 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Text,
             level: "info".to_string(),
+            audit: false,
+            audit_names: true,
         }
     }
 }

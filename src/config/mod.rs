@@ -222,6 +222,12 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter: `info`, `debug`, or `ado_auth_proxy=debug,info`.
     pub level: String,
+    /// One audit line (target `audit`) per forwarded or refused request,
+    /// whatever `level` says: who, with which credential, what, and the
+    /// answer; never a token, cookie or query string.
+    pub audit: bool,
+    /// Audit lines carry the user's UPN beside the object id.
+    pub audit_names: bool,
 }
 
 /// Log output format.

@@ -127,6 +127,41 @@ impl Identity {
         }
     }
 
+    /// What an audit line says of `credential`: its kind
+    /// (`session`, `proxy-token:<id>`, `client-token`,
+    /// `service:<source>`, `pat`, `passthrough`) and, for a user, the
+    /// object id, tenant and UPN. Never the token.
+    #[allow(clippy::type_complexity)]
+    pub fn audit_facts(
+        &self,
+        credential: &Credential,
+    ) -> (
+        Option<String>,
+        Option<(Option<String>, Option<String>, Option<String>)>,
+    ) {
+        let kind = match (self, credential) {
+            (_, Credential::User(u)) => {
+                let user = &u.session.user;
+                let who = (
+                    user.object_id.clone(),
+                    user.tenant.clone(),
+                    user.upn.clone(),
+                );
+                let kind = match &u.session.token {
+                    Some(t) => format!("proxy-token:{}", t.id),
+                    None => "session".to_string(),
+                };
+                return (Some(kind), Some(who));
+            }
+            (_, Credential::Client(_)) => "client-token".to_string(),
+            (Self::Service(service, _), _) => format!("service:{}", service.source()),
+            (Self::Pat(_), _) => "pat".to_string(),
+            (Self::PassThrough, _) => "passthrough".to_string(),
+            (Self::User(_), _) => "-".to_string(),
+        };
+        (Some(kind), None)
+    }
+
     /// A credential worth trying once at start: one that never changes
     /// by itself (the PAT), so a broken one shows in the log at once.
     pub fn startup_check(&self) -> Option<HeaderValue> {

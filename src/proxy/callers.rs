@@ -40,7 +40,8 @@ impl Callers {
     }
 
     /// Admits the caller or says why not; removes the secret header.
-    pub fn admit(&self, peer: IpAddr, headers: &mut HeaderMap) -> Result<(), Refusal> {
+    /// `true` when the caller secret was asked for and matched.
+    pub fn admit(&self, peer: IpAddr, headers: &mut HeaderMap) -> Result<bool, Refusal> {
         let sent = headers.remove(CALLER_SECRET_HEADER);
         if !self.cidrs.is_empty() && !self.cidrs.iter().any(|c| c.contains(peer)) {
             return Err(Refusal::CallerRefused {
@@ -60,7 +61,8 @@ impl Callers {
                              or it is wrong",
                 });
             }
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 }

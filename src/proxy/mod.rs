@@ -4,6 +4,7 @@
 
 mod affinity;
 pub mod callers;
+mod checks;
 mod cors;
 mod documents;
 mod explain;
@@ -14,6 +15,7 @@ pub mod origin;
 mod packages;
 pub mod path;
 mod policy;
+mod prepared;
 mod probe;
 mod reading;
 pub mod rewrite;
@@ -27,12 +29,13 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::response::Parts;
 use http::{Request, Response, StatusCode, Version};
-use http_body::Body as _;
+
 use hyper::body::Incoming;
 use url::Url;
 
 pub use self::affinity::Downstream;
 use self::forward::Forwarder;
+use self::prepared::{Prepared, clone_head};
 use self::reading::Rewrite;
 use self::rewrite::UrlMap;
 use self::route::Router;
@@ -41,8 +44,8 @@ use crate::body::{CountedBody, ProxyBody};
 use crate::clock::Clock;
 use crate::config::{AuthPlan, Config};
 use crate::diagnose;
-use crate::error::{self, Error, Refusal};
-use crate::identity::{Credential, Identity, IdentityError};
+use crate::error::{self, Error};
+use crate::identity::{Identity, IdentityError};
 use crate::metrics::Metrics;
 use crate::request::{RequestCtx, X_REQUEST_ID};
 use crate::tls::TlsError;
@@ -75,6 +78,8 @@ struct Inner {
     check_at_start: bool,
     /// `[access]`, when it checks anything.
     policy: Option<policy::Policy>,
+    /// `log.audit`: whether audit lines carry names (`log.audit_names`).
+    audit: Option<bool>,
     /// `listen.max_requests`, shared by every serving thread.
     budget: Arc<crate::budget::Budget>,
 }
@@ -155,6 +160,7 @@ impl Proxy {
                 scheme,
                 check_at_start: config.auth.check_pat_at_start,
                 policy,
+                audit: config.log.audit.then_some(config.log.audit_names),
                 budget: crate::budget::Budget::new(config.listen.max_requests),
             }),
         })
@@ -241,6 +247,9 @@ impl Proxy {
         downstream: &Downstream,
     ) -> Response<ProxyBody> {
         let mut record = AccessRecord::start(self.inner.metrics.clone(), RequestCtx::new(&req));
+        if let Some(names) = self.inner.audit {
+            record.audit(downstream.remote.ip(), names);
+        }
         let via = Via {
             forwarder: &self.forwarder,
             downstream,
@@ -278,14 +287,6 @@ impl Proxy {
         record.status = resp.status().as_u16();
         resp.map(|b| b.with_access_record(record))
     }
-}
-
-/// A request ready for Azure DevOps (see [`Inner::prepare`]).
-struct Prepared {
-    request: Request<CountedBody>,
-    upgrade: Option<Box<(tunnel::Upgrade, tunnel::Place)>>,
-    rewrite: Rewrite,
-    bodyless: bool,
 }
 
 /// How one request reaches Azure DevOps: the serving thread's pool, and
@@ -353,10 +354,9 @@ impl Inner {
                 record.ctx(),
             )
             .await?;
-        if let (Some(header), Some(mut again)) = (renewed, retry) {
+        if let (Some(header), Some(again)) = (renewed, retry) {
             drop(resp);
-            again.headers_mut().insert(header::AUTHORIZATION, header);
-            let again = again.map(|()| CountedBody::empty(self.metrics.clone()));
+            let again = self.send_again(again, header, record);
             resp = via.send(again, upstream).await?;
         }
         upstream.duration.observe(sent.elapsed().as_secs_f64());
@@ -392,79 +392,6 @@ impl Inner {
         Ok(Response::from_parts(parts, body))
     }
 
-    /// The request as it is sent to Azure DevOps (`uri`), with what its
-    /// answer needs: an upgrade it asks for, the rewrite its answer gets,
-    /// and whether it has a body (only one without can be sent again).
-    fn prepare(
-        &self,
-        mut req: Request<Incoming>,
-        uri: http::Uri,
-        via: Via<'_>,
-        record: &mut AccessRecord,
-        credential: &Credential,
-    ) -> Result<Prepared, Error> {
-        if let Some(policy) = &self.policy {
-            self.admit_access(policy, &req, credential)?;
-        }
-        let upgrade = self.tunnels.requested(&mut req)?;
-        let rewrite = Rewrite::of(req.method(), record.ctx().path(), req.headers());
-        let bodyless = req.body().is_end_stream();
-        let mut request = self.upstream_request(
-            req,
-            uri,
-            &via.downstream.forwarded_for,
-            record.ctx(),
-            rewrite != Rewrite::None,
-            credential,
-        )?;
-        if let Some(u) = &upgrade {
-            u.0.prepare_upstream(&mut request);
-        }
-        if !bodyless {
-            request.body_mut().hold(record.share_permit());
-        }
-        Ok(Prepared {
-            request,
-            upgrade,
-            rewrite,
-            bodyless,
-        })
-    }
-
-    /// `[access]`'s verdict on `req`, sent with `credential`; a refusal
-    /// is counted by rule and logged.
-    fn admit_access(
-        &self,
-        policy: &policy::Policy,
-        req: &Request<Incoming>,
-        credential: &Credential,
-    ) -> Result<(), Error> {
-        let user = match credential {
-            Credential::User(u) => Some(Some(&u.session.user)),
-            Credential::Client(_) => Some(None),
-            _ => None,
-        };
-        let refuse = |refused: policy::Refused| {
-            self.metrics.requests.access_refused(&refused.rule);
-            tracing::info!(rule = %refused.rule, why = %refused.why, "refused by [access]");
-            Error::from(Refusal::Access {
-                rule: refused.rule,
-                why: refused.why,
-                read_only: refused.read_only,
-            })
-        };
-        let method = policy::effective_method(req.method(), req.headers()).map_err(refuse)?;
-        let asked = policy::Asked {
-            method: &method,
-            path: req.uri().path(),
-            query: req.uri().query(),
-            user,
-            upgrade: req.headers().contains_key(header::UPGRADE)
-                || req.method() == http::Method::CONNECT,
-        };
-        policy.decide(&asked).map_err(refuse)
-    }
-
     /// The upstream's response head as the client gets it: its own HTTP
     /// version, no hop-by-hop headers, `Location` on the proxy; the
     /// upstream's ids and throttling noted.
@@ -478,40 +405,6 @@ impl Inner {
         self.metrics
             .upstream
             .throttling(parts.status.as_u16(), &parts.headers);
-    }
-
-    /// The origin and caller checks; a CORS preflight is answered here
-    /// (`Some`), and a CORS caller's origin noted for the answer.
-    fn admit(
-        &self,
-        req: &mut Request<Incoming>,
-        remote: SocketAddr,
-        record: &mut AccessRecord,
-    ) -> Result<Option<Response<ProxyBody>>, Error> {
-        match self.origins.admit(req)? {
-            // Complete as it is: not decorated again on the way out.
-            origin::Admission::Preflight(origin) => {
-                return Ok(Some(cors::preflight(&origin, req.headers())));
-            }
-            origin::Admission::Cors(origin) => record.ctx_mut().cors = Some(origin),
-            origin::Admission::Admitted => {}
-        }
-        if let Some(callers) = &self.callers {
-            callers.admit(remote.ip(), req.headers_mut())?;
-        }
-        if let (Some(policy), Some(crate::endpoint::Endpoint::Pats(_))) =
-            (&self.policy, &record.ctx().own)
-        {
-            policy.own_pats(req.method()).map_err(|refused| {
-                self.metrics.requests.access_refused(&refused.rule);
-                Error::from(Refusal::Access {
-                    rule: refused.rule,
-                    why: refused.why,
-                    read_only: refused.read_only,
-                })
-            })?;
-        }
-        Ok(None)
     }
 
     /// Relays Azure DevOps' 101 and starts the tunnel between the two
@@ -540,47 +433,6 @@ impl Inner {
         Response::from_parts(parts, ProxyBody::empty())
     }
 
-    /// The client's request, re-addressed to `uri` with the credential and
-    /// forwarding headers; the body streams through untouched.
-    fn upstream_request(
-        &self,
-        req: Request<Incoming>,
-        uri: http::Uri,
-        client_ip: &HeaderValue,
-        ctx: &RequestCtx,
-        identity_encoding: bool,
-        credential: &Credential,
-    ) -> Result<Request<CountedBody>, Error> {
-        let (mut parts, body) = req.into_parts();
-        // The name `origin` checked: the target's authority wins over
-        // `Host` (there is at most one, and on HTTP/2 it equals it).
-        let original_host = match parts.uri.authority() {
-            Some(a) => HeaderValue::try_from(a.as_str()).ok(),
-            None => parts.headers.get(header::HOST).cloned(),
-        };
-        headers::prepare_request(
-            &mut parts.headers,
-            client_ip,
-            self.scheme,
-            original_host,
-            credential.header(),
-        );
-        // No cookie of the client's jar is Azure DevOps' (upstream
-        // Set-Cookie is dropped), so only the configured ones go.
-        crate::cookies::keep_only(&mut parts.headers, &self.forward_cookies);
-        parts.headers.insert(X_REQUEST_ID, ctx.request_id.clone());
-        if identity_encoding {
-            // A document to rewrite must arrive uncompressed.
-            parts.headers.remove(header::ACCEPT_ENCODING);
-        }
-        parts.version = Version::HTTP_11;
-        parts.uri = uri;
-        Ok(Request::from_parts(
-            parts,
-            CountedBody::new(body, self.metrics.clone()),
-        ))
-    }
-
     fn rewrite_locations(&self, parts: &mut Parts, request_url: &http::Uri) {
         for name in [header::LOCATION, header::CONTENT_LOCATION] {
             let Some(value) = parts.headers.get(&name).and_then(|v| v.to_str().ok()) else {
@@ -598,16 +450,6 @@ impl Inner {
             }
         }
     }
-}
-
-/// Method, URI and headers of a prepared upstream request, to send again.
-fn clone_head<B>(req: &Request<B>) -> Request<()> {
-    let mut head = Request::new(());
-    *head.method_mut() = req.method().clone();
-    *head.uri_mut() = req.uri().clone();
-    *head.version_mut() = req.version();
-    *head.headers_mut() = req.headers().clone();
-    head
 }
 
 #[cfg(test)]

@@ -210,8 +210,9 @@ impl Policy {
         })
     }
 
-    /// Whether `asked` is forwarded; why not when it is refused.
-    pub fn decide(&self, asked: &Asked<'_>) -> Result<(), Refused> {
+    /// Whether `asked` is forwarded (and the rule that allowed it, if
+    /// one did); why not when it is refused.
+    pub fn decide(&self, asked: &Asked<'_>) -> Result<Option<&str>, Refused> {
         let seen = path::check(asked.path).unwrap_or(std::borrow::Cow::Borrowed(asked.path));
         let below = below_host(&seen);
         let segs = segments(below);
@@ -234,7 +235,7 @@ impl Policy {
                 continue;
             }
             return match rule.action {
-                RuleAction::Allow => Ok(()),
+                RuleAction::Allow => Ok(Some(&rule.name)),
                 RuleAction::Deny => Err(Refused {
                     rule: rule.name.clone(),
                     why: match git {
@@ -248,7 +249,7 @@ impl Policy {
             };
         }
         match self.plan.default {
-            RuleAction::Allow => Ok(()),
+            RuleAction::Allow => Ok(None),
             RuleAction::Deny => Err(Refused {
                 rule: "default".into(),
                 why: format!(

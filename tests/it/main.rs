@@ -8,6 +8,7 @@
 mod support;
 
 mod access;
+mod audit;
 mod cae;
 mod cli;
 mod client_tokens;

@@ -21,7 +21,7 @@ use crate::support::{PROJECTS, client, git_backend, metrics};
 
 /// A fake Azure DevOps accepting the fake IdP's live tokens: git from
 /// `root`, anything else answered with who the token belongs to.
-async fn ado(idp: &FakeIdp, root: std::path::PathBuf) -> FakeUpstream {
+pub(crate) async fn ado(idp: &FakeIdp, root: std::path::PathBuf) -> FakeUpstream {
     let check = std::sync::Arc::new(idp.checker());
     FakeUpstream::raw(move |req| {
         let (check, root) = (check.clone(), root.clone());
@@ -48,7 +48,7 @@ async fn ado(idp: &FakeIdp, root: std::path::PathBuf) -> FakeUpstream {
     .await
 }
 
-fn toml(ado: &FakeUpstream, idp: &FakeIdp, session: &str) -> String {
+pub(crate) fn toml(ado: &FakeUpstream, idp: &FakeIdp, session: &str) -> String {
     format!(
         "[upstream]\nurl = \"{}\"\n[auth]\nmode = \"user\"\nprovider = \"entra\"\n\
          tenant = \"{TENANT}\"\nclient_id = \"{CLIENT_ID}\"\nauthority_host = \"{}\"\n\
@@ -58,14 +58,14 @@ fn toml(ado: &FakeUpstream, idp: &FakeIdp, session: &str) -> String {
     )
 }
 
-fn spawn(toml: &str) -> ProxyProcess {
+pub(crate) fn spawn(toml: &str) -> ProxyProcess {
     ProxyProcess::spawn(
         toml,
         &[("ADO_AUTH_PROXY_AUTH__CLIENT_SECRET", CLIENT_SECRET)],
     )
 }
 
-async fn signed_in(p: &ProxyProcess) -> Browser {
+pub(crate) async fn signed_in(p: &ProxyProcess) -> Browser {
     let b = Browser::new();
     let resp = fake_idp::sign_in(&b, &format!("http://{}", p.proxy), Some(PROJECTS)).await;
     assert_eq!(resp.status(), 302, "signed in: {}", p.logs());
@@ -73,7 +73,7 @@ async fn signed_in(p: &ProxyProcess) -> Browser {
 }
 
 /// Creates a token through the JSON API: (id, value).
-async fn create(p: &ProxyProcess, b: &Browser, name: &str) -> (String, String) {
+pub(crate) async fn create(p: &ProxyProcess, b: &Browser, name: &str) -> (String, String) {
     let resp = b
         .http
         .post(format!("http://{}/.auth/tokens", p.proxy))
@@ -89,7 +89,7 @@ async fn create(p: &ProxyProcess, b: &Browser, name: &str) -> (String, String) {
     (v["id"].as_str().unwrap().to_string(), token)
 }
 
-async fn with_bearer(p: &ProxyProcess, token: &str) -> reqwest::Response {
+pub(crate) async fn with_bearer(p: &ProxyProcess, token: &str) -> reqwest::Response {
     client()
         .get(format!("http://{}{PROJECTS}", p.proxy))
         .header("authorization", format!("Bearer {token}"))

@@ -48,6 +48,7 @@ fn ask_as(
         user,
         upgrade: false,
     })
+    .map(|_| ())
 }
 
 #[test]
