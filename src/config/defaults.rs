@@ -98,6 +98,7 @@ impl Default for AuthConfig {
             client_secret: None,
             client_certificate_file: None,
             client_key_file: None,
+            client_credential: None,
             authority_host: None,
             issuer_url: None,
             scopes: None,

@@ -230,6 +230,24 @@ pub struct LogConfig {
     pub audit_names: bool,
 }
 
+/// How the sign-in app proves itself (`auth.client_credential`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientCredential {
+    /// `client_secret_file` or the secret in the environment.
+    Secret,
+    /// `client_certificate_file` and `client_key_file`.
+    Certificate,
+    /// Any OpenID Connect token in `federated_token_file`.
+    Federated,
+    /// Azure Workload Identity's projected token (`federated_token_file`,
+    /// from `AZURE_FEDERATED_TOKEN_FILE`).
+    WorkloadIdentity,
+    /// A managed identity's token as the assertion (not in mode `user`
+    /// yet).
+    ManagedIdentityFederation,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -278,6 +296,12 @@ pub struct AuthConfig {
     pub client_certificate_file: Option<PathBuf>,
     /// `entra`: PEM RSA private key of `client_certificate_file`.
     pub client_key_file: Option<PathBuf>,
+    /// Mode `user`: how the sign-in app proves itself at every token
+    /// call: `secret`, `certificate`, or `federated` / `workload-identity`
+    /// (the token in `federated_token_file`, re-read per call, is the
+    /// client assertion; no secret in the cluster). Inferred when unset:
+    /// a secret, else a certificate, else the federated token file.
+    pub client_credential: Option<ClientCredential>,
     /// `entra`: `https://login.microsoftonline.com` (sovereign clouds
     /// differ); `azure-devops`: `https://app.vssps.visualstudio.com`.
     pub authority_host: Option<Url>,

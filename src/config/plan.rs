@@ -85,6 +85,9 @@ pub enum AppCredential {
         /// Its private key (PEM).
         key: PathBuf,
     },
+    /// `auth.federated_token_file`: a workload identity's or any OIDC
+    /// token, re-read per call, as the client assertion.
+    Federated(PathBuf),
 }
 
 /// The plan of a valid `config`, or every problem it has.
@@ -159,6 +162,18 @@ fn auth_plan(config: &Config) -> AuthPlan {
 /// The configured credential, a certificate first; `None` for a public
 /// client.
 pub fn credential(a: &AuthConfig) -> Option<AppCredential> {
+    use super::ClientCredential as C;
+    let nothing_else = a.client_secret_file.is_none()
+        && a.client_secret.is_none()
+        && a.client_certificate_file.is_none();
+    let federated = match a.client_credential {
+        Some(C::Federated | C::WorkloadIdentity) => true,
+        Some(_) => false,
+        None => a.mode == AuthMode::User && nothing_else,
+    };
+    if federated && let Some(file) = &a.federated_token_file {
+        return Some(AppCredential::Federated(file.clone()));
+    }
     match (
         &a.client_certificate_file,
         &a.client_key_file,

@@ -56,6 +56,7 @@ impl ClientAuth {
                 std::iter::once(f.clone()).chain(next.clone()).collect(),
                 AtomicUsize::new(0),
             ),
+            AppCredential::Federated(file) => Self::Federated(file.clone()),
             AppCredential::Certificate { cert, key } => Self::Certificate(
                 Signer::load(cert, key).map_err(|e| format!("{}: {}", e.key, e.message))?,
             ),

@@ -173,3 +173,59 @@ async fn a_managed_identity_reaches_an_organization_of_another_tenant_through_an
         "{admin}"
     );
 }
+
+/// Mode `user` with no secret in the cluster: the workload identity's
+/// token file is the sign-in app's assertion for the code redemption and
+/// for every refresh, re-read each time (the kubelet rotates it).
+#[tokio::test]
+async fn a_sign_in_app_without_a_secret_uses_the_workload_identity_token_at_every_call() {
+    let idp = FakeIdp::start(Duration::from_secs(3)).await;
+    let ado = fake_idp::fake_ado(&idp).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("azure-identity-token");
+    let first = github_token(600);
+    std::fs::write(&file, &first).unwrap();
+    idp.set_federated_token(&first);
+    let toml = format!(
+        "[upstream]\nurl = \"{}\"\n[auth]\nmode = \"user\"\nprovider = \"entra\"\n\
+         tenant = \"{TENANT}\"\nclient_id = \"{CLIENT_ID}\"\nauthority_host = \"{}\"\n\
+         client_credential = \"workload-identity\"\nfederated_token_file = \"{}\"\n\
+         [session]\nstore = \"memory\"\n",
+        ado.url(),
+        idp.url(),
+        file.display()
+    );
+    let p = ProxyProcess::spawn(&toml, &[]);
+    let b = crate::support::oidc::Browser::new();
+    let base = format!("http://{}", p.proxy);
+    assert_eq!(
+        fake_idp::sign_in(&b, &base, Some(PROJECTS)).await.status(),
+        302,
+        "{}",
+        p.logs()
+    );
+    assert_eq!(
+        idp.federated_seen(),
+        std::slice::from_ref(&first),
+        "the code redemption"
+    );
+
+    // The file is rotated; the next refresh presents the new token.
+    let second = github_token(900);
+    std::fs::write(&file, &second).unwrap();
+    idp.set_federated_token(&second);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let resp = b
+        .http
+        .get(format!("{base}{PROJECTS}"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", p.logs());
+    assert_eq!(idp.federated_seen().last(), Some(&second), "the refresh");
+    assert!(
+        !p.logs().contains(&second[40..]),
+        "no assertion in the logs"
+    );
+}

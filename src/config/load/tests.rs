@@ -854,3 +854,62 @@ fn the_chart_schema_describes_every_config_key() {
          UPDATE_CHART_SCHEMA=1 cargo test --lib the_chart_schema"
     );
 }
+
+/// Mode `user` proves its app with a federated token file when asked,
+/// or when it has nothing else; every wrong combination names the key.
+#[test]
+fn a_sign_in_app_may_prove_itself_with_a_federated_token_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "eyJ.e30.x").unwrap();
+    let base = "[auth]\nmode = \"user\"\nprovider = \"entra\"\ntenant = \"72f988bf-86f1-41af-91ab-2d7cd011db47\"\nclient_id = \"c\"\n";
+    let with = |extra: &str| format!("{base}{extra}");
+    let file = format!("federated_token_file = \"{}\"\n", token.display());
+    for config in [
+        with(&format!(
+            "client_credential = \"workload-identity\"\n{file}"
+        )),
+        with(&file),
+    ] {
+        let c = load(&figment(&config, &[])).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(crate::config::credential(&c.auth), Some(crate::config::AppCredential::Federated(f)) if f == token),
+            "{config}"
+        );
+    }
+    check_names(
+        &with("client_credential = \"federated\"\n"),
+        &[],
+        "auth.federated_token_file",
+        "missing",
+    );
+    check_names(
+        &with("client_credential = \"managed-identity-federation\"\n"),
+        &[],
+        "auth.client_credential",
+        "not supported in mode",
+    );
+    check_names(
+        &with("client_credential = \"secret\"\n"),
+        &[],
+        "auth.client_credential",
+        "needs auth.client_secret_file",
+    );
+    check_names(
+        &with(&format!("client_credential = \"federated\"\n{file}")),
+        &[("ADO_AUTH_PROXY_AUTH__CLIENT_SECRET", "s")],
+        "auth.client_credential",
+        "keep one",
+    );
+    // A secret wins over a token file that merely exists (the webhook
+    // sets AZURE_FEDERATED_TOKEN_FILE for every pod).
+    let c = load(&figment(
+        &with(&file),
+        &[("ADO_AUTH_PROXY_AUTH__CLIENT_SECRET", "s")],
+    ))
+    .unwrap();
+    assert!(matches!(
+        crate::config::credential(&c.auth),
+        Some(crate::config::AppCredential::Secret(_))
+    ));
+}

@@ -360,8 +360,35 @@ fn secret_files(a: &AuthConfig, out: &mut Vec<Problem>) {
 /// The proxy's own credential at the provider: a secret, or for Entra a
 /// certificate; exactly one.
 fn client_credential(a: &AuthConfig, provider: Provider, out: &mut Vec<Problem>) {
+    use crate::config::ClientCredential as C;
     let secret = a.client_secret_file.is_some() || a.client_secret.is_some();
     let cert = a.client_certificate_file.is_some() || a.client_key_file.is_some();
+    let inferred = a.client_credential.is_none() && !secret && !cert;
+    match a.client_credential {
+        Some(C::ManagedIdentityFederation) => {
+            out.push(Problem::new(
+                "auth.client_credential",
+                "\"managed-identity-federation\" is not supported in mode \"user\" yet; use \
+                 \"workload-identity\" or \"federated\" (a token file), or a secret or certificate",
+            ));
+            return;
+        }
+        Some(C::Federated | C::WorkloadIdentity) => {
+            return federated_credential(a, provider, secret || cert, out);
+        }
+        None if inferred && a.federated_token_file.is_some() => {
+            return federated_credential(a, provider, false, out);
+        }
+        Some(C::Secret) if !secret => out.push(Problem::new(
+            "auth.client_credential",
+            "\"secret\" needs auth.client_secret_file (or ADO_AUTH_PROXY_AUTH__CLIENT_SECRET)",
+        )),
+        Some(C::Certificate) if !cert => out.push(Problem::new(
+            "auth.client_credential",
+            "\"certificate\" needs auth.client_certificate_file and auth.client_key_file",
+        )),
+        _ => {}
+    }
     if a.client_secret_file.is_some() && a.client_secret.is_some() {
         out.push(Problem::new(
             "auth.client_secret_file",
@@ -406,8 +433,9 @@ fn client_credential(a: &AuthConfig, provider: Provider, out: &mut Vec<Problem>)
             match provider {
                 Provider::Entra => {
                     "missing: the proxy needs its own credential at Entra; set \
-                     auth.client_secret_file (or ADO_AUTH_PROXY_AUTH__CLIENT_SECRET), or \
-                     auth.client_certificate_file with auth.client_key_file"
+                     auth.client_secret_file (or ADO_AUTH_PROXY_AUTH__CLIENT_SECRET), \
+                     auth.client_certificate_file with auth.client_key_file, or \
+                     auth.federated_token_file (workload identity, no secret)"
                 }
                 _ => {
                     "missing: set it to a file holding the app's \"Client Secret\" from \
@@ -465,5 +493,32 @@ fn multi_tenant_needs_allowlist(a: &AuthConfig, out: &mut Vec<Problem>) {
                  another directory are whatever its administrators made them)"
             ),
         ));
+    }
+}
+
+/// The sign-in app's federated credential: Entra only, a readable token
+/// file, and nothing else configured beside it.
+fn federated_credential(a: &AuthConfig, provider: Provider, other: bool, out: &mut Vec<Problem>) {
+    if provider != Provider::Entra {
+        out.push(Problem::new(
+            "auth.client_credential",
+            "a federated credential is supported for provider \"entra\" only",
+        ));
+        return;
+    }
+    if other {
+        out.push(Problem::new(
+            "auth.client_credential",
+            "a federated credential is chosen, but a client secret or certificate is configured \
+             too; keep one",
+        ));
+    }
+    match &a.federated_token_file {
+        None => out.push(Problem::new(
+            "auth.federated_token_file",
+            "missing: set it, or AZURE_FEDERATED_TOKEN_FILE (the Azure Workload Identity webhook \
+             sets it), to the token file that proves the app",
+        )),
+        Some(path) => super::readable("auth.federated_token_file", path, out),
     }
 }
