@@ -2,7 +2,8 @@
 //! with the app's certificate key, which Microsoft recommends over client
 //! secrets in production.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -127,5 +128,133 @@ impl Signer {
             exp: now + LIFETIME_SECS,
         };
         jsonwebtoken::encode(&header, &claims, &self.key)
+    }
+}
+
+/// When a file was last written, and its length: what tells a renewed
+/// certificate (a Kubernetes Secret volume swaps both files at once).
+type Stamp = [Option<(SystemTime, u64)>; 2];
+
+fn stamp(cert: &Path, key: &Path) -> Stamp {
+    [cert, key].map(|p| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().unwrap_or(UNIX_EPOCH), m.len()))
+    })
+}
+
+/// A [`Signer`] whose certificate and key are read again when the files
+/// change, so a renewed certificate needs no restart. A change that does
+/// not load (a half-written pair) keeps the signer in use and says so in
+/// the log; the next change is tried again.
+pub struct ReloadingSigner {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RwLock<(Arc<Signer>, Stamp)>,
+}
+
+impl ReloadingSigner {
+    /// Reads the pair now; its errors name the key.
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, LoadError> {
+        let seen = stamp(cert, key);
+        let signer = Signer::load(cert, key)?;
+        Ok(Self {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            current: RwLock::new((Arc::new(signer), seen)),
+        })
+    }
+
+    /// A fresh assertion (see [`Signer::sign`]) with the pair the files
+    /// hold now.
+    pub fn sign(
+        &self,
+        client_id: &str,
+        audience: &str,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.signer().sign(client_id, audience)
+    }
+
+    fn signer(&self) -> Arc<Signer> {
+        let now = stamp(&self.cert, &self.key);
+        {
+            let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+            if current.1 == now {
+                return current.0.clone();
+            }
+        }
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        current.1 = now;
+        match Signer::load(&self.cert, &self.key) {
+            Ok(signer) => {
+                tracing::info!(
+                    certificate = %self.cert.display(),
+                    thumbprint = %signer.x5t_s256,
+                    "client certificate reloaded"
+                );
+                current.0 = Arc::new(signer);
+            }
+            Err(e) => tracing::warn!(
+                key = e.key,
+                error = %e.message,
+                "the changed client certificate does not load; the one in use is kept"
+            ),
+        }
+        current.0.clone()
+    }
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+
+    /// A new self-signed certificate and key at `dir/{name}.pem|.key`.
+    fn pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let (cert, key) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=t",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl runs (scripts/test-peers.sh installs it)")
+            .status
+            .success();
+        assert!(ok);
+        (cert, key)
+    }
+
+    fn thumbprint(jwt: &str) -> String {
+        jsonwebtoken::decode_header(jwt).unwrap().x5t_s256.unwrap()
+    }
+
+    #[test]
+    fn a_renewed_certificate_is_used_without_a_restart_and_a_broken_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a_cert, a_key) = pair(dir.path(), "a");
+        let (b_cert, b_key) = pair(dir.path(), "b");
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::copy(&a_cert, &cert).unwrap();
+        std::fs::copy(&a_key, &key).unwrap();
+        let signer = ReloadingSigner::load(&cert, &key).unwrap();
+        let first = thumbprint(&signer.sign("c", "https://t/").unwrap());
+        assert_eq!(first, thumbprint(&signer.sign("c", "https://t/").unwrap()));
+
+        // The pair is renewed (both files replaced, as a Secret volume does).
+        std::fs::copy(&b_cert, &cert).unwrap();
+        std::fs::copy(&b_key, &key).unwrap();
+        let second = thumbprint(&signer.sign("c", "https://t/").unwrap());
+        assert_ne!(first, second, "the new certificate signs");
+        assert_eq!(second, Signer::load(&b_cert, &b_key).unwrap().x5t_s256);
+
+        // A broken write keeps the pair in use.
+        std::fs::write(&key, "not a key").unwrap();
+        assert_eq!(thumbprint(&signer.sign("c", "https://t/").unwrap()), second);
     }
 }

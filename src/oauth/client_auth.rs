@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::assertion::{ASSERTION_TYPE, Signer};
+use crate::assertion::{ASSERTION_TYPE, ReloadingSigner};
 use crate::config::{AppCredential, AuthConfig, Secret};
 
 /// The app's credential.
@@ -21,7 +21,7 @@ pub enum ClientAuth {
     /// which of them is presented.
     SecretFile(Vec<PathBuf>, AtomicUsize),
     /// `auth.client_certificate_file` and `auth.client_key_file`.
-    Certificate(Signer),
+    Certificate(ReloadingSigner),
     /// `auth.federated_token_file`: its content is the assertion.
     Federated(PathBuf),
     /// An assertion obtained just before the call (a managed identity's
@@ -58,7 +58,8 @@ impl ClientAuth {
             ),
             AppCredential::Federated(file) => Self::Federated(file.clone()),
             AppCredential::Certificate { cert, key } => Self::Certificate(
-                Signer::load(cert, key).map_err(|e| format!("{}: {}", e.key, e.message))?,
+                ReloadingSigner::load(cert, key)
+                    .map_err(|e| format!("{}: {}", e.key, e.message))?,
             ),
         })
     }
