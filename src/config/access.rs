@@ -73,6 +73,22 @@ pub struct AccessRule {
     pub roles: Vec<String>,
 }
 
+impl AccessRule {
+    /// A rule with only a name and an action: it matches every request.
+    pub fn named(name: &str, action: RuleAction) -> Self {
+        Self {
+            name: name.into(),
+            action,
+            methods: None,
+            paths: None,
+            git: None,
+            users: vec![],
+            groups: vec![],
+            roles: vec![],
+        }
+    }
+}
+
 /// Methods a rule may name.
 pub const METHODS: [&str; 7] = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"];
 

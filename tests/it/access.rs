@@ -4,53 +4,15 @@
 //! of a refused path over a raw socket, and `check-config` naming a bad
 //! rule.
 
-use std::path::Path;
-use std::process::Output;
-
 use ado_auth_proxy::config::{AccessRule, GitOp, RuleAction};
 use base64::Engine;
-use tokio::process::Command;
 
+use crate::git::{git, git_ok};
 use crate::support::upstream::{FakeUpstream, respond};
 use crate::support::{self, git_backend, metric_value, metrics, pat_proxy, raw_http, status_of};
 
 /// The PAT `support::pat_proxy` sends.
 const PAT: &str = "the-proxy-pat-0123456789";
-
-fn rule(name: &str, action: RuleAction) -> AccessRule {
-    AccessRule {
-        name: name.into(),
-        action,
-        methods: None,
-        paths: None,
-        git: None,
-        users: vec![],
-        groups: vec![],
-        roles: vec![],
-    }
-}
-
-async fn git(dir: &Path, args: &[&str]) -> Output {
-    Command::new("git")
-        .args(["-c", "credential.helper=", "-c", "protocol.version=2"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ASKPASS", "true")
-        .env_remove("GIT_DIR")
-        .output()
-        .await
-        .expect("git runs")
-}
-
-async fn git_ok(dir: &Path, args: &[&str]) {
-    let out = git(dir, args).await;
-    assert!(
-        out.status.success(),
-        "git {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_refuses_git_push_with_its_name_and_fetch_still_works() {
@@ -81,7 +43,7 @@ async fn a_rule_refuses_git_push_with_its_name_and_fetch_still_works() {
     let (proxy, _dir) = pat_proxy(&up, |c| {
         c.access.rules = vec![AccessRule {
             git: Some(vec![GitOp::Push]),
-            ..rule("no-push", RuleAction::Deny)
+            ..AccessRule::named("no-push", RuleAction::Deny)
         }];
     })
     .await;
@@ -201,7 +163,7 @@ async fn a_refused_path_stays_refused_in_every_spelling_azure_devops_reads_alike
         c.access.rules = vec![AccessRule {
             methods: Some(vec!["PATCH".into(), "POST".into()]),
             paths: Some(vec!["/*/*/_apis/wit/**".into()]),
-            ..rule("no-work-item-writes", RuleAction::Deny)
+            ..AccessRule::named("no-work-item-writes", RuleAction::Deny)
         }];
     })
     .await;

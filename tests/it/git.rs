@@ -15,7 +15,8 @@ use crate::support::{self, git_backend};
 const REPO_BYTES: usize = 100 * 1024 * 1024;
 const PAT: &str = "git-test-pat";
 
-async fn git(dir: &Path, args: &[&str]) -> Output {
+/// Runs git in `dir` with no credential helper and no prompt.
+pub(crate) async fn git(dir: &Path, args: &[&str]) -> Output {
     Command::new("git")
         .args(["-c", "credential.helper=", "-c", "protocol.version=2"])
         .args(args)
@@ -28,7 +29,8 @@ async fn git(dir: &Path, args: &[&str]) -> Output {
         .expect("git runs")
 }
 
-async fn git_ok(dir: &Path, args: &[&str]) -> String {
+/// [`git`], which must succeed: its trimmed output.
+pub(crate) async fn git_ok(dir: &Path, args: &[&str]) -> String {
     let out = git(dir, args).await;
     assert!(
         out.status.success(),

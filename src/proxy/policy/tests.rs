@@ -13,19 +13,6 @@ fn policy(f: impl FnOnce(&mut AccessConfig), mode: AuthMode) -> Policy {
     Policy::new(access_plan(&c), NameTrust::UpnAndEmail).expect("rules")
 }
 
-fn rule(name: &str, action: RuleAction) -> AccessRule {
-    AccessRule {
-        name: name.into(),
-        action,
-        methods: None,
-        paths: None,
-        git: None,
-        users: vec![],
-        groups: vec![],
-        roles: vec![],
-    }
-}
-
 fn ask(p: &Policy, method: &str, target: &str) -> Result<(), Refused> {
     ask_as(p, method, target, None)
 }
@@ -108,15 +95,15 @@ fn the_first_matching_rule_decides_then_the_default() {
                 AccessRule {
                     methods: Some(vec!["post".into(), "PATCH".into()]),
                     paths: Some(vec!["/*/*/_apis/wit/**".into()]),
-                    ..rule("no-work-item-writes", RuleAction::Deny)
+                    ..AccessRule::named("no-work-item-writes", RuleAction::Deny)
                 },
                 AccessRule {
                     git: Some(vec![GitOp::Push]),
-                    ..rule("no-push", RuleAction::Deny)
+                    ..AccessRule::named("no-push", RuleAction::Deny)
                 },
                 AccessRule {
                     paths: Some(vec!["/contoso/**".into()]),
-                    ..rule("contoso", RuleAction::Allow)
+                    ..AccessRule::named("contoso", RuleAction::Allow)
                 },
             ]
         },
@@ -173,11 +160,11 @@ fn a_users_rule_opens_only_for_a_named_user_and_closes_for_an_unknown_one() {
             a.rules = vec![
                 AccessRule {
                     users: vec!["eve@contoso.com".into()],
-                    ..rule("not-eve", RuleAction::Deny)
+                    ..AccessRule::named("not-eve", RuleAction::Deny)
                 },
                 AccessRule {
                     users: vec!["dana@contoso.com".into(), "OID-EVE".into()],
-                    ..rule("dana", RuleAction::Allow)
+                    ..AccessRule::named("dana", RuleAction::Allow)
                 },
             ]
         },
@@ -230,7 +217,7 @@ fn rules_are_checked_at_load_and_each_problem_names_its_rule() {
         (
             AccessRule {
                 methods: Some(vec!["FETCH".into()]),
-                ..rule("m", RuleAction::Deny)
+                ..AccessRule::named("m", RuleAction::Deny)
             },
             AuthMode::Pat,
             "rule \"m\": unknown method \"FETCH\"",
@@ -238,7 +225,7 @@ fn rules_are_checked_at_load_and_each_problem_names_its_rule() {
         (
             AccessRule {
                 methods: Some(vec![]),
-                ..rule("m", RuleAction::Deny)
+                ..AccessRule::named("m", RuleAction::Deny)
             },
             AuthMode::Pat,
             "matches nothing",
@@ -246,7 +233,7 @@ fn rules_are_checked_at_load_and_each_problem_names_its_rule() {
         (
             AccessRule {
                 paths: Some(vec!["/a*b".into()]),
-                ..rule("g", RuleAction::Deny)
+                ..AccessRule::named("g", RuleAction::Deny)
             },
             AuthMode::Pat,
             "rule \"g\": bad path glob",
@@ -254,7 +241,7 @@ fn rules_are_checked_at_load_and_each_problem_names_its_rule() {
         (
             AccessRule {
                 paths: Some(vec!["_apis".into()]),
-                ..rule("g", RuleAction::Deny)
+                ..AccessRule::named("g", RuleAction::Deny)
             },
             AuthMode::Pat,
             "does not start with /",
@@ -262,7 +249,7 @@ fn rules_are_checked_at_load_and_each_problem_names_its_rule() {
         (
             AccessRule {
                 users: vec!["x".into()],
-                ..rule("u", RuleAction::Deny)
+                ..AccessRule::named("u", RuleAction::Deny)
             },
             AuthMode::Service,
             "need auth.mode = \"user\"",
@@ -270,13 +257,13 @@ fn rules_are_checked_at_load_and_each_problem_names_its_rule() {
         (
             AccessRule {
                 groups: vec!["x".into()],
-                ..rule("g", RuleAction::Deny)
+                ..AccessRule::named("g", RuleAction::Deny)
             },
             AuthMode::User,
             "not supported yet",
         ),
         (
-            rule("bad name!", RuleAction::Deny),
+            AccessRule::named("bad name!", RuleAction::Deny),
             AuthMode::Pat,
             "metric label",
         ),
@@ -290,8 +277,8 @@ fn rules_are_checked_at_load_and_each_problem_names_its_rule() {
     }
     let twice = problems(&|c: &mut Config| {
         c.access.rules = vec![
-            rule("same", RuleAction::Deny),
-            rule("same", RuleAction::Allow),
+            AccessRule::named("same", RuleAction::Deny),
+            AccessRule::named("same", RuleAction::Allow),
         ]
     });
     assert!(
@@ -435,7 +422,7 @@ fn git_push_covers_the_rest_apis_that_write_a_repository() {
         |a| {
             a.rules = vec![AccessRule {
                 git: Some(vec![GitOp::Push]),
-                ..rule("no-push", RuleAction::Deny)
+                ..AccessRule::named("no-push", RuleAction::Deny)
             }]
         },
         AuthMode::Pat,
@@ -492,7 +479,7 @@ fn with_any_directory_admitted_users_are_named_by_object_id() {
     c.auth.allowed_tenants = vec!["*".into()];
     c.access.rules = vec![AccessRule {
         users: vec!["dana@contoso.com".into()],
-        ..rule("dana", RuleAction::Deny)
+        ..AccessRule::named("dana", RuleAction::Deny)
     }];
     let mut out = Vec::new();
     crate::config::validate_access(&c, &mut out);
