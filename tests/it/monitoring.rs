@@ -72,10 +72,15 @@ impl Prometheus {
                 .query(query)
                 .send()
                 .await;
-            match resp {
-                Ok(r) => return r.json().await.unwrap(),
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
+            // While it starts, Prometheus answers 503 in plain text; its
+            // API answers JSON otherwise, errors included.
+            let answer = match resp {
+                Ok(r) => r.json().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match answer {
+                Ok(v) => return v,
+                Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(e) => panic!("prometheus does not answer: {e}"),
