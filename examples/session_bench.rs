@@ -84,6 +84,7 @@ fn write_session(db: &Path) {
                 expires_in: Duration::from_secs(7200),
                 refresh_token: Some(Secret::new("bench-refresh-token")),
                 id_token: None,
+                member: Default::default(),
             },
             &Clock::default(),
         )
@@ -130,6 +131,7 @@ fn session(sessions: &Sessions, id: &str, i: usize) -> Arc<Session> {
                 expires_in: Duration::from_secs(3600),
                 refresh_token: Some(Secret::new(rt)),
                 id_token: None,
+                member: Default::default(),
             },
             sessions.clock(),
         )

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AuthMode, Config, Problem};
+use super::{AuthConfig, AuthMode, Config, Problem, Provider};
 use crate::path_glob::PathGlob;
 
 /// `[access]`
@@ -105,8 +105,20 @@ pub struct RulePlan {
     pub paths: Option<Vec<PathGlob>>,
     /// `None`: any request.
     pub git: Option<Vec<GitOp>>,
-    /// Lowercase user names or object ids; empty: anyone.
+    /// Lowercase user names or object ids.
     pub users: Vec<String>,
+    /// Lowercase group object ids.
+    pub groups: Vec<String>,
+    /// App roles.
+    pub roles: Vec<String>,
+}
+
+impl RulePlan {
+    /// Whether the rule names whom it is for (users, groups or roles);
+    /// when it does not, it is for anyone.
+    pub fn names_whom(&self) -> bool {
+        !self.users.is_empty() || !self.groups.is_empty() || !self.roles.is_empty()
+    }
 }
 
 /// `[access]` of a valid config.
@@ -137,7 +149,7 @@ pub fn validate(config: &Config, out: &mut Vec<Problem>) {
         });
     for (i, rule) in config.access.rules.iter().enumerate() {
         let key = format!("access.rules[{i}]");
-        if let Err(why) = rule_plan(rule, config.auth.mode) {
+        if let Err(why) = rule_plan(rule, &config.auth) {
             out.push(Problem::new(key.clone(), why));
         }
         if let Some(name) = rule
@@ -177,13 +189,14 @@ pub fn access_plan(config: &Config) -> AccessPlan {
             .access
             .rules
             .iter()
-            .filter_map(|r| rule_plan(r, config.auth.mode).ok())
+            .filter_map(|r| rule_plan(r, &config.auth).ok())
             .collect(),
     }
 }
 
 /// One rule parsed, or why it cannot be (naming the rule).
-fn rule_plan(rule: &AccessRule, mode: AuthMode) -> Result<RulePlan, String> {
+fn rule_plan(rule: &AccessRule, auth: &AuthConfig) -> Result<RulePlan, String> {
+    let (mode, provider) = (auth.mode, auth.provider);
     let name = rule.name.trim();
     let named = |why: String| format!("rule \"{name}\": {why}");
     let good_name = !name.is_empty()
@@ -213,13 +226,7 @@ fn rule_plan(rule: &AccessRule, mode: AuthMode) -> Result<RulePlan, String> {
                 .into(),
         ));
     }
-    if !rule.groups.is_empty() || !rule.roles.is_empty() {
-        return Err(named(
-            "groups and roles in rules are not supported yet (the proxy does not read Entra \
-             group or role claims yet); name the users instead"
-                .into(),
-        ));
-    }
+    let (groups, roles) = whom_of(rule, provider, &named)?;
     Ok(RulePlan {
         name: name.to_string(),
         action: rule.action,
@@ -231,7 +238,36 @@ fn rule_plan(rule: &AccessRule, mode: AuthMode) -> Result<RulePlan, String> {
             .iter()
             .map(|u| u.trim().to_ascii_lowercase())
             .collect(),
+        groups,
+        roles,
     })
+}
+
+/// A rule's `groups` (object ids, lowercase) and `roles`, which only
+/// Entra's tokens carry.
+fn whom_of(
+    rule: &AccessRule,
+    provider: Option<Provider>,
+    named: &dyn Fn(String) -> String,
+) -> Result<(Vec<String>, Vec<String>), String> {
+    if (!rule.groups.is_empty() || !rule.roles.is_empty()) && provider != Some(Provider::Entra) {
+        return Err(named(
+            "groups and roles are read from Entra tokens, so they need auth.provider = \
+             \"entra\"; name the users instead"
+                .into(),
+        ));
+    }
+    let groups = rule
+        .groups
+        .iter()
+        .map(|g| super::group_id(g).map_err(named))
+        .collect::<Result<_, _>>()?;
+    let roles = rule
+        .roles
+        .iter()
+        .map(|r| super::role_value(r).map_err(named))
+        .collect::<Result<_, _>>()?;
+    Ok((groups, roles))
 }
 
 /// A rule's `methods`, uppercase and known.

@@ -1,4 +1,5 @@
-//! The default of every configuration section: what an empty file means.
+//! The default of every configuration section: what an empty file means,
+//! and the values that default by provider.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -106,6 +107,9 @@ impl Default for AuthConfig {
             allowed_tenants: Vec::new(),
             allowed_users: Vec::new(),
             allowed_email_domains: Vec::new(),
+            allowed_groups: Vec::new(),
+            allowed_roles: Vec::new(),
+            graph_url: parse_static_url("https://graph.microsoft.com"),
             refresh_before: Duration::from_secs(5 * 60),
             forced_refresh_interval: Duration::from_secs(5),
             login_timeout: Duration::from_secs(10 * 60),
@@ -145,6 +149,46 @@ impl Default for SessionConfig {
             redis_connect_timeout: Duration::from_secs(5),
             redis_command_timeout: Duration::from_secs(2),
             revalidate_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+impl AuthConfig {
+    /// The scopes to request: configured, or the provider's default.
+    pub fn effective_scopes(&self) -> Vec<String> {
+        if let Some(s) = &self.scopes {
+            return s.clone();
+        }
+        let list: &[&str] = match self.provider {
+            Some(Provider::Entra) | None => &[
+                "499b84ac-1321-427f-aa17-267ca6975798/.default",
+                "offline_access",
+                "openid",
+                "profile",
+                "email",
+            ],
+            Some(Provider::AzureDevops) => &["vso.profile", "vso.code_write", "vso.work_write"],
+            Some(Provider::Oidc) => &["openid", "offline_access", "profile", "email"],
+        };
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Whether personal proxy tokens are on: mode `user` with Entra,
+    /// unless `personal_tokens = false`.
+    pub fn personal_tokens_on(&self) -> bool {
+        self.mode == AuthMode::User
+            && self.provider == Some(Provider::Entra)
+            && self.personal_tokens != Some(false)
+    }
+
+    /// The authority host: configured, or the provider's default.
+    pub fn effective_authority(&self) -> Url {
+        if let Some(u) = &self.authority_host {
+            return u.clone();
+        }
+        match self.provider {
+            Some(Provider::AzureDevops) => parse_static_url("https://app.vssps.visualstudio.com"),
+            _ => parse_static_url("https://login.microsoftonline.com"),
         }
     }
 }

@@ -14,6 +14,7 @@ mod defaults;
 mod egress;
 mod env;
 mod load;
+mod membership;
 mod plan;
 mod problem;
 mod secret;
@@ -39,6 +40,7 @@ pub use cidr::Cidr;
 pub use egress::{EgressPlan, ProxyCredentials, ProxyEnvironment, ProxyTarget, egress_plan};
 pub use env::{ENV_PREFIX, EnvProvider, ignored as ignored_env};
 pub use load::{figment_for, load, load_checking, load_file, load_file_checking};
+pub use membership::{MAX_GROUPS, MembershipPlan, group_id, membership_plan, role_value};
 pub use plan::{AppCredential, AuthPlan, SourcePlan, StorePlan, credential, plan};
 pub use problem::{Problem, Problems};
 pub use secret::Secret;
@@ -322,6 +324,16 @@ pub struct AuthConfig {
     /// When non-empty, only users whose UPN, or email the provider
     /// vouches for, ends in `@` one of these domains may sign in.
     pub allowed_email_domains: Vec<String>,
+    /// Entra: when non-empty, only members (transitively) of one of these
+    /// groups (object ids) may use the proxy; checked at sign-in and at
+    /// every refresh.
+    pub allowed_groups: Vec<String>,
+    /// Entra: when non-empty, only users holding one of these app roles
+    /// (the `roles` claim) may use the proxy.
+    pub allowed_roles: Vec<String>,
+    /// Microsoft Graph, asked for a user's groups when their token has
+    /// too many to carry (sovereign clouds, tests).
+    pub graph_url: Url,
     /// An access token this close to expiry is refreshed before use.
     #[serde(with = "humantime_serde")]
     pub refresh_before: Duration,
@@ -547,46 +559,6 @@ impl Config {
     /// (what `check-config` prints).
     pub fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
-    }
-}
-
-impl AuthConfig {
-    /// The scopes to request: configured, or the provider's default.
-    pub fn effective_scopes(&self) -> Vec<String> {
-        if let Some(s) = &self.scopes {
-            return s.clone();
-        }
-        let list: &[&str] = match self.provider {
-            Some(Provider::Entra) | None => &[
-                "499b84ac-1321-427f-aa17-267ca6975798/.default",
-                "offline_access",
-                "openid",
-                "profile",
-                "email",
-            ],
-            Some(Provider::AzureDevops) => &["vso.profile", "vso.code_write", "vso.work_write"],
-            Some(Provider::Oidc) => &["openid", "offline_access", "profile", "email"],
-        };
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    /// Whether personal proxy tokens are on: mode `user` with Entra,
-    /// unless `personal_tokens = false`.
-    pub fn personal_tokens_on(&self) -> bool {
-        self.mode == AuthMode::User
-            && self.provider == Some(Provider::Entra)
-            && self.personal_tokens != Some(false)
-    }
-
-    /// The authority host: configured, or the provider's default.
-    pub fn effective_authority(&self) -> Url {
-        if let Some(u) = &self.authority_host {
-            return u.clone();
-        }
-        match self.provider {
-            Some(Provider::AzureDevops) => parse_static_url("https://app.vssps.visualstudio.com"),
-            _ => parse_static_url("https://login.microsoftonline.com"),
-        }
     }
 }
 

@@ -156,6 +156,8 @@ pub struct UserPlan {
     pub directories: Option<DirectoriesPlan>,
     /// The PAT lifecycle API, for Entra.
     pub pats: Option<PatApiPlan>,
+    /// Entra groups and app roles, when any key names them.
+    pub membership: Option<super::MembershipPlan>,
 }
 
 /// Mode `user` of a valid `config`, signing in through `kind` (Entra for
@@ -207,6 +209,7 @@ pub fn user_plan(config: &Config, kind: Provider) -> UserPlan {
                 .unwrap_or_else(|| Url::parse("https://vssps.dev.azure.com/").expect("a URL")),
             organizations: config.upstream.allowed_organizations.clone(),
         }),
+        membership: super::membership_plan(config),
     }
 }
 

@@ -24,6 +24,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     upstream(config, &mut out);
     auth::auth(config, &mut out);
     super::access::validate(config, &mut out);
+    super::membership::validate(config, &mut out);
     if let Some(why) = log_level_problem(&config.log.level) {
         out.push(Problem::new("log.level", why));
     }

@@ -61,6 +61,23 @@ pub enum LoginError {
         /// Which rule refused them.
         reason: String,
     },
+    /// The user lacks a group or app role the proxy requires.
+    #[error("not a member: {reason}")]
+    NotMember {
+        /// What they lack, in words.
+        reason: String,
+    },
+    /// The user's groups could not be found out.
+    #[error("membership unverified: {detail}")]
+    MembershipUnverified {
+        /// What failed.
+        detail: String,
+        /// The proxy's app was refused (a permission or scope is
+        /// missing), not a passing failure.
+        operator: bool,
+        /// When to try again, for a passing failure.
+        retry_after: Option<u64>,
+    },
     /// `/.auth/me` without a session.
     #[error("not signed in")]
     NotSignedIn,
@@ -118,6 +135,8 @@ impl LoginError {
             Self::Redeem(GrantError::IdToken(_), _) => "id-token-invalid",
             Self::Redeem(..) => "code-redemption-failed",
             Self::NotAllowed { .. } => "user-not-allowed",
+            Self::NotMember { .. } => "membership-required",
+            Self::MembershipUnverified { .. } => "membership-unverified",
             Self::NotSignedIn => "not-signed-in",
             Self::BadForm => "bad-form",
         }
@@ -140,6 +159,8 @@ impl LoginError {
             Self::Redeem(GrantError::IdToken(_), _) => F::IdTokenInvalid,
             Self::Redeem(..) => F::CodeRedemption,
             Self::NotAllowed { .. } => F::NotAllowed,
+            Self::NotMember { .. } => F::NotMember,
+            Self::MembershipUnverified { .. } => F::MembershipUnverified,
             Self::NotSignedIn => F::NotSignedIn,
             Self::BadForm => F::BadForm,
         }
@@ -171,6 +192,23 @@ impl LoginError {
             }
             Self::Redeem(e, _) => redeem_answer(e),
             Self::NotAllowed { reason } => answer("user-not-allowed", &[("reason", reason)]),
+            Self::NotMember { reason } => answer("membership-required", &[("reason", reason)]),
+            Self::MembershipUnverified {
+                detail,
+                operator,
+                retry_after,
+            } => {
+                let key = match operator {
+                    true => "membership-unverified/operator",
+                    false => "membership-unverified",
+                };
+                let mut ans = answer(key, &[("detail", detail)]);
+                if let Some(secs) = retry_after {
+                    ans.headers
+                        .insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+                }
+                ans
+            }
             Self::BadReturnPath
             | Self::MissingState
             | Self::UnknownState

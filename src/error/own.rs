@@ -478,6 +478,31 @@ pub const OWN: &[Own] = &[
         "You signed in successfully, but {reason}. Ask the proxy's administrator for access \
          (auth.allowed_tenants, auth.allowed_users, auth.allowed_email_domains).",
     ),
+    own(
+        "membership-required",
+        S::FORBIDDEN,
+        "You may not use this proxy",
+        "You signed in successfully, but {reason}. Group membership is granted by the group's \
+         owners or your directory's administrators; app roles by the owners of the proxy's app \
+         registration (Enterprise applications, the app, Users and groups). Sign in again once \
+         you have it.",
+    ),
+    own(
+        "membership-unverified",
+        S::SERVICE_UNAVAILABLE,
+        "Your groups could not be checked",
+        "This proxy admits only members of certain groups, and could not find out whether you \
+         are one ({detail}). Try again in a moment.",
+    ),
+    own(
+        "membership-unverified/operator",
+        S::BAD_GATEWAY,
+        "Your groups could not be checked",
+        "This proxy admits only members of certain groups, and Microsoft Graph or the sign-in \
+         provider refused to say whether you are one ({detail}). The proxy's administrator must \
+         grant its app registration the delegated Microsoft Graph permission User.Read, and \
+         keep openid in auth.scopes (docs/providers.md).",
+    ),
     again(
         "not-signed-in",
         S::UNAUTHORIZED,

@@ -3,7 +3,8 @@
 //! example from `az account get-access-token --resource
 //! 499b84ac-1321-427f-aa17-267ca6975798`) may send it instead of signing
 //! in. The proxy checks the signature, the audience, the expiry, the
-//! issuer and the allowlists, then forwards it as is.
+//! issuer, the allowlists and the groups or roles required (from the
+//! token's own claims), then forwards it as is.
 //!
 //! Whose keys a token is checked against is fixed at start, so no token
 //! makes the proxy fetch anything new or remember anything it did not
@@ -23,6 +24,7 @@ use http::{HeaderMap, header};
 use url::Url;
 
 use super::Allowlist;
+use super::membership::Membership;
 use crate::clock::Clock;
 use crate::config::{ADO_RESOURCE, ClientTokensPlan};
 use crate::error::{Error, TokenError};
@@ -46,6 +48,8 @@ pub(super) struct ClientTokens {
     valid: DashMap<[u8; 32], u64>,
     /// Who may use the proxy: a token's holder must pass it too.
     allow: Arc<Allowlist>,
+    /// The groups and roles required, which a token must carry itself.
+    membership: Option<Arc<Membership>>,
 }
 
 /// Whose keys verify a token: built from `auth.allowed_tenants` at
@@ -64,7 +68,7 @@ impl ClientTokens {
     pub(super) fn new(
         plan: &ClientTokensPlan,
         http: IdpHttp,
-        allow: Arc<Allowlist>,
+        (allow, membership): (Arc<Allowlist>, Option<Arc<Membership>>),
         clock: &Clock,
     ) -> Self {
         let authority = plan.authority.clone();
@@ -93,6 +97,7 @@ impl ClientTokens {
             keys,
             valid: DashMap::new(),
             allow,
+            membership,
         }
     }
 
@@ -194,8 +199,14 @@ impl ClientTokens {
             tenant: Some(tid),
             ..UserInfo::default()
         };
-        match self.allow.refuse(&user) {
-            Some(why) => Err(refused(why)),
+        if let Some(why) = self.allow.refuse(&user) {
+            return Err(refused(why));
+        }
+        match &self.membership {
+            Some(m) => m
+                .of_client(&claims.membership.read())
+                .map(drop)
+                .map_err(refused),
             None => Ok(()),
         }
     }

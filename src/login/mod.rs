@@ -15,6 +15,7 @@ mod answers;
 mod client_tokens;
 pub mod cookies;
 mod endpoints;
+mod membership;
 mod pats;
 mod personal;
 pub mod provider;
@@ -36,6 +37,7 @@ use url::Url;
 use self::allowlist::Allowlist;
 use self::client_tokens::ClientTokens;
 use self::cookies::CookieJar;
+use self::membership::{Membership, Standing};
 use self::pats::PatApi;
 use self::personal::PersonalTokens;
 use self::provider::ProviderClient;
@@ -63,6 +65,8 @@ pub struct Login {
     client_tokens: Option<ClientTokens>,
     /// Entra: Azure DevOps' PAT lifecycle API, for `/.auth/pats`.
     pats: Option<PatApi>,
+    /// Entra groups and app roles, when any are read.
+    membership: Option<Arc<Membership>>,
     lifetimes: Lifetimes,
 }
 
@@ -99,6 +103,8 @@ pub struct UserCredential {
     /// The directory that issued it, when it is not the one the user
     /// signed in to (an organization of another directory).
     pub tenant: Option<String>,
+    /// The user's groups and roles, as found with the token.
+    pub member: Arc<crate::session::Member>,
 }
 
 /// How often ended sessions and abandoned sign-ins are forgotten.
@@ -243,11 +249,19 @@ impl Login {
             };
             PersonalTokens::new(p, base, keeping)
         });
+        let membership = match (&plan.membership, sessions) {
+            (Some(p), true) => Some(Arc::new(Membership::new(
+                p.clone(),
+                provider.clone(),
+                IdpHttp::new(&plan.calls, metrics.clone())?,
+            ))),
+            _ => None,
+        };
         let client_tokens = match (&plan.client_tokens, sessions) {
             (Some(p), true) => Some(ClientTokens::new(
                 p,
                 IdpHttp::new(&plan.calls, metrics.clone())?,
-                allow.clone(),
+                (allow.clone(), membership.clone()),
                 store.clock(),
             )),
             _ => None,
@@ -270,7 +284,7 @@ impl Login {
             directories,
             pats,
             refresher: Refresher::new(
-                provider.clone(),
+                (provider.clone(), membership.clone()),
                 store.clone(),
                 gate,
                 plan.calls.timeout,
@@ -281,6 +295,7 @@ impl Login {
                 store: store.clone(),
                 jar: CookieJar::new(&plan.cookie_name, public_url.scheme() == "https"),
                 allow,
+                membership: membership.clone(),
                 after,
                 public_url: public_url.clone(),
                 tokens_url: personal.as_ref().map(|p| p.url().to_string()),
@@ -290,6 +305,7 @@ impl Login {
             }),
             personal,
             client_tokens,
+            membership,
             store,
             lifetimes,
         })
@@ -316,7 +332,12 @@ impl Login {
                 None => return Err(self.sign_in.needs_login(miss, return_to, None)),
             },
         };
-        let tokens = self.fresh(&session, None, return_to).await?;
+        let mut tokens = self.fresh(&session, None, return_to).await?;
+        if let Some(membership) = &self.membership {
+            tokens = self
+                .admitted(membership, &session, tokens, return_to)
+                .await?;
+        }
         if let Some((tenant, header, generation)) =
             self.other_directory(&session, org, &tokens).await
         {
@@ -325,6 +346,7 @@ impl Login {
                 session,
                 generation,
                 tenant: Some(tenant),
+                member: tokens.member,
             });
         }
         Ok(UserCredential {
@@ -332,7 +354,48 @@ impl Login {
             session,
             generation: tokens.generation,
             tenant: None,
+            member: tokens.member,
         })
+    }
+
+    /// `tokens` when the groups and roles found with them still admit
+    /// the user. Found against another configuration (or never), they
+    /// are found again with a refresh first.
+    async fn admitted(
+        &self,
+        membership: &Membership,
+        session: &Arc<Session>,
+        tokens: Tokens,
+        return_to: &str,
+    ) -> Result<Tokens, Error> {
+        let tokens = match membership.standing(&tokens.member) {
+            Standing::Admitted => return Ok(tokens),
+            Standing::Stale => {
+                let again = refresh::Refused {
+                    generation: tokens.generation,
+                    claims: None,
+                };
+                self.fresh(session, Some(again), return_to).await?
+            }
+            Standing::Refused(_) => tokens,
+        };
+        match membership.standing(&tokens.member) {
+            Standing::Admitted => Ok(tokens),
+            Standing::Refused(reason) => {
+                end_session(&self.store, session);
+                Err(membership::Denied::NotMember(reason).into_error())
+            }
+            Standing::Stale => Err(Error::from(
+                crate::error::LoginError::MembershipUnverified {
+                    detail:
+                        "your groups and roles have not been checked since this proxy's settings \
+                         changed, and checking them again did not succeed yet"
+                            .into(),
+                    operator: false,
+                    retry_after: Some(5),
+                },
+            )),
+        }
     }
 
     /// The session a personal proxy token in `headers` acts for, when

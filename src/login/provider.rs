@@ -23,6 +23,7 @@ use crate::challenge::claims_request;
 use crate::clock::Clock;
 use crate::config::{Provider as Kind, ProviderPlan, ResponseMode};
 use crate::oauth::client_auth::{ClientAuth, Presented};
+use crate::oauth::group_claims::GroupClaims;
 use crate::oauth::id_token::{
     ExpectedIssuer, FAILED_MAX, IdClaims, IdTokenError, REFETCH_MIN, claim_is_true,
 };
@@ -217,13 +218,14 @@ impl ProviderClient {
         })
     }
 
-    /// Redeems an authorization code and identifies the user.
+    /// Redeems an authorization code and identifies the user, with the
+    /// groups and roles the ID token names.
     pub async fn redeem(
         &self,
         code: &str,
         pkce_verifier: Option<&str>,
         nonce: Option<&str>,
-    ) -> Result<(TokenSet, UserInfo), GrantError> {
+    ) -> Result<(TokenSet, UserInfo, GroupClaims), GrantError> {
         let meta = self.metadata().await?;
         let mut form: Vec<(&str, String)> = Vec::new();
         if self.kind == Kind::AzureDevops {
@@ -248,19 +250,57 @@ impl ProviderClient {
         let tokens = self
             .token_call(&meta.token_endpoint, form, Grant::Code)
             .await?;
-        let user = match self.kind {
-            Kind::AzureDevops => self.legacy_profile(&tokens).await?,
+        let (user, groups) = match self.kind {
+            Kind::AzureDevops => (self.legacy_profile(&tokens).await?, GroupClaims::default()),
             _ => {
-                let id_token = tokens.id_token.as_ref().ok_or_else(|| {
-                    GrantError::IdToken(IdTokenError::Invalid(
-                        "the token response has no id_token; request the openid scope".into(),
-                    ))
-                })?;
-                let claims = self.verify_id_token(meta, id_token.expose(), nonce).await?;
-                user_from_claims(self.kind, claims)
+                let claims = self.id_claims(meta, &tokens, nonce).await?;
+                let groups = claims.membership.read();
+                (user_from_claims(self.kind, claims), groups)
             }
         };
-        Ok((tokens, user))
+        Ok((tokens, user, groups))
+    }
+
+    /// The verified claims of the ID token in `tokens`, which must carry
+    /// one; `nonce` is checked when given (a sign-in, not a refresh).
+    async fn id_claims(
+        &self,
+        meta: &Metadata,
+        tokens: &TokenSet,
+        nonce: Option<&str>,
+    ) -> Result<IdClaims, GrantError> {
+        let id_token = tokens.id_token.as_ref().ok_or_else(|| {
+            GrantError::IdToken(IdTokenError::Invalid(
+                "the token response has no id_token; request the openid scope".into(),
+            ))
+        })?;
+        self.verify_id_token(meta, id_token.expose(), nonce).await
+    }
+
+    /// After a refresh: the user and the groups and roles the new ID
+    /// token names, verified as at sign-in (without a nonce: a refreshed
+    /// ID token carries none of its own).
+    pub async fn refreshed_claims(
+        &self,
+        tokens: &TokenSet,
+    ) -> Result<(UserInfo, GroupClaims), GrantError> {
+        let meta = self.metadata().await?;
+        let claims = self.id_claims(meta, tokens, None).await?;
+        let groups = claims.membership.read();
+        Ok((user_from_claims(self.kind, claims), groups))
+    }
+
+    /// Entra: redeems a refresh token for a token of another resource
+    /// (`scope`, such as Microsoft Graph's `User.Read`), at the user's
+    /// own authority. The answer's refresh token is not kept: the one
+    /// redeemed stays valid.
+    pub async fn token_for(&self, refresh_token: &str, scope: &str) -> Result<TokenSet, IdpError> {
+        let meta = self
+            .metadata()
+            .await
+            .map_err(|e| IdpError::Transport(e.to_string()))?;
+        self.refresh_with(&meta.token_endpoint, refresh_token, (None, Some(scope)))
+            .await
     }
 
     /// Redeems a refresh token; `challenge` is the claims of a claims
@@ -274,7 +314,7 @@ impl ProviderClient {
             .metadata()
             .await
             .map_err(|e| IdpError::Transport(e.to_string()))?;
-        self.refresh_with(&meta.token_endpoint, refresh_token, challenge)
+        self.refresh_with(&meta.token_endpoint, refresh_token, (challenge, None))
             .await
     }
 
@@ -289,14 +329,17 @@ impl ProviderClient {
         challenge: Option<&str>,
     ) -> Result<TokenSet, IdpError> {
         let endpoint = self.join(&format!("{tenant}/oauth2/v2.0/token"));
-        self.refresh_with(&endpoint, refresh_token, challenge).await
+        self.refresh_with(&endpoint, refresh_token, (challenge, None))
+            .await
     }
 
+    /// One refresh-token call, asking for the claims of a `challenge` and
+    /// for `scope` instead of `auth.scopes` when given.
     async fn refresh_with(
         &self,
         token_endpoint: &Url,
         refresh_token: &str,
-        challenge: Option<&str>,
+        (challenge, scope): (Option<&str>, Option<&str>),
     ) -> Result<TokenSet, IdpError> {
         let mut form: Vec<(&str, String)> = Vec::new();
         if self.kind == Kind::AzureDevops {
@@ -308,7 +351,10 @@ impl ProviderClient {
             form.push(("grant_type", "refresh_token".into()));
             form.push(("refresh_token", refresh_token.to_string()));
             if self.kind == Kind::Entra {
-                form.push(("scope", self.scopes.join(" ")));
+                form.push((
+                    "scope",
+                    scope.map_or_else(|| self.scopes.join(" "), str::to_string),
+                ));
                 form.push(("claims", claims_request(challenge)));
             }
         }

@@ -1,6 +1,7 @@
 //! Keeping a session's access token fresh: refresh when it is within
 //! `refresh_before` of expiry, one token call per session however many
-//! requests wait (they share its outcome), and failures handled by cause.
+//! requests wait (they share its outcome), failures handled by cause, and
+//! the user's groups and roles found again with every new token.
 //! The [`Refresher`] answers with tokens or a [`Stale`] outcome; what a
 //! request is told (sign-in URLs, cookies) is the façade's.
 
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 
+use super::membership::{Denied, Membership};
 use super::provider::ProviderClient;
 use crate::backoff;
 use crate::error::Error;
@@ -16,7 +18,7 @@ use crate::gate::{Attempts, Decision, Failure, Gate, Held, Refusal};
 use crate::metrics::{ClaimsOutcome, Metrics};
 use crate::oauth::idp::Grant;
 use crate::session::backend::{StoreError, Update};
-use crate::session::{LEASE_TTL, Miss, Reloaded, Session, Sessions, Tokens};
+use crate::session::{LEASE_TTL, Member, Miss, Reloaded, Session, Sessions, Tokens};
 
 /// Azure DevOps refused a session's token: which generation, and the
 /// claims of its claims challenge (CAE) when it sent one.
@@ -55,6 +57,8 @@ impl From<Error> for Stale {
 /// (and, with a shared store, per session across replicas).
 pub(super) struct Refresher {
     provider: Arc<ProviderClient>,
+    /// Groups and roles, found again at every refresh, when read.
+    membership: Option<Arc<Membership>>,
     store: Arc<Sessions>,
     /// When tokens are refreshed (`auth.refresh_before`,
     /// `auth.forced_refresh_interval`).
@@ -68,7 +72,7 @@ pub(super) struct Refresher {
 impl Refresher {
     /// Keeps the tokens of `store`'s sessions, redeeming at `provider`.
     pub(super) fn new(
-        provider: Arc<ProviderClient>,
+        (provider, membership): (Arc<ProviderClient>, Option<Arc<Membership>>),
         store: Arc<Sessions>,
         gate: Gate,
         provider_timeout: Duration,
@@ -76,6 +80,7 @@ impl Refresher {
     ) -> Self {
         Self {
             provider,
+            membership,
             store,
             gate,
             provider_timeout,
@@ -313,6 +318,10 @@ impl Refresher {
         session.note_attempt(state);
         match self.provider.refresh(refresh_token.expose(), claims).await {
             Ok(set) => {
+                let member = match self.member_after(session, &set, &refresh_token).await {
+                    Ok(member) => member,
+                    Err(denied) => return self.denied(session, state, tokens, denied),
+                };
                 if claims.is_some() {
                     self.metrics.login.claims(ClaimsOutcome::Refreshed);
                 }
@@ -321,7 +330,7 @@ impl Refresher {
                     .login
                     .refresh(crate::metrics::RefreshOutcome::Ok);
                 session
-                    .set_tokens(&set.access_token, set.expires_in, set.refresh_token)
+                    .set_tokens(&set.access_token, set.expires_in, set.refresh_token, member)
                     .ok_or_else(|| {
                         Stale::Failed(Error::ProviderFailed {
                             operator: false,
@@ -346,6 +355,99 @@ impl Refresher {
                 }
                 state.last_failure = Some(failure.clone());
                 self.after_failure(session, state, tokens, Some(failure), true)
+            }
+        }
+    }
+
+    /// The user's groups and roles found again after a refresh answered
+    /// `set` (`None` when none are read): from the new ID token, which
+    /// must name the session's user, and Graph on overage.
+    async fn member_after(
+        &self,
+        session: &Session,
+        set: &crate::oauth::idp::TokenSet,
+        old_refresh: &crate::config::Secret,
+    ) -> Result<Option<Member>, Denied> {
+        let Some(membership) = &self.membership else {
+            return Ok(None);
+        };
+        let unverified = |reason: String| {
+            Denied::Unverified(Failure::Operator {
+                reason: format!("the refreshed ID token: {reason}"),
+                said: None,
+            })
+        };
+        let (user, claims) = self
+            .provider
+            .refreshed_claims(set)
+            .await
+            .map_err(|e| match e {
+                crate::oauth::GrantError::IdToken(
+                    crate::oauth::id_token::IdTokenError::Invalid(why),
+                ) => unverified(why),
+                other => Denied::Unverified(Failure::Transient {
+                    reason: format!("the refreshed ID token: {other}"),
+                }),
+            })?;
+        let same = |a: &Option<String>, b: &Option<String>| {
+            a.as_deref().map(str::to_ascii_lowercase) == b.as_deref().map(str::to_ascii_lowercase)
+        };
+        if !same(&user.object_id, &session.user.object_id)
+            || !same(&user.tenant, &session.user.tenant)
+        {
+            return Err(unverified(
+                "it names another user than the session's".into(),
+            ));
+        }
+        let rt = set.refresh_token.as_ref().unwrap_or(old_refresh);
+        membership.find(&claims, Some(rt.expose())).await.map(Some)
+    }
+
+    /// A refresh whose membership check did not admit the user: without
+    /// a required group or role the session ends (requests waiting on
+    /// this refresh are sent to sign in, where they are refused too);
+    /// when it could not be checked, the current token serves while
+    /// valid and the check is retried after a backoff.
+    fn denied(
+        &self,
+        session: &Arc<Session>,
+        state: &mut Attempts,
+        tokens: Tokens,
+        denied: Denied,
+    ) -> Result<Tokens, Stale> {
+        let key = format!("{:?}", session.key);
+        match &denied {
+            Denied::NotMember(reason) => {
+                tracing::info!(session = %key, %reason, "membership lost at refresh; the session ends");
+                self.metrics
+                    .login
+                    .refresh(crate::metrics::RefreshOutcome::NotMember);
+                state.last_failure = Some(Failure::Relogin {
+                    reason: reason.clone(),
+                    claims: None,
+                });
+                super::end_session(&self.store, session);
+                Err(Stale::Failed(denied.into_error()))
+            }
+            Denied::Unverified(failure) => {
+                self.back_off(state);
+                let outcome = match failure {
+                    Failure::Operator { .. } => crate::metrics::RefreshOutcome::OperatorError,
+                    _ => crate::metrics::RefreshOutcome::TransientError,
+                };
+                self.metrics.login.refresh(outcome);
+                tracing::warn!(
+                    session = %key,
+                    error = ?failure,
+                    retry_in = ?state.backoff.step(),
+                    "the user's groups could not be checked after a refresh; the refreshed token \
+                     is not used"
+                );
+                state.last_failure = Some(failure.clone());
+                if self.usable(&tokens) {
+                    return Ok(tokens);
+                }
+                Err(Stale::Failed(denied.into_error()))
             }
         }
     }

@@ -67,6 +67,7 @@ pub(super) fn session(
         expires_in: lifetime,
         refresh_token: refresh.then(|| Secret::new("refresh-1")),
         id_token: None,
+        member: Default::default(),
     };
     Arc::new(
         Session::new(
@@ -187,6 +188,7 @@ async fn a_cookie_names_a_live_session_or_says_why_not() {
                 expires_in: Duration::from_secs(3600),
                 refresh_token: None,
                 id_token: None,
+                member: Default::default(),
             },
             &clock,
         )
@@ -331,4 +333,63 @@ async fn a_client_token_of_another_directory_is_refused_before_any_key_is_fetche
         HeaderValue::from_str(&format!("Bearer {own}")).unwrap(),
     );
     assert!(ct.passes(&h).await.is_err());
+}
+
+// --- Membership: what was found decides, found again when stale ---
+
+/// A session found against the current groups is admitted without a
+/// call; one from before the check (or another configuration) is
+/// refreshed first, and while that cannot happen it is not admitted.
+#[tokio::test]
+async fn a_stale_membership_is_found_again_before_it_admits() {
+    const DEVS: &str = "9f2c6a4e-1b7d-4e3a-8c5f-2d6b0a1e7c94";
+    let (login, clock) = login_with(|c| c.auth.allowed_groups = vec![DEVS.into()]);
+    let membership = login.membership.clone().unwrap();
+    let found = membership
+        .find(
+            &crate::oauth::group_claims::GroupClaims {
+                groups: Some(vec![DEVS.into()]),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let store_session = |member: crate::session::Member| {
+        let id = provider::random_token();
+        let s = Arc::new(
+            Session::new(
+                SessionKey::of(&id),
+                login.store.store_key(&id),
+                UserInfo::default(),
+                Issued {
+                    access_token: Secret::new("a"),
+                    expires_in: Duration::from_secs(3600),
+                    refresh_token: Some(Secret::new("r")),
+                    id_token: None,
+                    member,
+                },
+                &clock,
+            )
+            .unwrap(),
+        );
+        (id, s)
+    };
+    let (id, s) = store_session(found);
+    login.store.create(s).await.unwrap();
+    let ok = login.credential(&cookie(COOKIE, &id), "/", None).await;
+    assert!(ok.is_ok_and(|c| c.member.groups == vec![DEVS.to_string()]));
+
+    let (id, s) = store_session(crate::session::Member::default());
+    login.store.create(s).await.unwrap();
+    match login.credential(&cookie(COOKIE, &id), "/", None).await {
+        Err(Error::Login(e)) => match *e {
+            crate::error::LoginError::MembershipUnverified { retry_after, .. } => {
+                assert_eq!(retry_after, Some(5))
+            }
+            other => panic!("{other}"),
+        },
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a stale finding admitted"),
+    }
 }

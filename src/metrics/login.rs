@@ -46,6 +46,11 @@ labels! {
         CodeRedemption = "code_redemption",
         /// Not on the allowlists.
         NotAllowed = "not_allowed",
+        /// Without a group or app role `auth.allowed_groups` or
+        /// `allowed_roles` requires.
+        NotMember = "not_member",
+        /// The groups could not be found out (Microsoft Graph failed).
+        MembershipUnverified = "membership_unverified",
         /// `/.auth/me` without a session.
         NotSignedIn = "not_signed_in",
         /// An unreadable callback form.
@@ -73,6 +78,9 @@ labels! {
         OperatorError = "operator_error",
         /// The provider is down or slow.
         TransientError = "transient_error",
+        /// The user no longer has a required group or role: the session
+        /// ends.
+        NotMember = "not_member",
     }
 }
 
@@ -91,6 +99,8 @@ labels! {
         ManagedIdentity = "managed_identity",
         /// Device code polling.
         DeviceCode = "device_code",
+        /// Microsoft Graph, asked for a user's groups.
+        Graph = "graph",
     }
 }
 

@@ -11,6 +11,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::RwLock;
 use url::Url;
 
+use super::group_claims::RawGroupClaims;
 use super::idp::{IdpError, IdpHttp};
 use crate::backoff::Backoff;
 use crate::clock::Clock;
@@ -82,6 +83,9 @@ pub struct AccessClaims {
     pub xms_edov: Option<serde_json::Value>,
     /// Expiry, seconds since the epoch.
     pub exp: u64,
+    /// Groups and app roles.
+    #[serde(flatten)]
+    pub membership: RawGroupClaims,
 }
 
 /// What the ID token says about the user.
@@ -119,6 +123,9 @@ pub struct IdClaims {
     /// The nonce sent at authorize.
     #[serde(default)]
     pub nonce: Option<String>,
+    /// Entra: groups and app roles.
+    #[serde(flatten)]
+    pub membership: RawGroupClaims,
 }
 
 /// Which issuer the token must name.

@@ -1,8 +1,10 @@
 //! Talking to identity providers, for sign-in and service identities
 //! alike: the provider HTTP client and the token/error shapes (`idp`), ID
-//! token validation (`id_token`), and why a grant failed.
+//! token validation (`id_token`), groups and roles in tokens
+//! (`group_claims`), and why a grant failed.
 
 pub mod client_auth;
+pub mod group_claims;
 pub mod id_token;
 pub(crate) mod idp;
 

@@ -59,7 +59,10 @@ impl Inner {
         credential: &Credential,
     ) -> Result<Option<String>, (String, Error)> {
         let user = match credential {
-            Credential::User(u) => Some(Some(&u.session.user)),
+            Credential::User(u) => Some(Some(policy::Who {
+                user: &u.session.user,
+                member: &u.member,
+            })),
             Credential::Client(_) => Some(None),
             _ => None,
         };

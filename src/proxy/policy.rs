@@ -4,16 +4,17 @@
 //! the rule, in the answer and in `ado_proxy_access_refused_total{rule}`.
 //!
 //! Paths are read as Azure DevOps reads them (`path_glob`), below a
-//! `/.hosts/{name}` prefix. A rule for users applies to a request whose
-//! user the proxy cannot name (a client's own token) when it denies, and
-//! not when it allows: not knowing who asks never opens a door.
+//! `/.hosts/{name}` prefix. A rule for users, groups or roles applies to a
+//! request whose user the proxy cannot name (a client's own token) when
+//! it denies, and not when it allows: not knowing who asks never opens a
+//! door.
 
 use http::Method;
 
 use super::path;
 use crate::config::{AccessPlan, GitOp, NameTrust, RuleAction, RulePlan};
 use crate::path_glob::segments;
-use crate::session::UserInfo;
+use crate::session::{Member, UserInfo};
 
 /// The access rules in force.
 #[derive(Debug)]
@@ -33,9 +34,18 @@ pub struct Asked<'a> {
     pub query: Option<&'a str>,
     /// Who asks: `Some(None)` for a caller the proxy cannot name (a
     /// client's own token), `None` outside mode `user`.
-    pub user: Option<Option<&'a UserInfo>>,
+    pub user: Option<Option<Who<'a>>>,
     /// It asks for an upgrade (a WebSocket).
     pub upgrade: bool,
+}
+
+/// A signed-in user, as rules for users, groups and roles read them.
+#[derive(Clone, Copy)]
+pub struct Who<'a> {
+    /// Who signed in.
+    pub user: &'a UserInfo,
+    /// Their groups and roles, as found with the current token.
+    pub member: &'a Member,
 }
 
 /// A refused request: which rule, and why in words.
@@ -284,13 +294,19 @@ impl Policy {
         {
             return false;
         }
-        if rule.users.is_empty() {
+        if !rule.names_whom() {
             return true;
         }
         match asked.user {
             // Nobody the proxy can name: deny rules hold, allow rules not.
             None | Some(None) => rule.action == RuleAction::Deny,
-            Some(Some(user)) => self.names_of(user).iter().any(|n| rule.users.contains(n)),
+            Some(Some(who)) => {
+                self.names_of(who.user)
+                    .iter()
+                    .any(|n| rule.users.contains(n))
+                    || who.member.groups.iter().any(|g| rule.groups.contains(g))
+                    || who.member.roles.iter().any(|r| rule.roles.contains(r))
+            }
         }
     }
 

@@ -29,7 +29,7 @@ use crate::config::Secret;
 
 pub use store::{LEASE_TTL, Reloaded, Sessions};
 pub use tokens::{TenantToken, Tokens};
-pub use user::UserInfo;
+pub use user::{Member, UserInfo};
 
 pub use self::record::TokenName;
 use self::record::{RECORD_VERSION, StoredAccess, StoredSession};
@@ -86,6 +86,8 @@ pub struct Issued {
     pub refresh_token: Option<Secret>,
     /// The ID token, kept only as a logout hint.
     pub id_token: Option<Secret>,
+    /// The user's groups and roles as found at sign-in.
+    pub member: Member,
 }
 
 /// Why a cookie did not lead to a session.
@@ -152,13 +154,14 @@ impl Session {
         issued: Issued,
         clock: &Clock,
     ) -> Option<Self> {
-        let tokens = Tokens::new(
+        let mut tokens = Tokens::new(
             &issued.access_token,
             issued.expires_in,
             issued.refresh_token.map(Arc::new),
             1,
             clock,
         )?;
+        tokens.member = Arc::new(issued.member);
         Some(Self::with_tokens(
             key,
             store_key,
@@ -214,10 +217,11 @@ impl Session {
         let now = clock.now();
         let created_at = now.checked_sub(age).unwrap_or(now);
         let refresh = rec.refresh_token.map(|t| Arc::new(Secret::new(t)));
-        let tokens = access
+        let mut tokens = access
             .filter(|a| a.generation == rec.generation)
             .and_then(|a| Tokens::from_stored(&a, refresh.clone(), clock))
             .unwrap_or_else(|| Tokens::expired(refresh, rec.generation, clock));
+        tokens.member = Arc::new(rec.member);
         let s = Self::with_tokens(
             key,
             store_key,
@@ -282,6 +286,7 @@ impl Session {
             id_token: self.id_token.as_ref().map(|t| t.expose().to_string()),
             until_ms: self.until.map(unix_ms),
             token: self.token.clone(),
+            member: (*t.member).clone(),
         }
     }
 
@@ -315,10 +320,12 @@ impl Session {
             .refresh_token
             .as_ref()
             .map(|t| Arc::new(Secret::new(t.clone())));
-        *guard = access
+        let mut next = access
             .filter(|a| a.generation == rec.generation)
             .and_then(|a| Tokens::from_stored(a, refresh.clone(), &self.clock))
             .unwrap_or_else(|| Tokens::expired(refresh, rec.generation, &self.clock));
+        next.member = Arc::new(rec.member.clone());
+        *guard = next;
         true
     }
 
@@ -371,12 +378,14 @@ impl Session {
     }
 
     /// Replaces the tokens after a refresh; a missing refresh token in the
-    /// answer keeps the old one (providers that do not rotate).
+    /// answer keeps the old one (providers that do not rotate), and so
+    /// does a missing `member` the groups and roles found before.
     pub fn set_tokens(
         &self,
         access_token: &Secret,
         expires_in: Duration,
         refresh_token: Option<Secret>,
+        member: Option<Member>,
     ) -> Option<Tokens> {
         let mut guard = match self.tokens.write() {
             Ok(g) => g,
@@ -385,13 +394,14 @@ impl Session {
         let refresh = refresh_token
             .map(Arc::new)
             .or_else(|| guard.refresh_token.clone());
-        let next = Tokens::new(
+        let mut next = Tokens::new(
             access_token,
             expires_in,
             refresh,
             guard.generation + 1,
             &self.clock,
         )?;
+        next.member = member.map_or_else(|| guard.member.clone(), Arc::new);
         *guard = next.clone();
         Some(next)
     }
@@ -463,6 +473,7 @@ mod tests {
             expires_in: Duration::from_secs(60),
             refresh_token: Some(Secret::new("rt")),
             id_token: None,
+            member: Default::default(),
         };
         Session::new(
             SessionKey::of(id),
@@ -496,7 +507,7 @@ mod tests {
         let s = session("b");
         let first = s.tokens();
         let next = s
-            .set_tokens(&Secret::new("at2"), Duration::from_secs(60), None)
+            .set_tokens(&Secret::new("at2"), Duration::from_secs(60), None, None)
             .unwrap();
         assert_eq!(next.generation, first.generation + 1);
         assert_eq!(next.refresh_token.unwrap().expose(), "rt");
@@ -507,6 +518,7 @@ mod tests {
                 &Secret::new("at3"),
                 Duration::from_secs(60),
                 Some(Secret::new("rt3")),
+                None,
             )
             .unwrap();
         assert_eq!(rotated.refresh_token.unwrap().expose(), "rt3");

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::UserInfo;
+use super::{Member, UserInfo};
 
 /// The record format this build writes and reads.
 pub const RECORD_VERSION: u32 = 1;
@@ -34,6 +34,9 @@ pub struct StoredSession {
     /// a store that lost the owner's list can get it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<TokenName>,
+    /// The user's groups and roles found for this generation.
+    #[serde(default, skip_serializing_if = "Member::unchecked")]
+    pub member: Member,
 }
 
 /// The id and name of a personal proxy token.
@@ -118,6 +121,7 @@ mod tests {
             id_token: None,
             until_ms: None,
             token: None,
+            member: Member::default(),
         };
         let json = serde_json::to_vec(&rec).unwrap();
         let back: StoredSession = decode(&json).unwrap();

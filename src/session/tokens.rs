@@ -27,6 +27,9 @@ pub struct Tokens {
     pub refresh_token: Option<Arc<Secret>>,
     /// Bumped on every change; tells a waiter someone else refreshed.
     pub generation: u64,
+    /// The user's groups and roles as found when this generation was
+    /// issued.
+    pub member: Arc<super::Member>,
 }
 
 /// What the proxy holds for one session in another directory.
@@ -71,6 +74,7 @@ impl Tokens {
             expires_at_wall: clock.wall(),
             refresh_token,
             generation,
+            member: Arc::default(),
         }
     }
 
@@ -108,6 +112,7 @@ impl Tokens {
             expires_at_wall: clock.wall() + expires_in,
             refresh_token,
             generation,
+            member: Arc::default(),
         })
     }
 

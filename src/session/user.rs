@@ -1,4 +1,5 @@
-//! Who a session belongs to, as the identity provider said at sign-in.
+//! Who a session belongs to, as the identity provider said at sign-in,
+//! and their groups and roles as last found.
 //! Plain data: the session layer knows no OAuth types.
 
 /// Who signed in.
@@ -20,6 +21,29 @@ pub struct UserInfo {
     pub object_id: Option<String>,
     /// Entra tenant id.
     pub tenant: Option<String>,
+}
+
+/// What the proxy found of a user's Entra groups and app roles when a
+/// token generation was issued: of the groups and roles it asks about,
+/// those the user has. Plain data, judged by the login's membership
+/// check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Member {
+    /// Group object ids, lowercase.
+    pub groups: Vec<String>,
+    /// App roles.
+    pub roles: Vec<String>,
+    /// The fingerprint of the configuration they were found against; 0
+    /// when they were never looked for (a record from before the check,
+    /// or none is configured).
+    pub checked: u64,
+}
+
+impl Member {
+    /// Never looked for.
+    pub fn unchecked(&self) -> bool {
+        self.checked == 0
+    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ mod egress;
 mod federation;
 mod forwarding;
 mod git;
+mod groups;
 mod hardening;
 mod image;
 mod lfs;

@@ -1,6 +1,7 @@
 //! `/.auth/callback`: the provider's answer checked against the pending
-//! sign-in, the code redeemed, the user checked, and what the sign-in
-//! becomes (a session, or the service identity).
+//! sign-in, the code redeemed, the user checked (allowlists, groups and
+//! roles), and what the sign-in becomes (a session, or the service
+//! identity).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use super::super::provider::random_token;
 use super::{AfterSignIn, Pending, SignIn};
 use crate::body::ProxyBody;
 use crate::error::{Error, LoginError};
-use crate::session::{Issued, Session, SessionKey};
+use crate::session::{Issued, Member, Session, SessionKey};
 
 impl SignIn {
     /// `GET|POST /.auth/callback`: checks the answer against the pending
@@ -99,7 +100,7 @@ impl SignIn {
             }));
         }
         let code = get("code").ok_or(Error::from(LoginError::MissingCode))?;
-        let (tokens, user) = self
+        let (tokens, user, groups) = self
             .provider
             .redeem(
                 code,
@@ -117,12 +118,29 @@ impl SignIn {
             );
             return Err(Error::from(LoginError::NotAllowed { reason }));
         }
+        let member = match &self.membership {
+            Some(m) => {
+                let rt = tokens.refresh_token.as_ref().map(|t| t.expose());
+                m.find(&groups, rt).await.map_err(|denied| {
+                    tracing::info!(
+                        upn = user.upn.as_deref().unwrap_or("-"),
+                        why = ?denied,
+                        "sign-in refused: groups or roles"
+                    );
+                    denied.into_error()
+                })?
+            }
+            None => Member::default(),
+        };
         let used = self.jar.clear(&cookie);
         let mut resp = match &self.after {
             AfterSignIn::ServiceIdentity(signed_in) => {
                 self.become_service(tokens, user, signed_in).await?
             }
-            AfterSignIn::Session => self.start_session(headers, tokens, user, &pending).await?,
+            AfterSignIn::Session => {
+                self.start_session(headers, (tokens, user, member), &pending)
+                    .await?
+            }
         };
         resp.headers_mut()
             .extend(used.map(|c| (header::SET_COOKIE, c)));
@@ -170,8 +188,11 @@ impl SignIn {
     async fn start_session(
         &self,
         headers: &http::HeaderMap,
-        tokens: crate::oauth::idp::TokenSet,
-        user: crate::session::UserInfo,
+        (tokens, user, member): (
+            crate::oauth::idp::TokenSet,
+            crate::session::UserInfo,
+            Member,
+        ),
         pending: &Pending,
     ) -> Result<Response<ProxyBody>, Error> {
         let id = random_token();
@@ -185,6 +206,7 @@ impl SignIn {
                 expires_in: tokens.expires_in,
                 refresh_token: tokens.refresh_token,
                 id_token: tokens.id_token,
+                member,
             },
             self.store.clock(),
         )

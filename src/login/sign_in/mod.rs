@@ -16,6 +16,7 @@ mod logout;
 
 use super::answers::{query_pairs, redirect_to};
 use super::cookies::{self, CookieJar};
+use super::membership::Membership;
 use super::provider::ProviderClient;
 use super::{Allowlist, Lifetimes, redirect};
 use crate::body::ProxyBody;
@@ -53,6 +54,8 @@ pub(super) struct SignIn {
     jar: CookieJar,
     /// Who may sign in.
     allow: Arc<Allowlist>,
+    /// Which groups and roles they need, when any.
+    membership: Option<Arc<Membership>>,
     after: AfterSignIn,
     public_url: Url,
     /// Where personal proxy tokens are made, when they are on.
@@ -69,6 +72,7 @@ pub(super) struct SignInParts {
     pub store: Arc<Sessions>,
     pub jar: CookieJar,
     pub allow: Arc<Allowlist>,
+    pub membership: Option<Arc<Membership>>,
     pub after: AfterSignIn,
     pub public_url: Url,
     pub tokens_url: Option<String>,
@@ -85,6 +89,7 @@ impl SignIn {
             store,
             jar,
             allow,
+            membership,
             after,
             public_url,
             tokens_url,
@@ -97,6 +102,7 @@ impl SignIn {
             store,
             jar,
             allow,
+            membership,
             after,
             public_url,
             tokens_url,

@@ -23,6 +23,22 @@ fn ask_as(
     target: &str,
     user: Option<Option<&UserInfo>>,
 ) -> Result<(), Refused> {
+    let nothing = Member::default();
+    let who = user.map(|u| {
+        u.map(|user| Who {
+            user,
+            member: &nothing,
+        })
+    });
+    ask_who(p, method, target, who)
+}
+
+fn ask_who(
+    p: &Policy,
+    method: &str,
+    target: &str,
+    user: Option<Option<Who<'_>>>,
+) -> Result<(), Refused> {
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
@@ -260,7 +276,7 @@ fn rules_are_checked_at_load_and_each_problem_names_its_rule() {
                 ..AccessRule::named("g", RuleAction::Deny)
             },
             AuthMode::User,
-            "not supported yet",
+            "need auth.provider = \"entra\"",
         ),
         (
             AccessRule::named("bad name!", RuleAction::Deny),
@@ -275,6 +291,29 @@ fn rules_are_checked_at_load_and_each_problem_names_its_rule() {
             "{out:?} lacks {says}"
         );
     }
+    let entra = |r: AccessRule| {
+        problems(&|c: &mut Config| {
+            c.auth.mode = AuthMode::User;
+            c.auth.provider = Some(crate::config::Provider::Entra);
+            c.access.rules = vec![r.clone()];
+        })
+    };
+    let bad_group = entra(AccessRule {
+        groups: vec!["Developers".into()],
+        ..AccessRule::named("g", RuleAction::Deny)
+    });
+    assert!(
+        bad_group[0].contains("not a group object id"),
+        "{bad_group:?}"
+    );
+    let bad_role = entra(AccessRule {
+        roles: vec!["Tools User".into()],
+        ..AccessRule::named("r", RuleAction::Deny)
+    });
+    assert!(
+        bad_role[0].contains("not an app role value"),
+        "{bad_role:?}"
+    );
     let twice = problems(&|c: &mut Config| {
         c.access.rules = vec![
             AccessRule::named("same", RuleAction::Deny),
@@ -493,4 +532,62 @@ fn with_any_directory_admitted_users_are_named_by_object_id() {
     let mut out = Vec::new();
     crate::config::validate_access(&c, &mut out);
     assert!(out.is_empty(), "{out:?}");
+}
+
+/// Rules for groups and roles match a signed-in user by what was found
+/// with their token; a caller the proxy cannot name meets deny rules
+/// only.
+#[test]
+fn group_and_role_rules_match_what_was_found() {
+    const OPS: &str = "9f2c6a4e-1b7d-4e3a-8c5f-2d6b0a1e7c94";
+    let mut c = Config::default();
+    c.auth.mode = AuthMode::User;
+    c.auth.provider = Some(crate::config::Provider::Entra);
+    c.access.default = RuleAction::Deny;
+    c.access.rules = vec![
+        AccessRule {
+            groups: vec![OPS.to_ascii_uppercase()],
+            ..AccessRule::named("ops", RuleAction::Allow)
+        },
+        AccessRule {
+            roles: vec!["Tools.Reader".into()],
+            methods: Some(vec!["GET".into()]),
+            ..AccessRule::named("readers", RuleAction::Allow)
+        },
+    ];
+    let mut problems = Vec::new();
+    crate::config::validate_access(&c, &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    let p = Policy::new(access_plan(&c), NameTrust::UpnAndEmail).unwrap();
+    let user = UserInfo::default();
+    let member = |groups: &[&str], roles: &[&str]| Member {
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        checked: 1,
+    };
+    let ops = member(&[OPS], &[]);
+    let reader = member(&[], &["Tools.Reader"]);
+    let other = member(&["0b6d1c2e-3f4a-4b5c-9d6e-7f8a9b0c1d2e"], &["tools.reader"]);
+    let who = |m| {
+        Some(Some(Who {
+            user: &user,
+            member: m,
+        }))
+    };
+    let path = "/contoso/_apis/wit/workitems/1";
+    assert_eq!(ask_who(&p, "PATCH", path, who(&ops)), Ok(()));
+    assert_eq!(ask_who(&p, "GET", path, who(&reader)), Ok(()));
+    assert_eq!(
+        ask_who(&p, "PATCH", path, who(&reader)).unwrap_err().rule,
+        "default"
+    );
+    // Roles are matched as issued: another case is another role.
+    assert_eq!(
+        ask_who(&p, "GET", path, who(&other)).unwrap_err().rule,
+        "default"
+    );
+    assert_eq!(
+        ask_who(&p, "GET", path, Some(None)).unwrap_err().rule,
+        "default"
+    );
 }

@@ -124,6 +124,7 @@ pub(super) fn entra_token(
     let f = form(&r.body);
     let grant = f.get("grant_type").cloned().unwrap_or_default();
     *s.token_calls.entry(grant.clone()).or_default() += 1;
+    s.asked_scope = f.get("scope").cloned();
     if let Some(c) = f.get("claims") {
         s.token_claims.push(c.clone());
     }
@@ -424,6 +425,9 @@ pub(super) fn issue(
     );
     s.refresh_tokens.insert(refresh.clone(), true);
     s.issued_refresh.push(refresh.clone());
+    if let Some(scope) = s.asked_scope.take() {
+        s.token_scopes.insert(access.clone(), scope);
+    }
     let mut body = json!({
         "token_type": "Bearer",
         "scope": "499b84ac-1321-427f-aa17-267ca6975798/user_impersonation",

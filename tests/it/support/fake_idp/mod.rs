@@ -22,6 +22,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::json;
 
 mod entra;
+mod graph;
 mod keys;
 mod legacy;
 mod setup;
@@ -179,6 +180,12 @@ struct State {
     cae_interaction: bool,
     /// The `claims` parameter of every token call, in order.
     token_claims: Vec<String>,
+    /// The `scope` of the token call being answered.
+    asked_scope: Option<String>,
+    /// Access token → the scope it was asked for.
+    token_scopes: HashMap<String, String>,
+    /// The fake Microsoft Graph.
+    graph: graph::GraphState,
 }
 
 /// The running fake.
@@ -354,6 +361,31 @@ impl FakeIdp {
         self.state.lock().unwrap().access_tokens.clear();
     }
 
+    /// The user's groups as the fake Graph knows them (all of them,
+    /// transitively).
+    pub fn set_graph_groups(&self, groups: &[&str]) {
+        self.state.lock().unwrap().graph.groups =
+            groups.iter().map(|g| g.to_ascii_lowercase()).collect();
+    }
+
+    /// The fake Graph answers `status` (403: the permission is missing).
+    pub fn set_graph_status(&self, status: Option<u16>) {
+        self.state.lock().unwrap().graph.status = status;
+    }
+
+    /// The `groupIds` of every `checkMemberGroups` call, in order.
+    pub fn graph_asked(&self) -> Vec<Vec<String>> {
+        self.state.lock().unwrap().graph.asked.clone()
+    }
+
+    /// The scopes of the token calls made so far, in order.
+    pub fn token_scopes(&self) -> Vec<String> {
+        let s = self.state.lock().unwrap();
+        let mut out: Vec<(&String, &String)> = s.token_scopes.iter().collect();
+        out.sort_by_key(|(t, _)| token_serial(t));
+        out.into_iter().map(|(_, sc)| sc.clone()).collect()
+    }
+
     /// A closure for a fake Azure DevOps: checks tokens against this IdP
     /// (`Err` carries the claims of a CAE challenge, base64).
     pub fn checker(
@@ -374,6 +406,13 @@ impl FakeIdp {
 
 fn token_owner(s: &State, authorization: &str) -> Option<String> {
     let token = authorization.strip_prefix("Bearer ")?;
+    // A Graph token is not for Azure DevOps.
+    if s.token_scopes
+        .get(token)
+        .is_some_and(|sc| graph::is_graph_scope(sc))
+    {
+        return None;
+    }
     let (who, exp, _) = s.access_tokens.get(token)?;
     (*exp > s.clock.now()).then(|| who.clone())
 }
@@ -489,6 +528,7 @@ fn handle(
                 None => json_resp(200, key_set(&k.kid)),
             }
         }
+        "/graph/v1.0/me/checkMemberGroups" => graph::check_member_groups(r, s),
         "/oauth2/authorize" => legacy_authorize(r, s),
         "/oauth2/token" => legacy_token(r, mode, user, ttl, s),
         "/_apis/profile/profiles/me" => {
@@ -535,6 +575,15 @@ fn key_set(kid: &str) -> serde_json::Value {
         }));
     }
     json!({"keys": set})
+}
+
+/// The serial number in a token the fake issued.
+fn token_serial(token: &str) -> u64 {
+    token
+        .split('.')
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 fn new_token(s: &mut State, kind: &str) -> String {

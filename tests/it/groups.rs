@@ -1,0 +1,326 @@
+//! Entra groups and app roles (`auth.allowed_groups`, `allowed_roles`,
+//! rules for groups and roles) through the proxy, against the fake Entra
+//! (ID tokens with `groups`, `roles` and the overage marker) and its fake
+//! Microsoft Graph: checked at sign-in and again at every refresh, for
+//! browsers, personal proxy tokens and clients' own tokens.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::fake_idp::{Setup, keys, set_cookie};
+use crate::support::{PROJECTS, metrics};
+
+const DEVS: &str = "9f2c6a4e-1b7d-4e3a-8c5f-2d6b0a1e7c94";
+const OPS: &str = "0b6d1c2e-3f4a-4b5c-9d6e-7f8a9b0c1d2e";
+const OTHER: &str = "5e1f0a9b-8c7d-4e6f-a5b4-c3d2e1f0a9b8";
+/// Tokens live an hour; moving the clock past it makes the next request
+/// refresh.
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// A proxy requiring group DEVS, asking the fake's Graph.
+async fn requiring_devs(tweak: impl FnOnce(&mut ado_auth_proxy::config::Config)) -> Setup {
+    Setup::start(HOUR, |c, idp| {
+        c.auth.allowed_groups = vec![DEVS.to_ascii_uppercase()];
+        c.auth.graph_url = url::Url::parse(&format!("{idp}/graph")).unwrap();
+        tweak(c);
+    })
+    .await
+}
+
+fn groups(s: &Setup, list: &[&str]) {
+    let list: Vec<serde_json::Value> = list.iter().map(|g| json!(g)).collect();
+    s.idp.set_user(|u| {
+        u.extra.insert("groups".into(), json!(list));
+    });
+}
+
+/// The ID token has too many groups to carry: Entra's overage marker.
+fn overage(s: &Setup) {
+    s.idp.set_user(|u| {
+        u.extra.remove("groups");
+        u.extra
+            .insert("_claim_names".into(), json!({"groups": "src1"}));
+        u.extra.insert(
+            "_claim_sources".into(),
+            json!({"src1": {"endpoint": "https://graph.windows.net/t/users/u/getMemberObjects"}}),
+        );
+    });
+}
+
+async fn get(b: &crate::support::oidc::Browser, url: &str) -> (u16, String) {
+    let resp = b
+        .http
+        .get(url)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn only_members_of_an_allowed_group_sign_in() {
+    let s = requiring_devs(|_| {}).await;
+    groups(&s, &[OTHER]);
+    let (_, resp) = s.sign_in().await;
+    assert_eq!(resp.status(), 403);
+    assert!(set_cookie(&resp, "_ado_proxy").is_none(), "no session");
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("You may not use this proxy"), "{page}");
+    assert!(page.contains(DEVS), "names the group: {page}");
+    assert!(
+        page.contains("group&#39;s owners") || page.contains("group's owners"),
+        "{page}"
+    );
+
+    // Without any groups claim the answer says the app must emit them.
+    s.idp.set_user(|u| {
+        u.extra.remove("groups");
+    });
+    let (_, resp) = s.sign_in().await;
+    assert_eq!(resp.status(), 403);
+    assert!(resp.text().await.unwrap().contains("groupMembershipClaims"));
+
+    groups(&s, &[OTHER, DEVS]);
+    let b = s.signed_in().await;
+    let (status, body) = get(&b, &format!("{}{PROJECTS}", s.url)).await;
+    assert_eq!(status, 200, "{body}");
+    let m = metrics(s.proxy.admin_addr).await;
+    assert!(
+        m.contains("ado_proxy_login_failures_total{reason=\"not_member\"} 2"),
+        "{m}"
+    );
+    assert!(
+        s.idp.graph_asked().is_empty(),
+        "the claim sufficed: no Graph call"
+    );
+}
+
+#[tokio::test]
+async fn losing_the_group_ends_access_at_the_next_refresh_for_sessions_and_tokens() {
+    let s = requiring_devs(|_| {}).await;
+    groups(&s, &[DEVS]);
+    let b = s.signed_in().await;
+    let made: serde_json::Value = b
+        .http
+        .post(format!("{}/.auth/tokens", s.url))
+        .json(&json!({"name": "ci", "expires_in_days": 7}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = made["token"]
+        .as_str()
+        .expect("a personal token")
+        .to_string();
+    let with_token = |t: String| {
+        let url = format!("{}{PROJECTS}", s.url);
+        async move {
+            let resp = crate::support::client()
+                .get(url)
+                .bearer_auth(t)
+                .header("accept", "application/json")
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    assert_eq!(with_token(token.clone()).await.0, 200);
+    assert_eq!(get(&b, &format!("{}{PROJECTS}", s.url)).await.0, 200);
+
+    // Still a member at the first refresh: nothing changes.
+    s.advance(HOUR);
+    assert_eq!(get(&b, &format!("{}{PROJECTS}", s.url)).await.0, 200);
+
+    // Removed from the group: the next refresh ends both.
+    groups(&s, &[OTHER]);
+    s.advance(HOUR);
+    let (status, body) = get(&b, &format!("{}{PROJECTS}", s.url)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("membership-required") && body.contains(DEVS),
+        "{body}"
+    );
+    let (status, body) = with_token(token.clone()).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("membership-required"), "{body}");
+    // The session is over: the browser is sent to sign in again.
+    let (status, _) = get(&b, &format!("{}{PROJECTS}", s.url)).await;
+    assert_eq!(status, 401);
+    let m = metrics(s.proxy.admin_addr).await;
+    assert!(
+        m.contains("ado_proxy_token_refreshes_total{outcome=\"not_member\"} 2"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn an_overage_is_settled_with_microsoft_graph_and_its_own_token() {
+    // More groups than one Graph call takes: rules name 24 besides DEVS.
+    let many: Vec<String> = (0..24)
+        .map(|i| format!("00000000-0000-4000-8000-{i:012}"))
+        .collect();
+    let rule_groups = many.clone();
+    let s = requiring_devs(move |c| {
+        c.access.rules = vec![ado_auth_proxy::config::AccessRule {
+            groups: rule_groups,
+            ..ado_auth_proxy::config::AccessRule::named(
+                "many",
+                ado_auth_proxy::config::RuleAction::Allow,
+            )
+        }];
+    })
+    .await;
+    overage(&s);
+    s.idp.set_graph_groups(&[DEVS, &many[3], OTHER]);
+    let b = s.signed_in().await;
+    let (status, body) = get(&b, &format!("{}{PROJECTS}", s.url)).await;
+    assert_eq!(
+        status, 200,
+        "the Azure DevOps token went to Azure DevOps: {body}"
+    );
+    let asked = s.idp.graph_asked();
+    assert_eq!(asked.len(), 2, "25 groups, 20 per call: {asked:?}");
+    assert!(asked.iter().all(|a| a.len() <= 20));
+    assert!(asked.concat().contains(&DEVS.to_string()));
+    assert!(
+        !asked.concat().contains(&OTHER.to_string()),
+        "only the groups it needs"
+    );
+    let graph_scope = format!("{}/graph/User.Read", s.idp.url());
+    assert!(
+        s.idp.token_scopes().contains(&graph_scope),
+        "{:?}",
+        s.idp.token_scopes()
+    );
+
+    // Graph says no more DEVS: the refresh finds it out.
+    s.idp.set_graph_groups(&[OTHER]);
+    s.advance(HOUR);
+    let (status, body) = get(&b, &format!("{}{PROJECTS}", s.url)).await;
+    assert_eq!(status, 403, "{body}");
+
+    // Graph refuses the proxy's app: the operator is told what to grant.
+    s.idp.set_graph_groups(&[DEVS]);
+    s.idp.set_graph_status(Some(403));
+    let (_, resp) = s.sign_in().await;
+    assert_eq!(resp.status(), 502);
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains("Your groups could not be checked") && page.contains("User.Read"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn app_roles_and_rules_for_groups_and_roles() {
+    let s = Setup::start(HOUR, |c, idp| {
+        use ado_auth_proxy::config::{AccessRule, RuleAction};
+        c.auth.allowed_roles = vec!["Tools.User".into()];
+        c.auth.graph_url = url::Url::parse(&format!("{idp}/graph")).unwrap();
+        c.access.rules = vec![
+            AccessRule {
+                groups: vec![OPS.into()],
+                ..AccessRule::named("ops-write", RuleAction::Allow)
+            },
+            AccessRule {
+                roles: vec!["Tools.Reader".into()],
+                methods: Some(vec!["GET".into()]),
+                ..AccessRule::named("readers", RuleAction::Allow)
+            },
+        ];
+        c.access.default = RuleAction::Deny;
+    })
+    .await;
+    let roles = |list: &[&str]| {
+        let list: Vec<serde_json::Value> = list.iter().map(|r| json!(r)).collect();
+        s.idp.set_user(|u| {
+            u.extra.insert("roles".into(), json!(list));
+        });
+    };
+    roles(&["Tools.Reader"]);
+    let (_, resp) = s.sign_in().await;
+    assert_eq!(resp.status(), 403);
+    assert!(resp.text().await.unwrap().contains("app roles Tools.User"));
+
+    roles(&["Tools.User", "Tools.Reader"]);
+    groups(&s, &[]);
+    let b = s.signed_in().await;
+    let item = format!("{}/contoso/_apis/wit/workitems/1?api-version=7.1", s.url);
+    assert_eq!(get(&b, &item).await.0, 200, "a reader reads");
+    let patch = b.http.patch(&item).header("accept", "application/json");
+    let resp = patch.send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    assert!(resp.text().await.unwrap().contains("access-rule-refused"));
+
+    groups(&s, &[OPS]);
+    let ops = s.signed_in().await;
+    let resp = ops.http.patch(&item).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "a member of OPS writes");
+}
+
+#[tokio::test]
+async fn a_clients_own_token_needs_the_role_in_its_own_claims() {
+    let s = Setup::start(HOUR, |c, _| {
+        c.auth.allowed_roles = vec!["Tools.User".into()];
+        c.auth.accept_client_tokens = true;
+    })
+    .await;
+    let send = |t: String| {
+        let url = format!("{}{PROJECTS}", s.url);
+        async move {
+            let resp = crate::support::client()
+                .get(url)
+                .bearer_auth(t)
+                .header("accept", "application/json")
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let signing = &keys().signing_key;
+    let with_role =
+        crate::client_tokens::token(|c| c["roles"] = json!(["Tools.User"]), signing, "fake-key");
+    let (status, body) = send(with_role).await;
+    // The fake Azure DevOps knows only the fake's own tokens: the proxy
+    // forwarded it, which is what passing means.
+    assert_eq!(status, 401, "forwarded: {body}");
+    assert!(!body.contains("client-token-refused"), "{body}");
+    let without = crate::client_tokens::token(|_| {}, signing, "fake-key");
+    let (status, body) = send(without).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body.contains("client-token-refused") && body.contains("app roles Tools.User"),
+        "{body}"
+    );
+    let overflowing = crate::client_tokens::token(
+        |c| c["_claim_names"] = json!({"groups": "src1"}),
+        signing,
+        "fake-key",
+    );
+    let (status, body) = send(overflowing).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("client-token-refused"), "{body}");
+}
+
+/// Setting up groups outside mode user with Entra is refused at load,
+/// naming the key.
+#[test]
+fn groups_outside_entra_sign_in_are_refused_at_load() {
+    let mut c = crate::support::config("http://127.0.0.1:9");
+    c.auth.mode = ado_auth_proxy::config::AuthMode::Pat;
+    c.auth.pat = Some(ado_auth_proxy::config::Secret::new("x"));
+    c.auth.allowed_groups = vec![DEVS.into()];
+    let problems = ado_auth_proxy::config::validate(&c);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.key == "auth.allowed_groups" && p.message.contains("auth.mode = \"user\"")),
+        "{problems:?}"
+    );
+}
