@@ -7,18 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
-use serde::Deserialize;
 use url::Url;
 
 use super::PatSource;
 use crate::challenge::claims_request;
-use crate::clock::unix;
 use crate::config::{ADO_RESOURCE, Secret, ServicePlan, SourcePlan};
 use crate::diagnose::ProviderSaid;
 use crate::gate::Failure;
 use crate::metrics::Metrics;
 use crate::oauth::client_auth::ClientAuth;
 use crate::oauth::idp::{Grant, IdpError, IdpHttp, parse_token_response, said_of};
+use crate::oauth::managed::{ManagedError, ManagedIdentity, ManagedToken};
 use crate::session::Sessions;
 
 /// A configured source.
@@ -39,29 +38,17 @@ pub(super) enum Source {
         auth: Option<ClientAuth>,
         store: Arc<Sessions>,
     },
-    Managed(Managed),
+    Managed(ManagedIdentity),
     /// A managed identity's token is the assertion of an Entra app that
     /// trusts it (the app may live in another tenant).
     ManagedFederation {
-        managed: Managed,
+        managed: ManagedIdentity,
         /// The exchange at Entra: through the egress proxy, unlike the
         /// local managed identity endpoint.
         http: IdpHttp,
         token_endpoint: Url,
         client_id: String,
     },
-}
-
-/// Where a managed identity's token comes from.
-pub(super) struct Managed {
-    http: IdpHttp,
-    endpoint: Url,
-    /// App Service's `IDENTITY_HEADER`; IMDS when absent.
-    header: Option<Secret>,
-    /// A user-assigned identity's client id.
-    client_id: Option<String>,
-    /// `resource`: Azure DevOps, or the token exchange audience.
-    resource: String,
 }
 
 /// A freshly acquired token.
@@ -112,6 +99,26 @@ impl AcquireError {
     }
 }
 
+impl From<ManagedError> for AcquireError {
+    fn from(e: ManagedError) -> Self {
+        Self {
+            detail: e.detail,
+            soon: false,
+            said: e.said,
+            retryable: e.retryable,
+        }
+    }
+}
+
+impl From<ManagedToken> for Acquired {
+    fn from(t: ManagedToken) -> Self {
+        Self {
+            token: t.token,
+            lifetime: t.lifetime,
+        }
+    }
+}
+
 /// What one fetch gave.
 pub(super) enum Fetched {
     /// A PAT's `Authorization` value: nothing expires.
@@ -140,15 +147,13 @@ impl Source {
                 auth: auth_kind,
             })
         };
-        let managed = |resource: &str| -> Result<Managed, String> {
-            Ok(Managed {
-                // Local endpoints (IMDS, App Service): never the egress proxy.
-                http: IdpHttp::local(&plan.calls, metrics.clone())?,
-                endpoint: plan.managed.endpoint.clone(),
-                header: plan.managed.header.clone(),
-                client_id: plan.managed.client_id.clone(),
-                resource: resource.to_string(),
-            })
+        let managed = |resource: &str| -> Result<ManagedIdentity, String> {
+            // Local endpoints (IMDS, App Service): never the egress proxy.
+            Ok(ManagedIdentity::new(
+                IdpHttp::local(&plan.calls, metrics.clone())?,
+                &plan.managed,
+                resource,
+            ))
         };
         Ok(match &plan.source {
             SourcePlan::Pat => {
@@ -200,7 +205,11 @@ impl Source {
             } => client_credentials(http, token_endpoint, client_id, auth, claims)
                 .await
                 .map(Fetched::Token),
-            Self::Managed(m) => m.fetch().await.map(Fetched::Token),
+            Self::Managed(m) => m
+                .fetch()
+                .await
+                .map(|t| Fetched::Token(t.into()))
+                .map_err(AcquireError::from),
             Self::ManagedFederation {
                 managed,
                 http,
@@ -209,7 +218,7 @@ impl Source {
             } => {
                 // The identity's token for the exchange audience is the
                 // app's assertion, fetched fresh for each exchange.
-                let assertion = managed.fetch().await?;
+                let assertion = managed.fetch().await.map_err(AcquireError::from)?;
                 let auth = ClientAuth::Assertion(assertion.token);
                 client_credentials(http, token_endpoint, client_id, &auth, claims)
                     .await
@@ -362,155 +371,7 @@ async fn device_refresh(
     })
 }
 
-// === impl Managed ===
-
-impl Managed {
-    /// A managed identity token for `resource`: IMDS (`Metadata: true`,
-    /// api-version 2018-02-01) or App Service (`X-IDENTITY-HEADER`,
-    /// 2019-08-01).
-    async fn fetch(&self) -> Result<Acquired, AcquireError> {
-        let mut url = self.endpoint.clone();
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair(
-                "api-version",
-                if self.header.is_some() {
-                    "2019-08-01"
-                } else {
-                    "2018-02-01"
-                },
-            );
-            q.append_pair("resource", &self.resource);
-            if let Some(id) = &self.client_id {
-                q.append_pair("client_id", id);
-            }
-        }
-        let mut req = self
-            .http
-            .client()
-            .get(url)
-            .header("accept", "application/json");
-        req = match &self.header {
-            Some(h) => req.header("X-IDENTITY-HEADER", h.expose()),
-            None => req.header("Metadata", "true"),
-        };
-        let (status, body) = self
-            .http
-            .send(req, Grant::ManagedIdentity)
-            .await
-            .map_err(|e| AcquireError::new(format!("managed identity endpoint: {e}")))?;
-        parse_managed(status, &body)
-    }
-}
-
-/// Reads a managed identity answer; `expires_in` and `expires_on` may be
-/// numbers or strings. A refusal is read whatever its shape (IMDS's OAuth
-/// JSON, App Service's `statusCode`/`message`, an AADSTS code relayed
-/// from Entra, text): a refusal the catalog explains is not retried as
-/// it is; otherwise only a 5xx or 429 is.
-fn parse_managed(status: u16, body: &[u8]) -> Result<Acquired, AcquireError> {
-    #[derive(Deserialize)]
-    struct Raw {
-        #[serde(default)]
-        access_token: String,
-        #[serde(default, deserialize_with = "crate::oauth::idp::lenient_seconds")]
-        expires_in: Option<u64>,
-        #[serde(default, deserialize_with = "crate::oauth::idp::lenient_seconds")]
-        expires_on: Option<u64>,
-    }
-    let raw = serde_json::from_slice::<Raw>(body)
-        .ok()
-        .filter(|r| status == 200 && !r.access_token.is_empty());
-    let Some(raw) = raw else {
-        return Err(managed_refusal(status, body));
-    };
-    // `expires_on` is the endpoint's clock: compare with the system's.
-    let now = unix(crate::clock::real_wall());
-    let lifetime = raw
-        .expires_in
-        .or_else(|| raw.expires_on.map(|on| on.saturating_sub(now)))
-        .map(Duration::from_secs);
-    Ok(Acquired {
-        token: Secret::new(raw.access_token),
-        lifetime,
-    })
-}
-
-/// A managed identity endpoint's answer without a token, in words.
-fn managed_refusal(status: u16, body: &[u8]) -> AcquireError {
-    let Some(said) = crate::diagnose::read_provider_body(body) else {
-        let what = if status == 200 {
-            "no access_token"
-        } else {
-            "an unreadable body"
-        };
-        return AcquireError {
-            detail: format!("managed identity endpoint: HTTP {status} with {what}"),
-            soon: false,
-            // Nothing says it will not pass (a sidecar starting, a proxy's
-            // page): retried, as before the reader knew any shape.
-            retryable: true,
-            said: None,
-        };
-    };
-    let known = said.case();
-    let what = if said.error.is_empty() {
-        said.code()
-    } else {
-        said.error.clone()
-    };
-    let why: String = said.message().chars().take(300).collect();
-    let hint = match known {
-        None | Some(crate::diagnose::Case::IdentityMissing) => {
-            " (is an identity assigned, and is managed_identity_client_id right for a \
-             user-assigned one?)"
-        }
-        Some(_) => "",
-    };
-    AcquireError {
-        detail: format!("managed identity endpoint: HTTP {status} {what} {why}{hint}"),
-        soon: false,
-        retryable: known.is_none() && (status >= 500 || status == 429),
-        said: Some(Box::new(said)),
-    }
-}
-
 /// The provider's refusal in words, with the AADSTS code.
 fn explain(e: &IdpError) -> String {
     format!("token endpoint: {e}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn managed_identity_answers_with_string_or_number_expiry() {
-        let now = unix(crate::clock::real_wall());
-        // IMDS: strings.
-        let imds = format!(
-            r#"{{"access_token":"eyJ0.x.y","expires_in":"3599","expires_on":"{}","resource":"{ADO_RESOURCE}","token_type":"Bearer"}}"#,
-            now + 3599
-        );
-        let a = parse_managed(200, imds.as_bytes()).unwrap();
-        assert_eq!(a.lifetime, Some(Duration::from_secs(3599)));
-        // App Service: expires_on only, a number.
-        let app = format!(
-            r#"{{"access_token":"t","expires_on":{},"token_type":"Bearer"}}"#,
-            now + 600
-        );
-        let a = parse_managed(200, app.as_bytes()).unwrap();
-        let secs = a.lifetime.unwrap().as_secs();
-        assert!((598..=600).contains(&secs), "{secs}");
-        let err = parse_managed(
-            400,
-            br#"{"error":"invalid_request","error_description":"Identity not found"}"#,
-        )
-        .err()
-        .unwrap();
-        assert!(err.detail.contains("Identity not found"), "{}", err.detail);
-        assert!(!err.retryable, "a refusal waits for the operator");
-        assert_eq!(err.said.unwrap().message(), "Identity not found");
-        assert!(parse_managed(500, b"<html>").err().unwrap().retryable);
-    }
 }

@@ -1,12 +1,13 @@
 //! Talking to identity providers, for sign-in and service identities
 //! alike: the provider HTTP client and the token/error shapes (`idp`), ID
 //! token validation (`id_token`), groups and roles in tokens
-//! (`group_claims`), and why a grant failed.
+//! (`group_claims`), managed identities' tokens (`managed`), and why a grant failed.
 
 pub mod client_auth;
 pub mod group_claims;
 pub mod id_token;
 pub(crate) mod idp;
+pub mod managed;
 
 use self::id_token::IdTokenError;
 use self::idp::IdpError;
