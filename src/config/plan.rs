@@ -88,6 +88,15 @@ pub enum AppCredential {
     /// `auth.federated_token_file`: a workload identity's or any OIDC
     /// token, re-read per call, as the client assertion.
     Federated(PathBuf),
+    /// `client_credential = "managed-identity-federation"`: a managed
+    /// identity's token for `audience`, fetched per call, as the client
+    /// assertion.
+    ManagedIdentity {
+        /// Where the identity's token comes from.
+        managed: super::ManagedPlan,
+        /// `auth.federated_audience`, trimmed.
+        audience: String,
+    },
 }
 
 /// The plan of a valid `config`, or every problem it has.
@@ -173,6 +182,12 @@ pub fn credential(a: &AuthConfig) -> Option<AppCredential> {
     };
     if federated && let Some(file) = &a.federated_token_file {
         return Some(AppCredential::Federated(file.clone()));
+    }
+    if a.client_credential == Some(C::ManagedIdentityFederation) {
+        return Some(AppCredential::ManagedIdentity {
+            managed: super::service_plan::managed_plan(a),
+            audience: a.federated_audience.trim().to_string(),
+        });
     }
     match (
         &a.client_certificate_file,

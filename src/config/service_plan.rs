@@ -108,6 +108,18 @@ pub struct ServicePlan {
     pub configured_tenant: Option<String>,
 }
 
+/// Where a managed identity's token comes from: `auth.managed_identity_*`.
+pub(super) fn managed_plan(a: &AuthConfig) -> ManagedPlan {
+    ManagedPlan {
+        endpoint: a
+            .managed_identity_endpoint
+            .clone()
+            .unwrap_or_else(|| Url::parse(IMDS_ENDPOINT).expect("a valid URL")),
+        header: a.managed_identity_header.clone(),
+        client_id: a.managed_identity_client_id.clone(),
+    }
+}
+
 /// Mode `service` of a valid `config`, getting its token from `source`.
 pub fn service_plan(config: &Config, source: &SourcePlan) -> ServicePlan {
     let a = &config.auth;
@@ -116,14 +128,7 @@ pub fn service_plan(config: &Config, source: &SourcePlan) -> ServicePlan {
         calls: CallsPlan::of(config),
         app: EntraApp::of(a),
         credential: credential(a),
-        managed: ManagedPlan {
-            endpoint: a
-                .managed_identity_endpoint
-                .clone()
-                .unwrap_or_else(|| Url::parse(IMDS_ENDPOINT).expect("a valid URL")),
-            header: a.managed_identity_header.clone(),
-            client_id: a.managed_identity_client_id.clone(),
-        },
+        managed: managed_plan(a),
         federated_audience: a.federated_audience.trim().to_string(),
         pat: PatSourcePlan::of(a),
         refresh_before: a.refresh_before,

@@ -225,7 +225,10 @@ impl Login {
         let provider = Arc::new(ProviderClient::new(
             &plan.provider,
             callback,
-            IdpHttp::new(&plan.calls, metrics.clone())?,
+            (
+                IdpHttp::new(&plan.calls, metrics.clone())?,
+                IdpHttp::local(&plan.calls, metrics.clone())?,
+            ),
             store.clock(),
         )?);
         if kind == ProviderKind::AzureDevops {

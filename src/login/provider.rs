@@ -21,13 +21,14 @@ use url::Url;
 use crate::assertion::ASSERTION_TYPE;
 use crate::challenge::claims_request;
 use crate::clock::Clock;
-use crate::config::{Provider as Kind, ProviderPlan, ResponseMode};
+use crate::config::{AppCredential, Provider as Kind, ProviderPlan, ResponseMode};
 use crate::oauth::client_auth::{ClientAuth, Presented};
 use crate::oauth::group_claims::GroupClaims;
 use crate::oauth::id_token::{
     ExpectedIssuer, FAILED_MAX, IdClaims, IdTokenError, REFETCH_MIN, claim_is_true,
 };
 use crate::oauth::idp::{Grant, IdpError, IdpHttp, TokenSet, parse_token_response, rejected};
+use crate::oauth::managed::ManagedIdentity;
 
 mod discovery;
 
@@ -40,6 +41,9 @@ pub struct ProviderClient {
     kind: Kind,
     client_id: String,
     credential: Option<ClientAuth>,
+    /// `client_credential = "managed-identity-federation"`: the identity
+    /// whose token is the assertion of every token call.
+    managed: Option<ManagedIdentity>,
     redirect_uri: Url,
     scopes: Vec<String>,
     response_mode: ResponseMode,
@@ -89,20 +93,27 @@ struct Profile {
 
 impl ProviderClient {
     /// Builds the provider `plan` names; `callback` is the redirect URI,
-    /// `clock` spaces the fetches of its signing keys.
+    /// `clock` spaces the fetches of its signing keys. `local` reaches a
+    /// managed identity's endpoint (never through the egress proxy).
     pub fn new(
         plan: &ProviderPlan,
         callback: Url,
-        http: IdpHttp,
+        (http, local): (IdpHttp, IdpHttp),
         clock: &Clock,
     ) -> Result<Self, String> {
-        // None: a public client (OIDC with PKCE only).
-        let credential = plan.credential.as_ref().map(ClientAuth::load).transpose()?;
+        let (credential, managed) = match &plan.credential {
+            Some(AppCredential::ManagedIdentity { managed, audience }) => {
+                (None, Some(ManagedIdentity::new(local, managed, audience)))
+            }
+            // None: a public client (OIDC with PKCE only).
+            other => (other.as_ref().map(ClientAuth::load).transpose()?, None),
+        };
         let kind = plan.kind;
         let provider = Self {
             kind,
             client_id: plan.client_id.clone(),
             credential,
+            managed,
             redirect_uri: callback,
             scopes: plan.scopes.clone(),
             response_mode: plan.response_mode,
@@ -398,12 +409,20 @@ impl ProviderClient {
         grant: Grant,
         slot: Option<usize>,
     ) -> (Result<TokenSet, GrantError>, usize) {
-        let presented = match &self.credential {
-            Some(auth) => match auth.present_in(&self.client_id, endpoint.as_str(), slot) {
+        let presented = match (&self.managed, &self.credential) {
+            // A managed identity's token, fetched for this call.
+            (Some(identity), _) => match identity.fetch().await {
+                Ok(t) => Some((Presented::Assertion(t.token.expose().to_string()), 0)),
+                Err(e) => {
+                    let why = format!("the sign-in app's managed identity assertion: {}", e.detail);
+                    return (Err(GrantError::Local(why)), 0);
+                }
+            },
+            (None, Some(auth)) => match auth.present_in(&self.client_id, endpoint.as_str(), slot) {
                 Ok((p, used)) => Some((p, used)),
                 Err(e) => return (Err(GrantError::Local(e)), 0),
             },
-            None => None,
+            (None, None) => None,
         };
         let used = presented.as_ref().map_or(0, |(_, u)| *u);
         (

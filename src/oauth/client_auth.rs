@@ -57,6 +57,14 @@ impl ClientAuth {
                 AtomicUsize::new(0),
             ),
             AppCredential::Federated(file) => Self::Federated(file.clone()),
+            AppCredential::ManagedIdentity { .. } => {
+                return Err(
+                    "auth.client_credential: \"managed-identity-federation\" proves only \
+                            the sign-in app of mode \"user\"; in mode \"service\" use \
+                            source = \"managed-identity-federation\""
+                        .into(),
+                );
+            }
             AppCredential::Certificate { cert, key } => Self::Certificate(
                 ReloadingSigner::load(cert, key)
                     .map_err(|e| format!("{}: {}", e.key, e.message))?,

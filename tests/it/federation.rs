@@ -229,3 +229,74 @@ async fn a_sign_in_app_without_a_secret_uses_the_workload_identity_token_at_ever
         "no assertion in the logs"
     );
 }
+
+/// Mode `user` whose sign-in app trusts a managed identity: the
+/// identity's token for the exchange audience, fetched from IMDS for
+/// each call, is the assertion of the code redemption and of every
+/// refresh.
+#[tokio::test]
+async fn a_sign_in_app_proven_by_a_managed_identity_asks_imds_at_every_token_call() {
+    let idp = FakeIdp::start(Duration::from_secs(3)).await;
+    let ado = fake_idp::fake_ado(&idp).await;
+    idp.set_federated_token("mi-exchange-token");
+    let endpoint = imds().await;
+    let toml = format!(
+        "[upstream]\nurl = \"{}\"\n[auth]\nmode = \"user\"\nprovider = \"entra\"\n\
+         tenant = \"{TENANT}\"\nclient_id = \"{CLIENT_ID}\"\nauthority_host = \"{}\"\n\
+         client_credential = \"managed-identity-federation\"\n\
+         managed_identity_client_id = \"mi-client-id\"\n\
+         managed_identity_endpoint = \"{}/metadata/identity/oauth2/token\"\n\
+         [session]\nstore = \"memory\"\n",
+        ado.url(),
+        idp.url(),
+        endpoint.url(),
+    );
+    let p = ProxyProcess::spawn(&toml, &[]);
+    let b = crate::support::oidc::Browser::new();
+    let base = format!("http://{}", p.proxy);
+    assert_eq!(
+        fake_idp::sign_in(&b, &base, Some(PROJECTS)).await.status(),
+        302,
+        "{}",
+        p.logs()
+    );
+    assert_eq!(
+        idp.federated_seen(),
+        ["mi-exchange-token"],
+        "the code redemption"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let resp = b
+        .http
+        .get(format!("{base}{PROJECTS}"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", p.logs());
+    assert_eq!(idp.federated_seen().len(), 2, "the refresh");
+    assert_eq!(endpoint.requests().len(), 2, "IMDS asked for each call");
+    assert!(
+        !p.logs().contains("mi-exchange-token"),
+        "no assertion in the logs"
+    );
+
+    // The identity's endpoint refuses: the sign-in says so, naming it.
+    let refusing = FakeUpstream::recording(|_r: &Recorded| {
+        respond(
+            400,
+            &[("content-type", "application/json")],
+            r#"{"error":"invalid_request","error_description":"Identity not found"}"#,
+        )
+    })
+    .await;
+    let toml = toml.replace(&endpoint.url(), &refusing.url());
+    let p = ProxyProcess::spawn(&toml, &[]);
+    let resp = fake_idp::sign_in(&b, &format!("http://{}", p.proxy), None).await;
+    assert_eq!(resp.status(), 500);
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains("managed identity assertion") && page.contains("Identity not found"),
+        "{page}"
+    );
+}

@@ -883,11 +883,30 @@ fn a_sign_in_app_may_prove_itself_with_a_federated_token_file() {
         "auth.federated_token_file",
         "missing",
     );
-    check_names(
+    // A managed identity's token: the identity's endpoint, its audience.
+    let c = load(&figment(
         &with("client_credential = \"managed-identity-federation\"\n"),
         &[],
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        crate::config::credential(&c.auth),
+        Some(crate::config::AppCredential::ManagedIdentity { audience, .. })
+            if audience == "api://AzureADTokenExchange"
+    ));
+    check_names(
+        &with(
+            "client_credential = \"managed-identity-federation\"\nfederated_audience = \"a b\"\n",
+        ),
+        &[],
+        "auth.federated_audience",
+        "is not an audience",
+    );
+    check_names(
+        &with("client_credential = \"managed-identity-federation\"\n"),
+        &[("ADO_AUTH_PROXY_AUTH__CLIENT_SECRET", "s")],
         "auth.client_credential",
-        "not supported in mode",
+        "keep one",
     );
     check_names(
         &with("client_credential = \"secret\"\n"),

@@ -190,17 +190,7 @@ fn secretless(a: &AuthConfig, source: ServiceSource, out: &mut Vec<Problem>) {
                 out,
             );
             managed_identity(a, out);
-            let audience = a.federated_audience.trim();
-            if audience.is_empty() || audience.chars().any(char::is_whitespace) {
-                out.push(Problem::new(
-                    "auth.federated_audience",
-                    format!(
-                        "{audience:?} is not an audience: use the one the app's federated \
-                         credential names (default \"{}\")",
-                        crate::config::DEFAULT_FEDERATED_AUDIENCE
-                    ),
-                ));
-            }
+            federated_audience(a, out);
         }
         _ => {}
     }
@@ -366,12 +356,7 @@ fn client_credential(a: &AuthConfig, provider: Provider, out: &mut Vec<Problem>)
     let inferred = a.client_credential.is_none() && !secret && !cert;
     match a.client_credential {
         Some(C::ManagedIdentityFederation) => {
-            out.push(Problem::new(
-                "auth.client_credential",
-                "\"managed-identity-federation\" is not supported in mode \"user\" yet; use \
-                 \"workload-identity\" or \"federated\" (a token file), or a secret or certificate",
-            ));
-            return;
+            return managed_federation_credential(a, provider, secret || cert, out);
         }
         Some(C::Federated | C::WorkloadIdentity) => {
             return federated_credential(a, provider, secret || cert, out);
@@ -411,6 +396,28 @@ fn client_credential(a: &AuthConfig, provider: Provider, out: &mut Vec<Problem>)
              the certificate)",
         ));
     }
+    certificate_files(a, out);
+    if !secret && !cert && provider != Provider::Oidc {
+        out.push(Problem::new(
+            "auth.client_secret_file",
+            match provider {
+                Provider::Entra => {
+                    "missing: the proxy needs its own credential at Entra; set \
+                     auth.client_secret_file (or ADO_AUTH_PROXY_AUTH__CLIENT_SECRET), \
+                     auth.client_certificate_file with auth.client_key_file, or \
+                     auth.federated_token_file (workload identity, no secret)"
+                }
+                _ => {
+                    "missing: set it to a file holding the app's \"Client Secret\" from \
+                     app.vsaex.visualstudio.com (or set ADO_AUTH_PROXY_AUTH__CLIENT_SECRET)"
+                }
+            },
+        ));
+    }
+}
+
+/// The certificate and its key: both, and loadable.
+fn certificate_files(a: &AuthConfig, out: &mut Vec<Problem>) {
     match (&a.client_certificate_file, &a.client_key_file) {
         (Some(_), None) => out.push(Problem::new(
             "auth.client_key_file",
@@ -427,21 +434,46 @@ fn client_credential(a: &AuthConfig, provider: Provider, out: &mut Vec<Problem>)
         }
         (None, None) => {}
     }
-    if !secret && !cert && provider != Provider::Oidc {
+}
+
+/// The sign-in app proven by a managed identity's token: Entra only, the
+/// identity's endpoint and the exchange audience, nothing else beside it.
+fn managed_federation_credential(
+    a: &AuthConfig,
+    provider: Provider,
+    other: bool,
+    out: &mut Vec<Problem>,
+) {
+    if provider != Provider::Entra {
         out.push(Problem::new(
-            "auth.client_secret_file",
-            match provider {
-                Provider::Entra => {
-                    "missing: the proxy needs its own credential at Entra; set \
-                     auth.client_secret_file (or ADO_AUTH_PROXY_AUTH__CLIENT_SECRET), \
-                     auth.client_certificate_file with auth.client_key_file, or \
-                     auth.federated_token_file (workload identity, no secret)"
-                }
-                _ => {
-                    "missing: set it to a file holding the app's \"Client Secret\" from \
-                     app.vsaex.visualstudio.com (or set ADO_AUTH_PROXY_AUTH__CLIENT_SECRET)"
-                }
-            },
+            "auth.client_credential",
+            "a managed identity's token proves only an Entra app: \"managed-identity-federation\" \
+             needs provider \"entra\"",
+        ));
+        return;
+    }
+    if other {
+        out.push(Problem::new(
+            "auth.client_credential",
+            "\"managed-identity-federation\" is chosen, but a client secret or certificate is \
+             configured too; keep one",
+        ));
+    }
+    managed_identity(a, out);
+    federated_audience(a, out);
+}
+
+/// `auth.federated_audience`: one word.
+fn federated_audience(a: &AuthConfig, out: &mut Vec<Problem>) {
+    let audience = a.federated_audience.trim();
+    if audience.is_empty() || audience.chars().any(char::is_whitespace) {
+        out.push(Problem::new(
+            "auth.federated_audience",
+            format!(
+                "{audience:?} is not an audience: use the one the app's federated credential \
+                 names (default \"{}\")",
+                crate::config::DEFAULT_FEDERATED_AUDIENCE
+            ),
         ));
     }
 }
