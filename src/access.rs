@@ -38,8 +38,9 @@ pub struct Audit {
     names: bool,
     /// The caller's address.
     caller: Option<std::net::IpAddr>,
-    /// The caller secret was asked for and matched (modes pat, service).
-    pub caller_secret: bool,
+    /// The name of the caller secret that matched, when one was asked
+    /// for (modes pat, service).
+    pub caller_secret: Option<String>,
     /// `session`, `proxy-token:<id>`, `client-token`, `service:<source>`,
     /// `pat` or `passthrough`; unset when none was attached.
     pub credential: Option<String>,
@@ -189,7 +190,7 @@ impl AccessRecord {
             user = upn.as_deref().unwrap_or("-"),
             credential = a.credential.as_deref().unwrap_or("-"),
             caller = %a.caller.map_or_else(|| "-".to_string(), |c| c.to_string()),
-            caller_secret = a.caller_secret,
+            caller_secret = a.caller_secret.as_deref().unwrap_or("-"),
             organization = self.ctx.organization().unwrap_or("-"),
             method = %self.ctx.method,
             path = %self.ctx.path(),

@@ -53,9 +53,9 @@ pub enum Credential {
     Replace(HeaderValue),
     /// The service identity's token: a claims challenge may renew it.
     Service(HeaderValue),
-    /// A client's own verified Entra token, passed as it is; it expires
-    /// at this time (a tunnel opened with it ends then).
-    Client(std::time::SystemTime),
+    /// A client's own verified Entra token, passed as it is: whose it is,
+    /// and when it expires (a tunnel opened with it ends then).
+    Client(Box<crate::login::ClientHolder>),
     /// A user's bearer token; a 401 from Azure DevOps may refresh it once.
     /// Boxed: it is held across the upstream exchange, and every
     /// request's future would otherwise carry its size.
@@ -153,7 +153,15 @@ impl Identity {
                 };
                 return (Some(kind), Some(who));
             }
-            (_, Credential::Client(_)) => "client-token".to_string(),
+            (_, Credential::Client(holder)) => {
+                let user = &holder.user;
+                let who = (
+                    user.object_id.clone(),
+                    user.tenant.clone(),
+                    user.upn.clone(),
+                );
+                return (Some("client-token".to_string()), Some(who));
+            }
             (Self::Service(service, _), _) => format!("service:{}", service.source()),
             (Self::Pat(_), _) => "pat".to_string(),
             (Self::PassThrough, _) => "passthrough".to_string(),
@@ -197,8 +205,9 @@ impl Identity {
                 Some(Box::pin(login.clone().session_ended(user.session.clone())))
             }
             // A client's own token: at its expiry.
-            (_, Credential::Client(until)) => {
-                let left = until
+            (_, Credential::Client(holder)) => {
+                let left = holder
+                    .until
                     .duration_since(crate::clock::real_wall())
                     .unwrap_or_default();
                 Some(Box::pin(tokio::time::sleep(left)))
@@ -294,7 +303,7 @@ impl Identity {
                 // it is, when that is allowed.
                 Err(e @ Error::NeedsLogin { .. }) => {
                     match Box::pin(login.client_token(headers)).await? {
-                        Some(until) => Ok(Credential::Client(until)),
+                        Some(holder) => Ok(Credential::Client(Box::new(holder))),
                         None => Err(e),
                     }
                 }

@@ -44,8 +44,8 @@ pub(super) struct ClientTokens {
     authority: Url,
     /// The signing keys, one set per admitted directory or one for all.
     keys: TenantKeys,
-    /// SHA-256 of tokens already checked, and their expiry (s).
-    valid: DashMap<[u8; 32], u64>,
+    /// SHA-256 of tokens already checked, their expiry (s) and holder.
+    valid: DashMap<[u8; 32], (u64, Arc<UserInfo>)>,
     /// Who may use the proxy: a token's holder must pass it too.
     allow: Arc<Allowlist>,
     /// The groups and roles required, which a token must carry itself.
@@ -110,9 +110,13 @@ impl ClientTokens {
     }
 
     /// Whether the request carries an Entra access token for Azure DevOps
-    /// that may pass as it is, and its expiry (s): `Ok(None)` when it
-    /// carries none, an error naming why when it carries a bad one.
-    pub(super) async fn passes(&self, headers: &HeaderMap) -> Result<Option<u64>, Error> {
+    /// that may pass as it is, with its expiry (s) and holder: `Ok(None)`
+    /// when it carries none, an error naming why when it carries a bad
+    /// one.
+    pub(super) async fn passes(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<(u64, Arc<UserInfo>)>, Error> {
         let Some(token) = bearer_jwt(headers) else {
             return Ok(None);
         };
@@ -123,8 +127,13 @@ impl ClientTokens {
         let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
         let mut hash = [0u8; 32];
         hash.copy_from_slice(digest.as_ref());
-        if let Some(exp) = self.valid.get(&hash).map(|e| *e).filter(|exp| *exp > now) {
-            return Ok(Some(exp));
+        if let Some(known) = self
+            .valid
+            .get(&hash)
+            .map(|e| e.clone())
+            .filter(|(exp, _)| *exp > now)
+        {
+            return Ok(Some(known));
         }
         let tid = self.admitted_tenant(token)?;
         let keys = self.keys_of(&tid).ok_or_else(|| {
@@ -136,14 +145,14 @@ impl ClientTokens {
             .verify_access(&self.http, token, AUDIENCES)
             .await
             .map_err(|e| refused(e.to_string()))?;
-        self.holder_allowed(&claims, tid, &self.authority)?;
+        let user = Arc::new(self.holder_allowed(&claims, tid, &self.authority)?);
         if self.valid.len() >= MAX_REMEMBERED {
-            self.valid.retain(|_, exp| *exp > now);
+            self.valid.retain(|_, (exp, _)| *exp > now);
         }
         if self.valid.len() < MAX_REMEMBERED {
-            self.valid.insert(hash, claims.exp);
+            self.valid.insert(hash, (claims.exp, user.clone()));
         }
-        Ok(Some(claims.exp))
+        Ok(Some((claims.exp, user)))
     }
     /// The tenant an unverified token names, when this proxy admits it:
     /// it decides whose keys are fetched, so only admitted ones are.
@@ -163,13 +172,13 @@ impl ClientTokens {
     }
 
     /// A verified token's issuer is its tenant's, and its holder passes
-    /// the allowlists.
+    /// the allowlists: who the holder is.
     fn holder_allowed(
         &self,
         claims: &AccessClaims,
         tid: String,
         authority: &Url,
-    ) -> Result<(), Error> {
+    ) -> Result<UserInfo, Error> {
         let issuers = [
             format!("https://sts.windows.net/{tid}/"),
             format!("{}/{tid}/v2.0", authority.as_str().trim_end_matches('/')),
@@ -202,13 +211,10 @@ impl ClientTokens {
         if let Some(why) = self.allow.refuse(&user) {
             return Err(refused(why));
         }
-        match &self.membership {
-            Some(m) => m
-                .of_client(&claims.membership.read())
-                .map(drop)
-                .map_err(refused),
-            None => Ok(()),
+        if let Some(m) = &self.membership {
+            m.of_client(&claims.membership.read()).map_err(refused)?;
         }
+        Ok(user)
     }
 }
 

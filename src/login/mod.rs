@@ -107,6 +107,14 @@ pub struct UserCredential {
     pub member: Arc<crate::session::Member>,
 }
 
+/// Who holds a client's own token that passed, and until when.
+pub struct ClientHolder {
+    /// When the token expires.
+    pub until: SystemTime,
+    /// Whom it names (object id, tenant, UPN), for the audit trail.
+    pub user: Arc<crate::session::UserInfo>,
+}
+
 /// How often ended sessions and abandoned sign-ins are forgotten.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the session store is asked whether it answers.
@@ -524,16 +532,19 @@ impl Login {
     }
 
     /// A client's own Entra token in `headers` that may be forwarded as
-    /// it is (`auth.accept_client_tokens`); an error says why a bad one
-    /// is not.
-    pub async fn client_token(&self, headers: &HeaderMap) -> Result<Option<SystemTime>, Error> {
+    /// it is (`auth.accept_client_tokens`), and whose it is; an error says
+    /// why a bad one is not.
+    pub async fn client_token(&self, headers: &HeaderMap) -> Result<Option<ClientHolder>, Error> {
         let Some(client_tokens) = &self.client_tokens else {
             return Ok(None);
         };
         Ok(client_tokens
             .passes(headers)
             .await?
-            .map(|exp| UNIX_EPOCH + Duration::from_secs(exp)))
+            .map(|(exp, user)| ClientHolder {
+                until: UNIX_EPOCH + Duration::from_secs(exp),
+                user,
+            }))
     }
 
     /// Who signs users in.

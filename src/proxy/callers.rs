@@ -1,8 +1,9 @@
 //! Who may call a proxy that acts as a fixed identity (modes `pat` and
 //! `service`): an address allowlist (`auth.allowed_client_cidrs`) and a
-//! shared secret header (`auth.caller_secret_file`). Both optional; both
-//! checked when configured. The secret header is removed before
-//! forwarding.
+//! shared secret header (`auth.caller_secret_file`: one secret, or a
+//! directory of named ones, so the audit trail says which caller it was).
+//! Both optional; both checked when configured. The secret header is
+//! removed before forwarding.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -40,8 +41,9 @@ impl Callers {
     }
 
     /// Admits the caller or says why not; removes the secret header.
-    /// `true` when the caller secret was asked for and matched.
-    pub fn admit(&self, peer: IpAddr, headers: &mut HeaderMap) -> Result<bool, Refusal> {
+    /// The name of the caller secret that matched, when one was asked
+    /// for.
+    pub fn admit(&self, peer: IpAddr, headers: &mut HeaderMap) -> Result<Option<String>, Refusal> {
         let sent = headers.remove(CALLER_SECRET_HEADER);
         if !self.cidrs.is_empty() && !self.cidrs.iter().any(|c| c.contains(peer)) {
             return Err(Refusal::CallerRefused {
@@ -49,20 +51,32 @@ impl Callers {
             });
         }
         if let Some(path) = &self.secret_file {
-            // Re-read per request: rotation needs no restart, and the file
-            // is tiny and in the page cache.
-            let expected = std::fs::read_to_string(path).unwrap_or_default();
-            let expected = expected.trim();
-            let ok = !expected.is_empty()
-                && sent.is_some_and(|v| bool::from(v.as_bytes().ct_eq(expected.as_bytes())));
-            if !ok {
-                return Err(Refusal::CallerRefused {
+            return match sent.and_then(|v| matching(path, v.as_bytes())) {
+                Some(name) => Ok(Some(name)),
+                None => Err(Refusal::CallerRefused {
                     reason: "the request lacks the caller secret header (X-Ado-Proxy-Caller-Secret) \
                              or it is wrong",
-                });
-            }
-            return Ok(true);
+                }),
+            };
         }
-        Ok(false)
+        Ok(None)
     }
+}
+
+/// The name of the caller secret at `path` that `sent` is. Re-read per
+/// request: rotation and new callers need no restart, and the files are
+/// tiny and in the page cache. Every secret is compared, in constant
+/// time, whichever matches.
+fn matching(path: &std::path::Path, sent: &[u8]) -> Option<String> {
+    let files = crate::config::caller_secrets(path).ok()?;
+    let mut found = None;
+    for (name, file) in files {
+        let expected = std::fs::read_to_string(&file).unwrap_or_default();
+        let expected = expected.trim();
+        let same = !expected.is_empty() && bool::from(sent.ct_eq(expected.as_bytes()));
+        if same && found.is_none() {
+            found = Some(name);
+        }
+    }
+    found
 }

@@ -42,9 +42,14 @@ async fn a_pat_proxy_audits_every_request_whatever_the_level_and_no_secret() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let (pat, secret) = (dir.path().join("pat"), dir.path().join("caller"));
+    // One caller secret per caller, as a mounted Kubernetes Secret lays
+    // them out: the audit line names the one that matched.
+    let (pat, secret) = (dir.path().join("pat"), dir.path().join("callers"));
     std::fs::write(&pat, "audit-test-pat-value-0123").unwrap();
-    std::fs::write(&secret, "caller-secret-value-4567").unwrap();
+    std::fs::create_dir(&secret).unwrap();
+    std::fs::write(secret.join("dashboard"), "caller-secret-value-4567").unwrap();
+    std::fs::write(secret.join("ci"), "another-caller-secret-890").unwrap();
+    std::fs::write(secret.join("..data"), "hidden-not-a-secret-00000").unwrap();
     let p = ProxyProcess::spawn(
         &format!(
             "[upstream]\nurl = \"{}\"\n[auth]\nmode = \"pat\"\npat_file = \"{}\"\n\
@@ -74,10 +79,18 @@ async fn a_pat_proxy_audits_every_request_whatever_the_level_and_no_secret() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 403);
+    let hidden = http
+        .get(format!("{base}/contoso/_apis/projects"))
+        .header("x-ado-proxy-caller-secret", "hidden-not-a-secret-00000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hidden.status(), 403, "a hidden file is no caller secret");
     let lines = wait_for(&p, 2).await;
     let (first, second) = (&lines[0], &lines[1]);
     assert_eq!(first["credential"], "pat", "{first}");
-    assert_eq!(first["caller_secret"], true, "{first}");
+    assert_eq!(first["caller_secret"], "dashboard", "{first}");
+    assert_eq!(second["caller_secret"], "dashboard", "{second}");
     assert_eq!(first["caller"], "127.0.0.1", "{first}");
     assert_eq!(first["organization"], "contoso", "{first}");
     assert_eq!(first["method"], "GET");
@@ -97,6 +110,7 @@ async fn a_pat_proxy_audits_every_request_whatever_the_level_and_no_secret() {
     for secret in [
         "audit-test-pat-value-0123",
         "caller-secret-value-4567",
+        "another-caller-secret-890",
         "query-secret-89",
     ] {
         assert!(!logs.contains(secret), "{secret} in the logs:\n{logs}");
@@ -153,4 +167,56 @@ async fn a_user_is_audited_by_object_id_and_by_name_unless_names_are_off() {
         );
         assert!(!p.logs().contains(&token), "the token is in the logs");
     }
+}
+
+/// A request whose token Azure DevOps refused is audited once, marked
+/// refreshed; a client's own token is audited with the user it names.
+#[tokio::test]
+async fn refreshes_and_clients_own_tokens_are_audited_with_their_user() {
+    let idp = FakeIdp::start(Duration::from_secs(3600)).await;
+    let root = tempfile::tempdir().unwrap();
+    let ado = crate::personal_tokens::ado(&idp, root.path().to_path_buf()).await;
+    let config = toml(
+        &ado,
+        &idp,
+        "store = \"memory\"\n[log]\nformat = \"json\"\naudit = true\n",
+    )
+    .replace("[session]", "accept_client_tokens = true\n[session]");
+    let p = spawn(&config);
+    let b = signed_in(&p).await;
+    idp.revoke_access_tokens();
+    let resp = b
+        .http
+        .get(format!("http://{}/contoso/_apis/projects", p.proxy))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", p.logs());
+    let lines = wait_for(&p, 1).await;
+    assert_eq!(
+        lines.len(),
+        1,
+        "one line per request, retry or not: {lines:?}"
+    );
+    assert_eq!(lines[0]["refreshed"], true, "{}", lines[0]);
+    assert_eq!(lines[0]["credential"], "session");
+
+    let token = crate::client_tokens::token(|_| {}, &fake_idp::keys().signing_key, "fake-key");
+    let _ = client()
+        .get(format!("http://{}/contoso/_apis/projects", p.proxy))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let lines = wait_for(&p, 2).await;
+    let line = &lines[1];
+    assert_eq!(line["credential"], "client-token", "{line}");
+    assert_eq!(
+        line["user_oid"], "6a1b2c3d-0000-4000-8000-000000000001",
+        "{line}"
+    );
+    assert_eq!(line["user_tenant"], fake_idp::TENANT, "{line}");
+    assert_eq!(line["refreshed"], false, "{line}");
+    assert!(!p.logs().contains(&token[40..]), "no token in the logs");
 }

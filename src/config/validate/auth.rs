@@ -37,27 +37,7 @@ fn callers(config: &Config, out: &mut Vec<Problem>) {
         }
     }
     if let Some(path) = &a.caller_secret_file {
-        match std::fs::read_to_string(path) {
-            Ok(s) if s.trim().len() < 16 => out.push(
-                Problem::new(
-                    "auth.caller_secret_file",
-                    format!(
-                        "{} holds fewer than 16 characters; use a long random value (e.g. \
-                         `ado-auth-proxy keygen`)",
-                        path.display()
-                    ),
-                )
-                .about_file(),
-            ),
-            Ok(_) => {}
-            Err(e) => out.push(
-                Problem::new(
-                    "auth.caller_secret_file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-                .about_file(),
-            ),
-        }
+        caller_secret_files(path, out);
     }
     let ip = config.listen.address.ip();
     if ip.is_loopback() {
@@ -343,6 +323,35 @@ fn secret_files(a: &AuthConfig, out: &mut Vec<Problem>) {
                 }
             }
             Err(e) => out.push(Problem::new("auth.client_secret_file", e).about_file()),
+        }
+    }
+}
+
+/// `auth.caller_secret_file`: a file, or a directory of named files,
+/// each holding a long secret.
+fn caller_secret_files(path: &std::path::Path, out: &mut Vec<Problem>) {
+    let key = "auth.caller_secret_file";
+    let files = match crate::config::secret_slots::caller_secrets(path) {
+        Ok(files) => files,
+        Err(e) => return out.push(Problem::new(key, e).about_file()),
+    };
+    for (_, file) in files {
+        match std::fs::read_to_string(&file) {
+            Ok(s) if s.trim().len() < 16 => out.push(
+                Problem::new(
+                    key,
+                    format!(
+                        "{} holds fewer than 16 characters; use a long random value (e.g. \
+                         `ado-auth-proxy keygen`)",
+                        file.display()
+                    ),
+                )
+                .about_file(),
+            ),
+            Ok(_) => {}
+            Err(e) => out.push(
+                Problem::new(key, format!("cannot read {}: {e}", file.display())).about_file(),
+            ),
         }
     }
 }
