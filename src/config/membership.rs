@@ -111,16 +111,25 @@ pub fn membership_plan(config: &Config) -> Option<MembershipPlan> {
     if a.mode != AuthMode::User || a.provider != Some(Provider::Entra) {
         return None;
     }
-    let allowed_groups: Vec<String> = a
-        .allowed_groups
-        .iter()
-        .filter_map(|g| group_id(g).ok())
-        .collect();
-    let allowed_roles: Vec<String> = a
-        .allowed_roles
-        .iter()
-        .filter_map(|r| role_value(r).ok())
-        .collect();
+    // Sorted and each once: the same lists in another order are the same
+    // configuration (and the same fingerprint) on every replica.
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v.dedup();
+        v
+    };
+    let allowed_groups = sorted(
+        a.allowed_groups
+            .iter()
+            .filter_map(|g| group_id(g).ok())
+            .collect(),
+    );
+    let allowed_roles = sorted(
+        a.allowed_roles
+            .iter()
+            .filter_map(|r| role_value(r).ok())
+            .collect(),
+    );
     let rules = &config.access.rules;
     let mut groups: Vec<String> = allowed_groups
         .iter()
@@ -225,6 +234,29 @@ mod tests {
         assert_ne!(one.fingerprint, two.fingerprint);
         assert_eq!(two.fingerprint, membership_plan(&c).unwrap().fingerprint);
         assert!(problems(&c).is_empty(), "{:?}", problems(&c));
+    }
+
+    /// The same groups in another order, or one listed twice, are the
+    /// same configuration on every replica.
+    #[test]
+    fn the_fingerprint_does_not_depend_on_the_order_of_the_same_groups() {
+        let mut a = entra();
+        a.auth.allowed_groups = vec![G1.into(), G2.into()];
+        let mut b = entra();
+        b.auth.allowed_groups = vec![G2.into(), G1.into()];
+        let mut c = entra();
+        c.auth.allowed_groups = vec![G1.into(), G2.into(), G1.to_ascii_lowercase()];
+        let (a, b, c) = (
+            membership_plan(&a).unwrap(),
+            membership_plan(&b).unwrap(),
+            membership_plan(&c).unwrap(),
+        );
+        assert_eq!(a.groups, b.groups);
+        assert_eq!(a.fingerprint, b.fingerprint, "same groups, other order");
+        assert_eq!(
+            a.fingerprint, c.fingerprint,
+            "same groups, one listed twice"
+        );
     }
 
     #[test]

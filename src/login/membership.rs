@@ -152,8 +152,13 @@ impl Membership {
         }
     }
 
+    /// What was found: `groups` read from the token or Graph (unknown
+    /// when the token carried no groups claim and no overage marker).
     fn member(&self, groups: Vec<String>, claims: &GroupClaims) -> Member {
         Member {
+            groups_unknown: !self.plan.groups.is_empty()
+                && claims.groups.is_none()
+                && !claims.overage,
             groups,
             roles: claims
                 .roles

@@ -396,6 +396,11 @@ impl Login {
                 end_session(&self.store, session);
                 Err(membership::Denied::NotMember(reason).into_error())
             }
+            // Without a refresh token only a new sign-in finds them.
+            Standing::Stale if tokens.refresh_token.is_none() => {
+                end_session(&self.store, session);
+                Err(self.sign_in.needs_login(Miss::Expired, return_to, None))
+            }
             Standing::Stale => Err(Error::from(
                 crate::error::LoginError::MembershipUnverified {
                     detail:
@@ -465,7 +470,12 @@ impl Login {
         org: &str,
         return_to: &str,
     ) -> Result<HeaderValue, Error> {
-        let tokens = self.fresh(session, None, return_to).await?;
+        let mut tokens = self.fresh(session, None, return_to).await?;
+        if let Some(membership) = &self.membership {
+            tokens = self
+                .admitted(membership, session, tokens, return_to)
+                .await?;
+        }
         Ok(
             match self.other_directory(session, Some(org), &tokens).await {
                 Some((_, header, _)) => header,
@@ -527,7 +537,13 @@ impl Login {
             generation: used.generation,
             claims,
         };
-        let tokens = self.fresh(&used.session, Some(refused), return_to).await?;
+        let mut tokens = self.fresh(&used.session, Some(refused), return_to).await?;
+        if let Some(membership) = &self.membership {
+            // Another replica's tokens may be what the refresh found.
+            tokens = self
+                .admitted(membership, &used.session, tokens, return_to)
+                .await?;
+        }
         Ok(tokens.header)
     }
 

@@ -3,9 +3,10 @@
 //! its place when there are more than fit (`_claim_names` naming
 //! `groups`, or `hasgroups` in implicit-flow tokens), and `roles`.
 //!
-//! The claims are read leniently: a claim of the wrong shape counts as
-//! absent, so a token cannot pass by being malformed; the requirement it
-//! then fails says what was missing.
+//! A claim of the wrong shape counts as absent, and an entry of the wrong
+//! shape is left out: neither names a group or role, so neither grants
+//! anything; a group the proxy cannot read is treated as unknown, which
+//! holds deny rules for groups (`session::Member::groups_unknown`).
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -66,16 +67,20 @@ impl RawGroupClaims {
     }
 }
 
-/// A claim that is a list of strings (at most [`MAX_ENTRIES`], each
-/// short), or `None` when it is anything else.
+/// A claim that is a list (of at most [`MAX_ENTRIES`]): its strings, an
+/// entry of another shape or an overlong one left out (it names no
+/// group the proxy asks about, and must not hide those beside it), or
+/// `None` when it is no list at all.
 fn strings(v: &Value) -> Option<Vec<String>> {
     let list = v.as_array()?;
     if list.len() > MAX_ENTRIES {
         return None;
     }
-    list.iter()
-        .map(|e| e.as_str().filter(|s| s.len() <= 256).map(str::to_string))
-        .collect()
+    Some(
+        list.iter()
+            .filter_map(|e| e.as_str().filter(|s| s.len() <= 256).map(str::to_string))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -111,10 +116,33 @@ mod tests {
         let c = read(json!({"groups": "abc", "roles": [1, 2]}));
         assert_eq!(c.groups, None);
         assert!(c.roles.is_empty());
-        assert_eq!(read(json!({"groups": ["a", 7]})).groups, None);
+        assert_eq!(
+            read(json!({"groups": ["a", 7]})).groups,
+            Some(vec!["a".into()])
+        );
         let many: Vec<String> = (0..MAX_ENTRIES + 1).map(|i| i.to_string()).collect();
         assert_eq!(read(json!({ "groups": many })).groups, None);
-        assert_eq!(read(json!({"groups": ["x".repeat(300)]})).groups, None);
+        assert_eq!(
+            read(json!({"groups": ["x".repeat(300)]})).groups,
+            Some(vec![])
+        );
+    }
+
+    /// One entry the reader leaves out (over 256 bytes, such as an
+    /// on-premises group emitted as `DNSDomainName\\sAMAccountName`) does
+    /// not hide the object ids beside it.
+    #[test]
+    fn one_odd_entry_does_not_hide_the_groups_the_token_names() {
+        const OPS: &str = "0b6d1c2e-3f4a-4b5c-9d6e-7f8a9b0c1d2e";
+        let long = format!("corp.{}.example.com\\release-engineering", "a".repeat(240));
+        let c = read(json!({"groups": [OPS, long]}));
+        assert!(
+            c.groups
+                .as_ref()
+                .is_some_and(|g| g.contains(&OPS.to_string())),
+            "the token names {OPS}, the proxy reads {:?}",
+            c.groups
+        );
     }
 
     proptest! {

@@ -306,6 +306,10 @@ impl Policy {
                     .any(|n| rule.users.contains(n))
                     || who.member.groups.iter().any(|g| rule.groups.contains(g))
                     || who.member.roles.iter().any(|r| rule.roles.contains(r))
+                    // Groups not known: deny rules for groups hold.
+                    || (rule.action == RuleAction::Deny
+                        && !rule.groups.is_empty()
+                        && who.member.groups_unknown)
             }
         }
     }

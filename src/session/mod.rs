@@ -378,8 +378,10 @@ impl Session {
     }
 
     /// Replaces the tokens after a refresh; a missing refresh token in the
-    /// answer keeps the old one (providers that do not rotate), and so
-    /// does a missing `member` the groups and roles found before.
+    /// answer keeps the old one (providers that do not rotate). `member`
+    /// is what was found with the new tokens; without it they carry
+    /// none (never the previous generation's: a replica that reads no
+    /// groups must not vouch for a finding it did not make).
     pub fn set_tokens(
         &self,
         access_token: &Secret,
@@ -401,7 +403,7 @@ impl Session {
             guard.generation + 1,
             &self.clock,
         )?;
-        next.member = member.map_or_else(|| guard.member.clone(), Arc::new);
+        next.member = Arc::new(member.unwrap_or_default());
         *guard = next.clone();
         Some(next)
     }

@@ -33,6 +33,11 @@ pub struct Member {
     pub groups: Vec<String>,
     /// App roles.
     pub roles: Vec<String>,
+    /// The token carried no readable groups claim (the app registration
+    /// emits none, or not these): which groups the user is in is not
+    /// known, so deny rules for groups hold and allow rules do not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub groups_unknown: bool,
     /// The fingerprint of the configuration they were found against; 0
     /// when they were never looked for (a record from before the check,
     /// or none is configured).

@@ -324,3 +324,219 @@ fn groups_outside_entra_sign_in_are_refused_at_load() {
         "{problems:?}"
     );
 }
+
+// ---------------------------------------------------------------------
+// Attack 31: review findings (these tests are expected to FAIL while the
+// findings stand).
+// ---------------------------------------------------------------------
+
+/// Two replicas on one Redis (a shared key file): `a` without groups
+/// (before the change, or a replica whose config lags), `b` requiring DEVS.
+struct Replicas {
+    idp: crate::support::fake_idp::FakeIdp,
+    _ado: crate::support::upstream::FakeUpstream,
+    vssps: crate::support::upstream::FakeUpstream,
+    _redis: crate::support::redis::RedisServer,
+    _dir: tempfile::TempDir,
+    a: ado_auth_proxy::app::Running,
+    b: ado_auth_proxy::app::Running,
+}
+
+impl Replicas {
+    async fn start() -> Self {
+        use crate::support::fake_idp::{self, FakeIdp};
+        use crate::support::upstream::{FakeUpstream, Recorded, respond};
+        use ado_auth_proxy::config::{Secret, StoreKind};
+        let idp = FakeIdp::start(HOUR).await;
+        let ado = fake_idp::fake_ado(&idp).await;
+        let check = idp.checker();
+        // A fake PAT lifecycle API: mints a PAT for any live token.
+        let vssps = FakeUpstream::recording(move |r: &Recorded| {
+            let auth = r
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if check(auth).is_err() {
+                return respond(401, &[], "");
+            }
+            let pat = json!({"displayName": "x", "scope": "vso.code", "validTo": "2027-01-01T00:00:00Z",
+                "validFrom": "2026-11-27T00:00:00Z", "authorizationId": "00000000-0000-4000-8000-000000000000",
+                "targetAccounts": [], "token": "fakepat0secretvalue"});
+            respond(
+                200,
+                &[("content-type", "application/json")],
+                json!({"patToken": pat, "patTokenError": "none"}).to_string(),
+            )
+        })
+        .await;
+        let redis = crate::support::redis::RedisServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        std::fs::write(&keys, ado_auth_proxy::seal::generate_key().unwrap() + "\n").unwrap();
+        let config = |groups: bool| {
+            let mut c = fake_idp::entra_config(&ado.url(), &idp);
+            c.session.store = StoreKind::Redis;
+            c.session.redis_url = Some(Secret::new(redis.url()));
+            c.session.encryption_keys_file = Some(keys.clone());
+            c.session.revalidate_interval = Duration::from_secs(1);
+            c.session.key_prefix = "t:".into();
+            c.listen.public_url = Some(url::Url::parse("http://127.0.0.1:9").unwrap());
+            c.upstream
+                .hosts
+                .insert("vssps".into(), url::Url::parse(&vssps.url()).unwrap());
+            if groups {
+                c.auth.allowed_groups = vec![DEVS.into()];
+                c.auth.graph_url = url::Url::parse(&format!("{}/graph", idp.url())).unwrap();
+            }
+            c
+        };
+        let a = crate::support::start_with(config(false), idp.clock()).await;
+        let b = crate::support::start_with(config(true), idp.clock()).await;
+        Self {
+            idp,
+            _ado: ado,
+            vssps,
+            _redis: redis,
+            _dir: dir,
+            a,
+            b,
+        }
+    }
+
+    fn url(p: &ado_auth_proxy::app::Running) -> String {
+        format!("http://{}", p.proxy_addr)
+    }
+
+    fn groups(&self, list: &[&str]) {
+        let list: Vec<serde_json::Value> = list.iter().map(|g| json!(g)).collect();
+        self.idp.set_user(|u| {
+            u.extra.insert("groups".into(), json!(list));
+        });
+    }
+
+    /// A browser signed in at `at` (the provider's redirect delivered to it).
+    async fn signed_in_at(
+        &self,
+        at: &ado_auth_proxy::app::Running,
+    ) -> crate::support::oidc::Browser {
+        let b = crate::support::oidc::Browser::new();
+        let port = at.proxy_addr.port();
+        let resp = crate::support::fake_idp::sign_in_via(&b, &Self::url(at), None, |c| {
+            let mut u = url::Url::parse(c).unwrap();
+            u.set_port(Some(port)).unwrap();
+            u.to_string()
+        })
+        .await;
+        assert_eq!(resp.status(), 302, "{:?}", resp.text().await);
+        b
+    }
+}
+
+/// `/.auth/pats` checks the finding as proxied requests do: a session
+/// whose groups were found before they were required (with Redis its
+/// access token is stored, so nothing else forces a refresh) mints no
+/// Azure DevOps PAT, which would outlive every later check.
+#[tokio::test]
+async fn a_session_found_under_another_configuration_mints_no_pat() {
+    let r = Replicas::start().await;
+    r.groups(&[OTHER]); // not a member of DEVS
+    let pat_browser = r.signed_in_at(&r.a).await;
+    let api_browser = r.signed_in_at(&r.a).await;
+    let ub = Replicas::url(&r.b);
+
+    // B refuses proxied requests of this non-member...
+    let (status, body) = get(&api_browser, &format!("{ub}{PROJECTS}")).await;
+    assert_eq!(status, 403, "B refuses the non-member: {body}");
+
+    // ...but lets the same kind of session mint an Azure DevOps PAT.
+    let resp = pat_browser
+        .http
+        .post(format!("{ub}/.auth/pats"))
+        .json(&json!({"org": "contoso", "display_name": "keep", "scopes": ["vso.code"], "expires_in_days": 30}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap();
+    let minted = r
+        .vssps
+        .requests()
+        .iter()
+        .filter(|q| q.method == "POST")
+        .count();
+    assert!(
+        status == 403 && minted == 0,
+        "a non-member minted an Azure DevOps PAT through replica B: status {status}, \
+         {minted} POST(s) reached the PAT API, body {body}"
+    );
+}
+
+/// A refresh on a replica that reads no groups leaves the new
+/// generation without a finding: a replica that requires groups finds
+/// them again instead of adopting the previous generation's, so a user
+/// removed from DEVS is refused there.
+#[tokio::test]
+async fn a_replica_that_reads_no_groups_vouches_for_no_finding() {
+    let r = Replicas::start().await;
+    r.groups(&[DEVS]);
+    let browser = r.signed_in_at(&r.b).await; // found at B: a member of DEVS
+    let (ua, ub) = (Replicas::url(&r.a), Replicas::url(&r.b));
+    assert_eq!(get(&browser, &format!("{ub}{PROJECTS}")).await.0, 200);
+
+    // Removed from DEVS; the token comes due and A refreshes it first.
+    r.groups(&[OTHER]);
+    r.idp.clock().advance(HOUR);
+    assert_eq!(get(&browser, &format!("{ua}{PROJECTS}")).await.0, 200);
+    // B re-reads the record (revalidate_interval 1 s) and adopts the
+    // new generation with the old finding.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, body) = get(&browser, &format!("{ub}{PROJECTS}")).await;
+    let refreshes = r.idp.calls("refresh_token");
+    assert_eq!(
+        status, 403,
+        "B admitted a user no longer in DEVS on a finding it never made for this \
+         generation ({refreshes} refresh(es) so far, none by B): {body}"
+    );
+}
+
+/// A deny rule for a group holds beside an entry the proxy cannot read,
+/// and when the token carries no groups claim at all: not knowing the
+/// groups never opens the door the rule closes.
+#[tokio::test]
+async fn a_deny_rule_for_a_group_holds_when_the_groups_are_not_known() {
+    use ado_auth_proxy::config::{AccessRule, RuleAction};
+    let s = Setup::start(HOUR, |c, idp| {
+        c.auth.graph_url = url::Url::parse(&format!("{idp}/graph")).unwrap();
+        c.access.rules = vec![AccessRule {
+            groups: vec![OPS.into()],
+            methods: Some(vec!["PATCH".into()]),
+            ..AccessRule::named("contractors-read-only", RuleAction::Deny)
+        }];
+    })
+    .await;
+    let item = format!("{}/contoso/_apis/wit/workitems/1?api-version=7.1", s.url);
+    let patch = |b: crate::support::oidc::Browser| {
+        let item = item.clone();
+        async move { b.http.patch(&item).send().await.unwrap().status().as_u16() }
+    };
+    // The token names OPS: refused, as it should be.
+    groups(&s, &[OPS]);
+    assert_eq!(patch(s.signed_in().await).await, 403);
+    // The token names OPS and one long on-premises name: allowed.
+    let long = format!("corp.{}.example.com\\release-engineering", "a".repeat(240));
+    s.idp.set_user(|u| {
+        u.extra.insert("groups".into(), json!([OPS, long]));
+    });
+    let odd = patch(s.signed_in().await).await;
+    // The app registration emits no groups claim: allowed, silently.
+    s.idp.set_user(|u| {
+        u.extra.remove("groups");
+    });
+    let none = patch(s.signed_in().await).await;
+    assert!(
+        odd == 403 && none == 403,
+        "the deny rule for {OPS} did not hold: with an odd entry beside {OPS} PATCH got \
+         {odd}, with no groups claim {none}"
+    );
+}

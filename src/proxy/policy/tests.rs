@@ -563,6 +563,7 @@ fn group_and_role_rules_match_what_was_found() {
     let member = |groups: &[&str], roles: &[&str]| Member {
         groups: groups.iter().map(|g| g.to_string()).collect(),
         roles: roles.iter().map(|r| r.to_string()).collect(),
+        groups_unknown: false,
         checked: 1,
     };
     let ops = member(&[OPS], &[]);
@@ -590,4 +591,30 @@ fn group_and_role_rules_match_what_was_found() {
         ask_who(&p, "GET", path, Some(None)).unwrap_err().rule,
         "default"
     );
+    // Groups not known (no groups claim): an allow rule for a group does
+    // not let them in...
+    let unknown = Member {
+        groups_unknown: true,
+        ..member(&[], &[])
+    };
+    assert_eq!(
+        ask_who(&p, "PATCH", path, who(&unknown)).unwrap_err().rule,
+        "default"
+    );
+    // ...and a deny rule for one holds.
+    c.access.default = RuleAction::Allow;
+    c.access.rules.insert(
+        0,
+        AccessRule {
+            groups: vec!["5e1f0a9b-8c7d-4e6f-a5b4-c3d2e1f0a9b8".into()],
+            methods: Some(vec!["DELETE".into()]),
+            ..AccessRule::named("no-deletes", RuleAction::Deny)
+        },
+    );
+    let p = Policy::new(access_plan(&c), NameTrust::UpnAndEmail).unwrap();
+    assert_eq!(
+        ask_who(&p, "DELETE", path, who(&unknown)).unwrap_err().rule,
+        "no-deletes"
+    );
+    assert_eq!(ask_who(&p, "DELETE", path, who(&ops)), Ok(()));
 }
