@@ -5,16 +5,18 @@
 //! `sign_in.rs` ([`SignIn`]: login, callback, logout, cookies, the
 //! allowlist), `refresh.rs` ([`Refresher`]: one token call per session),
 //! `tenants.rs` (tokens of other directories), `personal.rs` (personal
-//! proxy tokens), `pats.rs` (Azure DevOps' PAT lifecycle API) and
-//! `client_tokens.rs` (clients' own Entra tokens). `endpoints.rs` hands
-//! each `/.auth/` request to its component; `provider.rs` speaks to
-//! Entra, legacy Azure DevOps OAuth or any OIDC issuer.
+//! proxy tokens), `pats.rs` (Azure DevOps' PAT lifecycle API),
+//! `client_tokens.rs` (clients' own Entra tokens) and `membership.rs`
+//! (Entra groups and app roles). `endpoints.rs` hands each `/.auth/`
+//! request to its component; `provider.rs` speaks to Entra, legacy Azure
+//! DevOps OAuth or any OIDC issuer; `housekeeping.rs` sweeps.
 
 mod allowlist;
 mod answers;
 mod client_tokens;
 pub mod cookies;
 mod endpoints;
+mod housekeeping;
 mod membership;
 mod pats;
 mod personal;
@@ -27,6 +29,7 @@ mod tenants;
 mod tests;
 
 pub(crate) use answers::json_response;
+pub use housekeeping::housekeeping;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -113,43 +116,6 @@ pub struct ClientHolder {
     pub until: SystemTime,
     /// Whom it names (object id, tenant, UPN), for the audit trail.
     pub user: Arc<crate::session::UserInfo>,
-}
-
-/// How often ended sessions and abandoned sign-ins are forgotten.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
-/// How often the session store is asked whether it answers.
-const STORE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
-
-/// Session housekeeping until `stop`: sweeps ended sessions and expired
-/// store entries, and tells `store_up` whether the store answers (for
-/// `/readyz`; the check writes back what the store missed when it answers
-/// again).
-pub async fn housekeeping(
-    login: Arc<Login>,
-    store_up: Arc<dyn Fn(bool) + Send + Sync>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut sweep =
-        tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_INTERVAL, SWEEP_INTERVAL);
-    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut check = tokio::time::interval(STORE_CHECK_INTERVAL);
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let sweep_now = tokio::select! {
-            _ = sweep.tick() => true,
-            _ = check.tick() => false,
-            // Shutdown, or the server is gone.
-            r = stop.wait_for(|s| *s) => {
-                drop(r);
-                return;
-            }
-        };
-        if sweep_now {
-            login.sweep().await;
-        } else {
-            store_up(login.sessions().check().await);
-        }
-    }
 }
 
 // === impl Login ===
