@@ -44,7 +44,7 @@ pub use membership::{MAX_GROUPS, MembershipPlan, group_id, membership_plan, role
 pub use plan::{AppCredential, AuthPlan, SourcePlan, StorePlan, credential, plan};
 pub use problem::{Problem, Problems};
 pub use secret::Secret;
-pub use secret_slots::caller_secrets;
+pub use secret_slots::{MIN_CALLER_SECRET, caller_secrets};
 pub use service_plan::{
     EntraApp, IMDS_ENDPOINT, ManagedPlan, PatSourcePlan, ServicePlan, service_plan,
 };

@@ -38,9 +38,14 @@ pub fn secret_slots(path: &std::path::Path) -> Result<Option<Vec<PathBuf>>, Stri
 /// At most this many caller secrets are read from a directory.
 pub const MAX_CALLER_SECRETS: usize = 32;
 
+/// The shortest caller secret: a shorter one (written after start)
+/// admits nobody.
+pub const MIN_CALLER_SECRET: usize = 16;
+
 /// The caller secrets at `path`, by name: the file itself (named by its
 /// file name), or, for a directory, each file in it (hidden ones such as
-/// Kubernetes' `..data` skipped), sorted by name.
+/// Kubernetes' `..data` skipped; a link only when it stays inside the
+/// directory, as Kubernetes' own links do), sorted by name.
 pub fn caller_secrets(path: &std::path::Path) -> Result<Vec<(String, PathBuf)>, String> {
     let named = |p: PathBuf| {
         let name = p
@@ -54,11 +59,14 @@ pub fn caller_secrets(path: &std::path::Path) -> Result<Vec<(String, PathBuf)>, 
     }
     let entries = std::fs::read_dir(path)
         .map_err(|e| format!("cannot list the directory {}: {e}", path.display()))?;
+    let home = std::fs::canonicalize(path)
+        .map_err(|e| format!("cannot resolve the directory {}: {e}", path.display()))?;
+    let inside = |p: &PathBuf| std::fs::canonicalize(p).is_ok_and(|real| real.starts_with(&home));
     let mut files: Vec<(String, PathBuf)> = entries
         .filter_map(Result::ok)
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .map(|e| e.path())
-        .filter(|p| p.is_file())
+        .filter(|p| p.is_file() && inside(p))
         .map(named)
         .collect();
     files.sort();

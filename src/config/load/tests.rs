@@ -932,3 +932,44 @@ fn a_sign_in_app_may_prove_itself_with_a_federated_token_file() {
         Some(crate::config::AppCredential::Secret(_))
     ));
 }
+
+/// A caller secret directory that holds the proxy's own PAT (one mounted
+/// Secret with keys `pat` and `caller-secret`, pointed at as a
+/// directory) is refused: the PAT would admit callers.
+#[test]
+fn a_caller_secret_directory_holding_the_pat_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pat"), "patpatpatpatpatpatpatpatpatpat52").unwrap();
+    std::fs::write(dir.path().join("caller-secret"), "0123456789abcdef0123").unwrap();
+    let toml = format!(
+        "[listen]\naddress = \"0.0.0.0:8080\"\n[auth]\nmode = \"pat\"\npat_file = \"{}\"\n\
+         allow_remote_callers = true\ncaller_secret_file = \"{}\"",
+        dir.path().join("pat").display(),
+        dir.path().display()
+    );
+    let found = problems(&toml, &[]);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("auth.caller_secret_file")),
+        "the PAT's own directory is accepted as the caller secret directory: {found:?}"
+    );
+}
+
+/// `client_credential = "managed-identity-federation"` in mode service is
+/// refused at load, pointing at the source of that name.
+#[test]
+fn managed_identity_federation_as_client_credential_in_mode_service_is_refused_at_load() {
+    for source in ["managed-identity", "device-code"] {
+        let toml = format!(
+            "{SERVICE}source = \"{source}\"\nclient_id = \"x\"\n\
+             tenant = \"0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0\"\n\
+             client_credential = \"managed-identity-federation\""
+        );
+        let found = problems(&toml, &[]);
+        assert!(
+            found.iter().any(|p| p.contains("client_credential")),
+            "source {source}: loads without a word: {found:?}"
+        );
+    }
+}

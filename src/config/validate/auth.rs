@@ -37,7 +37,7 @@ fn callers(config: &Config, out: &mut Vec<Problem>) {
         }
     }
     if let Some(path) = &a.caller_secret_file {
-        caller_secret_files(path, out);
+        caller_secret_files(a, path, out);
     }
     let ip = config.listen.address.ip();
     if ip.is_loopback() {
@@ -73,6 +73,13 @@ fn callers(config: &Config, out: &mut Vec<Problem>) {
 /// Mode `service`: the source and what it needs.
 fn service(config: &Config, out: &mut Vec<Problem>) {
     let a = &config.auth;
+    if a.client_credential == Some(crate::config::ClientCredential::ManagedIdentityFederation) {
+        out.push(Problem::new(
+            "auth.client_credential",
+            "\"managed-identity-federation\" proves the sign-in app of mode \"user\"; in mode \
+             \"service\" set source = \"managed-identity-federation\" instead",
+        ));
+    }
     if a.allow_browser_login && a.source != Some(ServiceSource::DeviceCode) {
         out.push(Problem::new(
             "auth.allow_browser_login",
@@ -329,15 +336,40 @@ fn secret_files(a: &AuthConfig, out: &mut Vec<Problem>) {
 
 /// `auth.caller_secret_file`: a file, or a directory of named files,
 /// each holding a long secret.
-fn caller_secret_files(path: &std::path::Path, out: &mut Vec<Problem>) {
+fn caller_secret_files(a: &AuthConfig, path: &std::path::Path, out: &mut Vec<Problem>) {
     let key = "auth.caller_secret_file";
     let files = match crate::config::secret_slots::caller_secrets(path) {
         Ok(files) => files,
         Err(e) => return out.push(Problem::new(key, e).about_file()),
     };
+    // The proxy's own secrets must never admit a caller.
+    let own: Vec<std::path::PathBuf> = [
+        &a.pat_file,
+        &a.client_secret_file,
+        &a.client_secret_next_file,
+        &a.client_key_file,
+        &a.federated_token_file,
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|p| std::fs::canonicalize(p).ok())
+    .collect();
+    for (name, file) in &files {
+        if std::fs::canonicalize(file).is_ok_and(|real| own.contains(&real)) {
+            out.push(Problem::new(
+                key,
+                format!(
+                    "{name} in {} is one of the proxy's own secret files (the PAT, the app's \
+                     secret, key or token): keep caller secrets in a file or directory of their \
+                     own",
+                    path.display()
+                ),
+            ));
+        }
+    }
     for (_, file) in files {
         match std::fs::read_to_string(&file) {
-            Ok(s) if s.trim().len() < 16 => out.push(
+            Ok(s) if s.trim().len() < crate::config::MIN_CALLER_SECRET => out.push(
                 Problem::new(
                     key,
                     format!(
