@@ -41,7 +41,7 @@ pub use egress::{EgressPlan, ProxyCredentials, ProxyEnvironment, ProxyTarget, eg
 pub use env::{ENV_PREFIX, EnvProvider, ignored as ignored_env};
 pub use load::{figment_for, load, load_checking, load_file, load_file_checking};
 pub use membership::{MAX_GROUPS, MembershipPlan, group_id, membership_plan, role_value};
-pub use plan::{AppCredential, AuthPlan, SourcePlan, StorePlan, credential, plan};
+pub use plan::{AppCredential, AuthPlan, RedisTarget, SourcePlan, StorePlan, credential, plan};
 pub use problem::{Problem, Problems};
 pub use secret::Secret;
 pub use secret_slots::{MIN_CALLER_SECRET, caller_secrets};
@@ -490,6 +490,13 @@ pub struct SessionConfig {
     /// A file holding the Redis password, instead of writing it into
     /// `redis_url`.
     pub redis_password_file: Option<PathBuf>,
+    /// Sentinels (`host:port`) that name the master, instead of
+    /// `redis_url`: a failover is followed.
+    pub redis_sentinels: Vec<String>,
+    /// The master's name the sentinels monitor.
+    pub redis_sentinel_master: Option<String>,
+    /// A file holding the sentinels' own password, when they ask for one.
+    pub redis_sentinel_password_file: Option<PathBuf>,
     /// PEM CA certificates that sign the Redis server's certificate
     /// (`rediss://` with a private CA), instead of the system's roots.
     pub redis_ca_file: Option<PathBuf>,

@@ -18,9 +18,20 @@ pub enum StorePlan {
     /// The redb file at `session.path`.
     Embedded,
     /// A Redis server.
-    Redis {
-        /// `session.redis_url`.
-        url: Secret,
+    Redis(RedisTarget),
+}
+
+/// Which Redis server: at an address, or the master sentinels name.
+#[derive(Debug, Clone)]
+pub enum RedisTarget {
+    /// `session.redis_url`.
+    Url(Secret),
+    /// `session.redis_sentinels` and `redis_sentinel_master`.
+    Sentinel {
+        /// `host:port` of each sentinel.
+        sentinels: Vec<String>,
+        /// The monitored master's name.
+        master: String,
     },
 }
 
@@ -114,12 +125,22 @@ fn store_plan(s: &SessionConfig) -> StorePlan {
     match s.store {
         StoreKind::Memory => StorePlan::Memory,
         StoreKind::Embedded => StorePlan::Embedded,
-        StoreKind::Redis => StorePlan::Redis {
-            url: s
-                .redis_url
-                .clone()
-                .expect("validate requires session.redis_url with store redis"),
-        },
+        StoreKind::Redis => StorePlan::Redis(match &s.redis_url {
+            Some(url) => RedisTarget::Url(url.clone()),
+            None => RedisTarget::Sentinel {
+                sentinels: s
+                    .redis_sentinels
+                    .iter()
+                    .map(|a| a.trim().to_string())
+                    .collect(),
+                master: s
+                    .redis_sentinel_master
+                    .as_deref()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            },
+        }),
     }
 }
 
@@ -264,7 +285,7 @@ mod tests {
         c.session.redis_url = Some(Secret::new("redis://127.0.0.1:6379/0"));
         match plan(&c).unwrap() {
             AuthPlan::Service(SourcePlan::DeviceCode {
-                store: StorePlan::Redis { url },
+                store: StorePlan::Redis(RedisTarget::Url(url)),
             }) => assert_eq!(url.expose(), "redis://127.0.0.1:6379/0"),
             other => panic!("{other:?}"),
         }

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::backend::{Backend, Embedded, Memory, Redis, RedisSettings};
+use super::backend::{Backend, Embedded, Memory, Redis, RedisAt, RedisSettings};
 use crate::clock::Clock;
-use crate::config::{SessionConfig, StorePlan};
+use crate::config::{RedisTarget, SessionConfig, StorePlan};
 use crate::seal::{self, Sealer};
 
 /// The backend, keeping time by `clock` when in-process; `owner` is
@@ -30,15 +30,24 @@ pub(super) fn backend(
                 .map_err(|e| e.to_string())?
                 .with_clock(clock.clone()),
         ),
-        StorePlan::Redis { url } => {
-            let password = match &config.redis_password_file {
-                Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
-                    format!(
-                        "session.redis_password_file: cannot read {}: {e}",
-                        p.display()
-                    )
-                })?),
-                None => None,
+        StorePlan::Redis(target) => {
+            let read = |key: &str, path: &Option<PathBuf>| match path {
+                Some(p) => std::fs::read_to_string(p)
+                    .map(Some)
+                    .map_err(|e| format!("session.{key}: cannot read {}: {e}", p.display())),
+                None => Ok(None),
+            };
+            let password = read("redis_password_file", &config.redis_password_file)?;
+            let at = match target {
+                RedisTarget::Url(url) => RedisAt::Url(url.expose()),
+                RedisTarget::Sentinel { sentinels, master } => RedisAt::Sentinel {
+                    sentinels,
+                    master,
+                    password: read(
+                        "redis_sentinel_password_file",
+                        &config.redis_sentinel_password_file,
+                    )?,
+                },
             };
             let ca_pem = match &config.redis_ca_file {
                 Some(p) => Some(std::fs::read(p).map_err(|e| {
@@ -47,7 +56,7 @@ pub(super) fn backend(
                 None => None,
             };
             Backend::Redis(Redis::open(&RedisSettings {
-                url: url.expose(),
+                at,
                 password,
                 ca_pem,
                 prefix: &config.key_prefix,

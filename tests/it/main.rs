@@ -35,6 +35,7 @@ mod personal_tokens;
 mod provider_codes;
 mod provider_shapes;
 mod providers;
+mod sentinel;
 mod service;
 mod sessions;
 mod store;

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use ado_auth_proxy::clock::Clock;
 use ado_auth_proxy::session::backend::{
-    Backend, Embedded, Key, Memory, Namespace, Redis, RedisSettings, Update, generation_prefix,
+    Backend, Embedded, Key, Memory, Namespace, Redis, RedisAt, RedisSettings, Update,
+    generation_prefix,
 };
 
 use crate::support::redis::RedisServer;
@@ -30,7 +31,7 @@ fn redis_backend(server: &RedisServer, prefix: &str) -> Backend {
 fn redis_at(url: &str, password: Option<&str>, prefix: &str) -> Backend {
     Backend::Redis(
         Redis::open(&RedisSettings {
-            url,
+            at: RedisAt::Url(url),
             password: password.map(str::to_string),
             ca_pem: None,
             prefix,
@@ -356,7 +357,7 @@ async fn rediss_speaks_tls_to_a_server_signed_by_a_private_ca() {
     let url = format!("rediss://127.0.0.1:{}/0", server.port);
     let open = |ca_pem: Option<Vec<u8>>| {
         Redis::open(&RedisSettings {
-            url: &url,
+            at: RedisAt::Url(&url),
             password: None,
             ca_pem,
             prefix: "tls:",

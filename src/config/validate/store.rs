@@ -62,17 +62,24 @@ fn embedded(s: &SessionConfig, out: &mut Vec<Problem>) {
 
 /// The server, its credentials and TLS, the shared key file, timeouts.
 fn redis(s: &SessionConfig, out: &mut Vec<Problem>) {
-    match &s.redis_url {
-        None => out.push(Problem::new(
+    match (&s.redis_url, s.redis_sentinels.is_empty()) {
+        (None, true) => out.push(Problem::new(
             "session.redis_url",
             "missing: store \"redis\" needs the server, e.g. \"redis://redis:6379/0\" \
-             (or ADO_AUTH_PROXY_SESSION__REDIS_URL, to keep a password out of the file)",
+             (or ADO_AUTH_PROXY_SESSION__REDIS_URL, to keep a password out of the file), or \
+             session.redis_sentinels with session.redis_sentinel_master",
         )),
-        Some(url) => {
+        (Some(_), false) => out.push(Problem::new(
+            "session.redis_sentinels",
+            "both session.redis_url and session.redis_sentinels are set; keep one (the \
+             sentinels name the master)",
+        )),
+        (Some(url), true) => {
             if let Err(why) = redis_url(url.expose()) {
                 out.push(Problem::new("session.redis_url", why));
             }
         }
+        (None, false) => sentinels(s, out),
     }
     if s.encryption_keys_file.is_none() {
         out.push(Problem::new(
@@ -95,7 +102,7 @@ fn redis(s: &SessionConfig, out: &mut Vec<Problem>) {
             .redis_url
             .as_ref()
             .is_some_and(|u| u.expose().trim_start().starts_with("rediss://"));
-        if !tls {
+        if !tls && s.redis_url.is_some() {
             out.push(Problem::new(
                 "session.redis_ca_file",
                 "only used with TLS: write session.redis_url as rediss://...",
@@ -117,6 +124,46 @@ fn redis(s: &SessionConfig, out: &mut Vec<Problem>) {
         out.push(Problem::new(
             "session.key_prefix",
             "longer than 128 characters; use a short name such as \"ado-auth-proxy:\"",
+        ));
+    }
+}
+
+/// `session.redis_sentinels`: addresses, the master's name, their
+/// password file.
+fn sentinels(s: &SessionConfig, out: &mut Vec<Problem>) {
+    for a in &s.redis_sentinels {
+        let ok = a.trim().rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !ok {
+            out.push(Problem::new(
+                "session.redis_sentinels",
+                format!("{a:?} is not host:port; write e.g. \"sentinel-0.redis:26379\""),
+            ));
+        }
+    }
+    if s.redis_sentinel_master
+        .as_deref()
+        .is_none_or(|m| m.trim().is_empty())
+    {
+        out.push(Problem::new(
+            "session.redis_sentinel_master",
+            "missing: the name the sentinels monitor the master by (`sentinel monitor <name> ...`)",
+        ));
+    }
+    if let Some(path) = &s.redis_sentinel_password_file {
+        secret_file(
+            "session.redis_sentinel_password_file",
+            path,
+            "the sentinels' password",
+            out,
+        );
+    }
+    if s.redis_ca_file.is_some() {
+        out.push(Problem::new(
+            "session.redis_ca_file",
+            "TLS to sentinels and their master is not supported yet; use plain connections \
+             inside the cluster, or session.redis_url with rediss://",
         ));
     }
 }

@@ -11,12 +11,13 @@ mod embedded;
 mod lease;
 mod memory;
 mod redis;
+mod redis_link;
 
 use std::time::Duration;
 
 pub use self::embedded::Embedded;
 pub use self::memory::Memory;
-pub use self::redis::{ENDING_LOG_FOR, Redis, RedisSettings};
+pub use self::redis::{ENDING_LOG_FOR, Redis, RedisAt, RedisSettings};
 
 /// Bytes of the generation at the start of a session record: decimal,
 /// zero-padded, so Redis scripts can read it with `tonumber`.

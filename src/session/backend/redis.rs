@@ -1,12 +1,14 @@
 //! The Redis backend, shared by replicas. Each check-and-write is one Lua
 //! script, so it is atomic on the server; the connection manager
-//! reconnects by itself after Redis restarts.
+//! reconnects by itself after Redis restarts, and with sentinels the
+//! master is found again after a failover (`redis_link`).
 
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, Script, Value};
 
+use super::redis_link::{Link, SentinelSettings};
 use super::{GENERATION_LEN, Key, Namespace, StoreError, Update, generation_of, hex, unhex};
 
 /// Writes a record unless tombstoned (2) or a newer generation is stored (1).
@@ -72,7 +74,7 @@ return 0
 
 /// A Redis server.
 pub struct Redis {
-    conn: ConnectionManager,
+    link: Link,
     prefix: String,
     timeout: Duration,
     scripts: Box<Scripts>,
@@ -88,11 +90,27 @@ struct Scripts {
     swap: Script,
 }
 
+/// Which server: an address, or the master sentinels name.
+pub enum RedisAt<'a> {
+    /// `redis://` or `rediss://` URL.
+    Url(&'a str),
+    /// `host:port` of each sentinel, the master's name, and the
+    /// sentinels' own password.
+    Sentinel {
+        /// The sentinels.
+        sentinels: &'a [String],
+        /// The monitored master's name.
+        master: &'a str,
+        /// `session.redis_sentinel_password_file`'s content.
+        password: Option<String>,
+    },
+}
+
 /// What the Redis backend needs from the config.
 pub struct RedisSettings<'a> {
-    /// `redis://` or `rediss://` URL.
-    pub url: &'a str,
-    /// Overrides the URL's password.
+    /// Where the server is.
+    pub at: RedisAt<'a>,
+    /// Overrides the URL's password (the master's, with sentinels).
     pub password: Option<String>,
     /// PEM CA certificates for `rediss://`, instead of the system's roots.
     pub ca_pem: Option<Vec<u8>>,
@@ -111,8 +129,41 @@ impl Redis {
         // The redis crate builds its rustls config with the process-wide
         // provider: make it ring (an error means one is installed).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut info = s
-            .url
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(s.connect_timeout))
+            .set_response_timeout(Some(s.command_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        let link = match &s.at {
+            RedisAt::Url(url) => Link::fixed(Self::at_url(url, s, config)?),
+            RedisAt::Sentinel {
+                sentinels,
+                master,
+                password,
+            } => Link::sentinel(sentinel_settings(sentinels, master, password, s)?, config)?,
+        };
+        Ok(Self {
+            link,
+            prefix: s.prefix.to_string(),
+            timeout: s.command_timeout + s.connect_timeout,
+            scripts: Box::new(Scripts {
+                update: Script::new(UPDATE),
+                remove: Script::new(REMOVE),
+                renew: Script::new(RENEW),
+                release: Script::new(RELEASE),
+                check: Script::new(CHECK),
+                swap: Script::new(SWAP),
+            }),
+        })
+    }
+
+    /// The connection manager of the server at `url`.
+    fn at_url(
+        url: &str,
+        s: &RedisSettings<'_>,
+        config: ConnectionManagerConfig,
+    ) -> Result<ConnectionManager, String> {
+        let mut info = url
             .trim()
             .into_connection_info()
             .map_err(|e| format!("session.redis_url: not usable ({})", e.category()))?;
@@ -132,27 +183,9 @@ impl Redis {
             None => redis::Client::open(info)
                 .map_err(|e| format!("session.redis_url: not usable ({})", e.category()))?,
         };
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(s.connect_timeout))
-            .set_response_timeout(Some(s.command_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = client
+        client
             .get_connection_manager_lazy(config)
-            .map_err(|e| format!("session.redis_url: {}", e.category()))?;
-        Ok(Self {
-            conn,
-            prefix: s.prefix.to_string(),
-            timeout: s.command_timeout + s.connect_timeout,
-            scripts: Box::new(Scripts {
-                update: Script::new(UPDATE),
-                remove: Script::new(REMOVE),
-                renew: Script::new(RENEW),
-                release: Script::new(RELEASE),
-                check: Script::new(CHECK),
-                swap: Script::new(SWAP),
-            }),
-        })
+            .map_err(|e| format!("session.redis_url: {}", e.category()))
     }
 
     fn key(&self, key: Key) -> String {
@@ -164,13 +197,24 @@ impl Redis {
         format!("{}{name}", self.prefix)
     }
 
-    /// Runs one command or script with the command timeout.
+    /// Runs one command or script with the command timeout; with
+    /// sentinels, once more on the master found again when the first
+    /// cannot have been applied (see `redis_link`).
     async fn run<T: redis::FromRedisValue>(
         &self,
-        f: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
+        f: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T> + Clone,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, f(&mut conn)).await {
+        let attempt = async {
+            let (mut conn, generation) = self.link.conn().await?;
+            match f.clone()(&mut conn).await {
+                Err(e) if self.link.after_failure(generation, &e).await => {
+                    let (mut conn, _) = self.link.conn().await?;
+                    f(&mut conn).await
+                }
+                other => other,
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(v)) => Ok(v),
             // The error's kind and category only: a Redis error can echo
             // arguments, which are sealed values.
@@ -373,6 +417,7 @@ impl Redis {
         fresh_epoch: &str,
         since_ms: u64,
     ) -> Result<super::Checked, StoreError> {
+        let _ = tokio::time::timeout(self.timeout, self.link.confirm()).await;
         let (epoch, log) = (self.key(super::EPOCH), self.own("endings"));
         let keep = ENDING_LOG_FOR.as_millis() as u64;
         let (e, ends): (Option<String>, Vec<(String, f64)>) = self
@@ -418,6 +463,45 @@ impl Redis {
             .await
             .map(drop)
     }
+}
+
+/// The sentinels' and the master's connection settings.
+fn sentinel_settings(
+    sentinels: &[String],
+    master: &str,
+    password: &Option<String>,
+    s: &RedisSettings<'_>,
+) -> Result<SentinelSettings, String> {
+    let sentinels = sentinels
+        .iter()
+        .map(|a| {
+            let info = format!("redis://{}", a.trim())
+                .as_str()
+                .into_connection_info()
+                .map_err(|e| {
+                    format!(
+                        "session.redis_sentinels: {a:?} is not usable ({})",
+                        e.category()
+                    )
+                })?;
+            Ok(match password {
+                Some(p) => {
+                    let settings = info.redis_settings().clone().set_password(p.trim());
+                    info.set_redis_settings(settings)
+                }
+                None => info,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let mut node = redis::RedisConnectionInfo::default();
+    if let Some(p) = &s.password {
+        node = node.set_password(p.trim());
+    }
+    Ok(SentinelSettings {
+        sentinels,
+        master: master.to_string(),
+        node,
+    })
 }
 
 fn ms(ttl: Duration) -> u64 {

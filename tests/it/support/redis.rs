@@ -199,3 +199,133 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// A running `redis-server --sentinel` monitoring one master, with a
+/// quorum of one and a one-second down-after, so failovers take seconds.
+pub struct Sentinel {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Sentinel {
+    /// Monitors the master on `master_port` as `name`.
+    pub fn start(name: &str, master_port: u16) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {name} 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 4000\n\
+                 sentinel parallel-syncs {name} 1\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test.sh installs it)");
+        let s = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.command(&["PING"]).is_none_or(|l| l.is_empty()) {
+            assert!(Instant::now() < deadline, "the sentinel did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        s
+    }
+
+    /// `host:port`, as the proxy's `session.redis_sentinels` takes it.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Sends one command; the whole reply, if the sentinel answers.
+    pub fn command(&self, args: &[&str]) -> Option<String> {
+        let mut conn = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], self.port))).ok()?;
+        conn.set_read_timeout(Some(Duration::from_millis(500)))
+            .ok()?;
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        conn.write_all(req.as_bytes()).ok()?;
+        let mut buf = vec![0u8; 1 << 16];
+        let n = conn.read(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).to_string())
+    }
+
+    /// The port of the master it names now.
+    pub fn master_port(&self, name: &str) -> Option<u16> {
+        let reply = self.command(&["SENTINEL", "get-master-addr-by-name", name])?;
+        reply
+            .lines()
+            .filter(|l| !l.starts_with('*') && !l.starts_with('$'))
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+
+    /// How many replicas it knows of `name`.
+    pub fn replicas(&self, name: &str) -> usize {
+        self.command(&["SENTINEL", "replicas", name])
+            .and_then(|r| r.lines().next()?.strip_prefix('*')?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RedisServer {
+    /// Whether a replica's link to its master is up (`master_link_status`).
+    pub fn replicating(&self) -> bool {
+        self.replication()
+            .is_some_and(|info| info.contains("master_link_status:up"))
+    }
+
+    /// `INFO replication`.
+    fn replication(&self) -> Option<String> {
+        let mut conn = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], self.port))).ok()?;
+        conn.set_read_timeout(Some(Duration::from_millis(300)))
+            .ok()?;
+        conn.write_all(b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n")
+            .ok()?;
+        let mut buf = vec![0u8; 1 << 16];
+        let n = conn.read(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).to_string())
+    }
+
+    /// `role:master` or `role:slave`, from `INFO replication`.
+    pub fn role(&self) -> Option<String> {
+        let mut conn = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], self.port))).ok()?;
+        conn.set_read_timeout(Some(Duration::from_millis(300)))
+            .ok()?;
+        conn.write_all(b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n")
+            .ok()?;
+        let mut buf = vec![0u8; 1 << 16];
+        let n = conn.read(&mut buf).ok()?;
+        String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .find_map(|l| l.strip_prefix("role:").map(str::to_string))
+    }
+}
