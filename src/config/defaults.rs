@@ -148,6 +148,8 @@ impl Default for SessionConfig {
             redis_sentinel_master: None,
             redis_sentinel_password_file: None,
             redis_ca_file: None,
+            redis_client_certificate_file: None,
+            redis_client_key_file: None,
             key_prefix: "ado-auth-proxy:".to_string(),
             redis_connect_timeout: Duration::from_secs(5),
             redis_command_timeout: Duration::from_secs(2),

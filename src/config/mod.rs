@@ -500,6 +500,11 @@ pub struct SessionConfig {
     /// PEM CA certificates that sign the Redis server's certificate
     /// (`rediss://` with a private CA), instead of the system's roots.
     pub redis_ca_file: Option<PathBuf>,
+    /// The proxy's client certificate (PEM), for a Redis server that
+    /// demands one (`rediss://`).
+    pub redis_client_certificate_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub redis_client_key_file: Option<PathBuf>,
     /// Prefix of every Redis key the proxy writes.
     pub key_prefix: String,
     /// Time to connect to Redis.

@@ -55,8 +55,23 @@ pub(super) fn backend(
                 })?),
                 None => None,
             };
+            let bytes = |key: &str, path: &PathBuf| {
+                std::fs::read(path)
+                    .map_err(|e| format!("session.{key}: cannot read {}: {e}", path.display()))
+            };
+            let client_tls = match (
+                &config.redis_client_certificate_file,
+                &config.redis_client_key_file,
+            ) {
+                (Some(c), Some(k)) => Some((
+                    bytes("redis_client_certificate_file", c)?,
+                    bytes("redis_client_key_file", k)?,
+                )),
+                _ => None,
+            };
             Backend::Redis(Redis::open(&RedisSettings {
                 at,
+                client_tls,
                 password,
                 ca_pem,
                 prefix: &config.key_prefix,

@@ -34,6 +34,7 @@ fn redis_at(url: &str, password: Option<&str>, prefix: &str) -> Backend {
             at: RedisAt::Url(url),
             password: password.map(str::to_string),
             ca_pem: None,
+            client_tls: None,
             prefix,
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
@@ -360,6 +361,7 @@ async fn rediss_speaks_tls_to_a_server_signed_by_a_private_ca() {
             at: RedisAt::Url(&url),
             password: None,
             ca_pem,
+            client_tls: None,
             prefix: "tls:",
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
@@ -372,6 +374,79 @@ async fn rediss_speaks_tls_to_a_server_signed_by_a_private_ca() {
     // Without the CA the server's certificate is not trusted.
     let untrusted = open(None);
     assert!(untrusted.ping().await.is_err());
+}
+
+/// A server that demands a client certificate: the store conformance
+/// suite passes with `redis_client_certificate_file`/`_key_file`; without
+/// them the proxy is not ready and its log names the keys.
+#[tokio::test]
+async fn a_redis_demanding_client_certificates_is_reached_with_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key_file) = crate::support::self_signed(dir.path());
+    let (client_cert, client_key) = crate::support::client_signed(dir.path());
+    let server = RedisServer::start_mutual_tls(&cert, &key_file, &ca);
+    let url = format!("rediss://127.0.0.1:{}/0", server.port);
+    let b = Redis::open(&RedisSettings {
+        at: RedisAt::Url(&url),
+        password: None,
+        ca_pem: Some(std::fs::read(&ca).unwrap()),
+        client_tls: Some((
+            std::fs::read(&client_cert).unwrap(),
+            std::fs::read(&client_key).unwrap(),
+        )),
+        prefix: "mtls:",
+        connect_timeout: Duration::from_secs(2),
+        command_timeout: Duration::from_secs(2),
+    })
+    .map(Backend::Redis)
+    .unwrap();
+    conformance(b, Time::Real).await;
+
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, ado_auth_proxy::seal::generate_key().unwrap() + "\n").unwrap();
+    let toml = |client: &str| {
+        format!(
+            "[auth]\nmode = \"user\"\nprovider = \"entra\"\ntenant = \"{}\"\nclient_id = \"c\"\n\
+             [session]\nstore = \"redis\"\nredis_url = \"{url}\"\nredis_ca_file = \"{}\"\n\
+             encryption_keys_file = \"{}\"\n{client}[log]\nlevel = \"warn,ado_auth_proxy::app=info\"\n",
+            crate::support::fake_idp::TENANT,
+            ca.display(),
+            keys.display()
+        )
+    };
+    let env = [("ADO_AUTH_PROXY_AUTH__CLIENT_SECRET", "s")];
+    let without = crate::support::process::ProxyProcess::spawn(&toml(""), &env);
+    let ready = |p: &crate::support::process::ProxyProcess| {
+        let url = format!("http://{}/readyz", p.admin);
+        async move {
+            crate::support::client()
+                .get(url)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(ready(&without).await, 503, "{}", without.logs());
+    let logs = without.logs();
+    assert!(
+        logs.contains("session.redis_client_certificate_file"),
+        "the log names the keys: {logs}"
+    );
+    let with = crate::support::process::ProxyProcess::spawn(
+        &toml(&format!(
+            "redis_client_certificate_file = \"{}\"\nredis_client_key_file = \"{}\"\n",
+            client_cert.display(),
+            client_key.display()
+        )),
+        &env,
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ready(&with).await != 200 {
+        assert!(std::time::Instant::now() < deadline, "{}", with.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Redis keeps an epoch (the one key without a TTL: its disappearance is

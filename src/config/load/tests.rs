@@ -973,3 +973,42 @@ fn managed_identity_federation_as_client_credential_in_mode_service_is_refused_a
         );
     }
 }
+
+#[test]
+fn redis_client_certificates_come_in_pairs_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, keys) = (dir.path().join("c.pem"), dir.path().join("keys"));
+    std::fs::write(&cert, "pem").unwrap();
+    std::fs::write(&keys, crate::seal::generate_key().unwrap()).unwrap();
+    let base = |url: &str, extra: &str| {
+        format!(
+            "{ENTRA}tenant = \"72f988bf-86f1-41af-91ab-2d7cd011db47\"\n[session]\nstore = \"redis\"\n\
+             redis_url = \"{url}\"\nencryption_keys_file = \"{}\"\n{extra}",
+            keys.display()
+        )
+    };
+    let only_cert = format!("redis_client_certificate_file = \"{}\"\n", cert.display());
+    let found = problems(&base("rediss://r:6380", &only_cert), &[SECRET_ENV]);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("session.redis_client_key_file: missing")),
+        "{found:?}"
+    );
+    let both = format!(
+        "{only_cert}redis_client_key_file = \"{}\"\n",
+        cert.display()
+    );
+    let found = problems(&base("redis://r:6379", &both), &[SECRET_ENV]);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("session.redis_client_certificate_file: only used with TLS")),
+        "{found:?}"
+    );
+    assert!(
+        problems(&base("rediss://r:6380", &both), &[SECRET_ENV])
+            .iter()
+            .all(|p| !p.contains("client")),
+    );
+}

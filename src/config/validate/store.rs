@@ -109,6 +109,7 @@ fn redis(s: &SessionConfig, out: &mut Vec<Problem>) {
             ));
         }
     }
+    client_certificate(s, out);
     positive(
         "session.redis_connect_timeout",
         s.redis_connect_timeout,
@@ -124,6 +125,39 @@ fn redis(s: &SessionConfig, out: &mut Vec<Problem>) {
         out.push(Problem::new(
             "session.key_prefix",
             "longer than 128 characters; use a short name such as \"ado-auth-proxy:\"",
+        ));
+    }
+}
+
+/// `session.redis_client_certificate_file` and `redis_client_key_file`:
+/// both or neither, readable, over TLS.
+fn client_certificate(s: &SessionConfig, out: &mut Vec<Problem>) {
+    let (cert, key) = (&s.redis_client_certificate_file, &s.redis_client_key_file);
+    match (cert, key) {
+        (None, None) => return,
+        (Some(_), None) => out.push(Problem::new(
+            "session.redis_client_key_file",
+            "missing: session.redis_client_certificate_file is set, so its private key file is \
+             needed too",
+        )),
+        (None, Some(_)) => out.push(Problem::new(
+            "session.redis_client_certificate_file",
+            "missing: session.redis_client_key_file is set, so the certificate file is needed too",
+        )),
+        (Some(c), Some(k)) => {
+            readable("session.redis_client_certificate_file", c, out);
+            readable("session.redis_client_key_file", k, out);
+        }
+    }
+    let tls = s
+        .redis_url
+        .as_ref()
+        .is_some_and(|u| u.expose().trim_start().starts_with("rediss://"));
+    if !tls {
+        out.push(Problem::new(
+            "session.redis_client_certificate_file",
+            "only used with TLS: write session.redis_url as rediss://... (TLS with \
+             session.redis_sentinels is not supported yet)",
         ));
     }
 }

@@ -75,6 +75,9 @@ return 0
 /// A Redis server.
 pub struct Redis {
     link: Link,
+    /// TLS without a client certificate: a handshake refused for the lack
+    /// of one is explained by the keys that set it.
+    tls_without_client_cert: bool,
     prefix: String,
     timeout: Duration,
     scripts: Box<Scripts>,
@@ -114,6 +117,9 @@ pub struct RedisSettings<'a> {
     pub password: Option<String>,
     /// PEM CA certificates for `rediss://`, instead of the system's roots.
     pub ca_pem: Option<Vec<u8>>,
+    /// The proxy's client certificate and key (PEM), for a server that
+    /// demands one.
+    pub client_tls: Option<(Vec<u8>, Vec<u8>)>,
     /// Prefix of every key.
     pub prefix: &'a str,
     /// Time to connect.
@@ -142,8 +148,11 @@ impl Redis {
                 password,
             } => Link::sentinel(sentinel_settings(sentinels, master, password, s)?, config)?,
         };
+        let tls_without_client_cert = s.client_tls.is_none()
+            && matches!(&s.at, RedisAt::Url(url) if url.trim_start().starts_with("rediss://"));
         Ok(Self {
             link,
+            tls_without_client_cert,
             prefix: s.prefix.to_string(),
             timeout: s.command_timeout + s.connect_timeout,
             scripts: Box::new(Scripts {
@@ -171,17 +180,26 @@ impl Redis {
             let settings = info.redis_settings().clone().set_password(p.trim());
             info = info.set_redis_settings(settings);
         }
-        let client = match &s.ca_pem {
-            Some(pem) => redis::Client::build_with_tls(
+        let client = match (&s.ca_pem, &s.client_tls) {
+            (None, None) => redis::Client::open(info)
+                .map_err(|e| format!("session.redis_url: not usable ({})", e.category()))?,
+            (root, client) => redis::Client::build_with_tls(
                 info,
                 redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.clone()),
+                    client_tls: client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
+                        client_cert: cert.clone(),
+                        client_key: key.clone(),
+                    }),
+                    root_cert: root.clone(),
                 },
             )
-            .map_err(|e| format!("session.redis_ca_file: not usable ({})", e.category()))?,
-            None => redis::Client::open(info)
-                .map_err(|e| format!("session.redis_url: not usable ({})", e.category()))?,
+            .map_err(|e| {
+                format!(
+                    "session.redis_ca_file / redis_client_certificate_file / redis_client_key_file: \
+                     not usable ({})",
+                    e.category()
+                )
+            })?,
         };
         client
             .get_connection_manager_lazy(config)
@@ -217,7 +235,19 @@ impl Redis {
         match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(v)) => Ok(v),
             // The error's kind and category only: a Redis error can echo
-            // arguments, which are sealed values.
+            // arguments, which are sealed values. A transport error says
+            // why (a TLS alert, a refused connection), never a value.
+            Ok(Err(e)) if e.is_io_error() => {
+                let why: String = e.to_string().chars().take(200).collect();
+                let hint = match self.tls_without_client_cert {
+                    true if why.contains("alert") || why.contains("ertificate") => {
+                        "; a server that demands a client certificate needs \
+                         session.redis_client_certificate_file and session.redis_client_key_file"
+                    }
+                    _ => "",
+                };
+                Err(unavailable(format!("{} ({why}){hint}", e.category())))
+            }
             Ok(Err(e)) => Err(unavailable(format!("{} ({:?})", e.category(), e.kind()))),
             Err(_) => Err(unavailable(format!(
                 "no answer within {}",

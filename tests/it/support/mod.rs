@@ -308,6 +308,58 @@ pub fn self_signed_for(dir: &Path, hosts: &[&str]) -> (PathBuf, PathBuf, PathBuf
     (p("ca.pem"), p("server.pem"), p("server.key"))
 }
 
+/// A client certificate (and its key) signed by the CA [`self_signed`]
+/// made in `dir`.
+pub fn client_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .expect("openssl is installed (scripts/test.sh installs it)");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=ado-auth-proxy",
+        "-keyout",
+        "client.key",
+        "-out",
+        "client.csr",
+    ]);
+    std::fs::write(
+        dir.join("client.cnf"),
+        "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "client.cnf",
+        "-out",
+        "client.pem",
+    ]);
+    (dir.join("client.pem"), dir.join("client.key"))
+}
+
 /// A TLS server config (ALPN h2 and http/1.1) for `cert` and `key`.
 pub fn server_tls(cert: &Path, key: &Path) -> rustls::ServerConfig {
     use rustls_pki_types::pem::PemObject;

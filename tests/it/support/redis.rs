@@ -40,6 +40,31 @@ impl RedisServer {
         Self::launch(&args, true)
     }
 
+    /// Starts one that speaks TLS only and demands a client certificate
+    /// signed by `ca`.
+    pub fn start_mutual_tls(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        ca: &std::path::Path,
+    ) -> Self {
+        let (cert, key, ca) = (
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            ca.to_str().unwrap(),
+        );
+        let args = [
+            "--tls-cert-file",
+            cert,
+            "--tls-key-file",
+            key,
+            "--tls-ca-cert-file",
+            ca,
+            "--tls-auth-clients",
+            "yes",
+        ];
+        Self::launch(&args, true)
+    }
+
     fn launch(extra: &[&str], tls: bool) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
