@@ -78,6 +78,24 @@ fn redis(s: &SessionConfig, out: &mut Vec<Problem>) {
             if let Err(why) = redis_url(url.expose()) {
                 out.push(Problem::new("session.redis_url", why));
             }
+            for (key, set) in [
+                (
+                    "session.redis_sentinel_master",
+                    s.redis_sentinel_master.is_some(),
+                ),
+                (
+                    "session.redis_sentinel_password_file",
+                    s.redis_sentinel_password_file.is_some(),
+                ),
+            ] {
+                if set {
+                    out.push(Problem::new(
+                        key,
+                        "only used with session.redis_sentinels; remove it, or name the \
+                         sentinels instead of session.redis_url",
+                    ));
+                }
+            }
         }
         (None, false) => sentinels(s, out),
     }
@@ -167,7 +185,9 @@ fn client_certificate(s: &SessionConfig, out: &mut Vec<Problem>) {
 fn sentinels(s: &SessionConfig, out: &mut Vec<Problem>) {
     for a in &s.redis_sentinels {
         let ok = a.trim().rsplit_once(':').is_some_and(|(host, port)| {
-            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            !host.is_empty()
+                && !host.contains(['/', '@', ' '])
+                && port.parse::<u16>().is_ok_and(|p| p > 0)
         });
         if !ok {
             out.push(Problem::new(

@@ -359,6 +359,10 @@ pub struct Checked {
     pub endings: Vec<([u8; 32], u64)>,
     /// The server's time of the latest ending read, for the next check.
     pub read_to_ms: u64,
+    /// The backend moved to another server since the last check (a
+    /// Sentinel failover): writes made to the old one just before may be
+    /// lost, as when the store loses its data.
+    pub switched: bool,
 }
 
 /// The decision of `update`, shared by the in-process backends.

@@ -468,6 +468,7 @@ impl Redis {
             epoch: e,
             endings: Vec::with_capacity(ends.len()),
             read_to_ms: since_ms,
+            switched: self.link.take_switched(),
         };
         let full = ends.len() >= ENDINGS_PER_CHECK;
         for (member, score) in ends {

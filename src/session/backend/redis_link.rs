@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
-use redis::{ErrorKind, RedisError, ServerErrorKind};
+use redis::{ErrorKind, IntoConnectionInfo, RedisError, ServerErrorKind};
 
 /// The sentinels are not asked again sooner than this after they
 /// answered.
@@ -33,6 +33,8 @@ struct Inner {
     current: std::sync::RwLock<(Option<ConnectionManager>, u64)>,
     /// With sentinels: the master's address it goes to.
     master_addr: std::sync::Mutex<Option<String>>,
+    /// It moved from one master to another since the store last asked.
+    switched: std::sync::atomic::AtomicBool,
     finder: Option<Box<Finder>>,
 }
 
@@ -43,9 +45,23 @@ struct Finder {
     sentinels: Vec<redis::ConnectionInfo>,
     master: String,
     node: SentinelNodeConnectionInfo,
+    /// The master's password and database, for a master announced by
+    /// address.
+    node_redis: redis::RedisConnectionInfo,
     config: ConnectionManagerConfig,
     /// Masters found so far (for the log).
     found: AtomicU64,
+}
+
+/// One question to the sentinels.
+#[derive(Clone, Copy)]
+struct Ask {
+    /// The generation of the connection that failed (or is confirmed).
+    failed: u64,
+    /// Keep the connection when they name the master it goes to.
+    keep_same: bool,
+    /// Ask even when they were asked a moment ago (an announcement).
+    now: bool,
 }
 
 /// Where the sentinels are and who the master is.
@@ -65,6 +81,7 @@ impl Link {
             inner: std::sync::Arc::new(Inner {
                 current: std::sync::RwLock::new((Some(conn), 1)),
                 master_addr: std::sync::Mutex::new(None),
+                switched: std::sync::atomic::AtomicBool::new(false),
                 finder: None,
             }),
         }
@@ -94,11 +111,14 @@ impl Link {
             inner: std::sync::Arc::new(Inner {
                 current: std::sync::RwLock::new((None, 0)),
                 master_addr: std::sync::Mutex::new(None),
+                switched: std::sync::atomic::AtomicBool::new(false),
                 finder: Some(Box::new(Finder {
                     sentinels: s.sentinels,
                     sentinel: tokio::sync::Mutex::new((sentinel, None)),
                     master: s.master,
-                    node: SentinelNodeConnectionInfo::default().set_redis_connection_info(s.node),
+                    node: SentinelNodeConnectionInfo::default()
+                        .set_redis_connection_info(s.node.clone()),
+                    node_redis: s.node,
                     config,
                     found: AtomicU64::new(0),
                 })),
@@ -118,46 +138,73 @@ impl Link {
 
     /// See [`Inner::confirm`].
     pub(super) async fn confirm(&self) {
-        self.inner.confirm().await
+        self.inner.confirm(false).await
+    }
+
+    /// Whether it moved to another master since the last call.
+    pub(super) fn take_switched(&self) -> bool {
+        self.inner.switched.swap(false, Ordering::AcqRel)
     }
 }
 
-/// Follows the sentinels' `+switch-master` announcements, so the link
+/// Follows every sentinel's `+switch-master` announcements, so the link
 /// moves to a new master the moment one is chosen (before the old one is
-/// demoted, which takes Sentinel seconds), until the link is dropped.
+/// demoted, which takes Sentinel seconds), until the link is dropped. One
+/// subscription per sentinel: a silent one is covered by the others, and
+/// each is renewed after [`QUIET_FOR`] without a word.
 async fn watch(inner: std::sync::Weak<Inner>) {
+    let Some(sentinels) = inner
+        .upgrade()
+        .and_then(|i| i.finder.as_ref().map(|f| f.sentinels.clone()))
+    else {
+        return;
+    };
+    for info in sentinels {
+        tokio::spawn(watch_one(inner.clone(), info));
+    }
+}
+
+/// A subscription that has heard nothing this long is opened again: a
+/// connection that went silent would otherwise wait for ever.
+const QUIET_FOR: Duration = Duration::from_secs(30);
+
+async fn watch_one(inner: std::sync::Weak<Inner>, info: redis::ConnectionInfo) {
     use futures_util::StreamExt;
     loop {
-        let Some(sentinels) = inner
-            .upgrade()
-            .and_then(|i| i.finder.as_ref().map(|f| f.sentinels.clone()))
-        else {
+        if inner.strong_count() == 0 {
             return;
+        }
+        let pubsub = match redis::Client::open(info.clone()) {
+            Ok(client) => tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub())
+                .await
+                .ok()
+                .and_then(Result::ok),
+            Err(_) => None,
         };
-        for info in sentinels {
-            let Ok(client) = redis::Client::open(info) else {
-                continue;
-            };
-            let Ok(Ok(mut pubsub)) =
-                tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub()).await
-            else {
-                continue;
-            };
-            if pubsub.subscribe("+switch-master").await.is_err() {
-                continue;
-            }
+        if let Some(mut pubsub) = pubsub
+            && pubsub.subscribe("+switch-master").await.is_ok()
+        {
             let mut messages = pubsub.into_on_message();
-            while let Some(msg) = messages.next().await {
+            while let Ok(Some(msg)) = tokio::time::timeout(QUIET_FOR, messages.next()).await {
                 let Some(link) = inner.upgrade() else {
                     return;
                 };
+                // `<name> <old ip> <old port> <new ip> <new port>`: go to
+                // the new one at once (asking the sentinels again would
+                // wait on a silent one), and confirm with them after.
                 let said: String = msg.get_payload().unwrap_or_default();
+                let words: Vec<&str> = said.split(' ').collect();
                 let ours = link
                     .finder
                     .as_ref()
-                    .is_some_and(|f| said.split(' ').next() == Some(f.master.as_str()));
+                    .is_some_and(|f| words.first() == Some(&f.master.as_str()));
                 if ours {
-                    link.confirm().await;
+                    if let [_, _, _, ip, port] = words[..]
+                        && let Ok(port) = port.parse::<u16>()
+                    {
+                        link.move_to(ip, port);
+                    }
+                    link.confirm(true).await;
                 }
             }
         }
@@ -204,12 +251,59 @@ impl Inner {
     /// name the master this link goes to; when they name another (an
     /// orderly failover, before the old master is demoted and refuses
     /// writes), the link moves there now.
-    async fn confirm(&self) {
+    /// `announced`: a sentinel said a new master was chosen, so it is
+    /// asked even if it was a moment ago.
+    async fn confirm(&self, announced: bool) {
         if self.finder.is_none() {
             return;
         }
         let (_, generation) = self.snapshot();
-        let _ = self.find_boxed(generation, true).await;
+        let ask = Ask {
+            failed: generation,
+            keep_same: true,
+            now: announced,
+        };
+        let _ = self.find_boxed(ask).await;
+    }
+
+    /// Goes to the master a sentinel announced at `ip:port`.
+    fn move_to(&self, ip: &str, port: u16) {
+        let Some(f) = &self.finder else {
+            return;
+        };
+        let Ok(info) = (ip, port).into_connection_info() else {
+            return;
+        };
+        let info = info.set_redis_settings(f.node_redis.clone());
+        let Ok(conn) =
+            redis::Client::open(info).and_then(|c| c.get_connection_manager_lazy(f.config.clone()))
+        else {
+            return;
+        };
+        let addr = format!("{ip}:{port}");
+        {
+            let mut known = match self.master_addr.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if known.as_deref() == Some(addr.as_str()) {
+                return;
+            }
+            if known.is_some() {
+                self.switched.store(true, Ordering::Release);
+            }
+            *known = Some(addr.clone());
+        }
+        tracing::info!(
+            master = %f.master,
+            address = %addr,
+            "a Redis sentinel announced a new master"
+        );
+        let mut w = match self.current.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *w = (Some(conn), w.1 + 1);
     }
 
     fn snapshot(&self) -> (Option<ConnectionManager>, u64) {
@@ -223,22 +317,31 @@ impl Inner {
     /// Asks the sentinels for the master, unless the connection of
     /// `failed` was replaced meanwhile or they were asked a moment ago.
     async fn rediscover(&self, failed: u64) -> Result<(), RedisError> {
-        self.find_boxed(failed, false).await
+        self.find_boxed(Ask {
+            failed,
+            keep_same: false,
+            now: false,
+        })
+        .await
     }
 
     /// [`Self::find`] behind a pointer: the sentinel client's futures are
     /// deep, and every request's future would otherwise carry their type.
     fn find_boxed(
         &self,
-        failed: u64,
-        keep_same: bool,
+        ask: Ask,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), RedisError>> + Send + '_>> {
-        Box::pin(self.find(failed, keep_same))
+        Box::pin(self.find(ask))
     }
 
     /// Asks the sentinels; replaces the connection unless `keep_same`
     /// and they name the master it already goes to.
-    async fn find(&self, failed: u64, keep_same: bool) -> Result<(), RedisError> {
+    async fn find(&self, ask: Ask) -> Result<(), RedisError> {
+        let Ask {
+            failed,
+            keep_same,
+            now,
+        } = ask;
         let Some(f) = &self.finder else {
             return Ok(());
         };
@@ -248,7 +351,8 @@ impl Inner {
             return Ok(());
         }
         let (sentinel, asked) = &mut *guard;
-        if current.is_some() && asked.is_some_and(|at| at.elapsed() < REDISCOVER_MIN) {
+        let recent = asked.is_some_and(|at| at.elapsed() < REDISCOVER_MIN);
+        if current.is_some() && recent && !now {
             return Ok(());
         }
         *asked = Some(crate::clock::real_instant());
@@ -264,6 +368,11 @@ impl Inner {
             }
         };
         let addr = client.get_connection_info().addr().to_string();
+        if self.snapshot().1 != generation {
+            // An announcement moved the link while the sentinels were
+            // asked: their answer may be older than it.
+            return Ok(());
+        }
         {
             let mut known = match self.master_addr.lock() {
                 Ok(g) => g,
@@ -271,6 +380,9 @@ impl Inner {
             };
             if keep_same && current.is_some() && known.as_deref() == Some(addr.as_str()) {
                 return Ok(());
+            }
+            if known.as_deref().is_some_and(|k| k != addr) {
+                self.switched.store(true, Ordering::Release);
             }
             *known = Some(addr.clone());
         }
@@ -286,7 +398,9 @@ impl Inner {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        *w = (Some(conn), w.1 + 1);
+        if w.1 == generation {
+            *w = (Some(conn), w.1 + 1);
+        }
         Ok(())
     }
 }

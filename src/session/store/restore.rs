@@ -126,7 +126,7 @@ impl Sessions {
         self.learn(&seen.endings);
         let lost = match (&seen.epoch, self.epoch.lock()) {
             (Some(epoch), Ok(mut e)) => {
-                let lost = e.known.as_ref().is_some_and(|k| k != epoch);
+                let lost = e.known.as_ref().is_some_and(|k| k != epoch) || seen.switched;
                 e.known = Some(epoch.clone());
                 if lost {
                     e.restore = Restore::Endings(self.clock.now());
@@ -136,7 +136,7 @@ impl Sessions {
             _ => false,
         };
         if lost {
-            self.data_lost();
+            self.data_lost(seen.switched);
             self.restore_step().await?;
         }
         Ok(self.restoring())
@@ -163,19 +163,23 @@ impl Sessions {
     /// The store lost its data: ids it had no record of may get one back,
     /// the log starts again, and the missed sign-outs are among the
     /// endings put back.
-    pub(super) fn data_lost(&self) {
+    pub(super) fn data_lost(&self, switched: bool) {
         self.absent.clear();
         self.log_read_to.store(0, Ordering::Release);
         if let Ok(mut q) = self.removals.lock() {
             q.clear();
         }
         self.metrics.store.data_losses.inc();
+        let what = match switched {
+            true => "the session store moved to a new master, which may lack the last writes",
+            false => "the session store lost its data",
+        };
         tracing::warn!(
             store = self.backend.name(),
             endings = self.endings.len(),
             sessions = self.cache.len(),
-            "the session store lost its data: the sign-outs and revocations this replica knows go \
-             back first, its cached sessions in {}; meanwhile sessions it does not hold wait",
+            "{what}: the sign-outs and revocations this replica knows go back first, its cached \
+             sessions in {}; meanwhile sessions it does not hold wait",
             humantime::format_duration(RESTORE_SETTLE)
         );
     }

@@ -13,6 +13,9 @@ pub struct RedisServer {
     pub port: u16,
     extra: Vec<String>,
     tls: bool,
+    /// Its working directory: a replica's sync writes an RDB file there,
+    /// never into the checkout.
+    dir: tempfile::TempDir,
 }
 
 impl RedisServer {
@@ -76,6 +79,7 @@ impl RedisServer {
             port,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             tls,
+            dir: tempfile::tempdir().unwrap(),
         };
         r.restart();
         r
@@ -115,6 +119,8 @@ impl RedisServer {
                 "",
                 "--appendonly",
                 "no",
+                "--dir",
+                self.dir.path().to_str().unwrap(),
             ])
             .args(&self.extra)
             .stdout(Stdio::null())
