@@ -62,43 +62,7 @@ fn embedded(s: &SessionConfig, out: &mut Vec<Problem>) {
 
 /// The server, its credentials and TLS, the shared key file, timeouts.
 fn redis(s: &SessionConfig, out: &mut Vec<Problem>) {
-    match (&s.redis_url, s.redis_sentinels.is_empty()) {
-        (None, true) => out.push(Problem::new(
-            "session.redis_url",
-            "missing: store \"redis\" needs the server, e.g. \"redis://redis:6379/0\" \
-             (or ADO_AUTH_PROXY_SESSION__REDIS_URL, to keep a password out of the file), or \
-             session.redis_sentinels with session.redis_sentinel_master",
-        )),
-        (Some(_), false) => out.push(Problem::new(
-            "session.redis_sentinels",
-            "both session.redis_url and session.redis_sentinels are set; keep one (the \
-             sentinels name the master)",
-        )),
-        (Some(url), true) => {
-            if let Err(why) = redis_url(url.expose()) {
-                out.push(Problem::new("session.redis_url", why));
-            }
-            for (key, set) in [
-                (
-                    "session.redis_sentinel_master",
-                    s.redis_sentinel_master.is_some(),
-                ),
-                (
-                    "session.redis_sentinel_password_file",
-                    s.redis_sentinel_password_file.is_some(),
-                ),
-            ] {
-                if set {
-                    out.push(Problem::new(
-                        key,
-                        "only used with session.redis_sentinels; remove it, or name the \
-                         sentinels instead of session.redis_url",
-                    ));
-                }
-            }
-        }
-        (None, false) => sentinels(s, out),
-    }
+    redis_server(s, out);
     if s.encryption_keys_file.is_none() {
         out.push(Problem::new(
             "session.encryption_keys_file",
@@ -144,6 +108,48 @@ fn redis(s: &SessionConfig, out: &mut Vec<Problem>) {
             "session.key_prefix",
             "longer than 128 characters; use a short name such as \"ado-auth-proxy:\"",
         ));
+    }
+}
+
+/// Which server: `redis_url`, or the sentinels, not both, and the keys
+/// of the one not chosen unset.
+fn redis_server(s: &SessionConfig, out: &mut Vec<Problem>) {
+    match (&s.redis_url, s.redis_sentinels.is_empty()) {
+        (None, true) => out.push(Problem::new(
+            "session.redis_url",
+            "missing: store \"redis\" needs the server, e.g. \"redis://redis:6379/0\" \
+             (or ADO_AUTH_PROXY_SESSION__REDIS_URL, to keep a password out of the file), or \
+             session.redis_sentinels with session.redis_sentinel_master",
+        )),
+        (Some(_), false) => out.push(Problem::new(
+            "session.redis_sentinels",
+            "both session.redis_url and session.redis_sentinels are set; keep one (the \
+             sentinels name the master)",
+        )),
+        (Some(url), true) => {
+            if let Err(why) = redis_url(url.expose()) {
+                out.push(Problem::new("session.redis_url", why));
+            }
+            for (key, set) in [
+                (
+                    "session.redis_sentinel_master",
+                    s.redis_sentinel_master.is_some(),
+                ),
+                (
+                    "session.redis_sentinel_password_file",
+                    s.redis_sentinel_password_file.is_some(),
+                ),
+            ] {
+                if set {
+                    out.push(Problem::new(
+                        key,
+                        "only used with session.redis_sentinels; remove it, or name the \
+                         sentinels instead of session.redis_url",
+                    ));
+                }
+            }
+        }
+        (None, false) => sentinels(s, out),
     }
 }
 
