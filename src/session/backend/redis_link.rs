@@ -1,15 +1,18 @@
 //! How the Redis backend reaches its server: one address (the
 //! connection manager reconnects by itself), or the master the sentinels
-//! name, found again when a command says it is gone or demoted.
+//! name, followed through a failover.
 //!
-//! After a failover the old master may still answer, as a replica: reads
-//! work there and writes fail with `READONLY`. That, a refused
-//! connection, or a dropped one makes the link ask the sentinels again
+//! After `SENTINEL FAILOVER` the old master keeps taking writes for
+//! seconds, until Sentinel demotes it, and its resync then drops them; so
+//! the link moves as soon as it can tell: a watcher subscribed to every
+//! sentinel's `+switch-master` goes to the announced master at once; the
+//! store's periodic check asks the sentinels again (`confirm`); and
+//! `READONLY`, a refused or a dropped connection make a command ask them
 //! (once per failed connection however many commands saw it, and not
-//! more often than [`REDISCOVER_MIN`]); the session store's periodic
-//! check writes, so a demotion is noticed within its interval even when
-//! no request writes. A command is sent again only when it cannot have
-//! been applied (`READONLY`, a refused connection).
+//! more often than [`REDISCOVER_MIN`]). A command is sent again only when
+//! it cannot have been applied (`READONLY`, a refused connection). A move
+//! to another master is reported to the store (`take_switched`), which
+//! writes back what the new master may lack.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
