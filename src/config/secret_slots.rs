@@ -12,15 +12,7 @@ pub fn secret_slots(path: &std::path::Path) -> Result<Option<Vec<PathBuf>>, Stri
     if !path.is_dir() {
         return Ok(None);
     }
-    let entries = std::fs::read_dir(path)
-        .map_err(|e| format!("cannot list the directory {}: {e}", path.display()))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
+    let files = visible_files(path)?;
     match files.len() {
         1 | 2 => Ok(Some(files)),
         0 => Err(format!(
@@ -33,6 +25,21 @@ pub fn secret_slots(path: &std::path::Path) -> Result<Option<Vec<PathBuf>>, Stri
             path.display()
         )),
     }
+}
+
+/// The files of a mounted Secret directory, sorted: hidden entries (the
+/// `..data` links Kubernetes adds) and anything but files skipped.
+fn visible_files(dir: &std::path::Path) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot list the directory {}: {e}", dir.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// At most this many caller secrets are read from a directory.
@@ -57,19 +64,14 @@ pub fn caller_secrets(path: &std::path::Path) -> Result<Vec<(String, PathBuf)>, 
     if !path.is_dir() {
         return Ok(vec![named(path.to_path_buf())]);
     }
-    let entries = std::fs::read_dir(path)
-        .map_err(|e| format!("cannot list the directory {}: {e}", path.display()))?;
     let home = std::fs::canonicalize(path)
         .map_err(|e| format!("cannot resolve the directory {}: {e}", path.display()))?;
     let inside = |p: &PathBuf| std::fs::canonicalize(p).is_ok_and(|real| real.starts_with(&home));
-    let mut files: Vec<(String, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && inside(p))
+    let files: Vec<(String, PathBuf)> = visible_files(path)?
+        .into_iter()
+        .filter(inside)
         .map(named)
         .collect();
-    files.sort();
     match files.len() {
         0 => Err(format!(
             "the directory {} holds no secret file; write each caller's secret into a file \

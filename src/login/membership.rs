@@ -172,15 +172,13 @@ impl Membership {
 
     /// Of `list`, the groups the proxy asks about, each once.
     fn asked_about(&self, list: &[String]) -> Vec<String> {
-        let mut found: Vec<String> = self
-            .plan
+        // The plan's groups are each there once.
+        self.plan
             .groups
             .iter()
             .filter(|g| list.contains(g))
             .cloned()
-            .collect();
-        found.dedup();
-        found
+            .collect()
     }
 
     /// What `member` lacks of the requirement, in words.

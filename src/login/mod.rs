@@ -309,12 +309,7 @@ impl Login {
                 None => return Err(self.sign_in.needs_login(miss, return_to, None)),
             },
         };
-        let mut tokens = self.fresh(&session, None, return_to).await?;
-        if let Some(membership) = &self.membership {
-            tokens = self
-                .admitted(membership, &session, tokens, return_to)
-                .await?;
-        }
+        let tokens = self.fresh(&session, None, return_to).await?;
         if let Some((tenant, header, generation)) =
             self.other_directory(&session, org, &tokens).await
         {
@@ -352,7 +347,7 @@ impl Login {
                     generation: tokens.generation,
                     claims: None,
                 };
-                self.fresh(session, Some(again), return_to).await?
+                self.refreshed(session, Some(again), return_to).await?
             }
             Standing::Refused(_) => tokens,
         };
@@ -389,11 +384,27 @@ impl Login {
         }
     }
 
+    /// `session`'s tokens for a request: [`Self::refreshed`], and, when
+    /// groups or roles are required, admitted by what was found with them
+    /// (whichever replica found it).
+    async fn fresh(
+        &self,
+        session: &Arc<Session>,
+        forced: Option<refresh::Refused<'_>>,
+        return_to: &str,
+    ) -> Result<Tokens, Error> {
+        let tokens = self.refreshed(session, forced, return_to).await?;
+        match &self.membership {
+            Some(membership) => self.admitted(membership, session, tokens, return_to).await,
+            None => Ok(tokens),
+        }
+    }
+
     /// `session`'s tokens, refreshed when due (or when Azure DevOps
     /// refused generation `forced`); a session that must sign in again is
     /// sent to sign in and back to `return_to`, or, for a personal
     /// token, told its sign-in ended.
-    async fn fresh(
+    async fn refreshed(
         &self,
         session: &Arc<Session>,
         forced: Option<refresh::Refused<'_>>,
@@ -436,12 +447,7 @@ impl Login {
         org: &str,
         return_to: &str,
     ) -> Result<HeaderValue, Error> {
-        let mut tokens = self.fresh(session, None, return_to).await?;
-        if let Some(membership) = &self.membership {
-            tokens = self
-                .admitted(membership, session, tokens, return_to)
-                .await?;
-        }
+        let tokens = self.fresh(session, None, return_to).await?;
         Ok(
             match self.other_directory(session, Some(org), &tokens).await {
                 Some((_, header, _)) => header,
@@ -503,13 +509,7 @@ impl Login {
             generation: used.generation,
             claims,
         };
-        let mut tokens = self.fresh(&used.session, Some(refused), return_to).await?;
-        if let Some(membership) = &self.membership {
-            // Another replica's tokens may be what the refresh found.
-            tokens = self
-                .admitted(membership, &used.session, tokens, return_to)
-                .await?;
-        }
+        let tokens = self.fresh(&used.session, Some(refused), return_to).await?;
         Ok(tokens.header)
     }
 

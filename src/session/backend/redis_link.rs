@@ -284,29 +284,48 @@ impl Inner {
             return;
         };
         let addr = format!("{ip}:{port}");
-        {
-            let mut known = match self.master_addr.lock() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            if known.as_deref() == Some(addr.as_str()) {
-                return;
-            }
-            if known.is_some() {
-                self.switched.store(true, Ordering::Release);
-            }
-            *known = Some(addr.clone());
+        if self.goes_to(&addr) {
+            return;
         }
         tracing::info!(
             master = %f.master,
             address = %addr,
             "a Redis sentinel announced a new master"
         );
+        self.install(addr, conn, None);
+    }
+
+    /// Whether the link goes to the master at `addr` already.
+    fn goes_to(&self, addr: &str) -> bool {
+        let known = match self.master_addr.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        known.as_deref() == Some(addr)
+    }
+
+    /// Makes `conn`, to the master at `addr`, the link's connection, unless
+    /// the connection of generation `on` was replaced meanwhile (an
+    /// answer older than an announcement); a move from one master to
+    /// another is reported to the store. Whether it was installed.
+    fn install(&self, addr: String, conn: ConnectionManager, on: Option<u64>) -> bool {
         let mut w = match self.current.write() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
+        if on.is_some_and(|generation| generation != w.1) {
+            return false;
+        }
         *w = (Some(conn), w.1 + 1);
+        let mut known = match self.master_addr.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if known.as_deref().is_some_and(|k| k != addr) {
+            self.switched.store(true, Ordering::Release);
+        }
+        *known = Some(addr);
+        true
     }
 
     fn snapshot(&self) -> (Option<ConnectionManager>, u64) {
@@ -371,38 +390,20 @@ impl Inner {
             }
         };
         let addr = client.get_connection_info().addr().to_string();
-        if self.snapshot().1 != generation {
-            // An announcement moved the link while the sentinels were
-            // asked: their answer may be older than it.
+        if self.snapshot().1 != generation
+            || (keep_same && current.is_some() && self.goes_to(&addr))
+        {
             return Ok(());
         }
-        {
-            let mut known = match self.master_addr.lock() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            if keep_same && current.is_some() && known.as_deref() == Some(addr.as_str()) {
-                return Ok(());
-            }
-            if known.as_deref().is_some_and(|k| k != addr) {
-                self.switched.store(true, Ordering::Release);
-            }
-            *known = Some(addr.clone());
-        }
         let conn = client.get_connection_manager_lazy(f.config.clone())?;
-        let n = f.found.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::info!(
-            master = %f.master,
-            address = %addr,
-            found = n,
-            "the Redis sentinels named the master"
-        );
-        let mut w = match self.current.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if w.1 == generation {
-            *w = (Some(conn), w.1 + 1);
+        if self.install(addr.clone(), conn, Some(generation)) {
+            let n = f.found.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::info!(
+                master = %f.master,
+                address = %addr,
+                found = n,
+                "the Redis sentinels named the master"
+            );
         }
         Ok(())
     }

@@ -348,14 +348,7 @@ impl RedisServer {
 
     /// `role:master` or `role:slave`, from `INFO replication`.
     pub fn role(&self) -> Option<String> {
-        let mut conn = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], self.port))).ok()?;
-        conn.set_read_timeout(Some(Duration::from_millis(300)))
-            .ok()?;
-        conn.write_all(b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n")
-            .ok()?;
-        let mut buf = vec![0u8; 1 << 16];
-        let n = conn.read(&mut buf).ok()?;
-        String::from_utf8_lossy(&buf[..n])
+        self.replication()?
             .lines()
             .find_map(|l| l.strip_prefix("role:").map(str::to_string))
     }
