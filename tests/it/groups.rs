@@ -48,6 +48,18 @@ fn overage(s: &Setup) {
     });
 }
 
+/// A GET of the projects with `token` as the bearer: status and body.
+async fn with_bearer(s: &Setup, token: String) -> (u16, String) {
+    let resp = crate::support::client()
+        .get(format!("{}{PROJECTS}", s.url))
+        .bearer_auth(token)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
 async fn get(b: &crate::support::oidc::Browser, url: &str) -> (u16, String) {
     let resp = b
         .http
@@ -116,20 +128,7 @@ async fn losing_the_group_ends_access_at_the_next_refresh_for_sessions_and_token
         .as_str()
         .expect("a personal token")
         .to_string();
-    let with_token = |t: String| {
-        let url = format!("{}{PROJECTS}", s.url);
-        async move {
-            let resp = crate::support::client()
-                .get(url)
-                .bearer_auth(t)
-                .header("accept", "application/json")
-                .send()
-                .await
-                .unwrap();
-            (resp.status().as_u16(), resp.text().await.unwrap())
-        }
-    };
-    assert_eq!(with_token(token.clone()).await.0, 200);
+    assert_eq!(with_bearer(&s, token.clone()).await.0, 200);
     assert_eq!(get(&b, &format!("{}{PROJECTS}", s.url)).await.0, 200);
 
     // Still a member at the first refresh: nothing changes.
@@ -145,7 +144,7 @@ async fn losing_the_group_ends_access_at_the_next_refresh_for_sessions_and_token
         body.contains("membership-required") && body.contains(DEVS),
         "{body}"
     );
-    let (status, body) = with_token(token.clone()).await;
+    let (status, body) = with_bearer(&s, token.clone()).await;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("membership-required"), "{body}");
     // The session is over: the browser is sent to sign in again.
@@ -270,29 +269,16 @@ async fn a_clients_own_token_needs_the_role_in_its_own_claims() {
         c.auth.accept_client_tokens = true;
     })
     .await;
-    let send = |t: String| {
-        let url = format!("{}{PROJECTS}", s.url);
-        async move {
-            let resp = crate::support::client()
-                .get(url)
-                .bearer_auth(t)
-                .header("accept", "application/json")
-                .send()
-                .await
-                .unwrap();
-            (resp.status().as_u16(), resp.text().await.unwrap())
-        }
-    };
     let signing = &keys().signing_key;
     let with_role =
         crate::client_tokens::token(|c| c["roles"] = json!(["Tools.User"]), signing, "fake-key");
-    let (status, body) = send(with_role).await;
+    let (status, body) = with_bearer(&s, with_role).await;
     // The fake Azure DevOps knows only the fake's own tokens: the proxy
     // forwarded it, which is what passing means.
     assert_eq!(status, 401, "forwarded: {body}");
     assert!(!body.contains("client-token-refused"), "{body}");
     let without = crate::client_tokens::token(|_| {}, signing, "fake-key");
-    let (status, body) = send(without).await;
+    let (status, body) = with_bearer(&s, without).await;
     assert_eq!(status, 401, "{body}");
     assert!(
         body.contains("client-token-refused") && body.contains("app roles Tools.User"),
@@ -303,7 +289,7 @@ async fn a_clients_own_token_needs_the_role_in_its_own_claims() {
         signing,
         "fake-key",
     );
-    let (status, body) = send(overflowing).await;
+    let (status, body) = with_bearer(&s, overflowing).await;
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("client-token-refused"), "{body}");
 }
